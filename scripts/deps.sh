@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages mmm builds and runs with; does nothing when all are present.
+set -euo pipefail
+
+packages=(
+  build-essential      # gcc, make
+  pkg-config
+  libopenblas-openmp-dev  # OpenBLAS built with OpenMP: nested calls inside our parallel regions stay single-threaded
+  libcjson-dev         # JSON (safetensors headers, configs, JSONL)
+  libstb-dev           # stb_image (PNG/JPEG/BMP/PPM)
+  zlib1g-dev           # gzip (Fashion-MNIST files)
+  libomp-dev           # OpenMP runtime for clang builds (fuzzing, sanitizers)
+  dataset-fashion-mnist
+  gnuplot-nox          # plots
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "mmm: installing missing Debian packages: ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "mmm: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+# A fresh machine may have no package lists yet; refresh them once if the install fails without them.
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}" \
+  || { $sudo apt-get update -q && $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"; }

@@ -1,0 +1,54 @@
+/* mmm command-line program: dispatches subcommands. Only this layer decides to exit. */
+#include <stdio.h>
+#include <string.h>
+
+#include "mmm/version.h"
+
+typedef int (*command_fn)(int argc, char **argv);
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    command_fn run;
+} command;
+
+static int cmd_version(int argc, char **argv) {
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        puts("usage: mmm version\n\nPrints the mmm version and the backends this build has.");
+        return 0;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "mmm version: unexpected argument '%s'\n", argv[1]);
+        return 2;
+    }
+    printf("mmm %s (%s)\n", mmm_version(), mmm_build_features());
+    return 0;
+}
+
+static const command commands[] = {
+    {"version", "print the version and build features", cmd_version},
+};
+static const int n_commands = sizeof commands / sizeof commands[0];
+
+static void usage(FILE *f) {
+    fprintf(f, "mmm %s: mmMamba in C: distill a multimodal Transformer into Mamba-2 and run it\n\n"
+               "usage: mmm <command> [options]   (mmm <command> --help for its options)\n\n"
+               "commands:\n", mmm_version());
+    for (int i = 0; i < n_commands; i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) return cmd_version(1, argv + 1);
+    for (int i = 0; i < n_commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "mmm: unknown command '%s' (run 'mmm --help' for the list)\n", argv[1]);
+    return 2;
+}

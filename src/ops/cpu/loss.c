@@ -1,0 +1,148 @@
+/* Cross-entropy, distillation KL and MSE on CPU. Softmaxes are taken as z − max − log Σ exp(z − max),
+ * so logits of any magnitude stay finite. Sums go into a fixed number of parts, each summed in
+ * double by one task and then added in order: the result does not depend on the thread count. */
+#include <math.h>
+
+#include "mmm/error.h"
+#include "mmm/ops/loss.h"
+
+#define LOSS_PARTS 64
+
+static double sum_parts(const double *part) {
+    double s = 0;
+    for (int p = 0; p < LOSS_PARTS; p++) s += part[p];
+    return s;
+}
+
+/* For one row z of V logits at temperature tau (inv_tau = 1/tau): *mx = max(z)·inv_tau and
+ * *lse = log Σ exp(z·inv_tau − mx), so log softmax(z/tau)_v = z_v·inv_tau − mx − lse. */
+static void row_stats(const float *z, int V, float inv_tau, float *mx, float *lse) {
+    float m = -INFINITY;
+    for (int v = 0; v < V; v++) m = fmaxf(m, z[v]);
+    m *= inv_tau;
+    double s = 0;
+    for (int v = 0; v < V; v++) s += expf(z[v] * inv_tau - m);
+    *mx = m;
+    *lse = (float)log(s);
+}
+
+int mmm_cross_entropy_forward(float *loss, int *count, const float *logits, const int32_t *targets,
+                              int N, int V) {
+    int n = 0;
+    for (int i = 0; i < N; i++) {
+        if (targets[i] >= V)
+            return mmm_fail(MMM_ERR_ARG, "cross_entropy: target %d at row %d is outside the "
+                            "vocabulary [0, %d)", targets[i], i, V);
+        n += targets[i] >= 0;
+    }
+    double part[LOSS_PARTS] = {0};
+#pragma omp parallel for schedule(dynamic)
+    for (int p = 0; p < LOSS_PARTS; p++)
+        for (int i = (int)((long)N * p / LOSS_PARTS); i < (int)((long)N * (p + 1) / LOSS_PARTS); i++) {
+            if (targets[i] < 0) continue;
+            const float *z = logits + (size_t)i * V;
+            float mx, lse;
+            row_stats(z, V, 1.0f, &mx, &lse);
+            part[p] += (double)mx + lse - z[targets[i]];
+        }
+    *loss = n ? (float)(sum_parts(part) / n) : 0.0f;
+    if (count) *count = n;
+    return MMM_OK;
+}
+
+void mmm_cross_entropy_backward(float *dlogits, float dloss, const float *logits,
+                                const int32_t *targets, int N, int V) {
+    int n = 0;
+    for (int i = 0; i < N; i++) n += targets[i] >= 0;
+    if (!n) return;
+    float scale = dloss / n;
+    /* ∂/∂z_v = scale · (softmax(z)_v − [v = target]) */
+#pragma omp parallel for schedule(dynamic)
+    for (int i = 0; i < N; i++) {
+        if (targets[i] < 0) continue;
+        const float *z = logits + (size_t)i * V;
+        float *g = dlogits + (size_t)i * V;
+        float mx, lse;
+        row_stats(z, V, 1.0f, &mx, &lse);
+        for (int v = 0; v < V; v++) g[v] += scale * expf(z[v] - mx - lse);
+        g[targets[i]] -= scale;
+    }
+}
+
+static int kl_rows(const uint8_t *mask, int N) {
+    if (!mask) return N;
+    int n = 0;
+    for (int i = 0; i < N; i++) n += mask[i] != 0;
+    return n;
+}
+
+float mmm_kl_div_forward(const float *student, const float *teacher, const uint8_t *mask,
+                         float tau, int N, int V) {
+    int n = kl_rows(mask, N);
+    if (!n) return 0.0f;
+    float inv_tau = 1.0f / tau;
+    double part[LOSS_PARTS] = {0};
+#pragma omp parallel for schedule(dynamic)
+    for (int p = 0; p < LOSS_PARTS; p++)
+        for (int i = (int)((long)N * p / LOSS_PARTS); i < (int)((long)N * (p + 1) / LOSS_PARTS); i++) {
+            if (mask && !mask[i]) continue;
+            const float *s = student + (size_t)i * V, *t = teacher + (size_t)i * V;
+            float ms, ls, mt, lt;
+            row_stats(s, V, inv_tau, &ms, &ls);
+            row_stats(t, V, inv_tau, &mt, &lt);
+            /* Σ_v p_v (log p_v − log q_v); log p is never taken of an underflowed p */
+            double kl = 0;
+            for (int v = 0; v < V; v++) {
+                float logp = t[v] * inv_tau - mt - lt, logq = s[v] * inv_tau - ms - ls;
+                kl += (double)expf(logp) * (logp - logq);
+            }
+            part[p] += kl;
+        }
+    return (float)(sum_parts(part) * tau * tau / n);
+}
+
+void mmm_kl_div_backward(float *dstudent, float dloss, const float *student, const float *teacher,
+                         const uint8_t *mask, float tau, int N, int V) {
+    int n = kl_rows(mask, N);
+    if (!n) return;
+    float inv_tau = 1.0f / tau;
+    /* ∂(τ²·KL)/∂s_v = τ²·(q_v − p_v)/τ = τ·(q_v − p_v) */
+    float scale = dloss * tau / n;
+#pragma omp parallel for schedule(dynamic)
+    for (int i = 0; i < N; i++) {
+        if (mask && !mask[i]) continue;
+        const float *s = student + (size_t)i * V, *t = teacher + (size_t)i * V;
+        float *g = dstudent + (size_t)i * V;
+        float ms, ls, mt, lt;
+        row_stats(s, V, inv_tau, &ms, &ls);
+        row_stats(t, V, inv_tau, &mt, &lt);
+        for (int v = 0; v < V; v++)
+            g[v] += scale * (expf(s[v] * inv_tau - ms - ls) - expf(t[v] * inv_tau - mt - lt));
+    }
+}
+
+float mmm_mse_forward(const float *a, const float *b, size_t n) {
+    if (!n) return 0.0f;
+    double part[LOSS_PARTS] = {0};
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int p = 0; p < LOSS_PARTS; p++) {
+        double s = 0;
+        for (size_t i = n * p / LOSS_PARTS; i < n * (p + 1) / LOSS_PARTS; i++) {
+            double d = (double)a[i] - b[i];
+            s += d * d;
+        }
+        part[p] = s;
+    }
+    return (float)(sum_parts(part) / n);
+}
+
+void mmm_mse_backward(float *da, float *db, float dloss, const float *a, const float *b, size_t n) {
+    if (!n) return;
+    float scale = 2.0f * dloss / (float)n;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float g = scale * (a[i] - b[i]);
+        if (da) da[i] += g;
+        if (db) db[i] -= g;
+    }
+}
