@@ -2,8 +2,9 @@
  * O(tile²) per thread, never O(Tq·Tk), so a 100K-token prefill fits.
  * Query i (0-based within the Tq new queries) sits at absolute position Tk − Tq + i and sees
  * keys 0 .. Tk − Tq + i: Tq = Tk is an ordinary causal forward, Tq = 1 a decode step over a
- * KV cache, anything between a prefill continuing a cache. Query head h uses kv head
- * h / (H / Hkv). Scores are scaled by 1/sqrt(D). Backward conventions: see dense.h. */
+ * KV cache, anything between a prefill continuing a cache (so Tq ≤ Tk). Query head h uses
+ * kv head h / (H / Hkv), with Hkv dividing H. Scores are scaled by 1/sqrt(D).
+ * Backward conventions: see dense.h. */
 #ifndef MMM_OPS_ATTENTION_H
 #define MMM_OPS_ATTENTION_H
 

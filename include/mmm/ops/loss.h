@@ -4,6 +4,7 @@
 #ifndef MMM_OPS_LOSS_H
 #define MMM_OPS_LOSS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Mean softmax cross-entropy over rows with targets[i] >= 0. *count (if not NULL) receives the

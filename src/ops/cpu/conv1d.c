@@ -6,7 +6,8 @@
 
 /* Channels per block in the weight/bias gradient: one block is one task with its own
  * double accumulators, so no two threads ever touch the same dweight entry. */
-#define CONV_CBLOCK 32
+#define CONV_CBLOCK 64
+#define CONV_JGROUP 4
 
 /* The input row of batch b at extended time s: x for s ≥ 0, otherwise a state row
  * (NULL when there is no state, meaning zeros). */
@@ -31,8 +32,8 @@ void mmm_conv1d_forward(float *out, float *final_state, const float *x, const fl
         }
     }
     if (!final_state) return;
-    /* The last K−1 extended rows. Row i reads extended row T+i−(K−1), which lies at or after
-     * row i in the same buffer, so copying in ascending order is safe when final_state is state. */
+    /* The last K−1 extended rows. When row i comes from state it is state row T+i ≥ i, so
+     * copying in ascending order is safe when final_state is state. */
     for (int b = 0; b < B; b++)
         for (int i = 0; i < K - 1; i++) {
             const float *src = in_row(x, state, b, T - (K - 1) + i, T, C, K);
@@ -67,26 +68,31 @@ void mmm_conv1d_backward(float *dx, float *dstate, float *dweight, float *dbias,
 #pragma omp parallel for schedule(dynamic) if ((long)B * T * C * K > 65536)
     for (int blk = 0; blk < nblk; blk++) {
         int c0 = blk * CONV_CBLOCK, nc = C - c0 < CONV_CBLOCK ? C - c0 : CONV_CBLOCK;
-        double acc[CONV_CBLOCK];
-        if (dweight)
-            for (int j = 0; j < K; j++) {
-                memset(acc, 0, sizeof acc);
-                for (int b = 0; b < B; b++)
-                    for (int t = 0; t < T; t++) {
-                        const float *src = in_row(x, state, b, t - (K - 1) + j, T, C, K);
-                        if (!src) continue;
-                        const float *d = dout + ((size_t)b * T + t) * C + c0;
-                        for (int c = 0; c < nc; c++) acc[c] += (double)d[c] * src[c0 + c];
-                    }
-                for (int c = 0; c < nc; c++) dweight[(size_t)(c0 + c) * K + j] += (float)acc[c];
-            }
-        if (dbias) {
+        /* up to CONV_JGROUP taps per pass over the rows, so dout is streamed once for K ≤ 4 */
+        double acc[CONV_JGROUP][CONV_CBLOCK];
+        for (int j0 = 0; dweight && j0 < K; j0 += CONV_JGROUP) {
+            int nj = K - j0 < CONV_JGROUP ? K - j0 : CONV_JGROUP;
             memset(acc, 0, sizeof acc);
+            for (int b = 0; b < B; b++)
+                for (int t = 0; t < T; t++) {
+                    const float *d = dout + ((size_t)b * T + t) * C + c0;
+                    for (int j = 0; j < nj; j++) {
+                        const float *src = in_row(x, state, b, t - (K - 1) + j0 + j, T, C, K);
+                        if (!src) continue;
+                        for (int c = 0; c < nc; c++) acc[j][c] += (double)d[c] * src[c0 + c];
+                    }
+                }
+            for (int j = 0; j < nj; j++)
+                for (int c = 0; c < nc; c++)
+                    dweight[(size_t)(c0 + c) * K + j0 + j] += (float)acc[j][c];
+        }
+        if (dbias) {
+            memset(acc[0], 0, sizeof acc[0]);
             for (long bt = 0; bt < (long)B * T; bt++) {
                 const float *d = dout + (size_t)bt * C + c0;
-                for (int c = 0; c < nc; c++) acc[c] += d[c];
+                for (int c = 0; c < nc; c++) acc[0][c] += d[c];
             }
-            for (int c = 0; c < nc; c++) dbias[c0 + c] += (float)acc[c];
+            for (int c = 0; c < nc; c++) dbias[c0 + c] += (float)acc[0][c];
         }
     }
 }

@@ -1,12 +1,16 @@
-/* Cross-entropy, distillation KL and MSE on CPU. Softmaxes are taken as z − max − log Σ exp(z − max),
- * so logits of any magnitude stay finite. Sums go into a fixed number of parts, each summed in
- * double by one task and then added in order: the result does not depend on the thread count. */
+/* Cross-entropy, distillation KL and MSE on CPU. Log-softmaxes are taken as
+ * z − max − log Σ exp(z − max), so logits of any magnitude stay finite. Sums go into a fixed
+ * number of parts, each summed in double by one task and then added in order: the result does
+ * not depend on the thread count. */
 #include <math.h>
 
 #include "mmm/error.h"
 #include "mmm/ops/loss.h"
 
 #define LOSS_PARTS 64
+
+/* first row of part p when N rows are split into LOSS_PARTS parts */
+static int part_begin(int N, int p) { return (int)((long)N * p / LOSS_PARTS); }
 
 static double sum_parts(const double *part) {
     double s = 0;
@@ -16,14 +20,14 @@ static double sum_parts(const double *part) {
 
 /* For one row z of V logits at temperature tau (inv_tau = 1/tau): *mx = max(z)·inv_tau and
  * *lse = log Σ exp(z·inv_tau − mx), so log softmax(z/tau)_v = z_v·inv_tau − mx − lse. */
-static void row_stats(const float *z, int V, float inv_tau, float *mx, float *lse) {
+static void row_stats(const float *z, int V, float inv_tau, float *mx, double *lse) {
     float m = -INFINITY;
     for (int v = 0; v < V; v++) m = fmaxf(m, z[v]);
     m *= inv_tau;
     double s = 0;
     for (int v = 0; v < V; v++) s += expf(z[v] * inv_tau - m);
     *mx = m;
-    *lse = (float)log(s);
+    *lse = log(s);
 }
 
 int mmm_cross_entropy_forward(float *loss, int *count, const float *logits, const int32_t *targets,
@@ -38,12 +42,13 @@ int mmm_cross_entropy_forward(float *loss, int *count, const float *logits, cons
     double part[LOSS_PARTS] = {0};
 #pragma omp parallel for schedule(dynamic)
     for (int p = 0; p < LOSS_PARTS; p++)
-        for (int i = (int)((long)N * p / LOSS_PARTS); i < (int)((long)N * (p + 1) / LOSS_PARTS); i++) {
+        for (int i = part_begin(N, p); i < part_begin(N, p + 1); i++) {
             if (targets[i] < 0) continue;
             const float *z = logits + (size_t)i * V;
-            float mx, lse;
+            float mx;
+            double lse;
             row_stats(z, V, 1.0f, &mx, &lse);
-            part[p] += (double)mx + lse - z[targets[i]];
+            part[p] += mx + lse - z[targets[i]];
         }
     *loss = n ? (float)(sum_parts(part) / n) : 0.0f;
     if (count) *count = n;
@@ -62,9 +67,11 @@ void mmm_cross_entropy_backward(float *dlogits, float dloss, const float *logits
         if (targets[i] < 0) continue;
         const float *z = logits + (size_t)i * V;
         float *g = dlogits + (size_t)i * V;
-        float mx, lse;
+        float mx;
+        double lse;
         row_stats(z, V, 1.0f, &mx, &lse);
-        for (int v = 0; v < V; v++) g[v] += scale * expf(z[v] - mx - lse);
+        float l = (float)lse; /* z − mx is exact; folding mx into lse in float would not be */
+        for (int v = 0; v < V; v++) g[v] += scale * expf(z[v] - mx - l);
         g[targets[i]] -= scale;
     }
 }
@@ -84,19 +91,24 @@ float mmm_kl_div_forward(const float *student, const float *teacher, const uint8
     double part[LOSS_PARTS] = {0};
 #pragma omp parallel for schedule(dynamic)
     for (int p = 0; p < LOSS_PARTS; p++)
-        for (int i = (int)((long)N * p / LOSS_PARTS); i < (int)((long)N * (p + 1) / LOSS_PARTS); i++) {
+        for (int i = part_begin(N, p); i < part_begin(N, p + 1); i++) {
             if (mask && !mask[i]) continue;
             const float *s = student + (size_t)i * V, *t = teacher + (size_t)i * V;
-            float ms, ls, mt, lt;
+            float ms, mt;
+            double ls, lt;
             row_stats(s, V, inv_tau, &ms, &ls);
             row_stats(t, V, inv_tau, &mt, &lt);
-            /* Σ_v p_v (log p_v − log q_v); log p is never taken of an underflowed p */
-            double kl = 0;
+            /* log p_v − log q_v = (t_v − s_v)/τ − shift with shift = (mt + lt) − (ms + ls) in
+             * double: subtracting the logits first keeps a small KL between large
+             * log-probabilities precise. log p is never taken of an underflowed p. */
+            float l = (float)lt;
+            double shift = ((double)mt - ms) + (lt - ls), kl = 0, psum = 0;
             for (int v = 0; v < V; v++) {
-                float logp = t[v] * inv_tau - mt - lt, logq = s[v] * inv_tau - ms - ls;
-                kl += (double)expf(logp) * (logp - logq);
+                double pv = expf(t[v] * inv_tau - mt - l);
+                kl += pv * ((t[v] - s[v]) * inv_tau);
+                psum += pv;
             }
-            part[p] += kl;
+            part[p] += kl - shift * psum;
         }
     return (float)(sum_parts(part) * tau * tau / n);
 }
@@ -113,11 +125,13 @@ void mmm_kl_div_backward(float *dstudent, float dloss, const float *student, con
         if (mask && !mask[i]) continue;
         const float *s = student + (size_t)i * V, *t = teacher + (size_t)i * V;
         float *g = dstudent + (size_t)i * V;
-        float ms, ls, mt, lt;
+        float ms, mt;
+        double ls, lt;
         row_stats(s, V, inv_tau, &ms, &ls);
         row_stats(t, V, inv_tau, &mt, &lt);
+        float lsf = (float)ls, ltf = (float)lt;
         for (int v = 0; v < V; v++)
-            g[v] += scale * (expf(s[v] * inv_tau - ms - ls) - expf(t[v] * inv_tau - mt - lt));
+            g[v] += scale * (expf(s[v] * inv_tau - ms - lsf) - expf(t[v] * inv_tau - mt - ltf));
     }
 }
 
