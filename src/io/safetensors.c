@@ -111,8 +111,10 @@ static int parse_shape(const char *path, const char *name, const cJSON *sh, mmm_
     return MMM_OK;
 }
 
-/* Fills t (its data as an offset from NULL, resolved by the caller) from one header entry. */
-static int parse_entry(const char *path, const cJSON *item, size_t data_len, mmm_st_tensor *t) {
+/* Fills t from one header entry, all but its data pointer: the entry's offset into the data
+ * area goes to *begin. */
+static int parse_entry(const char *path, const cJSON *item, size_t data_len, mmm_st_tensor *t,
+                       size_t *begin) {
     const char *name = item->string;
     if (!cJSON_IsObject(item))
         return mmm_fail(MMM_ERR_FORMAT, "%s: tensor '%s': entry is not an object", path, name);
@@ -169,12 +171,13 @@ static int parse_entry(const char *path, const cJSON *item, size_t data_len, mmm
         return mmm_fail(MMM_ERR_FORMAT,
                         "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] reach past the "
                         "end of the %zu-byte data area", path, name, be[0], be[1], data_len);
-    t->data = (const void *)(uintptr_t)be[0];
+    *begin = (size_t)be[0];
     return MMM_OK;
 }
 
 static int by_name_cmp(const void *a, const void *b) {
-    return strcmp((*(const mmm_st_tensor *const *)a)->name, (*(const mmm_st_tensor *const *)b)->name);
+    return strcmp((*(const mmm_st_tensor *const *)a)->name,
+                  (*(const mmm_st_tensor *const *)b)->name);
 }
 
 static int by_offset_cmp(const void *a, const void *b) {
@@ -297,8 +300,9 @@ static int parse_header(mmm_st_file *f) {
     for (const cJSON *c = f->header->child; c; c = c->next) {
         if (c == f->metadata) continue;
         mmm_st_tensor *t = &f->tensors[f->n];
-        if ((rc = parse_entry(f->path, c, data_len, t))) return rc;
-        t->data = base + (uintptr_t)t->data;
+        size_t begin = 0;
+        if ((rc = parse_entry(f->path, c, data_len, t, &begin))) return rc;
+        t->data = base + begin;
         f->n++;
     }
 
@@ -329,7 +333,8 @@ int mmm_st_open(mmm_st_file **out, const char *path) {
     }
     struct stat st;
     int rc = MMM_OK;
-    if (fstat(fd, &st) != 0) rc = mmm_fail(MMM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0)
+        rc = mmm_fail(MMM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
     else if (!S_ISREG(st.st_mode)) rc = mmm_fail(MMM_ERR_IO, "%s: not a regular file", path);
     else if (st.st_size < 8)
         rc = mmm_fail(MMM_ERR_FORMAT, "%s: file is %lld bytes, shorter than the 8-byte header "

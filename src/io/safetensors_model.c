@@ -36,7 +36,8 @@ static char *join(const char *dir, const char *name) {
 }
 
 static int tensor_cmp(const void *a, const void *b) {
-    return strcmp((*(const mmm_st_tensor *const *)a)->name, (*(const mmm_st_tensor *const *)b)->name);
+    return strcmp((*(const mmm_st_tensor *const *)a)->name,
+                  (*(const mmm_st_tensor *const *)b)->name);
 }
 
 static int entry_cmp(const void *a, const void *b) {
@@ -52,7 +53,8 @@ static int gather(mmm_st_model *m) {
     size_t n = 0;
     for (size_t i = 0; i < m->n_files; i++) n += mmm_st_count(m->files[i]);
     m->by_name = malloc((n ? n : 1) * sizeof *m->by_name);
-    if (!m->by_name) return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory for %zu tensors", m->path, n);
+    if (!m->by_name)
+        return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory for %zu tensors", m->path, n);
     for (size_t i = 0; i < m->n_files; i++)
         for (size_t k = 0; k < mmm_st_count(m->files[i]); k++)
             m->by_name[m->n++] = mmm_st_tensor_at(m->files[i], k);
@@ -66,7 +68,8 @@ static int read_text(const char *path, char **out) {
     struct stat st;
     int rc = MMM_OK;
     char *text = NULL;
-    if (fstat(fileno(fp), &st) != 0) rc = mmm_fail(MMM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    if (fstat(fileno(fp), &st) != 0)
+        rc = mmm_fail(MMM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
     else if (st.st_size > MAX_INDEX_BYTES)
         rc = mmm_fail(MMM_ERR_FORMAT, "%s: %lld bytes is absurd for an index (over %u)", path,
                       (long long)st.st_size, MAX_INDEX_BYTES);
@@ -99,7 +102,8 @@ static int parse_index(const char *path, cJSON **root, map_entry **entries, size
     *root = cJSON_ParseWithOpts(text, &stop, 1);
     size_t stop_at = stop ? (size_t)(stop - text) : 0;
     free(text);
-    if (!*root) return mmm_fail(MMM_ERR_FORMAT, "%s: not valid JSON (error near byte %zu)", path, stop_at);
+    if (!*root)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: not valid JSON (error near byte %zu)", path, stop_at);
     if (!cJSON_IsObject(*root)) return mmm_fail(MMM_ERR_FORMAT, "%s: not a JSON object", path);
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(*root, "metadata");
     if (meta && !cJSON_IsObject(meta))
@@ -165,7 +169,8 @@ static int cross_check(const mmm_st_model *m, const char *index, size_t prefix_l
                        const map_entry *e, size_t n) {
     for (size_t i = 1; i < m->n; i++)
         if (strcmp(m->by_name[i - 1]->name, m->by_name[i]->name) == 0) {
-            const char *x = m->by_name[i - 1]->file + prefix_len, *y = m->by_name[i]->file + prefix_len;
+            const char *x = m->by_name[i - 1]->file + prefix_len,
+                       *y = m->by_name[i]->file + prefix_len;
             if (strcmp(x, y) > 0) {
                 const char *swap = x;
                 x = y, y = swap;
@@ -184,8 +189,10 @@ static int cross_check(const mmm_st_model *m, const char *index, size_t prefix_l
             return mmm_fail(MMM_ERR_FORMAT, "%s: weight_map puts tensor '%s' in shard '%s', "
                             "which does not hold it", index, e[j].name, e[j].shard);
         if (strcmp(t->file + prefix_len, e[j].shard) != 0)
-            return mmm_fail(MMM_ERR_FORMAT, "%s: weight_map puts tensor '%s' in shard '%s' but "
-                            "it is in shard '%s'", index, t->name, e[j].shard, t->file + prefix_len);
+            return mmm_fail(MMM_ERR_FORMAT,
+                            "%s: weight_map puts tensor '%s' in shard '%s' but "
+                            "it is in shard '%s'",
+                            index, t->name, e[j].shard, t->file + prefix_len);
         i++, j++;
     }
     return MMM_OK;

@@ -17,7 +17,8 @@ static int check_read(const mmm_st_tensor *t, bool is_float, size_t dst_numel) {
     if (float_dtype != is_float)
         return mmm_fail(MMM_ERR_FORMAT, "%s: tensor '%s' is %s, expected %s", t->file, t->name,
                         mmm_dtype_name(t->dtype),
-                        is_float ? "a float dtype (F32, F16, BF16)" : "an integer dtype (I32, I64)");
+                        is_float ? "a float dtype (F32, F16, BF16)"
+                                 : "an integer dtype (I32, I64)");
     if (dst_numel == t->numel) return MMM_OK;
     return mmm_fail(MMM_ERR_ARG, "%s: tensor '%s' has %zu elements but the destination holds %zu",
                     t->file, t->name, t->numel, dst_numel);
@@ -44,7 +45,8 @@ int mmm_st_read_f32(const mmm_st_tensor *t, float *dst, size_t dst_numel) {
     int rc = check_read(t, true, dst_numel);
     if (rc || t->numel == 0) return rc; /* dst may be NULL then */
     if (t->dtype == MMM_DTYPE_F32) memcpy(dst, t->data, t->nbytes);
-    else if (t->dtype == MMM_DTYPE_BF16) read16_as_f32(dst, t->data, t->numel, mmm_bf16_to_f32_array);
+    else if (t->dtype == MMM_DTYPE_BF16)
+        read16_as_f32(dst, t->data, t->numel, mmm_bf16_to_f32_array);
     else read16_as_f32(dst, t->data, t->numel, mmm_f16_to_f32_array);
     return MMM_OK;
 }

@@ -103,7 +103,8 @@ void mmm_st_writer_free(mmm_st_writer *w) {
 }
 
 int mmm_st_writer_metadata(mmm_st_writer *w, const char *key, const char *value) {
-    if (!key || !value) return mmm_fail(MMM_ERR_ARG, "safetensors writer: NULL metadata key or value");
+    if (!key || !value)
+        return mmm_fail(MMM_ERR_ARG, "safetensors writer: NULL metadata key or value");
     char *v = strdup(value);
     if (!v) return mmm_fail(MMM_ERR_NOMEM, "safetensors writer: out of memory");
     for (size_t i = 0; i < w->n_meta; i++)
@@ -163,7 +164,8 @@ static int add(mmm_st_writer *w, const char *name, mmm_dtype dtype, int ndim,
         if (!e) return mmm_fail(MMM_ERR_NOMEM, "safetensors writer: out of memory");
         w->e = e, w->cap = cap;
     }
-    if (!(t.name = strdup(name))) return mmm_fail(MMM_ERR_NOMEM, "safetensors writer: out of memory");
+    if (!(t.name = strdup(name)))
+        return mmm_fail(MMM_ERR_NOMEM, "safetensors writer: out of memory");
     w->e[w->n++] = t;
     return MMM_OK;
 }
@@ -213,7 +215,8 @@ static void sync_dir_of(const char *path) {
 static int atomic_finish(const char *path, char *tmp, FILE *fp, int rc) {
     if (!rc && (fflush(fp) != 0 || fsync(fileno(fp)) != 0))
         rc = mmm_fail(MMM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-    if (fclose(fp) != 0 && !rc) rc = mmm_fail(MMM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    if (fclose(fp) != 0 && !rc)
+        rc = mmm_fail(MMM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
     if (!rc && rename(tmp, path) != 0)
         rc = mmm_fail(MMM_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
     if (rc) unlink(tmp);
@@ -379,7 +382,8 @@ int mmm_st_writer_save_sharded(const mmm_st_writer *w, const char *dir, size_t m
     for (size_t i = 0; i < w->n; i++) total += w->e[i].nbytes;
     if (max_shard_bytes == 0 || total <= max_shard_bytes) {
         char *path = join(dir, SINGLE_NAME);
-        int rc = path ? mmm_st_writer_save(w, path) : mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", dir);
+        int rc =
+            path ? mmm_st_writer_save(w, path) : mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", dir);
         free(path);
         return rc ? rc : remove_stale(dir, INDEX_NAME);
     }
@@ -401,7 +405,8 @@ int mmm_st_writer_save_sharded(const mmm_st_writer *w, const char *dir, size_t m
         char name[64];
         snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, n_shards);
         char *path = join(dir, name);
-        rc = path ? save_entries(w, sel, n, path) : mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", dir);
+        rc = path ? save_entries(w, sel, n, path)
+                  : mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", dir);
         free(path);
     }
     if (!rc) rc = save_index(w, shard_of, n_shards, dir);

@@ -21,6 +21,14 @@
 /* ---- temporary files ---- */
 static char tmp_root[64];
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void rm_tmp_root(void) { nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* Created on first use and removed at exit, whichever tests ran. */
 static const char *tmp_dir(void) {
     if (!tmp_root[0]) {
         snprintf(tmp_root, sizeof tmp_root, "/tmp/mmm_st_XXXXXX");
@@ -28,6 +36,7 @@ static const char *tmp_dir(void) {
             perror("mkdtemp");
             abort();
         }
+        atexit(rm_tmp_root);
     }
     return tmp_root;
 }
@@ -40,13 +49,6 @@ static const char *tpath(const char *name) {
     snprintf(buf[k], sizeof buf[k], "%s/%s", tmp_dir(), name);
     return buf[k];
 }
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void rm_tree(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 static void write_bytes(const char *path, const void *p, size_t n) {
     FILE *fp = fopen(path, "wb");
@@ -199,7 +201,8 @@ TEST(safetensors_dtype_names) {
     bool ok = true;
     for (int t = 0; t < MMM_DTYPE_COUNT; t++) {
         mmm_dtype back;
-        ok &= mmm_dtype_parse(&back, mmm_dtype_name((mmm_dtype)t)) == MMM_OK && back == (mmm_dtype)t;
+        ok &=
+            mmm_dtype_parse(&back, mmm_dtype_name((mmm_dtype)t)) == MMM_OK && back == (mmm_dtype)t;
     }
     ok &= mmm_dtype_size(MMM_DTYPE_F32) == 4 && mmm_dtype_size(MMM_DTYPE_F16) == 2 &&
           mmm_dtype_size(MMM_DTYPE_BF16) == 2 && mmm_dtype_size(MMM_DTYPE_I32) == 4 &&
@@ -269,20 +272,34 @@ TEST(safetensors_dtype_bf16) {
 }
 
 TEST(safetensors_dtype_f16) {
-    const struct { float x; uint16_t want; const char *what; } cases[] = {
-        {0.0f, 0x0000, "+0"}, {-0.0f, 0x8000, "-0"}, {1.0f, 0x3c00, "1"},
-        {-2.0f, 0xc000, "-2"}, {65504.0f, 0x7bff, "max"},
+    const struct {
+        float x;
+        uint16_t want;
+        const char *what;
+    } cases[] = {
+        {0.0f, 0x0000, "+0"},
+        {-0.0f, 0x8000, "-0"},
+        {1.0f, 0x3c00, "1"},
+        {-2.0f, 0xc000, "-2"},
+        {65504.0f, 0x7bff, "max"},
         {65519.996f, 0x7bff, "just below the overflow tie"},
-        {65520.0f, 0x7c00, "overflow tie to inf"}, {1e10f, 0x7c00, "large"},
-        {INFINITY, 0x7c00, "+inf"}, {-INFINITY, 0xfc00, "-inf"},
-        {0x1p-14f, 0x0400, "least normal"}, {0x1p-24f, 0x0001, "least subnormal"},
-        {0x3ffp-24f, 0x03ff, "largest subnormal"}, {0x1p-25f, 0x0000, "tie to even zero"},
-        {0x1.000002p-25f, 0x0001, "just above the zero tie"}, {3 * 0x1p-25f, 0x0002, "subnormal tie up"},
+        {65520.0f, 0x7c00, "overflow tie to inf"},
+        {1e10f, 0x7c00, "large"},
+        {INFINITY, 0x7c00, "+inf"},
+        {-INFINITY, 0xfc00, "-inf"},
+        {0x1p-14f, 0x0400, "least normal"},
+        {0x1p-24f, 0x0001, "least subnormal"},
+        {0x3ffp-24f, 0x03ff, "largest subnormal"},
+        {0x1p-25f, 0x0000, "tie to even zero"},
+        {0x1.000002p-25f, 0x0001, "just above the zero tie"},
+        {3 * 0x1p-25f, 0x0002, "subnormal tie up"},
         {5 * 0x1p-25f, 0x0002, "subnormal tie down"},
         {0x7ffp-25f, 0x0400, "rounds up into the normals"},
         {1.0f + 0x1p-11f, 0x3c00, "tie to even (down)"},
-        {1.0f + 3 * 0x1p-11f, 0x3c02, "tie to even (up)"}, {1e-30f, 0x0000, "tiny"},
-        {-1e-30f, 0x8000, "tiny negative"}, {u2f(1), 0x0000, "fp32 subnormal"},
+        {1.0f + 3 * 0x1p-11f, 0x3c02, "tie to even (up)"},
+        {1e-30f, 0x0000, "tiny"},
+        {-1e-30f, 0x8000, "tiny negative"},
+        {u2f(1), 0x0000, "fp32 subnormal"},
     };
     bool ok = true;
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -328,7 +345,8 @@ TEST(safetensors_dtype_f16) {
     mmm_f32_to_f16_array(h, x, N);
     mmm_f16_to_f32_array(back, h, N);
     int bad = 0;
-    for (int i = 0; i < N; i++) bad += h[i] != ref_f16(x[i]) || f2u(back[i]) != f2u(mmm_f16_to_f32(h[i]));
+    for (int i = 0; i < N; i++)
+        bad += h[i] != ref_f16(x[i]) || f2u(back[i]) != f2u(mmm_f16_to_f32(h[i]));
     check(bad == 0, "safetensors f16 rounding of %d random floats matches the float64 "
           "nearest-even reference (%d differ)", N, bad);
     free(x);
@@ -348,7 +366,13 @@ TEST(safetensors_round_trip) {
     int32_t i32[5] = {INT32_MIN, -1, 0, 1, INT32_MAX};
     int64_t i64[3] = {INT64_MIN, 5000000000LL, INT64_MAX};
     int64_t i64_small[2] = {-5, 7};
-    const struct { const char *name; mmm_dtype dtype; int ndim; int64_t shape[3]; const void *data; } raw[] = {
+    const struct {
+        const char *name;
+        mmm_dtype dtype;
+        int ndim;
+        int64_t shape[3];
+        const void *data;
+    } raw[] = {
         {"a.f32", MMM_DTYPE_F32, 3, {2, 3, 5}, f32},
         {"b.f16", MMM_DTYPE_F16, 2, {2, 3}, f16},
         {"c.bf16", MMM_DTYPE_BF16, 1, {4}, bf16},
@@ -396,7 +420,8 @@ TEST(safetensors_round_trip) {
     unsigned char *bytes = read_all(path, &flen);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | bytes[i];
-    check(hlen % 8 == 0 && 8 + hlen <= flen, "safetensors header padded to a multiple of 8 (%llu bytes)", (unsigned long long)hlen);
+    check(hlen % 8 == 0 && 8 + hlen <= flen,
+          "safetensors header padded to a multiple of 8 (%llu bytes)", (unsigned long long)hlen);
     free(bytes);
 
     mmm_st_file *f = NULL;
@@ -434,7 +459,8 @@ TEST(safetensors_round_trip) {
     const char *order[] = {"e.i64", "f.i64_small", "a.f32", "g.scalar", "z.as_f32", "d.i32",
                            "c.bf16", "h.empty", "x.as_bf16", "b.f16", "y.as_f16"};
     ok = true;
-    for (size_t i = 0; i < mmm_st_count(f); i++) ok &= strcmp(mmm_st_tensor_at(f, i)->name, order[i]) == 0;
+    for (size_t i = 0; i < mmm_st_count(f); i++)
+        ok &= strcmp(mmm_st_tensor_at(f, i)->name, order[i]) == 0;
     check(ok, "safetensors writer orders tensors by dtype alignment then name");
 
     /* converted on write, and reads that convert */
@@ -444,13 +470,15 @@ TEST(safetensors_round_trip) {
                         *zf = mmm_st_find(f, "z.as_f32");
     ok = xb && xb->dtype == MMM_DTYPE_BF16 && mmm_st_read_f32(xb, got, 12) == MMM_OK;
     for (int i = 0; ok && i < 12; i++) want[i] = mmm_bf16_to_f32(mmm_f32_to_bf16(conv[i]));
-    check(ok && memcmp(got, want, sizeof got) == 0, "safetensors round trip fp32 -> BF16 -> read_f32");
+    check(ok && memcmp(got, want, sizeof got) == 0,
+          "safetensors round trip fp32 -> BF16 -> read_f32");
     ok = yh && yh->dtype == MMM_DTYPE_F16 && mmm_st_read_f32(yh, got, 12) == MMM_OK;
     for (int i = 0; ok && i < 12; i++) want[i] = mmm_f16_to_f32(mmm_f32_to_f16(conv[i]));
     check(ok && memcmp(got, want, sizeof got) == 0 && isinf(got[1]),
           "safetensors round trip fp32 -> F16 -> read_f32 (70000 became inf)");
     ok = zf && mmm_st_read_f32(zf, got, 12) == MMM_OK;
-    check(ok && memcmp(got, conv, sizeof got) == 0, "safetensors round trip fp32 -> F32 -> read_f32");
+    check(ok && memcmp(got, conv, sizeof got) == 0,
+          "safetensors round trip fp32 -> F32 -> read_f32");
     ok = zf && mmm_st_read_bf16(zf, got16, 12) == MMM_OK;
     for (int i = 0; ok && i < 12; i++) ok &= got16[i] == mmm_f32_to_bf16(conv[i]);
     check(ok, "safetensors read_bf16 of F32 rounds to bf16");
@@ -568,7 +596,8 @@ TEST(safetensors_fixture_basic) {
     int32_t i32[3];
     int64_t i64[2];
     const mmm_st_tensor *t;
-    int64_t s23[2] = {2, 3}, s4[1] = {4}, s22[2] = {2, 2}, s3[1] = {3}, s2[1] = {2}, s04[2] = {0, 4};
+    int64_t s23[2] = {2, 3}, s4[1] = {4}, s22[2] = {2, 2}, s3[1] = {3}, s2[1] = {2},
+            s04[2] = {0, 4};
     bool ok = (t = mmm_st_find(f, "f32")) && t->dtype == MMM_DTYPE_F32 &&
               mmm_st_check_shape(t, 2, s23) == MMM_OK && mmm_st_read_f32(t, g, 6) == MMM_OK &&
               memcmp(g, fx_f32, sizeof fx_f32) == 0;
@@ -641,7 +670,8 @@ TEST(safetensors_fixture_sharded) {
     if (rc) return;
     const char *names[] = {"layers.0.b", "layers.0.w", "layers.1.b", "layers.1.w", "norm", "step"};
     bool ok = mmm_st_model_count(m) == 6;
-    for (size_t i = 0; ok && i < 6; i++) ok &= strcmp(mmm_st_model_tensor_at(m, i)->name, names[i]) == 0;
+    for (size_t i = 0; ok && i < 6; i++)
+        ok &= strcmp(mmm_st_model_tensor_at(m, i)->name, names[i]) == 0;
     check(ok, "safetensors fixture sharded lists its 6 tensors by name");
     const mmm_st_tensor *t;
     float g[6];
@@ -650,7 +680,8 @@ TEST(safetensors_fixture_sharded) {
          g[0] == 0 && g[5] == -5 && strstr(t->file, "model-00002-of-00003.safetensors");
     ok &= mmm_st_model_get(m, "layers.1.b", &t) == MMM_OK && mmm_st_read_f32(t, g, 3) == MMM_OK &&
           g[2] == -8.0f;
-    ok &= (t = mmm_st_model_find(m, "step")) && mmm_st_read_i64(t, &step, 1) == MMM_OK && step == 123;
+    ok &=
+        (t = mmm_st_model_find(m, "step")) && mmm_st_read_i64(t, &step, 1) == MMM_OK && step == 123;
     ok &= strcmp(mmm_st_model_metadata(m, "format"), "pt") == 0;
     check(ok, "safetensors fixture sharded values across shards");
     rc = mmm_st_model_get(m, "layers.2.w", &t);
@@ -708,8 +739,8 @@ TEST(safetensors_sharded_round_trip) {
         snprintf(p, sizeof p, "%s/model-%05d-of-%05d.safetensors", dir, 1, i);
         if (exists(p)) shards = i;
     }
-    check(ok && shards > 2 && no_temp_files(dir), "safetensors sharded save wrote %d shards + index",
-          shards);
+    check(ok && shards > 2 && no_temp_files(dir),
+          "safetensors sharded save wrote %d shards + index", shards);
 
     for (int pass = 0; pass < 2; pass++) {
         mmm_st_model *m = NULL;
@@ -725,8 +756,9 @@ TEST(safetensors_sharded_round_trip) {
                   mmm_st_read_f32(t, got, n) == MMM_OK;
             for (size_t k = 0; ok && k < n; k++) {
                 float want = kinds[i % 3] == MMM_DTYPE_F32 ? data[i][k]
-                           : kinds[i % 3] == MMM_DTYPE_BF16 ? mmm_bf16_to_f32(mmm_f32_to_bf16(data[i][k]))
-                           : mmm_f16_to_f32(mmm_f32_to_f16(data[i][k]));
+                             : kinds[i % 3] == MMM_DTYPE_BF16
+                                 ? mmm_bf16_to_f32(mmm_f32_to_bf16(data[i][k]))
+                                 : mmm_f16_to_f32(mmm_f32_to_f16(data[i][k]));
                 ok &= got[k] == want;
             }
             free(got);
@@ -764,7 +796,8 @@ TEST(safetensors_reject_malformed) {
 
     p = tpath("short.safetensors");
     write_bytes(p, "\x10\0\0\0\0", 5);
-    expect_reject("file shorter than 8 bytes", p, MMM_ERR_FORMAT, "5 bytes, shorter than the 8-byte");
+    expect_reject("file shorter than 8 bytes", p, MMM_ERR_FORMAT,
+                  "5 bytes, shorter than the 8-byte");
 
     unsigned char big[16] = {0x00, 0xc2, 0xeb, 0x0b, 0, 0, 0, 0, '{', '}'}; /* 200000000 */
     p = tpath("absurd.safetensors");
@@ -779,7 +812,8 @@ TEST(safetensors_reject_malformed) {
 
     p = tpath("utf8.safetensors");
     write_st(p, "{\"w\xff\":{}}", 0);
-    expect_reject("header not UTF-8", p, MMM_ERR_FORMAT, "header is not valid UTF-8 (at header byte 3)");
+    expect_reject("header not UTF-8", p, MMM_ERR_FORMAT,
+                  "header is not valid UTF-8 (at header byte 3)");
 
     p = tpath("overlong.safetensors");
     write_st(p, "{\"\xc0\xaf\":{}}", 0);
@@ -804,7 +838,8 @@ TEST(safetensors_reject_malformed) {
 
     p = tpath("entry.safetensors");
     write_st(p, "{\"w\": 3}", 0);
-    expect_reject("tensor entry not an object", p, MMM_ERR_FORMAT, "tensor 'w': entry is not an object");
+    expect_reject("tensor entry not an object", p, MMM_ERR_FORMAT,
+                  "tensor 'w': entry is not an object");
 
     p = tpath("nodtype.safetensors");
     write_st(p, "{\"w\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
@@ -816,10 +851,12 @@ TEST(safetensors_reject_malformed) {
 
     p = tpath("nooffsets.safetensors");
     write_st(p, "{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4);
-    expect_reject("missing data_offsets", p, MMM_ERR_FORMAT, "tensor 'w': missing \"data_offsets\"");
+    expect_reject("missing data_offsets", p, MMM_ERR_FORMAT,
+                  "tensor 'w': missing \"data_offsets\"");
 
     p = tpath("twice_field.safetensors");
-    write_st(p, "{\"w\":{\"dtype\":\"F32\",\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
+    write_st(
+        p, "{\"w\":{\"dtype\":\"F32\",\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
     expect_reject("a field given twice", p, MMM_ERR_FORMAT, "tensor 'w': \"dtype\" appears twice");
 
     p = tpath("dtype_type.safetensors");
@@ -833,7 +870,8 @@ TEST(safetensors_reject_malformed) {
 
     p = tpath("f64.safetensors");
     write_st(p, "{" TENSOR("w", "F64", "[1]", "[0,8]") "}", 8);
-    expect_reject("unsupported dtype F64", p, MMM_ERR_UNSUPPORTED, "tensor 'w': unsupported dtype 'F64'");
+    expect_reject("unsupported dtype F64", p, MMM_ERR_UNSUPPORTED,
+                  "tensor 'w': unsupported dtype 'F64'");
 
     p = tpath("shape_type.safetensors");
     write_st(p, "{" TENSOR("w", "F32", "\"2x2\"", "[0,16]") "}", 16);
@@ -841,7 +879,8 @@ TEST(safetensors_reject_malformed) {
 
     p = tpath("shape_str.safetensors");
     write_st(p, "{" TENSOR("w", "F32", "[2,\"2\"]", "[0,16]") "}", 16);
-    expect_reject("shape entry not a number", p, MMM_ERR_FORMAT, "tensor 'w': shape[1] is not a number");
+    expect_reject("shape entry not a number", p, MMM_ERR_FORMAT,
+                  "tensor 'w': shape[1] is not a number");
 
     p = tpath("negative.safetensors");
     write_st(p, "{" TENSOR("w", "F32", "[2,-1]", "[0,8]") "}", 8);
@@ -849,7 +888,8 @@ TEST(safetensors_reject_malformed) {
 
     p = tpath("fraction.safetensors");
     write_st(p, "{" TENSOR("w", "F32", "[1.5]", "[0,4]") "}", 4);
-    expect_reject("non-integer dimension", p, MMM_ERR_FORMAT, "tensor 'w': shape[0] is not an integer");
+    expect_reject("non-integer dimension", p, MMM_ERR_FORMAT,
+                  "tensor 'w': shape[0] is not an integer");
 
     p = tpath("rank.safetensors");
     write_st(p, "{" TENSOR("w", "F32", "[1,1,1,1,1,1,1,1,1]", "[0,4]") "}", 4);
@@ -871,19 +911,23 @@ TEST(safetensors_reject_malformed) {
 
     p = tpath("begin_end.safetensors");
     write_st(p, "{" TENSOR("w", "F32", "[0]", "[8,4]") "}", 8);
-    expect_reject("begin > end", p, MMM_ERR_FORMAT, "tensor 'w': data_offsets [8, 4] begin after they end");
+    expect_reject("begin > end", p, MMM_ERR_FORMAT,
+                  "tensor 'w': data_offsets [8, 4] begin after they end");
 
     p = tpath("offsets_count.safetensors");
     write_st(p, "{" TENSOR("w", "F32", "[1]", "[0,4,8]") "}", 4);
-    expect_reject("data_offsets of 3 entries", p, MMM_ERR_FORMAT, "\"data_offsets\" has 3 entries, not 2");
+    expect_reject("data_offsets of 3 entries", p, MMM_ERR_FORMAT,
+                  "\"data_offsets\" has 3 entries, not 2");
 
     p = tpath("offsets_type.safetensors");
     write_st(p, "{" TENSOR("w", "F32", "[1]", "{\"a\":0}") "}", 4);
-    expect_reject("data_offsets not an array", p, MMM_ERR_FORMAT, "\"data_offsets\" is not an array");
+    expect_reject("data_offsets not an array", p, MMM_ERR_FORMAT,
+                  "\"data_offsets\" is not an array");
 
     p = tpath("offsets_frac.safetensors");
     write_st(p, "{" TENSOR("w", "F32", "[1]", "[0.5,4.5]") "}", 4);
-    expect_reject("non-integer offset", p, MMM_ERR_FORMAT, "tensor 'w': data_offsets[0] is not an integer");
+    expect_reject("non-integer offset", p, MMM_ERR_FORMAT,
+                  "tensor 'w': data_offsets[0] is not an integer");
 
     p = tpath("offsets_neg.safetensors");
     write_st(p, "{" TENSOR("w", "F32", "[1]", "[-4,0]") "}", 4);
@@ -899,15 +943,20 @@ TEST(safetensors_reject_malformed) {
                   "tensor 'w': data_offsets [0, 16] reach past the end of the 8-byte data area");
 
     p = tpath("overlap.safetensors");
-    write_st(p, "{" TENSOR("a", "F32", "[2]", "[0,8]") "," TENSOR("b", "F32", "[2]", "[4,12]") "}", 12);
-    expect_reject("overlapping tensors", p, MMM_ERR_FORMAT, "tensors 'a' [0, 8] and 'b' [4, 12] overlap");
+    write_st(p, "{" TENSOR("a", "F32", "[2]", "[0,8]") "," TENSOR("b", "F32", "[2]", "[4,12]") "}",
+             12);
+    expect_reject("overlapping tensors", p, MMM_ERR_FORMAT,
+                  "tensors 'a' [0, 8] and 'b' [4, 12] overlap");
 
     p = tpath("overlap_empty.safetensors");
-    write_st(p, "{" TENSOR("a", "F32", "[2]", "[0,8]") "," TENSOR("z", "F32", "[0]", "[4,4]") "}", 8);
-    expect_reject("empty tensor inside another", p, MMM_ERR_FORMAT, "'a' [0, 8] and 'z' [4, 4] overlap");
+    write_st(p, "{" TENSOR("a", "F32", "[2]", "[0,8]") "," TENSOR("z", "F32", "[0]", "[4,4]") "}",
+             8);
+    expect_reject("empty tensor inside another", p, MMM_ERR_FORMAT,
+                  "'a' [0, 8] and 'z' [4, 4] overlap");
 
     p = tpath("gap.safetensors");
-    write_st(p, "{" TENSOR("a", "F32", "[1]", "[0,4]") "," TENSOR("b", "F32", "[1]", "[8,12]") "}", 12);
+    write_st(p, "{" TENSOR("a", "F32", "[1]", "[0,4]") "," TENSOR("b", "F32", "[1]", "[8,12]") "}",
+             12);
     expect_reject("gap between tensors", p, MMM_ERR_FORMAT,
                   "data bytes [4, 8) before tensor 'b' belong to no tensor");
 
@@ -922,15 +971,20 @@ TEST(safetensors_reject_malformed) {
                   "data bytes [4, 12) after the last tensor belong to no tensor");
 
     p = tpath("dup.safetensors");
-    write_st(p, "{" TENSOR("w", "F32", "[1]", "[0,4]") "," TENSOR("w", "F32", "[1]", "[4,8]") "}", 8);
-    expect_reject("duplicate tensor name", p, MMM_ERR_FORMAT, "tensor 'w' appears twice in the header");
+    write_st(p, "{" TENSOR("w", "F32", "[1]", "[0,4]") "," TENSOR("w", "F32", "[1]", "[4,8]") "}",
+             8);
+    expect_reject("duplicate tensor name", p, MMM_ERR_FORMAT,
+                  "tensor 'w' appears twice in the header");
 
     p = tpath("meta_type.safetensors");
     write_st(p, "{\"__metadata__\":[\"pt\"]," TENSOR("w", "F32", "[1]", "[0,4]") "}", 4);
     expect_reject("__metadata__ not an object", p, MMM_ERR_FORMAT, "__metadata__ is not an object");
 
     p = tpath("meta_value.safetensors");
-    write_st(p, "{\"__metadata__\":{\"format\":\"pt\",\"step\":3}," TENSOR("w", "F32", "[1]", "[0,4]") "}", 4);
+    write_st(
+        p,
+        "{\"__metadata__\":{\"format\":\"pt\",\"step\":3}," TENSOR("w", "F32", "[1]", "[0,4]") "}",
+        4);
     expect_reject("__metadata__ value not a string", p, MMM_ERR_FORMAT,
                   "__metadata__ value of 'step' is not a string");
 
@@ -940,7 +994,8 @@ TEST(safetensors_reject_malformed) {
 
     p = tpath("meta_key_twice.safetensors");
     write_st(p, "{\"__metadata__\":{\"a\":\"1\",\"a\":\"2\"}}", 0);
-    expect_reject("__metadata__ key twice", p, MMM_ERR_FORMAT, "__metadata__ key 'a' appears twice");
+    expect_reject("__metadata__ key twice", p, MMM_ERR_FORMAT,
+                  "__metadata__ key 'a' appears twice");
 
     expect_reject("a directory", tmp_dir(), MMM_ERR_IO, "not a regular file");
     p = tpath("does_not_exist.safetensors");
@@ -1001,9 +1056,11 @@ TEST(safetensors_reject_bad_index) {
     expect_model_reject("index not JSON", dir, MMM_ERR_FORMAT,
                         "model.safetensors.index.json: not valid JSON");
     write_index(dir, "[\"s1.safetensors\"]");
-    expect_model_reject("index not an object", dir, MMM_ERR_FORMAT, "index.json: not a JSON object");
+    expect_model_reject("index not an object", dir, MMM_ERR_FORMAT,
+                        "index.json: not a JSON object");
     write_index(dir, "{\"metadata\":{}}");
-    expect_model_reject("index without weight_map", dir, MMM_ERR_FORMAT, "\"weight_map\" is missing");
+    expect_model_reject("index without weight_map", dir, MMM_ERR_FORMAT,
+                        "\"weight_map\" is missing");
     write_index(dir, "{\"metadata\":3,\"weight_map\":{}}");
     expect_model_reject("index metadata not an object", dir, MMM_ERR_FORMAT,
                         "\"metadata\" is not an object");
@@ -1025,8 +1082,9 @@ TEST(safetensors_reject_bad_index) {
                         "shard 'broken.safetensors': ");
     write_index(dir, "{\"weight_map\":{\"a\":\"s1.safetensors\",\"b\":\"s1.safetensors\","
                 "\"c\":\"s2.safetensors\",\"d\":\"s2.safetensors\"}}");
-    expect_model_reject("tensor missing from its shard", dir, MMM_ERR_FORMAT,
-                        "weight_map puts tensor 'd' in shard 's2.safetensors', which does not hold it");
+    expect_model_reject(
+        "tensor missing from its shard", dir, MMM_ERR_FORMAT,
+        "weight_map puts tensor 'd' in shard 's2.safetensors', which does not hold it");
     write_index(dir, "{\"weight_map\":{\"a\":\"s1.safetensors\",\"c\":\"s2.safetensors\"}}");
     expect_model_reject("shard tensor not in weight_map", dir, MMM_ERR_FORMAT,
                         "tensor 'b' of shard 's1.safetensors' is not in weight_map");
@@ -1048,11 +1106,6 @@ TEST(safetensors_reject_bad_index) {
     mkdir(empty, 0777);
     expect_model_reject("directory without a checkpoint", empty, MMM_ERR_NOT_FOUND,
                         "holds neither model.safetensors nor model.safetensors.index.json");
-    expect_model_reject("missing model path", tpath("no_such_model"), MMM_ERR_NOT_FOUND, "cannot open");
-}
-
-/* Runs last (tests go in name order): removes the temporary directory. */
-TEST(safetensors_zz_cleanup) {
-    if (tmp_root[0]) rm_tree(tmp_root);
-    check(!tmp_root[0] || !exists(tmp_root), "safetensors temporary files removed");
+    expect_model_reject("missing model path", tpath("no_such_model"), MMM_ERR_NOT_FOUND,
+                        "cannot open");
 }
