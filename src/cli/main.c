@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "mmm/version.h"
+#include "mmm.h"
 
 typedef int (*command_fn)(int argc, char **argv);
 
