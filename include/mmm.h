@@ -5,6 +5,7 @@
 #include "mmm/dtype.h"
 #include "mmm/error.h"
 #include "mmm/optim.h"
+#include "mmm/path.h"
 #include "mmm/safetensors.h"
 #include "mmm/version.h"
 #include "mmm/ops/activation.h"

@@ -2,6 +2,7 @@
  * model.safetensors.index.json lists, cross-checked against its weight_map, with one name
  * lookup over all of them. */
 #include "mmm/error.h"
+#include "mmm/path.h"
 #include "mmm/safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -27,13 +28,6 @@ struct mmm_st_model {
 typedef struct {
     const char *name, *shard;
 } map_entry;
-
-static char *join(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (p) snprintf(p, a + b + 2, "%s%s%s", dir, a && dir[a - 1] == '/' ? "" : "/", name);
-    return p;
-}
 
 static int tensor_cmp(const void *a, const void *b) {
     return strcmp((*(const mmm_st_tensor *const *)a)->name,
@@ -148,7 +142,7 @@ static int open_shards(mmm_st_model *m, const char *index, const char *dir,
     int rc = MMM_OK;
     for (size_t i = 0; i < n && !rc; i++) {
         if (i && strcmp(names[i], names[i - 1]) == 0) continue;
-        char *path = join(dir, names[i]);
+        char *path = mmm_path_join(dir, names[i]);
         struct stat st;
         if (!path) rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", index);
         else if (stat(path, &st) != 0 && errno == ENOENT)
@@ -248,7 +242,7 @@ int mmm_st_open_model(mmm_st_model **out, const char *path) {
         rc = mmm_fail(errno == ENOENT ? MMM_ERR_NOT_FOUND : MMM_ERR_IO, "%s: cannot open: %s",
                       path, strerror(errno));
     } else if (S_ISDIR(st.st_mode)) {
-        char *single = join(path, SINGLE_NAME), *index = join(path, INDEX_NAME);
+        char *single = mmm_path_join(path, SINGLE_NAME), *index = mmm_path_join(path, INDEX_NAME);
         if (!single || !index) rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
         else if (is_file(single)) rc = open_single(m, single);
         else if (is_file(index)) rc = open_index(m, index);

@@ -1,6 +1,7 @@
 /* Writing safetensors files in the official writer's layout, atomically (temporary file,
  * fsync, rename), and sharded checkpoints with their model.safetensors.index.json. */
 #include "mmm/error.h"
+#include "mmm/path.h"
 #include "mmm/safetensors.h"
 
 #include <errno.h>
@@ -320,15 +321,8 @@ int mmm_st_writer_save(const mmm_st_writer *w, const char *path) {
 }
 
 /* ---- sharded checkpoints ---- */
-static char *join(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (p) snprintf(p, a + b + 2, "%s%s%s", dir, a && dir[a - 1] == '/' ? "" : "/", name);
-    return p;
-}
-
 static int remove_stale(const char *dir, const char *name) {
-    char *p = join(dir, name);
+    char *p = mmm_path_join(dir, name);
     if (!p) return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", dir);
     int rc = unlink(p) == 0 || errno == ENOENT
                  ? MMM_OK : mmm_fail(MMM_ERR_IO, "%s: cannot remove: %s", p, strerror(errno));
@@ -344,7 +338,7 @@ static int name_cmp(const void *a, const void *b) {
 static int save_index(const mmm_st_writer *w, const size_t *shard_of, size_t n_shards,
                       const char *dir) {
     const entry **by_name = malloc((w->n ? w->n : 1) * sizeof *by_name);
-    char *path = join(dir, INDEX_NAME);
+    char *path = mmm_path_join(dir, INDEX_NAME);
     sbuf s = {0};
     size_t total = 0;
     for (size_t i = 0; by_name && i < w->n; i++) by_name[i] = &w->e[i], total += w->e[i].nbytes;
@@ -381,7 +375,7 @@ int mmm_st_writer_save_sharded(const mmm_st_writer *w, const char *dir, size_t m
     size_t total = 0;
     for (size_t i = 0; i < w->n; i++) total += w->e[i].nbytes;
     if (max_shard_bytes == 0 || total <= max_shard_bytes) {
-        char *path = join(dir, SINGLE_NAME);
+        char *path = mmm_path_join(dir, SINGLE_NAME);
         int rc =
             path ? mmm_st_writer_save(w, path) : mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", dir);
         free(path);
@@ -404,7 +398,7 @@ int mmm_st_writer_save_sharded(const mmm_st_writer *w, const char *dir, size_t m
             if (shard_of[i] == s) sel[n++] = &w->e[i];
         char name[64];
         snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, n_shards);
-        char *path = join(dir, name);
+        char *path = mmm_path_join(dir, name);
         rc = path ? save_entries(w, sel, n, path)
                   : mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", dir);
         free(path);
