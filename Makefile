@@ -11,13 +11,13 @@ OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Iinclude \
            -I/usr/include/x86_64-linux-gnu/openblas-openmp -MMD -MP
-LDLIBS  += -lopenblas -lcjson -lz -lm -fopenmp
+LDLIBS  += -lopenblas -lcjson -lstb -lz -lm -fopenmp
 
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA    ?= $(if $(NVCC),1,0)
 CUDA_SRC := $(wildcard src/cuda/*.cu)
 
-LIB_SRC  := $(wildcard src/core/*.c src/io/*.c src/ops/cpu/*.c src/optim/*.c)
+LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c src/*/*/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/*.c tests/*/*.c)
 BENCH_SRC := $(wildcard bench/*.c)
