@@ -2,6 +2,7 @@
  * model.safetensors.index.json lists, cross-checked against its weight_map, with one name
  * lookup over all of them. */
 #include "mmm/error.h"
+#include "mmm/fileio.h"
 #include "mmm/path.h"
 #include "mmm/safetensors.h"
 
@@ -56,48 +57,11 @@ static int gather(mmm_st_model *m) {
     return MMM_OK;
 }
 
-static int read_text(const char *path, char **out) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return mmm_fail(MMM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    int rc = MMM_OK;
-    char *text = NULL;
-    if (fstat(fileno(fp), &st) != 0)
-        rc = mmm_fail(MMM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    else if (st.st_size > MAX_INDEX_BYTES)
-        rc = mmm_fail(MMM_ERR_FORMAT, "%s: %lld bytes is absurd for an index (over %u)", path,
-                      (long long)st.st_size, MAX_INDEX_BYTES);
-    else if (!(text = malloc((size_t)st.st_size + 1)))
-        rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
-    else if (fread(text, 1, (size_t)st.st_size, fp) != (size_t)st.st_size)
-        rc = mmm_fail(MMM_ERR_IO, "%s: read failed", path);
-    fclose(fp);
-    if (rc) {
-        free(text);
-        return rc;
-    }
-    text[st.st_size] = '\0';
-    size_t len = strlen(text); /* cJSON reads up to the first NUL */
-    if (len != (size_t)st.st_size) {
-        free(text);
-        return mmm_fail(MMM_ERR_FORMAT, "%s: not valid JSON (NUL byte at byte %zu)", path, len);
-    }
-    *out = text;
-    return MMM_OK;
-}
-
 /* Reads the weight_map of the index at `path` into entries (sorted by tensor name, names
  * pointing into *root). */
 static int parse_index(const char *path, cJSON **root, map_entry **entries, size_t *n_entries) {
-    char *text = NULL;
-    int rc = read_text(path, &text);
+    int rc = mmm_json_load(path, MAX_INDEX_BYTES, (void **)root);
     if (rc) return rc;
-    const char *stop = NULL;
-    *root = cJSON_ParseWithOpts(text, &stop, 1);
-    size_t stop_at = stop ? (size_t)(stop - text) : 0;
-    free(text);
-    if (!*root)
-        return mmm_fail(MMM_ERR_FORMAT, "%s: not valid JSON (error near byte %zu)", path, stop_at);
     if (!cJSON_IsObject(*root)) return mmm_fail(MMM_ERR_FORMAT, "%s: not a JSON object", path);
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(*root, "metadata");
     if (meta && !cJSON_IsObject(meta))

@@ -1,6 +1,7 @@
 /* Writing safetensors files in the official writer's layout, atomically (temporary file,
  * fsync, rename), and sharded checkpoints with their model.safetensors.index.json. */
 #include "mmm/error.h"
+#include "mmm/fileio.h"
 #include "mmm/path.h"
 #include "mmm/safetensors.h"
 
@@ -184,48 +185,6 @@ int mmm_st_writer_add_f32(mmm_st_writer *w, const char *name, mmm_dtype dtype, i
     return add(w, name, dtype, ndim, shape, data, true);
 }
 
-/* ---- atomic files ---- */
-/* Opens `path`.tmp.<pid> for writing. */
-static int atomic_open(const char *path, char **tmp, FILE **fp) {
-    size_t len = strlen(path) + 32;
-    if (!(*tmp = malloc(len))) return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(*tmp, len, "%s.tmp.%ld", path, (long)getpid());
-    if (!(*fp = fopen(*tmp, "wb"))) {
-        int rc = mmm_fail(MMM_ERR_IO, "%s: cannot create: %s", *tmp, strerror(errno));
-        free(*tmp);
-        *tmp = NULL;
-        return rc;
-    }
-    return MMM_OK;
-}
-
-/* Makes a rename durable; failures are ignored, some file systems cannot sync directories. */
-static void sync_dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
-/* With rc == OK, flushes and syncs the temporary file and renames it over `path`; otherwise
- * (or if that fails) removes it. Frees tmp and closes fp either way. */
-static int atomic_finish(const char *path, char *tmp, FILE *fp, int rc) {
-    if (!rc && (fflush(fp) != 0 || fsync(fileno(fp)) != 0))
-        rc = mmm_fail(MMM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-    if (fclose(fp) != 0 && !rc)
-        rc = mmm_fail(MMM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, path) != 0)
-        rc = mmm_fail(MMM_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-    if (rc) unlink(tmp);
-    else sync_dir_of(path);
-    free(tmp);
-    return rc;
-}
-
 /* ---- one safetensors file ---- */
 /* The official writer's order: decreasing dtype alignment, by its Dtype enum (I64 after F32
  * after I32 after BF16 after F16), then name. */
@@ -296,7 +255,7 @@ static int save_entries(const mmm_st_writer *w, const entry **sel, size_t n, con
     }
     char *tmp;
     FILE *fp;
-    int rc = atomic_open(path, &tmp, &fp);
+    int rc = mmm_atomic_open(path, &tmp, &fp);
     if (rc) {
         free(h.p);
         return rc;
@@ -308,7 +267,7 @@ static int save_entries(const mmm_st_writer *w, const entry **sel, size_t n, con
     for (size_t i = 0; i < n && ok; i++) ok = write_data(fp, sel[i]);
     free(h.p);
     if (!ok) rc = mmm_fail(MMM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-    return atomic_finish(path, tmp, fp, rc);
+    return mmm_atomic_finish(path, tmp, fp, rc);
 }
 
 int mmm_st_writer_save(const mmm_st_writer *w, const char *path) {
@@ -358,10 +317,10 @@ static int save_index(const mmm_st_writer *w, const size_t *shard_of, size_t n_s
     }
     char *tmp;
     FILE *fp;
-    if (!rc && !(rc = atomic_open(path, &tmp, &fp))) {
+    if (!rc && !(rc = mmm_atomic_open(path, &tmp, &fp))) {
         if (fwrite(s.p, 1, s.len, fp) != s.len)
             rc = mmm_fail(MMM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-        rc = atomic_finish(path, tmp, fp, rc);
+        rc = mmm_atomic_finish(path, tmp, fp, rc);
     }
     free(s.p);
     free(path);

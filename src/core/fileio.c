@@ -1,0 +1,118 @@
+#include "mmm/fileio.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mmm/error.h"
+
+int mmm_read_text_file(const char *path, size_t max_bytes, char **out, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return mmm_fail(errno == ENOENT ? MMM_ERR_NOT_FOUND : MMM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    int rc = MMM_OK;
+    char *text = NULL;
+    if (fstat(fileno(fp), &st) != 0)
+        rc = mmm_fail(MMM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (S_ISDIR(st.st_mode))
+        rc = mmm_fail(MMM_ERR_IO, "%s: is a directory, expected a file", path);
+    else if ((size_t)st.st_size > max_bytes)
+        rc = mmm_fail(MMM_ERR_FORMAT, "%s: %lld bytes is more than the %zu this file may have", path,
+                      (long long)st.st_size, max_bytes);
+    else if (!(text = malloc((size_t)st.st_size + 1)))
+        rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
+    else if (fread(text, 1, (size_t)st.st_size, fp) != (size_t)st.st_size)
+        rc = mmm_fail(MMM_ERR_IO, "%s: read failed", path);
+    fclose(fp);
+    if (rc) {
+        free(text);
+        return rc;
+    }
+    text[st.st_size] = '\0';
+    size_t n = strlen(text);
+    if (n != (size_t)st.st_size) {
+        free(text);
+        return mmm_fail(MMM_ERR_FORMAT, "%s: unexpected NUL byte at byte %zu of a text file", path, n);
+    }
+    *out = text;
+    if (len) *len = n;
+    return MMM_OK;
+}
+
+int mmm_atomic_open(const char *path, char **tmp, FILE **fp) {
+    size_t len = strlen(path) + 32;
+    if (!(*tmp = malloc(len))) return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(*tmp, len, "%s.tmp.%ld", path, (long)getpid());
+    if (!(*fp = fopen(*tmp, "wb"))) {
+        int rc = mmm_fail(MMM_ERR_IO, "%s: cannot create: %s", *tmp, strerror(errno));
+        free(*tmp);
+        *tmp = NULL;
+        return rc;
+    }
+    return MMM_OK;
+}
+
+/* Makes a rename durable; failures are ignored, some file systems cannot sync directories. */
+static void sync_dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+int mmm_atomic_finish(const char *path, char *tmp, FILE *fp, int rc) {
+    if (!rc && (fflush(fp) != 0 || fsync(fileno(fp)) != 0))
+        rc = mmm_fail(MMM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    if (fclose(fp) != 0 && !rc)
+        rc = mmm_fail(MMM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    if (!rc && rename(tmp, path) != 0)
+        rc = mmm_fail(MMM_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
+    if (rc) unlink(tmp);
+    else sync_dir_of(path);
+    free(tmp);
+    return rc;
+}
+
+int mmm_write_file_atomic(const char *path, const void *data, size_t len) {
+    char *tmp;
+    FILE *fp;
+    int rc = mmm_atomic_open(path, &tmp, &fp);
+    if (rc) return rc;
+    if (len && fwrite(data, 1, len, fp) != len)
+        rc = mmm_fail(MMM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    return mmm_atomic_finish(path, tmp, fp, rc);
+}
+
+int mmm_json_load(const char *path, size_t max_bytes, void **root) {
+    char *text;
+    int rc = mmm_read_text_file(path, max_bytes, &text, NULL);
+    if (rc) return rc;
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithOpts(text, &end, 1);
+    if (!j) {
+        size_t at = end && end >= text ? (size_t)(end - text) : 0;
+        free(text);
+        return mmm_fail(MMM_ERR_FORMAT, "%s: not valid JSON (error near byte %zu)", path, at);
+    }
+    free(text);
+    *root = j;
+    return MMM_OK;
+}
+
+int mmm_json_save(const char *path, const void *root) {
+    char *text = cJSON_Print((const cJSON *)root);
+    if (!text) return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory printing JSON", path);
+    size_t len = strlen(text);
+    text[len] = '\n'; /* cJSON_Print's NUL becomes the final newline */
+    int rc = mmm_write_file_atomic(path, text, len + 1);
+    free(text);
+    return rc;
+}
