@@ -1,0 +1,50 @@
+/* Images: loading into 8-bit RGB, Pillow-compatible bicubic resizing, and InternVL's dynamic
+ * tiling into normalised model inputs. */
+#ifndef MMM_IMAGE_H
+#define MMM_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MMM_IMAGE_MAX_SIDE 16384 /* larger images are refused before decoding */
+
+typedef struct {
+    int w, h;
+    uint8_t *rgb; /* (h, w, 3), row-major, malloc'd */
+} mmm_image;
+
+/* Decodes a PNG, JPEG, BMP, PPM/PGM, GIF (first frame), TGA or PSD file into RGB, as PIL's
+ * Image.open(path).convert("RGB") does: gray is replicated into the three channels, alpha is
+ * dropped (not composited), palettes are expanded, 16-bit samples keep their high byte.
+ * JPEG decoding is stb_image's, which may differ from libjpeg's by a few levels. */
+int mmm_image_load(mmm_image *img, const char *path);
+/* The same from an encoded file in memory; `name` is used in messages. */
+int mmm_image_from_memory(mmm_image *img, const void *data, size_t size, const char *name);
+/* Frees img->rgb and zeroes img; a zeroed image is fine. */
+void mmm_image_free(mmm_image *img);
+
+/* Resizes to w × h exactly as Pillow's Image.resize((w, h), Image.BICUBIC) does on an RGB
+ * image (Pillow ≥ 4.3, checked byte for byte against 9.4): separable, horizontal pass then
+ * vertical, each skipped when that side keeps its size; cubic a = −0.5 stretched by the
+ * scale when downscaling (antialiasing); 22-bit fixed-point weights; the intermediate rounded
+ * to uint8. `out` receives a new image (free it with mmm_image_free). */
+int mmm_image_resize_bicubic(mmm_image *out, const mmm_image *in, int w, int h);
+
+/* InternVL's find_closest_aspect_ratio: among the grids (cols, rows) with
+ * min_tiles ≤ cols·rows ≤ max_tiles, taken by increasing cols·rows, the one whose cols/rows is
+ * closest to w/h; on an exact tie the later grid wins if w·h > 0.5·tile²·cols·rows.
+ * (Inside one cols·rows, Python's order is that of a set; it cannot change the result when
+ * min_tiles is 1, and here it is by increasing cols.) */
+int mmm_image_tile_grid(int *cols, int *rows, int w, int h, int tile, int min_tiles,
+                        int max_tiles);
+
+/* InternVL's dynamic_preprocess followed by its transform: resize to (tile·cols × tile·rows),
+ * cut cols·rows tiles row-major, append the whole image resized to tile × tile when
+ * use_thumbnail is set and there is more than one tile; then per pixel x/255, minus the
+ * ImageNet mean (0.485, 0.456, 0.406), divided by the std (0.229, 0.224, 0.225), in fp32 as
+ * torchvision's ToTensor + Normalize compute it. *tiles is malloc'd, (n_tiles, 3, tile, tile);
+ * the grid is mmm_image_tile_grid's. */
+int mmm_image_preprocess(float **tiles, int *n_tiles, const mmm_image *img, int tile,
+                         int min_tiles, int max_tiles, int use_thumbnail);
+
+#endif

@@ -1,0 +1,360 @@
+/* config.json: parse, validate, write back. */
+#include "mmm/config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmm/error.h"
+#include "mmm/fileio.h"
+
+#define MAX_CONFIG_BYTES (16u << 20)
+#define MAX_LAYERS 1024
+
+/* Reads key from obj as an integer in [lo, hi]; absent → def (or an error when required). */
+static int get_int(const char *path, const char *where, const cJSON *obj, const char *key, int def,
+                   int required, int lo, int hi, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required) return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" is missing", path, where, key);
+        *out = def;
+        return MMM_OK;
+    }
+    if (cJSON_IsBool(v)) {
+        *out = cJSON_IsTrue(v);
+    } else if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble)) {
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" must be an integer", path, where, key);
+    } else if (v->valuedouble < lo || v->valuedouble > hi) {
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" = %g is outside [%d, %d]", path, where, key,
+                        v->valuedouble, lo, hi);
+    } else {
+        *out = (int)v->valuedouble;
+    }
+    return MMM_OK;
+}
+
+static int get_float(const char *path, const char *where, const cJSON *obj, const char *key,
+                     double def, int required, double lo, double hi, float *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required) return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" is missing", path, where, key);
+        *out = (float)def;
+        return MMM_OK;
+    }
+    if (!cJSON_IsNumber(v)) return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" must be a number", path, where, key);
+    if (!(v->valuedouble >= lo && v->valuedouble <= hi))
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" = %g is outside [%g, %g]", path, where, key,
+                        v->valuedouble, lo, hi);
+    *out = (float)v->valuedouble;
+    return MMM_OK;
+}
+
+static int get_bool(const char *path, const char *where, const cJSON *obj, const char *key, int def,
+                    int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v)) {
+        *out = def;
+        return MMM_OK;
+    }
+    if (cJSON_IsBool(v)) *out = cJSON_IsTrue(v);
+    else if (cJSON_IsNumber(v) && (v->valuedouble == 0 || v->valuedouble == 1)) *out = (int)v->valuedouble;
+    else return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" must be true or false", path, where, key);
+    return MMM_OK;
+}
+
+/* Reads one stack's layer shapes (and layer kinds from layers_block_type) into layers[0..n). */
+static int parse_stack(const char *path, const char *name, const cJSON *obj, int stack, int hidden,
+                       mmm_layer_desc **layers, int *n_layers) {
+    char where[64];
+    snprintf(where, sizeof where, "%s.", name);
+    int n = 0, heads = 1, kv = 1, ffn = 1, rc;
+    float eps = 0, theta = 0;
+    if ((rc = get_int(path, where, obj, "num_hidden_layers", 0, 1, 0, MAX_LAYERS, &n)) ||
+        (rc = get_int(path, where, obj, "num_attention_heads", 0, 1, 1, 4096, &heads)) ||
+        (rc = get_int(path, where, obj, "num_key_value_heads", heads, 0, 1, 4096, &kv)) ||
+        (rc = get_int(path, where, obj, "intermediate_size", 0, 1, 1, 1 << 20, &ffn)) ||
+        (rc = get_float(path, where, obj, "rms_norm_eps", 1e-6, 0, 0, 1, &eps)) ||
+        (rc = get_float(path, where, obj, "rope_theta", 10000.0, 0, 1, 1e12, &theta)))
+        return rc;
+    if (hidden % heads)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %snum_attention_heads = %d does not divide hidden_size = %d",
+                        path, where, heads, hidden);
+    if (heads % kv)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %snum_key_value_heads = %d does not divide "
+                        "num_attention_heads = %d", path, where, kv, heads);
+    if ((hidden / heads) % 2)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %shead_dim = %d must be even for rotary embeddings",
+                        path, where, hidden / heads);
+    const cJSON *kinds = cJSON_GetObjectItemCaseSensitive(obj, "layers_block_type");
+    if (kinds && !cJSON_IsNull(kinds)) {
+        if (!cJSON_IsArray(kinds) || cJSON_GetArraySize(kinds) != n)
+            return mmm_fail(MMM_ERR_FORMAT, "%s: %slayers_block_type must be a list of %d entries "
+                            "(one per layer)", path, where, n);
+    }
+    mmm_layer_desc *grown = realloc(*layers, (size_t)(*n_layers + n + 1) * sizeof *grown);
+    if (!grown) return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
+    *layers = grown;
+    for (int i = 0; i < n; i++) {
+        mmm_layer_desc *d = &grown[*n_layers + i];
+        *d = (mmm_layer_desc){stack, i, MMM_MIXER_ATTENTION, heads, kv, hidden / heads, ffn, eps, theta};
+        if (kinds && !cJSON_IsNull(kinds)) {
+            const cJSON *k = cJSON_GetArrayItem(kinds, i);
+            if (cJSON_IsString(k) && !strcmp(k->valuestring, "mha")) d->kind = MMM_MIXER_ATTENTION;
+            else if (cJSON_IsString(k) && !strcmp(k->valuestring, "mamba2")) d->kind = MMM_MIXER_MAMBA2;
+            else
+                return mmm_fail(MMM_ERR_FORMAT, "%s: %slayers_block_type[%d] must be \"mha\" or "
+                                "\"mamba2\"", path, where, i);
+        }
+    }
+    *n_layers += n;
+    return MMM_OK;
+}
+
+static int parse_special(const char *path, const cJSON *emb, mmm_config *c) {
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(emb, "special_token_maps");
+    if (!map || cJSON_IsNull(map)) return MMM_OK;
+    if (!cJSON_IsObject(map))
+        return mmm_fail(MMM_ERR_FORMAT, "%s: embedding_config.special_token_maps must be an object", path);
+    int n = cJSON_GetArraySize(map);
+    c->special = calloc((size_t)n + 1, sizeof *c->special);
+    if (!c->special) return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
+    for (const cJSON *e = map->child; e; e = e->next) {
+        if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || e->valuedouble < 0 ||
+            e->valuedouble > 1e9)
+            return mmm_fail(MMM_ERR_FORMAT, "%s: embedding_config.special_token_maps[\"%s\"] must be "
+                            "a token id", path, e->string);
+        mmm_special_token *s = &c->special[c->n_special++];
+        s->id = (int)e->valuedouble;
+        if (!(s->token = strdup(e->string))) return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    return MMM_OK;
+}
+
+int mmm_config_token_id(const mmm_config *cfg, const char *token) {
+    for (int i = 0; i < cfg->n_special; i++)
+        if (!strcmp(cfg->special[i].token, token)) return cfg->special[i].id;
+    return -1;
+}
+
+/* Cross-field rules the model code relies on. */
+static int validate(const char *path, mmm_config *c) {
+    if (c->n_emb_layers + c->n_llm_layers == 0)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: the model has no layers", path);
+    if (c->llm_vocab < 1 || c->vocab < 1)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: vocabulary sizes must be positive", path);
+    for (int i = 0; i < c->n_special; i++)
+        if (c->special[i].id >= c->llm_vocab + c->n_special)
+            return mmm_fail(MMM_ERR_FORMAT, "%s: special token \"%s\" has id %d, but the embedding "
+                            "tables hold only %d + %d ids", path, c->special[i].token,
+                            c->special[i].id, c->llm_vocab, c->n_special);
+    if (c->patch_size > 0) {
+        int r = mmm_config_shuffle_factor(c);
+        if (r < 1 || fabsf(1.0f / r - c->downsample_ratio) > 1e-6f)
+            return mmm_fail(MMM_ERR_FORMAT, "%s: downsample_ratio = %g must be 1/n for an integer n",
+                            path, c->downsample_ratio);
+        if (c->image_size % c->patch_size || c->tile_size % c->patch_size)
+            return mmm_fail(MMM_ERR_FORMAT, "%s: image size %d and tile size %d must be multiples of "
+                            "patch_size %d", path, c->image_size, c->tile_size, c->patch_size);
+        if (mmm_config_tile_grid(c) % r)
+            return mmm_fail(MMM_ERR_FORMAT, "%s: the %d-patch tile grid cannot be pixel-shuffled "
+                            "by %d", path, mmm_config_tile_grid(c), r);
+        if (c->min_tiles < 1 || c->max_tiles < c->min_tiles)
+            return mmm_fail(MMM_ERR_FORMAT, "%s: need 1 <= min_dynamic_patch <= max_dynamic_patch", path);
+    }
+    return MMM_OK;
+}
+
+static int parse(const char *path, const cJSON *root, mmm_config *c) {
+    if (!cJSON_IsObject(root)) return mmm_fail(MMM_ERR_FORMAT, "%s: not a JSON object", path);
+    const cJSON *emb = cJSON_GetObjectItemCaseSensitive(root, "embedding_config");
+    const cJSON *llm = cJSON_GetObjectItemCaseSensitive(root, "llm_config");
+    if (!cJSON_IsObject(emb) || !cJSON_IsObject(llm))
+        return mmm_fail(MMM_ERR_FORMAT, "%s: needs \"embedding_config\" and \"llm_config\" objects "
+                        "(HoVLE layout, see docs/model-format.md)", path);
+    int rc, emb_hidden;
+    if ((rc = get_int(path, "llm_config.", llm, "hidden_size", 0, 1, 2, 1 << 16, &c->hidden)) ||
+        (rc = get_int(path, "embedding_config.", emb, "hidden_size", c->hidden, 0, 2, 1 << 16, &emb_hidden)))
+        return rc;
+    if (emb_hidden != c->hidden)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: embedding_config.hidden_size = %d differs from "
+                        "llm_config.hidden_size = %d", path, emb_hidden, c->hidden);
+    int n = 0;
+    if ((rc = parse_stack(path, "embedding_config", emb, 0, c->hidden, &c->layers, &n))) return rc;
+    c->n_emb_layers = n;
+    if ((rc = parse_stack(path, "llm_config", llm, 1, c->hidden, &c->layers, &n))) return rc;
+    c->n_llm_layers = n - c->n_emb_layers;
+    if ((rc = get_float(path, "llm_config.", llm, "rms_norm_eps", 1e-6, 0, 0, 1, &c->final_norm_eps)) ||
+        (rc = get_int(path, "llm_config.", llm, "vocab_size", 0, 1, 1, 1 << 24, &c->vocab)) ||
+        (rc = get_int(path, "embedding_config.", emb, "llm_vocab_size", c->vocab, 0, 1, 1 << 24, &c->llm_vocab)) ||
+        (rc = parse_special(path, emb, c)))
+        return rc;
+
+    /* vision: the tile grid; all of it optional for a text-only model */
+    float ratio_top;
+    if ((rc = get_int(path, "embedding_config.", emb, "image_size", 0, 0, 0, 1 << 14, &c->image_size)) ||
+        (rc = get_int(path, "embedding_config.", emb, "patch_size", 0, 0, 0, 1 << 10, &c->patch_size)) ||
+        (rc = get_int(path, "embedding_config.", emb, "num_channels", 3, 0, 3, 3, &c->channels)) ||
+        (rc = get_float(path, "embedding_config.", emb, "downsample_ratio", 0.5, 0, 1e-3, 1, &c->downsample_ratio)) ||
+        (rc = get_float(path, "", root, "downsample_ratio", c->downsample_ratio, 0, 1e-3, 1, &ratio_top)) ||
+        (rc = get_int(path, "", root, "force_image_size", c->image_size, 0, 0, 1 << 14, &c->tile_size)) ||
+        (rc = get_bool(path, "", root, "use_thumbnail", 1, &c->use_thumbnail)) ||
+        (rc = get_int(path, "", root, "min_dynamic_patch", 1, 0, 1, 1024, &c->min_tiles)) ||
+        (rc = get_int(path, "", root, "max_dynamic_patch", 6, 0, 1, 1024, &c->max_tiles)))
+        return rc;
+    if (fabsf(ratio_top - c->downsample_ratio) > 1e-6f)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: downsample_ratio %g differs from embedding_config's %g",
+                        path, ratio_top, c->downsample_ratio);
+    int norm_emb;
+    if ((rc = get_bool(path, "embedding_config.", emb, "normalize_encoder_output", 0, &norm_emb)) ||
+        (rc = get_bool(path, "", root, "normalize_encoder_output", norm_emb, &c->normalize_encoder_output)))
+        return rc;
+    if (c->patch_size == 0) c->image_size = c->tile_size = 0;
+
+    int ctx_emb;
+    if ((rc = get_int(path, "embedding_config.", emb, "img_context_token_id",
+                      mmm_config_token_id(c, "<IMG_CONTEXT>"), 0, -1, 1 << 24, &ctx_emb)) ||
+        (rc = get_int(path, "", root, "img_context_token_id", ctx_emb, 0, -1, 1 << 24, &c->img_context_id)))
+        return rc;
+    c->img_start_id = mmm_config_token_id(c, "<img>");
+    c->img_end_id = mmm_config_token_id(c, "</img>");
+    c->im_start_id = mmm_config_token_id(c, "<|im_start|>");
+    c->im_end_id = mmm_config_token_id(c, "<|im_end|>");
+    c->n_special = c->special ? c->n_special : 0;
+    return validate(path, c);
+}
+
+int mmm_config_load(mmm_config *cfg, const char *path) {
+    memset(cfg, 0, sizeof *cfg);
+    cJSON *root = NULL;
+    int rc = mmm_json_load(path, MAX_CONFIG_BYTES, (void **)&root);
+    if (rc) return rc;
+    cfg->json = root;
+    if ((rc = parse(path, root, cfg))) mmm_config_free(cfg);
+    return rc;
+}
+
+void mmm_config_free(mmm_config *cfg) {
+    if (!cfg) return;
+    for (int i = 0; i < cfg->n_special; i++) free(cfg->special[i].token);
+    free(cfg->special);
+    free(cfg->layers);
+    cJSON_Delete(cfg->json);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+int mmm_config_copy(mmm_config *dst, const mmm_config *src) {
+    *dst = *src;
+    int n = mmm_config_n_layers(src);
+    dst->layers = malloc((size_t)(n + 1) * sizeof *dst->layers);
+    dst->special = calloc((size_t)src->n_special + 1, sizeof *dst->special);
+    dst->json = src->json ? cJSON_Duplicate(src->json, 1) : cJSON_CreateObject();
+    if (!dst->layers || !dst->special || !dst->json) {
+        dst->n_special = 0;
+        mmm_config_free(dst);
+        return mmm_fail(MMM_ERR_NOMEM, "copying a model config: out of memory");
+    }
+    memcpy(dst->layers, src->layers, (size_t)n * sizeof *dst->layers);
+    for (int i = 0; i < src->n_special; i++) {
+        dst->special[i].id = src->special[i].id;
+        if (!(dst->special[i].token = strdup(src->special[i].token))) {
+            dst->n_special = i;
+            mmm_config_free(dst);
+            return mmm_fail(MMM_ERR_NOMEM, "copying a model config: out of memory");
+        }
+    }
+    return MMM_OK;
+}
+
+/* Sets obj[key] = value, replacing any earlier value. */
+static void put(cJSON *obj, const char *key, cJSON *value) {
+    if (cJSON_GetObjectItemCaseSensitive(obj, key)) cJSON_ReplaceItemInObjectCaseSensitive(obj, key, value);
+    else cJSON_AddItemToObject(obj, key, value);
+}
+
+static cJSON *child_object(cJSON *root, const char *key) {
+    cJSON *o = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!cJSON_IsObject(o)) {
+        o = cJSON_CreateObject();
+        put(root, key, o);
+    }
+    return o;
+}
+
+static void put_stack(cJSON *obj, const mmm_config *c, int stack) {
+    int first = stack ? c->n_emb_layers : 0, n = stack ? c->n_llm_layers : c->n_emb_layers;
+    const mmm_layer_desc *d = &c->layers[first];
+    put(obj, "hidden_size", cJSON_CreateNumber(c->hidden));
+    put(obj, "num_hidden_layers", cJSON_CreateNumber(n));
+    if (n > 0) {
+        put(obj, "num_attention_heads", cJSON_CreateNumber(d->n_heads));
+        put(obj, "num_key_value_heads", cJSON_CreateNumber(d->n_kv_heads));
+        put(obj, "intermediate_size", cJSON_CreateNumber(d->ffn));
+        put(obj, "rms_norm_eps", cJSON_CreateNumber(d->rms_eps));
+        put(obj, "rope_theta", cJSON_CreateNumber(d->rope_theta));
+    }
+    int any_mamba = 0;
+    for (int i = 0; i < n; i++) any_mamba |= d[i].kind == MMM_MIXER_MAMBA2;
+    if (any_mamba || cJSON_GetObjectItemCaseSensitive(obj, "layers_block_type")) {
+        cJSON *kinds = cJSON_CreateArray();
+        for (int i = 0; i < n; i++)
+            cJSON_AddItemToArray(kinds, cJSON_CreateString(d[i].kind == MMM_MIXER_MAMBA2 ? "mamba2" : "mha"));
+        put(obj, "layers_block_type", kinds);
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(obj, "hidden_act")) put(obj, "hidden_act", cJSON_CreateString("silu"));
+}
+
+int mmm_config_save(const mmm_config *c, const char *path) {
+    cJSON *root = c->json ? cJSON_Duplicate(c->json, 1) : cJSON_CreateObject();
+    if (!root) return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
+    cJSON *emb = child_object(root, "embedding_config"), *llm = child_object(root, "llm_config");
+    put_stack(emb, c, 0);
+    put_stack(llm, c, 1);
+    if (c->n_llm_layers > 0) put(llm, "rms_norm_eps", cJSON_CreateNumber(c->final_norm_eps));
+    put(llm, "vocab_size", cJSON_CreateNumber(c->vocab));
+    put(emb, "llm_hidden_size", cJSON_CreateNumber(c->hidden));
+    put(emb, "llm_vocab_size", cJSON_CreateNumber(c->llm_vocab));
+    cJSON *map = cJSON_CreateObject();
+    for (int i = 0; i < c->n_special; i++) cJSON_AddNumberToObject(map, c->special[i].token, c->special[i].id);
+    put(emb, "special_token_maps", map);
+    if (c->patch_size > 0) {
+        put(emb, "image_size", cJSON_CreateNumber(c->image_size));
+        put(emb, "patch_size", cJSON_CreateNumber(c->patch_size));
+        put(emb, "num_channels", cJSON_CreateNumber(c->channels));
+        put(emb, "downsample_ratio", cJSON_CreateNumber(c->downsample_ratio));
+        put(emb, "use_pixel_shuffle_proj", cJSON_CreateTrue());
+        put(root, "force_image_size", cJSON_CreateNumber(c->tile_size));
+        put(root, "downsample_ratio", cJSON_CreateNumber(c->downsample_ratio));
+        put(root, "use_thumbnail", cJSON_CreateBool(c->use_thumbnail));
+        put(root, "min_dynamic_patch", cJSON_CreateNumber(c->min_tiles));
+        put(root, "max_dynamic_patch", cJSON_CreateNumber(c->max_tiles));
+    }
+    put(root, "normalize_encoder_output", cJSON_CreateBool(c->normalize_encoder_output));
+    if (c->img_context_id >= 0) {
+        put(emb, "img_context_token_id", cJSON_CreateNumber(c->img_context_id));
+        put(root, "img_context_token_id", cJSON_CreateNumber(c->img_context_id));
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(root, "model_type"))
+        put(root, "model_type", cJSON_CreateString(mmm_config_n_mamba_layers(c) ? "mmMamba" : "hovle"));
+    if (!cJSON_GetObjectItemCaseSensitive(root, "template"))
+        put(root, "template", cJSON_CreateString("internlm2-chat"));
+    int rc = mmm_json_save(path, root);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int mmm_config_n_layers(const mmm_config *c) { return c->n_emb_layers + c->n_llm_layers; }
+int mmm_config_patch_grid(const mmm_config *c) { return c->patch_size ? c->image_size / c->patch_size : 0; }
+int mmm_config_tile_grid(const mmm_config *c) { return c->patch_size ? c->tile_size / c->patch_size : 0; }
+int mmm_config_shuffle_factor(const mmm_config *c) { return (int)lrintf(1.0f / c->downsample_ratio); }
+
+int mmm_config_tokens_per_tile(const mmm_config *c) {
+    int g = mmm_config_tile_grid(c) / mmm_config_shuffle_factor(c);
+    return g * g;
+}
+
+int mmm_config_n_mamba_layers(const mmm_config *c) {
+    int n = 0;
+    for (int i = 0; i < mmm_config_n_layers(c); i++) n += c->layers[i].kind == MMM_MIXER_MAMBA2;
+    return n;
+}

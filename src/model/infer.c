@@ -1,0 +1,197 @@
+/* Inference: a per-sequence state (KV caches) fed by chunked prefill and single-token decode. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "mmm/error.h"
+#include "mmm/ops/dense.h"
+#include "mmm/ops/norm.h"
+#include "mmm/ops/rope.h"
+
+#define CHUNK 256 /* tokens per prefill step: bounds the scratch memory of a long prefill */
+
+struct mmm_state {
+    const mmm_model *model;
+    int max_tokens, len, n_layers;
+    float **k, **v;          /* per layer (max_tokens, Hkv, D); NULL for non-attention layers */
+    size_t cache_bytes;
+    /* scratch for one chunk */
+    float *arena;
+    layer_buf buf;           /* sized for the widest layer */
+    float *x, *hf, *rstdf, *norms, *qkv, *rope[2][2];
+    int32_t *pos;
+    vision_buf vis;          /* one tile */
+};
+
+static size_t cache_floats(const mmm_config *c, int l, int max_tokens) {
+    const mmm_layer_desc *d = &c->layers[l];
+    return d->kind == MMM_MIXER_ATTENTION ? (size_t)max_tokens * d->n_kv_heads * d->head_dim : 0;
+}
+
+static size_t physical_memory(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && size > 0 ? (size_t)pages * (size_t)size : (size_t)-1;
+}
+
+int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
+    const mmm_config *c = &m->cfg;
+    int L = mmm_config_n_layers(c), C = c->hidden, Dmax = max_head_dim(c);
+    if (max_tokens < 1) return mmm_fail(MMM_ERR_ARG, "state: max_tokens must be positive");
+    size_t cache = 0;
+    for (int l = 0; l < L; l++) cache += 2 * cache_floats(c, l, max_tokens) * sizeof(float);
+    size_t phys = physical_memory();
+    if (cache > phys / 10 * 9)
+        return mmm_fail(MMM_ERR_NOMEM, "a %d-token context needs %.2f GB of KV cache, more than this "
+                        "machine's %.2f GB of memory allows", max_tokens, cache * 1e-9, phys * 1e-9);
+
+    mmm_state *s = calloc(1, sizeof *s);
+    if (!s) return mmm_fail(MMM_ERR_NOMEM, "state: out of memory");
+    s->model = m;
+    s->max_tokens = max_tokens;
+    s->n_layers = L;
+    s->cache_bytes = cache;
+    s->k = calloc((size_t)L + 1, sizeof *s->k);
+    s->v = calloc((size_t)L + 1, sizeof *s->v);
+    int ok = s->k && s->v;
+    for (int l = 0; l < L && ok; l++) {
+        size_t n = cache_floats(c, l, max_tokens);
+        if (!n) continue;
+        ok = (s->k[l] = malloc(n * sizeof(float))) && (s->v[l] = malloc(n * sizeof(float)));
+    }
+    /* chunk scratch: one layer's buffers for the widest layer, plus the pieces around them */
+    size_t layer = 0, qkv = 0;
+    for (int l = 0; l < L; l++) {
+        size_t n = layer_floats(&c->layers[l], CHUNK, C, 1, CHUNK);
+        if (n > layer) layer = n;
+        if (layer_scratch_floats(&c->layers[l], CHUNK) > qkv) qkv = layer_scratch_floats(&c->layers[l], CHUNK);
+    }
+    size_t vis = c->patch_size ? vision_buf_floats(c, 1) : 0;
+    size_t total = layer + qkv + vis + (size_t)CHUNK * (2 * C + 2 + 2 * Dmax);
+    if (ok) ok = (s->arena = malloc(total * sizeof(float))) && (s->pos = malloc(CHUNK * sizeof *s->pos));
+    if (!ok) {
+        mmm_state_free(s);
+        return mmm_fail(MMM_ERR_NOMEM, "state: cannot allocate the caches for %d tokens (%.2f GB)",
+                        max_tokens, cache * 1e-9);
+    }
+    float *p = s->arena;
+    /* every layer reuses the same buffers, carved for the widest */
+    int widest = 0;
+    for (int l = 1; l < L; l++)
+        if (layer_floats(&c->layers[l], CHUNK, C, 1, CHUNK) > layer_floats(&c->layers[widest], CHUNK, C, 1, CHUNK)) widest = l;
+    if (L) layer_carve(&s->buf, &p, &c->layers[widest], CHUNK, C, 1, CHUNK);
+    else p += layer;
+    s->qkv = p; p += qkv;
+    if (vis) vision_buf_carve(&s->vis, p, c, 1);
+    p += vis;
+    s->x = p; p += (size_t)CHUNK * C;
+    s->hf = p; p += (size_t)CHUNK * C;
+    s->rstdf = p; p += CHUNK;
+    s->norms = p; p += CHUNK;
+    for (int st = 0; st < 2; st++) { s->rope[st][0] = p; p += (size_t)CHUNK * Dmax / 2; s->rope[st][1] = p; p += (size_t)CHUNK * Dmax / 2; }
+    *out = s;
+    return MMM_OK;
+}
+
+void mmm_state_free(mmm_state *s) {
+    if (!s) return;
+    for (int l = 0; l < s->n_layers; l++) {
+        if (s->k) free(s->k[l]);
+        if (s->v) free(s->v[l]);
+    }
+    free(s->k);
+    free(s->v);
+    free(s->arena);
+    free(s->pos);
+    free(s);
+}
+
+void mmm_state_reset(mmm_state *s) { s->len = 0; }
+int mmm_state_length(const mmm_state *s) { return s->len; }
+int mmm_state_capacity(const mmm_state *s) { return s->max_tokens; }
+size_t mmm_state_bytes(const mmm_state *s) { return s->cache_bytes; }
+
+int mmm_state_copy(mmm_state *dst, const mmm_state *src) {
+    if (dst->model != src->model || dst->max_tokens < src->len)
+        return mmm_fail(MMM_ERR_ARG, "state copy: states of different models or too short");
+    const mmm_config *c = &src->model->cfg;
+    for (int l = 0; l < src->n_layers; l++) {
+        size_t n = cache_floats(c, l, src->len);
+        if (!n) continue;
+        memcpy(dst->k[l], src->k[l], n * sizeof(float));
+        memcpy(dst->v[l], src->v[l], n * sizeof(float));
+    }
+    dst->len = src->len;
+    return MMM_OK;
+}
+
+/* Runs T (≤ CHUNK) tokens whose embeddings are in s->x through every layer. */
+static void run_chunk(const mmm_model *m, mmm_state *s, int T) {
+    const mmm_config *c = &m->cfg;
+    int C = c->hidden, L = mmm_config_n_layers(c);
+    for (int t = 0; t < T; t++) s->pos[t] = s->len + t;
+    for (int st = 0; st < 2; st++) {
+        int first = st ? c->n_emb_layers : 0, n = st ? c->n_llm_layers : c->n_emb_layers;
+        if (n > 0) mmm_rope_table(s->rope[st][0], s->rope[st][1], s->pos, c->layers[first].rope_theta, T,
+                                  c->layers[first].head_dim);
+    }
+    for (int l = 0; l < L; l++) {
+        const mmm_layer_desc *d = &c->layers[l];
+        if (l == c->n_emb_layers && c->normalize_encoder_output)
+            l2norm_rows_forward(s->x, s->norms, s->x, T, C);
+        layer_buf *a = &s->buf;
+        a->x_in = s->x; /* layer_forward reads x_in in place */
+        kv_view kv = {s->k[l], s->v[l], s->len, s->len + T};
+        layer_forward(m, l, a, s->x, 1, T, &kv, s->rope[d->stack][0], s->rope[d->stack][1], s->qkv);
+        memcpy(s->x, a->x_out, (size_t)T * C * sizeof *s->x);
+    }
+    if (c->n_llm_layers == 0 && c->normalize_encoder_output) l2norm_rows_forward(s->x, s->norms, s->x, T, C);
+    s->len += T;
+}
+
+int mmm_prefill(const mmm_model *m, mmm_state *s, const int32_t *ids, int T, const float *pixels,
+                int n_tiles, float *logits, float *last) {
+    const mmm_config *c = &m->cfg;
+    if (s->model != m) return mmm_fail(MMM_ERR_ARG, "prefill: the state belongs to another model");
+    if (T < 1) return mmm_fail(MMM_ERR_ARG, "prefill: no tokens");
+    if (s->len + T > s->max_tokens)
+        return mmm_fail(MMM_ERR_ARG, "prefill: %d + %d tokens exceed the state's %d-token context",
+                        s->len, T, s->max_tokens);
+    int rc = check_input_ids(c, ids, T, n_tiles, "prefill");
+    if (rc) return rc;
+    int C = c->hidden, tpt = c->patch_size ? mmm_config_tokens_per_tile(c) : 0;
+    size_t tile_floats = (size_t)3 * c->tile_size * c->tile_size;
+    long img_cursor = 0;
+    int cached_tile = -1;
+    for (int t0 = 0; t0 < T; t0 += CHUNK) {
+        int n = T - t0 < CHUNK ? T - t0 : CHUNK;
+        for (int i = 0; i < n; i++) {
+            int32_t id = ids[t0 + i];
+            float *row = s->x + (size_t)i * C;
+            if (id != c->img_context_id || !tpt) {
+                embed_tokens(m, row, &id, 1, NULL, NULL);
+                continue;
+            }
+            int tile = (int)(img_cursor / tpt);
+            if (tile != cached_tile) { /* image embeddings are made one tile at a time, when needed */
+                vision_forward(m, pixels + tile * tile_floats, 1, &s->vis);
+                cached_tile = tile;
+            }
+            memcpy(row, s->vis.img + (img_cursor++ % tpt) * C, (size_t)C * sizeof *row);
+        }
+        run_chunk(m, s, n);
+        int want_all = logits != NULL, want_last = last && t0 + n == T;
+        if (want_all || want_last) {
+            int first = want_all ? 0 : n - 1, rows = n - first;
+            mmm_rmsnorm_forward(s->hf, s->rstdf, s->x + (size_t)first * C, m->w.final_norm, c->final_norm_eps, rows, C);
+            float *dst = want_all ? logits + (size_t)(t0 + first) * c->vocab : last;
+            mmm_linear_forward(dst, s->hf, m->w.lm_head, NULL, rows, C, c->vocab);
+            if (want_all && want_last) memcpy(last, logits + (size_t)(T - 1) * c->vocab, (size_t)c->vocab * sizeof *last);
+        }
+    }
+    return MMM_OK;
+}
+
+int mmm_decode(const mmm_model *m, mmm_state *s, int32_t id, float *logits) {
+    return mmm_prefill(m, s, &id, 1, NULL, 0, NULL, logits);
+}

@@ -1,0 +1,70 @@
+/* Pieces shared by the training forward/backward and the inference path. */
+#ifndef MMM_MODEL_INTERNAL_H
+#define MMM_MODEL_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mmm/forward.h"
+#include "mmm/model.h"
+
+/* Per-layer buffers. In training each layer owns a set (kept for the backward); in inference
+ * one set is reused by every layer for the current chunk. */
+typedef struct {
+    float *x_in;       /* (N, C) layer input */
+    float *h1, *rstd1; /* (N, C), (N): attention_norm(x_in) */
+    float *q;          /* (N, H, D) after RoPE */
+    float *k, *v;      /* training: (N, Hkv, D), k after RoPE; inference: unused (cache) */
+    float *att;        /* (N, H·D) mixer output before Wo */
+    float *lse;        /* (B, H, T) */
+    float *x_mid;      /* (N, C) x_in + Wo·att */
+    float *h2, *rstd2; /* (N, C), (N): ffn_norm(x_mid) */
+    float *a, *b, *s;  /* (N, F): W1·h2, W3·h2, silu(a)⊙b */
+    float *x_out;      /* (N, C) */
+} layer_buf;
+
+/* Where a layer's keys/values go and which keys its queries see: new rows are written at row
+ * pos0 of k/v (B, Tk, Hkv, D) and queries attend to rows [0, pos0 + T). */
+typedef struct {
+    float *k, *v;
+    int pos0, Tk;
+} kv_view;
+
+/* Vision front end for n tiles; buffers (see vision.c) may be NULL-free scratch. */
+typedef struct {
+    float *patches; /* (n·gt², 3·p·p) */
+    float *pe;      /* (n·gt², C) patch embeddings + position embeddings */
+    float *pos;     /* (gt², C) the position grid used (resized when gt != g) */
+    float *shuf;    /* (n·tpt, r²·C) */
+    float *z0;      /* (n·tpt, C) proj0 output */
+    float *z0g;     /* (n·tpt, C) GELU(z0) */
+    float *img;     /* (n·tpt, C) image embeddings */
+} vision_buf;
+
+size_t vision_buf_floats(const mmm_config *c, int n_tiles);
+void vision_buf_carve(vision_buf *v, float *base, const mmm_config *c, int n_tiles);
+void vision_forward(const mmm_model *m, const float *pixels, int n_tiles, vision_buf *v);
+void vision_backward(const mmm_model *m, const mmm_weights *g, const float *dimg, int n_tiles,
+                     vision_buf *v, float *scratch /* vision_buf_floats(c, n_tiles) */);
+
+/* Checks ids against the embedding tables and counts <IMG_CONTEXT> tokens against the tiles. */
+int check_input_ids(const mmm_config *c, const int32_t *ids, long n, int n_tiles, const char *what);
+/* out[i] = embedding of ids[i]; <IMG_CONTEXT> rows take img rows in order from *img_cursor. */
+void embed_tokens(const mmm_model *m, float *out, const int32_t *ids, long n, const float *img,
+                  long *img_cursor);
+
+void layer_forward(const mmm_model *m, int l, layer_buf *a, const float *x_in, int B, int T,
+                   const kv_view *kv, const float *cos_t, const float *sin_t, float *scratch);
+size_t layer_scratch_floats(const mmm_layer_desc *d, long N);
+/* Buffers of one layer for N = B·T tokens: size, and carving from *p (advanced). */
+size_t layer_floats(const mmm_layer_desc *d, long N, int C, int B, int T);
+void layer_carve(layer_buf *a, float **p, const mmm_layer_desc *d, long N, int C, int B, int T);
+
+/* L2 normalisation of each row (normalize_encoder_output); norms (N) saved for the backward. */
+void l2norm_rows_forward(float *out, float *norms, const float *inp, long N, int C);
+void l2norm_rows_backward(float *dinp, const float *dout, const float *out, const float *norms,
+                          long N, int C);
+
+int max_head_dim(const mmm_config *c);
+
+#endif
