@@ -143,19 +143,21 @@ bool gradcheck(const char *what, loss_fn loss, void *ctx, float *param, const fl
     for (size_t i = 0; i < n; i++) dir[i] = rng_uniform(&r) < 0.5 ? -1.f : 1.f;
     /* compare against the steps actually taken in fp32, which differ from ±eps after rounding */
     float *plus = xmalloc(n * sizeof *plus);
-    for (size_t i = 0; i < n; i++) plus[i] = param[i] = (float)(saved[i] + eps * dir[i]);
+    /* a step of norm eps in total, so the direction probes the same linear regime as one element */
+    double deps = eps / sqrt((double)n);
+    for (size_t i = 0; i < n; i++) plus[i] = param[i] = (float)(saved[i] + deps * dir[i]);
     double lp = loss(ctx);
     double ana = 0;
     for (size_t i = 0; i < n; i++) {
-        param[i] = (float)(saved[i] - eps * dir[i]);
+        param[i] = (float)(saved[i] - deps * dir[i]);
         ana += (double)grad[i] * ((double)plus[i] - param[i]);
     }
     double lm = loss(ctx);
     memcpy(param, saved, n * sizeof *saved);
     free(plus);
-    double num = (lp - lm) / (2 * eps);
-    ana /= 2 * eps;
-    double dfloor = floor * sqrt((double)n);
+    double num = (lp - lm) / (2 * deps);
+    ana /= 2 * deps;
+    double dfloor = floor;
     double derr = fabs(num - ana) / fmax(fmax(fabs(num), fabs(ana)), dfloor);
     free(saved);
     free(dir);

@@ -43,8 +43,8 @@ double dot_f64(const float *a, const float *b, size_t n);
  * loss(ctx) with respect to `param` (n values, perturbed in place and restored).
  * loss(ctx) must rerun the forward on the current contents of param and return a float64 scalar
  * (typically Σ out·r for a fixed random r, whose gradient is the backward with dout = r).
- * Checks up to 40 sampled elements by central differences, plus one random direction over all
- * of them; the error of each is |num − ana| / max(|num|, |ana|, 1e-2·max|grad|).
+ * Checks up to 40 sampled elements by central differences (step eps), plus one random ±1
+ * direction over all of them (total step norm eps); the error of each is |num − ana| / max(|num|, |ana|, 1e-2·max|grad|).
  * Prints "grad <what> ok (max err ...)" or a FAIL line. */
 typedef double (*loss_fn)(void *ctx);
 bool gradcheck(const char *what, loss_fn loss, void *ctx, float *param, const float *grad,

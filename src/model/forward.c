@@ -258,10 +258,11 @@ int mmm_backward(const mmm_model *m, mmm_acts *a, const float *dlogits, float *g
     for (long i = 0; i < N; i++) {
         int32_t id = a->ids[i];
         const float *src = dx + (size_t)i * C;
-        float *dst = id == c->img_context_id ? dimg + (size_t)k++ * C
+        int is_img = dimg && id == c->img_context_id;
+        float *dst = is_img ? dimg + (size_t)k++ * C
                    : id < c->llm_vocab ? g.text_emb + (size_t)id * C
                    : g.special_emb + (size_t)(id - c->llm_vocab) * C;
-        if (id == c->img_context_id) memcpy(dst, src, (size_t)C * sizeof *dst);
+        if (is_img) memcpy(dst, src, (size_t)C * sizeof *dst);
         else for (int j = 0; j < C; j++) dst[j] += src[j];
     }
     if (a->n_tiles) vision_backward(m, &g, dimg, a->n_tiles, &a->vis, a->scratch);

@@ -168,7 +168,7 @@ int mmm_prefill(const mmm_model *m, mmm_state *s, const int32_t *ids, int T, con
         for (int i = 0; i < n; i++) {
             int32_t id = ids[t0 + i];
             float *row = s->x + (size_t)i * C;
-            if (id != c->img_context_id || !tpt) {
+            if (id != c->img_context_id || !tpt || n_tiles == 0) {
                 embed_tokens(m, row, &id, 1, NULL, NULL);
                 continue;
             }

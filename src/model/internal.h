@@ -47,9 +47,11 @@ void vision_forward(const mmm_model *m, const float *pixels, int n_tiles, vision
 void vision_backward(const mmm_model *m, const mmm_weights *g, const float *dimg, int n_tiles,
                      vision_buf *v, float *scratch /* vision_buf_floats(c, n_tiles) */);
 
-/* Checks ids against the embedding tables and counts <IMG_CONTEXT> tokens against the tiles. */
+/* Checks ids against the embedding tables and, when tiles are given, that the <IMG_CONTEXT>
+ * tokens are exactly as many as the tiles' image tokens. */
 int check_input_ids(const mmm_config *c, const int32_t *ids, long n, int n_tiles, const char *what);
-/* out[i] = embedding of ids[i]; <IMG_CONTEXT> rows take img rows in order from *img_cursor. */
+/* out[i] = embedding of ids[i]; with img != NULL, <IMG_CONTEXT> rows take img rows in order
+ * from *img_cursor. */
 void embed_tokens(const mmm_model *m, float *out, const int32_t *ids, long n, const float *img,
                   long *img_cursor);
 

@@ -108,7 +108,8 @@ int check_input_ids(const mmm_config *c, const int32_t *ids, long n, int n_tiles
     long want = c->patch_size ? (long)n_tiles * mmm_config_tokens_per_tile(c) : 0;
     if (n_tiles > 0 && c->patch_size == 0)
         return mmm_fail(MMM_ERR_ARG, "%s: images given, but the model has no vision front end", what);
-    if (n_ctx != want)
+    /* without images <IMG_CONTEXT> is an ordinary token, as in HoVLE's text-only forward */
+    if (n_tiles > 0 && n_ctx != want)
         return mmm_fail(MMM_ERR_ARG, "%s: the input has %ld <IMG_CONTEXT> tokens but its %d image "
                         "tile(s) give %ld (%d per tile)", what, n_ctx, n_tiles, want,
                         c->patch_size ? mmm_config_tokens_per_tile(c) : 0);
@@ -121,7 +122,7 @@ void embed_tokens(const mmm_model *m, float *out, const int32_t *ids, long n, co
     int C = c->hidden;
     for (long i = 0; i < n; i++) {
         const float *src;
-        if (ids[i] == c->img_context_id) src = img + (*img_cursor)++ * C;
+        if (img && ids[i] == c->img_context_id) src = img + (*img_cursor)++ * C;
         else if (ids[i] < c->llm_vocab) src = m->w.text_emb + (size_t)ids[i] * C;
         else src = m->w.special_emb + (size_t)(ids[i] - c->llm_vocab) * C;
         memcpy(out + i * C, src, (size_t)C * sizeof *out);

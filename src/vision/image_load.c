@@ -19,20 +19,6 @@ void mmm_image_free(mmm_image *img) {
     memset(img, 0, sizeof *img);
 }
 
-/* stb_image fills missing JPEG data with zeros and succeeds, where PIL refuses a truncated file.
- * In a complete JPEG an end-of-image marker (FF D9) follows the last start-of-scan (FF DA);
- * scan data cannot contain either, because it stuffs every FF byte with a 00. */
-static int jpeg_truncated(const uint8_t *p, size_t n) {
-    if (n < 2 || p[0] != 0xFF || p[1] != 0xD8) return 0;
-    size_t last_sos = 0;
-    for (size_t i = 2; i + 1 < n; i++)
-        if (p[i] == 0xFF && p[i + 1] == 0xDA) last_sos = i;
-    if (!last_sos) return 0; /* no scan at all: let the decoder report it */
-    for (size_t i = last_sos + 2; i + 1 < n; i++)
-        if (p[i] == 0xFF && p[i + 1] == 0xD9) return 0;
-    return 1;
-}
-
 int mmm_image_from_memory(mmm_image *img, const void *data, size_t size, const char *name) {
     memset(img, 0, sizeof *img);
     if (size == 0) return mmm_fail(MMM_ERR_FORMAT, "%s: empty file, not an image", name);
@@ -41,9 +27,13 @@ int mmm_image_from_memory(mmm_image *img, const void *data, size_t size, const c
                         size);
     const stbi_uc *bytes = data;
     int w, h, comp;
-    if (!stbi_info_from_memory(bytes, (int)size, &w, &h, &comp))
+    if (!stbi_info_from_memory(bytes, (int)size, &w, &h, &comp)) {
+        /* stbi_info's reason is always "unknown image type"; a load attempt stops at the same
+         * bad header and names what is wrong with it (e.g. "too large") */
+        stbi_image_free(stbi_load_from_memory(bytes, (int)size, &w, &h, &comp, 3));
         return mmm_fail(MMM_ERR_FORMAT, "%s: not a readable image (%s)", name,
                         stbi_failure_reason());
+    }
     if (stbi_is_hdr_from_memory(bytes, (int)size))
         return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: HDR images are not supported", name);
     if (w <= 0 || h <= 0)
@@ -51,8 +41,6 @@ int mmm_image_from_memory(mmm_image *img, const void *data, size_t size, const c
     if (w > MMM_IMAGE_MAX_SIDE || h > MMM_IMAGE_MAX_SIDE)
         return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: image is %d×%d pixels, more than %d per side",
                         name, w, h, MMM_IMAGE_MAX_SIDE);
-    if (jpeg_truncated(bytes, size))
-        return mmm_fail(MMM_ERR_FORMAT, "%s: truncated JPEG (no end-of-image marker)", name);
     /* req_comp = 3 replicates gray and drops alpha, as PIL's convert("RGB") does */
     stbi_uc *px = stbi_load_from_memory(bytes, (int)size, &w, &h, &comp, 3);
     if (!px)

@@ -144,12 +144,15 @@ def main():
     png = open(os.path.join(OUT, "noise_48x40.png"), "rb").read()
     write(os.path.join(OUT, "empty.png"), b"")
     write(os.path.join(OUT, "truncated.png"), png[:len(png) * 3 // 5])
-    write(os.path.join(OUT, "truncated.jpg"), jpeg[:len(jpeg) // 2])
+    # cut inside the entropy-coded scan
+    write(os.path.join(OUT, "truncated.jpg"), jpeg[:len(jpeg) * 4 // 5])
     write(os.path.join(OUT, "zero.ppm"), b"P6\n0 0\n255\n")
     write(os.path.join(OUT, "garbage.png"), b"this is not an image, only some text\n" * 3)
-    ihdr = struct.pack(">IIBBBBB", 20000, 30000, 8, 2, 0, 0, 0)
-    write(os.path.join(OUT, "huge.png"), b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) +
-          png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b""))
+    # headers of absurd sizes: over mmm's 16384 per side, and over stb's own 1 GiB of pixels
+    for name, w, h in (("huge.png", 20000, 10000), ("huge_too_large.png", 30000, 30000)):
+        ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+        write(os.path.join(OUT, name), b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) +
+              png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b""))
 
     t = {}
     rgb = {}

@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""Builds the tokenizer fixtures and golden cases in tests/data/tokenizers/ with the reference
+libraries: Hugging Face `tokenizers` (byte-level BPE tokenizer.json) and `sentencepiece`
+(tokenizer.model). mmm's tests compare its own encoder and decoder against these files.
+
+    python3 tools/reference/make_tokenizer_goldens.py [--only hf|sp] [--dir tests/data/tokenizers]
+
+Everything is deterministic: a rerun with the same library versions rewrites identical files.
+If tests/data/tokenizers/mmm_trained.json exists (written by `mmm tokenizer train`), the script
+also checks that `tokenizers` loads it, compares it with what BpeTrainer learns from the same
+corpus and settings, and writes goldens for it.
+"""
+import argparse
+import json
+import os
+import sys
+
+SPECIALS = ["<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>"]
+HF_VOCAB = len(SPECIALS) + 256 + 500  # specials, the byte alphabet, 500 merges
+SP_VOCAB = 1000
+# Rules for the SentencePiece model with a custom normalizer: multi-character sources and
+# targets, prefixes of one another, whitespace that becomes a space, a deletion.
+NORMALIZATION_RULES = [("\uff21", "A"), ("\uff22", "B"), ("\uff41", "a"), ("\u2460", "1"),
+                       ("\ufb01", "fi"), ("\u00a0", " "), ("\t", " "), ("\u3000", " "),
+                       ("e\u0301", "\u00e9"), ("\u00bd", "1/2"), ("\u200b", ""),
+                       ("ab", "AB"), ("abc", "xyz")]
+
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+LLAMA3_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
+                  r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+QWEN2_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+                 r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+
+# Texts every tokenizer is checked on: ASCII, unicode, whitespace, digits, punctuation,
+# contractions, special tokens inside text, the empty string, and characters the corpus lacks.
+TEXTS = [
+    "",
+    "Hello world",
+    "The quick brown fox jumps over the lazy dog.",
+    "hello",
+    " leading space",
+    "trailing space ",
+    "  multiple   spaces  between   words  ",
+    " ",
+    "   ",
+    "\n",
+    "\ttab\tseparated\tvalues\t",
+    "line1\nline2\r\nline3\n\n\nend",
+    "a \n b",
+    "a  \n\n  b\t\n\tc",
+    "x\r\n\r\ny\r\rz",
+    "   \n  \n",
+    "end with newline\n",
+    "I'm sure it's John's dog; they've, we'll, I'd, you're, don't.",
+    "IT'S I'M WE'LL THEY'RE YOU'VE HE'D DON'T",
+    "'s 't 're 've 'm 'll 'd 'x ' s",
+    "it\u017f and it'\u017f and 'S",
+    "rock 'n' roll, the '90s, students' books",
+    "1234567890 3.14159 1e-5 2024-01-15 $19.99 12345 7 42 999 1000000",
+    "\u2460\u2461\u2462 \u00bd \u0663\u0664 \u216b x\u00b2",
+    "Hello!!! What??? (yes) [no] {maybe} <tag> ... --- ;;; :: @#$%^&*",
+    "caf\u00e9 na\u00efve r\u00e9sum\u00e9 Gr\u00f6\u00dfe \u00fcber se\u00f1or a\u00e7\u00e3o",
+    "cafe\u0301 e\u0301te\u0301 n\u0303 a\u030a \u212b \u1e9b\u0323",
+    "\u4eca\u5929\u5929\u6c14\u5f88\u597d\uff0c\u6211\u4eec\u53bb\u516c\u56ed\u6563\u6b65\u5427\u3002",
+    "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8 \ud55c\uad6d\uc5b4 \ubb38\uc7a5",
+    "I love \U0001f917 and \U0001f44d\U0001f3fd and \U0001f468\u200d\U0001f469\u200d\U0001f467 family",
+    "\U0001f389\U0001f389\U0001f389",
+    "\u041f\u0440\u0438\u0432\u0435\u0442 \u043c\u0438\u0440 \u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35 "
+    "\u0645\u0631\u062d\u0628\u0627 \u03a9\u2248\u00e7\u221a\u222b",
+    "a\u00a0b\u3000c\u2028d\u2003e\u0085f \u00a0 g",
+    "\x00\x01\x1f\x7f ctrl",
+    "def f(x):\n    return x**2  # square\n",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "ab" * 40,
+    "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n",
+    "<img><IMG_CONTEXT><IMG_CONTEXT></img>\nWhat is this?",
+    "text<|im_end|>text",
+    "<|im_start|><|im_end|>",
+    "<|im_start",
+    "<IMG_CONTEXT> <IMG_CONTEXT>  <IMG_CONTEXT>",
+    "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n<img><IMG_CONTEXT></img>\n"
+    "Is it a bag?<|im_end|>\n<|im_start|>assistant\nNo.<|im_end|>\n",
+    "Think: <think>step by step</think> done",
+    "Fill the <mask> here and   <mask>there",
+    "na\u00efve and nai\u0308ve",
+    "MixedCase WordsLikeThis andCamelCase snake_case_names UPPER",
+    "https://example.org/index.html?q=tokens&page=2 someone@example.com",
+    "Le renard brun rapide saute par-dessus le chien paresseux. C'est l'\u00e9t\u00e9.",
+]
+
+
+def byte_chars():
+    """GPT-2's printable stand-in character for each byte."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def write_json(path, obj):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=True, indent=1)
+        f.write("\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face tokenizers
+
+
+def hf_train(corpus, vocab_size):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train([corpus], trainer)
+    return tok
+
+
+def hf_variants(corpus):
+    """The byte-level tokenizers under test, as (file name, JSON text)."""
+    from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers
+    base = hf_train(corpus, HF_VOCAB)
+    base.add_tokens([AddedToken("<think>", special=False, normalized=True),
+                     AddedToken("</think>", special=False, normalized=True),
+                     AddedToken("na\u00efve", special=False, normalized=True)])
+    base.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True, normalized=False)])
+    out = [("bpe_gpt2.json", base.to_str(pretty=True))]
+
+    def split_then_bytes(pattern):
+        return pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+
+    # Llama-3 style: Split + ByteLevel(use_regex=false), ignore_merges, merges as "a b" strings.
+    llama = Tokenizer.from_str(base.to_str())
+    llama.pre_tokenizer = split_then_bytes(LLAMA3_PATTERN)
+    d = json.loads(llama.to_str())
+    d["model"]["ignore_merges"] = True
+    d["model"]["merges"] = [" ".join(m) if isinstance(m, list) else m for m in d["model"]["merges"]]
+    out.append(("bpe_llama3.json", json.dumps(d, ensure_ascii=False, indent=1)))
+
+    # Qwen2 style: NFC normalizer and single-digit numbers.
+    qwen = Tokenizer.from_str(base.to_str())
+    qwen.normalizer = normalizers.NFC()
+    qwen.pre_tokenizer = split_then_bytes(QWEN2_PATTERN)
+    out.append(("bpe_qwen2.json", qwen.to_str(pretty=True)))
+
+    # RoBERTa style: a prefix space added to every piece of text between added tokens.
+    prefix = Tokenizer.from_str(base.to_str())
+    prefix.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    out.append(("bpe_prefix.json", prefix.to_str(pretty=True)))
+    return out
+
+
+def hf_decode_cases(tok):
+    """Id sequences that are not encodings of text: partial UTF-8 and special tokens."""
+    bc = byte_chars()
+    byte_id = {b: tok.token_to_id(bc[b]) for b in range(256)}
+    sid = [tok.token_to_id(s) for s in SPECIALS]
+    hello = tok.encode("Hello", add_special_tokens=False).ids
+    seqs = [
+        [],
+        [byte_id[0xC3]],                              # a lead byte alone
+        [byte_id[0xE4], byte_id[0xB8]],               # a truncated 3-byte character
+        [byte_id[0x80]] + hello,                      # a lone continuation byte
+        [byte_id[0xF0], byte_id[0x9F], byte_id[0x98], byte_id[ord("a")]],
+        [byte_id[0xED], byte_id[0xA0], byte_id[0x80]],  # an encoded surrogate
+        [byte_id[0xC0], byte_id[0xAF], byte_id[0xFF]],  # bytes that never occur in UTF-8
+        [byte_id[0xE2], byte_id[0x82], byte_id[0xAC]],  # a complete euro sign from bytes
+        [sid[0]] + hello + [sid[1]],
+        hello + [sid[4], sid[4]] + hello,
+        [tok.token_to_id("<think>"), tok.token_to_id("na\u00efve"), tok.token_to_id("<mask>")],
+        list(range(0, 40)),
+        list(range(HF_VOCAB - 30, tok.get_vocab_size())),
+    ]
+    return [{"ids": s, "text": tok.decode(s, skip_special_tokens=False),
+             "text_skip": tok.decode(s, skip_special_tokens=True)} for s in seqs]
+
+
+def hf_goldens(name, text_json):
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_str(text_json)
+    cases = []
+    for t in TEXTS:
+        tok.encode_special_tokens = False
+        ids = tok.encode(t, add_special_tokens=False).ids
+        tok.encode_special_tokens = True
+        plain = tok.encode(t, add_special_tokens=False).ids
+        tok.encode_special_tokens = False
+        cases.append({"text": t, "ids": ids, "ids_plain": plain,
+                      "decoded": tok.decode(ids, skip_special_tokens=False),
+                      "decoded_skip": tok.decode(ids, skip_special_tokens=True)})
+    return {"tokenizer": name, "reference": "tokenizers " + tokenizers_version(),
+            "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+            "cases": cases, "decode_cases": hf_decode_cases(tok)}
+
+
+def tokenizers_version():
+    import tokenizers
+    return tokenizers.__version__
+
+
+def check_mmm_trained(d, corpus):
+    """mmm's own trainer output: tokenizers must load it; compare with BpeTrainer's result."""
+    path = os.path.join(d, "mmm_trained.json")
+    if not os.path.exists(path):
+        print("no mmm_trained.json yet: skipping the trainer check")
+        return
+    from tokenizers import Tokenizer
+    with open(path, encoding="utf-8") as f:
+        ours_text = f.read()
+    ours = json.loads(ours_text)
+    Tokenizer.from_str(ours_text)  # raises if tokenizers cannot load it
+    specials = [t["content"] for t in ours["added_tokens"]]
+    vocab_size = len(ours["model"]["vocab"])
+    if specials != SPECIALS:
+        print("mmm_trained.json: specials differ from the script's; not comparing with BpeTrainer")
+    else:
+        ref = json.loads(hf_train(os.path.join(d, "corpus.txt"), vocab_size).to_str())
+        norm = lambda ms: [m.split(" ") if isinstance(m, str) else m for m in ms]
+        same_vocab = ref["model"]["vocab"] == ours["model"]["vocab"]
+        same_merges = norm(ref["model"]["merges"]) == norm(ours["model"]["merges"])
+        print(f"mmm_trained.json vs BpeTrainer: vocab {'identical' if same_vocab else 'DIFFERENT'}, "
+              f"merges {'identical' if same_merges else 'DIFFERENT'}")
+    write_json(os.path.join(d, "mmm_trained.golden.json"), hf_goldens("mmm_trained.json", ours_text))
+    print("wrote mmm_trained.golden.json")
+
+
+def make_hf(d):
+    corpus = os.path.join(d, "corpus.txt")
+    for name, text in hf_variants(corpus):
+        with open(os.path.join(d, name), "w", encoding="utf-8") as f:
+            f.write(text)
+            f.write("\n")
+        write_json(os.path.join(d, name.replace(".json", ".golden.json")), hf_goldens(name, text))
+        print("wrote", name)
+    check_mmm_trained(d, corpus)
+
+
+# ---------------------------------------------------------------------------------------------
+# SentencePiece
+
+
+def sp_train(corpus, prefix, **kw):
+    import sentencepiece as spm
+    args = dict(input=corpus, model_prefix=prefix, vocab_size=SP_VOCAB, character_coverage=1.0,
+                num_threads=1, minloglevel=2, hard_vocab_limit=False)
+    args.update(kw)
+    spm.SentencePieceTrainer.train(**args)
+    with open(prefix + ".model", "rb") as f:
+        blob = f.read()
+    for ext in (".model", ".vocab"):
+        os.remove(prefix + ext)
+    # The trainer records its temporary paths; drop them so that reruns write identical files.
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    m = pb.ModelProto()
+    m.ParseFromString(blob)
+    m.trainer_spec.ClearField("model_prefix")
+    m.normalizer_spec.ClearField("normalization_rule_tsv")
+    return m.SerializeToString()
+
+
+def sp_variants(d):
+    """The SentencePiece models under test, as (file name, serialized ModelProto)."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    import tempfile
+    corpus = os.path.join(d, "corpus.txt")
+    tmp = tempfile.mkdtemp()
+    # InternLM2 / Llama style: BPE, byte fallback, identity normalizer, spaces kept as they are.
+    bpe = sp_train(corpus, os.path.join(tmp, "bpe"), model_type="bpe", byte_fallback=True,
+                   user_defined_symbols=SPECIALS, normalization_rule_name="identity",
+                   remove_extra_whitespaces=False, split_digits=True)
+    out = [("sp_bpe.model", bpe)]
+    # The same pieces with the other whitespace options.
+    m = pb.ModelProto()
+    m.ParseFromString(bpe)
+    m.normalizer_spec.remove_extra_whitespaces = True
+    m.normalizer_spec.add_dummy_prefix = False
+    out.append(("sp_bpe_ws.model", m.SerializeToString()))
+    # A rule-based normalizer (a small precompiled charsmap, the same machinery as the default
+    # NFKC one, which would be 240 KB) and no byte fallback: unknowns become <unk>.
+    rules = os.path.join(tmp, "rules.tsv")
+    with open(rules, "w") as f:
+        for src, dst in NORMALIZATION_RULES:
+            f.write(" ".join("%X" % ord(c) for c in src) + "\t" + " ".join("%X" % ord(c) for c in dst) + "\n")
+    out.append(("sp_rules.model", sp_train(corpus, os.path.join(tmp, "rules"), model_type="bpe",
+                                           vocab_size=600, user_defined_symbols=SPECIALS,
+                                           normalization_rule_tsv=rules)))
+    os.remove(rules)
+    # A unigram model (mmm rejects it with a clear message).
+    out.append(("sp_unigram.model", sp_train(corpus, os.path.join(tmp, "uni"), model_type="unigram",
+                                             vocab_size=300, normalization_rule_name="identity")))
+    os.rmdir(tmp)
+    return out
+
+
+def sp_goldens(name, blob):
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_proto=blob)
+    controls = sorted((sp.id_to_piece(i) for i in range(sp.get_piece_size()) if sp.is_control(i)),
+                      key=len, reverse=True)
+
+    def encode_special(text):
+        """Control pieces in the text become their ids; the text between them is encoded
+        on its own (what transformers' sentencepiece-based tokenizers do)."""
+        ids, seg, i = [], "", 0
+        while i < len(text):
+            hit = next((c for c in controls if text.startswith(c, i)), None)
+            if hit is None:
+                seg += text[i]
+                i += 1
+                continue
+            ids += sp.encode(seg)
+            ids.append(sp.piece_to_id(hit))
+            seg, i = "", i + len(hit)
+        return ids + sp.encode(seg)
+
+    texts = TEXTS + ["<s>Hello</s> world", "</s></s>x<s>", "<unk> stays text",
+                     "\uff21\uff22\uff41 \ufb01ne \u2460\u00bd a\u200bb abcd ab\u3000\t x",
+                     "e\u0301e\u0301 abab abcabc"]
+    cases = [{"text": t, "ids": sp.encode(t), "ids_special": encode_special(t),
+              "decoded": sp.decode(sp.encode(t))} for t in texts]
+    byte = lambda b: sp.piece_to_id("<0x%02X>" % b)
+    hello = sp.encode("Hello")
+    seqs = [[], hello, [1] + hello + [2], [0], [0, 0] + hello, sp.encode("  two"),
+            [sp.piece_to_id("\u2581")] * 3 + hello, list(range(0, 40)),
+            list(range(sp.get_piece_size() - 40, sp.get_piece_size()))]
+    if sp.piece_to_id("<0x41>") != sp.unk_id():
+        seqs += [[byte(0xE4), byte(0xB8)], [byte(0xE4), byte(0xB8), byte(0xAD)] + hello,
+                 hello + [byte(0x80), byte(0x41), byte(0xC3)], [byte(0xF0), byte(0x9F)] + hello]
+    return {"tokenizer": name, "reference": "sentencepiece " + spm.__version__,
+            "vocab_size": sp.get_piece_size(), "cases": cases,
+            "decode_cases": [{"ids": s, "text": sp.decode(s)} for s in seqs]}
+
+
+def make_sp(d):
+    for name, blob in sp_variants(d):
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(blob)
+        if name != "sp_unigram.model":
+            write_json(os.path.join(d, name.replace(".model", ".golden.json")), sp_goldens(name, blob))
+        print("wrote", name)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", default="tests/data/tokenizers")
+    ap.add_argument("--only", choices=["hf", "sp"])
+    a = ap.parse_args()
+    if a.only != "sp":
+        make_hf(a.dir)
+    if a.only != "hf":
+        make_sp(a.dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
