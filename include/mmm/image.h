@@ -15,8 +15,11 @@ typedef struct {
 
 /* Decodes a PNG, JPEG, BMP, PPM/PGM, GIF (first frame), TGA or PSD file into RGB, as PIL's
  * Image.open(path).convert("RGB") does: gray is replicated into the three channels, alpha is
- * dropped (not composited), palettes are expanded, 16-bit samples keep their high byte.
- * JPEG decoding is stb_image's, which may differ from libjpeg's by a few levels. */
+ * dropped (not composited), palettes are expanded. Differences from PIL: JPEG decoding is
+ * stb_image's, a few levels off libjpeg's (≤ 2 on the test photo); 16-bit gray PNGs keep their
+ * high byte, where PIL clips the 16-bit value to 255 (16-bit colour: both keep the high byte).
+ * Errors: MMM_ERR_NOT_FOUND (no such file), MMM_ERR_IO, MMM_ERR_FORMAT (empty, not an image,
+ * corrupt or truncated, 0 pixels), MMM_ERR_UNSUPPORTED (a side over MMM_IMAGE_MAX_SIDE, HDR). */
 int mmm_image_load(mmm_image *img, const char *path);
 /* The same from an encoded file in memory; `name` is used in messages. */
 int mmm_image_from_memory(mmm_image *img, const void *data, size_t size, const char *name);
@@ -24,7 +27,7 @@ int mmm_image_from_memory(mmm_image *img, const void *data, size_t size, const c
 void mmm_image_free(mmm_image *img);
 
 /* Resizes to w × h exactly as Pillow's Image.resize((w, h), Image.BICUBIC) does on an RGB
- * image (Pillow ≥ 4.3, checked byte for byte against 9.4): separable, horizontal pass then
+ * image (byte for byte against Pillow 9.4): separable, horizontal pass then
  * vertical, each skipped when that side keeps its size; cubic a = −0.5 stretched by the
  * scale when downscaling (antialiasing); 22-bit fixed-point weights; the intermediate rounded
  * to uint8. `out` receives a new image (free it with mmm_image_free). */

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "mmm.h"
 
 typedef int (*command_fn)(int argc, char **argv);
@@ -26,6 +27,7 @@ static int cmd_version(int argc, char **argv) {
 }
 
 static const command commands[] = {
+    {"forward", "run one forward pass; dump logits and hidden states", cmd_forward},
     {"version", "print the version and build features", cmd_version},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];

@@ -1,0 +1,27 @@
+/* The mmm program's subcommands and the helpers they share. */
+#ifndef MMM_CLI_H
+#define MMM_CLI_H
+
+#include <stdint.h>
+
+#include "mmm/model.h"
+
+int cmd_forward(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
+
+/* Prints "mmm <cmd>: <library error>" to stderr and returns the exit status 1. */
+int cli_fail(const char *cmd);
+
+/* Loads and tiles every image for model m: *pixels (n_tiles, 3, S, S), tiles_per_image[i]. */
+int cli_load_images(const mmm_model *m, char **paths, int n_images, float **pixels, int *n_tiles,
+                    int *tiles_per_image);
+
+/* Parses "1,2,3" (or whitespace-separated) into ids; -1 marks where an image goes. */
+int cli_parse_ids(const char *text, int32_t **ids, int *n);
+
+/* Replaces each -1 in ids by <img> <IMG_CONTEXT>×(tiles·tokens per tile) </img> for the next
+ * image in turn; every image must have its marker. */
+int cli_expand_image_markers(const mmm_model *m, const int32_t *ids, int n,
+                             const int *tiles_per_image, int n_images, int32_t **out, int *n_out);
+
+#endif

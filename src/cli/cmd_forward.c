@@ -1,0 +1,142 @@
+/* mmm forward: one forward pass, logits (and optionally every hidden state) dumped to
+ * safetensors for parity checks against PyTorch. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "mmm/error.h"
+#include "mmm/fileio.h"
+#include "mmm/forward.h"
+#include "mmm/model.h"
+#include "mmm/safetensors.h"
+
+#define MAX_IMAGES 64
+
+static void usage(FILE *f) {
+    fputs("usage: mmm forward --model DIR (--ids LIST | --ids-file FILE) [--image FILE]...\n"
+          "                   [--dump OUT.safetensors] [--hidden] [--top K]\n\n"
+          "Runs one forward pass of a teacher or student and prints the most likely next tokens.\n\n"
+          "  --model DIR        model directory (config.json + safetensors)\n"
+          "  --ids LIST         token ids, comma or space separated; -1 marks where the next\n"
+          "                     --image goes (expanded to <img> <IMG_CONTEXT>... </img>)\n"
+          "  --ids-file FILE    the same, read from a file\n"
+          "  --image FILE       an image (PNG/JPEG/BMP/PPM); repeat for several, in order\n"
+          "  --dump OUT         write 'logits' (T, V) as F32 safetensors, plus 'input_ids'\n"
+          "  --hidden           with --dump, also 'hidden_states' (E+L, T, C) (every layer's\n"
+          "                     output), 'input_embeds', 'encoder_output', 'image_embeds'\n"
+          "  --top K            how many next-token candidates to print (default 5)\n\n"
+          "example: mmm forward --model tests/data/teacher/one_image --ids 53,7,-1,8 \\\n"
+          "             --image tests/data/images/fmnist_28.png --dump out.safetensors --hidden\n", f);
+}
+
+static int dump(const char *path, const mmm_model *m, const mmm_acts *acts, const int32_t *ids, int T,
+                int hidden) {
+    const mmm_config *c = &m->cfg;
+    int C = c->hidden, L = mmm_config_n_layers(c), n_img = 0;
+    mmm_st_writer *w = NULL;
+    float *hs = NULL;
+    int rc = mmm_st_writer_new(&w);
+    if (!rc) rc = mmm_st_writer_add(w, "logits", MMM_DTYPE_F32, 2, (int64_t[]){T, c->vocab}, mmm_acts_logits(acts));
+    if (!rc) rc = mmm_st_writer_add(w, "input_ids", MMM_DTYPE_I32, 1, (int64_t[]){T}, ids);
+    if (!rc && hidden) {
+        if (!(hs = malloc((size_t)L * T * C * sizeof *hs))) rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
+        for (int l = 0; l < L && !rc; l++)
+            memcpy(hs + (size_t)l * T * C, mmm_acts_layer_output(acts, l), (size_t)T * C * sizeof *hs);
+        if (!rc && L) rc = mmm_st_writer_add(w, "hidden_states", MMM_DTYPE_F32, 3, (int64_t[]){L, T, C}, hs);
+        if (!rc) rc = mmm_st_writer_add(w, "input_embeds", MMM_DTYPE_F32, 2, (int64_t[]){T, C}, mmm_acts_input_embeds(acts));
+        if (!rc) rc = mmm_st_writer_add(w, "encoder_output", MMM_DTYPE_F32, 2, (int64_t[]){T, C}, mmm_acts_encoder_output(acts));
+        const float *img = mmm_acts_image_embeds(acts, &n_img);
+        if (!rc && n_img) rc = mmm_st_writer_add(w, "image_embeds", MMM_DTYPE_F32, 2, (int64_t[]){n_img, C}, img);
+    }
+    if (!rc) rc = mmm_st_writer_save(w, path);
+    mmm_st_writer_free(w);
+    free(hs);
+    return rc;
+}
+
+static void print_top(const mmm_model *m, const float *row, int k) {
+    int V = m->cfg.vocab;
+    double mx = row[0], sum = 0;
+    for (int v = 1; v < V; v++) if (row[v] > mx) mx = row[v];
+    for (int v = 0; v < V; v++) sum += exp(row[v] - mx);
+    int *best = malloc((size_t)k * sizeof *best);
+    if (!best) return;
+    for (int i = 0; i < k; i++) {
+        best[i] = -1;
+        for (int v = 0; v < V; v++) {
+            int taken = 0;
+            for (int j = 0; j < i; j++) taken |= best[j] == v;
+            if (!taken && (best[i] < 0 || row[v] > row[best[i]])) best[i] = v;
+        }
+        printf("  %2d. id %-8d logit %9.4f  p %.4f\n", i + 1, best[i], row[best[i]], exp(row[best[i]] - mx) / sum);
+    }
+    free(best);
+}
+
+int cmd_forward(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"ids", required_argument, 0, 'i'},
+        {"ids-file", required_argument, 0, 'f'}, {"image", required_argument, 0, 'g'},
+        {"dump", required_argument, 0, 'd'}, {"hidden", no_argument, 0, 'H'},
+        {"top", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *model_dir = NULL, *ids_text = NULL, *ids_file = NULL, *dump_path = NULL;
+    char *images[MAX_IMAGES];
+    int n_images = 0, hidden = 0, top = 5, o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'm': model_dir = optarg; break;
+        case 'i': ids_text = optarg; break;
+        case 'f': ids_file = optarg; break;
+        case 'g':
+            if (n_images == MAX_IMAGES) { fprintf(stderr, "mmm forward: at most %d images\n", MAX_IMAGES); return 2; }
+            images[n_images++] = optarg;
+            break;
+        case 'd': dump_path = optarg; break;
+        case 'H': hidden = 1; break;
+        case 'k': top = atoi(optarg); break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) { fprintf(stderr, "mmm forward: unexpected argument '%s'\n", argv[optind]); return 2; }
+    if (!model_dir || (!ids_text == !ids_file)) {
+        fprintf(stderr, "mmm forward: needs --model and one of --ids or --ids-file (see --help)\n");
+        return 2;
+    }
+    if (top < 0) top = 0;
+
+    char *file_text = NULL;
+    if (ids_file && mmm_read_text_file(ids_file, 64u << 20, &file_text, NULL)) return cli_fail("forward");
+    mmm_model *m = NULL;
+    int32_t *raw = NULL, *ids = NULL;
+    float *pixels = NULL;
+    mmm_acts *acts = NULL;
+    int n_raw = 0, T = 0, n_tiles = 0, tiles_per_image[MAX_IMAGES];
+    int rc = cli_parse_ids(ids_text ? ids_text : file_text, &raw, &n_raw);
+    if (!rc) rc = mmm_model_load(&m, model_dir);
+    if (!rc) rc = cli_load_images(m, images, n_images, &pixels, &n_tiles, tiles_per_image);
+    if (!rc) rc = cli_expand_image_markers(m, raw, n_raw, tiles_per_image, n_images, &ids, &T);
+    if (!rc) {
+        mmm_input in = {1, T, ids, pixels, n_tiles};
+        rc = mmm_forward(m, &in, &acts);
+    }
+    if (!rc && dump_path) rc = dump(dump_path, m, acts, ids, T, hidden);
+    if (!rc) {
+        printf("%s: %d tokens (%d image tiles), %d layers (%d mamba2), vocab %d\n", model_dir, T, n_tiles,
+               mmm_config_n_layers(&m->cfg), mmm_config_n_mamba_layers(&m->cfg), m->cfg.vocab);
+        if (top) {
+            printf("next token after position %d:\n", T - 1);
+            print_top(m, mmm_acts_logits(acts) + (size_t)(T - 1) * m->cfg.vocab, top < m->cfg.vocab ? top : m->cfg.vocab);
+        }
+        if (dump_path) printf("wrote %s\n", dump_path);
+    }
+    int status = rc ? cli_fail("forward") : 0;
+    mmm_acts_free(acts);
+    mmm_model_free(m);
+    free(raw); free(ids); free(pixels); free(file_text);
+    return status;
+}

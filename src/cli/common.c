@@ -1,0 +1,108 @@
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "mmm/error.h"
+#include "mmm/image.h"
+
+int cli_fail(const char *cmd) {
+    fprintf(stderr, "mmm %s: %s\n", cmd, mmm_last_error());
+    return 1;
+}
+
+int cli_load_images(const mmm_model *m, char **paths, int n_images, float **pixels, int *n_tiles,
+                    int *tiles_per_image) {
+    const mmm_config *c = &m->cfg;
+    *pixels = NULL;
+    *n_tiles = 0;
+    if (n_images == 0) return MMM_OK;
+    if (c->patch_size == 0) return mmm_fail(MMM_ERR_ARG, "the model has no vision front end, but images were given");
+    size_t tile_floats = 3 * (size_t)c->tile_size * c->tile_size;
+    for (int i = 0; i < n_images; i++) {
+        mmm_image img = {0};
+        float *tiles = NULL;
+        int n = 0;
+        int rc = mmm_image_load(&img, paths[i]);
+        if (!rc) rc = mmm_image_preprocess(&tiles, &n, &img, c->tile_size, c->min_tiles, c->max_tiles, c->use_thumbnail);
+        mmm_image_free(&img);
+        if (rc) {
+            free(*pixels);
+            return rc;
+        }
+        float *grown = realloc(*pixels, (*n_tiles + n) * tile_floats * sizeof *grown);
+        if (!grown) {
+            free(tiles);
+            free(*pixels);
+            return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", paths[i]);
+        }
+        *pixels = grown;
+        memcpy(grown + *n_tiles * tile_floats, tiles, n * tile_floats * sizeof *grown);
+        free(tiles);
+        tiles_per_image[i] = n;
+        *n_tiles += n;
+    }
+    return MMM_OK;
+}
+
+int cli_parse_ids(const char *text, int32_t **ids, int *n) {
+    size_t cap = strlen(text) / 2 + 2;
+    int32_t *out = malloc(cap * sizeof *out);
+    if (!out) return mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    int count = 0;
+    const char *p = text;
+    while (*p) {
+        while (*p && (isspace((unsigned char)*p) || *p == ',')) p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < -1 || v > INT32_MAX || (*end && !isspace((unsigned char)*end) && *end != ',')) {
+            free(out);
+            return mmm_fail(MMM_ERR_ARG, "token ids: cannot read '%.20s' as a token id (ids are "
+                            "integers separated by commas or spaces; -1 marks an image)", p);
+        }
+        out[count++] = (int32_t)v;
+        p = end;
+    }
+    if (count == 0) {
+        free(out);
+        return mmm_fail(MMM_ERR_ARG, "token ids: no ids given");
+    }
+    *ids = out;
+    *n = count;
+    return MMM_OK;
+}
+
+int cli_expand_image_markers(const mmm_model *m, const int32_t *ids, int n,
+                             const int *tiles_per_image, int n_images, int32_t **out, int *n_out) {
+    const mmm_config *c = &m->cfg;
+    int markers = 0;
+    for (int i = 0; i < n; i++) markers += ids[i] == -1;
+    if (markers != n_images)
+        return mmm_fail(MMM_ERR_ARG, "the ids have %d image marker(s) (-1) but %d image(s) were given",
+                        markers, n_images);
+    if (n_images && (c->img_start_id < 0 || c->img_end_id < 0 || c->img_context_id < 0))
+        return mmm_fail(MMM_ERR_ARG, "the model's config has no <img>, </img> or <IMG_CONTEXT> token");
+    long total = n;
+    int tpt = c->patch_size ? mmm_config_tokens_per_tile(c) : 0;
+    for (int i = 0; i < n_images; i++) total += 1 + (long)tiles_per_image[i] * tpt;
+    int32_t *o = malloc((size_t)total * sizeof *o);
+    if (!o) return mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    int k = 0, img = 0;
+    for (int i = 0; i < n; i++) {
+        if (ids[i] != -1) {
+            o[k++] = ids[i];
+            continue;
+        }
+        o[k++] = c->img_start_id;
+        for (long j = 0; j < (long)tiles_per_image[img] * tpt; j++) o[k++] = c->img_context_id;
+        o[k++] = c->img_end_id;
+        img++;
+    }
+    *out = o;
+    *n_out = k;
+    return MMM_OK;
+}
