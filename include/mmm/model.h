@@ -18,8 +18,12 @@ typedef enum {
     MMM_ROLE_FINAL_NORM, MMM_ROLE_LM_HEAD, MMM_ROLE_TOK_EMB,
     /* per layer */
     MMM_ROLE_ATTN_NORM, MMM_ROLE_FFN_NORM, MMM_ROLE_W1, MMM_ROLE_W2, MMM_ROLE_W3,
-    MMM_ROLE_WQKV, MMM_ROLE_WO,
+    MMM_ROLE_WQKV, MMM_ROLE_WO,                                  /* attention mixer */
+    MMM_ROLE_WVKQGDT, MMM_ROLE_CONV_W, MMM_ROLE_CONV_B, MMM_ROLE_DT_BIAS, MMM_ROLE_A_LOG,
+    MMM_ROLE_GNORM, MMM_ROLE_O_PROJ,                             /* mamba2 mixer */
 } mmm_param_role;
+
+#define MMM_MAMBA_CONV_K 2 /* the mmMamba short convolution's kernel size */
 
 enum {
     MMM_PARAM_DECAY = 1u << 0,  /* AdamW weight decay applies (matrices, not norms/biases) */
@@ -40,8 +44,16 @@ typedef struct {
     float *attn_norm, *ffn_norm; /* (C) */
     float *w1, *w3;              /* (F, C) */
     float *w2;                   /* (C, F) */
+    /* attention */
     float *wqkv;                 /* ((H + 2·Hkv)·D, C), rows grouped per kv head (SPEC 2) */
     float *wo;                   /* (C, H·D) */
+    /* mamba2 (SPEC 3), with Dc = 2·Hkv·D + H·D conv channels [v, k, q] */
+    float *wvkqgdt;              /* (Dc + H·D + H, C): rows [v | k | q | g | dt] */
+    float *conv_w;               /* (Dc, 1, K) */
+    float *conv_b;               /* (Dc) */
+    float *dt_bias, *A_log;      /* (H), (H) */
+    float *gnorm;                /* (D) */
+    float *o_proj;               /* (C, H·D) */
 } mmm_layer_weights;
 
 /* Pointers into one flat buffer (the parameters, or a gradient buffer of the same layout). */

@@ -6,6 +6,8 @@
 #include "mmm/error.h"
 #include "mmm/ops/activation.h"
 #include "mmm/ops/attention.h"
+#include "mmm/ops/conv1d.h"
+#include "mmm/ops/ssd.h"
 #include "mmm/ops/dense.h"
 #include "mmm/ops/norm.h"
 #include "mmm/ops/rope.h"
@@ -147,8 +149,9 @@ int mmm_forward(const mmm_model *m, const mmm_input *in, mmm_acts **pa) {
         }
         if (l == L) break;
         const mmm_layer_desc *d = &c->layers[l];
-        kv_view kv = {a->layers[l].k, a->layers[l].v, 0, T};
-        layer_forward(m, l, &a->layers[l], x, B, T, &kv, a->rope[d->stack][0], a->rope[d->stack][1], a->scratch);
+        layer_cache cache = {a->layers[l].k, a->layers[l].v, 0, T, NULL, NULL};
+        if ((rc = layer_forward(m, l, &a->layers[l], x, B, T, &cache, a->rope[d->stack][0], a->rope[d->stack][1], a->scratch)))
+            return rc;
         x = a->layers[l].x_out;
     }
     mmm_rmsnorm_forward(a->hf, a->rstdf, x, m->w.final_norm, c->final_norm_eps, (int)N, C);
@@ -172,19 +175,93 @@ static void merge_qkv(float *dqkv, const float *dq, const float *dk, const float
     }
 }
 
-/* dx (N, C) holds d(x_out) on entry and d(x_in) on return. */
-static void layer_backward(const mmm_model *m, int l, layer_buf *a, mmm_layer_weights *g, float *dx,
-                           int B, int T, const float *cos_t, const float *sin_t, float *scratch) {
+/* Scratch floats of one layer's backward. */
+static size_t backward_scratch(const mmm_layer_desc *d, long N, int C) {
+    size_t H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim, HD = H * D;
+    size_t mixer = d->kind == MMM_MIXER_ATTENTION
+        ? 2 * (HD + Hkv * D) + (HD + 2 * Hkv * D) + (HD + Hkv * D)  /* datt dq dk dv, dqkv, dpre */
+        /* datt dy dg dCs, ddt ddt_raw, dxs dBs, dact dconv, dz */
+        : 4 * HD + 2 * H + 2 * Hkv * D + 2 * (size_t)mamba_conv_channels(d) + layer_scratch_floats(d, 1);
+    size_t ffn = 3 * (size_t)d->ffn;
+    return (size_t)N * (C + (mixer > ffn ? mixer : ffn)) + H; /* + dA */
+}
+
+static void attention_backward(const mmm_model *m, int l, layer_buf *a, mmm_layer_weights *g,
+                               float *dh, const float *datt, int B, int T, const float *cos_t,
+                               const float *sin_t, float *scratch) {
     const mmm_layer_desc *d = &m->cfg.layers[l];
     const mmm_layer_weights *w = &m->w.layers[l];
-    int C = m->cfg.hidden, H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim, F = d->ffn;
+    int C = m->cfg.hidden, H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;
     long N = (long)B * T;
     size_t nq = (size_t)N * H * D, nk = (size_t)N * Hkv * D;
-    float *ds = scratch, *da = ds + N * F, *db = da + N * F, *dh = db + N * F;
-    float *datt = dh + N * C, *dq = datt + nq, *dk = dq + nq, *dv = dk + nk, *dqkv = dv + nk;
+    float *dq = scratch, *dk = dq + nq, *dv = dk + nk, *dqkv = dv + nk;
     float *dpre = dqkv + (size_t)N * (H + 2 * Hkv) * D;
+    memset(dq, 0, (nq + 2 * nk) * sizeof *dq);
+    mmm_attention_backward(dq, dk, dv, datt, a->q, a->k, a->v, a->att, a->lse, B, T, T, H, Hkv, D);
+    memset(dpre, 0, (nq + nk) * sizeof *dpre);
+    for (int b = 0; b < B; b++) {
+        mmm_rope_backward(dpre + (size_t)b * T * H * D, dq + (size_t)b * T * H * D, cos_t, sin_t, T, H, D);
+        mmm_rope_backward(dpre + nq + (size_t)b * T * Hkv * D, dk + (size_t)b * T * Hkv * D, cos_t, sin_t, T, Hkv, D);
+    }
+    merge_qkv(dqkv, dpre, dpre + nq, dv, N, H, Hkv, D);
+    mmm_linear_backward(dh, g->wqkv, NULL, dqkv, a->h1, w->wqkv, (int)N, C, (H + 2 * Hkv) * D);
+}
+
+/* Writes a dense (N, w) block into columns [c0, c0 + w) of rows of width `width`. */
+static void put_cols(float *dst, const float *src, long N, int width, int c0, int w) {
+    for (long i = 0; i < N; i++) memcpy(dst + i * width + c0, src + i * w, (size_t)w * sizeof *dst);
+}
+
+static int mamba_backward(const mmm_model *m, int l, layer_buf *a, mmm_layer_weights *g, float *dh,
+                          const float *datt, int B, int T, float *scratch) {
+    const mmm_layer_desc *d = &m->cfg.layers[l];
+    const mmm_layer_weights *w = &m->w.layers[l];
+    int C = m->cfg.hidden, H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;
+    int Dc = mamba_conv_channels(d), HD = H * D, KD = Hkv * D, Dz = Dc + HD + H;
+    long N = (long)B * T;
+    float *dy = scratch, *dg = dy + N * HD, *dact = dg + N * HD, *dconv = dact + N * Dc;
+    float *dxs = dconv + N * Dc, *dBs = dxs + N * KD, *dCs = dBs + N * KD, *ddt = dCs + N * HD;
+    float *ddt_raw = ddt + N * H, *dz = ddt_raw + N * H, *dA = dz + N * Dz;
+    memset(scratch, 0, (size_t)(dA + H - scratch) * sizeof *scratch);
+
+    mmm_gated_rmsnorm_backward(dy, dg, g->gnorm, datt, a->y, a->g, w->gnorm, a->rstd_g, (int)N, H, D);
+    int rc = mmm_ssd_backward(dxs, dBs, dCs, ddt, dA, NULL, dy, NULL, a->xs, a->Bs, a->Cs, a->dt, a->A,
+                              NULL, B, T, H, Hkv, D, D, MMM_SSD_CHUNK);
+    if (rc) return rc;
+    for (int h = 0; h < H; h++) g->A_log[h] += dA[h] * a->A[h]; /* dA/dA_log = A */
+    /* ddt_raw = ddt · softplus'(dt_raw + dt_bias); the input of softplus is rebuilt in dz */
+    for (long i = 0; i < N; i++)
+        for (int h = 0; h < H; h++) dz[i * H + h] = a->dt_raw[i * H + h] + w->dt_bias[h];
+    mmm_softplus_backward(ddt_raw, ddt, dz, (size_t)N * H);
+    for (long i = 0; i < N; i++)
+        for (int h = 0; h < H; h++) g->dt_bias[h] += ddt_raw[i * H + h];
+
+    /* back through SiLU and the conv to the projection */
+    put_cols(dact, dxs, N, Dc, 0, KD);
+    put_cols(dact, dBs, N, Dc, KD, KD);
+    put_cols(dact, dCs, N, Dc, 2 * KD, HD);
+    mmm_silu_backward(dconv, dact, a->vkq_conv, (size_t)N * Dc);
+    memset(dact, 0, (size_t)N * Dc * sizeof *dact); /* now d(vkq_pre) */
+    mmm_conv1d_backward(dact, NULL, g->conv_w, g->conv_b, dconv, a->vkq_pre, NULL, w->conv_w, B, T, Dc,
+                        MMM_MAMBA_CONV_K);
+    put_cols(dz, dact, N, Dz, 0, Dc);
+    put_cols(dz, dg, N, Dz, Dc, HD);
+    put_cols(dz, ddt_raw, N, Dz, Dc + HD, H);
+    mmm_linear_backward(dh, g->wvkqgdt, NULL, dz, a->h1, w->wvkqgdt, (int)N, C, Dz);
+    return MMM_OK;
+}
+
+/* dx (N, C) holds d(x_out) on entry and d(x_in) on return. */
+static int layer_backward(const mmm_model *m, int l, layer_buf *a, mmm_layer_weights *g, float *dx,
+                          int B, int T, const float *cos_t, const float *sin_t, float *scratch) {
+    const mmm_layer_desc *d = &m->cfg.layers[l];
+    const mmm_layer_weights *w = &m->w.layers[l];
+    int C = m->cfg.hidden, HD = d->n_heads * d->head_dim, F = d->ffn;
+    long N = (long)B * T;
+    float *dh = scratch, *rest = dh + (size_t)N * C;
 
     /* FFN: x_out = x_mid + W2·s; dx keeps flowing through the residual */
+    float *ds = rest, *da = ds + N * F, *db = da + N * F;
     memset(ds, 0, (size_t)N * 3 * F * sizeof *ds);
     mmm_linear_backward(ds, g->w2, NULL, dx, a->s, w->w2, (int)N, F, C);
     mmm_swiglu_backward(da, db, ds, a->a, a->b, (size_t)N * F);
@@ -193,19 +270,20 @@ static void layer_backward(const mmm_model *m, int l, layer_buf *a, mmm_layer_we
     mmm_linear_backward(dh, g->w3, NULL, db, a->h2, w->w3, (int)N, C, F);
     mmm_rmsnorm_backward(dx, g->ffn_norm, dh, a->x_mid, w->ffn_norm, a->rstd2, (int)N, C);
 
-    /* attention: x_mid = x_in + Wo·att */
-    memset(datt, 0, (nq * 2 + nk * 2) * sizeof *datt);
-    mmm_linear_backward(datt, g->wo, NULL, dx, a->att, w->wo, (int)N, H * D, C);
-    mmm_attention_backward(dq, dk, dv, datt, a->q, a->k, a->v, a->att, a->lse, B, T, T, H, Hkv, D);
-    memset(dpre, 0, (nq + nk) * sizeof *dpre);
-    for (int b = 0; b < B; b++) {
-        mmm_rope_backward(dpre + (size_t)b * T * H * D, dq + (size_t)b * T * H * D, cos_t, sin_t, T, H, D);
-        mmm_rope_backward(dpre + nq + (size_t)b * T * Hkv * D, dk + (size_t)b * T * Hkv * D, cos_t, sin_t, T, Hkv, D);
-    }
-    merge_qkv(dqkv, dpre, dpre + nq, dv, N, H, Hkv, D);
+    /* mixer: x_mid = x_in + Wo·att */
+    int attention = d->kind == MMM_MIXER_ATTENTION;
+    float *datt = rest, *mixer_scratch = datt + (size_t)N * HD;
+    memset(datt, 0, (size_t)N * HD * sizeof *datt);
+    mmm_linear_backward(datt, attention ? g->wo : g->o_proj, NULL, dx, a->att, attention ? w->wo : w->o_proj,
+                        (int)N, HD, C);
     memset(dh, 0, (size_t)N * C * sizeof *dh);
-    mmm_linear_backward(dh, g->wqkv, NULL, dqkv, a->h1, w->wqkv, (int)N, C, (H + 2 * Hkv) * D);
+    if (attention) attention_backward(m, l, a, g, dh, datt, B, T, cos_t, sin_t, mixer_scratch);
+    else {
+        int rc = mamba_backward(m, l, a, g, dh, datt, B, T, mixer_scratch);
+        if (rc) return rc;
+    }
     mmm_rmsnorm_backward(dx, g->attn_norm, dh, a->x_in, w->attn_norm, a->rstd1, (int)N, C);
+    return MMM_OK;
 }
 
 int mmm_backward(const mmm_model *m, mmm_acts *a, const float *dlogits, float *grads) {
@@ -217,10 +295,8 @@ int mmm_backward(const mmm_model *m, mmm_acts *a, const float *dlogits, float *g
     long N = (long)B * T;
     size_t layer_scratch = 0;
     for (int l = 0; l < L; l++) {
-        const mmm_layer_desc *d = &c->layers[l];
-        size_t s = (size_t)N * (3 * d->ffn + C + 2 * (d->n_heads + d->n_kv_heads) * d->head_dim +
-                                (d->n_heads + 2 * d->n_kv_heads) * d->head_dim + (d->n_heads + d->n_kv_heads) * d->head_dim);
-        if (s > layer_scratch) layer_scratch = s;
+        size_t n = backward_scratch(&c->layers[l], N, C);
+        if (n > layer_scratch) layer_scratch = n;
     }
     float *dx = malloc(((size_t)N * C * 2 + layer_scratch) * sizeof *dx);
     if (!dx) {
@@ -244,12 +320,19 @@ int mmm_backward(const mmm_model *m, mmm_acts *a, const float *dlogits, float *g
     }
     for (int l = L - 1; l >= 0; l--) {
         const mmm_layer_desc *d = &c->layers[l];
-        layer_backward(m, l, &a->layers[l], &g.layers[l], dx, B, T, a->rope[d->stack][0], a->rope[d->stack][1], scratch);
+        if ((rc = layer_backward(m, l, &a->layers[l], &g.layers[l], dx, B, T, a->rope[d->stack][0],
+                                 a->rope[d->stack][1], scratch)))
+            break;
         if (l == c->n_emb_layers && c->normalize_encoder_output) {
             memcpy(dtmp, dx, (size_t)N * C * sizeof *dx);
             memset(dx, 0, (size_t)N * C * sizeof *dx);
             l2norm_rows_backward(dx, dtmp, a->enc_out, a->enc_norms, N, C);
         }
+    }
+    if (rc) {
+        free(dx);
+        mmm_weights_free(&g);
+        return rc;
     }
 
     /* input embeddings: scatter into the tables, image rows into the vision backward */

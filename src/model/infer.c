@@ -14,19 +14,23 @@
 struct mmm_state {
     const mmm_model *model;
     int max_tokens, len, n_layers;
-    float **k, **v;          /* per layer (max_tokens, Hkv, D); NULL for non-attention layers */
+    float **k, **v;          /* attention layers: (max_tokens, Hkv, D) */
+    float **conv, **ssm;     /* mamba2 layers: (K−1, Dc) and (H, D, D) */
     size_t cache_bytes;
     /* scratch for one chunk */
     float *arena;
-    layer_buf buf;           /* sized for the widest layer */
+    layer_buf buf[2];        /* per mixer kind, sized for its widest layer */
     float *x, *hf, *rstdf, *norms, *qkv, *rope[2][2];
     int32_t *pos;
     vision_buf vis;          /* one tile */
 };
 
+/* Floats of a layer's per-sequence memory: the KV cache grows with max_tokens, the recurrent
+ * state of a mamba2 layer does not. */
 static size_t cache_floats(const mmm_config *c, int l, int max_tokens) {
     const mmm_layer_desc *d = &c->layers[l];
-    return d->kind == MMM_MIXER_ATTENTION ? (size_t)max_tokens * d->n_kv_heads * d->head_dim : 0;
+    if (d->kind == MMM_MIXER_ATTENTION) return 2 * (size_t)max_tokens * d->n_kv_heads * d->head_dim;
+    return (size_t)(MMM_MAMBA_CONV_K - 1) * mamba_conv_channels(d) + (size_t)d->n_heads * d->head_dim * d->head_dim;
 }
 
 static size_t physical_memory(void) {
@@ -39,11 +43,12 @@ int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
     int L = mmm_config_n_layers(c), C = c->hidden, Dmax = max_head_dim(c);
     if (max_tokens < 1) return mmm_fail(MMM_ERR_ARG, "state: max_tokens must be positive");
     size_t cache = 0;
-    for (int l = 0; l < L; l++) cache += 2 * cache_floats(c, l, max_tokens) * sizeof(float);
+    for (int l = 0; l < L; l++) cache += cache_floats(c, l, max_tokens) * sizeof(float);
     size_t phys = physical_memory();
     if (cache > phys / 10 * 9)
         return mmm_fail(MMM_ERR_NOMEM, "a %d-token context needs %.2f GB of KV cache, more than this "
-                        "machine's %.2f GB of memory allows", max_tokens, cache * 1e-9, phys * 1e-9);
+                        "machine's %.2f GB of memory allows (at most about %d tokens)", max_tokens,
+                        cache * 1e-9, phys * 1e-9, (int)((double)max_tokens * (phys / 10 * 9) / cache));
 
     mmm_state *s = calloc(1, sizeof *s);
     if (!s) return mmm_fail(MMM_ERR_NOMEM, "state: out of memory");
@@ -53,21 +58,40 @@ int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
     s->cache_bytes = cache;
     s->k = calloc((size_t)L + 1, sizeof *s->k);
     s->v = calloc((size_t)L + 1, sizeof *s->v);
-    int ok = s->k && s->v;
+    s->conv = calloc((size_t)L + 1, sizeof *s->conv);
+    s->ssm = calloc((size_t)L + 1, sizeof *s->ssm);
+    int ok = s->k && s->v && s->conv && s->ssm;
     for (int l = 0; l < L && ok; l++) {
-        size_t n = cache_floats(c, l, max_tokens);
-        if (!n) continue;
-        ok = (s->k[l] = malloc(n * sizeof(float))) && (s->v[l] = malloc(n * sizeof(float)));
+        const mmm_layer_desc *d = &c->layers[l];
+        size_t kv = (size_t)max_tokens * d->n_kv_heads * d->head_dim;
+        if (d->kind == MMM_MIXER_ATTENTION)
+            ok = (s->k[l] = malloc(kv * sizeof(float))) && (s->v[l] = malloc(kv * sizeof(float)));
+        else
+            ok = (s->conv[l] = calloc((size_t)(MMM_MAMBA_CONV_K - 1) * mamba_conv_channels(d), sizeof(float))) &&
+                 (s->ssm[l] = calloc((size_t)d->n_heads * d->head_dim * d->head_dim, sizeof(float)));
     }
-    /* chunk scratch: one layer's buffers for the widest layer, plus the pieces around them */
-    size_t layer = 0, qkv = 0;
+    /* chunk scratch: for each mixer kind one set of buffers shared by its layers, each buffer as
+     * large as the largest layer of that kind needs */
+    mmm_layer_desc widest[2] = {{0}, {0}};
+    int has[2] = {0, 0};
+    size_t layer[2] = {0, 0}, qkv = 0;
     for (int l = 0; l < L; l++) {
-        size_t n = layer_floats(&c->layers[l], CHUNK, C, 1, CHUNK);
-        if (n > layer) layer = n;
-        if (layer_scratch_floats(&c->layers[l], CHUNK) > qkv) qkv = layer_scratch_floats(&c->layers[l], CHUNK);
+        const mmm_layer_desc *d = &c->layers[l];
+        mmm_layer_desc *w = &widest[d->kind];
+        has[d->kind] = 1;
+        w->kind = d->kind;
+        if (d->n_heads > w->n_heads) w->n_heads = d->n_heads;
+        if (d->n_kv_heads > w->n_kv_heads) w->n_kv_heads = d->n_kv_heads;
+        if (d->head_dim > w->head_dim) w->head_dim = d->head_dim;
+        if (d->ffn > w->ffn) w->ffn = d->ffn;
     }
+    for (int kind = 0; kind < 2; kind++)
+        if (has[kind]) {
+            layer[kind] = layer_floats(&widest[kind], CHUNK, C, 1, CHUNK);
+            if (layer_scratch_floats(&widest[kind], CHUNK) > qkv) qkv = layer_scratch_floats(&widest[kind], CHUNK);
+        }
     size_t vis = c->patch_size ? vision_buf_floats(c, 1) : 0;
-    size_t total = layer + qkv + vis + (size_t)CHUNK * (2 * C + 2 + 2 * Dmax);
+    size_t total = layer[0] + layer[1] + qkv + vis + (size_t)CHUNK * (2 * C + 2 + 2 * Dmax);
     if (ok) ok = (s->arena = malloc(total * sizeof(float))) && (s->pos = malloc(CHUNK * sizeof *s->pos));
     if (!ok) {
         mmm_state_free(s);
@@ -75,12 +99,8 @@ int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
                         max_tokens, cache * 1e-9);
     }
     float *p = s->arena;
-    /* every layer reuses the same buffers, carved for the widest */
-    int widest = 0;
-    for (int l = 1; l < L; l++)
-        if (layer_floats(&c->layers[l], CHUNK, C, 1, CHUNK) > layer_floats(&c->layers[widest], CHUNK, C, 1, CHUNK)) widest = l;
-    if (L) layer_carve(&s->buf, &p, &c->layers[widest], CHUNK, C, 1, CHUNK);
-    else p += layer;
+    for (int kind = 0; kind < 2; kind++)
+        if (has[kind]) layer_carve(&s->buf[kind], &p, &widest[kind], CHUNK, C, 1, CHUNK);
     s->qkv = p; p += qkv;
     if (vis) vision_buf_carve(&s->vis, p, c, 1);
     p += vis;
@@ -98,15 +118,27 @@ void mmm_state_free(mmm_state *s) {
     for (int l = 0; l < s->n_layers; l++) {
         if (s->k) free(s->k[l]);
         if (s->v) free(s->v[l]);
+        if (s->conv) free(s->conv[l]);
+        if (s->ssm) free(s->ssm[l]);
     }
     free(s->k);
     free(s->v);
+    free(s->conv);
+    free(s->ssm);
     free(s->arena);
     free(s->pos);
     free(s);
 }
 
-void mmm_state_reset(mmm_state *s) { s->len = 0; }
+void mmm_state_reset(mmm_state *s) {
+    const mmm_config *c = &s->model->cfg;
+    for (int l = 0; l < s->n_layers; l++)
+        if (s->conv[l]) { /* recurrent states start from zero; KV caches are simply overwritten */
+            memset(s->conv[l], 0, (size_t)(MMM_MAMBA_CONV_K - 1) * mamba_conv_channels(&c->layers[l]) * sizeof(float));
+            memset(s->ssm[l], 0, (size_t)c->layers[l].n_heads * c->layers[l].head_dim * c->layers[l].head_dim * sizeof(float));
+        }
+    s->len = 0;
+}
 int mmm_state_length(const mmm_state *s) { return s->len; }
 int mmm_state_capacity(const mmm_state *s) { return s->max_tokens; }
 size_t mmm_state_bytes(const mmm_state *s) { return s->cache_bytes; }
@@ -116,17 +148,22 @@ int mmm_state_copy(mmm_state *dst, const mmm_state *src) {
         return mmm_fail(MMM_ERR_ARG, "state copy: states of different models or too short");
     const mmm_config *c = &src->model->cfg;
     for (int l = 0; l < src->n_layers; l++) {
-        size_t n = cache_floats(c, l, src->len);
-        if (!n) continue;
-        memcpy(dst->k[l], src->k[l], n * sizeof(float));
-        memcpy(dst->v[l], src->v[l], n * sizeof(float));
+        const mmm_layer_desc *d = &c->layers[l];
+        if (d->kind == MMM_MIXER_ATTENTION) {
+            size_t n = (size_t)src->len * d->n_kv_heads * d->head_dim;
+            memcpy(dst->k[l], src->k[l], n * sizeof(float));
+            memcpy(dst->v[l], src->v[l], n * sizeof(float));
+        } else {
+            memcpy(dst->conv[l], src->conv[l], (size_t)(MMM_MAMBA_CONV_K - 1) * mamba_conv_channels(d) * sizeof(float));
+            memcpy(dst->ssm[l], src->ssm[l], (size_t)d->n_heads * d->head_dim * d->head_dim * sizeof(float));
+        }
     }
     dst->len = src->len;
     return MMM_OK;
 }
 
 /* Runs T (≤ CHUNK) tokens whose embeddings are in s->x through every layer. */
-static void run_chunk(const mmm_model *m, mmm_state *s, int T) {
+static int run_chunk(const mmm_model *m, mmm_state *s, int T) {
     const mmm_config *c = &m->cfg;
     int C = c->hidden, L = mmm_config_n_layers(c);
     for (int t = 0; t < T; t++) s->pos[t] = s->len + t;
@@ -139,14 +176,16 @@ static void run_chunk(const mmm_model *m, mmm_state *s, int T) {
         const mmm_layer_desc *d = &c->layers[l];
         if (l == c->n_emb_layers && c->normalize_encoder_output)
             l2norm_rows_forward(s->x, s->norms, s->x, T, C);
-        layer_buf *a = &s->buf;
+        layer_buf *a = &s->buf[d->kind];
         a->x_in = s->x; /* layer_forward reads x_in in place */
-        kv_view kv = {s->k[l], s->v[l], s->len, s->len + T};
-        layer_forward(m, l, a, s->x, 1, T, &kv, s->rope[d->stack][0], s->rope[d->stack][1], s->qkv);
+        layer_cache cache = {s->k[l], s->v[l], s->len, s->len + T, s->conv[l], s->ssm[l]};
+        int rc = layer_forward(m, l, a, s->x, 1, T, &cache, s->rope[d->stack][0], s->rope[d->stack][1], s->qkv);
+        if (rc) return rc;
         memcpy(s->x, a->x_out, (size_t)T * C * sizeof *s->x);
     }
     if (c->n_llm_layers == 0 && c->normalize_encoder_output) l2norm_rows_forward(s->x, s->norms, s->x, T, C);
     s->len += T;
+    return MMM_OK;
 }
 
 int mmm_prefill(const mmm_model *m, mmm_state *s, const int32_t *ids, int T, const float *pixels,
@@ -179,7 +218,7 @@ int mmm_prefill(const mmm_model *m, mmm_state *s, const int32_t *ids, int T, con
             }
             memcpy(row, s->vis.img + (img_cursor++ % tpt) * C, (size_t)C * sizeof *row);
         }
-        run_chunk(m, s, n);
+        if ((rc = run_chunk(m, s, n))) return rc;
         int want_all = logits != NULL, want_last = last && t0 + n == T;
         if (want_all || want_last) {
             int first = want_all ? 0 : n - 1, rows = n - first;

@@ -8,27 +8,47 @@
 #include "mmm/forward.h"
 #include "mmm/model.h"
 
+#define MMM_SSD_CHUNK 128  /* SPEC 3: chunk length of the SSD scan */
+#define MMM_GNORM_EPS 1e-5f /* SPEC 3: the gated per-head RMSNorm */
+
 /* Per-layer buffers. In training each layer owns a set (kept for the backward); in inference
- * one set is reused by every layer for the current chunk. */
+ * one set is reused by every layer for the current chunk. Fields a layer's kind does not use
+ * stay NULL. */
 typedef struct {
     float *x_in;       /* (N, C) layer input */
     float *h1, *rstd1; /* (N, C), (N): attention_norm(x_in) */
+    /* attention */
     float *q;          /* (N, H, D) after RoPE */
     float *k, *v;      /* training: (N, Hkv, D), k after RoPE; inference: unused (cache) */
-    float *att;        /* (N, H·D) mixer output before Wo */
     float *lse;        /* (B, H, T) */
+    /* mamba2, Dc = 2·Hkv·D + H·D */
+    float *vkq_pre;    /* (N, Dc) conv input */
+    float *vkq_conv;   /* (N, Dc) conv output, before SiLU */
+    float *xs, *Bs;    /* (N, Hkv, D) x = v and B = k after conv + SiLU */
+    float *Cs;         /* (N, H, D) C = q after conv + SiLU */
+    float *g;          /* (N, H·D) gate */
+    float *dt_raw, *dt;/* (N, H) before / after softplus(· + dt_bias) */
+    float *y;          /* (N, H·D) SSD output */
+    float *rstd_g;     /* (N·H) gated norm statistics */
+    float *A;          /* (H) −exp(A_log) */
+    /* both */
+    float *att;        /* (N, H·D) mixer output before Wo / o_proj */
     float *x_mid;      /* (N, C) x_in + Wo·att */
     float *h2, *rstd2; /* (N, C), (N): ffn_norm(x_mid) */
     float *a, *b, *s;  /* (N, F): W1·h2, W3·h2, silu(a)⊙b */
     float *x_out;      /* (N, C) */
 } layer_buf;
 
-/* Where a layer's keys/values go and which keys its queries see: new rows are written at row
- * pos0 of k/v (B, Tk, Hkv, D) and queries attend to rows [0, pos0 + T). */
+/* A layer's memory across calls. Attention: new keys/values are written at row pos0 of k/v
+ * (B, Tk, Hkv, D) and queries attend to rows [0, pos0 + T). Mamba2: the conv state (the last
+ * K−1 conv inputs) and the SSM state are read and updated in place; NULL means start from zero
+ * and keep nothing (training). */
 typedef struct {
     float *k, *v;
     int pos0, Tk;
-} kv_view;
+    float *conv_state; /* (B, K−1, Dc) */
+    float *ssm_state;  /* (B, H, D, D) */
+} layer_cache;
 
 /* Vision front end for n tiles; buffers (see vision.c) may be NULL-free scratch. */
 typedef struct {
@@ -55,8 +75,9 @@ int check_input_ids(const mmm_config *c, const int32_t *ids, long n, int n_tiles
 void embed_tokens(const mmm_model *m, float *out, const int32_t *ids, long n, const float *img,
                   long *img_cursor);
 
-void layer_forward(const mmm_model *m, int l, layer_buf *a, const float *x_in, int B, int T,
-                   const kv_view *kv, const float *cos_t, const float *sin_t, float *scratch);
+int layer_forward(const mmm_model *m, int l, layer_buf *a, const float *x_in, int B, int T,
+                  const layer_cache *cache, const float *cos_t, const float *sin_t, float *scratch);
+int mamba_conv_channels(const mmm_layer_desc *d); /* Dc */
 size_t layer_scratch_floats(const mmm_layer_desc *d, long N);
 /* Buffers of one layer for N = B·T tokens: size, and carving from *p (advanced). */
 size_t layer_floats(const mmm_layer_desc *d, long N, int C, int B, int T);

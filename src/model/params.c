@@ -7,6 +7,7 @@
 #include "mmm/error.h"
 #include "mmm/model.h"
 #include "mmm/rng.h"
+#include "mmm/seed.h"
 
 typedef struct {
     mmm_param *items;
@@ -75,8 +76,19 @@ static int build_table(const mmm_config *c, table *out) {
         snprintf(prefix, sizeof prefix, d->stack == 0 ? "embedding_model.encoder.%d" :
                  "language_model.model.layers.%d", d->index);
         int64_t H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim, F = d->ffn;
-        ADD(l, MMM_ROLE_WQKV, MMM_PARAM_DECAY, "%s.attention.wqkv.weight", (H + 2 * Hkv) * D, C);
-        ADD(l, MMM_ROLE_WO, MMM_PARAM_DECAY, "%s.attention.wo.weight", C, H * D);
+        if (d->kind == MMM_MIXER_ATTENTION) {
+            ADD(l, MMM_ROLE_WQKV, MMM_PARAM_DECAY, "%s.attention.wqkv.weight", (H + 2 * Hkv) * D, C);
+            ADD(l, MMM_ROLE_WO, MMM_PARAM_DECAY, "%s.attention.wo.weight", C, H * D);
+        } else {
+            int64_t Dc = 2 * Hkv * D + H * D;
+            ADD(l, MMM_ROLE_WVKQGDT, MMM_PARAM_DECAY, "%s.attention.wvkqgdt.weight", Dc + H * D + H, C);
+            ADD(l, MMM_ROLE_CONV_W, MMM_PARAM_DECAY, "%s.attention.conv1d.weight", Dc, 1, MMM_MAMBA_CONV_K);
+            ADD(l, MMM_ROLE_CONV_B, 0, "%s.attention.conv1d.bias", Dc);
+            ADD(l, MMM_ROLE_DT_BIAS, 0, "%s.attention.dt_bias", H);
+            ADD(l, MMM_ROLE_A_LOG, 0, "%s.attention.A_log_bias", H);
+            ADD(l, MMM_ROLE_GNORM, 0, "%s.attention.g_norm_swish_gate.weight", D);
+            ADD(l, MMM_ROLE_O_PROJ, MMM_PARAM_DECAY, "%s.attention.o_proj.weight", C, H * D);
+        }
         ADD(l, MMM_ROLE_W1, MMM_PARAM_DECAY, "%s.feed_forward.w1.weight", F, C);
         ADD(l, MMM_ROLE_W2, MMM_PARAM_DECAY, "%s.feed_forward.w2.weight", C, F);
         ADD(l, MMM_ROLE_W3, MMM_PARAM_DECAY, "%s.feed_forward.w3.weight", F, C);
@@ -121,6 +133,13 @@ int mmm_weights_bind(const mmm_model *m, float *base, mmm_weights *w) {
         case MMM_ROLE_W3: lw->w3 = x; break;
         case MMM_ROLE_WQKV: lw->wqkv = x; break;
         case MMM_ROLE_WO: lw->wo = x; break;
+        case MMM_ROLE_WVKQGDT: lw->wvkqgdt = x; break;
+        case MMM_ROLE_CONV_W: lw->conv_w = x; break;
+        case MMM_ROLE_CONV_B: lw->conv_b = x; break;
+        case MMM_ROLE_DT_BIAS: lw->dt_bias = x; break;
+        case MMM_ROLE_A_LOG: lw->A_log = x; break;
+        case MMM_ROLE_GNORM: lw->gnorm = x; break;
+        case MMM_ROLE_O_PROJ: lw->o_proj = x; break;
         }
     }
     return MMM_OK;
@@ -132,7 +151,8 @@ void mmm_weights_free(mmm_weights *w) {
 }
 
 static int is_norm(mmm_param_role r) {
-    return r == MMM_ROLE_ATTN_NORM || r == MMM_ROLE_FFN_NORM || r == MMM_ROLE_FINAL_NORM;
+    return r == MMM_ROLE_ATTN_NORM || r == MMM_ROLE_FFN_NORM || r == MMM_ROLE_FINAL_NORM ||
+           r == MMM_ROLE_GNORM;
 }
 
 int mmm_model_create(mmm_model **out, const mmm_config *cfg) {
@@ -177,6 +197,8 @@ void mmm_model_init_random(mmm_model *m, uint64_t seed, float std) {
         for (size_t k = 0; k < p->numel; k++)
             x[k] = is_norm(p->role) ? 1.0f : bias ? 0.0f : (float)(std * mmm_rng_normal(&rng));
     }
+    for (int l = 0; l < mmm_config_n_layers(&m->cfg); l++)
+        if (m->cfg.layers[l].kind == MMM_MIXER_MAMBA2) mmm_seed_mamba_layer(m, l, MMM_INIT_SCRATCH, seed);
 }
 
 void mmm_model_free(mmm_model *m) {

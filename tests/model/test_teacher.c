@@ -150,8 +150,10 @@ static char *edited_model(const char *stack, const char *key, cJSON *value) {
     cJSON_Delete(root);
     snprintf(src, sizeof src, "%s/model.safetensors", CASE_DIR);
     snprintf(dst, sizeof dst, "%s/model.safetensors", dir);
-    if (symlink(realpath(src, NULL), dst) != 0) return NULL;
-    return dir;
+    char *abs = realpath(src, NULL);
+    int rc = abs ? symlink(abs, dst) : -1;
+    free(abs);
+    return rc == 0 ? dir : NULL;
 }
 
 static void expect_load_error(const char *what, const char *dir, const char *needle) {

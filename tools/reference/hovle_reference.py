@@ -1,4 +1,5 @@
-"""Independent PyTorch reference of the HoVLE teacher (SPEC section 2, docs/model-format.md).
+"""Independent PyTorch reference of the HoVLE teacher (SPEC section 2, docs/model-format.md) and
+of the mmMamba student, whose layers may swap attention for the Mamba-2 mixer (SPEC section 3).
 
 Plain torch.nn, batch of one sequence, no caches and no fused kernels: it exists to be obviously
 right, not fast. Parameter names are exactly the checkpoint's tensor names, so
@@ -7,7 +8,11 @@ follows the HoVLE / InternLM2 / InternVL PyTorch code: RMSNorm x·rsqrt(mean(x²
 tables computed in fp32 as Hugging Face does (then cast to the working dtype), softmax over
 causally masked scores, InternVL's pixel-shuffle view/permute sequence.
 
-Run it in torch.float64 with fp32 weights cast up to get golden values (make_teacher_goldens.py).
+The Mamba-2 mixer runs the plain step-by-step recurrence, one Python iteration per token, so
+that it checks chunked implementations rather than sharing their algorithm.
+
+Run it in torch.float64 with fp32 weights cast up to get golden values (make_teacher_goldens.py,
+make_student_goldens.py).
 """
 import json
 import math
@@ -31,6 +36,10 @@ class StackConfig:
         assert d.get("hidden_act", "silu") == "silu"
         assert self.hidden % self.n_heads == 0 and self.n_heads % self.n_kv == 0
         self.head_dim = self.hidden // self.n_heads
+        # students name each layer's mixer; a teacher config has no list and is all attention
+        self.block_types = d.get("layers_block_type", ["mha"] * self.n_layers)
+        assert len(self.block_types) == self.n_layers
+        assert all(b in ("mha", "mamba2") for b in self.block_types)
 
 
 class HoVLEConfig:
@@ -125,10 +134,60 @@ class FeedForward(nn.Module):
         return self.w2(F.silu(self.w1(h)) * self.w3(h))
 
 
-class DecoderLayer(nn.Module):
+class Mamba2Mixer(nn.Module):
+    """mmMamba's attention replacement (SPEC section 3), with P = N = head_dim. wvkqgdt rows:
+    [v (n_kv·P) | k (n_kv·N) | q (n·N) | g (n·P) | dt (n)], each block head-major."""
+
+    GATE_NORM_EPS = 1e-5
+
     def __init__(self, c):
         super().__init__()
-        self.attention = Attention(c)
+        self.c = c
+        d = c.head_dim
+        self.conv_channels = 2 * c.n_kv * d + c.n_heads * d
+        self.wvkqgdt = nn.Linear(c.hidden, self.conv_channels + c.n_heads * d + c.n_heads,
+                                 bias=False)
+        # depthwise; padding 1 then keeping the first T outputs makes it causal, so
+        # weight[:, 0, 1] multiplies the current token and weight[:, 0, 0] the previous one
+        self.conv1d = nn.Conv1d(self.conv_channels, self.conv_channels, kernel_size=2,
+                                groups=self.conv_channels, padding=1, bias=True)
+        self.dt_bias = nn.Parameter(torch.zeros(c.n_heads))
+        self.A_log_bias = nn.Parameter(torch.zeros(c.n_heads))
+        self.g_norm_swish_gate = RMSNorm(d, self.GATE_NORM_EPS)
+        self.o_proj = nn.Linear(c.n_heads * d, c.hidden, bias=False)
+
+    def forward(self, h, cos=None, sin=None):
+        """h (T, D) -> (T, D); cos, sin are the attention's RoPE tables, unused here."""
+        c = self.c
+        T, n, d = h.shape[0], c.n_heads, c.head_dim
+        z = self.wvkqgdt(h)
+        vkq, g, dt_raw = z.split([self.conv_channels, n * d, n], dim=-1)
+        vkq = self.conv1d(vkq.t()[None])[0, :, :T].t()
+        vkq = F.silu(vkq)
+        v, k, q = vkq.split([c.n_kv * d, c.n_kv * d, n * d], dim=-1)
+        rep = n // c.n_kv
+        # head i reads x and B of kv group i // rep, C of its own q head
+        x = v.view(T, c.n_kv, d).repeat_interleave(rep, dim=1)
+        B = k.view(T, c.n_kv, d).repeat_interleave(rep, dim=1)
+        C = q.view(T, n, d)
+        dt = F.softplus(dt_raw + self.dt_bias)  # (T, n)
+        A = -torch.exp(self.A_log_bias)  # (n)
+        decay = torch.exp(dt * A)
+        S = h.new_zeros(n, d, d)  # (head, P, N)
+        ys = []
+        for t in range(T):
+            update = dt[t, :, None, None] * x[t, :, :, None] * B[t, :, None, :]  # dt·x⊗B
+            S = decay[t, :, None, None] * S + update
+            ys.append(torch.einsum("hpn,hn->hp", S, C[t]))
+        y = torch.stack(ys)  # (T, n, P)
+        y = self.g_norm_swish_gate(y) * F.silu(g.view(T, n, d))
+        return self.o_proj(y.reshape(T, n * d))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, c, block_type="mha"):
+        super().__init__()
+        self.attention = Attention(c) if block_type == "mha" else Mamba2Mixer(c)
         self.feed_forward = FeedForward(c)
         self.attention_norm = RMSNorm(c.hidden, c.eps)
         self.ffn_norm = RMSNorm(c.hidden, c.eps)
@@ -180,7 +239,7 @@ class EmbeddingModel(nn.Module):
         self.special_text_embeddings = nn.Embedding(len(cfg.special_token_maps), C)
         c4 = int(C / cfg.downsample_ratio ** 2)
         self.pixel_shuffle_proj = nn.Sequential(nn.Linear(c4, C), nn.GELU(), nn.Linear(C, C))
-        self.encoder = nn.ModuleList(DecoderLayer(cfg.emb) for _ in range(cfg.emb.n_layers))
+        self.encoder = nn.ModuleList(DecoderLayer(cfg.emb, b) for b in cfg.emb.block_types)
 
     def image_embeds(self, pixel_values):
         """(n_tiles, 3, S, S) -> (n_tiles · tokens_per_tile, C), tiles in order."""
@@ -201,7 +260,7 @@ class LanguageModelBody(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden)  # unused on this path
-        self.layers = nn.ModuleList(DecoderLayer(cfg.llm) for _ in range(cfg.llm.n_layers))
+        self.layers = nn.ModuleList(DecoderLayer(cfg.llm, b) for b in cfg.llm.block_types)
         self.norm = RMSNorm(cfg.hidden, cfg.llm.eps)
 
 

@@ -1,0 +1,284 @@
+/* Student (mmMamba) model: seeding, the mimic conv, layer choice, released-layout round trip,
+ * prefill + decode = full forward for linear and hybrid students, gradient checks of every
+ * mixer parameter, and a state that does not grow with the sequence. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../harness.h"
+#include "mmm/error.h"
+#include "mmm/forward.h"
+#include "mmm/model.h"
+#include "mmm/ops/conv1d.h"
+#include "mmm/safetensors.h"
+#include "mmm/seed.h"
+
+#define TEACHER "tests/data/teacher/one_image"
+
+static mmm_model *teacher(void) {
+    mmm_model *t = NULL;
+    return mmm_model_load(&t, TEACHER) == MMM_OK ? t : NULL;
+}
+
+static int same(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof *a) == 0; }
+
+TEST(student_seeding_places_teacher_weights) {
+    mmm_model *t = teacher(), *s = NULL;
+    if (!check(t != NULL, "seed: teacher loads")) return;
+    int rc = mmm_seed_student(&s, t, NULL, MMM_INIT_MIMIC, 7);
+    if (!check(rc == MMM_OK, "seed: linear student from the teacher%s%s", rc ? ": " : "", rc ? mmm_last_error() : "")) {
+        mmm_model_free(t);
+        return;
+    }
+    int C = t->cfg.hidden, L = mmm_config_n_layers(&t->cfg);
+    check(mmm_config_n_mamba_layers(&s->cfg) == L, "seed: every layer of a linear student is mamba2");
+    /* everything outside the mixers is the teacher's */
+    int outside = 1;
+    for (int i = 0; i < s->n_params; i++) {
+        const mmm_param *p = &s->params[i], *tp = mmm_model_param(t, p->name);
+        if (tp) outside &= same(s->data + p->offset, t->data + tp->offset, p->numel);
+    }
+    check(outside, "seed: embeddings, vision, norms, MLPs and LM head copied unchanged");
+    for (int l = 0; l < L; l++) {
+        const mmm_layer_desc *d = &t->cfg.layers[l];
+        const mmm_layer_weights *tw = &t->w.layers[l], *sw = &s->w.layers[l];
+        int H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim, rep = H / Hkv, HD = H * D;
+        int Dc = (2 * Hkv + H) * D;
+        int ok = 1;
+        for (int g = 0; g < Hkv; g++) {
+            const float *grp = tw->wqkv + (size_t)g * (rep + 2) * D * C;
+            ok &= same(sw->wvkqgdt + (size_t)g * D * C, grp + (size_t)(rep + 1) * D * C, (size_t)D * C);           /* v */
+            ok &= same(sw->wvkqgdt + (size_t)(Hkv + g) * D * C, grp + (size_t)rep * D * C, (size_t)D * C);         /* k */
+            ok &= same(sw->wvkqgdt + (size_t)(2 * Hkv + g * rep) * D * C, grp, (size_t)rep * D * C);               /* q */
+        }
+        check(ok, "seed: layer %d Wv, Wk, Wq rows of wvkqgdt come from the teacher's grouped wqkv", l);
+        check(same(sw->o_proj, tw->wo, (size_t)C * HD), "seed: layer %d o_proj = teacher wo", l);
+        int conv = 1;
+        for (int c = 0; c < Dc; c++)
+            conv &= sw->conv_w[2 * c] == 0.0f && sw->conv_w[2 * c + 1] == 1.0f && sw->conv_b[c] == 0.0f;
+        check(conv, "seed: layer %d conv weight 0 except the current-token tap 1, bias 0", l);
+        int wdt_zero = 1;
+        for (long i = 0; i < (long)H * C; i++) wdt_zero &= sw->wvkqgdt[(size_t)(Dc + HD) * C + i] == 0.0f;
+        check(wdt_zero, "seed: layer %d Wdt = 0", l);
+        int dt_ok = 1, a_ok = 1, n_ok = 1;
+        for (int h = 0; h < H; h++) {
+            double dt0 = log1p(exp(sw->dt_bias[h]));
+            dt_ok &= dt0 >= 1e-3 * (1 - 1e-5) && dt0 <= 1e-1 * (1 + 1e-5);
+            a_ok &= sw->A_log[h] == 1.0f;
+        }
+        for (int p = 0; p < D; p++) n_ok &= sw->gnorm[p] == 1.0f;
+        check(dt_ok, "seed: layer %d softplus(dt_bias) in [1e-3, 1e-1]", l);
+        check(a_ok && n_ok, "seed: layer %d A_log = 1 (A = -e), gate norm weight 1", l);
+        double bound = 0.17677669529663687 * sqrt(6.0 / (HD + C)), mx = 0, mean = 0;
+        for (long i = 0; i < (long)HD * C; i++) {
+            double v = sw->wvkqgdt[(size_t)Dc * C + i];
+            mx = fmax(mx, fabs(v));
+            mean += v / ((double)HD * C);
+        }
+        check(mx <= bound && mx > 0.8 * bound && fabs(mean) < 0.1 * bound,
+              "seed: layer %d Wg Xavier-uniform, gain 2^-2.5 (max %.4f, bound %.4f)", l, mx, bound);
+    }
+    /* the mimic conv passes each token through unchanged (before the SiLU) */
+    const mmm_layer_desc *d0 = &s->cfg.layers[0];
+    int Dc = (2 * d0->n_kv_heads + d0->n_heads) * d0->head_dim, T = 9;
+    rng_t rng = rng_new(5);
+    float *x = alloc_uniform(&rng, (size_t)T * Dc, -2, 2), *y = alloc_zeros((size_t)T * Dc);
+    mmm_conv1d_forward(y, NULL, x, NULL, s->w.layers[0].conv_w, s->w.layers[0].conv_b, 1, T, Dc, MMM_MAMBA_CONV_K);
+    check_close_f("seed: mimic conv output = its input", y, x, (size_t)T * Dc, 0);
+    free(x); free(y);
+
+    /* determinism, and the other inits differ where they should */
+    mmm_model *s2 = NULL, *inh = NULL, *scr = NULL;
+    mmm_seed_student(&s2, t, NULL, MMM_INIT_MIMIC, 7);
+    check(same(s2->data, s->data, s->n_floats), "seed: same seed, same student");
+    mmm_seed_student(&inh, t, NULL, MMM_INIT_INHERIT, 7);
+    mmm_seed_student(&scr, t, NULL, MMM_INIT_SCRATCH, 7);
+    const mmm_layer_weights *wi = &inh->w.layers[0], *ws = &scr->w.layers[0], *wm = &s->w.layers[0];
+    check(same(wi->wvkqgdt, wm->wvkqgdt, (size_t)Dc * C) && !same(wi->conv_w, wm->conv_w, 2) &&
+          wi->A_log[0] != 1.0f, "seed: inherit keeps Wq/Wk/Wv but not the mimic conv or A");
+    check(!same(ws->wvkqgdt, wm->wvkqgdt, (size_t)Dc * C) && !same(ws->o_proj, wm->o_proj, (size_t)C * C),
+          "seed: scratch re-initialises the whole mixer");
+    mmm_model_free(s2); mmm_model_free(inh); mmm_model_free(scr);
+
+    /* a student is refused as a teacher */
+    rc = mmm_seed_student(&s2, s, NULL, MMM_INIT_MIMIC, 7);
+    check(rc == MMM_ERR_ARG && strstr(mmm_last_error(), "already has"), "seed: a student is refused as teacher (%s)", mmm_last_error());
+    mmm_model_free(s);
+    mmm_model_free(t);
+}
+
+TEST(student_layer_choice) {
+    uint8_t keep[32];
+    int ok = mmm_parse_layer_choice(keep, 32, "every:4") == MMM_OK;
+    for (int l = 0; l < 32; l++) ok &= keep[l] == (l % 4 == 0);
+    check(ok, "hybrid every:4 keeps layers 0, 4, ..., 28 of 32 (head-interleaved)");
+    ok = mmm_parse_layer_choice(keep, 32, "tail-interleaved:8") == MMM_OK;
+    for (int l = 0; l < 32; l++) ok &= keep[l] == (l % 4 == 3);
+    check(ok, "hybrid tail-interleaved:8 keeps 3, 7, ..., 31");
+    ok = mmm_parse_layer_choice(keep, 32, "head-stacked:8") == MMM_OK;
+    for (int l = 0; l < 32; l++) ok &= keep[l] == (l < 8);
+    check(ok, "hybrid head-stacked:8 keeps 0..7");
+    ok = mmm_parse_layer_choice(keep, 32, "tail-stacked:8") == MMM_OK;
+    for (int l = 0; l < 32; l++) ok &= keep[l] == (l >= 24);
+    check(ok, "hybrid tail-stacked:8 keeps 24..31");
+    ok = mmm_parse_layer_choice(keep, 8, "1, 5,7") == MMM_OK;
+    check(ok && keep[1] && keep[5] && keep[7] && !keep[0] && !keep[6], "attention-layers list 1,5,7");
+    check(mmm_parse_layer_choice(keep, 8, "9") == MMM_ERR_ARG, "attention-layers out of range refused");
+    check(mmm_parse_layer_choice(keep, 30, "every:4") == MMM_ERR_ARG, "every:4 of 30 layers refused");
+    check(mmm_parse_layer_choice(keep, 8, "middle:2") == MMM_ERR_ARG && strstr(mmm_last_error(), "unknown placement"),
+          "unknown placement refused");
+}
+
+/* Perturbs every mixer parameter away from the seed so nothing sits at a special value. */
+static void perturb_mixers(mmm_model *s, uint64_t seed) {
+    rng_t rng = rng_new(seed);
+    for (int i = 0; i < s->n_params; i++) {
+        const mmm_param *p = &s->params[i];
+        if (p->role < MMM_ROLE_WVKQGDT) continue;
+        float scale = p->role == MMM_ROLE_WVKQGDT || p->role == MMM_ROLE_O_PROJ ? 0.05f : 0.2f;
+        for (size_t k = 0; k < p->numel; k++) s->data[p->offset + k] += scale * (float)(2 * rng_uniform(&rng) - 1);
+    }
+}
+
+static int32_t *one_image_inputs(int *T, float **pixels, int *n_tiles) {
+    mmm_st_file *f = NULL;
+    if (mmm_st_open(&f, TEACHER "/inputs.safetensors")) return NULL;
+    const mmm_st_tensor *ti = mmm_st_find(f, "input_ids"), *tp = mmm_st_find(f, "pixel_values");
+    int32_t *ids = malloc(ti->numel * sizeof *ids);
+    mmm_st_read_i32(ti, ids, ti->numel);
+    *pixels = malloc(tp->numel * sizeof **pixels);
+    mmm_st_read_f32(tp, *pixels, tp->numel);
+    *T = (int)ti->numel;
+    *n_tiles = (int)(tp->numel / (3 * 8 * 8));
+    mmm_st_close(f);
+    return ids;
+}
+
+/* The full forward (chunked SSD) against chunked prefill + token-by-token decode (the fused
+ * recurrent step), at every position, for a linear and a hybrid student. */
+TEST(student_prefill_decode_matches_forward) {
+    mmm_model *t = teacher();
+    if (!check(t != NULL, "student prefill: teacher loads")) return;
+    int T, n_tiles;
+    float *pixels;
+    int32_t *ids = one_image_inputs(&T, &pixels, &n_tiles);
+    const char *kinds[] = {"linear", "hybrid every:2"};
+    for (int k = 0; k < 2; k++) {
+        uint8_t keep[8] = {0};
+        if (k) mmm_parse_layer_choice(keep, mmm_config_n_layers(&t->cfg), "every:2");
+        mmm_model *s = NULL;
+        mmm_seed_student(&s, t, keep, MMM_INIT_MIMIC, 3);
+        perturb_mixers(s, 11 + k);
+        mmm_input in = {1, T, ids, pixels, n_tiles};
+        mmm_acts *acts = NULL;
+        int rc = mmm_forward(s, &in, &acts);
+        check(rc == MMM_OK, "forward %s student%s%s", kinds[k], rc ? ": " : "", rc ? mmm_last_error() : "");
+        int V = s->cfg.vocab, split = 1;
+        for (int i = 0; i < T; i++) if (ids[i] == s->cfg.img_context_id) split = i + 1;
+        float *got = alloc_zeros((size_t)T * V);
+        mmm_state *st = NULL;
+        rc = mmm_state_new(&st, s, T);
+        if (!rc) rc = mmm_prefill(s, st, ids, split, pixels, n_tiles, got, NULL);
+        for (int i = split; i < T && !rc; i++) rc = mmm_decode(s, st, ids[i], got + (size_t)i * V);
+        char what[160];
+        snprintf(what, sizeof what, "%s student: prefill(%d) + decode(%d) = full forward at every position", kinds[k], split, T - split);
+        check(rc == MMM_OK, "%s runs", what);
+        check_close_f(what, got, mmm_acts_logits(acts), (size_t)T * V, 1e-5);
+        /* prefill of everything in one call (one chunk) and split in two calls */
+        mmm_state_reset(st);
+        mmm_prefill(s, st, ids, T, pixels, n_tiles, got, NULL);
+        snprintf(what, sizeof what, "%s student: one prefill = full forward", kinds[k]);
+        check_close_f(what, got, mmm_acts_logits(acts), (size_t)T * V, 1e-5);
+        mmm_state_free(st);
+        mmm_acts_free(acts);
+        free(got);
+        mmm_model_free(s);
+    }
+    free(ids); free(pixels);
+    mmm_model_free(t);
+}
+
+typedef struct {
+    mmm_model *m;
+    mmm_input in;
+    mmm_acts *acts;
+    float *r;
+} model_ctx;
+
+static double model_loss(void *p) {
+    model_ctx *c = p;
+    mmm_forward(c->m, &c->in, &c->acts);
+    return dot_f64(mmm_acts_logits(c->acts), c->r, (size_t)c->in.B * c->in.T * c->m->cfg.vocab);
+}
+
+TEST(student_gradcheck_mixer_parameters) {
+    mmm_model *t = teacher(), *s = NULL;
+    if (!check(t != NULL, "student gradcheck: teacher loads")) return;
+    uint8_t keep[8] = {0};
+    keep[2] = 1; /* a hybrid: gradients must also cross a kept attention layer */
+    mmm_seed_student(&s, t, keep, MMM_INIT_MIMIC, 5);
+    perturb_mixers(s, 21);
+    int T, n_tiles;
+    float *pixels;
+    int32_t *ids = one_image_inputs(&T, &pixels, &n_tiles);
+    rng_t rng = rng_new(9);
+    size_t nl = (size_t)T * s->cfg.vocab;
+    model_ctx c = {s, {1, T, ids, pixels, n_tiles}, NULL, alloc_uniform(&rng, nl, -1, 1)};
+    model_loss(&c);
+    float *grads = alloc_zeros(s->n_floats);
+    check(mmm_backward(s, c.acts, c.r, grads) == MMM_OK, "backward hybrid student");
+    for (int i = 0; i < s->n_params; i++) {
+        const mmm_param *p = &s->params[i];
+        if (p->layer < 0 || (p->role < MMM_ROLE_WVKQGDT && p->role != MMM_ROLE_ATTN_NORM)) continue;
+        char what[200];
+        snprintf(what, sizeof what, "student %s", p->name);
+        gradcheck(what, model_loss, &c, s->data + p->offset, grads + p->offset, p->numel, 1e-2, 5e-2);
+    }
+    mmm_acts_free(c.acts);
+    free(c.r); free(grads); free(ids); free(pixels);
+    mmm_model_free(s);
+    mmm_model_free(t);
+}
+
+TEST(student_released_layout_round_trip) {
+    mmm_model *t = teacher(), *s = NULL, *back = NULL;
+    if (!check(t != NULL, "student round trip: teacher loads")) return;
+    uint8_t keep[4] = {1, 0, 0, 0};
+    mmm_seed_student(&s, t, keep, MMM_INIT_MIMIC, 1);
+    char dir[] = "/tmp/mmm_student_XXXXXX";
+    mkdtemp(dir);
+    int rc = mmm_model_save(s, dir, MMM_DTYPE_F32, 0);
+    if (!rc) rc = mmm_model_load(&back, dir);
+    if (check(rc == MMM_OK, "student saves and loads%s%s", rc ? ": " : "", rc ? mmm_last_error() : "")) {
+        check(same(back->data, s->data, s->n_floats), "student round trip weights identical");
+        int kinds = 1;
+        for (int l = 0; l < 4; l++) kinds &= back->cfg.layers[l].kind == s->cfg.layers[l].kind;
+        check(kinds && back->cfg.layers[0].kind == MMM_MIXER_ATTENTION, "student round trip layers_block_type");
+        check(mmm_model_param(back, "language_model.model.layers.1.attention.wvkqgdt.weight") &&
+              mmm_model_param(back, "embedding_model.encoder.1.attention.A_log_bias") &&
+              mmm_model_param(back, "embedding_model.encoder.0.attention.wqkv.weight") &&
+              !mmm_model_param(back, "embedding_model.encoder.1.attention.wqkv.weight"),
+              "student uses the released tensor names (wvkqgdt, A_log_bias; wqkv only in mha layers)");
+        mmm_model_free(back);
+    }
+    mmm_model_free(s);
+    mmm_model_free(t);
+}
+
+TEST(student_state_does_not_grow) {
+    mmm_model *t = teacher(), *s = NULL;
+    if (!check(t != NULL, "state size: teacher loads")) return;
+    mmm_seed_student(&s, t, NULL, MMM_INIT_MIMIC, 1);
+    mmm_state *a = NULL, *b = NULL, *ta = NULL, *tb = NULL;
+    mmm_state_new(&a, s, 1000);
+    mmm_state_new(&b, s, 100000);
+    mmm_state_new(&ta, t, 1000);
+    mmm_state_new(&tb, t, 100000);
+    check(mmm_state_bytes(a) == mmm_state_bytes(b) && mmm_state_bytes(a) > 0,
+          "linear student state: %zu bytes at 1K and at 100K tokens", mmm_state_bytes(a));
+    check(mmm_state_bytes(tb) == 100 * mmm_state_bytes(ta),
+          "teacher KV cache: %zu bytes at 1K, %zu at 100K (linear)", mmm_state_bytes(ta), mmm_state_bytes(tb));
+    mmm_state_free(a); mmm_state_free(b); mmm_state_free(ta); mmm_state_free(tb);
+    mmm_model_free(s);
+    mmm_model_free(t);
+}
