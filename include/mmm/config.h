@@ -50,6 +50,8 @@ typedef struct {
 
 /* Parses and validates `path` (a config.json) into cfg. Every error names the file and the key. */
 int mmm_config_load(mmm_config *cfg, const char *path);
+/* The same from JSON text; `name` stands for the file in messages. */
+int mmm_config_parse(mmm_config *cfg, const char *json, const char *name);
 /* Writes cfg as config.json to `path` atomically, keeping keys mmm does not interpret. */
 int mmm_config_save(const mmm_config *cfg, const char *path);
 /* Deep copy (dst is overwritten). */

@@ -46,6 +46,9 @@ void mmm_state_reset(mmm_state *s);
 int mmm_state_copy(mmm_state *dst, const mmm_state *src);
 void mmm_state_free(mmm_state *s);
 int mmm_state_length(const mmm_state *s);      /* tokens processed so far */
+/* For benchmarks: makes the state look as if `len` tokens had been processed, with random
+ * cache contents (a decode step's cost depends on the length, not on the values). */
+int mmm_state_fill_synthetic(mmm_state *s, int len, uint64_t seed);
 int mmm_state_capacity(const mmm_state *s);    /* max_tokens */
 size_t mmm_state_bytes(const mmm_state *s);    /* memory held by the caches */
 

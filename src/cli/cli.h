@@ -7,7 +7,12 @@
 #include "mmm/model.h"
 
 int cmd_forward(int argc, char **argv);
+int cmd_seed(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
+
+/* "f32" | "bf16" | "f16" */
+int cli_parse_dtype(const char *s, mmm_dtype *out);
 
 /* Prints "mmm <cmd>: <library error>" to stderr and returns the exit status 1. */
 int cli_fail(const char *cmd);

@@ -27,7 +27,9 @@ static int cmd_version(int argc, char **argv) {
 }
 
 static const command commands[] = {
+    {"bench", "decode latency and memory vs context: teacher, hybrid, linear", cmd_bench},
     {"forward", "run one forward pass; dump logits and hidden states", cmd_forward},
+    {"seed", "carve a Mamba-2 student (linear or hybrid) out of a teacher", cmd_seed},
     {"version", "print the version and build features", cmd_version},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];

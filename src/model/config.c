@@ -234,6 +234,19 @@ int mmm_config_load(mmm_config *cfg, const char *path) {
     return rc;
 }
 
+int mmm_config_parse(mmm_config *cfg, const char *json, const char *name) {
+    memset(cfg, 0, sizeof *cfg);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
+    if (!root)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: not valid JSON (error near byte %ld)", name,
+                        end ? (long)(end - json) : 0L);
+    cfg->json = root;
+    int rc = parse(name, root, cfg);
+    if (rc) mmm_config_free(cfg);
+    return rc;
+}
+
 void mmm_config_free(mmm_config *cfg) {
     if (!cfg) return;
     for (int i = 0; i < cfg->n_special; i++) free(cfg->special[i].token);

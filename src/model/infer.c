@@ -5,6 +5,7 @@
 
 #include "internal.h"
 #include "mmm/error.h"
+#include "mmm/rng.h"
 #include "mmm/ops/dense.h"
 #include "mmm/ops/norm.h"
 #include "mmm/ops/rope.h"
@@ -142,6 +143,25 @@ void mmm_state_reset(mmm_state *s) {
 int mmm_state_length(const mmm_state *s) { return s->len; }
 int mmm_state_capacity(const mmm_state *s) { return s->max_tokens; }
 size_t mmm_state_bytes(const mmm_state *s) { return s->cache_bytes; }
+
+int mmm_state_fill_synthetic(mmm_state *s, int len, uint64_t seed) {
+    if (len < 0 || len > s->max_tokens)
+        return mmm_fail(MMM_ERR_ARG, "state: %d tokens do not fit a %d-token state", len, s->max_tokens);
+    const mmm_config *c = &s->model->cfg;
+    mmm_rng rng = mmm_rng_seed(seed);
+    for (int l = 0; l < s->n_layers; l++) {
+        const mmm_layer_desc *d = &c->layers[l];
+        float *bufs[2] = {d->kind == MMM_MIXER_ATTENTION ? s->k[l] : s->conv[l], d->kind == MMM_MIXER_ATTENTION ? s->v[l] : s->ssm[l]};
+        size_t n[2] = {d->kind == MMM_MIXER_ATTENTION ? (size_t)len * d->n_kv_heads * d->head_dim
+                                                      : (size_t)(MMM_MAMBA_CONV_K - 1) * mamba_conv_channels(d),
+                       d->kind == MMM_MIXER_ATTENTION ? (size_t)len * d->n_kv_heads * d->head_dim
+                                                      : (size_t)d->n_heads * d->head_dim * d->head_dim};
+        for (int b = 0; b < 2; b++)
+            for (size_t i = 0; i < n[b]; i++) bufs[b][i] = (float)(mmm_rng_uniform(&rng) - 0.5);
+    }
+    s->len = len;
+    return MMM_OK;
+}
 
 int mmm_state_copy(mmm_state *dst, const mmm_state *src) {
     if (dst->model != src->model || dst->max_tokens < src->len)

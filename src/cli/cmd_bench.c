@@ -1,0 +1,314 @@
+/* mmm bench: decode latency and memory against context length for a teacher, a hybrid and a
+ * linear student, at a model's dimensions or at dimensions given on the command line. Each
+ * measurement runs in its own process, so its peak resident memory is its own. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "mmm/error.h"
+#include "mmm/forward.h"
+#include "mmm/model.h"
+#include "mmm/seed.h"
+#include "mmm/version.h"
+
+#define MAX_POINTS 32
+
+typedef struct {
+    int hidden, emb_layers, llm_layers, heads, kv, ffn, vocab;
+} dims;
+
+typedef struct {
+    double ms_per_token, state_mb, peak_rss_mb, model_mb;
+    int ok;
+} result;
+
+static const char *kind_names[] = {"teacher", "hybrid", "linear"};
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int parse_dims(const char *spec, dims *d) {
+    char *copy = strdup(spec), *save = NULL;
+    int ok = copy != NULL;
+    for (char *kv = copy ? strtok_r(copy, ",", &save) : NULL; kv && ok; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq) { ok = 0; break; }
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (!strcmp(kv, "hidden")) d->hidden = atoi(v);
+        else if (!strcmp(kv, "heads")) d->heads = atoi(v);
+        else if (!strcmp(kv, "kv")) d->kv = atoi(v);
+        else if (!strcmp(kv, "ffn")) d->ffn = atoi(v);
+        else if (!strcmp(kv, "vocab")) d->vocab = atoi(v);
+        else if (!strcmp(kv, "layers")) ok = sscanf(v, "%d+%d", &d->emb_layers, &d->llm_layers) == 2;
+        else ok = 0;
+    }
+    free(copy);
+    if (!ok) return mmm_fail(MMM_ERR_ARG, "--dims '%s': expected hidden=,layers=E+L,heads=,kv=,ffn=,vocab=", spec);
+    return MMM_OK;
+}
+
+/* A text-only HoVLE-layout config of these dimensions. */
+static int make_config(mmm_config *c, const dims *d) {
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"embedding_config\": {\"hidden_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d,"
+             " \"num_key_value_heads\": %d, \"intermediate_size\": %d, \"rms_norm_eps\": 1e-5, \"rope_theta\": 1e6,"
+             " \"llm_vocab_size\": %d},"
+             " \"llm_config\": {\"hidden_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d,"
+             " \"num_key_value_heads\": %d, \"intermediate_size\": %d, \"rms_norm_eps\": 1e-5, \"rope_theta\": 1e6,"
+             " \"vocab_size\": %d}}",
+             d->hidden, d->emb_layers, d->heads, d->kv, d->ffn, d->vocab, d->hidden, d->llm_layers, d->heads,
+             d->kv, d->ffn, d->vocab);
+    return mmm_config_parse(c, json, "--dims");
+}
+
+/* Builds the model of `kind` (0 teacher, 1 hybrid every 4th layer attention, 2 linear). */
+static int build(mmm_model **out, const char *model_dir, const dims *d, int kind) {
+    mmm_model *t = NULL;
+    int rc;
+    if (model_dir) rc = mmm_model_load(&t, model_dir);
+    else {
+        mmm_config c;
+        if ((rc = make_config(&c, d))) return rc;
+        rc = mmm_model_create(&t, &c);
+        mmm_config_free(&c);
+        if (!rc) mmm_model_init_random(t, 1, 0.02f);
+    }
+    if (rc || kind == 0) {
+        *out = t;
+        return rc;
+    }
+    int L = mmm_config_n_layers(&t->cfg);
+    uint8_t *keep = calloc((size_t)L + 1, 1);
+    if (!keep) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    if (!rc && kind == 1) rc = mmm_hybrid_layers(keep, L, L / 4 > 0 ? L / 4 : 1, MMM_PLACE_HEAD_INTERLEAVED);
+    if (!rc) rc = mmm_seed_student(out, t, keep, MMM_INIT_MIMIC, 1);
+    free(keep);
+    mmm_model_free(t);
+    return rc;
+}
+
+/* VmHWM: this process's peak resident memory (reset at fork, unlike getrusage's maxrss). */
+static double peak_rss_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = atof(line + 6);
+    if (f) fclose(f);
+    return kb / 1024.0;
+}
+
+static void reset_peak_rss(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* In a child process: decode `steps` tokens after a synthetic context of ctx tokens. */
+static result measure_decode(const char *model_dir, const dims *d, int kind, int ctx, int steps) {
+    result r = {0};
+    mmm_model *m = NULL;
+    mmm_state *s = NULL;
+    float *logits = NULL;
+    double *t = malloc((size_t)steps * sizeof *t);
+    int rc = build(&m, model_dir, d, kind);
+    reset_peak_rss(); /* the teacher a student was seeded from is gone: measure from here */
+    if (!rc) rc = mmm_state_new(&s, m, ctx + steps + 2);
+    if (!rc) rc = mmm_state_fill_synthetic(s, ctx, 7);
+    if (!rc && !(logits = malloc((size_t)m->cfg.vocab * sizeof *logits))) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    if (!rc) rc = mmm_decode(m, s, 1, logits); /* warm-up */
+    for (int i = 0; i < steps && !rc; i++) {
+        double t0 = now();
+        rc = mmm_decode(m, s, (int32_t)(i % m->cfg.vocab), logits);
+        t[i] = now() - t0;
+    }
+    if (!rc) {
+        qsort(t, (size_t)steps, sizeof *t, cmp_double);
+        r = (result){t[steps / 2] * 1e3, mmm_state_bytes(s) / 1048576.0, peak_rss_mb(),
+                     m->n_floats * 4.0 / 1048576.0, 1};
+    } else {
+        fprintf(stderr, "mmm bench: %s at %d tokens: %s\n", kind_names[kind], ctx, mmm_last_error());
+    }
+    free(t);
+    free(logits);
+    mmm_state_free(s);
+    mmm_model_free(m);
+    return r;
+}
+
+static result run_child(const char *model_dir, const dims *d, int kind, int ctx, int steps) {
+    result r = {0};
+    int fds[2];
+    if (pipe(fds) != 0) return r;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        result c = measure_decode(model_dir, d, kind, ctx, steps);
+        ssize_t w = write(fds[1], &c, sizeof c);
+        _exit(w == (ssize_t)sizeof c ? 0 : 1);
+    }
+    close(fds[1]);
+    if (pid > 0 && read(fds[0], &r, sizeof r) != (ssize_t)sizeof r) r.ok = 0;
+    close(fds[0]);
+    if (pid > 0) waitpid(pid, NULL, 0);
+    return r;
+}
+
+static int parse_list(const char *s, int *out, int max) {
+    int n = 0;
+    char *copy = strdup(s), *save = NULL;
+    for (char *p = copy ? strtok_r(copy, ",", &save) : NULL; p && n < max; p = strtok_r(NULL, ",", &save)) {
+        char *end;
+        double v = strtod(p, &end);
+        if (*end == 'K' || *end == 'k') v *= 1024, end++;
+        if (*end || v < 1) { n = -1; break; }
+        out[n++] = (int)v;
+    }
+    free(copy);
+    return n;
+}
+
+static void write_plot(const char *png, const char *json_rows, int n_ctx, const int *ctx,
+                       result res[3][MAX_POINTS], const char *title) {
+    char dat[512], gp[512];
+    snprintf(dat, sizeof dat, "%s.dat", png);
+    snprintf(gp, sizeof gp, "%s.gp", png);
+    FILE *f = fopen(dat, "w");
+    if (!f) return;
+    for (int i = 0; i < n_ctx; i++)
+        fprintf(f, "%d %g %g %g %g %g %g\n", ctx[i], res[0][i].ms_per_token, res[1][i].ms_per_token,
+                res[2][i].ms_per_token, res[0][i].peak_rss_mb, res[1][i].peak_rss_mb, res[2][i].peak_rss_mb);
+    fclose(f);
+    if (!(f = fopen(gp, "w"))) return;
+    fprintf(f, "set terminal pngcairo size 1100,450 font ',10'\nset output '%s'\nset multiplot layout 1,2 title '%s'\n"
+               "set logscale x 2\nset xlabel 'context (tokens)'\nset key top left\nset grid\n"
+               "set ylabel 'ms per decoded token'\n"
+               "plot '%s' u 1:2 w lp t 'teacher', '' u 1:3 w lp t 'hybrid', '' u 1:4 w lp t 'linear'\n"
+               "set ylabel 'peak memory (MB)'\n"
+               "plot '%s' u 1:5 w lp t 'teacher', '' u 1:6 w lp t 'hybrid', '' u 1:7 w lp t 'linear'\n"
+               "unset multiplot\n", png, title, dat, dat);
+    fclose(f);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>/dev/null", gp);
+    if (system(cmd) != 0) fprintf(stderr, "mmm bench: gnuplot failed; data in %s\n", dat);
+    (void)json_rows;
+}
+
+static void usage(FILE *f) {
+    fputs("usage: mmm bench [--model DIR | --dims SPEC] [--contexts LIST] [--steps N]\n"
+          "                 [--kinds teacher,hybrid,linear] [--json OUT] [--plot OUT.png]\n\n"
+          "Decode latency (median ms per token) and peak memory against context length for the\n"
+          "teacher, a hybrid (every 4th layer attention, head-interleaved) and a linear student.\n"
+          "The context is synthetic (random caches of the given length): a decode step costs the\n"
+          "same whatever the earlier tokens were. Each point runs in a fresh process.\n\n"
+          "  --model DIR      a teacher; the students are seeded from it\n"
+          "  --dims SPEC      random weights, e.g. hidden=2048,layers=8+24,heads=16,kv=8,ffn=8192,vocab=92544\n"
+          "                   (default: hidden=256,layers=8+24,heads=4,kv=2,ffn=1024,vocab=1024)\n"
+          "  --contexts LIST  context lengths (default 1K,8K,32K,64K,100K)\n"
+          "  --steps N        timed decode steps per point (default 16)\n"
+          "  --kinds LIST     which models (default teacher,hybrid,linear)\n"
+          "  --json OUT       write the results as JSON\n"
+          "  --plot OUT.png   plot latency and memory with gnuplot\n\n"
+          "example: mmm bench --contexts 1K,16K,100K --plot decode.png\n", f);
+}
+
+int cmd_bench(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"dims", required_argument, 0, 'd'},
+        {"contexts", required_argument, 0, 'c'}, {"steps", required_argument, 0, 's'},
+        {"kinds", required_argument, 0, 'k'}, {"json", required_argument, 0, 'j'},
+        {"plot", required_argument, 0, 'p'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *model_dir = NULL, *json_path = NULL, *plot_path = NULL, *kinds = "teacher,hybrid,linear";
+    dims d = {256, 8, 24, 4, 2, 1024, 1024};
+    int ctx[MAX_POINTS] = {1024, 8192, 32768, 65536, 102400}, n_ctx = 5, steps = 16, o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'm': model_dir = optarg; break;
+        case 'd': if (parse_dims(optarg, &d)) return cli_fail("bench"); break;
+        case 'c':
+            if ((n_ctx = parse_list(optarg, ctx, MAX_POINTS)) < 1) {
+                fprintf(stderr, "mmm bench: --contexts takes positive lengths like 1K,8192,100K\n");
+                return 2;
+            }
+            break;
+        case 's': steps = atoi(optarg); break;
+        case 'k': kinds = optarg; break;
+        case 'j': json_path = optarg; break;
+        case 'p': plot_path = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) { fprintf(stderr, "mmm bench: unexpected argument '%s'\n", argv[optind]); return 2; }
+    if (steps < 1 || steps > 100000) { fprintf(stderr, "mmm bench: --steps must be in 1..100000\n"); return 2; }
+    int want[3];
+    for (int k = 0; k < 3; k++) want[k] = strstr(kinds, kind_names[k]) != NULL;
+    if (!want[0] && !want[1] && !want[2]) { fprintf(stderr, "mmm bench: --kinds names none of teacher, hybrid, linear\n"); return 2; }
+    if (model_dir) { /* fail early and clearly on a bad model */
+        mmm_model *m = NULL;
+        if (mmm_model_load(&m, model_dir)) return cli_fail("bench");
+        int student = mmm_config_n_mamba_layers(&m->cfg) > 0;
+        mmm_model_free(m);
+        if (student) {
+            fprintf(stderr, "mmm bench: %s is a student; --model takes the teacher the students are seeded from\n", model_dir);
+            return 1;
+        }
+    }
+
+    char title[256];
+    if (model_dir) snprintf(title, sizeof title, "%s", model_dir);
+    else snprintf(title, sizeof title, "hidden %d, %d+%d layers, %d/%d heads, ffn %d, vocab %d", d.hidden,
+                  d.emb_layers, d.llm_layers, d.heads, d.kv, d.ffn, d.vocab);
+    printf("mmm bench decode: %s; %ld CPU threads; median of %d steps\n", title, sysconf(_SC_NPROCESSORS_ONLN), steps);
+    printf("%-8s %9s %12s %12s %12s\n", "model", "context", "ms/token", "state MB", "peak RSS MB");
+    static result res[3][MAX_POINTS];
+    int failed = 0;
+    for (int k = 0; k < 3; k++) {
+        if (!want[k]) continue;
+        for (int i = 0; i < n_ctx; i++) {
+            res[k][i] = run_child(model_dir, &d, k, ctx[i], steps);
+            if (!res[k][i].ok) { failed = 1; printf("%-8s %9d %12s\n", kind_names[k], ctx[i], "failed"); continue; }
+            printf("%-8s %9d %12.3f %12.1f %12.1f\n", kind_names[k], ctx[i], res[k][i].ms_per_token,
+                   res[k][i].state_mb, res[k][i].peak_rss_mb);
+            fflush(stdout);
+        }
+    }
+    if (json_path) {
+        FILE *f = fopen(json_path, "w");
+        if (!f) { fprintf(stderr, "mmm bench: cannot write %s\n", json_path); return 1; }
+        fprintf(f, "{\"benchmark\": \"decode\", \"model\": \"%s\", \"threads\": %ld, \"steps\": %d, \"results\": [",
+                title, sysconf(_SC_NPROCESSORS_ONLN), steps);
+        int first = 1;
+        for (int k = 0; k < 3; k++)
+            for (int i = 0; i < n_ctx && want[k]; i++) {
+                if (!res[k][i].ok) continue;
+                fprintf(f, "%s\n  {\"model\": \"%s\", \"context\": %d, \"ms_per_token\": %.4f, \"state_mb\": %.2f, "
+                           "\"peak_rss_mb\": %.1f, \"weights_mb\": %.1f}", first ? "" : ",", kind_names[k], ctx[i],
+                        res[k][i].ms_per_token, res[k][i].state_mb, res[k][i].peak_rss_mb, res[k][i].model_mb);
+                first = 0;
+            }
+        fprintf(f, "\n]}\n");
+        fclose(f);
+    }
+    if (plot_path) write_plot(plot_path, NULL, n_ctx, ctx, res, title);
+    return failed;
+}
