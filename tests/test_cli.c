@@ -85,3 +85,38 @@ TEST(test_cli_forward) {
     rc = run_mmm("forward --help", out, sizeof out);
     check(rc == 0 && strstr(out, "usage: mmm forward"), "cli mmm forward --help");
 }
+
+TEST(test_cli_seed_and_bench) {
+    char out[8192];
+    int rc = run_mmm("seed --teacher tests/data/teacher/one_image --out /tmp/mmm_cli_hybrid --hybrid every:2 --seed 3", out, sizeof out);
+    check(rc == 0 && strstr(out, "2 mamba2 and 2 attention layers (attention: 0 2)"), "cli mmm seed --hybrid every:2");
+    rc = run_mmm("forward --model /tmp/mmm_cli_hybrid --ids 53,7,-1,8 --image tests/data/images/fmnist_28.png", out, sizeof out);
+    check(rc == 0 && strstr(out, "(2 mamba2)"), "cli mmm forward on the seeded hybrid student");
+    rc = run_mmm("seed --teacher tests/data/teacher/one_image --out /tmp/mmm_cli_linear --init inherit --dtype bf16", out, sizeof out);
+    check(rc == 0 && strstr(out, "4 mamba2 and 0 attention"), "cli mmm seed linear, inherit init, bf16");
+    rc = run_mmm("seed --teacher /tmp/mmm_cli_hybrid --out /tmp/mmm_cli_x", out, sizeof out);
+    check(rc == 1 && strstr(out, "already has 2 mamba2 layers"), "cli mmm seed: a student given as teacher is refused");
+    rc = run_mmm("seed --teacher tests/data/teacher/one_image --out /tmp/mmm_cli_x --attention-layers 0,9", out, sizeof out);
+    check(rc == 1 && strstr(out, "numbered 0..3"), "cli mmm seed: attention layer out of range");
+    rc = run_mmm("seed --teacher tests/data/teacher/one_image --out /tmp/mmm_cli_x --init magic", out, sizeof out);
+    check(rc == 2 && strstr(out, "--init must be"), "cli mmm seed: unknown init");
+    rc = run_mmm("seed --help", out, sizeof out);
+    check(rc == 0 && strstr(out, "usage: mmm seed"), "cli mmm seed --help");
+
+    rc = run_mmm("bench --dims hidden=32,layers=1+3,heads=4,kv=2,ffn=64,vocab=64 --contexts 64,256 --steps 2 "
+                 "--json /tmp/mmm_cli_bench.json", out, sizeof out);
+    check(rc == 0 && strstr(out, "linear") && strstr(out, "hybrid") && strstr(out, "teacher"), "cli mmm bench runs all three models");
+    char *json = NULL;
+    FILE *f = fopen("/tmp/mmm_cli_bench.json", "r");
+    if (f) {
+        json = calloc(1, 8192);
+        if (json && fread(json, 1, 8191, f) == 0) json[0] = '\0';
+        fclose(f);
+    }
+    check(json && strstr(json, "\"model\": \"linear\", \"context\": 256"), "cli mmm bench --json has every point");
+    free(json);
+    rc = run_mmm("bench --model tests/data/student/linear_image --contexts 64 --steps 1", out, sizeof out);
+    check(rc == 1 && strstr(out, "is a student"), "cli mmm bench: a student given as --model is refused");
+    rc = run_mmm("bench --contexts 0", out, sizeof out);
+    check(rc == 2 && strstr(out, "--contexts"), "cli mmm bench: bad context list");
+}
