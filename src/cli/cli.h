@@ -5,10 +5,14 @@
 #include <stdint.h>
 
 #include "mmm/model.h"
+#include "mmm/tokenizer.h"
+#include "mmm/train.h"
 
 int cmd_forward(int argc, char **argv);
 int cmd_seed(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 
 /* "f32" | "bf16" | "f16" */
@@ -28,5 +32,10 @@ int cli_parse_ids(const char *text, int32_t **ids, int *n);
  * image in turn; every image must have its marker. */
 int cli_expand_image_markers(const mmm_model *m, const int32_t *ids, int n,
                              const int *tiles_per_image, int n_images, int32_t **out, int *n_out);
+
+/* The tokenizer and the model agree on vocabulary size and special-token ids. */
+int cli_check_tokenizer(const mmm_config *c, const mmm_tokenizer *tok, const char *tok_path);
+/* Prints an evaluation line (label, accuracy, per task) and fills its JSON. */
+int cli_print_eval(const char *label, const mmm_eval_result *r, char *json, size_t cap);
 
 #endif

@@ -1,0 +1,74 @@
+/* Conversation data: the internlm2-chat template, <image> expansion, label masks, and
+ * LLaVA/InternVL-style JSONL datasets with deterministic shuffling and token-budget batching. */
+#ifndef MMM_DATA_H
+#define MMM_DATA_H
+
+#include <stdint.h>
+
+#include "mmm/model.h"
+#include "mmm/tokenizer.h"
+
+#define MMM_IGNORE_LABEL (-100)
+
+/* One tokenised conversation. labels are already shifted: labels[t] is the token the model must
+ * predict at position t (ids[t + 1]) when that token belongs to an assistant answer or the
+ * <|im_end|> closing it, MMM_IGNORE_LABEL otherwise. */
+typedef struct {
+    int32_t *ids, *labels; /* (n) */
+    int n;
+    int prompt_len;       /* tokens up to and including the last "<|im_start|>assistant\n" */
+    char **images;        /* n_images paths, resolved against the JSONL file's directory */
+    int *tiles;           /* tiles per image (dynamic tiling of its size) */
+    int n_images, n_tiles;
+    char *id, *task, *answer; /* answer: the last assistant turn's text */
+} mmm_sample;
+
+typedef struct {
+    const char *system;   /* system message; NULL or "" leaves the system turn out */
+    int max_tokens;       /* longer samples are dropped (0 = no limit) */
+    int strict;           /* 1: the first bad line is an error; 0: bad lines are skipped and counted */
+    int max_samples;      /* read at most this many samples (0 = all) */
+} mmm_data_options;
+
+typedef struct {
+    mmm_sample *samples;
+    int n;
+    int n_lines, n_skipped;
+    char skipped_report[1024]; /* the first few skipped lines and why */
+} mmm_dataset;
+
+/* Tokenises one conversation. turns: alternating human/gpt texts (n_turns, starting with human);
+ * each "<image>" in a human turn becomes <img> <IMG_CONTEXT>×(tiles·tokens per tile) </img> for
+ * the next image in turn. images/tiles describe those images. */
+int mmm_chat_tokenize(mmm_sample *s, const mmm_tokenizer *tok, const mmm_config *cfg,
+                      const char *const *turns, int n_turns, const int *tiles, int n_images,
+                      const char *system, int generation_prompt);
+
+/* Loads a JSONL file; image paths are relative to its directory. */
+int mmm_dataset_load(mmm_dataset *d, const char *path, const mmm_tokenizer *tok,
+                     const mmm_config *cfg, const mmm_data_options *opt);
+void mmm_dataset_free(mmm_dataset *d);
+void mmm_sample_free(mmm_sample *s);
+
+/* A batch: B sequences padded to T (ids 0, labels ignored), their images' tiles in order. */
+typedef struct {
+    int B, T;
+    int32_t *ids, *labels; /* (B, T) */
+    float *pixels;         /* (n_tiles, 3, S, S) */
+    int n_tiles;
+    long n_label_tokens;
+    int *members;          /* (B) sample indices */
+} mmm_batch;
+
+/* Deterministic order over epochs: the permutation of epoch e depends only on (seed, e). */
+void mmm_epoch_order(int *order, int n, uint64_t seed, int epoch);
+/* Takes samples from order[*pos..] while (count + 1)·max_len <= budget (at least one), and builds
+ * the batch (loading and tiling its images). Advances *pos. */
+int mmm_batch_make(mmm_batch *b, const mmm_dataset *d, const int *order, int n_order, int *pos,
+                   int budget_tokens, const mmm_config *cfg);
+void mmm_batch_free(mmm_batch *b);
+
+/* Loads and tiles the images of a sample: *pixels (n_tiles, 3, S, S). */
+int mmm_sample_pixels(const mmm_sample *s, const mmm_config *cfg, float **pixels);
+
+#endif

@@ -1,0 +1,92 @@
+/* Training machinery shared by `mmm train` (teachers) and `mmm distill` (students): learning-rate
+ * schedules, AdamW over a model's trainable tensors, crash-safe checkpoints with exact resume,
+ * progress lines, a JSONL log and loss plots. What a step computes is a callback. */
+#ifndef MMM_TRAIN_H
+#define MMM_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mmm/data.h"
+#include "mmm/model.h"
+#include "mmm/optim.h"
+
+typedef enum { MMM_SCHED_WSD, MMM_SCHED_COSINE, MMM_SCHED_CONSTANT } mmm_schedule;
+
+typedef struct {
+    mmm_schedule kind;
+    float lr;            /* peak */
+    float warmup;        /* fraction of the steps warming up linearly from 0 */
+    float decay;         /* WSD: fraction of the steps decaying linearly to min_ratio·lr at the end */
+    float min_ratio;
+    long total_steps;
+} mmm_lr_schedule;
+
+/* Learning rate at step (0-based). */
+float mmm_lr_at(const mmm_lr_schedule *s, long step);
+int mmm_parse_schedule(const char *name, mmm_schedule *out);
+
+/* The step callback: runs forward + loss + backward on the batch, ACCUMULATING parameter
+ * gradients into grads; returns the batch's summed loss and the number of tokens it averages over
+ * (the trainer divides), or an error. */
+typedef int (*mmm_step_fn)(void *ctx, const mmm_model *m, const mmm_batch *b, float *grads,
+                           double *loss_sum, long *loss_tokens);
+/* The evaluation callback: fills a one-line JSON object of metrics (e.g. {"eval_loss": 0.3}). */
+typedef int (*mmm_eval_fn)(void *ctx, const mmm_model *m, long step, char *json, size_t cap);
+
+typedef struct {
+    const char *out_dir;       /* checkpoints, log and plot go here */
+    const char *name;          /* shown in progress lines and the log ("train", "stage1", ...) */
+    long steps;
+    int accum;                 /* micro-batches per optimizer step */
+    int batch_tokens;          /* token budget of one micro-batch */
+    float clip;                /* global gradient-norm clip (0 = off) */
+    mmm_lr_schedule sched;
+    mmm_adamw_config adam;     /* lr is taken from sched */
+    int eval_every, save_every, log_every;
+    uint64_t seed;             /* data order */
+    int keep_checkpoints;      /* how many to keep (>= 1) */
+    int quiet;                 /* no progress lines */
+} mmm_train_options;
+
+typedef struct {
+    long step;                 /* steps done */
+    double last_loss;
+    double seconds;
+    int resumed;               /* 1 when the run continued from a checkpoint */
+} mmm_train_result;
+
+/* Trains the tensors with trainable[param index] set. Resumes from out_dir's latest checkpoint
+ * when there is one (the model's weights, AdamW moments, the data position and the step all
+ * continue exactly). */
+int mmm_train_run(mmm_model *m, const uint8_t *trainable, const mmm_dataset *data,
+                  const mmm_train_options *o, mmm_step_fn step, void *step_ctx, mmm_eval_fn eval,
+                  void *eval_ctx, mmm_train_result *result);
+
+/* Plots columns of a JSONL log (x = "step", y = each key) into a PNG with gnuplot. */
+int mmm_plot_log(const char *log_path, const char *png_path, const char *title, const char *const *keys, int n_keys);
+
+/* Exact-match evaluation by greedy generation. */
+typedef struct {
+    char task[32];
+    int n, correct;
+    double loss_sum;
+    long loss_tokens;
+} mmm_task_score;
+
+typedef struct {
+    mmm_task_score tasks[16];
+    int n_tasks;
+    int n, correct;
+    double loss_sum;
+    long loss_tokens;
+    long generated_tokens;
+    double seconds;
+} mmm_eval_result;
+
+/* Scores up to max_samples samples (0 = all): answer-token cross-entropy with teacher forcing,
+ * and exact match of the greedily generated answer (up to max_new tokens, until <|im_end|>). */
+int mmm_evaluate(const mmm_model *m, const mmm_tokenizer *tok, const mmm_dataset *d, int max_samples,
+                 int max_new, mmm_eval_result *r);
+
+#endif

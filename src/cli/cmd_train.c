@@ -1,0 +1,247 @@
+/* mmm train: train a teacher from scratch on conversation data. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "mmm/data.h"
+#include "mmm/error.h"
+#include "mmm/fileio.h"
+#include "mmm/forward.h"
+#include "mmm/ops/loss.h"
+#include "mmm/path.h"
+#include "mmm/tokenizer.h"
+#include "mmm/train.h"
+
+static void usage(FILE *f) {
+    fputs("usage: mmm train --config CONFIG.json --tokenizer TOKENIZER --data TRAIN.jsonl --out DIR\n"
+          "                 [--eval TEST.jsonl] [--steps N] [--lr X] [--schedule wsd|cosine|constant]\n"
+          "                 [--warmup F] [--decay F] [--batch-tokens N] [--accum N] [--clip X]\n"
+          "                 [--weight-decay X] [--eval-every N] [--eval-samples N] [--save-every N]\n"
+          "                 [--seed N] [--init-std X] [--max-tokens N] [--system TEXT] [--strict]\n\n"
+          "Trains a HoVLE-architecture teacher from scratch with AdamW on the answer tokens of\n"
+          "LLaVA-style JSONL conversations. Checkpoints go to DIR/checkpoints (atomic; rerunning the\n"
+          "same command after a kill resumes exactly); the final model (config.json,\n"
+          "model.safetensors, tokenizer.json) to DIR, the log to DIR/train_log.jsonl and the loss\n"
+          "curve to DIR/loss.png.\n\n"
+          "  --config FILE       model config (config.json layout, docs/model-format.md)\n"
+          "  --tokenizer PATH    tokenizer.json / tokenizer.model (or a directory holding one)\n"
+          "  --steps N           optimizer steps (default 1000)\n"
+          "  --lr X              peak learning rate (default 1e-3)\n"
+          "  --schedule S        wsd (default: warmup, stable, decay), cosine or constant\n"
+          "  --warmup F, --decay F  fractions of the steps (default 0.1, 0.1)\n"
+          "  --batch-tokens N    token budget of a micro-batch, padding included (default 2048)\n"
+          "  --accum N           micro-batches per step (default 1)\n"
+          "  --clip X            gradient-norm clip (default 1.0; 0 = off)\n"
+          "  --weight-decay X    AdamW decay on matrices (default 0.05)\n"
+          "  --eval-every N      evaluate every N steps (default 200) on --eval-samples (default 200)\n"
+          "  --save-every N      checkpoint every N steps (default 200)\n"
+          "  --seed N            initialisation and data order (default 0)\n"
+          "  --max-tokens N      drop longer samples (default 4096)\n\n"
+          "example: mmm train --config configs/teacher-fmnist.json --tokenizer runs/tok.json \\\n"
+          "             --data runs/fmnist/train.jsonl --eval runs/fmnist/test.jsonl --out runs/teacher\n", f);
+}
+
+typedef struct {
+    mmm_acts *acts;
+    float *dlogits;
+    size_t dlogits_cap;
+} ce_ctx;
+
+/* Cross-entropy on the answer tokens; gradients summed over the batch's label tokens. */
+static int ce_step(void *ctx, const mmm_model *m, const mmm_batch *b, float *grads, double *loss_sum,
+                   long *loss_tokens) {
+    ce_ctx *c = ctx;
+    mmm_input in = {b->B, b->T, b->ids, b->pixels, b->n_tiles};
+    int rc = mmm_forward(m, &in, &c->acts);
+    if (rc) return rc;
+    size_t need = (size_t)b->B * b->T * m->cfg.vocab;
+    if (need > c->dlogits_cap) {
+        free(c->dlogits);
+        if (!(c->dlogits = malloc(need * sizeof *c->dlogits))) { c->dlogits_cap = 0; return mmm_fail(MMM_ERR_NOMEM, "train: out of memory"); }
+        c->dlogits_cap = need;
+    }
+    float loss;
+    int count;
+    if ((rc = mmm_cross_entropy_forward(&loss, &count, mmm_acts_logits(c->acts), b->labels, b->B * b->T, m->cfg.vocab))) return rc;
+    memset(c->dlogits, 0, need * sizeof *c->dlogits);
+    mmm_cross_entropy_backward(c->dlogits, (float)count, mmm_acts_logits(c->acts), b->labels, b->B * b->T, m->cfg.vocab);
+    *loss_sum = (double)loss * count;
+    *loss_tokens = count;
+    return mmm_backward(m, c->acts, c->dlogits, grads);
+}
+
+typedef struct {
+    const mmm_tokenizer *tok;
+    const mmm_dataset *data;
+    int samples;
+} eval_ctx;
+
+int cli_print_eval(const char *label, const mmm_eval_result *r, char *json, size_t cap) {
+    printf("[%s] exact match %.4f (%d/%d) | answer loss %.4f |", label, r->n ? (double)r->correct / r->n : 0,
+           r->correct, r->n, r->loss_tokens ? r->loss_sum / r->loss_tokens : 0);
+    int len = snprintf(json, cap, "{\"accuracy\": %.4f, \"eval_loss\": %.5f", r->n ? (double)r->correct / r->n : 0,
+                       r->loss_tokens ? r->loss_sum / r->loss_tokens : 0);
+    for (int i = 0; i < r->n_tasks; i++) {
+        const mmm_task_score *t = &r->tasks[i];
+        printf(" %s %.3f", t->task, t->n ? (double)t->correct / t->n : 0);
+        if (len > 0 && (size_t)len < cap)
+            len += snprintf(json + len, cap - (size_t)len, ", \"acc_%s\": %.4f", t->task, t->n ? (double)t->correct / t->n : 0);
+    }
+    printf(" | %.1fs\n", r->seconds);
+    if (len > 0 && (size_t)len < cap) snprintf(json + len, cap - (size_t)len, "}");
+    fflush(stdout);
+    return MMM_OK;
+}
+
+static int eval_cb(void *ctx, const mmm_model *m, long step, char *json, size_t cap) {
+    eval_ctx *e = ctx;
+    mmm_eval_result r;
+    int rc = mmm_evaluate(m, e->tok, e->data, e->samples, 16, &r);
+    if (rc) return rc;
+    char label[64];
+    snprintf(label, sizeof label, "eval step %ld", step);
+    return cli_print_eval(label, &r, json, cap);
+}
+
+/* The tokenizer and the model must agree on the vocabulary and the special tokens. */
+int cli_check_tokenizer(const mmm_config *c, const mmm_tokenizer *tok, const char *tok_path) {
+    int V = mmm_tokenizer_vocab_size(tok);
+    if (V > c->llm_vocab + c->n_special || V > c->vocab)
+        return mmm_fail(MMM_ERR_ARG, "%s: the tokenizer has %d tokens but the model embeds %d and predicts %d",
+                        tok_path, V, c->llm_vocab + c->n_special, c->vocab);
+    for (int i = 0; i < c->n_special; i++) {
+        int32_t id = mmm_tokenizer_token_to_id(tok, c->special[i].token);
+        if (id >= 0 && id != c->special[i].id)
+            return mmm_fail(MMM_ERR_ARG, "%s: token %s has id %d, but the model's special_token_maps says %d",
+                            tok_path, c->special[i].token, id, c->special[i].id);
+    }
+    return MMM_OK;
+}
+
+int cmd_train(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'}, {"tokenizer", required_argument, 0, 't'},
+        {"data", required_argument, 0, 'd'}, {"eval", required_argument, 0, 'e'},
+        {"out", required_argument, 0, 'o'}, {"steps", required_argument, 0, 's'},
+        {"lr", required_argument, 0, 'l'}, {"schedule", required_argument, 0, 'S'},
+        {"warmup", required_argument, 0, 'w'}, {"decay", required_argument, 0, 'D'},
+        {"batch-tokens", required_argument, 0, 'b'}, {"accum", required_argument, 0, 'a'},
+        {"clip", required_argument, 0, 'C'}, {"weight-decay", required_argument, 0, 'W'},
+        {"eval-every", required_argument, 0, 'E'}, {"eval-samples", required_argument, 0, 'n'},
+        {"save-every", required_argument, 0, 'v'}, {"seed", required_argument, 0, 'r'},
+        {"init-std", required_argument, 0, 'i'}, {"max-tokens", required_argument, 0, 'x'},
+        {"system", required_argument, 0, 'y'}, {"strict", no_argument, 0, 'T'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *config_path = NULL, *tok_path = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL;
+    mmm_train_options o = {.name = "train", .steps = 1000, .accum = 1, .batch_tokens = 2048, .clip = 1.0f,
+                           .sched = {MMM_SCHED_WSD, 1e-3f, 0.1f, 0.1f, 0.0f, 0},
+                           .adam = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f},
+                           .eval_every = 200, .save_every = 200, .log_every = 10, .keep_checkpoints = 2};
+    mmm_data_options dopt = {NULL, 4096, 0, 0};
+    int eval_samples = 200, o_;
+    float init_std = 0.02f;
+    optind = 1;
+    while ((o_ = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o_) {
+        case 'c': config_path = optarg; break;
+        case 't': tok_path = optarg; break;
+        case 'd': data_path = optarg; break;
+        case 'e': eval_path = optarg; break;
+        case 'o': out = optarg; break;
+        case 's': o.steps = atol(optarg); break;
+        case 'l': o.sched.lr = (float)atof(optarg); break;
+        case 'S': if (mmm_parse_schedule(optarg, &o.sched.kind)) return cli_fail("train"); break;
+        case 'w': o.sched.warmup = (float)atof(optarg); break;
+        case 'D': o.sched.decay = (float)atof(optarg); break;
+        case 'b': o.batch_tokens = atoi(optarg); break;
+        case 'a': o.accum = atoi(optarg); break;
+        case 'C': o.clip = (float)atof(optarg); break;
+        case 'W': o.adam.weight_decay = (float)atof(optarg); break;
+        case 'E': o.eval_every = atoi(optarg); break;
+        case 'n': eval_samples = atoi(optarg); break;
+        case 'v': o.save_every = atoi(optarg); break;
+        case 'r': o.seed = strtoull(optarg, NULL, 10); break;
+        case 'i': init_std = (float)atof(optarg); break;
+        case 'x': dopt.max_tokens = atoi(optarg); break;
+        case 'y': dopt.system = optarg; break;
+        case 'T': dopt.strict = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) { fprintf(stderr, "mmm train: unexpected argument '%s'\n", argv[optind]); return 2; }
+    if (!config_path || !tok_path || !data_path || !out) {
+        fprintf(stderr, "mmm train: needs --config, --tokenizer, --data and --out (see --help)\n");
+        return 2;
+    }
+    if (o.steps < 1 || o.accum < 1 || o.batch_tokens < 16 || o.sched.lr <= 0) {
+        fprintf(stderr, "mmm train: --steps, --accum, --lr must be positive and --batch-tokens at least 16\n");
+        return 2;
+    }
+    o.out_dir = out;
+    o.sched.total_steps = o.steps;
+
+    mmm_config cfg;
+    mmm_tokenizer *tok = NULL;
+    mmm_model *m = NULL;
+    mmm_dataset train = {0}, test = {0};
+    uint8_t *trainable = NULL;
+    ce_ctx ce = {0};
+    int rc = mmm_config_load(&cfg, config_path), have_cfg = !rc;
+    if (!rc) rc = mmm_tokenizer_load(tok_path, &tok);
+    if (!rc) rc = cli_check_tokenizer(&cfg, tok, tok_path);
+    if (!rc) rc = mmm_model_create(&m, &cfg);
+    if (!rc) mmm_model_init_random(m, o.seed, init_std);
+    if (!rc) rc = mmm_dataset_load(&train, data_path, tok, &cfg, &dopt);
+    if (!rc && train.n_skipped) printf("%s: skipped %d of %d lines (%s)\n", data_path, train.n_skipped, train.n_lines, train.skipped_report);
+    if (!rc && eval_path) {
+        mmm_data_options eopt = dopt;
+        eopt.max_samples = 0;
+        rc = mmm_dataset_load(&test, eval_path, tok, &cfg, &eopt);
+        if (!rc && test.n_skipped) printf("%s: skipped %d of %d lines (%s)\n", eval_path, test.n_skipped, test.n_lines, test.skipped_report);
+    }
+    if (!rc && !(trainable = malloc((size_t)m->n_params))) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    if (!rc) {
+        for (int i = 0; i < m->n_params; i++) trainable[i] = !(m->params[i].flags & MMM_PARAM_UNUSED);
+        printf("mmm train: %.2f M parameters, %d training samples, %d eval samples, %ld steps of %d x %d tokens\n",
+               m->n_floats * 1e-6, train.n, test.n, o.steps, o.accum, o.batch_tokens);
+        eval_ctx ev = {tok, &test, eval_samples};
+        mmm_train_result res;
+        rc = mmm_train_run(m, trainable, &train, &o, ce_step, &ce, eval_path ? eval_cb : NULL, &ev, &res);
+        if (!rc) {
+            char path[1100];
+            rc = mmm_model_save(m, out, MMM_DTYPE_F32, 0);
+            snprintf(path, sizeof path, "%s/tokenizer.json", out);
+            if (!rc && mmm_tokenizer_kind_of(tok) == MMM_TOK_BPE_JSON) {
+                char *text = NULL, *src = NULL;
+                struct stat st;
+                src = stat(tok_path, &st) == 0 && S_ISDIR(st.st_mode) ? mmm_path_join(tok_path, "tokenizer.json") : strdup(tok_path);
+                size_t len;
+                if (src && !(rc = mmm_read_text_file(src, 1u << 30, &text, &len))) rc = mmm_write_file_atomic(path, text, len);
+                free(text);
+                free(src);
+            }
+            char log[1100], png[1100];
+            snprintf(log, sizeof log, "%s/train_log.jsonl", out);
+            snprintf(png, sizeof png, "%s/loss.png", out);
+            const char *keys[] = {"loss", "eval_loss", "accuracy"};
+            if (!rc && mmm_plot_log(log, png, "mmm train", keys, eval_path ? 3 : 1))
+                fprintf(stderr, "mmm train: no loss plot (%s)\n", mmm_last_error());
+            if (!rc) printf("mmm train: %ld steps in %.0f s%s; model written to %s\n", res.step, res.seconds,
+                            res.resumed ? " (resumed)" : "", out);
+        }
+    }
+    int status = rc ? cli_fail("train") : 0;
+    mmm_acts_free(ce.acts);
+    free(ce.dlogits);
+    free(trainable);
+    mmm_dataset_free(&train);
+    mmm_dataset_free(&test);
+    mmm_model_free(m);
+    mmm_tokenizer_free(tok);
+    if (have_cfg) mmm_config_free(&cfg);
+    return status;
+}

@@ -1,0 +1,103 @@
+/* Deterministic epoch order and token-budget batches. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmm/data.h"
+#include "mmm/error.h"
+#include "mmm/image.h"
+#include "mmm/rng.h"
+
+void mmm_epoch_order(int *order, int n, uint64_t seed, int epoch) {
+    mmm_rng rng = mmm_rng_seed(seed * 0x9E3779B97F4A7C15ull + (uint64_t)epoch + 1);
+    for (int i = 0; i < n; i++) order[i] = i;
+    for (int i = n - 1; i > 0; i--) { /* Fisher-Yates */
+        int j = (int)(mmm_rng_next(&rng) % (uint64_t)(i + 1));
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
+int mmm_sample_pixels(const mmm_sample *s, const mmm_config *cfg, float **pixels) {
+    *pixels = NULL;
+    if (!s->n_tiles) return MMM_OK;
+    size_t tile = 3 * (size_t)cfg->tile_size * cfg->tile_size;
+    float *out = malloc((size_t)s->n_tiles * tile * sizeof *out);
+    if (!out) return mmm_fail(MMM_ERR_NOMEM, "out of memory loading %d image tiles", s->n_tiles);
+    int at = 0;
+    for (int i = 0; i < s->n_images; i++) {
+        mmm_image img = {0};
+        float *tiles = NULL;
+        int n = 0;
+        int rc = mmm_image_load(&img, s->images[i]);
+        if (!rc) rc = mmm_image_preprocess(&tiles, &n, &img, cfg->tile_size, cfg->min_tiles, cfg->max_tiles, cfg->use_thumbnail);
+        mmm_image_free(&img);
+        if (!rc && n != s->tiles[i])
+            rc = mmm_fail(MMM_ERR_FORMAT, "image '%s' changed since the dataset was read (%d tiles, expected %d)",
+                          s->images[i], n, s->tiles[i]);
+        if (rc) {
+            free(tiles);
+            free(out);
+            return rc;
+        }
+        memcpy(out + (size_t)at * tile, tiles, (size_t)n * tile * sizeof *out);
+        at += n;
+        free(tiles);
+    }
+    *pixels = out;
+    return MMM_OK;
+}
+
+void mmm_batch_free(mmm_batch *b) {
+    free(b->ids);
+    free(b->labels);
+    free(b->pixels);
+    free(b->members);
+    memset(b, 0, sizeof *b);
+}
+
+int mmm_batch_make(mmm_batch *b, const mmm_dataset *d, const int *order, int n_order, int *pos,
+                   int budget_tokens, const mmm_config *cfg) {
+    memset(b, 0, sizeof *b);
+    if (*pos >= n_order) return mmm_fail(MMM_ERR_ARG, "batch: the epoch has no samples left");
+    int count = 0, T = 0, tiles = 0;
+    while (*pos + count < n_order) {
+        const mmm_sample *s = &d->samples[order[*pos + count]];
+        int t = s->n > T ? s->n : T;
+        if (count > 0 && (long)(count + 1) * t > budget_tokens) break;
+        T = t;
+        tiles += s->n_tiles;
+        count++;
+    }
+    b->B = count;
+    b->T = T;
+    b->ids = calloc((size_t)count * T, sizeof *b->ids);
+    b->labels = malloc((size_t)count * T * sizeof *b->labels);
+    b->members = malloc((size_t)count * sizeof *b->members);
+    size_t tile = 3 * (size_t)cfg->tile_size * cfg->tile_size;
+    b->pixels = tiles ? malloc((size_t)tiles * tile * sizeof *b->pixels) : NULL;
+    if (!b->ids || !b->labels || !b->members || (tiles && !b->pixels)) {
+        mmm_batch_free(b);
+        return mmm_fail(MMM_ERR_NOMEM, "batch: out of memory (%d x %d tokens, %d tiles)", count, T, tiles);
+    }
+    for (int i = 0; i < count; i++) {
+        const mmm_sample *s = &d->samples[order[*pos + i]];
+        b->members[i] = order[*pos + i];
+        memcpy(b->ids + (size_t)i * T, s->ids, (size_t)s->n * sizeof *b->ids);
+        memcpy(b->labels + (size_t)i * T, s->labels, (size_t)s->n * sizeof *b->labels);
+        for (int t = s->n; t < T; t++) b->labels[(size_t)i * T + t] = MMM_IGNORE_LABEL;
+        for (int t = 0; t < s->n; t++) b->n_label_tokens += s->labels[t] >= 0;
+        if (!s->n_tiles) continue;
+        float *px = NULL;
+        int rc = mmm_sample_pixels(s, cfg, &px);
+        if (rc) {
+            mmm_batch_free(b);
+            return rc;
+        }
+        memcpy(b->pixels + (size_t)b->n_tiles * tile, px, (size_t)s->n_tiles * tile * sizeof *px);
+        b->n_tiles += s->n_tiles;
+        free(px);
+    }
+    *pos += count;
+    return MMM_OK;
+}

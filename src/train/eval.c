@@ -1,0 +1,99 @@
+/* Exact-match evaluation: greedy generation of each sample's last answer, and the answer tokens'
+ * cross-entropy under teacher forcing. */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mmm/error.h"
+#include "mmm/forward.h"
+#include "mmm/ops/loss.h"
+#include "mmm/train.h"
+
+static mmm_task_score *task_slot(mmm_eval_result *r, const char *task) {
+    for (int i = 0; i < r->n_tasks; i++)
+        if (!strcmp(r->tasks[i].task, task)) return &r->tasks[i];
+    if (r->n_tasks == (int)(sizeof r->tasks / sizeof r->tasks[0])) return &r->tasks[r->n_tasks - 1];
+    mmm_task_score *t = &r->tasks[r->n_tasks++];
+    snprintf(t->task, sizeof t->task, "%s", task);
+    return t;
+}
+
+/* Compares after trimming surrounding whitespace. */
+static int same_answer(const char *a, const char *b) {
+    while (isspace((unsigned char)*a)) a++;
+    while (isspace((unsigned char)*b)) b++;
+    size_t la = strlen(a), lb = strlen(b);
+    while (la && isspace((unsigned char)a[la - 1])) la--;
+    while (lb && isspace((unsigned char)b[lb - 1])) lb--;
+    return la == lb && !memcmp(a, b, la);
+}
+
+int mmm_evaluate(const mmm_model *m, const mmm_tokenizer *tok, const mmm_dataset *d, int max_samples,
+                 int max_new, mmm_eval_result *r) {
+    memset(r, 0, sizeof *r);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int n = max_samples > 0 && max_samples < d->n ? max_samples : d->n, V = m->cfg.vocab, longest = 0;
+    for (int i = 0; i < n; i++) if (d->samples[i].n > longest) longest = d->samples[i].n;
+    mmm_state *st = NULL;
+    float *logits = malloc((size_t)V * (size_t)(longest + 1) * sizeof *logits);
+    int32_t *out = malloc((size_t)(max_new + 1) * sizeof *out);
+    int rc = logits && out ? mmm_state_new(&st, m, longest + max_new + 1) : mmm_fail(MMM_ERR_NOMEM, "eval: out of memory");
+    mmm_sampler greedy = {0, 0, 1, 0};
+    int32_t stop = m->cfg.im_end_id >= 0 ? m->cfg.im_end_id : mmm_tokenizer_token_to_id(tok, "<|im_end|>");
+    /* even when a sample is a single evaluation, spread it evenly over tasks */
+    for (int k = 0; k < n && !rc; k++) {
+        int idx = (int)((long)k * d->n / n);
+        const mmm_sample *s = &d->samples[idx];
+        float *pixels = NULL;
+        if ((rc = mmm_sample_pixels(s, &m->cfg, &pixels))) break;
+        mmm_state_reset(st);
+        /* teacher-forced pass over the whole sample: the answer tokens' loss */
+        rc = mmm_prefill(m, st, s->ids, s->n, pixels, s->n_tiles, logits, NULL);
+        double loss = 0;
+        long count = 0;
+        for (int t = 0; t < s->n && !rc; t++) {
+            if (s->labels[t] < 0) continue;
+            const float *row = logits + (size_t)t * V;
+            float mx = row[0];
+            for (int v = 1; v < V; v++) if (row[v] > mx) mx = row[v];
+            double sum = 0;
+            for (int v = 0; v < V; v++) sum += exp(row[v] - mx);
+            loss += log(sum) + mx - row[s->labels[t]];
+            count++;
+        }
+        /* generation from the prompt */
+        int n_gen = 0;
+        if (!rc) {
+            mmm_state_reset(st);
+            rc = mmm_prefill(m, st, s->ids, s->prompt_len, pixels, s->n_tiles, NULL, logits);
+        }
+        if (!rc) rc = mmm_generate(m, st, logits, max_new, stop, &greedy, out, &n_gen, NULL, NULL);
+        free(pixels);
+        if (rc) break;
+        if (n_gen && out[n_gen - 1] == stop) n_gen--;
+        char *text = NULL;
+        if ((rc = mmm_tokenizer_decode(tok, out, n_gen, 1, &text, NULL))) break;
+        int ok = same_answer(text, s->answer);
+        free(text);
+        mmm_task_score *ts = task_slot(r, s->task);
+        ts->n++;
+        ts->correct += ok;
+        ts->loss_sum += loss;
+        ts->loss_tokens += count;
+        r->n++;
+        r->correct += ok;
+        r->loss_sum += loss;
+        r->loss_tokens += count;
+        r->generated_tokens += n_gen;
+    }
+    mmm_state_free(st);
+    free(logits);
+    free(out);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    r->seconds = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    return rc;
+}

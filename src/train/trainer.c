@@ -1,0 +1,227 @@
+/* The training loop: micro-batches, gradient accumulation, clipping, AdamW on the trainable
+ * tensors, periodic evaluation and checkpoints, progress lines and a JSONL log. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mmm/error.h"
+#include "mmm/fileio.h"
+#include "train_internal.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void fmt_duration(char *buf, size_t cap, double s) {
+    if (s < 0 || !isfinite(s)) snprintf(buf, cap, "?");
+    else if (s < 60) snprintf(buf, cap, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, cap, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+/* Keeps only the log lines of steps <= step (a resumed run rewrites what followed). */
+static int trim_log(const char *path, long step) {
+    char *text = NULL;
+    size_t len;
+    int rc = mmm_read_text_file(path, 1u << 30, &text, &len);
+    if (rc == MMM_ERR_NOT_FOUND) return MMM_OK;
+    if (rc) return rc;
+    size_t keep = 0;
+    for (char *line = text; *line;) {
+        char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line + 1) : strlen(line);
+        long s = -1;
+        const char *p = strstr(line, "\"step\":");
+        if (p) s = atol(p + 7);
+        if (s >= 0 && s <= step) {
+            memmove(text + keep, line, n);
+            keep += n;
+        }
+        line += n;
+    }
+    rc = mmm_write_file_atomic(path, text, keep);
+    free(text);
+    return rc;
+}
+
+int mmm_train_run(mmm_model *m, const uint8_t *trainable, const mmm_dataset *data,
+                  const mmm_train_options *o, mmm_step_fn step_fn, void *step_ctx, mmm_eval_fn eval,
+                  void *eval_ctx, mmm_train_result *result) {
+    if (o->steps < 1 || o->accum < 1 || o->batch_tokens < 1)
+        return mmm_fail(MMM_ERR_ARG, "train: steps, accumulation and batch tokens must be positive");
+    size_t n = m->n_floats;
+    float *grads = calloc(n, sizeof *grads), *adam_m = calloc(n, sizeof *adam_m), *adam_v = calloc(n, sizeof *adam_v);
+    int *order = malloc((size_t)data->n * sizeof *order);
+    char log_path[1100], ckpt[1200];
+    snprintf(log_path, sizeof log_path, "%s/%s_log.jsonl", o->out_dir, o->name);
+    if (!grads || !adam_m || !adam_v || !order) {
+        free(grads); free(adam_m); free(adam_v); free(order);
+        return mmm_fail(MMM_ERR_NOMEM, "train: cannot allocate gradients and optimizer state (%.1f MB)", n * 12e-6);
+    }
+    mkdir(o->out_dir, 0755);
+    trainer_state st = {0, 0, 0, o->seed, 0, 0, ""};
+    snprintf(st.name, sizeof st.name, "%s", o->name);
+    int rc = ckpt_latest(o->out_dir, ckpt, sizeof ckpt), resumed = 0;
+    if (rc == MMM_OK) {
+        if ((rc = ckpt_load(ckpt, m, adam_m, adam_v, &st))) goto done;
+        if (st.seed != o->seed) {
+            rc = mmm_fail(MMM_ERR_ARG, "%s: was trained with data seed %llu, not %llu", ckpt,
+                          (unsigned long long)st.seed, (unsigned long long)o->seed);
+            goto done;
+        }
+        resumed = 1;
+        if (!o->quiet) printf("[%s] resuming from %s (step %ld)\n", o->name, ckpt, st.step);
+        if ((rc = trim_log(log_path, st.step))) goto done;
+    } else if (rc == MMM_ERR_NOT_FOUND) {
+        rc = MMM_OK;
+        unlink(log_path);
+    } else {
+        goto done;
+    }
+    mmm_epoch_order(order, data->n, st.seed, st.epoch);
+
+    FILE *log = fopen(log_path, "a");
+    if (!log) { rc = mmm_fail(MMM_ERR_IO, "%s: cannot open the training log", log_path); goto done; }
+    int tty = isatty(fileno(stdout));
+    double t_start = now(), t_window = t_start, loss_window = 0, last_loss = NAN;
+    long tokens_window = 0, steps_window = 0;
+    long start_step = st.step;
+    while (st.step < o->steps && !rc) {
+        memset(grads, 0, n * sizeof *grads);
+        double loss_sum = 0;
+        long loss_tokens = 0, batch_tokens = 0;
+        for (int micro = 0; micro < o->accum && !rc; micro++) {
+            if (st.position >= data->n) { /* next epoch */
+                st.epoch++;
+                st.position = 0;
+                mmm_epoch_order(order, data->n, st.seed, st.epoch);
+            }
+            mmm_batch b;
+            if ((rc = mmm_batch_make(&b, data, order, data->n, &st.position, o->batch_tokens, &m->cfg))) break;
+            double ls = 0;
+            long lt = 0;
+            rc = step_fn(step_ctx, m, &b, grads, &ls, &lt);
+            loss_sum += ls;
+            loss_tokens += lt;
+            batch_tokens += (long)b.B * b.T;
+            mmm_batch_free(&b);
+        }
+        if (rc) break;
+        /* the loss is a mean over the optimizer step's loss tokens */
+        float scale = loss_tokens > 0 ? 1.0f / (float)loss_tokens : 0.0f;
+        for (size_t i = 0; i < n; i++) grads[i] *= scale;
+        float gnorm = mmm_clip_grad_norm(grads, n, o->clip);
+        if (!isfinite(gnorm)) {
+            rc = mmm_fail(MMM_ERR_ARG, "[%s] step %ld: the gradient is not finite (loss %g); lower the "
+                          "learning rate", o->name, st.step + 1, loss_sum * scale);
+            break;
+        }
+        float lr = mmm_lr_at(&o->sched, st.step);
+        mmm_adamw_config adam = o->adam;
+        adam.lr = lr;
+        for (int i = 0; i < m->n_params; i++) {
+            const mmm_param *p = &m->params[i];
+            if (!trainable[i]) continue;
+            mmm_adamw_step(m->data + p->offset, grads + p->offset, adam_m + p->offset, adam_v + p->offset,
+                           p->numel, &adam, (p->flags & MMM_PARAM_DECAY) != 0, st.step + 1);
+        }
+        st.step++;
+        st.tokens += batch_tokens;
+        last_loss = loss_tokens ? loss_sum / loss_tokens : NAN;
+        loss_window += last_loss;
+        tokens_window += batch_tokens;
+        steps_window++;
+        double t = now();
+        fprintf(log, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, \"tokens\": %ld, \"seconds\": %.2f}\n",
+                st.step, last_loss, lr, gnorm, st.tokens, st.seconds + (t - t_start));
+        fflush(log);
+        int last = st.step == o->steps;
+        if (!o->quiet && (steps_window >= o->log_every || last || tty)) {
+            double elapsed = t - t_start, rate = tokens_window / fmax(t - t_window, 1e-9);
+            double eta = elapsed / (double)(st.step - start_step) * (o->steps - st.step);
+            char el[32], et[32];
+            fmt_duration(el, sizeof el, st.seconds + elapsed);
+            fmt_duration(et, sizeof et, eta);
+            printf("%s[%s] step %ld/%ld | loss %.4f | lr %.2e | gnorm %.2f | %.0f tok/s | %s elapsed, eta %s%s",
+                   tty ? "\r" : "", o->name, st.step, o->steps, loss_window / steps_window, lr, gnorm, rate, el, et,
+                   tty && !last ? "   " : "\n");
+            fflush(stdout);
+            if (!tty || last) { loss_window = 0; tokens_window = 0; steps_window = 0; t_window = t; }
+        }
+        if (eval && o->eval_every > 0 && (st.step % o->eval_every == 0 || last)) {
+            char metrics[1024] = "{}";
+            if (tty && !o->quiet) printf("\n");
+            if ((rc = eval(eval_ctx, m, st.step, metrics, sizeof metrics))) break;
+            fprintf(log, "{\"step\": %ld, \"eval\": %s}\n", st.step, metrics);
+            fflush(log);
+        }
+        if ((o->save_every > 0 && st.step % o->save_every == 0) || last) {
+            double t_save = now();
+            trainer_state snap = st;
+            snap.seconds += t_save - t_start;
+            if ((rc = ckpt_save(o->out_dir, m, adam_m, adam_v, &snap, o->keep_checkpoints > 0 ? o->keep_checkpoints : 2)))
+                break;
+        }
+    }
+    fclose(log);
+    if (result) {
+        result->step = st.step;
+        result->last_loss = last_loss;
+        result->seconds = st.seconds + (now() - t_start);
+        result->resumed = resumed;
+    }
+done:
+    free(grads); free(adam_m); free(adam_v); free(order);
+    return rc;
+}
+
+int mmm_plot_log(const char *log_path, const char *png_path, const char *title, const char *const *keys, int n_keys) {
+    char *text = NULL;
+    int rc = mmm_read_text_file(log_path, 1u << 30, &text, NULL);
+    if (rc) return rc;
+    char dat[1100], gp[1100];
+    snprintf(dat, sizeof dat, "%s.dat", png_path);
+    snprintf(gp, sizeof gp, "%s.gp", png_path);
+    FILE *f = fopen(dat, "w");
+    if (!f) { free(text); return mmm_fail(MMM_ERR_IO, "%s: cannot write", dat); }
+    int rows = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *step = cJSON_GetObjectItemCaseSensitive(j, "step");
+        const cJSON *ev = cJSON_GetObjectItemCaseSensitive(j, "eval");
+        const cJSON *src = cJSON_IsObject(ev) ? ev : j;
+        if (cJSON_IsNumber(step)) {
+            fprintf(f, "%g", step->valuedouble);
+            for (int k = 0; k < n_keys; k++) {
+                const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, keys[k]);
+                fprintf(f, " %s", cJSON_IsNumber(v) ? "" : "?");
+                if (cJSON_IsNumber(v)) fprintf(f, "%g", v->valuedouble);
+            }
+            fprintf(f, "\n");
+            rows++;
+        }
+        cJSON_Delete(j);
+    }
+    fclose(f);
+    free(text);
+    if (!(f = fopen(gp, "w"))) return mmm_fail(MMM_ERR_IO, "%s: cannot write", gp);
+    fprintf(f, "set terminal pngcairo size 900,500 font ',10'\nset output '%s'\nset title '%s'\n"
+               "set datafile missing '?'\nset xlabel 'step'\nset grid\nset key top right\nplot ",
+            png_path, title);
+    for (int k = 0; k < n_keys; k++)
+        fprintf(f, "%s'%s' using 1:%d with %s title '%s'", k ? ", " : "", dat, k + 2,
+                strstr(keys[k], "eval") || strstr(keys[k], "acc") ? "linespoints" : "lines", keys[k]);
+    fprintf(f, "\n");
+    fclose(f);
+    char cmd[2400];
+    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>/dev/null", gp);
+    if (rows == 0 || system(cmd) != 0) return mmm_fail(MMM_ERR_IO, "%s: gnuplot could not draw the plot", png_path);
+    return MMM_OK;
+}
