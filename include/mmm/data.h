@@ -58,6 +58,7 @@ typedef struct {
     int n_tiles;
     long n_label_tokens;
     int *members;          /* (B) sample indices */
+    int *lengths;          /* (B) tokens of each sequence before padding */
 } mmm_batch;
 
 /* Deterministic order over epochs: the permutation of epoch e depends only on (seed, e). */

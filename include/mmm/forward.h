@@ -69,7 +69,7 @@ typedef struct {
 } mmm_sampler;
 
 /* Picks a token from logits (V); scratch must hold 2·V floats. */
-int32_t mmm_sample(const float *logits, int V, const mmm_sampler *cfg, uint64_t *rng_state,
+int32_t mmm_sample_token(const float *logits, int V, const mmm_sampler *cfg, uint64_t *rng_state,
                    float *scratch);
 
 /* Generates up to max_new tokens after a prefilled state, stopping after stop_id (if >= 0).

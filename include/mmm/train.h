@@ -56,10 +56,16 @@ typedef struct {
     int resumed;               /* 1 when the run continued from a checkpoint */
 } mmm_train_result;
 
-/* Trains the tensors with trainable[param index] set. Resumes from out_dir's latest checkpoint
+/* The trainable part of one tensor: elements [begin, end) (whole rows of a fused matrix, such as
+ * the g and dt rows of wvkqgdt); begin == end freezes it. */
+typedef struct {
+    size_t begin, end;
+} mmm_train_range;
+
+/* Trains the parts trainable[param index] names. Resumes from out_dir's latest checkpoint
  * when there is one (the model's weights, AdamW moments, the data position and the step all
  * continue exactly). */
-int mmm_train_run(mmm_model *m, const uint8_t *trainable, const mmm_dataset *data,
+int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_dataset *data,
                   const mmm_train_options *o, mmm_step_fn step, void *step_ctx, mmm_eval_fn eval,
                   void *eval_ctx, mmm_train_result *result);
 

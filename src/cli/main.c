@@ -28,8 +28,11 @@ static int cmd_version(int argc, char **argv) {
 
 static const command commands[] = {
     {"bench", "decode latency and memory vs context: teacher, hybrid, linear", cmd_bench},
+    {"data", "build datasets (fashion-mnist: the embedded default)", cmd_data},
+    {"distill", "distill a teacher into a linear or hybrid Mamba-2 student (3 stages)", cmd_distill},
     {"forward", "run one forward pass; dump logits and hidden states", cmd_forward},
     {"seed", "carve a Mamba-2 student (linear or hybrid) out of a teacher", cmd_seed},
+    {"train", "train a teacher from scratch on conversation data", cmd_train},
     {"version", "print the version and build features", cmd_version},
 };
 static const int n_commands = sizeof commands / sizeof commands[0];

@@ -53,6 +53,7 @@ void mmm_batch_free(mmm_batch *b) {
     free(b->labels);
     free(b->pixels);
     free(b->members);
+    free(b->lengths);
     memset(b, 0, sizeof *b);
 }
 
@@ -74,15 +75,17 @@ int mmm_batch_make(mmm_batch *b, const mmm_dataset *d, const int *order, int n_o
     b->ids = calloc((size_t)count * T, sizeof *b->ids);
     b->labels = malloc((size_t)count * T * sizeof *b->labels);
     b->members = malloc((size_t)count * sizeof *b->members);
+    b->lengths = malloc((size_t)count * sizeof *b->lengths);
     size_t tile = 3 * (size_t)cfg->tile_size * cfg->tile_size;
     b->pixels = tiles ? malloc((size_t)tiles * tile * sizeof *b->pixels) : NULL;
-    if (!b->ids || !b->labels || !b->members || (tiles && !b->pixels)) {
+    if (!b->ids || !b->labels || !b->members || !b->lengths || (tiles && !b->pixels)) {
         mmm_batch_free(b);
         return mmm_fail(MMM_ERR_NOMEM, "batch: out of memory (%d x %d tokens, %d tiles)", count, T, tiles);
     }
     for (int i = 0; i < count; i++) {
         const mmm_sample *s = &d->samples[order[*pos + i]];
         b->members[i] = order[*pos + i];
+        b->lengths[i] = s->n;
         memcpy(b->ids + (size_t)i * T, s->ids, (size_t)s->n * sizeof *b->ids);
         memcpy(b->labels + (size_t)i * T, s->labels, (size_t)s->n * sizeof *b->labels);
         for (int t = s->n; t < T; t++) b->labels[(size_t)i * T + t] = MMM_IGNORE_LABEL;

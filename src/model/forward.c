@@ -176,7 +176,7 @@ static void merge_qkv(float *dqkv, const float *dq, const float *dk, const float
 }
 
 /* Scratch floats of one layer's backward. */
-static size_t backward_scratch(const mmm_layer_desc *d, long N, int C) {
+size_t backward_scratch(const mmm_layer_desc *d, long N, int C) {
     size_t H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim, HD = H * D;
     size_t mixer = d->kind == MMM_MIXER_ATTENTION
         ? 2 * (HD + Hkv * D) + (HD + 2 * Hkv * D) + (HD + Hkv * D)  /* datt dq dk dv, dqkv, dpre */
@@ -212,8 +212,8 @@ static void put_cols(float *dst, const float *src, long N, int width, int c0, in
     for (long i = 0; i < N; i++) memcpy(dst + i * width + c0, src + i * w, (size_t)w * sizeof *dst);
 }
 
-static int mamba_backward(const mmm_model *m, int l, layer_buf *a, mmm_layer_weights *g, float *dh,
-                          const float *datt, int B, int T, float *scratch) {
+int mamba_backward(const mmm_model *m, int l, layer_buf *a, mmm_layer_weights *g, float *dh,
+                   const float *datt, int B, int T, float *scratch) {
     const mmm_layer_desc *d = &m->cfg.layers[l];
     const mmm_layer_weights *w = &m->w.layers[l];
     int C = m->cfg.hidden, H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;
@@ -355,6 +355,7 @@ int mmm_backward(const mmm_model *m, mmm_acts *a, const float *dlogits, float *g
 }
 
 float *mmm_acts_logits(const mmm_acts *a) { return a->logits; }
+layer_buf *acts_layer(mmm_acts *a, int l) { return &a->layers[l]; }
 const float *mmm_acts_input_embeds(const mmm_acts *a) { return a->embeds; }
 const float *mmm_acts_layer_output(const mmm_acts *a, int l) { return a->layers[l].x_out; }
 const float *mmm_acts_mixer_output(const mmm_acts *a, int l) { return a->layers[l].att; }

@@ -78,6 +78,15 @@ void embed_tokens(const mmm_model *m, float *out, const int32_t *ids, long n, co
 int layer_forward(const mmm_model *m, int l, layer_buf *a, const float *x_in, int B, int T,
                   const layer_cache *cache, const float *cos_t, const float *sin_t, float *scratch);
 int mamba_conv_channels(const mmm_layer_desc *d); /* Dc */
+
+/* The mamba2 mixer alone: reads a->h1, writes a->att (and the intermediates the backward needs). */
+int mamba_mixer(const mmm_model *m, int l, layer_buf *a, int B, int T, const layer_cache *cache, float *scratch);
+/* Its backward from datt: parameter gradients into g (+=), d(h1) into dh (+=). */
+int mamba_backward(const mmm_model *m, int l, layer_buf *a, mmm_layer_weights *g, float *dh,
+                   const float *datt, int B, int T, float *scratch);
+size_t backward_scratch(const mmm_layer_desc *d, long N, int C);
+/* The saved buffers of layer l in a training forward's activations. */
+layer_buf *acts_layer(mmm_acts *a, int l);
 size_t layer_scratch_floats(const mmm_layer_desc *d, long N);
 /* Buffers of one layer for N = B·T tokens: size, and carving from *p (advanced). */
 size_t layer_floats(const mmm_layer_desc *d, long N, int C, int B, int T);

@@ -120,8 +120,8 @@ static void attention_mixer(const mmm_model *m, int l, layer_buf *a, int B, int 
 /* The mmMamba mixer (SPEC 3): z = h·Wᵀ split [v k q | g | dt]; conv1d + SiLU over [v k q];
  * dt = softplus(dt + dt_bias); A = −exp(A_log); SSD with x = v, B = k (per kv group), C = q;
  * out = RMSNorm_head(y) ⊙ SiLU(g). */
-static int mamba_mixer(const mmm_model *m, int l, layer_buf *a, int B, int T,
-                       const layer_cache *cache, float *scratch) {
+int mamba_mixer(const mmm_model *m, int l, layer_buf *a, int B, int T,
+                const layer_cache *cache, float *scratch) {
     const mmm_layer_desc *d = &m->cfg.layers[l];
     const mmm_layer_weights *w = &m->w.layers[l];
     int C = m->cfg.hidden, H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;

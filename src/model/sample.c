@@ -20,7 +20,7 @@ static int by_value_desc(const void *a, const void *b, void *vals) {
     return (va < vb) - (va > vb);
 }
 
-int32_t mmm_sample(const float *logits, int V, const mmm_sampler *cfg, uint64_t *rng_state,
+int32_t mmm_sample_token(const float *logits, int V, const mmm_sampler *cfg, uint64_t *rng_state,
                    float *scratch) {
     if (cfg->temperature <= 0) return argmax(logits, V);
     float *p = scratch;
@@ -64,7 +64,7 @@ int mmm_generate(const mmm_model *m, mmm_state *s, const float *first_logits, in
     uint64_t rng = mmm_rng_seed(cfg->seed).s;
     int rc = MMM_OK, n = 0;
     while (n < max_new) {
-        int32_t id = mmm_sample(logits, V, cfg, &rng, scratch);
+        int32_t id = mmm_sample_token(logits, V, cfg, &rng, scratch);
         out[n++] = id;
         if (on_token && on_token(id, user)) break;
         if (id == stop_id || n == max_new) break;

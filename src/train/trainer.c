@@ -51,7 +51,7 @@ static int trim_log(const char *path, long step) {
     return rc;
 }
 
-int mmm_train_run(mmm_model *m, const uint8_t *trainable, const mmm_dataset *data,
+int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_dataset *data,
                   const mmm_train_options *o, mmm_step_fn step_fn, void *step_ctx, mmm_eval_fn eval,
                   void *eval_ctx, mmm_train_result *result) {
     if (o->steps < 1 || o->accum < 1 || o->batch_tokens < 1)
@@ -128,9 +128,11 @@ int mmm_train_run(mmm_model *m, const uint8_t *trainable, const mmm_dataset *dat
         adam.lr = lr;
         for (int i = 0; i < m->n_params; i++) {
             const mmm_param *p = &m->params[i];
-            if (!trainable[i]) continue;
-            mmm_adamw_step(m->data + p->offset, grads + p->offset, adam_m + p->offset, adam_v + p->offset,
-                           p->numel, &adam, (p->flags & MMM_PARAM_DECAY) != 0, st.step + 1);
+            size_t b = trainable[i].begin, e = trainable[i].end < p->numel ? trainable[i].end : p->numel;
+            if (b >= e) continue;
+            size_t at = p->offset + b;
+            mmm_adamw_step(m->data + at, grads + at, adam_m + at, adam_v + at, e - b, &adam,
+                           (p->flags & MMM_PARAM_DECAY) != 0, st.step + 1);
         }
         st.step++;
         st.tokens += batch_tokens;

@@ -1,0 +1,319 @@
+/* mmm distill: the three mmMamba stages from a teacher to a linear or hybrid student. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "mmm/distill.h"
+#include "mmm/error.h"
+#include "mmm/fileio.h"
+#include "mmm/path.h"
+#include "mmm/seed.h"
+#include "mmm/tokenizer.h"
+#include "mmm/train.h"
+
+typedef struct {
+    long steps;
+    float lr;
+    int batch_tokens, accum;
+} stage_cfg;
+
+static void usage(FILE *f) {
+    fputs("usage: mmm distill --teacher DIR --data TRAIN.jsonl --out DIR [--eval TEST.jsonl]\n"
+          "                   [--stages 1,2,3] [--init mimic|inherit|scratch]\n"
+          "                   [--hybrid CHOICE | --attention-layers LIST|auto:K]\n"
+          "                   [--steps1 N --steps2 N --steps3 N] [--lr1 X --lr2 X --lr3 X]\n"
+          "                   [--batch-tokens N] [--accum N] [--temperature T] [--ce-weight W]\n"
+          "                   [--train-dt-a] [--clip X] [--seed N] [--eval-samples N] [--save-every N]\n\n"
+          "Distills a teacher into an mmMamba student in three stages (SPEC 4):\n"
+          "  stage 1: per-layer MSE of each student mixer against the teacher's attention output,\n"
+          "           both before Wo, on the teacher's hidden states; trains the new parameters only\n"
+          "  stage 2: the same, also training Wq, Wk, Wv\n"
+          "  stage 3: KL(teacher || student) of next-token distributions end to end (plus\n"
+          "           --ce-weight x cross-entropy on answers); hybrid layers take the teacher's\n"
+          "           attention here, frozen\n"
+          "Each stage starts from the previous one's result and writes DIR/stageK (checkpoints, log,\n"
+          "loss.png); the final student goes to DIR. Rerunning after a kill resumes where it stopped.\n\n"
+          "  --stages LIST           which stages to run (default 1,2,3; e.g. 2,3 skips stage 1)\n"
+          "  --init KIND             how the student is seeded (default mimic)\n"
+          "  --hybrid CHOICE         every:4, head-interleaved:K, tail-interleaved:K, head-stacked:K,\n"
+          "                          tail-stacked:K; --attention-layers takes a list or auto:K (the K\n"
+          "                          layers with the largest stage-2 loss)\n"
+          "  --stepsK, --lrK         per-stage steps and peak learning rate (defaults 300/300/300 and\n"
+          "                          the paper's 1e-3 / 5e-4 / 5e-5 scaled by --lr-scale)\n"
+          "  --lr-scale X            multiplies the three default learning rates (default 1)\n"
+          "  --train-dt-a            also train dt_bias and A_log in stage 3 (paper: frozen)\n\n"
+          "example: mmm distill --teacher runs/teacher --data runs/fmnist/train.jsonl \\\n"
+          "             --eval runs/fmnist/test.jsonl --out runs/hybrid --hybrid every:4\n", f);
+}
+
+static int file_exists(const char *dir, const char *name) {
+    char *p = mmm_path_join(dir, name);
+    struct stat st;
+    int ok = p && stat(p, &st) == 0;
+    free(p);
+    return ok;
+}
+
+static int copy_file(const char *from, const char *to) {
+    char *text = NULL;
+    size_t len;
+    int rc = mmm_read_text_file(from, 1u << 30, &text, &len);
+    if (!rc) rc = mmm_write_file_atomic(to, text, len);
+    free(text);
+    return rc;
+}
+
+typedef struct {
+    const mmm_tokenizer *tok;
+    const mmm_dataset *data;
+    int samples;
+} eval_ctx;
+
+static int eval_cb(void *ctx, const mmm_model *m, long step, char *json, size_t cap) {
+    eval_ctx *e = ctx;
+    mmm_eval_result r;
+    int rc = mmm_evaluate(m, e->tok, e->data, e->samples, 16, &r);
+    if (rc) return rc;
+    char label[64];
+    snprintf(label, sizeof label, "eval step %ld", step);
+    return cli_print_eval(label, &r, json, cap);
+}
+
+static void print_layer_table(const char *stage, const mmm_model *s, const double *loss, const char *dir) {
+    int L = mmm_config_n_layers(&s->cfg);
+    printf("[%s] per-layer MSE of the mixer against the teacher's attention (before Wo):\n", stage);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/layer_loss.json", dir);
+    FILE *f = fopen(path, "w");
+    if (f) fprintf(f, "{\"stage\": \"%s\", \"layer_mse\": [", stage);
+    double mx = 0;
+    for (int l = 0; l < L; l++) if (isfinite(loss[l]) && loss[l] > mx) mx = loss[l];
+    for (int l = 0; l < L; l++) {
+        const mmm_layer_desc *d = &s->cfg.layers[l];
+        int bar = isfinite(loss[l]) && mx > 0 ? (int)(40 * loss[l] / mx + 0.5) : 0;
+        printf("  layer %2d (%s %2d)  %10.6f  %.*s\n", l, d->stack ? "llm" : "emb", d->index, loss[l], bar,
+               "########################################");
+        if (f) fprintf(f, "%s%s", l ? ", " : "", isfinite(loss[l]) ? "" : "null");
+        if (f && isfinite(loss[l])) fprintf(f, "%.8g", loss[l]);
+    }
+    if (f) {
+        fprintf(f, "]}\n");
+        fclose(f);
+    }
+}
+
+/* The K layers with the largest loss. */
+static void pick_auto(uint8_t *keep, const double *loss, int L, int K) {
+    memset(keep, 0, (size_t)L);
+    for (int k = 0; k < K; k++) {
+        int best = -1;
+        for (int l = 0; l < L; l++)
+            if (!keep[l] && isfinite(loss[l]) && (best < 0 || loss[l] > loss[best])) best = l;
+        if (best >= 0) keep[best] = 1;
+    }
+}
+
+int cmd_distill(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"teacher", required_argument, 0, 't'}, {"data", required_argument, 0, 'd'},
+        {"eval", required_argument, 0, 'e'}, {"out", required_argument, 0, 'o'},
+        {"stages", required_argument, 0, 'S'}, {"init", required_argument, 0, 'i'},
+        {"hybrid", required_argument, 0, 'y'}, {"attention-layers", required_argument, 0, 'a'},
+        {"steps1", required_argument, 0, '1'}, {"steps2", required_argument, 0, '2'},
+        {"steps3", required_argument, 0, '3'}, {"lr1", required_argument, 0, '4'},
+        {"lr2", required_argument, 0, '5'}, {"lr3", required_argument, 0, '6'},
+        {"lr-scale", required_argument, 0, 'L'}, {"batch-tokens", required_argument, 0, 'b'},
+        {"accum", required_argument, 0, 'A'}, {"temperature", required_argument, 0, 'T'},
+        {"ce-weight", required_argument, 0, 'c'}, {"train-dt-a", no_argument, 0, 'D'},
+        {"clip", required_argument, 0, 'C'}, {"seed", required_argument, 0, 'r'},
+        {"eval-samples", required_argument, 0, 'n'}, {"save-every", required_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *teacher_dir = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL, *choice = NULL;
+    char stages[8] = "123";
+    stage_cfg sc[4] = {{0}, {300, 1e-3f, 2048, 1}, {300, 5e-4f, 2048, 1}, {300, 5e-5f, 2048, 1}};
+    float lr_scale = 1, tau = 1, ce_weight = 0, clip = 1.0f;
+    int train_dt_a = 0, eval_samples = 200, save_every = 100, batch_tokens = 2048, accum = 1, o;
+    int lr_set[4] = {0};
+    unsigned long long seed = 0;
+    mmm_seed_init init = MMM_INIT_MIMIC;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 't': teacher_dir = optarg; break;
+        case 'd': data_path = optarg; break;
+        case 'e': eval_path = optarg; break;
+        case 'o': out = optarg; break;
+        case 'S': { /* e.g. "1,2,3" or "2,3": stages in increasing order, each once */
+            int k = 0;
+            for (const char *p = optarg; *p; p++) {
+                if (*p == ',') continue;
+                if (*p < '1' || *p > '3' || (k && *p <= stages[k - 1]) || k == 3) {
+                    fprintf(stderr, "mmm distill: --stages takes increasing stages from 1, 2, 3 (e.g. 2,3)\n");
+                    return 2;
+                }
+                stages[k++] = *p;
+            }
+            stages[k] = '\0';
+            break;
+        }
+        case 'i':
+            if (!strcmp(optarg, "mimic")) init = MMM_INIT_MIMIC;
+            else if (!strcmp(optarg, "inherit")) init = MMM_INIT_INHERIT;
+            else if (!strcmp(optarg, "scratch")) init = MMM_INIT_SCRATCH;
+            else { fprintf(stderr, "mmm distill: --init must be mimic, inherit or scratch\n"); return 2; }
+            break;
+        case 'y': case 'a':
+            if (choice) { fprintf(stderr, "mmm distill: give one of --hybrid or --attention-layers\n"); return 2; }
+            choice = optarg;
+            break;
+        case '1': case '2': case '3': sc[o - '0'].steps = atol(optarg); break;
+        case '4': case '5': case '6': sc[o - '3'].lr = (float)atof(optarg); lr_set[o - '3'] = 1; break;
+        case 'L': lr_scale = (float)atof(optarg); break;
+        case 'b': batch_tokens = atoi(optarg); break;
+        case 'A': accum = atoi(optarg); break;
+        case 'T': tau = (float)atof(optarg); break;
+        case 'c': ce_weight = (float)atof(optarg); break;
+        case 'D': train_dt_a = 1; break;
+        case 'C': clip = (float)atof(optarg); break;
+        case 'r': seed = strtoull(optarg, NULL, 10); break;
+        case 'n': eval_samples = atoi(optarg); break;
+        case 'v': save_every = atoi(optarg); break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) { fprintf(stderr, "mmm distill: unexpected argument '%s'\n", argv[optind]); return 2; }
+    if (!teacher_dir || !data_path || !out) { fprintf(stderr, "mmm distill: needs --teacher, --data and --out (see --help)\n"); return 2; }
+    if (!stages[0]) { fprintf(stderr, "mmm distill: --stages names no stage\n"); return 2; }
+    if (tau <= 0 || batch_tokens < 16 || accum < 1) { fprintf(stderr, "mmm distill: --temperature must be positive, --batch-tokens >= 16, --accum >= 1\n"); return 2; }
+    for (int k = 1; k <= 3; k++) {
+        if (!lr_set[k]) sc[k].lr *= lr_scale;
+        sc[k].batch_tokens = batch_tokens;
+        sc[k].accum = accum;
+        if (sc[k].steps < 1 || sc[k].lr <= 0) { fprintf(stderr, "mmm distill: stage %d needs positive steps and lr\n", k); return 2; }
+    }
+
+    mmm_model *teacher = NULL, *student = NULL;
+    mmm_tokenizer *tok = NULL;
+    mmm_dataset train = {0}, test = {0};
+    mmm_train_range *tr = NULL;
+    uint8_t *keep = NULL;
+    double *layer_loss = NULL;
+    int rc = mmm_model_load(&teacher, teacher_dir);
+    if (!rc && mmm_config_n_mamba_layers(&teacher->cfg))
+        rc = mmm_fail(MMM_ERR_ARG, "%s is a student (it has mamba2 layers); --teacher takes the attention model", teacher_dir);
+    if (!rc) rc = mmm_tokenizer_load(teacher_dir, &tok);
+    int L = rc ? 0 : mmm_config_n_layers(&teacher->cfg), auto_k = 0;
+    if (!rc && (!(keep = calloc((size_t)L + 1, 1)) || !(layer_loss = calloc((size_t)L + 1, sizeof *layer_loss))))
+        rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    if (!rc && choice) {
+        if (!strncmp(choice, "auto:", 5)) {
+            auto_k = atoi(choice + 5);
+            if (auto_k < 1 || auto_k > L) rc = mmm_fail(MMM_ERR_ARG, "--attention-layers %s: K must be in 1..%d", choice, L);
+            if (!rc && !strchr(stages, '2'))
+                rc = mmm_fail(MMM_ERR_ARG, "--attention-layers auto:K picks layers by their stage-2 loss: include stage 2");
+        } else {
+            rc = mmm_parse_layer_choice(keep, L, choice);
+        }
+    }
+    mmm_data_options dopt = {NULL, 4096, 0, 0};
+    if (!rc) rc = mmm_dataset_load(&train, data_path, tok, &teacher->cfg, &dopt);
+    if (!rc && train.n_skipped) printf("%s: skipped %d of %d lines (%s)\n", data_path, train.n_skipped, train.n_lines, train.skipped_report);
+    if (!rc && eval_path) rc = mmm_dataset_load(&test, eval_path, tok, &teacher->cfg, &dopt);
+    /* stages 1-2 convert every layer; the student starts from the seed */
+    if (!rc) rc = mmm_seed_student(&student, teacher, NULL, init, seed);
+    if (!rc && !(tr = calloc((size_t)student->n_params, sizeof *tr))) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    if (!rc) mkdir(out, 0755);
+    eval_ctx ev = {tok, &test, eval_samples};
+    for (const char *sp = stages; *sp && !rc; sp++) {
+        int k = *sp - '0';
+        char dir[1100], name[16];
+        snprintf(dir, sizeof dir, "%s/stage%d", out, k);
+        snprintf(name, sizeof name, "stage%d", k);
+        if (k == 3 && (choice || auto_k)) { /* the hybrid takes the teacher's attention in the kept layers */
+            if (auto_k) {
+                if ((rc = mmm_layer_losses(teacher, student, eval_path ? &test : &train, 64, batch_tokens, layer_loss))) break;
+                pick_auto(keep, layer_loss, L, auto_k);
+            }
+            mmm_model *h = NULL;
+            if ((rc = mmm_student_with_attention(&h, student, teacher, keep))) break;
+            mmm_model_free(student);
+            student = h;
+            free(tr);
+            if (!(tr = calloc((size_t)student->n_params, sizeof *tr))) { rc = mmm_fail(MMM_ERR_NOMEM, "out of memory"); break; }
+            printf("[stage3] hybrid: attention layers");
+            for (int l = 0; l < L; l++) if (keep[l]) printf(" %d", l);
+            printf(", %d mamba2 layers\n", mmm_config_n_mamba_layers(&student->cfg));
+        }
+        if (file_exists(dir, "model.safetensors") && file_exists(dir, "config.json")) { /* stage done */
+            mmm_model *done = NULL;
+            if ((rc = mmm_model_load(&done, dir))) break;
+            if (done->n_floats != student->n_floats) {
+                rc = mmm_fail(MMM_ERR_ARG, "%s holds a different student (another --hybrid choice?); remove it or use a new --out", dir);
+                mmm_model_free(done);
+                break;
+            }
+            mmm_model_free(student);
+            student = done;
+            printf("[%s] already done in %s\n", name, dir);
+            continue;
+        }
+        mmm_stage_trainable(student, k, train_dt_a, tr);
+        mmm_train_options o = {.out_dir = dir, .name = name, .steps = sc[k].steps, .accum = sc[k].accum,
+                               .batch_tokens = sc[k].batch_tokens, .clip = clip,
+                               .sched = {MMM_SCHED_WSD, sc[k].lr, 0.1f, 0.1f, 0.0f, sc[k].steps},
+                               .adam = {sc[k].lr, 0.9f, 0.999f, 1e-8f, 0.05f},
+                               .eval_every = k == 3 && eval_path ? (int)(sc[k].steps / 3 > 0 ? sc[k].steps / 3 : 1) : 0,
+                               .save_every = save_every, .log_every = 10, .seed = seed + (uint64_t)k,
+                               .keep_checkpoints = 2};
+        mmm_train_result res;
+        printf("[%s] %ld steps, lr %.1e, %s\n", name, o.steps, sc[k].lr,
+               k == 3 ? "KL(teacher || student) end to end" : "per-layer MSE against the teacher's attention");
+        if (k < 3) {
+            mmm_mixer_distill md = {.teacher = teacher, .scale = 1000.0f};
+            rc = mmm_train_run(student, tr, &train, &o, mmm_mixer_distill_step, &md, NULL, NULL, &res);
+            mmm_mixer_distill_free(&md);
+            if (!rc) rc = mmm_layer_losses(teacher, student, eval_path ? &test : &train, 64, batch_tokens, layer_loss);
+            if (!rc) print_layer_table(name, student, layer_loss, dir);
+        } else {
+            mmm_kl_distill kd = {.teacher = teacher, .tau = tau, .ce_weight = ce_weight};
+            rc = mmm_train_run(student, tr, &train, &o, mmm_kl_distill_step, &kd, eval_path ? eval_cb : NULL, &ev, &res);
+            mmm_kl_distill_free(&kd);
+        }
+        if (rc) break;
+        char log[1200], png[1200], tokp[1200];
+        snprintf(log, sizeof log, "%s/%s_log.jsonl", dir, name);
+        snprintf(png, sizeof png, "%s/loss.png", dir);
+        const char *keys[] = {"loss", "accuracy"};
+        if (mmm_plot_log(log, png, name, keys, k == 3 && eval_path ? 2 : 1))
+            fprintf(stderr, "mmm distill: no plot for %s (%s)\n", name, mmm_last_error());
+        /* the stage's result, loadable on its own; written last, it marks the stage done */
+        snprintf(tokp, sizeof tokp, "%s/tokenizer.json", dir);
+        char *src = mmm_path_join(teacher_dir, "tokenizer.json");
+        if (src && file_exists(teacher_dir, "tokenizer.json")) rc = copy_file(src, tokp);
+        free(src);
+        if (!rc) rc = mmm_model_save(student, dir, MMM_DTYPE_F32, 0);
+        printf("[%s] done: %ld steps, final loss %.5f, %.0f s\n", name, res.step, res.last_loss, res.seconds);
+    }
+    if (!rc) {
+        rc = mmm_model_save(student, out, MMM_DTYPE_F32, 0);
+        char *src = mmm_path_join(teacher_dir, "tokenizer.json"), *dst = mmm_path_join(out, "tokenizer.json");
+        if (!rc && src && dst && file_exists(teacher_dir, "tokenizer.json")) rc = copy_file(src, dst);
+        free(src);
+        free(dst);
+        if (!rc) printf("mmm distill: student (%d mamba2, %d attention layers) written to %s\n",
+                        mmm_config_n_mamba_layers(&student->cfg), L - mmm_config_n_mamba_layers(&student->cfg), out);
+    }
+    int status = rc ? cli_fail("distill") : 0;
+    free(tr); free(keep); free(layer_loss);
+    mmm_dataset_free(&train);
+    mmm_dataset_free(&test);
+    mmm_model_free(student);
+    mmm_model_free(teacher);
+    mmm_tokenizer_free(tok);
+    return status;
+}
