@@ -1,0 +1,143 @@
+/* Fashion-MNIST's IDX files, read through zlib (which also reads them uncompressed). IDX: a
+ * big-endian header (magic, count, then rows and columns for images) followed by the bytes. */
+#include "mmm/fashion_mnist.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "mmm/error.h"
+#include "mmm/path.h"
+
+#define IDX_IMAGES_MAGIC 2051
+#define IDX_LABELS_MAGIC 2049
+#define MAX_IMAGES 10000000 /* refuses absurd headers before allocating */
+
+static const char *const class_names[MMM_FMNIST_CLASSES] = {
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+static const char *const group_names[MMM_FMNIST_CLASSES] = {
+    "tops", "bottoms", "tops", "tops", "tops", "footwear", "tops", "footwear", "bags", "footwear"};
+
+const char *mmm_fmnist_class_name(int c) { return c >= 0 && c < MMM_FMNIST_CLASSES ? class_names[c] : "?"; }
+const char *mmm_fmnist_group_name(int c) { return c >= 0 && c < MMM_FMNIST_CLASSES ? group_names[c] : "?"; }
+
+void mmm_fmnist_free(mmm_fmnist_split *s) {
+    if (!s) return;
+    free(s->pixels);
+    free(s->labels);
+    memset(s, 0, sizeof *s);
+}
+
+/* zlib's view of a failed read: a gzip stream cut short, or data it cannot decode. */
+static int read_error(gzFile f, const char *path, const char *what) {
+    int err;
+    const char *msg = gzerror(f, &err);
+    if (err == Z_BUF_ERROR)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: truncated gzip stream while reading %s", path, what);
+    if (err == Z_ERRNO)
+        return mmm_fail(MMM_ERR_IO, "%s: read failed while reading %s: %s", path, what, strerror(errno));
+    return mmm_fail(MMM_ERR_FORMAT, "%s: corrupt gzip data while reading %s (%s)", path, what, msg);
+}
+
+/* Reads n bytes into buf (room for n + 1): the bytes a header announced, which must end the
+ * file. Asking for one byte more makes zlib try to go on, so that it also checks the gzip
+ * trailer and notices a stream cut short right after the data. */
+static int read_exact(gzFile f, const char *path, void *buf, size_t n, int at_end, const char *what) {
+    size_t want = n + (at_end != 0), got = 0;
+    while (got < want) {
+        unsigned chunk = want - got > (1u << 30) ? 1u << 30 : (unsigned)(want - got);
+        int r = gzread(f, (char *)buf + got, chunk);
+        if (r < 0) return read_error(f, path, what);
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    int err;
+    gzerror(f, &err);
+    if (err != Z_OK) return read_error(f, path, what);
+    if (got < n) return mmm_fail(MMM_ERR_FORMAT, "%s: truncated: %s take %zu bytes, only %zu remain", path, what, n, got);
+    if (got > n) return mmm_fail(MMM_ERR_FORMAT, "%s: unexpected data after %s", path, what);
+    return MMM_OK;
+}
+
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static gzFile open_gz(const char *path, int *rc) {
+    errno = 0;
+    gzFile f = gzopen(path, "rb");
+    if (!f)
+        *rc = mmm_fail(errno == ENOENT ? MMM_ERR_NOT_FOUND : errno ? MMM_ERR_IO : MMM_ERR_NOMEM,
+                       "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+    return f;
+}
+
+static int close_gz(gzFile f, const char *path, int rc) {
+    if (gzclose_r(f) != Z_OK && !rc) rc = mmm_fail(MMM_ERR_IO, "%s: read failed on closing", path);
+    return rc;
+}
+
+static int load_images(mmm_fmnist_split *s, const char *path) {
+    int rc = MMM_OK;
+    gzFile f = open_gz(path, &rc);
+    if (!f) return rc;
+    uint8_t h[16];
+    rc = read_exact(f, path, h, sizeof h, 0, "the IDX image header");
+    if (!rc && be32(h) != IDX_IMAGES_MAGIC)
+        rc = mmm_fail(MMM_ERR_FORMAT, "%s: not an IDX image file (magic %u, expected %d)", path, be32(h), IDX_IMAGES_MAGIC);
+    if (!rc && (be32(h + 8) != MMM_FMNIST_SIDE || be32(h + 12) != MMM_FMNIST_SIDE))
+        rc = mmm_fail(MMM_ERR_FORMAT, "%s: images are %u×%u, expected %d×%d", path, be32(h + 8), be32(h + 12),
+                      MMM_FMNIST_SIDE, MMM_FMNIST_SIDE);
+    if (!rc && (be32(h + 4) == 0 || be32(h + 4) > MAX_IMAGES))
+        rc = mmm_fail(MMM_ERR_FORMAT, "%s: the header announces %u images (1 to %d expected)", path, be32(h + 4), MAX_IMAGES);
+    size_t bytes = rc ? 0 : (size_t)be32(h + 4) * MMM_FMNIST_SIDE * MMM_FMNIST_SIDE;
+    if (!rc && !(s->pixels = malloc(bytes + 1))) rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
+    if (!rc) rc = read_exact(f, path, s->pixels, bytes, 1, "the pixels");
+    if (!rc) s->n = (int)be32(h + 4);
+    return close_gz(f, path, rc);
+}
+
+static int load_labels(mmm_fmnist_split *s, const char *path, const char *images_path) {
+    int rc = MMM_OK;
+    gzFile f = open_gz(path, &rc);
+    if (!f) return rc;
+    uint8_t h[8];
+    rc = read_exact(f, path, h, sizeof h, 0, "the IDX label header");
+    if (!rc && be32(h) != IDX_LABELS_MAGIC)
+        rc = mmm_fail(MMM_ERR_FORMAT, "%s: not an IDX label file (magic %u, expected %d)", path, be32(h), IDX_LABELS_MAGIC);
+    if (!rc && be32(h + 4) != (uint32_t)s->n)
+        rc = mmm_fail(MMM_ERR_FORMAT, "%s: %u labels, but %s has %d images", path, be32(h + 4), images_path, s->n);
+    if (!rc && !(s->labels = malloc((size_t)s->n + 1))) rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
+    if (!rc) rc = read_exact(f, path, s->labels, (size_t)s->n, 1, "the labels");
+    for (int i = 0; !rc && i < s->n; i++)
+        if (s->labels[i] >= MMM_FMNIST_CLASSES)
+            rc = mmm_fail(MMM_ERR_FORMAT, "%s: label %d of image %d is not a class (0 to %d)", path, s->labels[i], i,
+                          MMM_FMNIST_CLASSES - 1);
+    return close_gz(f, path, rc);
+}
+
+int mmm_fmnist_load_idx(mmm_fmnist_split *s, const char *images_path, const char *labels_path) {
+    memset(s, 0, sizeof *s);
+    int rc = load_images(s, images_path);
+    if (!rc) rc = load_labels(s, labels_path, images_path);
+    if (rc) mmm_fmnist_free(s);
+    return rc;
+}
+
+int mmm_fmnist_load(mmm_fmnist_split *s, const char *dir, mmm_fmnist_split_id split) {
+    memset(s, 0, sizeof *s);
+    const char *prefix = split == MMM_FMNIST_TRAIN ? "train" : "t10k";
+    char name[64];
+    snprintf(name, sizeof name, "%s-images-idx3-ubyte.gz", prefix);
+    char *images = mmm_path_join(dir, name);
+    snprintf(name, sizeof name, "%s-labels-idx1-ubyte.gz", prefix);
+    char *labels = mmm_path_join(dir, name);
+    int rc = images && labels ? mmm_fmnist_load_idx(s, images, labels)
+                              : mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", dir);
+    free(images);
+    free(labels);
+    return rc;
+}
