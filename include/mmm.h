@@ -7,6 +7,7 @@
 #include "mmm/optim.h"
 #include "mmm/path.h"
 #include "mmm/safetensors.h"
+#include "mmm/tokenizer.h"
 #include "mmm/version.h"
 #include "mmm/ops/activation.h"
 #include "mmm/ops/attention.h"

@@ -32,6 +32,7 @@ static const command commands[] = {
     {"distill", "distill a teacher into a linear or hybrid Mamba-2 student (3 stages)", cmd_distill},
     {"forward", "run one forward pass; dump logits and hidden states", cmd_forward},
     {"seed", "carve a Mamba-2 student (linear or hybrid) out of a teacher", cmd_seed},
+    {"tokenizer", "train, encode, decode: byte-level BPE and SentencePiece", cmd_tokenizer},
     {"train", "train a teacher from scratch on conversation data", cmd_train},
     {"version", "print the version and build features", cmd_version},
 };

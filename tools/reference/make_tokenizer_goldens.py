@@ -3,17 +3,23 @@
 libraries: Hugging Face `tokenizers` (byte-level BPE tokenizer.json) and `sentencepiece`
 (tokenizer.model). mmm's tests compare its own encoder and decoder against these files.
 
-    python3 tools/reference/make_tokenizer_goldens.py [--only hf|sp] [--dir tests/data/tokenizers]
+    python3 tools/reference/make_tokenizer_goldens.py [--only hf|sp|nfc] [--check-sp] [--dir tests/data/tokenizers]
+
+hf needs `tokenizers` (made on the GPU device machine: tokenizers 0.23.2), sp needs `sentencepiece`
+(Debian's python3-sentencepiece 0.1.97, run with /usr/bin/python3), nfc only the standard library.
 
 Everything is deterministic: a rerun with the same library versions rewrites identical files.
-If tests/data/tokenizers/mmm_trained.json exists (written by `mmm tokenizer train`), the script
-also checks that `tokenizers` loads it, compares it with what BpeTrainer learns from the same
-corpus and settings, and writes goldens for it.
+If tests/data/tokenizers/mmm_trained.json exists (written by `mmm tokenizer train` with the
+settings of hf_train), the script also checks that `tokenizers` loads it and learns the same vocab
+and merges with BpeTrainer (tokenizers 0.23.2: identical). mmm's tests then hold its trainer to
+bpe_gpt2.json's model, which is BpeTrainer's.
 """
 import argparse
 import json
 import os
+import random
 import sys
+import traceback
 
 SPECIALS = ["<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>"]
 HF_VOCAB = len(SPECIALS) + 256 + 500  # specials, the byte alphabet, 500 merges
@@ -86,7 +92,22 @@ TEXTS = [
     "MixedCase WordsLikeThis andCamelCase snake_case_names UPPER",
     "https://example.org/index.html?q=tokens&page=2 someone@example.com",
     "Le renard brun rapide saute par-dessus le chien paresseux. C'est l'\u00e9t\u00e9.",
+    "zzz azzz zzz_ zzz. zzz\u00e9 (zzz) zzz\nzzz zzzz",
+    "a <sep>  b<sep>\n\nc <sep>",
 ]
+
+# Pieces that random texts are strung from: every character class of the pre-tokenizer regexes,
+# the boundaries between them, and the added tokens with their strip and word rules.
+RANDOM_POOL = ["a", "Z", "the", " the", "\u00e9", "\u00df", "\u017f", "'", "s", "t", "re", "LL", "'S", " ",
+               "  ", "\t", "\n", "\r\n", "\r", "\x0b", "1", "23", "4567", "\u0663", "\u00bd", "\u4e2d",
+               "\u6587", "\U0001f600", "\U0001f44d\U0001f3fd", "!", "?", ".", ",", "-", "_", "$", "\u00a0",
+               "\u3000", "\u2028", "\x85", "\u0301", "e\u0301", "<|im_end|>", "<img>", "<IMG_CONTEXT>",
+               "<think>", "<mask>", "<sep>", "na\u00efve", "nai\u0308ve", "zzz", "<", "|", "\x00"]
+
+
+def random_texts(n, seed=1234):
+    rng = random.Random(seed)
+    return ["".join(rng.choice(RANDOM_POOL) for _ in range(rng.randint(1, 14))) for _ in range(n)]
 
 
 def byte_chars():
@@ -102,10 +123,28 @@ def byte_chars():
     return {b: chr(c) for b, c in zip(bs, cs)}
 
 
+def with_hex(case):
+    """JSON strings cannot carry NUL through C's cJSON: such texts also go as hex UTF-8."""
+    out = dict(case)
+    for k, v in case.items():
+        if isinstance(v, str) and "\x00" in v:
+            out[k + "_hex"] = v.encode("utf-8").hex()
+    return out
+
+
 def write_json(path, obj):
+    """One golden case per line: small files and readable diffs."""
+    dumps = lambda x: json.dumps(x, ensure_ascii=True, separators=(",", ":"))
+    items = list(obj.items())
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=True, indent=1)
-        f.write("\n")
+        f.write("{\n")
+        for i, (k, v) in enumerate(items):
+            end = ",\n" if i + 1 < len(items) else "\n"
+            if isinstance(v, list) and v and isinstance(v[0], dict):
+                f.write(" %s: [\n%s\n ]%s" % (dumps(k), ",\n".join("  " + dumps(with_hex(c)) for c in v), end))
+            else:
+                f.write(" %s: %s%s" % (dumps(k), dumps(v), end))
+        f.write("}\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,10 +166,12 @@ def hf_variants(corpus):
     """The byte-level tokenizers under test, as (file name, JSON text)."""
     from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers
     base = hf_train(corpus, HF_VOCAB)
-    base.add_tokens([AddedToken("<think>", special=False, normalized=True),
-                     AddedToken("</think>", special=False, normalized=True),
-                     AddedToken("na\u00efve", special=False, normalized=True)])
-    base.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True, normalized=False)])
+    base.add_tokens([AddedToken("<think>", normalized=True),
+                     AddedToken("</think>", normalized=True),
+                     AddedToken("na\u00efve", normalized=True),
+                     AddedToken("zzz", single_word=True, normalized=False)])
+    base.add_special_tokens([AddedToken("<mask>", lstrip=True, normalized=False),
+                             AddedToken("<sep>", rstrip=True, normalized=False)])
     out = [("bpe_gpt2.json", base.to_str(pretty=True))]
 
     def split_then_bytes(pattern):
@@ -177,24 +218,33 @@ def hf_decode_cases(tok):
         [sid[0]] + hello + [sid[1]],
         hello + [sid[4], sid[4]] + hello,
         [tok.token_to_id("<think>"), tok.token_to_id("na\u00efve"), tok.token_to_id("<mask>")],
+        hello + [tok.token_to_id("zzz"), tok.token_to_id("<sep>")] + hello + [tok.token_to_id("na\u00efve")],
         list(range(0, 40)),
         list(range(HF_VOCAB - 30, tok.get_vocab_size())),
     ]
     return [{"ids": s, "text": tok.decode(s, skip_special_tokens=False),
-             "text_skip": tok.decode(s, skip_special_tokens=True)} for s in seqs]
+             "text_skip": tok.decode(s, skip_special_tokens=True)} for s in seqs if None not in s]
+
+
+def encode_plain(tok, text):
+    """The ids with special tokens read as text (None where `tokenizers` is too old for that)."""
+    try:
+        tok.encode_special_tokens = True
+    except AttributeError:
+        return None
+    try:
+        return tok.encode(text, add_special_tokens=False).ids
+    finally:
+        tok.encode_special_tokens = False
 
 
 def hf_goldens(name, text_json):
     from tokenizers import Tokenizer
     tok = Tokenizer.from_str(text_json)
     cases = []
-    for t in TEXTS:
-        tok.encode_special_tokens = False
+    for t in TEXTS + random_texts(60):
         ids = tok.encode(t, add_special_tokens=False).ids
-        tok.encode_special_tokens = True
-        plain = tok.encode(t, add_special_tokens=False).ids
-        tok.encode_special_tokens = False
-        cases.append({"text": t, "ids": ids, "ids_plain": plain,
+        cases.append({"text": t, "ids": ids, "ids_plain": encode_plain(tok, t),
                       "decoded": tok.decode(ids, skip_special_tokens=False),
                       "decoded_skip": tok.decode(ids, skip_special_tokens=True)})
     return {"tokenizer": name, "reference": "tokenizers " + tokenizers_version(),
@@ -218,6 +268,7 @@ def check_mmm_trained(d, corpus):
         ours_text = f.read()
     ours = json.loads(ours_text)
     Tokenizer.from_str(ours_text)  # raises if tokenizers cannot load it
+    print("tokenizers loads mmm_trained.json")
     specials = [t["content"] for t in ours["added_tokens"]]
     vocab_size = len(ours["model"]["vocab"])
     if specials != SPECIALS:
@@ -229,18 +280,26 @@ def check_mmm_trained(d, corpus):
         same_merges = norm(ref["model"]["merges"]) == norm(ours["model"]["merges"])
         print(f"mmm_trained.json vs BpeTrainer: vocab {'identical' if same_vocab else 'DIFFERENT'}, "
               f"merges {'identical' if same_merges else 'DIFFERENT'}")
-    write_json(os.path.join(d, "mmm_trained.golden.json"), hf_goldens("mmm_trained.json", ours_text))
-    print("wrote mmm_trained.golden.json")
+        if not (same_vocab and same_merges):
+            a, b = norm(ours["model"]["merges"]), norm(ref["model"]["merges"])
+            diff = [i for i in range(min(len(a), len(b))) if a[i] != b[i]][:5]
+            print(f"  {len(a)} vs {len(b)} merges; first differences:",
+                  [(i, a[i], b[i]) for i in diff])
+            write_json(os.path.join(d, "bpe_trainer_reference.json"), ref)
 
 
 def make_hf(d):
+    print("tokenizers", tokenizers_version())
     corpus = os.path.join(d, "corpus.txt")
     for name, text in hf_variants(corpus):
         with open(os.path.join(d, name), "w", encoding="utf-8") as f:
             f.write(text)
             f.write("\n")
-        write_json(os.path.join(d, name.replace(".json", ".golden.json")), hf_goldens(name, text))
-        print("wrote", name)
+        try:
+            write_json(os.path.join(d, name.replace(".json", ".golden.json")), hf_goldens(name, text))
+            print("wrote", name)
+        except Exception:
+            traceback.print_exc()
     check_mmm_trained(d, corpus)
 
 
@@ -322,7 +381,7 @@ def sp_goldens(name, blob):
             seg, i = "", i + len(hit)
         return ids + sp.encode(seg)
 
-    texts = TEXTS + ["<s>Hello</s> world", "</s></s>x<s>", "<unk> stays text",
+    texts = TEXTS + random_texts(40) + ["<s>Hello</s> world", "</s></s>x<s>", "<unk> stays text",
                      "\uff21\uff22\uff41 \ufb01ne \u2460\u00bd a\u200bb abcd ab\u3000\t x",
                      "e\u0301e\u0301 abab abcabc"]
     cases = [{"text": t, "ids": sp.encode(t), "ids_special": encode_special(t),
@@ -349,16 +408,55 @@ def make_sp(d):
         print("wrote", name)
 
 
+def make_nfc(d):
+    """NFC of random strings rich in what composition has to get right (Python's unicodedata, the
+    Unicode version src/text/unicode_tables.c is generated from): combining marks in and out of
+    canonical order, blocked and unblocked pairs, Hangul jamo and syllables, singletons,
+    composition exclusions, characters with several decomposition levels."""
+    import unicodedata
+    pool = ["a", "e", "o", "u", "A", "E", "\u00e9", "\u00c5", "\u212b", "\u2126", "\u0301", "\u0300", "\u0308",
+            "\u0323", "\u0327", "\u031b", "\u0345", "\u0344", "\u0958", "\u0915\u093c", "\u1100", "\u1161",
+            "\u11a8", "\uac00", "\uac01", "\u1e9b", "\u1fc1", "\u1f80", "\u03b1", "\u0313", "\u0342", "\u00a8",
+            "\u0f73", "\u0fb2\u0f80", "\U0001d15e", "\U0001d165", "\u3099", "\u304b", "\u30cf\u309a", "x", " ",
+            "\U0001f600", "\u4e2d", "\u0627\u0653", "\u05d0\u05b7", "\u2adc", "\u0338", "=", "\u226e"]
+    rng = random.Random(99)
+    texts = ["".join(rng.choice(pool) for _ in range(rng.randint(1, 8))) for _ in range(250)]
+    write_json(os.path.join(d, "nfc.golden.json"), {
+        "reference": "unicodedata " + unicodedata.unidata_version,
+        "cases": [{"text": t, "nfc": unicodedata.normalize("NFC", t)} for t in texts]})
+    print("wrote nfc.golden.json")
+
+
+def check_sp(d):
+    """Re-runs this sentencepiece on the committed models' golden texts and counts agreements:
+    the goldens were made with another version of the library."""
+    import sentencepiece as spm
+    for name in sorted(os.listdir(d)):
+        if not name.endswith(".golden.json") or not name.startswith("sp_"):
+            continue
+        with open(os.path.join(d, name), encoding="utf-8") as f:
+            g = json.load(f)
+        sp = spm.SentencePieceProcessor(model_file=os.path.join(d, g["tokenizer"]))
+        same = sum(sp.encode(c["text"]) == c["ids"] and sp.decode(c["ids"]) == c["decoded"] for c in g["cases"])
+        print(f"{name}: sentencepiece {spm.__version__} agrees on {same}/{len(g['cases'])} cases")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default="tests/data/tokenizers")
-    ap.add_argument("--only", choices=["hf", "sp"])
+    ap.add_argument("--only", choices=["hf", "sp", "nfc"])
+    ap.add_argument("--check-sp", action="store_true", help="compare this sentencepiece with the SP goldens")
     a = ap.parse_args()
-    if a.only != "sp":
-        make_hf(a.dir)
-    if a.only != "hf":
-        make_sp(a.dir)
-    return 0
+    failed = 0
+    steps = [step for name, step in (("hf", make_hf), ("sp", make_sp), ("nfc", make_nfc)) if a.only in (None, name)]
+    steps += [check_sp] if a.check_sp else []
+    for step in steps:  # one failing step must not cost the others' files
+        try:
+            step(a.dir)
+        except Exception:
+            traceback.print_exc()
+            failed += 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,179 @@
+/* The tokenizer object: loading by path (file or model directory), id ↔ token tables, and
+ * encode/decode dispatched to the format. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "mmm/error.h"
+#include "mmm/path.h"
+#include "text.h"
+
+int mmm_tok_set(mmm_tokenizer *t, int32_t id, const char *s, size_t len) {
+    if (id < 0) return mmm_fail(MMM_ERR_FORMAT, "token '%.*s' has a negative id", (int)len, s);
+    if (id >= t->cap) {
+        size_t cap = 16;
+        while (cap <= (size_t)id) cap *= 2;
+        char **tokens = realloc(t->tokens, cap * sizeof *tokens);
+        if (tokens) t->tokens = tokens;
+        uint32_t *lens = realloc(t->lens, cap * sizeof *lens);
+        if (lens) t->lens = lens;
+        uint8_t *special = realloc(t->special, cap);
+        if (special) t->special = special;
+        if (!tokens || !lens || !special) return mmm_fail(MMM_ERR_NOMEM, "out of memory for %zu tokens", cap);
+        for (size_t i = (size_t)t->cap; i < cap; i++) t->tokens[i] = NULL, t->lens[i] = 0, t->special[i] = 0;
+        t->cap = (int32_t)cap;
+    }
+    if (id >= t->n_vocab) t->n_vocab = id + 1;
+    if (t->tokens[id]) {
+        if (t->lens[id] == len && !memcmp(t->tokens[id], s, len)) return 0;
+        return mmm_fail(MMM_ERR_FORMAT, "id %d is given to both '%s' and '%.*s'", id, t->tokens[id], (int)len, s);
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) return mmm_fail(MMM_ERR_NOMEM, "out of memory for a token");
+    memcpy(copy, s, len);
+    copy[len] = 0;
+    t->tokens[id] = copy;
+    t->lens[id] = (uint32_t)len;
+    return mmm_strmap_put(&t->lookup, copy, len, id, NULL);
+}
+
+int mmm_tok_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return mmm_fail(errno == ENOENT ? MMM_ERR_NOT_FOUND : MMM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int rc = 0;
+    long size = fseek(f, 0, SEEK_END) ? -1 : ftell(f);
+    if (size < 0 || fseek(f, 0, SEEK_SET)) rc = mmm_fail(MMM_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
+    else if ((size_t)size > max_bytes) rc = mmm_fail(MMM_ERR_FORMAT, "%s: %ld bytes is more than the %zu allowed", path, size, max_bytes);
+    else if (!(*data = malloc((size_t)size + 1))) rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory for %ld bytes", path, size);
+    else if (fread(*data, 1, (size_t)size, f) != (size_t)size) rc = mmm_fail(MMM_ERR_IO, "%s: read failed", path);
+    fclose(f);
+    if (rc) {
+        free(*data);
+        *data = NULL;
+        return rc;
+    }
+    *len = (size_t)size;
+    return 0;
+}
+
+static bool is_dir(const char *path) {
+    struct stat st;
+    return !stat(path, &st) && S_ISDIR(st.st_mode);
+}
+
+static bool exists(const char *path) {
+    struct stat st;
+    return !stat(path, &st);
+}
+
+/* JSON starts with '{' (after blanks); a ModelProto starts with field 1's tag byte 0x0A. */
+static int sniff_json(const char *path, bool *json) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return mmm_fail(errno == ENOENT ? MMM_ERR_NOT_FOUND : MMM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int c;
+    while ((c = fgetc(f)) == ' ' || c == '\t' || c == '\r' || c == '\n') {}
+    fclose(f);
+    if (c == EOF) return mmm_fail(MMM_ERR_FORMAT, "%s: empty file, not a tokenizer", path);
+    *json = c == '{';
+    return 0;
+}
+
+int mmm_tokenizer_load(const char *path, mmm_tokenizer **out) {
+    *out = NULL;
+    char *file = NULL;
+    if (is_dir(path)) {
+        const char *names[] = {"tokenizer.json", "tokenizer.model"};
+        for (int i = 0; i < 2 && !file; i++) {
+            if (!(file = mmm_path_join(path, names[i]))) return mmm_fail(MMM_ERR_NOMEM, "out of memory");
+            if (!exists(file)) free(file), file = NULL;
+        }
+        if (!file) return mmm_fail(MMM_ERR_NOT_FOUND, "%s: no tokenizer.json or tokenizer.model in this directory", path);
+    } else if (!(file = strdup(path))) {
+        return mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    }
+    bool json = false;
+    int rc = sniff_json(file, &json);
+    mmm_tokenizer *t = rc ? NULL : calloc(1, sizeof *t);
+    if (!rc && !t) rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", file);
+    if (!rc) rc = mmm_strmap_init(&t->lookup, 1024);
+    if (!rc) {
+        t->kind = json ? MMM_TOK_BPE_JSON : MMM_TOK_SENTENCEPIECE;
+        rc = json ? mmm_bpe_json_load(t, file) : mmm_sp_load(t, file);
+    }
+    free(file);
+    if (rc) {
+        mmm_tokenizer_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+void mmm_tokenizer_free(mmm_tokenizer *t) {
+    if (!t) return;
+    for (int32_t i = 0; i < t->n_vocab; i++) free(t->tokens[i]);
+    free(t->tokens);
+    free(t->lens);
+    free(t->special);
+    mmm_strmap_free(&t->lookup);
+    mmm_bpe_json_free(t->bpe);
+    mmm_sp_free(t->sp);
+    free(t);
+}
+
+mmm_tokenizer_kind mmm_tokenizer_kind_of(const mmm_tokenizer *t) { return t->kind; }
+int mmm_tokenizer_vocab_size(const mmm_tokenizer *t) { return t->n_vocab; }
+
+int32_t mmm_tokenizer_token_to_id(const mmm_tokenizer *t, const char *token) {
+    return mmm_strmap_get(&t->lookup, token, strlen(token));
+}
+
+const char *mmm_tokenizer_id_to_token(const mmm_tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->n_vocab ? t->tokens[id] : NULL;
+}
+
+int mmm_tokenizer_is_special(const mmm_tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->n_vocab && t->special[id];
+}
+
+int mmm_tokenizer_encode(const mmm_tokenizer *t, const char *text, size_t len, int parse_special,
+                         int32_t **ids, int *n) {
+    *ids = NULL;
+    *n = 0;
+    if (len > (size_t)INT32_MAX / 2) return mmm_fail(MMM_ERR_ARG, "encode: text of %zu bytes is too long", len);
+    mmm_ibuf out = {0};
+    int rc = t->kind == MMM_TOK_BPE_JSON ? mmm_bpe_json_encode(t, text, len, parse_special, &out)
+                                         : mmm_sp_encode(t, text, len, parse_special, &out);
+    if (rc) {
+        free(out.v);
+        return rc;
+    }
+    *ids = out.v;
+    *n = (int)out.n;
+    return 0;
+}
+
+int mmm_tokenizer_decode(const mmm_tokenizer *t, const int32_t *ids, int n, int skip_special,
+                         char **text, size_t *len) {
+    *text = NULL;
+    if (len) *len = 0;
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= t->n_vocab || !t->tokens[ids[i]])
+            return mmm_fail(MMM_ERR_ARG, "decode: id %d (position %d) is not in the vocabulary of %d tokens",
+                            ids[i], i, t->n_vocab);
+    mmm_sbuf out = {0};
+    int rc = mmm_sbuf_add(&out, "", 0);
+    if (!rc) rc = t->kind == MMM_TOK_BPE_JSON ? mmm_bpe_json_decode(t, ids, n, skip_special, &out)
+                                              : mmm_sp_decode(t, ids, n, &out);
+    if (rc) {
+        free(out.s);
+        return rc;
+    }
+    *text = out.s;
+    if (len) *len = out.n;
+    return 0;
+}
