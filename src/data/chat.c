@@ -98,8 +98,11 @@ int mmm_chat_tokenize(mmm_sample *smp, const mmm_tokenizer *tok, const mmm_confi
         rc = push(&s, im_start, 0);
         if (rc) break;
         if (t % 2 == 1) { /* assistant */
-            prompt_len = s.n;
+            int start = s.n;
             rc = push_answer(&s, tok, turns[t]);
+            /* the prompt ends where the answer's first token (the first target) begins */
+            prompt_len = start;
+            while (prompt_len < s.n && !s.labels[prompt_len]) prompt_len++;
             if (!rc) rc = push(&s, im_end, 1);
             if (!rc) rc = push_text(&s, tok, "\n", 1, 0);
             continue;

@@ -1,0 +1,284 @@
+/* Data and training: the chat template and its labels, JSONL loading with bad lines, batching,
+ * a short training run whose loss falls, and a resume after an interruption that continues
+ * exactly like an uninterrupted run. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../harness.h"
+#include "mmm/data.h"
+#include "mmm/error.h"
+#include "mmm/fashion_mnist.h"
+#include "mmm/fileio.h"
+#include "mmm/forward.h"
+#include "mmm/ops/loss.h"
+#include "mmm/tokenizer.h"
+#include "mmm/train.h"
+
+typedef struct {
+    char dir[64];
+    mmm_tokenizer *tok;
+    mmm_config cfg;
+    int ok;
+} fixture;
+
+/* A small Fashion-MNIST dataset, a tokenizer trained on it, and a tiny default-shaped config. */
+static fixture *get_fixture(void) {
+    static fixture f;
+    if (f.ok) return &f;
+    snprintf(f.dir, sizeof f.dir, "/tmp/mmm_train_XXXXXX");
+    if (!mkdtemp(f.dir)) return NULL;
+    mmm_fmnist_options o;
+    mmm_fmnist_default_options(&o);
+    o.out_dir = f.dir;
+    o.n_train = 240;
+    o.n_test = 40;
+    mmm_fmnist_stats st;
+    if (mmm_fmnist_generate(&o, &st)) return NULL;
+    char corpus[128], tokp[128];
+    snprintf(corpus, sizeof corpus, "%s/corpus.txt", f.dir);
+    snprintf(tokp, sizeof tokp, "%s/tokenizer.json", f.dir);
+    const char *paths[] = {corpus};
+    const char *specials[] = {"<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>"};
+    if (mmm_bpe_train(paths, 1, 384, specials, 5, tokp, NULL) || mmm_tokenizer_load(tokp, &f.tok)) return NULL;
+    /* the shipped default config, narrowed so the test trains in seconds */
+    cJSON *root = NULL;
+    if (mmm_json_load("configs/teacher-fmnist.json", 1 << 20, (void **)&root)) return NULL;
+    const char *stacks[] = {"embedding_config", "llm_config"};
+    for (int s = 0; s < 2; s++) {
+        cJSON *c = cJSON_GetObjectItemCaseSensitive(root, stacks[s]);
+        cJSON_ReplaceItemInObjectCaseSensitive(c, "hidden_size", cJSON_CreateNumber(32));
+        cJSON_ReplaceItemInObjectCaseSensitive(c, "intermediate_size", cJSON_CreateNumber(64));
+        cJSON_ReplaceItemInObjectCaseSensitive(c, "num_hidden_layers", cJSON_CreateNumber(1));
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    int rc = mmm_config_parse(&f.cfg, text, "test config");
+    free(text);
+    f.ok = rc == MMM_OK;
+    return f.ok ? &f : NULL;
+}
+
+TEST(train_chat_template_and_labels) {
+    fixture *f = get_fixture();
+    if (!check(f != NULL, "chat: fixture (dataset, tokenizer, config)%s%s", f ? "" : ": ", f ? "" : mmm_last_error())) return;
+    const char *turns[] = {"<image>\nWhat item is this?", "Sneaker", "And the group?", "footwear"};
+    int tiles[1] = {1};
+    mmm_sample s = {0};
+    int rc = mmm_chat_tokenize(&s, f->tok, &f->cfg, turns, 4, tiles, 1, "Be brief.", 0);
+    if (!check(rc == MMM_OK, "chat: two-turn conversation with an image tokenises")) return;
+    char *text = NULL;
+    mmm_tokenizer_decode(f->tok, s.ids, s.n, 0, &text, NULL);
+    const char *want = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n<img>";
+    check(text && !strncmp(text, want, strlen(want)), "chat: the internlm2-chat template with a system turn");
+    int ctx = 0;
+    for (int i = 0; i < s.n; i++) ctx += s.ids[i] == f->cfg.img_context_id;
+    check(ctx == 16, "chat: one tile becomes %d <IMG_CONTEXT> tokens (16 per tile)", ctx);
+    check(text && strstr(text, "</img>\nWhat item is this?<|im_end|>\n<|im_start|>assistant\nSneaker<|im_end|>\n"
+                         "<|im_start|>user\nAnd the group?<|im_end|>\n<|im_start|>assistant\nfootwear<|im_end|>\n"),
+          "chat: turns in order with their closing tokens");
+    /* labels: exactly the answer tokens and each answer's <|im_end|> */
+    int32_t *ans1 = NULL, *ans2 = NULL;
+    int n1 = 0, n2 = 0;
+    mmm_tokenizer_encode(f->tok, "Sneaker", 7, 0, &ans1, &n1);
+    mmm_tokenizer_encode(f->tok, "footwear", 8, 0, &ans2, &n2);
+    int labelled = 0, end_labelled = 0;
+    for (int t = 0; t < s.n; t++)
+        if (s.labels[t] >= 0) {
+            labelled++;
+            end_labelled += s.labels[t] == f->cfg.im_end_id;
+            if (s.labels[t] != s.ids[t + 1]) labelled = -1000;
+        }
+    check(labelled == n1 + n2 + 2 && end_labelled == 2, "chat: %d label tokens = both answers (%d + %d) and their <|im_end|>",
+          labelled, n1, n2);
+    char *prompt = NULL;
+    mmm_tokenizer_decode(f->tok, s.ids, s.prompt_len, 0, &prompt, NULL);
+    size_t pl = prompt ? strlen(prompt) : 0;
+    check(pl > 10 && !strcmp(prompt + pl - 10, "assistant\n") && s.labels[s.prompt_len - 1] == s.ids[s.prompt_len],
+          "chat: the prompt ends with the last 'assistant\\n'; its last position predicts the answer");
+    free(prompt);
+    free(ans1); free(ans2); free(text);
+    mmm_sample_free(&s);
+    const char *bad[] = {"<image><image>\nTwo?", "No"};
+    rc = mmm_chat_tokenize(&s, f->tok, &f->cfg, bad, 2, tiles, 1, NULL, 0);
+    check(rc == MMM_ERR_ARG && strstr(mmm_last_error(), "more <image> markers than images"), "chat: more markers than images refused");
+}
+
+TEST(train_dataset_loading_and_bad_lines) {
+    fixture *f = get_fixture();
+    if (!check(f != NULL, "dataset: fixture")) return;
+    char path[128], bad[160];
+    snprintf(path, sizeof path, "%s/train.jsonl", f->dir);
+    mmm_data_options opt = {NULL, 4096, 0, 0};
+    mmm_dataset d;
+    int rc = mmm_dataset_load(&d, path, f->tok, &f->cfg, &opt);
+    check(rc == MMM_OK && d.n == 240 && d.n_skipped == 0, "dataset: %d samples from train.jsonl", rc ? 0 : d.n);
+    int grid_tiles = 0, count_images = 0;
+    for (int i = 0; i < d.n && !rc; i++) {
+        if (!strcmp(d.samples[i].task, "grid")) grid_tiles = d.samples[i].n_tiles;
+        if (!strcmp(d.samples[i].task, "count")) count_images = d.samples[i].n_images;
+    }
+    check(grid_tiles == 5, "dataset: a 56x56 grid image is 2x2 tiles + thumbnail (%d tiles)", grid_tiles);
+    check(count_images >= 3, "dataset: count samples carry several images (%d)", count_images);
+
+    /* batches: the budget holds, every sample once per epoch, the order depends on the seed only */
+    int *order = malloc((size_t)d.n * sizeof *order), *seen = calloc((size_t)d.n, sizeof *seen), *order2 = malloc((size_t)d.n * sizeof *order2);
+    mmm_epoch_order(order, d.n, 5, 0);
+    mmm_epoch_order(order2, d.n, 5, 0);
+    check(!memcmp(order, order2, (size_t)d.n * sizeof *order), "batch: epoch order is deterministic");
+    mmm_epoch_order(order2, d.n, 5, 1);
+    check(memcmp(order, order2, (size_t)d.n * sizeof *order), "batch: the next epoch is another order");
+    int pos = 0, budget_ok = 1, batches = 0, tiles_ok = 1;
+    while (pos < d.n) {
+        mmm_batch b;
+        if (mmm_batch_make(&b, &d, order, d.n, &pos, 600, &f->cfg)) { budget_ok = 0; break; }
+        budget_ok &= (long)b.B * b.T <= 600 || b.B == 1;
+        int want_tiles = 0;
+        for (int i = 0; i < b.B; i++) { seen[b.members[i]]++; want_tiles += d.samples[b.members[i]].n_tiles; }
+        tiles_ok &= want_tiles == b.n_tiles;
+        batches++;
+        mmm_batch_free(&b);
+    }
+    int once = 1;
+    for (int i = 0; i < d.n; i++) once &= seen[i] == 1;
+    check(budget_ok && once && tiles_ok, "batch: %d batches within 600 tokens cover every sample once with its tiles", batches);
+    free(order); free(order2); free(seen);
+    mmm_dataset_free(&d);
+
+    /* bad lines are skipped and reported, or fatal under strict */
+    snprintf(bad, sizeof bad, "%s/bad.jsonl", f->dir);
+    FILE *fp = fopen(bad, "w");
+    fprintf(fp, "{\"id\": 1, \"conversations\": [{\"from\": \"human\", \"value\": \"Hi\"}, {\"from\": \"gpt\", \"value\": \"Yes\"}]}\n");
+    fprintf(fp, "{not json\n");
+    fprintf(fp, "{\"image\": \"nope.png\", \"conversations\": [{\"from\": \"human\", \"value\": \"<image>x\"}, {\"from\": \"gpt\", \"value\": \"No\"}]}\n");
+    fprintf(fp, "{\"conversations\": [{\"from\": \"gpt\", \"value\": \"x\"}, {\"from\": \"human\", \"value\": \"y\"}]}\n");
+    char *img = realpath("tests/data/images/fmnist_28.png", NULL);
+    fprintf(fp, "{\"image\": \"%s\", \"conversations\": [{\"from\": \"human\", \"value\": \"no marker\"}, {\"from\": \"gpt\", \"value\": \"No\"}]}\n", img);
+    free(img);
+    fprintf(fp, "\n[1, 2]\n");
+    fclose(fp);
+    rc = mmm_dataset_load(&d, bad, f->tok, &f->cfg, &opt);
+    check(rc == MMM_OK && d.n == 1 && d.n_skipped == 5 && strstr(d.skipped_report, "line 2: not valid JSON") &&
+          strstr(d.skipped_report, "line 3: image") && strstr(d.skipped_report, "line 4: turn 0") &&
+          strstr(d.skipped_report, "line 5: the conversation has 0 <image> markers but 1 images"),
+          "dataset: 5 bad lines skipped and reported (%s)", rc ? mmm_last_error() : d.skipped_report);
+    if (!rc) mmm_dataset_free(&d);
+    opt.strict = 1;
+    rc = mmm_dataset_load(&d, bad, f->tok, &f->cfg, &opt);
+    check(rc == MMM_ERR_FORMAT && strstr(mmm_last_error(), "bad.jsonl: line 2: not valid JSON"),
+          "dataset: --strict stops at the first bad line (%s)", mmm_last_error());
+    opt.strict = 0;
+    opt.max_tokens = 60;
+    rc = mmm_dataset_load(&d, path, f->tok, &f->cfg, &opt);
+    check(rc == MMM_OK && d.n_skipped > 0 && strstr(d.skipped_report, "more than the limit of 60"),
+          "dataset: samples over --max-tokens are dropped and counted (%d)", rc ? 0 : d.n_skipped);
+    if (!rc) mmm_dataset_free(&d);
+}
+
+typedef struct {
+    mmm_acts *acts;
+    float *dl;
+    int fail_at_call, calls;
+} ce_ctx;
+
+static int ce_step(void *ctx, const mmm_model *m, const mmm_batch *b, float *grads, double *ls, long *lt) {
+    ce_ctx *c = ctx;
+    if (c->fail_at_call && ++c->calls == c->fail_at_call) return mmm_fail(MMM_ERR_IO, "simulated crash");
+    mmm_input in = {b->B, b->T, b->ids, b->pixels, b->n_tiles};
+    int rc = mmm_forward(m, &in, &c->acts);
+    if (rc) return rc;
+    size_t n = (size_t)b->B * b->T * m->cfg.vocab;
+    free(c->dl);
+    c->dl = calloc(n, sizeof *c->dl);
+    float loss;
+    int count;
+    mmm_cross_entropy_forward(&loss, &count, mmm_acts_logits(c->acts), b->labels, b->B * b->T, m->cfg.vocab);
+    mmm_cross_entropy_backward(c->dl, (float)count, mmm_acts_logits(c->acts), b->labels, b->B * b->T, m->cfg.vocab);
+    *ls = (double)loss * count;
+    *lt = count;
+    return mmm_backward(m, c->acts, c->dl, grads);
+}
+
+static int run(fixture *f, const char *out, long steps, int fail_at, mmm_model **model, mmm_train_result *res) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/train.jsonl", f->dir);
+    mmm_data_options opt = {NULL, 4096, 0, 0};
+    mmm_dataset d;
+    int rc = mmm_dataset_load(&d, path, f->tok, &f->cfg, &opt);
+    if (rc) return rc;
+    mmm_model *m = NULL;
+    rc = mmm_model_create(&m, &f->cfg);
+    if (rc) { mmm_dataset_free(&d); return rc; }
+    mmm_model_init_random(m, 3, 0.05f);
+    mmm_train_range *tr = calloc((size_t)m->n_params, sizeof *tr);
+    for (int i = 0; i < m->n_params; i++) tr[i] = (mmm_train_range){0, m->params[i].numel};
+    mmm_train_options o = {.out_dir = out, .name = "train", .steps = steps, .accum = 2, .batch_tokens = 1200,
+                           .clip = 1.0f, .sched = {MMM_SCHED_WSD, 3e-3f, 0.1f, 0.1f, 0, steps},
+                           .adam = {3e-3f, 0.9f, 0.999f, 1e-8f, 0.05f}, .save_every = 5, .log_every = 1000,
+                           .seed = 9, .keep_checkpoints = 2, .quiet = 1};
+    ce_ctx c = {NULL, NULL, fail_at, 0};
+    rc = mmm_train_run(m, tr, &d, &o, ce_step, &c, NULL, NULL, res);
+    mmm_acts_free(c.acts);
+    free(c.dl);
+    free(tr);
+    mmm_dataset_free(&d);
+    if (model) *model = m;
+    else mmm_model_free(m);
+    return rc;
+}
+
+/* losses of steps in [from, to] from a training log */
+static int log_losses(const char *out, double *loss, int from, int to) {
+    char path[160], *text = NULL;
+    snprintf(path, sizeof path, "%s/train_log.jsonl", out);
+    if (mmm_read_text_file(path, 1 << 24, &text, NULL)) return 0;
+    int got = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step"), *l = cJSON_GetObjectItemCaseSensitive(j, "loss");
+        if (cJSON_IsNumber(s) && cJSON_IsNumber(l) && s->valuedouble >= from && s->valuedouble <= to) {
+            loss[(int)s->valuedouble - from] = l->valuedouble;
+            got++;
+        }
+        cJSON_Delete(j);
+    }
+    free(text);
+    return got;
+}
+
+TEST(train_loss_falls_and_resume_is_exact) {
+    fixture *f = get_fixture();
+    if (!check(f != NULL, "train: fixture")) return;
+    char a[96], b[96];
+    snprintf(a, sizeof a, "%s/run_a", f->dir);
+    snprintf(b, sizeof b, "%s/run_b", f->dir);
+    mmm_model *ma = NULL, *mb = NULL;
+    mmm_train_result ra, rb;
+    int rc = run(f, a, 40, 0, &ma, &ra);
+    check(rc == MMM_OK, "train: 40 steps run%s%s", rc ? ": " : "", rc ? mmm_last_error() : "");
+    double la[40] = {0};
+    int n = log_losses(a, la, 1, 40);
+    double first = (la[0] + la[1] + la[2]) / 3, last = (la[37] + la[38] + la[39]) / 3;
+    check(n == 40 && last < 0.5 * first, "train: loss falls from %.3f (steps 1-3) to %.3f (steps 38-40)", first, last);
+
+    /* interrupted run: a simulated crash during step 13 (after the step-10 checkpoint), then a rerun */
+    rc = run(f, b, 40, 2 * 12 + 1, NULL, &rb);
+    check(rc == MMM_ERR_IO, "train: the simulated crash stops the run");
+    char latest[160], *name = NULL;
+    snprintf(latest, sizeof latest, "%s/checkpoints/latest", b);
+    mmm_read_text_file(latest, 100, &name, NULL);
+    check(name && !strncmp(name, "step-0000010", 12), "train: the latest complete checkpoint is step 10");
+    free(name);
+    rc = run(f, b, 40, 0, &mb, &rb);
+    check(rc == MMM_OK && rb.resumed, "train: the rerun resumes from the checkpoint");
+    double lb[30] = {0};
+    int nb = log_losses(b, lb, 11, 40), same = nb == 30;
+    for (int i = 0; i < 30 && same; i++) same = lb[i] == la[10 + i];
+    check(same, "train: steps 11-40 after resume have exactly the uninterrupted run's losses");
+    check(ma && mb && !memcmp(ma->data, mb->data, ma->n_floats * sizeof *ma->data),
+          "train: final weights equal the uninterrupted run's");
+    mmm_model_free(ma);
+    mmm_model_free(mb);
+}
