@@ -1,6 +1,7 @@
 # mmm build. Targets:
 #   make            library (build/libmmm.a) and CLI (build/mmm)
 #   make test       install missing Debian packages, build and run the test suite
+#   make demo       install missing packages, build, and run the main job (mmm demo; ARGS=--quick)
 #   make bench      build and run the CPU micro-benchmarks
 #   make deps       install missing Debian packages only
 # CUDA=1 (default when nvcc is found) also compiles src/cuda/*.cu and links cudart + cuBLAS.
@@ -33,7 +34,7 @@ endif
 endif
 LIB := $(BUILD)/libmmm.a
 
-.PHONY: all deps test bench clean
+.PHONY: all deps test bench demo clean
 all: $(BUILD)/mmm
 
 deps:
@@ -64,6 +65,10 @@ $(BUILD)/%.o: %.cu
 test: deps
 	@$(MAKE) --no-print-directory $(BUILD)/mmm $(BUILD)/mmm_tests
 	@MMM_BIN=$(BUILD)/mmm ./$(BUILD)/mmm_tests $(T)
+
+demo: deps
+	@$(MAKE) --no-print-directory $(BUILD)/mmm
+	./$(BUILD)/mmm demo $(ARGS)
 
 bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/mmm_bench

@@ -32,8 +32,8 @@ typedef enum {
 
 /* Sets keep[l] for the chosen layers (clears the others). */
 int mmm_hybrid_layers(uint8_t *keep, int n, int K, mmm_placement where);
-/* Parses "every:4", "head-interleaved:8", "tail-stacked:8", ... (K = attention layers, every:M =
- * one in M, head-interleaved) or a list "0,4,8" into keep[0..n). */
+/* Parses "every:4" (layers 0, 4, 8, ...: the first of every 4), "head-interleaved:8",
+ * "tail-stacked:8", ... (8 = attention layers) or a list "0,4,8" into keep[0..n). */
 int mmm_parse_layer_choice(uint8_t *keep, int n, const char *spec);
 
 #endif

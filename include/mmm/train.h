@@ -88,11 +88,17 @@ typedef struct {
     long loss_tokens;
     long generated_tokens;
     double seconds;
+    /* against a teacher, when one is given */
+    int agree;             /* samples whose generated answers are identical */
+    double kl_sum;         /* KL(teacher || student) summed over answer positions */
+    long kl_tokens;
 } mmm_eval_result;
 
-/* Scores up to max_samples samples (0 = all): answer-token cross-entropy with teacher forcing,
- * and exact match of the greedily generated answer (up to max_new tokens, until <|im_end|>). */
+/* Scores up to max_samples samples (0 = all), spread evenly over the file: answer-token
+ * cross-entropy with teacher forcing, and exact match of the greedily generated answer (up to
+ * max_new tokens, until <|im_end|>). With a teacher, also how often the two generate the same
+ * answer and the mean KL(teacher || student) of their next-token distributions on the answers. */
 int mmm_evaluate(const mmm_model *m, const mmm_tokenizer *tok, const mmm_dataset *d, int max_samples,
-                 int max_new, mmm_eval_result *r);
+                 int max_new, const mmm_model *teacher, mmm_eval_result *r);
 
 #endif

@@ -76,7 +76,7 @@ typedef struct {
 static int eval_cb(void *ctx, const mmm_model *m, long step, char *json, size_t cap) {
     eval_ctx *e = ctx;
     mmm_eval_result r;
-    int rc = mmm_evaluate(m, e->tok, e->data, e->samples, 16, &r);
+    int rc = mmm_evaluate(m, e->tok, e->data, e->samples, 16, NULL, &r);
     if (rc) return rc;
     char label[64];
     snprintf(label, sizeof label, "eval step %ld", step);

@@ -99,7 +99,7 @@ int cli_print_eval(const char *label, const mmm_eval_result *r, char *json, size
 static int eval_cb(void *ctx, const mmm_model *m, long step, char *json, size_t cap) {
     eval_ctx *e = ctx;
     mmm_eval_result r;
-    int rc = mmm_evaluate(m, e->tok, e->data, e->samples, 16, &r);
+    int rc = mmm_evaluate(m, e->tok, e->data, e->samples, 16, NULL, &r);
     if (rc) return rc;
     char label[64];
     snprintf(label, sizeof label, "eval step %ld", step);
@@ -188,7 +188,7 @@ int cmd_train(int argc, char **argv) {
     mmm_tokenizer *tok = NULL;
     mmm_model *m = NULL;
     mmm_dataset train = {0}, test = {0};
-    uint8_t *trainable = NULL;
+    mmm_train_range *trainable = NULL;
     ce_ctx ce = {0};
     int rc = mmm_config_load(&cfg, config_path), have_cfg = !rc;
     if (!rc) rc = mmm_tokenizer_load(tok_path, &tok);
@@ -203,9 +203,10 @@ int cmd_train(int argc, char **argv) {
         rc = mmm_dataset_load(&test, eval_path, tok, &cfg, &eopt);
         if (!rc && test.n_skipped) printf("%s: skipped %d of %d lines (%s)\n", eval_path, test.n_skipped, test.n_lines, test.skipped_report);
     }
-    if (!rc && !(trainable = malloc((size_t)m->n_params))) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    if (!rc && !(trainable = calloc((size_t)m->n_params, sizeof *trainable))) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
     if (!rc) {
-        for (int i = 0; i < m->n_params; i++) trainable[i] = !(m->params[i].flags & MMM_PARAM_UNUSED);
+        for (int i = 0; i < m->n_params; i++)
+            if (!(m->params[i].flags & MMM_PARAM_UNUSED)) trainable[i] = (mmm_train_range){0, m->params[i].numel};
         printf("mmm train: %.2f M parameters, %d training samples, %d eval samples, %ld steps of %d x %d tokens\n",
                m->n_floats * 1e-6, train.n, test.n, o.steps, o.accum, o.batch_tokens);
         eval_ctx ev = {tok, &test, eval_samples};

@@ -29,7 +29,9 @@ static int cmd_version(int argc, char **argv) {
 static const command commands[] = {
     {"bench", "decode latency and memory vs context: teacher, hybrid, linear", cmd_bench},
     {"data", "build datasets (fashion-mnist: the embedded default)", cmd_data},
+    {"demo", "the whole pipeline on the embedded default, with a report", cmd_demo},
     {"distill", "distill a teacher into a linear or hybrid Mamba-2 student (3 stages)", cmd_distill},
+    {"eval", "exact-match accuracy per task; agreement and KL against a teacher", cmd_eval},
     {"forward", "run one forward pass; dump logits and hidden states", cmd_forward},
     {"seed", "carve a Mamba-2 student (linear or hybrid) out of a teacher", cmd_seed},
     {"tokenizer", "train, encode, decode: byte-level BPE and SentencePiece", cmd_tokenizer},

@@ -128,9 +128,10 @@ int mmm_parse_layer_choice(uint8_t *keep, int n, const char *spec) {
         long k = strtol(colon + 1, &end, 10);
         if (*end || k < 1) return mmm_fail(MMM_ERR_ARG, "layer choice '%s': expected a positive number after ':'", spec);
         size_t len = (size_t)(colon - spec);
-        if (len == 5 && !strncmp(spec, "every", 5)) {
-            if (n % k) return mmm_fail(MMM_ERR_ARG, "layer choice '%s': %d layers are not a multiple of %ld", spec, n, k);
-            return mmm_hybrid_layers(keep, n, (int)(n / k), MMM_PLACE_HEAD_INTERLEAVED);
+        if (len == 5 && !strncmp(spec, "every", 5)) { /* the first layer of every k: 0, k, 2k, ... */
+            memset(keep, 0, (size_t)n);
+            for (long l = 0; l < n; l += k) keep[l] = 1;
+            return MMM_OK;
         }
         for (size_t i = 0; i < sizeof names / sizeof *names; i++)
             if (strlen(names[i].name) == len && !strncmp(spec, names[i].name, len))

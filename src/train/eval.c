@@ -31,18 +31,32 @@ static int same_answer(const char *a, const char *b) {
     return la == lb && !memcmp(a, b, la);
 }
 
+/* Greedy answer of `m` to the sample's prompt: n_gen tokens in out, the stop token dropped. */
+static int generate_answer(const mmm_model *m, mmm_state *st, const mmm_sample *s, const float *pixels,
+                           float *logits, int max_new, int32_t stop, int32_t *out, int *n_gen) {
+    mmm_sampler greedy = {0, 0, 1, 0};
+    mmm_state_reset(st);
+    int rc = mmm_prefill(m, st, s->ids, s->prompt_len, pixels, s->n_tiles, NULL, logits);
+    if (!rc) rc = mmm_generate(m, st, logits, max_new, stop, &greedy, out, n_gen, NULL, NULL);
+    if (!rc && *n_gen && out[*n_gen - 1] == stop) (*n_gen)--;
+    return rc;
+}
+
 int mmm_evaluate(const mmm_model *m, const mmm_tokenizer *tok, const mmm_dataset *d, int max_samples,
-                 int max_new, mmm_eval_result *r) {
+                 int max_new, const mmm_model *teacher, mmm_eval_result *r) {
     memset(r, 0, sizeof *r);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int n = max_samples > 0 && max_samples < d->n ? max_samples : d->n, V = m->cfg.vocab, longest = 0;
     for (int i = 0; i < n; i++) if (d->samples[i].n > longest) longest = d->samples[i].n;
-    mmm_state *st = NULL;
+    mmm_state *st = NULL, *tst = NULL;
     float *logits = malloc((size_t)V * (size_t)(longest + 1) * sizeof *logits);
-    int32_t *out = malloc((size_t)(max_new + 1) * sizeof *out);
-    int rc = logits && out ? mmm_state_new(&st, m, longest + max_new + 1) : mmm_fail(MMM_ERR_NOMEM, "eval: out of memory");
-    mmm_sampler greedy = {0, 0, 1, 0};
+    float *tlogits = teacher ? malloc((size_t)V * (size_t)(longest + 1) * sizeof *tlogits) : NULL;
+    int32_t *out = malloc((size_t)(max_new + 1) * sizeof *out), *tout = malloc((size_t)(max_new + 1) * sizeof *tout);
+    int rc = logits && out && tout && (!teacher || tlogits) ? mmm_state_new(&st, m, longest + max_new + 1)
+                                                           : mmm_fail(MMM_ERR_NOMEM, "eval: out of memory");
+    if (!rc && teacher && teacher->cfg.vocab != V) rc = mmm_fail(MMM_ERR_ARG, "eval: the teacher's vocabulary differs from the model's");
+    if (!rc && teacher) rc = mmm_state_new(&tst, teacher, longest + max_new + 1);
     int32_t stop = m->cfg.im_end_id >= 0 ? m->cfg.im_end_id : mmm_tokenizer_token_to_id(tok, "<|im_end|>");
     /* even when a sample is a single evaluation, spread it evenly over tasks */
     for (int k = 0; k < n && !rc; k++) {
@@ -65,16 +79,30 @@ int mmm_evaluate(const mmm_model *m, const mmm_tokenizer *tok, const mmm_dataset
             loss += log(sum) + mx - row[s->labels[t]];
             count++;
         }
-        /* generation from the prompt */
-        int n_gen = 0;
-        if (!rc) {
-            mmm_state_reset(st);
-            rc = mmm_prefill(m, st, s->ids, s->prompt_len, pixels, s->n_tiles, NULL, logits);
+        /* against the teacher: its distributions on the same positions, and its own answer */
+        int n_gen = 0, n_tgen = 0;
+        if (!rc && teacher) {
+            mmm_state_reset(tst);
+            rc = mmm_prefill(teacher, tst, s->ids, s->n, pixels, s->n_tiles, tlogits, NULL);
+            for (int t = 0; t < s->n && !rc; t++) {
+                if (s->labels[t] < 0) continue;
+                const float *ps = logits + (size_t)t * V, *pt = tlogits + (size_t)t * V;
+                double ms = ps[0], mt = pt[0], zs = 0, zt = 0, kl = 0;
+                for (int v = 1; v < V; v++) { if (ps[v] > ms) ms = ps[v]; if (pt[v] > mt) mt = pt[v]; }
+                for (int v = 0; v < V; v++) { zs += exp(ps[v] - ms); zt += exp(pt[v] - mt); }
+                for (int v = 0; v < V; v++) {
+                    double lpt = pt[v] - mt - log(zt), lps = ps[v] - ms - log(zs);
+                    kl += exp(lpt) * (lpt - lps);
+                }
+                r->kl_sum += kl;
+                r->kl_tokens++;
+            }
+            if (!rc) rc = generate_answer(teacher, tst, s, pixels, tlogits, max_new, stop, tout, &n_tgen);
         }
-        if (!rc) rc = mmm_generate(m, st, logits, max_new, stop, &greedy, out, &n_gen, NULL, NULL);
+        if (!rc) rc = generate_answer(m, st, s, pixels, logits, max_new, stop, out, &n_gen);
         free(pixels);
         if (rc) break;
-        if (n_gen && out[n_gen - 1] == stop) n_gen--;
+        if (teacher) r->agree += n_gen == n_tgen && !memcmp(out, tout, (size_t)n_gen * sizeof *out);
         char *text = NULL;
         if ((rc = mmm_tokenizer_decode(tok, out, n_gen, 1, &text, NULL))) break;
         int ok = same_answer(text, s->answer);
@@ -91,8 +119,11 @@ int mmm_evaluate(const mmm_model *m, const mmm_tokenizer *tok, const mmm_dataset
         r->generated_tokens += n_gen;
     }
     mmm_state_free(st);
+    mmm_state_free(tst);
     free(logits);
+    free(tlogits);
     free(out);
+    free(tout);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     r->seconds = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
     return rc;

@@ -124,7 +124,10 @@ TEST(student_layer_choice) {
     ok = mmm_parse_layer_choice(keep, 8, "1, 5,7") == MMM_OK;
     check(ok && keep[1] && keep[5] && keep[7] && !keep[0] && !keep[6], "attention-layers list 1,5,7");
     check(mmm_parse_layer_choice(keep, 8, "9") == MMM_ERR_ARG, "attention-layers out of range refused");
-    check(mmm_parse_layer_choice(keep, 30, "every:4") == MMM_ERR_ARG, "every:4 of 30 layers refused");
+    ok = mmm_parse_layer_choice(keep, 6, "every:4") == MMM_OK;
+    for (int l = 0; l < 6; l++) ok &= keep[l] == (l == 0 || l == 4);
+    check(ok, "hybrid every:4 of 6 layers keeps 0 and 4");
+    check(mmm_parse_layer_choice(keep, 8, "every:0") == MMM_ERR_ARG, "every:0 refused");
     check(mmm_parse_layer_choice(keep, 8, "middle:2") == MMM_ERR_ARG && strstr(mmm_last_error(), "unknown placement"),
           "unknown placement refused");
 }

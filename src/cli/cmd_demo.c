@@ -1,0 +1,283 @@
+/* mmm demo: the whole pipeline on the embedded default. Fashion-MNIST data, the default teacher
+ * (shipped in models/teacher-fmnist, or trained), a linear and a hybrid student distilled in three
+ * stages, evaluation of all three, decode benchmarks, and REPORT.md with plots. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "mmm/error.h"
+#include "mmm/fileio.h"
+#include "mmm/path.h"
+
+#define SHIPPED_TEACHER "models/teacher-fmnist"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Runs a subcommand given as a printf-style command line ("eval --model ..."), split at spaces
+ * (paths here have none). */
+static int run(int (*cmd)(int, char **), const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int run(int (*cmd)(int, char **), const char *fmt, ...) {
+    char line[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    char *argv[96];
+    int argc = 0;
+    for (char *tok = strtok(line, " "); tok && argc < 95; tok = strtok(NULL, " ")) argv[argc++] = tok;
+    argv[argc] = NULL;
+    printf("\n$ mmm %s", argc ? argv[0] : "");
+    for (int i = 1; i < argc; i++) printf(" %s", argv[i]);
+    printf("\n");
+    fflush(stdout);
+    return cmd(argc, argv);
+}
+
+static void banner(int step, int total, const char *what, double t0) {
+    printf("\n==== [%d/%d] %s (%.0f s so far) ====\n", step, total, what, now() - t0);
+    fflush(stdout);
+}
+
+/* The shipped teacher: beside the binary's repository, or in the working directory. */
+static int find_shipped(char *out, size_t cap) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0'; /* build/ */
+            snprintf(out, cap, "%s/../%s", exe, SHIPPED_TEACHER);
+            char probe[PATH_MAX + 4200];
+            snprintf(probe, sizeof probe, "%s/model.safetensors", out);
+            if (exists(probe)) return 1;
+        }
+    }
+    snprintf(out, cap, "%s", SHIPPED_TEACHER);
+    return exists(SHIPPED_TEACHER "/model.safetensors");
+}
+
+typedef struct {
+    double acc, loss, agree, kl;
+    int n;
+    char tasks[8][16];
+    double task_acc[8];
+    int n_tasks;
+} eval_summary;
+
+static int read_eval(const char *path, eval_summary *e) {
+    cJSON *j = NULL;
+    int rc = mmm_json_load(path, 1 << 20, (void **)&j);
+    if (rc) return rc;
+    memset(e, 0, sizeof *e);
+    const cJSON *v;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "accuracy"))) e->acc = v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "answer_loss"))) e->loss = v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "agreement"))) e->agree = v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "kl"))) e->kl = v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(j, "samples"))) e->n = (int)v->valuedouble;
+    const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(j, "tasks");
+    for (const cJSON *t = tasks ? tasks->child : NULL; t && e->n_tasks < 8; t = t->next) {
+        snprintf(e->tasks[e->n_tasks], sizeof e->tasks[0], "%s", t->string);
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(t, "accuracy");
+        e->task_acc[e->n_tasks++] = a ? a->valuedouble : 0;
+    }
+    cJSON_Delete(j);
+    return MMM_OK;
+}
+
+static double task_acc(const eval_summary *e, const char *task) {
+    for (int i = 0; i < e->n_tasks; i++) if (!strcmp(e->tasks[i], task)) return e->task_acc[i];
+    return -1;
+}
+
+/* Accuracy per task for the three models as a grouped bar chart. */
+static void plot_accuracy(const char *out, const eval_summary *e, const char *const *names) {
+    char dat[1100], gp[1100], png[1100], cmd[2400];
+    snprintf(dat, sizeof dat, "%s/accuracy.dat", out);
+    snprintf(gp, sizeof gp, "%s/accuracy.gp", out);
+    snprintf(png, sizeof png, "%s/accuracy.png", out);
+    FILE *f = fopen(dat, "w");
+    if (!f) return;
+    fprintf(f, "task %s %s %s\n", names[0], names[1], names[2]);
+    for (int i = 0; i < e[0].n_tasks; i++)
+        fprintf(f, "%s %g %g %g\n", e[0].tasks[i], task_acc(&e[0], e[0].tasks[i]), task_acc(&e[1], e[0].tasks[i]),
+                task_acc(&e[2], e[0].tasks[i]));
+    fclose(f);
+    if (!(f = fopen(gp, "w"))) return;
+    fprintf(f, "set terminal pngcairo size 900,450 font ',10'\nset output '%s'\nset title 'Exact-match accuracy per task (test split)'\n"
+               "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
+               "set yrange [0:1.05]\nset grid ytics\nset key top right\nset ylabel 'accuracy'\n"
+               "plot '%s' using 2:xtic(1) title columnheader(2), '' using 3 title columnheader(3), '' using 4 title columnheader(4)\n",
+            png, dat);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>/dev/null", gp);
+    if (system(cmd) != 0) fprintf(stderr, "mmm demo: gnuplot could not draw %s\n", png);
+}
+
+static void usage(FILE *f) {
+    fputs("usage: mmm demo [--out DIR] [--quick] [--retrain-teacher] [--teacher DIR]\n\n"
+          "The main job, offline, on the embedded default (Debian's Fashion-MNIST): builds the VQA\n"
+          "data, takes the default teacher (the one shipped in models/teacher-fmnist, or trains it\n"
+          "with --retrain-teacher), distills a linear and a hybrid (every 4th layer attention) student\n"
+          "in three stages, evaluates all three on the test split, benchmarks decode latency and\n"
+          "memory against context length, and writes DIR/REPORT.md with tables and plots.\n"
+          "About 10 minutes on 2 cores (25 with --retrain-teacher); --quick: about 3 minutes, with\n"
+          "less data, fewer steps and shorter contexts. Rerunning continues where it stopped.\n\n"
+          "  --out DIR          where everything goes (default runs/demo)\n"
+          "  --quick            small settings\n"
+          "  --retrain-teacher  train the teacher from scratch instead of using the shipped one\n"
+          "  --teacher DIR      use this teacher (with its tokenizer.json) instead\n", f);
+}
+
+int cmd_demo(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"out", required_argument, 0, 'o'}, {"quick", no_argument, 0, 'q'},
+        {"retrain-teacher", no_argument, 0, 'r'}, {"teacher", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *out = "runs/demo", *teacher_arg = NULL;
+    int quick = 0, retrain = 0, o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'o': out = optarg; break;
+        case 'q': quick = 1; break;
+        case 'r': retrain = 1; break;
+        case 't': teacher_arg = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) { fprintf(stderr, "mmm demo: unexpected argument '%s'\n", argv[optind]); return 2; }
+    if (strchr(out, ' ')) { fprintf(stderr, "mmm demo: --out must not contain spaces\n"); return 2; }
+    double t0 = now();
+    char data[1100], teacher[PATH_MAX + 64], linear[1100], hybrid[1100], path[PATH_MAX + 4400];
+    snprintf(data, sizeof data, "%s/data", out);
+    snprintf(linear, sizeof linear, "%s/linear", out);
+    snprintf(hybrid, sizeof hybrid, "%s/hybrid", out);
+    /* runs/ may not exist yet */
+    char parent[1100];
+    snprintf(parent, sizeof parent, "%s", out);
+    for (char *p = parent + 1; *p; p++) if (*p == '/') { *p = '\0'; mkdir(parent, 0755); *p = '/'; }
+    if (mkdir(out, 0755) != 0 && errno != EEXIST) { fprintf(stderr, "mmm demo: cannot create %s: %s\n", out, strerror(errno)); return 1; }
+    const int total = 6;
+    int rc = 0;
+
+    /* 1. data */
+    banner(1, total, "Fashion-MNIST visual question answering data", t0);
+    snprintf(path, sizeof path, "%s/test.jsonl", data);
+    if (exists(path)) printf("%s: already there\n", data);
+    else rc = run(cmd_data, "data fashion-mnist --out %s --train %d --test %d --long 1 --long-images %d", data,
+                  quick ? 12000 : 60000, quick ? 300 : 2000, quick ? 64 : 512);
+
+    /* 2. teacher */
+    if (!rc) banner(2, total, "the default teacher", t0);
+    if (!rc && teacher_arg) snprintf(teacher, sizeof teacher, "%s", teacher_arg);
+    else if (!rc && !retrain && find_shipped(teacher, sizeof teacher)) printf("using the shipped teacher %s\n", teacher);
+    else if (!rc) {
+        snprintf(teacher, sizeof teacher, "%s/teacher", out);
+        snprintf(path, sizeof path, "%s/model.safetensors", teacher);
+        if (exists(path)) printf("%s: already trained\n", teacher);
+        else {
+            char tok[1200];
+            snprintf(tok, sizeof tok, "%s/tokenizer.json", data);
+            rc = run(cmd_tokenizer, "tokenizer train --corpus %s/corpus.txt --vocab-size 384 --special <|im_start|> --special <|im_end|> "
+                     "--special <img> --special </img> --special <IMG_CONTEXT> --out %s", data, tok);
+            if (!rc) rc = run(cmd_train, "train --config configs/teacher-fmnist.json --tokenizer %s --data %s/train.jsonl "
+                              "--eval %s/test.jsonl --out %s --steps %d --lr 2e-3 --batch-tokens 4096 --eval-every %d "
+                              "--eval-samples 300 --save-every 200", tok, data, data, teacher, quick ? 150 : 3000, quick ? 150 : 1000);
+        }
+    }
+
+    /* 3-4. students: stages 1-2 are shared (they always convert every layer); the hybrid differs in stage 3 */
+    int s1 = quick ? 40 : 200, s2 = quick ? 40 : 200, s3 = quick ? 60 : 400;
+    if (!rc) {
+        banner(3, total, "linear student: three-stage distillation", t0);
+        rc = run(cmd_distill, "distill --teacher %s --data %s/train.jsonl --eval %s/test.jsonl --out %s --steps1 %d --steps2 %d "
+                 "--steps3 %d --eval-samples %d", teacher, data, data, linear, s1, s2, s3, quick ? 100 : 300);
+    }
+    if (!rc) {
+        banner(4, total, "hybrid student (every 4th layer attention): stage 3 from the shared stages 1-2", t0);
+        mkdir(hybrid, 0755);
+        for (int k = 1; k <= 2; k++) {
+            char link[1200], target[64];
+            snprintf(link, sizeof link, "%s/stage%d", hybrid, k);
+            snprintf(target, sizeof target, "../linear/stage%d", k);
+            if (!exists(link) && symlink(target, link) != 0) { rc = mmm_fail(MMM_ERR_IO, "%s: %s", link, strerror(errno)); cli_fail("demo"); }
+        }
+        if (!rc) rc = run(cmd_distill, "distill --teacher %s --data %s/train.jsonl --eval %s/test.jsonl --out %s --hybrid every:4 "
+                          "--steps1 %d --steps2 %d --steps3 %d --eval-samples %d", teacher, data, data, hybrid, s1, s2, s3,
+                          quick ? 100 : 300);
+    }
+
+    /* 5. evaluation */
+    eval_summary ev[3];
+    const char *names[3] = {"teacher", "hybrid", "linear"};
+    const char *dirs[3] = {teacher, hybrid, linear};
+    if (!rc) banner(5, total, "evaluation on the test split", t0);
+    for (int i = 0; i < 3 && !rc; i++) {
+        snprintf(path, sizeof path, "%s/eval_%s.json", out, names[i]);
+        rc = i == 0 ? run(cmd_eval, "eval --model %s --data %s/test.jsonl --json %s", dirs[i], data, path)
+                    : run(cmd_eval, "eval --model %s --data %s/test.jsonl --teacher %s --json %s", dirs[i], data, teacher, path);
+        if (!rc) rc = read_eval(path, &ev[i]);
+    }
+    if (!rc) plot_accuracy(out, ev, names);
+
+    /* 6. benchmarks */
+    if (!rc) {
+        banner(6, total, "decode latency and memory against context length", t0);
+        rc = run(cmd_bench, "bench --model %s --contexts %s --steps 8 --json %s/bench_decode.json --plot %s/decode.png", teacher,
+                 quick ? "256,1024,4096" : "1024,4096,16384,65536", out, out);
+    }
+
+    /* REPORT.md */
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/REPORT.md", out);
+        FILE *f = fopen(path, "w");
+        if (!f) rc = mmm_fail(MMM_ERR_IO, "%s: cannot write", path);
+        else {
+            fprintf(f, "# mmm demo report%s\n\nTeacher: `%s`. Data: `%s` (Fashion-MNIST VQA, test split, %d samples). "
+                       "Total time %.0f s on this machine.\n\n## Accuracy (exact match, test split)\n\n| task |",
+                    quick ? " (--quick)" : "", teacher, data, ev[0].n, now() - t0);
+            for (int m = 0; m < 3; m++) fprintf(f, " %s |", names[m]);
+            fprintf(f, "\n|---|---:|---:|---:|\n");
+            for (int i = 0; i < ev[0].n_tasks; i++) {
+                fprintf(f, "| %s |", ev[0].tasks[i]);
+                for (int m = 0; m < 3; m++) fprintf(f, " %.3f |", task_acc(&ev[m], ev[0].tasks[i]));
+                fprintf(f, "\n");
+            }
+            fprintf(f, "| **all** |");
+            for (int m = 0; m < 3; m++) fprintf(f, " **%.3f** |", ev[m].acc);
+            fprintf(f, "\n| kept vs teacher |");
+            for (int m = 0; m < 3; m++) fprintf(f, " %.1f%% |", ev[0].acc > 0 ? 100 * ev[m].acc / ev[0].acc : 0);
+            fprintf(f, "\n| agreement with teacher | — | %.3f | %.3f |\n| KL(teacher ‖ student) | — | %.4f | %.4f |\n\n",
+                    ev[1].agree, ev[2].agree, ev[1].kl, ev[2].kl);
+            fprintf(f, "![accuracy](accuracy.png)\n\n## Distillation losses\n\n");
+            for (int k = 1; k <= 3; k++) fprintf(f, "Stage %d (linear): ![stage%d](linear/stage%d/loss.png)\n\n", k, k, k);
+            fprintf(f, "Stage 3 (hybrid): ![hybrid stage3](hybrid/stage3/loss.png)\n\n");
+            fprintf(f, "Per-layer stage-2 MSE: `linear/stage2/layer_loss.json`.\n\n");
+            fprintf(f, "## Decode latency and memory against context length\n\n![decode](decode.png)\n\nData: `bench_decode.json`.\n");
+            fclose(f);
+            printf("\nmmm demo: done in %.0f s; report: %s\n", now() - t0, path);
+        }
+    }
+    return rc ? (rc > 0 ? rc : cli_fail("demo")) : 0;
+}

@@ -1,0 +1,105 @@
+/* mmm eval: exact-match accuracy per task, and agreement and KL against a teacher. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "mmm/data.h"
+#include "mmm/error.h"
+#include "mmm/tokenizer.h"
+#include "mmm/train.h"
+
+static void usage(FILE *f) {
+    fputs("usage: mmm eval --model DIR --data FILE.jsonl [--teacher DIR] [--tokenizer PATH]\n"
+          "                [--samples N] [--max-new N] [--json OUT]\n\n"
+          "Scores a model on LLaVA-style JSONL conversations: exact match of its greedy answer to\n"
+          "the last assistant turn, per task kind (the records' \"task\" field) and overall, and the\n"
+          "answer tokens' cross-entropy. With --teacher, also how often the two give the same answer\n"
+          "and the mean KL(teacher || model) of their next-token distributions on the answers.\n\n"
+          "  --samples N      at most N samples, spread evenly over the file (default: all)\n"
+          "  --max-new N      longest answer generated (default 16)\n"
+          "  --tokenizer P    default: the model directory's tokenizer\n"
+          "  --json OUT       also write the results as JSON\n\n"
+          "example: mmm eval --model runs/linear --data runs/fmnist/test.jsonl --teacher runs/teacher\n", f);
+}
+
+int cmd_eval(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
+        {"teacher", required_argument, 0, 't'}, {"tokenizer", required_argument, 0, 'k'},
+        {"samples", required_argument, 0, 'n'}, {"max-new", required_argument, 0, 'x'},
+        {"json", required_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *model_dir = NULL, *data = NULL, *teacher_dir = NULL, *tok_path = NULL, *json = NULL;
+    int samples = 0, max_new = 16, o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'm': model_dir = optarg; break;
+        case 'd': data = optarg; break;
+        case 't': teacher_dir = optarg; break;
+        case 'k': tok_path = optarg; break;
+        case 'n': samples = atoi(optarg); break;
+        case 'x': max_new = atoi(optarg); break;
+        case 'j': json = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) { fprintf(stderr, "mmm eval: unexpected argument '%s'\n", argv[optind]); return 2; }
+    if (!model_dir || !data) { fprintf(stderr, "mmm eval: needs --model and --data (see --help)\n"); return 2; }
+    if (samples < 0 || max_new < 1) { fprintf(stderr, "mmm eval: --samples must be >= 0 and --max-new >= 1\n"); return 2; }
+
+    mmm_model *m = NULL, *t = NULL;
+    mmm_tokenizer *tok = NULL;
+    mmm_dataset d = {0};
+    mmm_eval_result r;
+    mmm_data_options dopt = {NULL, 0, 0, samples};
+    int rc = mmm_model_load(&m, model_dir);
+    if (!rc && teacher_dir) rc = mmm_model_load(&t, teacher_dir);
+    if (!rc && t && mmm_config_n_mamba_layers(&t->cfg))
+        rc = mmm_fail(MMM_ERR_ARG, "%s is a student (it has mamba2 layers); --teacher takes the attention model", teacher_dir);
+    if (!rc) rc = mmm_tokenizer_load(tok_path ? tok_path : model_dir, &tok);
+    if (!rc) rc = cli_check_tokenizer(&m->cfg, tok, tok_path ? tok_path : model_dir);
+    if (!rc) rc = mmm_dataset_load(&d, data, tok, &m->cfg, &dopt);
+    if (!rc && d.n_skipped) printf("%s: skipped %d of %d lines (%s)\n", data, d.n_skipped, d.n_lines, d.skipped_report);
+    if (!rc) rc = mmm_evaluate(m, tok, &d, 0, max_new, t, &r);
+    if (!rc) {
+        int L = mmm_config_n_layers(&m->cfg), nm = mmm_config_n_mamba_layers(&m->cfg);
+        printf("%s (%s, %d layers: %d mamba2, %d attention) on %s\n", model_dir,
+               nm == 0 ? "teacher" : nm == L ? "linear student" : "hybrid student", L, nm, L - nm, data);
+        printf("%-10s %8s %10s %12s\n", "task", "samples", "accuracy", "answer loss");
+        for (int i = 0; i < r.n_tasks; i++) {
+            const mmm_task_score *s = &r.tasks[i];
+            printf("%-10s %8d %10.4f %12.4f\n", s->task, s->n, s->n ? (double)s->correct / s->n : 0,
+                   s->loss_tokens ? s->loss_sum / s->loss_tokens : 0);
+        }
+        printf("%-10s %8d %10.4f %12.4f\n", "all", r.n, r.n ? (double)r.correct / r.n : 0,
+               r.loss_tokens ? r.loss_sum / r.loss_tokens : 0);
+        if (t) printf("agreement with the teacher %.4f, mean KL(teacher || model) %.5f\n", r.n ? (double)r.agree / r.n : 0,
+                      r.kl_tokens ? r.kl_sum / r.kl_tokens : 0);
+        printf("%.1f s, %.1f samples/s, %.0f generated tokens/s\n", r.seconds, r.n / r.seconds, r.generated_tokens / r.seconds);
+    }
+    if (!rc && json) {
+        FILE *f = fopen(json, "w");
+        if (!f) rc = mmm_fail(MMM_ERR_IO, "%s: cannot write", json);
+        else {
+            fprintf(f, "{\"model\": \"%s\", \"data\": \"%s\", \"samples\": %d, \"accuracy\": %.5f, \"answer_loss\": %.5f,",
+                    model_dir, data, r.n, r.n ? (double)r.correct / r.n : 0, r.loss_tokens ? r.loss_sum / r.loss_tokens : 0);
+            if (t) fprintf(f, " \"teacher\": \"%s\", \"agreement\": %.5f, \"kl\": %.6f,", teacher_dir,
+                           r.n ? (double)r.agree / r.n : 0, r.kl_tokens ? r.kl_sum / r.kl_tokens : 0);
+            fprintf(f, " \"seconds\": %.2f, \"tasks\": {", r.seconds);
+            for (int i = 0; i < r.n_tasks; i++)
+                fprintf(f, "%s\"%s\": {\"samples\": %d, \"accuracy\": %.5f}", i ? ", " : "", r.tasks[i].task,
+                        r.tasks[i].n, r.tasks[i].n ? (double)r.tasks[i].correct / r.tasks[i].n : 0);
+            fprintf(f, "}}\n");
+            fclose(f);
+        }
+    }
+    int status = rc ? cli_fail("eval") : 0;
+    mmm_dataset_free(&d);
+    mmm_model_free(m);
+    mmm_model_free(t);
+    mmm_tokenizer_free(tok);
+    return status;
+}
