@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Crash safety: kills `mmm train` and `mmm distill` with SIGKILL at random moments (at least 5
+# times each), reruns the same command each time, and checks that every checkpoint left behind
+# loads and that the final weights are byte-identical to an uninterrupted run's.
+# usage: tests/crash/kill_resume.sh [MMM_BINARY]    (prints "N passed, N failed")
+set -u
+mmm=${1:-build/mmm}
+work=$(mktemp -d /tmp/mmm_crash_XXXXXX)
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+ok() { echo "$1 ok"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+
+# a small dataset, its tokenizer and a narrow default-shaped model
+"$mmm" data fashion-mnist --out "$work/data" --train 400 --test 40 > /dev/null || { echo "FAIL crash: data"; exit 1; }
+"$mmm" tokenizer train --corpus "$work/data/corpus.txt" --vocab-size 384 --special "<|im_start|>" --special "<|im_end|>" \
+    --special "<img>" --special "</img>" --special "<IMG_CONTEXT>" --out "$work/tok.json" > /dev/null || exit 1
+sed -e 's/"hidden_size": 128/"hidden_size": 32/; s/"llm_hidden_size": 128/"llm_hidden_size": 32/' \
+    -e 's/"intermediate_size": 384/"intermediate_size": 64/' configs/teacher-fmnist.json > "$work/config.json"
+
+train_cmd() { # $1 = output directory
+    "$mmm" train --config "$work/config.json" --tokenizer "$work/tok.json" --data "$work/data/train.jsonl" \
+        --out "$1" --steps 60 --batch-tokens 1024 --save-every 3 --seed 4
+}
+distill_cmd() {
+    "$mmm" distill --teacher "$work/ref_train" --data "$work/data/train.jsonl" --out "$1" \
+        --steps1 24 --steps2 24 --steps3 24 --batch-tokens 1024 --save-every 3 --seed 4
+}
+
+# Reruns "$2 $3" in the background and kills it after a random delay until it completes; checks
+# every checkpoint that exists after each kill.
+kill_until_done() { # $1 = label, $2 = command function, $3 = output directory
+    local kills=0 done=0 bad=0
+    for attempt in $(seq 1 60); do
+        "$2" "$3" > "$work/$1.out" 2>&1 &
+        local pid=$!
+        # kill within 0.3-1.8 s, unless it finishes first
+        local delay; delay=$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", 0.3 + rand() * 1.5 }')
+        local waited=0
+        while kill -0 "$pid" 2> /dev/null && awk -v w="$waited" -v d="$delay" 'BEGIN { exit !(w < d) }'; do
+            sleep 0.1; waited=$(awk -v w="$waited" 'BEGIN { print w + 0.1 }')
+        done
+        if kill -0 "$pid" 2> /dev/null; then
+            kill -9 "$pid" 2> /dev/null; wait "$pid" 2> /dev/null
+            kills=$((kills + 1))
+            # whatever checkpoints exist must be complete and loadable
+            for ck in $(find "$3" -path '*checkpoints/step-*' -maxdepth 3 -type d ! -name '*.tmp' 2> /dev/null); do
+                "$mmm" forward --model "$ck" --ids 0,5,6 --top 0 > /dev/null 2>&1 || { bad=1; echo "corrupt checkpoint $ck"; }
+            done
+        else
+            wait "$pid"; local rc=$?
+            if [ $rc -ne 0 ]; then echo "$1: run failed:"; tail -3 "$work/$1.out"; bad=1; fi
+            done=1; break
+        fi
+    done
+    [ $done -eq 1 ] && [ $kills -ge 5 ] && [ $bad -eq 0 ] && return 0
+    echo "$1: done=$done kills=$kills bad=$bad"
+    return 1
+}
+
+train_cmd "$work/ref_train" > /dev/null 2>&1 && ok "crash: uninterrupted mmm train" || fail "crash: uninterrupted mmm train"
+if kill_until_done train train_cmd "$work/killed_train"; then ok "crash: mmm train killed >= 5 times, every checkpoint loads, finished"
+else fail "crash: mmm train killed and resumed"; fi
+cmp -s "$work/ref_train/model.safetensors" "$work/killed_train/model.safetensors" \
+    && ok "crash: mmm train final weights equal the uninterrupted run's" || fail "crash: mmm train final weights differ"
+
+distill_cmd "$work/ref_distill" > /dev/null 2>&1 && ok "crash: uninterrupted mmm distill" || fail "crash: uninterrupted mmm distill"
+if kill_until_done distill distill_cmd "$work/killed_distill"; then ok "crash: mmm distill killed >= 5 times, every checkpoint loads, finished"
+else fail "crash: mmm distill killed and resumed"; fi
+cmp -s "$work/ref_distill/model.safetensors" "$work/killed_distill/model.safetensors" \
+    && ok "crash: mmm distill final weights equal the uninterrupted run's" || fail "crash: mmm distill final weights differ"
+
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]
