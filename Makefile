@@ -4,11 +4,18 @@
 #   make demo       install missing packages, build, and run the main job (mmm demo; ARGS=--quick)
 #   make bench      build and run the CPU micro-benchmarks
 #   make deps       install missing Debian packages only
-# CUDA=1 (default when nvcc is found) also compiles src/cuda/*.cu and links cudart + cuBLAS.
+# CUDA=1 (default when nvcc is found) also compiles src/cuda/*.cu: cudart is linked statically and
+# cuBLAS is loaded on first use, so binaries start on machines without a GPU driver.
 
 CC      ?= gcc
 BUILD   ?= build
 OPT     ?= -O3 -march=native
+# SANITIZE=1: AddressSanitizer + UBSan build (CPU only), as `make test` runs it in build-asan/
+ifeq ($(SANITIZE),1)
+OPT     := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer
+LDLIBS  += -fsanitize=address,undefined
+CUDA    := 0
+endif
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Iinclude \
            -I/usr/include/x86_64-linux-gnu/openblas-openmp -MMD -MP
@@ -29,12 +36,15 @@ ifneq ($(CUDA_SRC),)
 CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
 CFLAGS   += -DMMM_WITH_CUDA -I$(CUDA_HOME)/include
 LIB_OBJ  += $(CUDA_SRC:%.cu=$(BUILD)/%.o)
-LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt
+LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lpthread -lstdc++
 endif
 endif
+# Hopper machine code, plus sm_80 PTX that the driver compiles for any other GPU from Ampere on.
+NVCCFLAGS ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
+NVCCFLAGS += -Iinclude -Xcompiler -Wall,-Wextra -DMMM_CUDA_LIBDIR='"$(CUDA_HOME)/lib64"' -MMD -MP
 LIB := $(BUILD)/libmmm.a
 
-.PHONY: all deps test bench demo clean
+.PHONY: all deps test fuzz bench demo clean
 all: $(BUILD)/mmm
 
 deps:
@@ -59,12 +69,22 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -arch=sm_90 -Iinclude -c -o $@ $<
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
-# Tests: the whole suite, or a subset with `make test T="ssd attention"`.
+# the CUDA benchmark (bench/run_gpu.sh builds, checks and times everything on a GPU machine)
+$(BUILD)/bench_cuda: $(BUILD)/bench/cuda/bench_cuda.o $(LIB)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# Tests: unit tests, the same under ASan + UBSan, and the crash-safety script (tests/run_all.sh);
+# `make test T="ssd attention"` runs only the unit tests whose names contain those words.
 test: deps
 	@$(MAKE) --no-print-directory $(BUILD)/mmm $(BUILD)/mmm_tests
-	@MMM_BIN=$(BUILD)/mmm ./$(BUILD)/mmm_tests $(T)
+	@if [ -z "$(T)" ]; then $(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 build-asan/mmm build-asan/mmm_tests; fi
+	@bash tests/run_all.sh $(T)
+
+# libFuzzer harnesses, each run for FUZZ_SECONDS (default 30)
+fuzz: deps
+	@bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/mmm

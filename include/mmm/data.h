@@ -63,6 +63,9 @@ typedef struct {
 
 /* Deterministic order over epochs: the permutation of epoch e depends only on (seed, e). */
 void mmm_epoch_order(int *order, int n, uint64_t seed, int epoch);
+/* Sorts each run of `window` consecutive entries of order by sample length, so batches taken in
+ * order hold samples of similar lengths and waste little on padding. */
+void mmm_bucket_by_length(int *order, int n, const mmm_dataset *d, int window);
 /* Takes samples from order[*pos..] while (count + 1)·max_len <= budget (at least one), and builds
  * the batch (loading and tiling its images). Advances *pos. */
 int mmm_batch_make(mmm_batch *b, const mmm_dataset *d, const int *order, int n_order, int *pos,

@@ -28,6 +28,7 @@ static int cmd_version(int argc, char **argv) {
 
 static const command commands[] = {
     {"bench", "decode latency and memory vs context: teacher, hybrid, linear", cmd_bench},
+    {"chat", "talk with a model: one-shot (-p) or interactive, streaming", cmd_chat},
     {"data", "build datasets (fashion-mnist: the embedded default)", cmd_data},
     {"demo", "the whole pipeline on the embedded default, with a report", cmd_demo},
     {"distill", "distill a teacher into a linear or hybrid Mamba-2 student (3 stages)", cmd_distill},

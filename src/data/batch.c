@@ -18,6 +18,19 @@ void mmm_epoch_order(int *order, int n, uint64_t seed, int epoch) {
     }
 }
 
+static int by_length(const void *a, const void *b, void *data) {
+    const mmm_dataset *d = data;
+    int ia = *(const int *)a, ib = *(const int *)b;
+    int la = d->samples[ia].n, lb = d->samples[ib].n;
+    return la != lb ? (la > lb) - (la < lb) : (ia > ib) - (ia < ib);
+}
+
+void mmm_bucket_by_length(int *order, int n, const mmm_dataset *d, int window) {
+    if (window < 2) return;
+    for (int i = 0; i < n; i += window)
+        qsort_r(order + i, (size_t)(n - i < window ? n - i : window), sizeof *order, by_length, (void *)d);
+}
+
 int mmm_sample_pixels(const mmm_sample *s, const mmm_config *cfg, float **pixels) {
     *pixels = NULL;
     if (!s->n_tiles) return MMM_OK;

@@ -31,7 +31,7 @@ void mmm_fmnist_default_options(mmm_fmnist_options *o) {
     o->n_train = 60000;
     o->n_test = 2000;
     o->long_images = 256;
-    const double mix[MMM_FMNIST_N_TASKS] = {40, 15, 15, 10, 10, 10};
+    const double mix[MMM_FMNIST_N_TASKS] = {50, 15, 10, 10, 10, 5};
     memcpy(o->mix, mix, sizeof mix);
 }
 

@@ -13,6 +13,10 @@
 #include "mmm/fileio.h"
 #include "train_internal.h"
 
+/* samples sorted by length together: large enough for batches of similar lengths, small enough
+ * that every stretch of training still sees a mix of tasks */
+#define BUCKET_WINDOW 512
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -86,6 +90,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         goto done;
     }
     mmm_epoch_order(order, data->n, st.seed, st.epoch);
+    mmm_bucket_by_length(order, data->n, data, BUCKET_WINDOW);
 
     FILE *log = fopen(log_path, "a");
     if (!log) { rc = mmm_fail(MMM_ERR_IO, "%s: cannot open the training log", log_path); goto done; }
@@ -102,6 +107,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
                 st.epoch++;
                 st.position = 0;
                 mmm_epoch_order(order, data->n, st.seed, st.epoch);
+                mmm_bucket_by_length(order, data->n, data, BUCKET_WINDOW);
             }
             mmm_batch b;
             if ((rc = mmm_batch_make(&b, data, order, data->n, &st.position, o->batch_tokens, &m->cfg))) break;
