@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #define MAX_TESTS 512
 
@@ -177,6 +178,24 @@ bool check_accumulates(const char *what, const float *before, const float *fresh
     double e = rel_error(after, expect, n);
     free(expect);
     return check(e <= 1e-6, "accumulate %s (rel err %.1e)", what, e);
+}
+
+int run_mmm(const char *args, char *out, size_t cap) {
+    const char *bin = getenv("MMM_BIN");
+    size_t len = strlen(args) + 256;
+    char *cmd = malloc(len);
+    if (!cmd) return -1;
+    snprintf(cmd, len, "%s %s 2>&1", bin ? bin : "build/mmm", args);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    if (!p) return -1;
+    size_t n = 0, got;
+    char sink[4096];
+    while ((got = fread(n < cap - 1 ? out + n : sink, 1, n < cap - 1 ? cap - 1 - n : sizeof sink, p)) > 0)
+        if (n < cap - 1) n += got;
+    out[n] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 static int by_name(const void *a, const void *b) {

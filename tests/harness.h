@@ -54,4 +54,8 @@ bool gradcheck(const char *what, loss_fn loss, void *ctx, float *param, const fl
 bool check_accumulates(const char *what, const float *before, const float *fresh,
                        const float *after, size_t n);
 
+/* Runs `$MMM_BIN args 2>&1` (default build/mmm); returns its exit status and the first cap − 1
+ * bytes of its output in out. */
+int run_mmm(const char *args, char *out, size_t cap);
+
 #endif

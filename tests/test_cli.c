@@ -2,25 +2,11 @@
  * $MMM_BIN (make test sets it). */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "harness.h"
 #include "mmm/error.h"
 #include "mmm/safetensors.h"
 #include "mmm/version.h"
-
-/* Runs `$MMM_BIN args 2>&1`, returns the exit status and the first `cap` bytes of output. */
-static int run_mmm(const char *args, char *out, size_t cap) {
-    const char *bin = getenv("MMM_BIN");
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin ? bin : "build/mmm", args);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 TEST(test_cli) {
     char out[4096];

@@ -48,7 +48,10 @@ int mmm_evaluate(const mmm_model *m, const mmm_tokenizer *tok, const mmm_dataset
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int n = max_samples > 0 && max_samples < d->n ? max_samples : d->n, V = m->cfg.vocab, longest = 0;
-    for (int i = 0; i < n; i++) if (d->samples[i].n > longest) longest = d->samples[i].n;
+    for (int k = 0; k < n; k++) { /* the samples evaluated: spread evenly over the file */
+        const mmm_sample *s = &d->samples[(long)k * d->n / n];
+        if (s->n > longest) longest = s->n;
+    }
     mmm_state *st = NULL, *tst = NULL;
     float *logits = malloc((size_t)V * (size_t)(longest + 1) * sizeof *logits);
     float *tlogits = teacher ? malloc((size_t)V * (size_t)(longest + 1) * sizeof *tlogits) : NULL;
@@ -58,10 +61,8 @@ int mmm_evaluate(const mmm_model *m, const mmm_tokenizer *tok, const mmm_dataset
     if (!rc && teacher && teacher->cfg.vocab != V) rc = mmm_fail(MMM_ERR_ARG, "eval: the teacher's vocabulary differs from the model's");
     if (!rc && teacher) rc = mmm_state_new(&tst, teacher, longest + max_new + 1);
     int32_t stop = m->cfg.im_end_id >= 0 ? m->cfg.im_end_id : mmm_tokenizer_token_to_id(tok, "<|im_end|>");
-    /* even when a sample is a single evaluation, spread it evenly over tasks */
     for (int k = 0; k < n && !rc; k++) {
-        int idx = (int)((long)k * d->n / n);
-        const mmm_sample *s = &d->samples[idx];
+        const mmm_sample *s = &d->samples[(long)k * d->n / n];
         float *pixels = NULL;
         if ((rc = mmm_sample_pixels(s, &m->cfg, &pixels))) break;
         mmm_state_reset(st);

@@ -221,25 +221,25 @@ TEST(teacher_sampling) {
     float logits[6] = {0.1f, 2.0f, -1.0f, 1.9f, 0.0f, -3.0f}, scratch[12];
     uint64_t st = 1;
     mmm_sampler greedy = {0, 0, 1, 1};
-    check(mmm_sample(logits, 6, &greedy, &st, scratch) == 1, "sample greedy takes the argmax");
+    check(mmm_sample_token(logits, 6, &greedy, &st, scratch) == 1, "sample greedy takes the argmax");
     mmm_sampler top1 = {1.0f, 1, 1, 1};
     int ok = 1;
-    for (int i = 0; i < 50; i++) ok &= mmm_sample(logits, 6, &top1, &st, scratch) == 1;
+    for (int i = 0; i < 50; i++) ok &= mmm_sample_token(logits, 6, &top1, &st, scratch) == 1;
     check(ok, "sample top_k=1 is greedy");
     mmm_sampler topk2 = {1.0f, 2, 1, 1};
     int counts[6] = {0};
-    for (int i = 0; i < 4000; i++) counts[mmm_sample(logits, 6, &topk2, &st, scratch)]++;
+    for (int i = 0; i < 4000; i++) counts[mmm_sample_token(logits, 6, &topk2, &st, scratch)]++;
     double p1 = exp(2.0) / (exp(2.0) + exp(1.9));
     check(counts[1] + counts[3] == 4000 && fabs(counts[1] / 4000.0 - p1) < 0.03,
           "sample top_k=2 keeps the two best in proportion (%.3f vs %.3f)", counts[1] / 4000.0, p1);
     mmm_sampler topp = {1.0f, 0, 0.4f, 1}; /* p(argmax) = 0.445 */
     ok = 1;
-    for (int i = 0; i < 200; i++) ok &= mmm_sample(logits, 6, &topp, &st, scratch) == 1;
+    for (int i = 0; i < 200; i++) ok &= mmm_sample_token(logits, 6, &topp, &st, scratch) == 1;
     check(ok, "sample top_p=0.4 keeps only the most likely token here");
     mmm_sampler hot = {1.0f, 0, 1, 1};
     uint64_t a = 42, b = 42;
     ok = 1;
-    for (int i = 0; i < 100; i++) ok &= mmm_sample(logits, 6, &hot, &a, scratch) == mmm_sample(logits, 6, &hot, &b, scratch);
+    for (int i = 0; i < 100; i++) ok &= mmm_sample_token(logits, 6, &hot, &a, scratch) == mmm_sample_token(logits, 6, &hot, &b, scratch);
     check(ok, "sample with the same seed repeats");
 }
 

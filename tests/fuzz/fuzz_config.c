@@ -1,0 +1,71 @@
+/* Fuzz target: a model config.json through mmm_config_parse; when it parses, the derived sizes,
+ * a copy, a save and reload, and (for configs of at most MAX_FLOATS parameters) the model. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+#include "mmm/config.h"
+#include "mmm/error.h"
+#include "mmm/model.h"
+
+#define MAX_FLOATS 2e6 /* larger models are not built, so the fuzzer does not run out of memory */
+
+/* The parameter count mmm_model_create would allocate, in doubles so nothing overflows. */
+static double n_floats(const mmm_config *c) {
+    double C = c->hidden, total = 0;
+    if (c->patch_size > 0) {
+        double p = c->patch_size, g = mmm_config_patch_grid(c), r = mmm_config_shuffle_factor(c);
+        total += C * c->channels * p * p + (1 + g * g) * C + C * r * r * C + C * C + 3 * C;
+    }
+    total += ((double)c->llm_vocab + c->n_special) * C;
+    for (int l = 0; l < mmm_config_n_layers(c); l++) {
+        const mmm_layer_desc *d = &c->layers[l];
+        double H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim, Dc = 2 * Hkv * D + H * D;
+        if (d->kind == MMM_MIXER_ATTENTION) total += (H + 2 * Hkv) * D * C + C * H * D;
+        else total += (Dc + H * D + H) * C + Dc * (MMM_MAMBA_CONV_K + 1) + 2 * H + D + C * H * D;
+        total += 3.0 * d->ffn * C + 2 * C;
+    }
+    return total + C + 2.0 * c->vocab * C;
+}
+
+int mmm_fuzz_config(const uint8_t *data, size_t size) {
+    char *text = malloc(size + 1);
+    if (!text) return MMM_ERR_NOMEM;
+    memcpy(text, data, size);
+    text[size] = '\0';
+    mmm_config cfg;
+    int rc = mmm_config_parse(&cfg, text, "fuzz-config.json");
+    free(text);
+    if (rc) return rc;
+
+    mmm_config_token_id(&cfg, "<IMG_CONTEXT>");
+    mmm_config_n_mamba_layers(&cfg);
+    if (cfg.patch_size > 0) mmm_config_tokens_per_tile(&cfg);
+
+    mmm_config copy, again;
+    if (mmm_config_copy(&copy, &cfg) == MMM_OK) mmm_config_free(&copy);
+    const char *path = fuzz_write_file("config.json", (const uint8_t *)"", 0);
+    if (path && mmm_config_save(&cfg, path) == MMM_OK) {
+        if (mmm_config_load(&again, path) != MMM_OK)
+            fuzz_bug("a saved config does not load again: %s", mmm_last_error());
+        if (mmm_config_n_layers(&again) != mmm_config_n_layers(&cfg) || again.hidden != cfg.hidden ||
+            again.vocab != cfg.vocab)
+            fuzz_bug("a saved config reloads with other sizes");
+        mmm_config_free(&again);
+    }
+
+    double expect = n_floats(&cfg);
+    if (expect <= MAX_FLOATS) {
+        mmm_model *m = NULL;
+        if (mmm_model_create(&m, &cfg) == MMM_OK) {
+            if ((double)m->n_floats != expect)
+                fuzz_bug("model has %zu parameters, the config says %.0f", m->n_floats, expect);
+            mmm_model_free(m);
+        }
+    }
+    mmm_config_free(&cfg);
+    return MMM_OK;
+}
+
+MMM_FUZZ_TARGET(config)

@@ -1,0 +1,49 @@
+/* Fuzz target: a safetensors file (header and data) through mmm_st_open, then every tensor read
+ * with each reader that accepts its dtype, and looked up by name. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+#include "mmm/error.h"
+#include "mmm/safetensors.h"
+
+/* Reads t with the readers for its kind of dtype; the others must refuse it. */
+static void read_tensor(const mmm_st_tensor *t) {
+    int is_float = t->dtype == MMM_DTYPE_F32 || t->dtype == MMM_DTYPE_F16 || t->dtype == MMM_DTYPE_BF16;
+    int is_int = t->dtype == MMM_DTYPE_I32 || t->dtype == MMM_DTYPE_I64;
+    /* numel ≤ the file's size unless a dimension is 0, so this cannot be huge */
+    void *buf = malloc(t->numel * sizeof(int64_t) + 1);
+    if (!buf) return;
+    int rf = mmm_st_read_f32(t, buf, t->numel), rb = mmm_st_read_bf16(t, buf, t->numel);
+    int ri = mmm_st_read_i64(t, buf, t->numel), r32 = mmm_st_read_i32(t, buf, t->numel);
+    if ((rf == MMM_OK) != is_float || (rb == MMM_OK) != is_float || (ri == MMM_OK) != is_int ||
+        (is_int && r32 != MMM_OK && r32 != MMM_ERR_FORMAT) || (!is_int && r32 == MMM_OK))
+        fuzz_bug("tensor '%s' (dtype %d): readers returned f32 %d, bf16 %d, i64 %d, i32 %d",
+                 t->name, (int)t->dtype, rf, rb, ri, r32);
+    if (t->numel > 0 && mmm_st_read_f32(t, buf, t->numel - 1) == MMM_OK)
+        fuzz_bug("tensor '%s': a read into a destination one element short succeeded", t->name);
+    free(buf);
+    if (mmm_st_check_shape(t, t->ndim, t->shape) != MMM_OK)
+        fuzz_bug("tensor '%s': its own shape does not check", t->name);
+}
+
+int mmm_fuzz_safetensors(const uint8_t *data, size_t size) {
+    const char *path = fuzz_write_file("fuzz.safetensors", data, size);
+    if (!path) return MMM_ERR_IO;
+    mmm_st_file *f = NULL;
+    int rc = mmm_st_open(&f, path);
+    if (rc) return rc;
+    size_t n = mmm_st_count(f);
+    for (size_t i = 0; i < n; i++) {
+        const mmm_st_tensor *t = mmm_st_tensor_at(f, i);
+        if (!t || mmm_st_find(f, t->name) != t) fuzz_bug("tensor %zu is not found by its name", i);
+        read_tensor(t);
+    }
+    if (mmm_st_tensor_at(f, n)) fuzz_bug("mmm_st_tensor_at(%zu) past the end is not NULL", n);
+    mmm_st_find(f, "");
+    mmm_st_metadata(f, "format");
+    mmm_st_close(f);
+    return MMM_OK;
+}
+
+MMM_FUZZ_TARGET(safetensors)

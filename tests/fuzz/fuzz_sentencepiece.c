@@ -1,0 +1,22 @@
+/* Fuzz target: a SentencePiece tokenizer.model (ModelProto protobuf) through mmm_tokenizer_load;
+ * when it loads, a short mixed text encoded and decoded back. */
+#include "fuzz.h"
+#include "mmm/error.h"
+#include "mmm/tokenizer.h"
+
+int mmm_fuzz_sentencepiece(const uint8_t *data, size_t size) {
+    size_t i = 0;
+    while (i < size && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n')) i++;
+    if (i < size && data[i] == '{') return MMM_ERR_FORMAT; /* the tokenizer.json target's inputs */
+    const char *path = fuzz_write_file("tokenizer.model", data, size);
+    if (!path) return MMM_ERR_IO;
+    mmm_tokenizer *t = NULL;
+    int rc = mmm_tokenizer_load(path, &t);
+    if (rc) return rc;
+    if (mmm_tokenizer_kind_of(t) != MMM_TOK_SENTENCEPIECE) fuzz_bug("a protobuf loaded as another kind");
+    fuzz_tokenizer_roundtrip(t);
+    mmm_tokenizer_free(t);
+    return MMM_OK;
+}
+
+MMM_FUZZ_TARGET(sentencepiece)

@@ -1,0 +1,92 @@
+/* Helpers shared by the fuzz targets (not a target itself): scratch files for parsers that only
+ * take paths, a tokenizer round trip, the abort on a bug. */
+#include "fuzz.h"
+
+#include "mmm/error.h"
+#include "mmm/tokenizer.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char scratch[4096];
+
+/* Removes the scratch directory and the files fuzz targets wrote into it (one level). */
+static void remove_scratch(void) {
+    DIR *d = opendir(scratch);
+    if (d) {
+        char path[8192];
+        for (struct dirent *e; (e = readdir(d));) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            snprintf(path, sizeof path, "%s/%s", scratch, e->d_name);
+            unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(scratch);
+}
+
+const char *fuzz_scratch_dir(void) {
+    if (scratch[0]) return scratch;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(scratch, sizeof scratch, "%s/mmm-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(scratch)) {
+        scratch[0] = '\0';
+        return NULL;
+    }
+    atexit(remove_scratch);
+    return scratch;
+}
+
+const char *fuzz_write_file(const char *name, const uint8_t *data, size_t size) {
+    static char path[8192];
+    if (!fuzz_scratch_dir()) return NULL;
+    snprintf(path, sizeof path, "%s/%s", scratch, name);
+    FILE *f = fopen(path, "wb");
+    if (!f) return NULL;
+    int ok = fwrite(data, 1, size, f) == size;
+    ok &= fclose(f) == 0;
+    return ok ? path : NULL;
+}
+
+void fuzz_bug(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("fuzz: BUG: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}
+
+/* A text touching the pre-tokenizers' character classes, added and special tokens, NFC and
+ * a malformed byte. */
+void fuzz_tokenizer_roundtrip(const mmm_tokenizer *t) {
+    static const char text[] = "<|im_start|>user\nHello,  world! It's 2024:\t caf\xc3\xa9 cafe\xcc\x81 "
+                               "\xe4\xbd\xa0\xe5\xa5\xbd \xf0\x9f\x98\x80 <s> </s> <unk> \xff\xfe <|im_end|>\n";
+    int n_vocab = mmm_tokenizer_vocab_size(t);
+    for (int special = 0; special < 2; special++) {
+        int32_t *ids = NULL;
+        int n = 0;
+        if (mmm_tokenizer_encode(t, text, sizeof text - 1, special, &ids, &n) != MMM_OK) continue;
+        for (int i = 0; i < n; i++) {
+            if (ids[i] < 0 || ids[i] >= n_vocab || !mmm_tokenizer_id_to_token(t, ids[i]))
+                fuzz_bug("encode gave id %d, outside the vocabulary of %d", ids[i], n_vocab);
+            mmm_tokenizer_is_special(t, ids[i]);
+        }
+        for (int skip = 0; skip < 2; skip++) {
+            char *out = NULL;
+            size_t len = 0;
+            if (mmm_tokenizer_decode(t, ids, n, skip, &out, &len) == MMM_OK && strlen(out) > len)
+                fuzz_bug("decode: text longer than its length");
+            free(out);
+        }
+        free(ids);
+    }
+    mmm_tokenizer_token_to_id(t, "<|im_start|>");
+    mmm_tokenizer_id_to_token(t, n_vocab);
+    mmm_tokenizer_id_to_token(t, -1);
+}

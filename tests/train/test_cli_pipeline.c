@@ -1,0 +1,97 @@
+/* The pipeline commands end to end on a small dataset: mmm train, distill, eval and chat, each on
+ * its happy path and its usual errors. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../harness.h"
+#include "fixture.h"
+
+static char out[65536];
+
+TEST(test_cli_pipeline) {
+    fixture *f = get_fixture();
+    if (!check(f != NULL, "cli pipeline: fixture")) return;
+    char cfg[128], cmd[2048];
+    snprintf(cfg, sizeof cfg, "%s/narrow.json", f->dir);
+    FILE *fp = fopen(cfg, "w");
+    fprintf(fp, "{\"force_image_size\": 32, \"max_dynamic_patch\": 4, \"embedding_config\": {\"hidden_size\": 32,"
+                " \"num_hidden_layers\": 1, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 64,"
+                " \"image_size\": 32, \"patch_size\": 4, \"llm_vocab_size\": 384, \"special_token_maps\": {\"<|im_start|>\": 0,"
+                " \"<|im_end|>\": 1, \"<img>\": 2, \"</img>\": 3, \"<IMG_CONTEXT>\": 4}, \"img_context_token_id\": 4},"
+                " \"llm_config\": {\"hidden_size\": 32, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+                " \"num_key_value_heads\": 2, \"intermediate_size\": 64, \"vocab_size\": 384}}\n");
+    fclose(fp);
+
+    snprintf(cmd, sizeof cmd, "train --config %s --tokenizer %s/tokenizer.json --data %s/train.jsonl --eval %s/test.jsonl "
+             "--out %s/cli_teacher --steps 30 --lr 3e-3 --batch-tokens 1024 --eval-every 30 --eval-samples 20",
+             cfg, f->dir, f->dir, f->dir, f->dir);
+    int rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 0 && strstr(out, "[train] step 30/30") && strstr(out, "[eval step 30] exact match") &&
+          strstr(out, "model written to"), "cli mmm train: progress lines, eval line, model written");
+    char path[256];
+    snprintf(path, sizeof path, "%s/cli_teacher/loss.png", f->dir);
+    FILE *png = fopen(path, "rb");
+    check(png != NULL, "cli mmm train: loss plot written");
+    if (png) fclose(png);
+    snprintf(cmd, sizeof cmd, "train --config %s --tokenizer %s/tokenizer.json --data %s/train.jsonl --out %s/cli_teacher --steps 30",
+             cfg, f->dir, f->dir, f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 0 && strstr(out, "resuming from"), "cli mmm train: rerunning a finished run resumes, nothing lost");
+    snprintf(cmd, sizeof cmd, "train --config configs/teacher-fmnist.json --tokenizer %s/tokenizer.json --data /tmp/no_such.jsonl --out %s/x",
+             f->dir, f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 1 && strstr(out, "/tmp/no_such.jsonl: cannot open"), "cli mmm train: missing data file is a clear error");
+    snprintf(cmd, sizeof cmd, "train --config %s/train.jsonl --tokenizer %s/tokenizer.json --data %s/train.jsonl --out %s/x",
+             f->dir, f->dir, f->dir, f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 1 && strstr(out, "train.jsonl: not valid JSON"), "cli mmm train: a config that is not a config is refused");
+
+    snprintf(cmd, sizeof cmd, "distill --teacher %s/cli_teacher --data %s/train.jsonl --eval %s/test.jsonl --out %s/cli_hybrid "
+             "--steps1 6 --steps2 6 --steps3 6 --batch-tokens 1024 --hybrid every:2 --eval-samples 10", f->dir, f->dir, f->dir, f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 0 && strstr(out, "[stage1] step 6/6") && strstr(out, "per-layer MSE") && strstr(out, "[stage3] hybrid: attention layers 0 2") &&
+          strstr(out, "2 attention layers) written"), "cli mmm distill: three stages, layer table, hybrid every:2");
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 0 && strstr(out, "[stage1] already done") && strstr(out, "[stage3] already done"), "cli mmm distill: rerun skips finished stages");
+    snprintf(cmd, sizeof cmd, "distill --teacher %s/cli_hybrid --data %s/train.jsonl --out %s/x", f->dir, f->dir, f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 1 && strstr(out, "is a student"), "cli mmm distill: a student given as teacher is refused");
+    snprintf(cmd, sizeof cmd, "distill --teacher %s/cli_teacher --data %s/train.jsonl --out %s/x --stages 3,1", f->dir, f->dir, f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 2 && strstr(out, "--stages"), "cli mmm distill: stages out of order refused");
+
+    snprintf(cmd, sizeof cmd, "eval --model %s/cli_hybrid --data %s/test.jsonl --teacher %s/cli_teacher --samples 12 --json %s/ev.json",
+             f->dir, f->dir, f->dir, f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 0 && strstr(out, "hybrid student") && strstr(out, "agreement with the teacher") && strstr(out, "all "),
+          "cli mmm eval: per-task table, agreement and KL against the teacher");
+    snprintf(cmd, sizeof cmd, "eval --model %s/cli_teacher --data %s/test.jsonl --teacher %s/cli_hybrid", f->dir, f->dir, f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 1 && strstr(out, "is a student"), "cli mmm eval: student and teacher swapped is a clear error");
+
+    snprintf(cmd, sizeof cmd, "chat --model %s/cli_hybrid --image tests/data/images/fmnist_28.png -p \"What item is this?\" --max-new 4",
+             f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 0 && strlen(out) > 0, "cli mmm chat -p with an image answers");
+    snprintf(cmd, sizeof cmd, "printf 'Is this a Bag?\\nAnd?\\n' | %s chat --model %s/cli_teacher --max-new 4 --temperature 0.8 --top-k 5 --seed 3",
+             getenv("MMM_BIN") ? getenv("MMM_BIN") : "build/mmm", f->dir);
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = '\0';
+    int status = p ? pclose(p) : -1;
+    int lines = 0;
+    for (size_t i = 0; i < n; i++) lines += out[i] == '\n';
+    check(status == 0 && lines >= 2, "cli mmm chat: two interactive turns with sampling (%d lines)", lines);
+    snprintf(cmd, sizeof cmd, "chat --model %s/cli_teacher --image /tmp/no_such.png -p hi", f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 1 && strstr(out, "/tmp/no_such.png"), "cli mmm chat: a missing image is a clear error");
+    rc = run_mmm("chat --model /tmp/no_such_model -p hi", out, sizeof out);
+    check(rc == 1 && strstr(out, "no such model directory"), "cli mmm chat: wrong model path");
+
+    const char *cmds[] = {"train", "distill", "eval", "chat", "demo", "data", "tokenizer", "bench", "seed", "forward"};
+    for (int i = 0; i < 10; i++) {
+        snprintf(cmd, sizeof cmd, "%s --help", cmds[i]);
+        rc = run_mmm(cmd, out, sizeof out);
+        check(rc == 0 && strstr(out, "usage: mmm"), "cli mmm %s --help", cmds[i]);
+    }
+}
