@@ -42,4 +42,12 @@ int cli_check_tokenizer(const mmm_config *c, const mmm_tokenizer *tok, const cha
 /* Prints an evaluation line (label, accuracy, per task) and fills its JSON. */
 int cli_print_eval(const char *label, const mmm_eval_result *r, char *json, size_t cap);
 
+/* The trainer's evaluation callback: exact match on `samples` samples of data. */
+typedef struct {
+    const mmm_tokenizer *tok;
+    const mmm_dataset *data;
+    int samples;
+} cli_eval_ctx;
+int cli_eval_during_training(void *ctx, const mmm_model *m, long step, char *json, size_t cap);
+
 #endif

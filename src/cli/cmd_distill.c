@@ -67,22 +67,6 @@ static int copy_file(const char *from, const char *to) {
     return rc;
 }
 
-typedef struct {
-    const mmm_tokenizer *tok;
-    const mmm_dataset *data;
-    int samples;
-} eval_ctx;
-
-static int eval_cb(void *ctx, const mmm_model *m, long step, char *json, size_t cap) {
-    eval_ctx *e = ctx;
-    mmm_eval_result r;
-    int rc = mmm_evaluate(m, e->tok, e->data, e->samples, 16, NULL, &r);
-    if (rc) return rc;
-    char label[64];
-    snprintf(label, sizeof label, "eval step %ld", step);
-    return cli_print_eval(label, &r, json, cap);
-}
-
 static void print_layer_table(const char *stage, const mmm_model *s, const double *loss, const char *dir) {
     int L = mmm_config_n_layers(&s->cfg);
     printf("[%s] per-layer MSE of the mixer against the teacher's attention (before Wo):\n", stage);
@@ -228,7 +212,7 @@ int cmd_distill(int argc, char **argv) {
     if (!rc) rc = mmm_seed_student(&student, teacher, NULL, init, seed);
     if (!rc && !(tr = calloc((size_t)student->n_params, sizeof *tr))) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
     if (!rc) mkdir(out, 0755);
-    eval_ctx ev = {tok, &test, eval_samples};
+    cli_eval_ctx ev = {tok, &test, eval_samples};
     for (const char *sp = stages; *sp && !rc; sp++) {
         int k = *sp - '0';
         char dir[1100], name[16];
@@ -281,7 +265,7 @@ int cmd_distill(int argc, char **argv) {
             if (!rc) print_layer_table(name, student, layer_loss, dir);
         } else {
             mmm_kl_distill kd = {.teacher = teacher, .tau = tau, .ce_weight = ce_weight};
-            rc = mmm_train_run(student, tr, &train, &o, mmm_kl_distill_step, &kd, eval_path ? eval_cb : NULL, &ev, &res);
+            rc = mmm_train_run(student, tr, &train, &o, mmm_kl_distill_step, &kd, eval_path ? cli_eval_during_training : NULL, &ev, &res);
             mmm_kl_distill_free(&kd);
         }
         if (rc) break;

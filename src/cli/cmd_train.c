@@ -73,12 +73,6 @@ static int ce_step(void *ctx, const mmm_model *m, const mmm_batch *b, float *gra
     return mmm_backward(m, c->acts, c->dlogits, grads);
 }
 
-typedef struct {
-    const mmm_tokenizer *tok;
-    const mmm_dataset *data;
-    int samples;
-} eval_ctx;
-
 int cli_print_eval(const char *label, const mmm_eval_result *r, char *json, size_t cap) {
     printf("[%s] exact match %.4f (%d/%d) | answer loss %.4f |", label, r->n ? (double)r->correct / r->n : 0,
            r->correct, r->n, r->loss_tokens ? r->loss_sum / r->loss_tokens : 0);
@@ -96,8 +90,8 @@ int cli_print_eval(const char *label, const mmm_eval_result *r, char *json, size
     return MMM_OK;
 }
 
-static int eval_cb(void *ctx, const mmm_model *m, long step, char *json, size_t cap) {
-    eval_ctx *e = ctx;
+int cli_eval_during_training(void *ctx, const mmm_model *m, long step, char *json, size_t cap) {
+    cli_eval_ctx *e = ctx;
     mmm_eval_result r;
     int rc = mmm_evaluate(m, e->tok, e->data, e->samples, 16, NULL, &r);
     if (rc) return rc;
@@ -209,9 +203,9 @@ int cmd_train(int argc, char **argv) {
             if (!(m->params[i].flags & MMM_PARAM_UNUSED)) trainable[i] = (mmm_train_range){0, m->params[i].numel};
         printf("mmm train: %.2f M parameters, %d training samples, %d eval samples, %ld steps of %d x %d tokens\n",
                m->n_floats * 1e-6, train.n, test.n, o.steps, o.accum, o.batch_tokens);
-        eval_ctx ev = {tok, &test, eval_samples};
+        cli_eval_ctx ev = {tok, &test, eval_samples};
         mmm_train_result res;
-        rc = mmm_train_run(m, trainable, &train, &o, ce_step, &ce, eval_path ? eval_cb : NULL, &ev, &res);
+        rc = mmm_train_run(m, trainable, &train, &o, ce_step, &ce, eval_path ? cli_eval_during_training : NULL, &ev, &res);
         if (!rc) {
             char path[1100];
             rc = mmm_model_save(m, out, MMM_DTYPE_F32, 0);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../harness.h"
+#include "model_loss.h"
 #include "mmm/error.h"
 #include "mmm/forward.h"
 #include "mmm/model.h"
@@ -201,18 +202,6 @@ TEST(student_prefill_decode_matches_forward) {
     mmm_model_free(t);
 }
 
-typedef struct {
-    mmm_model *m;
-    mmm_input in;
-    mmm_acts *acts;
-    float *r;
-} model_ctx;
-
-static double model_loss(void *p) {
-    model_ctx *c = p;
-    mmm_forward(c->m, &c->in, &c->acts);
-    return dot_f64(mmm_acts_logits(c->acts), c->r, (size_t)c->in.B * c->in.T * c->m->cfg.vocab);
-}
 
 TEST(student_gradcheck_mixer_parameters) {
     mmm_model *t = teacher(), *s = NULL;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../harness.h"
+#include "model_loss.h"
 #include "mmm/error.h"
 #include "mmm/fileio.h"
 #include "mmm/forward.h"
@@ -17,18 +18,6 @@
 
 #define CASE_DIR "tests/data/teacher/two_images_resized_grid"
 
-typedef struct {
-    mmm_model *m;
-    mmm_input in;
-    mmm_acts *acts;
-    float *r;
-} model_ctx;
-
-static double model_loss(void *p) {
-    model_ctx *c = p;
-    mmm_forward(c->m, &c->in, &c->acts);
-    return dot_f64(mmm_acts_logits(c->acts), c->r, (size_t)c->in.B * c->in.T * c->m->cfg.vocab);
-}
 
 static int32_t *case_ids(const char *dir, int *T, float **pixels, int *n_tiles, int tile) {
     char path[256];
