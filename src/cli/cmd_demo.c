@@ -145,16 +145,19 @@ static void usage(FILE *f) {
           "  --out DIR          where everything goes (default runs/demo)\n"
           "  --quick            small settings\n"
           "  --retrain-teacher  train the teacher from scratch instead of using the shipped one\n"
-          "  --teacher DIR      use this teacher (with its tokenizer.json) instead\n", f);
+          "  --teacher DIR      use this teacher (with its tokenizer.json) instead\n"
+          "  --teacher-only     stop after training the teacher (the recipe of the shipped one:\n"
+          "                     scripts/train-default-teacher.sh)\n", f);
 }
 
 int cmd_demo(int argc, char **argv) {
     static const struct option opts[] = {
         {"out", required_argument, 0, 'o'}, {"quick", no_argument, 0, 'q'},
         {"retrain-teacher", no_argument, 0, 'r'}, {"teacher", required_argument, 0, 't'},
+        {"teacher-only", no_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *out = "runs/demo", *teacher_arg = NULL;
-    int quick = 0, retrain = 0, o;
+    int quick = 0, retrain = 0, teacher_only = 0, o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
@@ -162,6 +165,7 @@ int cmd_demo(int argc, char **argv) {
         case 'q': quick = 1; break;
         case 'r': retrain = 1; break;
         case 't': teacher_arg = optarg; break;
+        case 'T': teacher_only = retrain = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -186,7 +190,7 @@ int cmd_demo(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/test.jsonl", data);
     if (exists(path)) printf("%s: already there\n", data);
     else rc = run(cmd_data, "data fashion-mnist --out %s --train %d --test %d --long 1 --long-images %d", data,
-                  quick ? 12000 : 60000, quick ? 300 : 2000, quick ? 64 : 512);
+                  quick ? 12000 : 100000, quick ? 300 : 2000, quick ? 64 : 512);
 
     /* 2. teacher */
     if (!rc) banner(2, total, "the default teacher", t0);
@@ -205,6 +209,11 @@ int cmd_demo(int argc, char **argv) {
                               "--eval %s/test.jsonl --out %s --steps %d --lr 2e-3 --batch-tokens 4096 --eval-every %d "
                               "--eval-samples 300 --save-every 200", tok, data, data, teacher, quick ? 150 : 3000, quick ? 150 : 1000);
         }
+    }
+
+    if (!rc && teacher_only) {
+        printf("\nmmm demo: teacher trained in %s (%.0f s)\n", teacher, now() - t0);
+        return 0;
     }
 
     /* 3-4. students: stages 1-2 are shared (they always convert every layer); the hybrid differs in stage 3 */
