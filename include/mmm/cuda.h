@@ -174,7 +174,8 @@ int mmm_cuda_rope_backward(void *dinp,         /* (B, T, H, D) T, += */
 
 /* ---- causal grouped-query attention (D = 64 or 128; query/key layout as the CPU op) ---- */
 
-/* bf16: flash-attention tiles on the tensor cores; fp32: one warp per query row. */
+/* bf16: flash-attention tiles on the tensor cores (mma.sync); fp32: a block per (query, kv head)
+ * streaming the keys through CUDA cores (the reference path). */
 int mmm_cuda_attention_forward(void *out,       /* (B, Tq, H, D) T */
                                float *lse,      /* (B, H, Tq) or NULL */
                                const void *q,   /* (B, Tq, H, D) T */
@@ -203,13 +204,15 @@ int mmm_cuda_attention_decode(float *out,      /* (B, H, D) */
                               void *ws, int B, int Tk, int Tmax, int H, int Hkv, int D,
                               mmm_dtype dt);
 /* Splits one token's fused wqkv output (rows grouped per kv head as [q × H/Hkv, k, v], SPEC 2),
- * rotates q and k to position pos and appends k and v to the caches at row pos. */
-int mmm_cuda_decode_qkv(float *q,          /* (B, H, D) */
-                        void *k_cache,     /* (B, Tmax, Hkv, D) T */
-                        void *v_cache,     /* (B, Tmax, Hkv, D) T */
-                        const float *qkv,  /* (B, (H + 2·Hkv)·D) */
-                        int pos, float theta, int B, int Tmax, int H, int Hkv, int D,
-                        mmm_dtype dt);
+ * rotates q and k with the rotary table row of position pos (mmm_cuda_rope_table with T = 1,
+ * shared by every layer) and appends k and v to the caches at row pos. */
+int mmm_cuda_decode_qkv(float *q,           /* (B, H, D) */
+                        void *k_cache,      /* (B, Tmax, Hkv, D) T */
+                        void *v_cache,      /* (B, Tmax, Hkv, D) T */
+                        const float *qkv,   /* (B, (H + 2·Hkv)·D) */
+                        const float *cos_t, /* (D/2) */
+                        const float *sin_t, /* (D/2) */
+                        int pos, int B, int Tmax, int H, int Hkv, int D, mmm_dtype dt);
 
 /* ---- depthwise causal conv1d (as mmm_conv1d_*) ---- */
 
@@ -254,7 +257,8 @@ int mmm_cuda_ssd_step(float *y,           /* (B, H, P) */
                       const float *A,     /* (H) */
                       int B, int H, int G, int P, int N);
 
-/* ---- one decoding token (batch 1): fused kernels, bf16 matrices, fp32 vectors ---- */
+/* ---- one decoding token (batch 1): fused kernels, bf16 matrices, fp32 vectors ----
+ * Vectors and matrices must be 16-byte aligned, C a multiple of 8, P a multiple of 4. */
 
 /* out = [out +] W·in with in = x, or in = RMSNorm(x)⊙norm_w when norm_w is given. */
 int mmm_cuda_decode_linear(float *out,            /* (OC) */

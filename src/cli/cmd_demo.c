@@ -206,8 +206,9 @@ int cmd_demo(int argc, char **argv) {
             rc = run(cmd_tokenizer, "tokenizer train --corpus %s/corpus.txt --vocab-size 384 --special <|im_start|> --special <|im_end|> "
                      "--special <img> --special </img> --special <IMG_CONTEXT> --out %s", data, tok);
             if (!rc) rc = run(cmd_train, "train --config configs/teacher-fmnist.json --tokenizer %s --data %s/train.jsonl "
-                              "--eval %s/test.jsonl --out %s --steps %d --lr 2e-3 --batch-tokens 4096 --eval-every %d "
-                              "--eval-samples 300 --save-every 200", tok, data, data, teacher, quick ? 150 : 3000, quick ? 150 : 1000);
+                              "--eval %s/test.jsonl --out %s --steps %d --lr 2e-3 --decay 0.3 --batch-tokens 2048 "
+                              "--eval-every %d --eval-samples 500 --save-every 500", tok, data, data, teacher,
+                              quick ? 300 : 6000, quick ? 300 : 1500);
         }
     }
 

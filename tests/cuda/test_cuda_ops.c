@@ -528,6 +528,7 @@ TEST(cuda_decode_qkv) {
         int32_t p = pos;
         mmm_rope_table(ct, sn, &p, 1e6f, 1, D);
         void *dqkv = up(qkv, W, F32), *dk = up(kc, nc, dt), *dv = up(vc, nc, dt), *dq = poisoned((size_t)H * D, F32);
+        void *dct = up(ct, D / 2, F32), *dsn = up(sn, D / 2, F32);
         mmm_cuda_memset((char *)dk + (size_t)pos * Hkv * D * esz(dt), 0xFF, (size_t)Hkv * D * esz(dt));
         mmm_cuda_memset((char *)dv + (size_t)pos * Hkv * D * esz(dt), 0xFF, (size_t)Hkv * D * esz(dt));
         for (int g = 0; g < Hkv; g++) { /* the CPU: split the fused rows, rotate q and k */
@@ -540,7 +541,7 @@ TEST(cuda_decode_qkv) {
         mmm_rope_forward(kc + (size_t)pos * Hkv * D, kc + (size_t)pos * Hkv * D, ct, sn, 1, Hkv, D);
         char what[128];
         snprintf(what, sizeof what, "decode_qkv %s cache pos=%d H=%d Hkv=%d D=%d", dtn(dt), pos, H, Hkv, D);
-        if (ran(mmm_cuda_decode_qkv(dq, dk, dv, dqkv, pos, 1e6f, B, Tmax, H, Hkv, D, dt), what)) {
+        if (ran(mmm_cuda_decode_qkv(dq, dk, dv, dqkv, dct, dsn, pos, B, Tmax, H, Hkv, D, dt), what)) {
             char w2[160];
             snprintf(w2, sizeof w2, "%s q", what);
             same(w2, dq, q, (size_t)H * D, F32, 1e-6);

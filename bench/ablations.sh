@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The paper's ablations on the embedded default, at equal training budgets:
+#   initialisation   scratch vs inherit vs mimic (linear student, stages 1+2+3)
+#   stages           2+3 vs 1+2+3 (linear, mimic)
+#   hybrid placement head-interleaved vs tail-interleaved vs head-stacked vs tail-stacked vs auto
+#                    (K attention layers, stage 3 from the shared stages 1-2)
+# usage: bench/ablations.sh TEACHER_DIR DATA_DIR OUT_DIR [STEPS_PER_STAGE [K]]
+# Prints one line per variant (test-split exact match, per task) and writes OUT_DIR/ablations.md.
+set -euo pipefail
+teacher=$1 data=$2 out=$3 steps=${4:-150} k=${5:-2}
+mmm=${MMM:-./build/mmm}
+mkdir -p "$out"
+common="--teacher $teacher --data $data/train.jsonl --steps1 $steps --steps2 $steps --steps3 $steps --batch-tokens 2048"
+eval_one() { # $1 = label, $2 = model dir
+    "$mmm" eval --model "$2" --data "$data/test.jsonl" --teacher "$teacher" --json "$out/$1.json" > "$out/$1.eval.txt"
+    printf "| %s | %s |\n" "$1" "$(grep -E '^(name|yesno|group|grid|which|count|all) ' "$out/$1.eval.txt" \
+        | awk '{printf "%s %s; ", $1, $3}')$(grep agreement "$out/$1.eval.txt" | sed 's/agreement with the teacher/agree/')" | tee -a "$out/ablations.md"
+}
+echo "| variant | test accuracy per task |" > "$out/ablations.md"
+echo "|---|---|" >> "$out/ablations.md"
+for init in scratch inherit mimic; do
+    "$mmm" distill $common --init "$init" --out "$out/init_$init" > "$out/init_$init.log"
+    eval_one "init_$init" "$out/init_$init"
+done
+"$mmm" distill $common --stages 2,3 --out "$out/stages_23" > "$out/stages_23.log"
+eval_one "stages_2+3" "$out/stages_23"
+L=$(grep -o '"num_hidden_layers": [0-9]*' "$teacher/config.json" | awk '{s += $2} END {print s}')
+for place in head-interleaved tail-interleaved head-stacked tail-stacked auto; do
+    dir="$out/hybrid_$place"
+    mkdir -p "$dir"
+    for s in 1 2; do [ -e "$dir/stage$s" ] || ln -s "../init_mimic/stage$s" "$dir/stage$s"; done
+    choice="--hybrid $place:$k"
+    [ "$place" = auto ] && choice="--attention-layers auto:$k"
+    "$mmm" distill $common $choice --out "$dir" > "$dir.log"
+    eval_one "hybrid_${place}_$k" "$dir"
+done
+echo "wrote $out/ablations.md ($L layers, K = $k, $steps steps per stage)"

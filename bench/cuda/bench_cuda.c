@@ -1,0 +1,424 @@
+/* GPU benchmarks of the CUDA backend at HoVLE-2.6B size (hidden 2048, 8 + 24 layers, 16 heads,
+ * 8 kv heads, head_dim 128, FFN 8192, vocab 92544), bf16 weights, batch 1, random values:
+ *   ceilings   device-to-device copy bandwidth and a cuBLAS bf16 GEMM, measured here
+ *   gemv       the fused decode projection against cuBLAS at batch 1 (GB/s of weights)
+ *   decode     per-token latency and device memory of teacher, hybrid (attention in layers
+ *              0, 4, ..., 28) and linear at several context lengths: one decode step captured in
+ *              a CUDA graph and replayed (the caches are filled with random values; a step costs
+ *              the same whatever the earlier tokens were)
+ *   prefill    causal attention forward TFLOP/s and chunked SSD TFLOP/s
+ * usage: bench_cuda [--json FILE] [--quick]   (prints a table; --json also writes the numbers)
+ *        bench_cuda --step MODEL CONTEXT       (three eager decode steps of teacher, hybrid or
+ *                                               linear, nothing else: for a profiler) */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mmm/cuda.h"
+#include "mmm/error.h"
+
+#define HID 2048
+#define LAYERS 32
+#define HEADS 16
+#define KVH 8
+#define HD 128
+#define FFN 8192
+#define VOCAB 92544
+#define QKV ((HEADS + 2 * KVH) * HD)       /* 4096 */
+#define DC ((2 * KVH + HEADS) * HD)        /* conv channels [v k q], 4096 */
+#define DZ (DC + HEADS * HD + HEADS)       /* wvkqgdt rows, 6160 */
+#define EPS 1e-5f
+#define BF16 MMM_DTYPE_BF16
+#define F32 MMM_DTYPE_F32
+
+#define CK(call)                                                                              \
+    do {                                                                                      \
+        if ((call) != MMM_OK) {                                                               \
+            fprintf(stderr, "bench_cuda:%d: %s\n", __LINE__, mmm_last_error());               \
+            exit(1);                                                                          \
+        }                                                                                     \
+    } while (0)
+
+/* ---- allocations of one experiment, freed together; bytes counted ---- */
+
+#define MAX_ALLOCS 1024
+static void *g_ptr[MAX_ALLOCS];
+static int g_n;
+static size_t g_bytes;
+static uint64_t g_seed = 1;
+
+static void *dev(size_t bytes) {
+    if (g_n == MAX_ALLOCS) { fprintf(stderr, "bench_cuda: too many allocations\n"); exit(1); }
+    void *p;
+    CK(mmm_cuda_malloc(&p, bytes));
+    g_bytes += bytes;
+    return g_ptr[g_n++] = p;
+}
+
+static void free_all(void) {
+    while (g_n) mmm_cuda_free(g_ptr[--g_n]);
+    g_bytes = 0;
+}
+
+static void *rnd_dev(size_t n, mmm_dtype dt, float lo, float hi) {
+    void *p = dev(n * (dt == BF16 ? 2 : 4));
+    CK(mmm_cuda_fill_uniform(p, dt, n, lo, hi, g_seed++));
+    return p;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- timing: median of reps, each run bracketed by events ---- */
+
+typedef void (*work_fn)(void *ctx);
+
+static float median_ms(work_fn fn, void *ctx, int warm, int reps) {
+    mmm_cuda_event ev[65];
+    if (reps > 64) reps = 64;
+    for (int i = 0; i <= reps; i++) CK(mmm_cuda_event_create(&ev[i]));
+    for (int i = 0; i < warm; i++) fn(ctx);
+    CK(mmm_cuda_sync());
+    float t[64];
+    CK(mmm_cuda_event_record(ev[0]));
+    for (int i = 0; i < reps; i++) {
+        fn(ctx);
+        CK(mmm_cuda_event_record(ev[i + 1]));
+    }
+    for (int i = 0; i < reps; i++) CK(mmm_cuda_event_ms(&t[i], ev[i], ev[i + 1]));
+    CK(mmm_cuda_sync());
+    for (int i = 0; i <= reps; i++) mmm_cuda_event_destroy(ev[i]);
+    qsort(t, reps, sizeof *t, cmp_float);
+    return t[reps / 2];
+}
+
+static FILE *g_json;
+static int g_json_first = 1;
+
+static void json_row(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void json_row(const char *fmt, ...) {
+    if (!g_json) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs(g_json_first ? "\n  " : ",\n  ", g_json);
+    vfprintf(g_json, fmt, ap);
+    va_end(ap);
+    g_json_first = 0;
+}
+
+/* ---- ceilings ---- */
+
+typedef struct { void *a, *b, *c; size_t bytes; int n; } buf3;
+
+static void run_copy(void *p) {
+    buf3 *b = p;
+    CK(mmm_cuda_copy(b->b, b->a, b->bytes));
+}
+
+static void run_gemm(void *p) {
+    buf3 *b = p;
+    CK(mmm_cuda_gemm(0, 1, b->n, b->n, b->n, 1.f, b->a, b->n, b->b, b->n, 0.f, b->c, b->n, BF16, BF16));
+}
+
+static void ceilings(double *copy_gbs, double *gemm_tfs) {
+    buf3 c = {dev(1u << 30), dev(1u << 30), NULL, 1u << 30, 0};
+    CK(mmm_cuda_fill_uniform(c.a, F32, c.bytes / 4, -1, 1, 7));
+    float ms = median_ms(run_copy, &c, 3, 10);
+    *copy_gbs = 2.0 * c.bytes / (ms * 1e-3) / 1e9;
+    free_all();
+    int n = 8192;
+    buf3 g = {rnd_dev((size_t)n * n, BF16, -1, 1), rnd_dev((size_t)n * n, BF16, -1, 1),
+              dev((size_t)n * n * 2), 0, n};
+    ms = median_ms(run_gemm, &g, 3, 10);
+    *gemm_tfs = 2.0 * n * n * (double)n / (ms * 1e-3) / 1e12;
+    free_all();
+    printf("ceilings: device-to-device copy %.0f GB/s (read + write), cuBLAS bf16 GEMM 8192^3 %.0f TFLOP/s\n",
+           *copy_gbs, *gemm_tfs);
+    json_row("{\"kind\": \"ceiling\", \"copy_gbs\": %.1f, \"gemm_bf16_tflops\": %.1f}", *copy_gbs, *gemm_tfs);
+}
+
+/* ---- batch-1 projections: fused GEMV vs cuBLAS ---- */
+
+typedef struct { float *out, *x; uint16_t *w; void *xb, *outb; int C, OC; } gemv_ctx;
+
+static void run_gemv(void *p) {
+    gemv_ctx *g = p;
+    CK(mmm_cuda_decode_linear(g->out, g->x, g->w, NULL, EPS, g->C, g->OC, 0));
+}
+
+static void run_gemv_cublas(void *p) {
+    gemv_ctx *g = p;
+    CK(mmm_cuda_gemm(0, 1, 1, g->OC, g->C, 1.f, g->xb, g->C, g->w, g->C, 0.f, g->outb, g->OC, BF16, F32));
+}
+
+static void gemv_table(void) {
+    static const int shapes[][2] = {{2048, 6160}, {2048, 8192}, {8192, 2048}, {2048, VOCAB}};
+    printf("\nbatch-1 projection (bf16 weights), GB/s of weights read:\n");
+    printf("|    C |    OC | mmm fused GEMV | cuBLAS gemm N=1 | ratio |\n|---:|---:|---:|---:|---:|\n");
+    for (int s = 0; s < 4; s++) {
+        gemv_ctx g = {dev((size_t)shapes[s][1] * 4), rnd_dev(shapes[s][0], F32, -1, 1),
+                      rnd_dev((size_t)shapes[s][0] * shapes[s][1], BF16, -0.02f, 0.02f),
+                      rnd_dev(shapes[s][0], BF16, -1, 1), dev((size_t)shapes[s][1] * 4), shapes[s][0], shapes[s][1]};
+        double bytes = 2.0 * g.C * g.OC;
+        float a = median_ms(run_gemv, &g, 5, 50), b = median_ms(run_gemv_cublas, &g, 5, 50);
+        printf("| %4d | %5d | %8.0f | %8.0f | %.2f |\n", g.C, g.OC, bytes / (a * 1e-3) / 1e9,
+               bytes / (b * 1e-3) / 1e9, b / a);
+        json_row("{\"kind\": \"gemv\", \"C\": %d, \"OC\": %d, \"mmm_us\": %.2f, \"cublas_us\": %.2f}",
+                 g.C, g.OC, a * 1e3, b * 1e3);
+        free_all();
+    }
+}
+
+/* ---- decode step of a whole model ---- */
+
+typedef struct {
+    int attn;
+    uint16_t *w_in, *w_out, *w1, *w3, *w2; /* w_in: wqkv or wvkqgdt; w_out: wo or o_proj */
+    float *norm1, *norm2, *conv_w, *conv_b, *dt_bias, *A, *gnorm;
+    void *kc, *vc;
+    float *ssm, *conv_state;
+    int *sync;
+} layer_t;
+
+typedef struct {
+    layer_t L[LAYERS];
+    uint16_t *emb, *lm_head;
+    float *final_norm, *x, *qkv, *q, *att, *z, *y, *s, *logits, *cos_t, *sin_t;
+    int32_t *ids, *pos_dev;
+    void *ws;
+    int Tmax, pos;
+} model_t;
+
+static void build_model(model_t *m, const int *attn, int Tmax, int pos) {
+    memset(m, 0, sizeof *m);
+    float a = 0.02f;
+    m->Tmax = Tmax;
+    m->emb = rnd_dev((size_t)VOCAB * HID, BF16, -1, 1);
+    m->lm_head = rnd_dev((size_t)VOCAB * HID, BF16, -a, a);
+    m->final_norm = rnd_dev(HID, F32, 0.9f, 1.1f);
+    for (int l = 0; l < LAYERS; l++) {
+        layer_t *L = &m->L[l];
+        L->attn = attn[l];
+        L->norm1 = rnd_dev(HID, F32, 0.9f, 1.1f);
+        L->norm2 = rnd_dev(HID, F32, 0.9f, 1.1f);
+        L->w1 = rnd_dev((size_t)FFN * HID, BF16, -a, a);
+        L->w3 = rnd_dev((size_t)FFN * HID, BF16, -a, a);
+        L->w2 = rnd_dev((size_t)HID * FFN, BF16, -a, a);
+        L->w_out = rnd_dev((size_t)HID * HEADS * HD, BF16, -a, a);
+        if (L->attn) {
+            L->w_in = rnd_dev((size_t)QKV * HID, BF16, -a, a);
+            L->kc = rnd_dev((size_t)Tmax * KVH * HD, BF16, -1, 1);
+            L->vc = rnd_dev((size_t)Tmax * KVH * HD, BF16, -1, 1);
+        } else {
+            L->w_in = rnd_dev((size_t)DZ * HID, BF16, -a, a);
+            L->conv_w = rnd_dev((size_t)DC * 2, F32, -0.5f, 0.5f);
+            L->conv_b = rnd_dev(DC, F32, -0.1f, 0.1f);
+            L->dt_bias = rnd_dev(HEADS, F32, -4, -2);
+            L->A = rnd_dev(HEADS, F32, -3, -1);
+            L->gnorm = rnd_dev(HD, F32, 0.9f, 1.1f);
+            L->ssm = rnd_dev((size_t)HEADS * HD * HD, F32, -1, 1);
+            L->conv_state = rnd_dev(DC, F32, -1, 1);
+            L->sync = dev(sizeof(int));
+            CK(mmm_cuda_memset(L->sync, 0, sizeof(int)));
+        }
+    }
+    m->x = dev(HID * 4);
+    m->qkv = dev(QKV * 4);
+    m->q = dev(HEADS * HD * 4);
+    m->att = dev(HEADS * HD * 4);
+    m->z = dev(DZ * 4);
+    m->y = dev(HEADS * HD * 4);
+    m->s = dev(FFN * 4);
+    m->logits = dev((size_t)VOCAB * 4);
+    m->ids = dev(sizeof(int32_t));
+    m->pos_dev = dev(sizeof(int32_t));
+    m->cos_t = dev(HD / 2 * 4);
+    m->sin_t = dev(HD / 2 * 4);
+    int32_t id = 4242;
+    CK(mmm_cuda_upload(m->ids, &id, sizeof id));
+    m->ws = dev(mmm_cuda_attention_decode_ws_bytes(1, HEADS, HD, Tmax) + 16);
+    m->pos = pos;
+    CK(mmm_cuda_upload(m->pos_dev, &pos, sizeof pos));
+}
+
+/* one token at position m->pos (m->pos + 1 keys in the attention caches) */
+static void decode_step(model_t *m) {
+    CK(mmm_cuda_embedding_forward(m->x, m->ids, m->emb, 1, VOCAB, HID, F32, BF16));
+    CK(mmm_cuda_rope_table(m->cos_t, m->sin_t, m->pos_dev, 1e6f, 1, HD)); /* shared by the layers */
+    for (int l = 0; l < LAYERS; l++) {
+        layer_t *L = &m->L[l];
+        if (L->attn) {
+            CK(mmm_cuda_decode_linear(m->qkv, m->x, L->w_in, L->norm1, EPS, HID, QKV, 0));
+            CK(mmm_cuda_decode_qkv(m->q, L->kc, L->vc, m->qkv, m->cos_t, m->sin_t, m->pos, 1, m->Tmax,
+                                   HEADS, KVH, HD, BF16));
+            CK(mmm_cuda_attention_decode(m->att, m->q, L->kc, L->vc, m->ws, 1, m->pos + 1, m->Tmax,
+                                         HEADS, KVH, HD, BF16));
+            CK(mmm_cuda_decode_linear(m->x, m->att, L->w_out, NULL, EPS, HEADS * HD, HID, 1));
+        } else {
+            CK(mmm_cuda_decode_linear(m->z, m->x, L->w_in, L->norm1, EPS, HID, DZ, 0));
+            CK(mmm_cuda_mamba_decode_step(m->y, L->ssm, L->conv_state, L->sync, m->z, L->conv_w,
+                                          L->conv_b, L->dt_bias, L->A, HEADS, KVH, HD, 2));
+            CK(mmm_cuda_decode_gated_linear(m->x, m->y, m->z + DC, L->w_out, L->gnorm, EPS, HEADS,
+                                            HD, HID, 1));
+        }
+        CK(mmm_cuda_decode_swiglu(m->s, m->x, L->w1, L->w3, L->norm2, EPS, HID, FFN));
+        CK(mmm_cuda_decode_linear(m->x, m->s, L->w2, NULL, EPS, FFN, HID, 1));
+    }
+    CK(mmm_cuda_decode_linear(m->logits, m->x, m->lm_head, m->final_norm, EPS, HID, VOCAB, 0));
+}
+
+static void run_graph(void *p) { CK(mmm_cuda_graph_launch(p)); }
+
+static size_t g_base_used; /* device memory in use before any experiment (context, cuBLAS) */
+
+static size_t used_now(void) {
+    size_t fr, tot;
+    CK(mmm_cuda_mem_info(&fr, &tot));
+    return tot - fr;
+}
+
+static void decode_table(int quick) {
+    static const char *names[3] = {"teacher", "hybrid", "linear"};
+    static const int ctx_k[] = {1, 8, 32, 64, 103};
+    int nctx = quick ? 2 : 5;
+    printf("\ndecode, batch 1, bf16 weights, one step as a CUDA graph (median of 50 replays):\n");
+    printf("| model | context | ms/token | allocated GiB | device in use GiB |\n|---|---:|---:|---:|---:|\n");
+    for (int mi = 0; mi < 3; mi++)
+        for (int c = 0; c < nctx; c++) {
+            int ctx = ctx_k[c] * 1024, attn[LAYERS];
+            for (int l = 0; l < LAYERS; l++) attn[l] = mi == 0 || (mi == 1 && l % 4 == 0);
+            model_t *m = malloc(sizeof *m);
+            build_model(m, attn, ctx + 1, ctx);
+            decode_step(m); /* eager once: loads cuBLAS-free kernels, checks every launch */
+            CK(mmm_cuda_sync());
+            mmm_cuda_graph g;
+            CK(mmm_cuda_graph_begin());
+            decode_step(m);
+            CK(mmm_cuda_graph_end(&g));
+            float ms = median_ms(run_graph, g, 5, 50);
+            float check[4];
+            CK(mmm_cuda_download(check, m->logits, sizeof check));
+            if (!isfinite(check[0]) || !isfinite(check[3])) {
+                fprintf(stderr, "bench_cuda: %s decode produced non-finite logits\n", names[mi]);
+                exit(1);
+            }
+            double alloc = g_bytes / 1073741824.0, in_use = used_now() / 1073741824.0;
+            printf("| %s | %dK | %.3f | %.2f | %.2f |\n", names[mi], ctx_k[c], ms, alloc, in_use);
+            json_row("{\"kind\": \"decode\", \"model\": \"%s\", \"context\": %d, \"ms\": %.4f, "
+                     "\"alloc_gib\": %.3f, \"in_use_gib\": %.3f, \"base_gib\": %.3f}",
+                     names[mi], ctx, ms, alloc, in_use, g_base_used / 1073741824.0);
+            mmm_cuda_graph_destroy(g);
+            free_all();
+            free(m);
+        }
+}
+
+/* ---- prefill kernels ---- */
+
+typedef struct { void *q, *k, *v, *o; float *lse, *dt, *A; void *ws; int T; } pre_ctx;
+
+static void run_attn(void *p) {
+    pre_ctx *c = p;
+    CK(mmm_cuda_attention_forward(c->o, c->lse, c->q, c->k, c->v, 1, c->T, c->T, HEADS, KVH, HD, BF16));
+}
+
+static void run_ssd(void *p) {
+    pre_ctx *c = p; /* q = x (T, G, P), k = B (T, G, N), v = C (T, H, N) */
+    CK(mmm_cuda_ssd_forward(c->o, NULL, c->q, c->k, c->v, c->dt, c->A, NULL, c->ws, 1, c->T, HEADS,
+                            KVH, HD, HD, 128, BF16));
+}
+
+static void prefill_table(int quick) {
+    static const int Ts[] = {4096, 16384, 32768, 65536};
+    int nT = quick ? 2 : 4;
+    printf("\nprefill kernels, B=1, H=16, Hkv/G=8, D=P=N=128, bf16 (median of 5):\n");
+    printf("| T | attention ms | attention TFLOP/s | SSD ms | SSD TFLOP/s |\n|---:|---:|---:|---:|---:|\n");
+    for (int i = 0; i < nT; i++) {
+        int T = Ts[i];
+        size_t nq = (size_t)T * HEADS * HD, nk = (size_t)T * KVH * HD;
+        pre_ctx c = {rnd_dev(nq, BF16, -2, 2), rnd_dev(nk, BF16, -2, 2), rnd_dev(nk, BF16, -1, 1),
+                     dev(nq * 2), dev((size_t)HEADS * T * 4), NULL, NULL, NULL, T};
+        float ta = median_ms(run_attn, &c, 2, 5);
+        /* causal: query t sees t + 1 keys; 2 products of 2·D flops per (query, key, head) */
+        double fa = 4.0 * HD * HEADS * ((double)T * (T + 1) / 2);
+        free_all();
+        c = (pre_ctx){rnd_dev(nk, BF16, -1, 1), rnd_dev(nk, BF16, -1, 1), rnd_dev(nq, BF16, -1, 1),
+                      dev(nq * 2), NULL, rnd_dev((size_t)T * HEADS, F32, 0.001f, 0.1f),
+                      rnd_dev(HEADS, F32, -3, -0.5f), dev(mmm_cuda_ssd_ws_bytes(1, T, HEADS, HD, HD, 128)), T};
+        float ts = median_ms(run_ssd, &c, 2, 5);
+        /* per chunk of L and head: C·Bᵀ and M·X on the causal half, L²·(N + P); chunk state and
+         * inter-chunk output, 2·L·P·N each */
+        double L = 128, fs = (double)T / L * HEADS * (L * L * (HD + HD) + 4 * L * HD * HD);
+        free_all();
+        printf("| %d | %.3f | %.1f | %.3f | %.1f |\n", T, ta, fa / (ta * 1e-3) / 1e12, ts, fs / (ts * 1e-3) / 1e12);
+        json_row("{\"kind\": \"prefill\", \"T\": %d, \"attn_ms\": %.4f, \"attn_tflops\": %.2f, "
+                 "\"ssd_ms\": %.4f, \"ssd_tflops\": %.3f}", T, ta, fa / (ta * 1e-3) / 1e12, ts,
+                 fs / (ts * 1e-3) / 1e12);
+    }
+}
+
+/* model 0 teacher, 1 hybrid, 2 linear */
+static void eager_steps(int model, int ctx) {
+    int attn[LAYERS];
+    for (int l = 0; l < LAYERS; l++) attn[l] = model == 0 || (model == 1 && l % 4 == 0);
+    model_t *m = malloc(sizeof *m);
+    build_model(m, attn, ctx + 1, ctx);
+    for (int i = 0; i < 3; i++) decode_step(m);
+    CK(mmm_cuda_sync());
+    free_all();
+    free(m);
+}
+
+int main(int argc, char **argv) {
+    const char *json = NULL;
+    int quick = 0, step_model = -1, step_ctx = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+        else if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--step") && i + 2 < argc) {
+            const char *name = argv[++i];
+            step_model = !strcmp(name, "teacher") ? 0 : !strcmp(name, "hybrid") ? 1 : !strcmp(name, "linear") ? 2 : -1;
+            step_ctx = atoi(argv[++i]);
+            if (step_model < 0 || step_ctx < 1) {
+                fprintf(stderr, "bench_cuda: --step takes teacher|hybrid|linear and a context length\n");
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "usage: bench_cuda [--json FILE] [--quick] | --step MODEL CONTEXT\n");
+            return 2;
+        }
+    }
+    mmm_cuda_info info;
+    CK(mmm_cuda_init(0, &info));
+    mmm_cuda_stream s;
+    CK(mmm_cuda_stream_create(&s));
+    mmm_cuda_set_stream(s);
+    printf("device: %s, sm_%d%d, %d SMs, %.1f GiB\n", info.name, info.cc_major, info.cc_minor,
+           info.sm_count, info.total_mem / 1073741824.0);
+    if (step_model >= 0) {
+        eager_steps(step_model, step_ctx);
+        return 0;
+    }
+    if (json && !(g_json = fopen(json, "w"))) {
+        fprintf(stderr, "bench_cuda: cannot write %s\n", json);
+        return 1;
+    }
+    if (g_json) fprintf(g_json, "{\"device\": \"%s\", \"rows\": [", info.name);
+    double copy, gemm;
+    ceilings(&copy, &gemm); /* also loads cuBLAS, whose handle and workspace stay */
+    g_base_used = used_now();
+    gemv_table();
+    decode_table(quick);
+    prefill_table(quick);
+    if (g_json) {
+        fprintf(g_json, "\n]}\n");
+        fclose(g_json);
+    }
+    mmm_cuda_set_stream(NULL);
+    mmm_cuda_stream_destroy(s);
+    return 0;
+}

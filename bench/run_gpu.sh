@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds, checks and times the CUDA backend in one call on a GPU machine.
+#   bench/run_gpu.sh [--quick]            build here (nvcc and the build dependencies), then run
+#   bench/run_gpu.sh pack DIR             build here and copy the binaries and the shared libraries
+#                                         they need into DIR, for a GPU machine that cannot build
+#   bench/run_gpu.sh [--quick] DIR        run the binaries packed in DIR
+# Runs: the CUDA op tests (tests/cuda), bench_cuda, the PyTorch baseline (if torch is there) and
+# the joined report. Output: $OUT (default build-gpu/out): tests.log, bench.log, mmm.json,
+# torch.json, report.md; the report is printed last.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = pack ]; then
+    dir=${2:?usage: bench/run_gpu.sh pack DIR}
+    # a separate build for portable x86-64 (AVX2) code: the GPU machine's processor may differ
+    make -j"$(nproc)" BUILD=build-gpu OPT="-O3 -march=x86-64-v3" build-gpu/mmm_tests build-gpu/bench_cuda
+    mkdir -p "$dir/lib"
+    cp build-gpu/mmm_tests build-gpu/bench_cuda "$dir/"
+    # every shared library except the C runtime itself, which the GPU machine has (newer)
+    ldd build-gpu/mmm_tests build-gpu/bench_cuda | awk '/=> \//{print $3}' | sort -u |
+        grep -Ev '/(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+)\.so' |
+        while read -r lib; do cp -L "$lib" "$dir/lib/"; done
+    echo "packed into $dir: $(ls "$dir" "$dir/lib" | tr '\n' ' ')"
+    exit 0
+fi
+
+quick=
+if [ "${1:-}" = --quick ]; then quick=--quick; shift; fi
+out=${OUT:-build-gpu/out}
+mkdir -p "$out"
+if [ -n "${1:-}" ]; then
+    bin=$1
+    export LD_LIBRARY_PATH="$PWD/$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+else
+    make -j"$(nproc)" build/mmm_tests build/bench_cuda
+    bin=build
+fi
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
+echo "== CUDA op tests"
+"$bin/mmm_tests" cuda 2>&1 | tee "$out/tests.log" | grep -E '^(FAIL|cuda device|[0-9]+ passed)' || true
+echo "== bench_cuda"
+"$bin/bench_cuda" $quick --json "$out/mmm.json" 2>&1 | tee "$out/bench.log"
+if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    echo "== PyTorch baseline"
+    env -u LD_LIBRARY_PATH python3 bench/cuda/baseline.py $quick --json "$out/torch.json" 2>&1 | tee "$out/torch.log"
+    echo "== report"
+    python3 bench/cuda/report.py "$out/mmm.json" "$out/torch.json" | tee "$out/report.md"
+fi
+grep -E '^[0-9]+ passed' "$out/tests.log"
