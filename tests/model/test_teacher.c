@@ -276,3 +276,18 @@ TEST(teacher_generate) {
     mmm_state_free(s);
     mmm_model_free(m);
 }
+
+/* A context that cannot fit is refused before anything is allocated, with the numbers. */
+TEST(teacher_context_longer_than_memory) {
+    mmm_model *m = NULL;
+    if (!check(mmm_model_load(&m, CASE_DIR) == MMM_OK, "context limit: model loads")) return;
+    mmm_state *s = NULL;
+    int rc = mmm_state_new(&s, m, 2000000000);
+    check(rc == MMM_ERR_NOMEM && strstr(mmm_last_error(), "2000000000-token context needs") &&
+          strstr(mmm_last_error(), "GB of KV cache") && strstr(mmm_last_error(), "at most about"),
+          "state: a 2e9-token context is refused up front (%s)", mmm_last_error());
+    check(s == NULL, "state: nothing returned for a refused context");
+    rc = mmm_state_new(&s, m, 0);
+    check(rc == MMM_ERR_ARG, "state: a zero-token context is refused");
+    mmm_model_free(m);
+}
