@@ -68,6 +68,11 @@ TEST(test_cli_forward) {
     check(rc == 1 && strstr(out, "token id 999 at position 1"), "cli mmm forward: id outside the vocabulary");
     rc = run_mmm("forward --ids 1", out, sizeof out);
     check(rc == 2 && strstr(out, "needs --model"), "cli mmm forward: missing --model");
+    rc = run_mmm("forward --model tests/data/teacher/text_only --text hi", out, sizeof out);
+    check(rc == 1 && strstr(out, "tests/data/teacher/text_only") && strstr(out, "tokenizer"),
+          "cli mmm forward --text without a tokenizer names what is missing");
+    rc = run_mmm("forward --model tests/data/teacher/text_only --ids 1 --text hi", out, sizeof out);
+    check(rc == 2 && strstr(out, "one of --ids, --ids-file or --text"), "cli mmm forward: --ids and --text together refused");
     rc = run_mmm("forward --help", out, sizeof out);
     check(rc == 0 && strstr(out, "usage: mmm forward"), "cli mmm forward --help");
 }

@@ -12,17 +12,22 @@
 #include "mmm/forward.h"
 #include "mmm/model.h"
 #include "mmm/safetensors.h"
+#include "mmm/tokenizer.h"
 
 #define MAX_IMAGES 64
 
 static void usage(FILE *f) {
-    fputs("usage: mmm forward --model DIR (--ids LIST | --ids-file FILE) [--image FILE]...\n"
+    fputs("usage: mmm forward --model DIR (--ids LIST | --ids-file FILE | --text TEXT) [--image FILE]...\n"
           "                   [--dump OUT.safetensors] [--hidden] [--top K]\n\n"
           "Runs one forward pass of a teacher or student and prints the most likely next tokens.\n\n"
           "  --model DIR        model directory (config.json + safetensors)\n"
           "  --ids LIST         token ids, comma or space separated; -1 marks where the next\n"
           "                     --image goes (expanded to <img> <IMG_CONTEXT>... </img>)\n"
           "  --ids-file FILE    the same, read from a file\n"
+          "  --text TEXT        text, encoded with the model's tokenizer (special tokens written as\n"
+          "                     text, such as <|im_start|>, become their ids); each <image> marks\n"
+          "                     where the next --image goes\n"
+          "  --tokenizer PATH   for --text (default: the model directory's)\n"
           "  --image FILE       an image (PNG/JPEG/BMP/PPM); repeat for several, in order\n"
           "  --dump OUT         write 'logits' (T, V) as F32 safetensors, plus 'input_ids'\n"
           "  --hidden           with --dump, also 'hidden_states' (E+L, T, C) (every layer's\n"
@@ -76,13 +81,48 @@ static void print_top(const mmm_model *m, const float *row, int k) {
     free(best);
 }
 
+/* Encodes text with the tokenizer, each "<image>" becoming the image marker -1. */
+static int text_to_ids(const char *text, const char *tok_path, int32_t **ids, int *n) {
+    mmm_tokenizer *tok = NULL;
+    int rc = mmm_tokenizer_load(tok_path, &tok);
+    int cap = 16, count = 0;
+    int32_t *out = rc ? NULL : malloc((size_t)cap * sizeof *out);
+    if (!rc && !out) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    for (const char *p = text; !rc;) {
+        const char *mark = strstr(p, "<image>");
+        size_t len = mark ? (size_t)(mark - p) : strlen(p);
+        int32_t *piece = NULL;
+        int np = 0;
+        if (len && (rc = mmm_tokenizer_encode(tok, p, len, 1, &piece, &np))) break;
+        if (count + np + 1 > cap) {
+            cap = 2 * (count + np + 1);
+            int32_t *grown = realloc(out, (size_t)cap * sizeof *grown);
+            if (!grown) { free(piece); rc = mmm_fail(MMM_ERR_NOMEM, "out of memory"); break; }
+            out = grown;
+        }
+        memcpy(out + count, piece, (size_t)np * sizeof *out);
+        count += np;
+        free(piece);
+        if (!mark) break;
+        out[count++] = -1;
+        p = mark + 7;
+    }
+    mmm_tokenizer_free(tok);
+    if (!rc && count == 0) rc = mmm_fail(MMM_ERR_ARG, "--text: the text encodes to no tokens");
+    if (rc) { free(out); return rc; }
+    *ids = out;
+    *n = count;
+    return MMM_OK;
+}
+
 int cmd_forward(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"ids", required_argument, 0, 'i'},
         {"ids-file", required_argument, 0, 'f'}, {"image", required_argument, 0, 'g'},
         {"dump", required_argument, 0, 'd'}, {"hidden", no_argument, 0, 'H'},
-        {"top", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *model_dir = NULL, *ids_text = NULL, *ids_file = NULL, *dump_path = NULL;
+        {"top", required_argument, 0, 'k'}, {"text", required_argument, 0, 'x'},
+        {"tokenizer", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *model_dir = NULL, *ids_text = NULL, *ids_file = NULL, *dump_path = NULL, *text = NULL, *tok_path = NULL;
     char *images[MAX_IMAGES];
     int n_images = 0, hidden = 0, top = 5, o;
     optind = 1;
@@ -98,13 +138,15 @@ int cmd_forward(int argc, char **argv) {
         case 'd': dump_path = optarg; break;
         case 'H': hidden = 1; break;
         case 'k': top = atoi(optarg); break;
+        case 'x': text = optarg; break;
+        case 't': tok_path = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (optind < argc) { fprintf(stderr, "mmm forward: unexpected argument '%s'\n", argv[optind]); return 2; }
-    if (!model_dir || (!ids_text == !ids_file)) {
-        fprintf(stderr, "mmm forward: needs --model and one of --ids or --ids-file (see --help)\n");
+    if (!model_dir || (!!ids_text + !!ids_file + !!text) != 1) {
+        fprintf(stderr, "mmm forward: needs --model and one of --ids, --ids-file or --text (see --help)\n");
         return 2;
     }
     if (top < 0) top = 0;
@@ -116,7 +158,8 @@ int cmd_forward(int argc, char **argv) {
     float *pixels = NULL;
     mmm_acts *acts = NULL;
     int n_raw = 0, T = 0, n_tiles = 0, tiles_per_image[MAX_IMAGES];
-    int rc = cli_parse_ids(ids_text ? ids_text : file_text, &raw, &n_raw);
+    int rc = text ? text_to_ids(text, tok_path ? tok_path : model_dir, &raw, &n_raw)
+                  : cli_parse_ids(ids_text ? ids_text : file_text, &raw, &n_raw);
     if (!rc) rc = mmm_model_load(&m, model_dir);
     if (!rc) rc = cli_load_images(m, images, n_images, &pixels, &n_tiles, tiles_per_image);
     if (!rc) rc = cli_expand_image_markers(m, raw, n_raw, tiles_per_image, n_images, &ids, &T);

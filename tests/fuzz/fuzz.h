@@ -17,12 +17,17 @@ int mmm_fuzz_jsonl(const uint8_t *data, size_t size);
 int mmm_fuzz_tokenizer_json(const uint8_t *data, size_t size);
 int mmm_fuzz_sentencepiece(const uint8_t *data, size_t size);
 int mmm_fuzz_image(const uint8_t *data, size_t size);
+int mmm_fuzz_st_index(const uint8_t *data, size_t size);
+int mmm_fuzz_checkpoint(const uint8_t *data, size_t size);
 
-/* Writes data into `name` inside this process's scratch directory (made on first use under
- * $TMPDIR, removed at exit) and returns the file's path (static storage), or NULL on failure. */
+/* Writes data into `name` (a file name, or "subdir/file") inside this process's scratch directory
+ * (made on first use under $TMPDIR, removed at exit) and returns the file's path (static
+ * storage, valid until the next call), or NULL on failure. */
 const char *fuzz_write_file(const char *name, const uint8_t *data, size_t size);
 /* The scratch directory itself, or NULL. */
 const char *fuzz_scratch_dir(void);
+/* Copies the file `from` (at most 1 MB) into the scratch directory as `name`; 0 on success. */
+int fuzz_copy_file(const char *from, const char *name);
 /* Encodes a short mixed text with and without special tokens, checks the ids are in the
  * vocabulary, and decodes them with and without special tokens. */
 void fuzz_tokenizer_roundtrip(const mmm_tokenizer *t);

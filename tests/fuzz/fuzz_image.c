@@ -2,13 +2,21 @@
  * (32-pixel tiles, at most 4 and a thumbnail) of images up to MAX_PIXELS. */
 #include <stdlib.h>
 
+#include <stb/stb_image.h>
+
 #include "fuzz.h"
 #include "mmm/error.h"
 #include "mmm/image.h"
 
-#define MAX_PIXELS (1 << 20) /* larger images only decode, so each run stays fast */
+#define MAX_PIXELS (1 << 20)  /* larger images only decode, so each run stays fast */
+#define MAX_DECODE (1L << 22) /* larger ones are not decoded: a few header bytes can ask for
+                               * 16384² pixels (1.6 GB with stb's buffer and ours) */
 
 int mmm_fuzz_image(const uint8_t *data, size_t size) {
+    int w, h, comp;
+    if (size > 0 && size <= (1u << 30) && stbi_info_from_memory(data, (int)size, &w, &h, &comp) &&
+        w > 0 && h > 0 && w <= MMM_IMAGE_MAX_SIDE && h <= MMM_IMAGE_MAX_SIDE && (long)w * h > MAX_DECODE)
+        return MMM_ERR_UNSUPPORTED;
     mmm_image img;
     int rc = mmm_image_from_memory(&img, data, size, "fuzz-image");
     if (rc) return rc;

@@ -1,29 +1,16 @@
 /* Fuzz target: a JSONL conversation file through mmm_dataset_load (a real tokenizer and a small
  * vision config from tests/data), then its samples batched, which loads and tiles their images.
  * The scratch directory holds two images, img.png and photo.jpg, for records to name. */
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "fuzz.h"
 #include "mmm/data.h"
 #include "mmm/error.h"
-#include "mmm/fileio.h"
 
 #define DATA_DIR "tests/data"
 
 static mmm_tokenizer *tok;
 static mmm_config cfg;
-
-/* Copies a test image into the scratch directory under `name`. */
-static int copy_image(const char *from, const char *name) {
-    FILE *f = fopen(from, "rb");
-    if (!f) return -1;
-    uint8_t buf[8192];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
-    return n && n < sizeof buf && fuzz_write_file(name, buf, n) ? 0 : -1;
-}
 
 static void cleanup(void) {
     mmm_tokenizer_free(tok);
@@ -36,8 +23,8 @@ static void setup(void) {
     if (tok) return;
     if (mmm_tokenizer_load(DATA_DIR "/tokenizers/mmm_trained.json", &tok) ||
         mmm_config_load(&cfg, DATA_DIR "/teacher/one_image/config.json") ||
-        copy_image(DATA_DIR "/images/la_9x7.png", "img.png") ||
-        copy_image(DATA_DIR "/images/photo_40x30.jpg", "photo.jpg"))
+        fuzz_copy_file(DATA_DIR "/images/la_9x7.png", "img.png") ||
+        fuzz_copy_file(DATA_DIR "/images/photo_40x30.jpg", "photo.jpg"))
         fuzz_bug("fuzz_jsonl: cannot set up from " DATA_DIR " (run from the repository root): %s",
                  mmm_last_error());
     atexit(cleanup);
@@ -51,7 +38,8 @@ int mmm_fuzz_jsonl(const uint8_t *data, size_t size) {
     mmm_dataset d;
     int rc = mmm_dataset_load(&d, path, tok, &cfg, &opt);
     if (rc) return rc;
-    if (d.n < 1 || d.n + d.n_skipped > d.n_lines) fuzz_bug("dataset counts: %d samples, %d skipped, %d lines", d.n, d.n_skipped, d.n_lines);
+    if (d.n < 1 || d.n + d.n_skipped > d.n_lines)
+        fuzz_bug("dataset counts: %d samples, %d skipped, %d lines", d.n, d.n_skipped, d.n_lines);
     for (int i = 0; i < d.n; i++) {
         const mmm_sample *s = &d.samples[i];
         if (s->n < 1 || s->n > opt.max_tokens || s->prompt_len < 0 || s->prompt_len > s->n)

@@ -5,29 +5,22 @@
 #include "mmm/error.h"
 #include "mmm/tokenizer.h"
 
-#include <dirent.h>
+#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/stat.h>
 
 static char scratch[4096];
 
-/* Removes the scratch directory and the files fuzz targets wrote into it (one level). */
-static void remove_scratch(void) {
-    DIR *d = opendir(scratch);
-    if (d) {
-        char path[8192];
-        for (struct dirent *e; (e = readdir(d));) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(path, sizeof path, "%s/%s", scratch, e->d_name);
-            unlink(path);
-        }
-        closedir(d);
-    }
-    rmdir(scratch);
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    remove(path); /* best effort: go on with the rest */
+    return 0;
 }
+
+/* Removes the scratch directory and everything fuzz targets wrote into it. */
+static void remove_scratch(void) { nftw(scratch, remove_entry, 8, FTW_DEPTH | FTW_PHYS); }
 
 const char *fuzz_scratch_dir(void) {
     if (scratch[0]) return scratch;
@@ -45,11 +38,30 @@ const char *fuzz_write_file(const char *name, const uint8_t *data, size_t size) 
     static char path[8192];
     if (!fuzz_scratch_dir()) return NULL;
     snprintf(path, sizeof path, "%s/%s", scratch, name);
+    char *slash = strrchr(path, '/');
+    if (strchr(name, '/')) { /* one level of subdirectory */
+        *slash = '\0';
+        mkdir(path, 0700);
+        *slash = '/';
+    }
     FILE *f = fopen(path, "wb");
     if (!f) return NULL;
     int ok = fwrite(data, 1, size, f) == size;
     ok &= fclose(f) == 0;
     return ok ? path : NULL;
+}
+
+int fuzz_copy_file(const char *from, const char *name) {
+    FILE *f = fopen(from, "rb");
+    if (!f) return -1;
+    size_t cap = 1 << 20;
+    uint8_t *buf = malloc(cap);
+    size_t n = buf ? fread(buf, 1, cap, f) : 0;
+    int ok = buf && n < cap && !ferror(f);
+    fclose(f);
+    ok = ok && fuzz_write_file(name, buf, n);
+    free(buf);
+    return ok ? 0 : -1;
 }
 
 void fuzz_bug(const char *fmt, ...) {

@@ -24,6 +24,8 @@ static const struct {
     {"tokenizer_json", mmm_fuzz_tokenizer_json},
     {"sentencepiece", mmm_fuzz_sentencepiece},
     {"image", mmm_fuzz_image},
+    {"st_index", mmm_fuzz_st_index},
+    {"checkpoint", mmm_fuzz_checkpoint},
 };
 
 static int name_cmp(const void *a, const void *b) {

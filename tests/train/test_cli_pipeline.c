@@ -69,6 +69,11 @@ TEST(test_cli_pipeline) {
     rc = run_mmm(cmd, out, sizeof out);
     check(rc == 1 && strstr(out, "is a student"), "cli mmm eval: student and teacher swapped is a clear error");
 
+    snprintf(cmd, sizeof cmd, "forward --model %s/cli_hybrid --text \"<|im_start|>user\n<image>\nWhat item is this?<|im_end|>\n\" "
+             "--image tests/data/images/fmnist_28.png --top 2", f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 0 && strstr(out, "(1 image tiles)") && strstr(out, "next token"), "cli mmm forward --text with <image> and --image on a student");
+
     snprintf(cmd, sizeof cmd, "chat --model %s/cli_hybrid --image tests/data/images/fmnist_28.png -p \"What item is this?\" --max-new 4",
              f->dir);
     rc = run_mmm(cmd, out, sizeof out);
