@@ -25,6 +25,7 @@ typedef struct {
 
 typedef struct {
     double ms_per_token, state_mb, peak_rss_mb, model_mb;
+    double prefill_ms; /* < 0 when not measured */
     int ok;
 } result;
 
@@ -122,8 +123,9 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* In a child process: decode `steps` tokens after a synthetic context of ctx tokens. */
-static result measure_decode(const char *model_dir, const dims *d, int kind, int ctx, int steps) {
+/* In a child process: prefill ctx real tokens (when ctx <= prefill_max), then decode `steps`
+ * tokens after a synthetic context of ctx tokens. */
+static result measure_decode(const char *model_dir, const dims *d, int kind, int ctx, int steps, int prefill_max) {
     result r = {0};
     mmm_model *m = NULL;
     mmm_state *s = NULL;
@@ -132,6 +134,17 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
     int rc = build(&m, model_dir, d, kind);
     reset_peak_rss(); /* the teacher a student was seeded from is gone: measure from here */
     if (!rc) rc = mmm_state_new(&s, m, ctx + steps + 2);
+    double prefill_ms = -1;
+    if (!rc && ctx <= prefill_max) {
+        int32_t *ids = malloc((size_t)ctx * sizeof *ids);
+        if (!ids) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < ctx && !rc; i++) ids[i] = (int32_t)((i * 2654435761u) % (unsigned)m->cfg.llm_vocab);
+        double t0 = now();
+        if (!rc) rc = mmm_prefill(m, s, ids, ctx, NULL, 0, NULL, NULL);
+        prefill_ms = (now() - t0) * 1e3;
+        free(ids);
+        mmm_state_reset(s);
+    }
     if (!rc) rc = mmm_state_fill_synthetic(s, ctx, 7);
     if (!rc && !(logits = malloc((size_t)m->cfg.vocab * sizeof *logits))) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
     if (!rc) rc = mmm_decode(m, s, 1, logits); /* warm-up */
@@ -143,7 +156,7 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
     if (!rc) {
         qsort(t, (size_t)steps, sizeof *t, cmp_double);
         r = (result){t[steps / 2] * 1e3, mmm_state_bytes(s) / 1048576.0, peak_rss_mb(),
-                     m->n_floats * 4.0 / 1048576.0, 1};
+                     m->n_floats * 4.0 / 1048576.0, prefill_ms, 1};
     } else {
         fprintf(stderr, "mmm bench: %s at %d tokens: %s\n", kind_names[kind], ctx, mmm_last_error());
     }
@@ -154,14 +167,14 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
     return r;
 }
 
-static result run_child(const char *model_dir, const dims *d, int kind, int ctx, int steps) {
+static result run_child(const char *model_dir, const dims *d, int kind, int ctx, int steps, int prefill_max) {
     result r = {0};
     int fds[2];
     if (pipe(fds) != 0) return r;
     pid_t pid = fork();
     if (pid == 0) {
         close(fds[0]);
-        result c = measure_decode(model_dir, d, kind, ctx, steps);
+        result c = measure_decode(model_dir, d, kind, ctx, steps, prefill_max);
         ssize_t w = write(fds[1], &c, sizeof c);
         _exit(w == (ssize_t)sizeof c ? 0 : 1);
     }
@@ -224,6 +237,8 @@ static void usage(FILE *f) {
           "                   (default: hidden=256,layers=8+24,heads=4,kv=2,ffn=1024,vocab=1024)\n"
           "  --contexts LIST  context lengths (default 1K,8K,32K,64K,100K)\n"
           "  --steps N        timed decode steps per point (default 16)\n"
+          "  --prefill-max N  also time a real prefill of the context up to N tokens (default 16384;\n"
+          "                   the teacher's prefill grows with the square of the length)\n"
           "  --kinds LIST     which models (default teacher,hybrid,linear)\n"
           "  --json OUT       write the results as JSON\n"
           "  --plot OUT.png   plot latency and memory with gnuplot\n\n"
@@ -235,10 +250,11 @@ int cmd_bench(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"dims", required_argument, 0, 'd'},
         {"contexts", required_argument, 0, 'c'}, {"steps", required_argument, 0, 's'},
         {"kinds", required_argument, 0, 'k'}, {"json", required_argument, 0, 'j'},
-        {"plot", required_argument, 0, 'p'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"plot", required_argument, 0, 'p'}, {"prefill-max", required_argument, 0, 'P'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *json_path = NULL, *plot_path = NULL, *kinds = "teacher,hybrid,linear";
     dims d = {256, 8, 24, 4, 2, 1024, 1024};
-    int ctx[MAX_POINTS] = {1024, 8192, 32768, 65536, 102400}, n_ctx = 5, steps = 16, o;
+    int ctx[MAX_POINTS] = {1024, 8192, 32768, 65536, 102400}, n_ctx = 5, steps = 16, prefill_max = 16384, o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
@@ -254,6 +270,7 @@ int cmd_bench(int argc, char **argv) {
         case 'k': kinds = optarg; break;
         case 'j': json_path = optarg; break;
         case 'p': plot_path = optarg; break;
+        case 'P': prefill_max = atoi(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -279,16 +296,20 @@ int cmd_bench(int argc, char **argv) {
     else snprintf(title, sizeof title, "hidden %d, %d+%d layers, %d/%d heads, ffn %d, vocab %d", d.hidden,
                   d.emb_layers, d.llm_layers, d.heads, d.kv, d.ffn, d.vocab);
     printf("mmm bench decode: %s; %ld CPU threads; median of %d steps\n", title, sysconf(_SC_NPROCESSORS_ONLN), steps);
-    printf("%-8s %9s %12s %12s %12s\n", "model", "context", "ms/token", "state MB", "peak RSS MB");
+    printf("%-8s %9s %12s %10s %12s %12s %12s %12s\n", "model", "context", "ms/token", "tokens/s", "state MB",
+           "peak RSS MB", "prefill ms", "prefill t/s");
     static result res[3][MAX_POINTS];
     int failed = 0;
     for (int k = 0; k < 3; k++) {
         if (!want[k]) continue;
         for (int i = 0; i < n_ctx; i++) {
-            res[k][i] = run_child(model_dir, &d, k, ctx[i], steps);
-            if (!res[k][i].ok) { failed = 1; printf("%-8s %9d %12s\n", kind_names[k], ctx[i], "failed"); continue; }
-            printf("%-8s %9d %12.3f %12.1f %12.1f\n", kind_names[k], ctx[i], res[k][i].ms_per_token,
-                   res[k][i].state_mb, res[k][i].peak_rss_mb);
+            res[k][i] = run_child(model_dir, &d, k, ctx[i], steps, prefill_max);
+            const result *r = &res[k][i];
+            if (!r->ok) { failed = 1; printf("%-8s %9d %12s\n", kind_names[k], ctx[i], "failed"); continue; }
+            printf("%-8s %9d %12.3f %10.1f %12.1f %12.1f", kind_names[k], ctx[i], r->ms_per_token,
+                   1e3 / r->ms_per_token, r->state_mb, r->peak_rss_mb);
+            if (r->prefill_ms >= 0) printf(" %12.1f %12.0f\n", r->prefill_ms, ctx[i] / (r->prefill_ms * 1e-3));
+            else printf(" %12s %12s\n", "-", "-");
             fflush(stdout);
         }
     }
@@ -302,8 +323,10 @@ int cmd_bench(int argc, char **argv) {
             for (int i = 0; i < n_ctx && want[k]; i++) {
                 if (!res[k][i].ok) continue;
                 fprintf(f, "%s\n  {\"model\": \"%s\", \"context\": %d, \"ms_per_token\": %.4f, \"state_mb\": %.2f, "
-                           "\"peak_rss_mb\": %.1f, \"weights_mb\": %.1f}", first ? "" : ",", kind_names[k], ctx[i],
+                           "\"peak_rss_mb\": %.1f, \"weights_mb\": %.1f", first ? "" : ",", kind_names[k], ctx[i],
                         res[k][i].ms_per_token, res[k][i].state_mb, res[k][i].peak_rss_mb, res[k][i].model_mb);
+                if (res[k][i].prefill_ms >= 0) fprintf(f, ", \"prefill_ms\": %.2f", res[k][i].prefill_ms);
+                fprintf(f, "}");
                 first = 0;
             }
         fprintf(f, "\n]}\n");
