@@ -5,14 +5,15 @@
 #   hybrid placement head-interleaved vs tail-interleaved vs head-stacked vs tail-stacked vs auto
 #                    (K attention layers, stage 3 from the shared stages 1-2)
 # usage: bench/ablations.sh TEACHER_DIR DATA_DIR OUT_DIR [STEPS_PER_STAGE [K]]
-# Prints one line per variant (test-split exact match, per task) and writes OUT_DIR/ablations.md.
+# Prints one line per variant (exact match on SAMPLES=600 test samples, per task) and writes
+# OUT_DIR/ablations.md.
 set -euo pipefail
 teacher=$1 data=$2 out=$3 steps=${4:-150} k=${5:-2}
 mmm=${MMM:-./build/mmm}
 mkdir -p "$out"
 common="--teacher $teacher --data $data/train.jsonl --steps1 $steps --steps2 $steps --steps3 $steps --batch-tokens 2048"
 eval_one() { # $1 = label, $2 = model dir
-    "$mmm" eval --model "$2" --data "$data/test.jsonl" --teacher "$teacher" --json "$out/$1.json" > "$out/$1.eval.txt"
+    "$mmm" eval --model "$2" --data "$data/test.jsonl" --teacher "$teacher" --samples "${SAMPLES:-600}" --json "$out/$1.json" > "$out/$1.eval.txt"
     printf "| %s | %s |\n" "$1" "$(grep -E '^(name|yesno|group|grid|which|count|all) ' "$out/$1.eval.txt" \
         | awk '{printf "%s %s; ", $1, $3}')$(grep agreement "$out/$1.eval.txt" | sed 's/agreement with the teacher/agree/')" | tee -a "$out/ablations.md"
 }
