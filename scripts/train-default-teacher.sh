@@ -10,5 +10,5 @@ rm -rf runs/default-teacher
 rm -rf models/teacher-fmnist
 mkdir -p models
 cp -r runs/default-teacher/teacher models/teacher-fmnist
-rm -rf models/teacher-fmnist/checkpoints models/teacher-fmnist/*.dat models/teacher-fmnist/*.gp
+rm -rf models/teacher-fmnist/checkpoints models/teacher-fmnist/*.dat models/teacher-fmnist/*.gp models/teacher-fmnist/*.jsonl
 echo "models/teacher-fmnist rebuilt"
