@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -167,21 +166,28 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
     return r;
 }
 
+/* Each point runs in a fresh process (this program again, with --child), not a fork: a forked
+ * copy of a process that has used OpenMP can hang in its first parallel region, and a fresh one
+ * also starts its memory count from zero. */
 static result run_child(const char *model_dir, const dims *d, int kind, int ctx, int steps, int prefill_max) {
     result r = {0};
-    int fds[2];
-    if (pipe(fds) != 0) return r;
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        result c = measure_decode(model_dir, d, kind, ctx, steps, prefill_max);
-        ssize_t w = write(fds[1], &c, sizeof c);
-        _exit(w == (ssize_t)sizeof c ? 0 : 1);
-    }
-    close(fds[1]);
-    if (pid > 0 && read(fds[0], &r, sizeof r) != (ssize_t)sizeof r) r.ok = 0;
-    close(fds[0]);
-    if (pid > 0) waitpid(pid, NULL, 0);
+    char exe[4096], cmd[8192];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0 || (model_dir && strchr(model_dir, '\''))) return r;
+    exe[n] = '\0';
+    if (model_dir)
+        snprintf(cmd, sizeof cmd, "'%s' bench --child %d,%d,%d,%d --model '%s'", exe, kind, ctx, steps, prefill_max, model_dir);
+    else
+        snprintf(cmd, sizeof cmd, "'%s' bench --child %d,%d,%d,%d --dims hidden=%d,layers=%d+%d,heads=%d,kv=%d,ffn=%d,vocab=%d",
+                 exe, kind, ctx, steps, prefill_max, d->hidden, d->emb_layers, d->llm_layers, d->heads, d->kv, d->ffn, d->vocab);
+    FILE *p = popen(cmd, "r");
+    if (!p) return r;
+    char line[512];
+    while (fgets(line, sizeof line, p))
+        if (sscanf(line, "RESULT %lf %lf %lf %lf %lf", &r.ms_per_token, &r.state_mb, &r.peak_rss_mb, &r.model_mb,
+                   &r.prefill_ms) == 5)
+            r.ok = 1;
+    if (pclose(p) != 0) r.ok = 0;
     return r;
 }
 
@@ -251,10 +257,12 @@ int cmd_bench(int argc, char **argv) {
         {"contexts", required_argument, 0, 'c'}, {"steps", required_argument, 0, 's'},
         {"kinds", required_argument, 0, 'k'}, {"json", required_argument, 0, 'j'},
         {"plot", required_argument, 0, 'p'}, {"prefill-max", required_argument, 0, 'P'},
+        {"child", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *json_path = NULL, *plot_path = NULL, *kinds = "teacher,hybrid,linear";
     dims d = {256, 8, 24, 4, 2, 1024, 1024};
     int ctx[MAX_POINTS] = {1024, 8192, 32768, 65536, 102400}, n_ctx = 5, steps = 16, prefill_max = 16384, o;
+    int child[4], is_child = 0;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
@@ -271,11 +279,18 @@ int cmd_bench(int argc, char **argv) {
         case 'j': json_path = optarg; break;
         case 'p': plot_path = optarg; break;
         case 'P': prefill_max = atoi(optarg); break;
+        case 'C': is_child = sscanf(optarg, "%d,%d,%d,%d", &child[0], &child[1], &child[2], &child[3]) == 4; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (optind < argc) { fprintf(stderr, "mmm bench: unexpected argument '%s'\n", argv[optind]); return 2; }
+    if (is_child) { /* one measurement, for the parent to read */
+        result r = measure_decode(model_dir, &d, child[0], child[1], child[2], child[3]);
+        if (!r.ok) return 1;
+        printf("RESULT %.6f %.4f %.2f %.2f %.4f\n", r.ms_per_token, r.state_mb, r.peak_rss_mb, r.model_mb, r.prefill_ms);
+        return 0;
+    }
     if (steps < 1 || steps > 100000) { fprintf(stderr, "mmm bench: --steps must be in 1..100000\n"); return 2; }
     int want[3];
     for (int k = 0; k < 3; k++) want[k] = strstr(kinds, kind_names[k]) != NULL;

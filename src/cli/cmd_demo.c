@@ -245,6 +245,10 @@ int cmd_demo(int argc, char **argv) {
     if (!rc) banner(5, total, "evaluation on the test split", t0);
     for (int i = 0; i < 3 && !rc; i++) {
         snprintf(path, sizeof path, "%s/eval_%s.json", out, names[i]);
+        if (exists(path)) { /* evaluated by an earlier run */
+            rc = read_eval(path, &ev[i]);
+            continue;
+        }
         rc = i == 0 ? run(cmd_eval, "eval --model %s --data %s/test.jsonl --json %s", dirs[i], data, path)
                     : run(cmd_eval, "eval --model %s --data %s/test.jsonl --teacher %s --json %s", dirs[i], data, teacher, path);
         if (!rc) rc = read_eval(path, &ev[i]);
