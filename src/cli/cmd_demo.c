@@ -269,7 +269,7 @@ int cmd_demo(int argc, char **argv) {
         if (!f) rc = mmm_fail(MMM_ERR_IO, "%s: cannot write", path);
         else {
             fprintf(f, "# mmm demo report%s\n\nTeacher: `%s`. Data: `%s` (Fashion-MNIST VQA, test split, %d samples). "
-                       "Total time %.0f s on this machine.\n\n## Accuracy (exact match, test split)\n\n| task |",
+                       "This run took %.0f s on this machine (a rerun skips what an earlier run finished).\n\n## Accuracy (exact match, test split)\n\n| task |",
                     quick ? " (--quick)" : "", teacher, data, ev[0].n, now() - t0);
             for (int m = 0; m < 3; m++) fprintf(f, " %s |", names[m]);
             fprintf(f, "\n|---|---:|---:|---:|\n");
