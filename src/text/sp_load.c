@@ -48,7 +48,7 @@ static int next_field(pb_reader *r, pb_field *f) {
     f->num = (uint32_t)(key >> 3);
     f->wire = (int)(key & 7);
     switch (f->wire) {
-    case 0: return varint(r, &f->v) ? -1 : 1;
+    case 0: return (rc = varint(r, &f->v)) ? rc : 1;
     case 1:
     case 5: {
         size_t n = f->wire == 1 ? 8 : 4;
@@ -78,6 +78,14 @@ typedef struct {
     size_t charsmap_len;
 } spec;
 
+/* "<0xNN>" with upper-case hex digits: the only byte pieces sentencepiece accepts, and what
+ * decoding reads the byte from. */
+static bool is_byte_piece(const uint8_t *s, size_t len) {
+    static const char hex[] = "0123456789ABCDEF";
+    return len == 6 && !memcmp(s, "<0x", 3) && s[3] && strchr(hex, s[3]) && s[4] && strchr(hex, s[4]) &&
+           s[5] == '>';
+}
+
 static int parse_piece(mmm_tokenizer *t, mmm_sp_model *m, pb_reader *r, int32_t id) {
     pb_field f;
     int got;
@@ -95,6 +103,9 @@ static int parse_piece(mmm_tokenizer *t, mmm_sp_model *m, pb_reader *r, int32_t 
     if (type < SP_NORMAL || type > SP_BYTE)
         return mmm_fail(MMM_ERR_FORMAT, "%s: piece %d '%.*s' has unknown type %llu", r->path, id, (int)len,
                         (const char *)piece, (unsigned long long)type);
+    if (type == SP_BYTE && !is_byte_piece(piece, len))
+        return mmm_fail(MMM_ERR_FORMAT, "%s: byte piece %d '%.*s' is not of the form <0xNN>", r->path, id,
+                        (int)len, (const char *)piece);
     if (mmm_strmap_get(&t->lookup, (const char *)piece, len) >= 0)
         return mmm_fail(MMM_ERR_FORMAT, "%s: piece %d '%.*s' is defined twice", r->path, id, (int)len, (const char *)piece);
     int rc = mmm_tok_set(t, id, (const char *)piece, len);

@@ -10,8 +10,13 @@
 #include "mmm/path.h"
 #include "text.h"
 
+/* Ids index tables of MAX_ID entries at most (config.json's vocab_size has the same limit), so a
+ * few bytes of JSON cannot ask for gigabytes. */
+#define MAX_ID (1 << 24)
+
 int mmm_tok_set(mmm_tokenizer *t, int32_t id, const char *s, size_t len) {
-    if (id < 0) return mmm_fail(MMM_ERR_FORMAT, "token '%.*s' has a negative id", (int)len, s);
+    if (id < 0 || id >= MAX_ID)
+        return mmm_fail(MMM_ERR_FORMAT, "token '%.*s' has id %d, outside [0, %d)", (int)len, s, id, MAX_ID);
     if (id >= t->cap) {
         size_t cap = 16;
         while (cap <= (size_t)id) cap *= 2;

@@ -41,8 +41,11 @@ int mmm_image_from_memory(mmm_image *img, const void *data, size_t size, const c
     if (w > MMM_IMAGE_MAX_SIDE || h > MMM_IMAGE_MAX_SIDE)
         return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: image is %d×%d pixels, more than %d per side",
                         name, w, h, MMM_IMAGE_MAX_SIDE);
-    /* req_comp = 3 replicates gray and drops alpha, as PIL's convert("RGB") does */
-    stbi_uc *px = stbi_load_from_memory(bytes, (int)size, &w, &h, &comp, 3);
+    /* req_comp = 3 replicates gray and drops alpha, as PIL's convert("RGB") does. But stb's PNM
+     * loader runs 16-bit samples through its 8-bit channel converter when asked for another
+     * channel count (a heap over-read), so 16-bit gray decodes as gray, replicated below. */
+    int gray16 = comp == 1 && stbi_is_16_bit_from_memory(bytes, (int)size);
+    stbi_uc *px = stbi_load_from_memory(bytes, (int)size, &w, &h, &comp, gray16 ? 1 : 3);
     if (!px)
         return mmm_fail(MMM_ERR_FORMAT, "%s: corrupt or truncated image data (%s)", name,
                         stbi_failure_reason());
@@ -52,7 +55,9 @@ int mmm_image_from_memory(mmm_image *img, const void *data, size_t size, const c
         stbi_image_free(px);
         return mmm_fail(MMM_ERR_NOMEM, "%s: cannot allocate %zu bytes of pixels", name, n);
     }
-    memcpy(img->rgb, px, n); /* stb's buffer must go back through stbi_image_free */
+    if (gray16) /* stb's buffer must go back through stbi_image_free */
+        for (size_t i = 0; i < n; i++) img->rgb[i] = px[i / 3];
+    else memcpy(img->rgb, px, n);
     stbi_image_free(px);
     img->w = w;
     img->h = h;

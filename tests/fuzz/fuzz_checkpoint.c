@@ -33,6 +33,7 @@ int mmm_fuzz_checkpoint(const uint8_t *data, size_t size) {
     if (!fuzz_write_file("model/model.safetensors", data, size)) return MMM_ERR_IO;
     mmm_model *m = NULL;
     int rc = mmm_model_load(&m, dir);
+    if (rc == MMM_ERR_IO) fuzz_bug("an I/O error on a file just written: %s", mmm_last_error());
     if (rc) return rc;
     for (int i = 0; i < m->n_params; i++) {
         const mmm_param *p = &m->params[i];

@@ -32,6 +32,7 @@ int mmm_fuzz_safetensors(const uint8_t *data, size_t size) {
     if (!path) return MMM_ERR_IO;
     mmm_st_file *f = NULL;
     int rc = mmm_st_open(&f, path);
+    if (rc == MMM_ERR_IO) fuzz_bug("an I/O error on a file just written: %s", mmm_last_error());
     if (rc) return rc;
     size_t n = mmm_st_count(f);
     for (size_t i = 0; i < n; i++) {

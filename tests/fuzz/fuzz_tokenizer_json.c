@@ -12,6 +12,7 @@ int mmm_fuzz_tokenizer_json(const uint8_t *data, size_t size) {
     if (!path) return MMM_ERR_IO;
     mmm_tokenizer *t = NULL;
     int rc = mmm_tokenizer_load(path, &t);
+    if (rc == MMM_ERR_IO) fuzz_bug("an I/O error on a file just written: %s", mmm_last_error());
     if (rc) return rc;
     if (mmm_tokenizer_kind_of(t) != MMM_TOK_BPE_JSON) fuzz_bug("a JSON file loaded as another kind");
     fuzz_tokenizer_roundtrip(t);

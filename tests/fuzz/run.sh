@@ -6,7 +6,9 @@
 # (tests/fuzz/regressions/<name>), adds what it discovers to build-fuzz/corpus/<name>, and on a
 # crash, leak, timeout or sanitizer report leaves the input in build-fuzz/artifacts/<name>/ and
 # its log in build-fuzz/logs/<name>.log. Prints one line per target, then "N passed, N failed";
-# exits non-zero when any target failed.
+# exits non-zero when any target failed. Reproduce one input with build-fuzz/fuzz_<name> FILE; once
+# fixed, keep it as tests/fuzz/regressions/<name>/crash-<first 8 of its sha1>-<what>, which the
+# normal test suite replays (tests/fuzz/test_regressions.c).
 set -uo pipefail
 
 cd "$(dirname "$0")/../.."

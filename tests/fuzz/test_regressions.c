@@ -80,8 +80,9 @@ TEST(fuzz_regressions) {
         for (int i = 0; i < n; i++) {
             snprintf(path, sizeof path, "%s/%s", dir, files[i]);
             int rc = replay(targets[t].fn, path);
-            check(clean_status(rc), "fuzz regression %s %s (%s)", targets[t].name, files[i],
-                  rc == 1 ? "unreadable" : mmm_status_name(rc));
+            check(clean_status(rc), "fuzz regression %s %s (%s%s)", targets[t].name, files[i],
+                  rc == MMM_OK ? "parses" : rc == 1 ? "unreadable" : "refused: ",
+                  rc == MMM_OK || rc == 1 ? "" : mmm_status_name(rc));
             free(files[i]);
         }
         free(files);
