@@ -94,15 +94,23 @@ int ckpt_save(const char *out_dir, const mmm_model *m, const float *adam_m, cons
         long s;
         char rest[8];
         if (sscanf(e->d_name, "step-%ld%7s", &s, rest) == 1) steps[n++] = s;
+        size_t len = strlen(e->d_name);
+        if (len > 8 && !strcmp(e->d_name + len - 8, ".del.tmp")) { /* left by a kill mid-delete */
+            char left[1400];
+            snprintf(left, sizeof left, "%s/%s", root, e->d_name);
+            remove_tree(left);
+        }
     }
     closedir(d);
     for (int i = 0; i < n; i++) {
         int newer = 0;
         for (int j2 = 0; j2 < n; j2++) newer += steps[j2] > steps[i];
-        if (newer >= keep) {
-            char old[1200];
+        if (newer >= keep) { /* renamed first, so a kill mid-delete never leaves a torn step-N */
+            char old[1200], doomed[1220];
             snprintf(old, sizeof old, "%s/step-%07ld", root, steps[i]);
-            remove_tree(old);
+            snprintf(doomed, sizeof doomed, "%s.del.tmp", old);
+            remove_tree(doomed);
+            if (rename(old, doomed) == 0) remove_tree(doomed);
         }
     }
     return MMM_OK;

@@ -533,16 +533,16 @@ TEST(test_fmnist_generate) {
     check_jsonl(&c, a, "train.jsonl", 0, "train", &tr);
     check_jsonl(&c, a, "test.jsonl", 1, "test", &te);
     check_jsonl(&c, a, "test_long.jsonl", 1, "test_long", &tl);
-    const long want_tr[6] = {120, 45, 45, 30, 30, 30}, want_te[6] = {24, 9, 9, 6, 6, 6};
+    const long want_tr[6] = {150, 45, 30, 30, 30, 15}, want_te[6] = {30, 9, 6, 6, 6, 3};
     int mix_ok = tr.lines == 300 && te.lines == 60;
     for (int k = 0; k < 6; k++) mix_ok &= tr.per_task[k] == want_tr[k] && te.per_task[k] == want_te[k] &&
                                           st.samples[0][k] == want_tr[k] && st.samples[1][k] == want_te[k];
-    check(mix_ok, "fmnist task mix: train name 120 yesno 45 group 45 grid 30 which 30 count 30, test a fifth of it");
+    check(mix_ok, "fmnist task mix: train name 150 yesno 45 group 30 grid 30 which 30 count 15, test a fifth of it");
     check(labs(tr.yes - tr.no) <= 1 && labs(te.yes - te.no) <= 1, "fmnist yes/no balanced: train %ld/%ld, test %ld/%ld",
           tr.yes, tr.no, te.yes, te.no);
     check(tr.grids_ok == 30 && te.grids_ok == 6, "fmnist grids are 56×56, four source images of four classes, the "
           "asked corner's class answered (%ld + %ld)", tr.grids_ok, te.grids_ok);
-    check(tr.name_dupes == 0 && te.name_dupes == 0 && st.name_covered[0] == 120 && st.name_covered[1] == 24,
+    check(tr.name_dupes == 0 && te.name_dupes == 0 && st.name_covered[0] == 150 && st.name_covered[1] == 30,
           "fmnist name samples use distinct images while the split lasts");
     check(tl.lines == 2 && tl.per_task[MMM_FMNIST_COUNT] == 2 && tl.max_images == 40,
           "fmnist test_long.jsonl: 2 count questions over 40 test images");
@@ -614,9 +614,9 @@ TEST(test_fmnist_generate_small) {
     write_small_source(src, 30, 20);
     mmm_fmnist_stats st;
     int rc = generate(src, a, 1, 100, 60, 0, 0, &st);
-    check(rc == MMM_OK && st.samples[0][MMM_FMNIST_NAME] == 40 && st.name_covered[0] == 30 &&
-          st.samples[1][MMM_FMNIST_NAME] == 24 && st.name_covered[1] == 20,
-          "fmnist small source: 40 name samples cover all 30 train images, 24 cover all 20 test images");
+    check(rc == MMM_OK && st.samples[0][MMM_FMNIST_NAME] == 50 && st.name_covered[0] == 30 &&
+          st.samples[1][MMM_FMNIST_NAME] == 30 && st.name_covered[1] == 20,
+          "fmnist small source: 50 name samples cover all 30 train images, 30 cover all 20 test images");
     struct stat sb;
     char pa[256], pb[256];
     snprintf(pa, sizeof pa, "%s/test_long.jsonl", a);

@@ -107,7 +107,7 @@ TEST(distill_stages_train_their_sets_and_losses_fall) {
         int n = stage_losses(out, names[k], loss, 64);
         double first = (loss[0] + loss[1] + loss[2]) / 3, last = (loss[n - 1] + loss[n - 2] + loss[n - 3]) / 3;
         start_loss[k] = first;
-        check(n == steps[k] && last < 0.7 * first, "distill %s loss falls from %.4f to %.4f", names[k], first, last);
+        check(n == steps[k] && last < 0.8 * first, "distill %s loss falls from %.4f to %.4f", names[k], first, last);
         /* what moved */
         int vkq_moved = moved(before, s, MMM_ROLE_WVKQGDT, 0, vkq), gdt_moved = moved(before, s, MMM_ROLE_WVKQGDT, vkq, 0);
         int conv = moved(before, s, MMM_ROLE_CONV_W, 0, 0), dt = moved(before, s, MMM_ROLE_DT_BIAS, 0, 0) || moved(before, s, MMM_ROLE_A_LOG, 0, 0);

@@ -33,7 +33,8 @@ TEST(train_chat_template_and_labels) {
     check(text && !strncmp(text, want, strlen(want)), "chat: the internlm2-chat template with a system turn");
     int ctx = 0;
     for (int i = 0; i < s.n; i++) ctx += s.ids[i] == f->cfg.img_context_id;
-    check(ctx == 16, "chat: one tile becomes %d <IMG_CONTEXT> tokens (16 per tile)", ctx);
+    check(ctx == mmm_config_tokens_per_tile(&f->cfg), "chat: one tile becomes %d <IMG_CONTEXT> tokens (the config's %d per tile)",
+          ctx, mmm_config_tokens_per_tile(&f->cfg));
     check(text && strstr(text, "</img>\nWhat item is this?<|im_end|>\n<|im_start|>assistant\nSneaker<|im_end|>\n"
                          "<|im_start|>user\nAnd the group?<|im_end|>\n<|im_start|>assistant\nfootwear<|im_end|>\n"),
           "chat: turns in order with their closing tokens");
