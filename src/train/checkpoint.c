@@ -76,7 +76,12 @@ int ckpt_save(const char *out_dir, const mmm_model *m, const float *adam_m, cons
     cJSON_Delete(j);
     if (rc) return rc;
 
-    remove_tree(dir); /* a checkpoint of the same step from an earlier, interrupted run */
+    /* a checkpoint of this step from an earlier, interrupted run (never the one `latest` names:
+     * a resumed run saves only steps after it) moves aside in one rename, never torn in place */
+    char aside[1220];
+    snprintf(aside, sizeof aside, "%s.del.tmp", dir);
+    remove_tree(aside);
+    if (rename(dir, aside) == 0) remove_tree(aside);
     if (rename(tmp, dir) != 0) return mmm_fail(MMM_ERR_IO, "%s: cannot rename to %s: %s", tmp, dir, strerror(errno));
     snprintf(path, sizeof path, "%s/latest", root);
     size_t len = strlen(name);

@@ -27,24 +27,24 @@ distill_cmd() {
         --steps1 24 --steps2 24 --steps3 24 --batch-tokens 1024 --save-every 3 --seed 4
 }
 
-# Reruns "$2 $3" in the background and kills it after a random delay until it completes; checks
-# every checkpoint that exists after each kill.
+# Reruns "$2 $3" in the background, killing it after a random delay, 6 times; then lets the 7th
+# run finish. Checks every checkpoint that exists after each kill.
 kill_until_done() { # $1 = label, $2 = command function, $3 = output directory
     local kills=0 done=0 bad=0
-    for attempt in $(seq 1 60); do
+    for attempt in $(seq 1 7); do
         "$2" "$3" > "$work/$1.out" 2>&1 &
         local pid=$!
-        # kill within 0.3-1.8 s, unless it finishes first
-        local delay; delay=$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", 0.3 + rand() * 1.5 }')
+        # kill within 0.3-2.5 s, unless it finishes first
+        local delay; delay=$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", 0.3 + rand() * 2.2 }')
         local waited=0
-        while kill -0 "$pid" 2> /dev/null && awk -v w="$waited" -v d="$delay" 'BEGIN { exit !(w < d) }'; do
+        while kill -0 "$pid" 2> /dev/null && { [ "$attempt" -eq 7 ] || awk -v w="$waited" -v d="$delay" 'BEGIN { exit !(w < d) }'; }; do
             sleep 0.1; waited=$(awk -v w="$waited" 'BEGIN { print w + 0.1 }')
         done
         if kill -0 "$pid" 2> /dev/null; then
             kill -9 "$pid" 2> /dev/null; wait "$pid" 2> /dev/null
             kills=$((kills + 1))
             # whatever checkpoints exist must be complete and loadable
-            for ck in $(find "$3" -path '*checkpoints/step-*' -maxdepth 3 -type d ! -name '*.tmp' 2> /dev/null); do
+            for ck in $(find "$3" -maxdepth 3 -path '*checkpoints/step-*' -type d ! -name '*.tmp' 2> /dev/null); do
                 "$mmm" forward --model "$ck" --ids 0,5,6 --top 0 > /dev/null 2>&1 || { bad=1; echo "corrupt checkpoint $ck"; }
             done
         else
