@@ -20,7 +20,7 @@ sed -e 's/"hidden_size": 128/"hidden_size": 32/; s/"llm_hidden_size": 128/"llm_h
 
 train_cmd() { # $1 = output directory
     "$mmm" train --config "$work/config.json" --tokenizer "$work/tok.json" --data "$work/data/train.jsonl" \
-        --out "$1" --steps 60 --batch-tokens 1024 --save-every 3 --seed 4
+        --out "$1" --steps 200 --batch-tokens 1024 --save-every 3 --seed 4
 }
 distill_cmd() {
     "$mmm" distill --teacher "$work/ref_train" --data "$work/data/train.jsonl" --out "$1" \
@@ -29,13 +29,13 @@ distill_cmd() {
 
 # Reruns "$2 $3" in the background, killing it after a random delay, 6 times; then lets the 7th
 # run finish. Checks every checkpoint that exists after each kill.
-kill_until_done() { # $1 = label, $2 = command function, $3 = output directory
+kill_until_done() { # $1 = label, $2 = command function, $3 = output directory, $4 = reference seconds
     local kills=0 done=0 bad=0
     for attempt in $(seq 1 7); do
         "$2" "$3" > "$work/$1.out" 2>&1 &
         local pid=$!
-        # kill within 0.3-2.5 s, unless it finishes first
-        local delay; delay=$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.2f", 0.3 + rand() * 2.2 }')
+        # kill at 15-50% of an uninterrupted run's time: each run gets somewhere, none finishes
+        local delay; delay=$(awk -v s="$RANDOM" -v t="$4" 'BEGIN { srand(s); printf "%.2f", t * (0.15 + rand() * 0.35) }')
         local waited=0
         while kill -0 "$pid" 2> /dev/null && { [ "$attempt" -eq 7 ] || awk -v w="$waited" -v d="$delay" 'BEGIN { exit !(w < d) }'; }; do
             sleep 0.1; waited=$(awk -v w="$waited" 'BEGIN { print w + 0.1 }')
@@ -58,14 +58,18 @@ kill_until_done() { # $1 = label, $2 = command function, $3 = output directory
     return 1
 }
 
+t0=$(date +%s.%N)
 train_cmd "$work/ref_train" > /dev/null 2>&1 && ok "crash: uninterrupted mmm train" || fail "crash: uninterrupted mmm train"
-if kill_until_done train train_cmd "$work/killed_train"; then ok "crash: mmm train killed >= 5 times, every checkpoint loads, finished"
+t_train=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+if kill_until_done train train_cmd "$work/killed_train" "$t_train"; then ok "crash: mmm train killed >= 5 times, every checkpoint loads, finished"
 else fail "crash: mmm train killed and resumed"; fi
 cmp -s "$work/ref_train/model.safetensors" "$work/killed_train/model.safetensors" \
     && ok "crash: mmm train final weights equal the uninterrupted run's" || fail "crash: mmm train final weights differ"
 
+t0=$(date +%s.%N)
 distill_cmd "$work/ref_distill" > /dev/null 2>&1 && ok "crash: uninterrupted mmm distill" || fail "crash: uninterrupted mmm distill"
-if kill_until_done distill distill_cmd "$work/killed_distill"; then ok "crash: mmm distill killed >= 5 times, every checkpoint loads, finished"
+t_distill=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+if kill_until_done distill distill_cmd "$work/killed_distill" "$t_distill"; then ok "crash: mmm distill killed >= 5 times, every checkpoint loads, finished"
 else fail "crash: mmm distill killed and resumed"; fi
 cmp -s "$work/ref_distill/model.safetensors" "$work/killed_distill/model.safetensors" \
     && ok "crash: mmm distill final weights equal the uninterrupted run's" || fail "crash: mmm distill final weights differ"
