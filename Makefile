@@ -83,7 +83,8 @@ test: deps
 	@bash tests/run_all.sh $(T)
 
 # libFuzzer harnesses, each run for FUZZ_SECONDS (default 30)
-fuzz: deps
+fuzz:
+	@bash scripts/deps.sh fuzz
 	@bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 demo: deps

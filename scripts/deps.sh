@@ -14,6 +14,9 @@ packages=(
   gnuplot-nox          # plots
 )
 
+# `scripts/deps.sh fuzz` also installs what the libFuzzer harnesses need
+[ "${1:-}" = fuzz ] && packages+=(clang libclang-rt-14-dev)
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

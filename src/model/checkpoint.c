@@ -57,7 +57,7 @@ static int check_tensors(const mmm_model *m, const mmm_st_model *st, const char 
     }
     if (!n_missing && !n_shaped && !n_extra) return MMM_OK;
     char msg[3500];
-    int len = snprintf(msg, sizeof msg, "%s: the weights do not match config.json:", dir);
+    int len = snprintf(msg, sizeof msg, "%.1000s: the weights do not match config.json:", dir);
     if (n_missing) len += snprintf(msg + len, sizeof msg - (size_t)len, " %d missing (%s);", n_missing, missing);
     if (n_shaped && len < (int)sizeof msg)
         len += snprintf(msg + len, sizeof msg - (size_t)len, " %d mis-shaped (%s);", n_shaped, shaped);
