@@ -44,7 +44,7 @@ NVCCFLAGS ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=co
 NVCCFLAGS += -Iinclude -Xcompiler -Wall,-Wextra -DMMM_CUDA_LIBDIR='"$(CUDA_HOME)/lib64"' -MMD -MP
 LIB := $(BUILD)/libmmm.a
 
-.PHONY: all deps test fuzz bench demo clean
+.PHONY: all deps test crash-test fuzz bench demo clean
 all: $(BUILD)/mmm
 
 deps:
@@ -81,6 +81,11 @@ test: deps
 	@$(MAKE) --no-print-directory $(BUILD)/mmm $(BUILD)/mmm_tests
 	@if [ -z "$(T)" ]; then $(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 build-asan/mmm build-asan/mmm_tests; fi
 	@bash tests/run_all.sh $(T)
+
+# SIGKILL mmm train / mmm distill at random points, resume, verify checkpoints and final weights
+crash-test: deps
+	@$(MAKE) --no-print-directory $(BUILD)/mmm
+	@bash tests/crash/kill_resume.sh $(BUILD)/mmm
 
 # libFuzzer harnesses, each run for FUZZ_SECONDS (default 30)
 fuzz:
