@@ -22,7 +22,13 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -
 LDLIBS  += -lopenblas -lcjson -lstb -lz -lm -fopenmp
 
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
-CUDA    ?= $(if $(NVCC),1,0)
+# nvcc may be a link or wrapper outside the toolkit (/usr/local/bin/nvcc): the toolkit is the first
+# candidate that holds the static cudart; without one the build is CPU-only rather than broken.
+NVCC_TOP := $(if $(NVCC),$(shell $(NVCC) --dryrun -x cu /dev/null -o /dev/null 2>&1 | sed -n 's/^#\$$ TOP=//p'))
+CUDA_CANDIDATES := $(CUDA_HOME) $(NVCC_TOP) $(patsubst %/bin/nvcc,%,$(realpath $(NVCC))) /usr/local/cuda
+CUDA_STATIC_LIB := $(firstword $(foreach d,$(CUDA_CANDIDATES),$(wildcard $(d)/lib64/libcudart_static.a $(d)/lib/libcudart_static.a $(d)/targets/*/lib/libcudart_static.a)))
+CUDA_LIBDIR := $(patsubst %/,%,$(dir $(CUDA_STATIC_LIB)))
+CUDA    ?= $(if $(and $(NVCC),$(CUDA_STATIC_LIB)),1,0)
 CUDA_SRC := $(wildcard src/cuda/*.cu)
 
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c src/*/*/*.c))
@@ -33,15 +39,14 @@ BENCH_SRC := $(wildcard bench/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 ifeq ($(CUDA),1)
 ifneq ($(CUDA_SRC),)
-CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
-CFLAGS   += -DMMM_WITH_CUDA -I$(CUDA_HOME)/include
+CFLAGS   += -DMMM_WITH_CUDA -I$(CUDA_LIBDIR)/../include
 LIB_OBJ  += $(CUDA_SRC:%.cu=$(BUILD)/%.o)
-LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lpthread -lstdc++
+LDLIBS   += -L$(CUDA_LIBDIR) -lcudart_static -ldl -lrt -lpthread -lstdc++
 endif
 endif
 # Hopper machine code, plus sm_80 PTX that the driver compiles for any other GPU from Ampere on.
 NVCCFLAGS ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
-NVCCFLAGS += -Iinclude -Xcompiler -Wall,-Wextra -DMMM_CUDA_LIBDIR='"$(CUDA_HOME)/lib64"' -MMD -MP
+NVCCFLAGS += -Iinclude -Xcompiler -Wall,-Wextra -DMMM_CUDA_LIBDIR='"$(CUDA_LIBDIR)"' -MMD -MP
 LIB := $(BUILD)/libmmm.a
 
 .PHONY: all deps test crash-test fuzz bench demo clean
