@@ -63,9 +63,13 @@ typedef struct {
 
 /* Deterministic order over epochs: the permutation of epoch e depends only on (seed, e). */
 void mmm_epoch_order(int *order, int n, uint64_t seed, int epoch);
-/* Sorts each run of `window` consecutive entries of order by sample length, so batches taken in
- * order hold samples of similar lengths and waste little on padding. */
-void mmm_bucket_by_length(int *order, int n, const mmm_dataset *d, int window);
+/* An epoch's batches: sorts each run of `window` entries of order by length, cuts it into
+ * token-budget batches (the rule of mmm_batch_make, none crossing the run's end) and shuffles
+ * whole batches within the run, so each batch holds similar lengths (little padding) while
+ * consecutive batches mix lengths, and so tasks. end[i]: where the batch holding order[i] ends
+ * (pass it as n_order to mmm_batch_make). Deterministic in (seed, epoch). */
+int mmm_batch_plan(int *order, int *end, int n, const mmm_dataset *d, int window, int budget_tokens,
+                   uint64_t seed, int epoch);
 /* Takes samples from order[*pos..] while (count + 1)·max_len <= budget (at least one), and builds
  * the batch (loading and tiling its images). Advances *pos. */
 int mmm_batch_make(mmm_batch *b, const mmm_dataset *d, const int *order, int n_order, int *pos,

@@ -25,10 +25,50 @@ static int by_length(const void *a, const void *b, void *data) {
     return la != lb ? (la > lb) - (la < lb) : (ia > ib) - (ia < ib);
 }
 
-void mmm_bucket_by_length(int *order, int n, const mmm_dataset *d, int window) {
-    if (window < 2) return;
-    for (int i = 0; i < n; i += window)
-        qsort_r(order + i, (size_t)(n - i < window ? n - i : window), sizeof *order, by_length, (void *)d);
+/* Whether a batch of `count` samples padded to T tokens takes one more of length len. */
+static int batch_takes(int count, int T, int len, int budget_tokens) {
+    int t = len > T ? len : T;
+    return count == 0 || (long)(count + 1) * t <= budget_tokens;
+}
+
+int mmm_batch_plan(int *order, int *end, int n, const mmm_dataset *d, int window, int budget_tokens,
+                   uint64_t seed, int epoch) {
+    if (window < 1) window = 1;
+    int span = n < window ? n : window;
+    int *tmp = malloc((size_t)(3 * span + 1) * sizeof *tmp);
+    if (!tmp) return mmm_fail(MMM_ERR_NOMEM, "batch plan: out of memory for %d samples", n);
+    int *starts = tmp + span, *perm = starts + span + 1; /* at most one batch per sample */
+    mmm_rng rng = mmm_rng_seed(seed * 0xD1B54A32D192ED03ull + (uint64_t)epoch + 7);
+    for (int w0 = 0; w0 < n; w0 += window) {
+        int w1 = n - w0 < window ? n : w0 + window, nb = 0;
+        if (window > 1) qsort_r(order + w0, (size_t)(w1 - w0), sizeof *order, by_length, (void *)d);
+        for (int i = w0; i < w1;) { /* cut as mmm_batch_make would, never across the window's end */
+            int count = 0, T = 0;
+            starts[nb++] = i;
+            while (i < w1 && batch_takes(count, T, d->samples[order[i]].n, budget_tokens)) {
+                if (d->samples[order[i]].n > T) T = d->samples[order[i]].n;
+                count++;
+                i++;
+            }
+        }
+        starts[nb] = w1;
+        for (int b = 0; b < nb; b++) perm[b] = b;
+        for (int b = nb - 1; b > 0; b--) {
+            int j = (int)(mmm_rng_next(&rng) % (uint64_t)(b + 1)), t = perm[b];
+            perm[b] = perm[j];
+            perm[j] = t;
+        }
+        int at = 0;
+        for (int b = 0; b < nb; b++) {
+            int s0 = starts[perm[b]], s1 = starts[perm[b] + 1];
+            memcpy(tmp + at, order + s0, (size_t)(s1 - s0) * sizeof *tmp);
+            for (int i = 0; i < s1 - s0; i++) end[w0 + at + i] = w0 + at + (s1 - s0);
+            at += s1 - s0;
+        }
+        memcpy(order + w0, tmp, (size_t)(w1 - w0) * sizeof *tmp);
+    }
+    free(tmp);
+    return MMM_OK;
 }
 
 int mmm_sample_pixels(const mmm_sample *s, const mmm_config *cfg, float **pixels) {
@@ -77,9 +117,8 @@ int mmm_batch_make(mmm_batch *b, const mmm_dataset *d, const int *order, int n_o
     int count = 0, T = 0, tiles = 0;
     while (*pos + count < n_order) {
         const mmm_sample *s = &d->samples[order[*pos + count]];
-        int t = s->n > T ? s->n : T;
-        if (count > 0 && (long)(count + 1) * t > budget_tokens) break;
-        T = t;
+        if (!batch_takes(count, T, s->n, budget_tokens)) break;
+        if (s->n > T) T = s->n;
         tiles += s->n_tiles;
         count++;
     }

@@ -7,8 +7,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +37,27 @@ static int remove_tree(const char *dir) {
     }
     closedir(d);
     rmdir(dir);
+    return MMM_OK;
+}
+
+int ckpt_lock(const char *out_dir, int *fd) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/train.lock", out_dir);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (*fd < 0) return mmm_fail(MMM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) != 0) { /* the holder wrote its pid */
+        char pid[32] = "";
+        ssize_t got = pread(*fd, pid, sizeof pid - 1, 0);
+        pid[got > 0 ? got : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(*fd);
+        *fd = -1;
+        return mmm_fail(MMM_ERR_ARG, "%s: another run (pid %s) is training into this directory; two at once "
+                        "would overwrite each other's checkpoints", out_dir, pid[0] ? pid : "?");
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(*fd, 0) != 0 || pwrite(*fd, pid, (size_t)len, 0) != len) { /* only informative */ }
     return MMM_OK;
 }
 

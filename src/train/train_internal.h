@@ -16,6 +16,9 @@ typedef struct {
     char name[32];
 } trainer_state;
 
+/* Takes out_dir/train.lock for this process (released when it exits, killed or not), so two runs
+ * never write into one directory; *fd is closed by the caller when training ends. */
+int ckpt_lock(const char *out_dir, int *fd);
 int ckpt_save(const char *out_dir, const mmm_model *m, const float *adam_m, const float *adam_v,
               const trainer_state *st, int keep);
 /* Path of the newest complete checkpoint; MMM_ERR_NOT_FOUND when there is none. */

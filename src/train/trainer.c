@@ -13,9 +13,9 @@
 #include "mmm/fileio.h"
 #include "train_internal.h"
 
-/* samples sorted by length together: large enough for batches of similar lengths, small enough
- * that every stretch of training still sees a mix of tasks */
-#define BUCKET_WINDOW 512
+/* samples sorted by length together (mmm_batch_plan): large enough for batches of similar
+ * lengths, small enough that every stretch of training still sees a mix of tasks */
+#define BUCKET_WINDOW 1024
 
 static double now(void) {
     struct timespec ts;
@@ -62,7 +62,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         return mmm_fail(MMM_ERR_ARG, "train: steps, accumulation and batch tokens must be positive");
     size_t n = m->n_floats;
     float *grads = calloc(n, sizeof *grads), *adam_m = calloc(n, sizeof *adam_m), *adam_v = calloc(n, sizeof *adam_v);
-    int *order = malloc((size_t)data->n * sizeof *order);
+    int *order = malloc(2 * (size_t)data->n * sizeof *order), *batch_end = order + data->n;
     char log_path[1100], ckpt[1200];
     snprintf(log_path, sizeof log_path, "%s/%s_log.jsonl", o->out_dir, o->name);
     if (!grads || !adam_m || !adam_v || !order) {
@@ -70,9 +70,16 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         return mmm_fail(MMM_ERR_NOMEM, "train: cannot allocate gradients and optimizer state (%.1f MB)", n * 12e-6);
     }
     mkdir(o->out_dir, 0755);
+    int lock_fd = -1;
+    int rc = ckpt_lock(o->out_dir, &lock_fd);
+    if (rc) {
+        free(grads); free(adam_m); free(adam_v); free(order);
+        return rc;
+    }
     trainer_state st = {0, 0, 0, o->seed, 0, 0, ""};
     snprintf(st.name, sizeof st.name, "%s", o->name);
-    int rc = ckpt_latest(o->out_dir, ckpt, sizeof ckpt), resumed = 0;
+    int resumed = 0;
+    rc = ckpt_latest(o->out_dir, ckpt, sizeof ckpt);
     if (rc == MMM_OK) {
         if ((rc = ckpt_load(ckpt, m, adam_m, adam_v, &st))) goto done;
         if (st.seed != o->seed) {
@@ -90,7 +97,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         goto done;
     }
     mmm_epoch_order(order, data->n, st.seed, st.epoch);
-    mmm_bucket_by_length(order, data->n, data, BUCKET_WINDOW);
+    if ((rc = mmm_batch_plan(order, batch_end, data->n, data, BUCKET_WINDOW, o->batch_tokens, st.seed, st.epoch))) goto done;
 
     FILE *log = fopen(log_path, "a");
     if (!log) { rc = mmm_fail(MMM_ERR_IO, "%s: cannot open the training log", log_path); goto done; }
@@ -107,10 +114,10 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
                 st.epoch++;
                 st.position = 0;
                 mmm_epoch_order(order, data->n, st.seed, st.epoch);
-                mmm_bucket_by_length(order, data->n, data, BUCKET_WINDOW);
+                if ((rc = mmm_batch_plan(order, batch_end, data->n, data, BUCKET_WINDOW, o->batch_tokens, st.seed, st.epoch))) break;
             }
             mmm_batch b;
-            if ((rc = mmm_batch_make(&b, data, order, data->n, &st.position, o->batch_tokens, &m->cfg))) break;
+            if ((rc = mmm_batch_make(&b, data, order, batch_end[st.position], &st.position, o->batch_tokens, &m->cfg))) break;
             double ls = 0;
             long lt = 0;
             rc = step_fn(step_ctx, m, &b, grads, &ls, &lt);
@@ -186,6 +193,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         result->resumed = resumed;
     }
 done:
+    close(lock_fd);
     free(grads); free(adam_m); free(adam_v); free(order);
     return rc;
 }

@@ -6,7 +6,7 @@
 set -u
 mmm=${1:-build/mmm}
 work=$(mktemp -d /tmp/mmm_crash_XXXXXX)
-trap 'rm -rf "$work"' EXIT
+[ -n "${KEEP:-}" ] && echo "work directory: $work" || trap 'rm -rf "$work"' EXIT
 passed=0 failed=0
 ok() { echo "$1 ok"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1"; failed=$((failed + 1)); }
@@ -18,12 +18,13 @@ fail() { echo "FAIL $1"; failed=$((failed + 1)); }
 sed -e 's/"hidden_size": 128/"hidden_size": 32/; s/"llm_hidden_size": 128/"llm_hidden_size": 32/' \
     -e 's/"intermediate_size": 384/"intermediate_size": 64/' configs/teacher-fmnist.json > "$work/config.json"
 
+# exec: the background job is mmm itself, so the SIGKILL reaches it (not only a subshell)
 train_cmd() { # $1 = output directory
-    "$mmm" train --config "$work/config.json" --tokenizer "$work/tok.json" --data "$work/data/train.jsonl" \
+    exec "$mmm" train --config "$work/config.json" --tokenizer "$work/tok.json" --data "$work/data/train.jsonl" \
         --out "$1" --steps 200 --batch-tokens 1024 --save-every 3 --seed 4
 }
 distill_cmd() {
-    "$mmm" distill --teacher "$work/ref_train" --data "$work/data/train.jsonl" --out "$1" \
+    exec "$mmm" distill --teacher "$work/ref_train" --data "$work/data/train.jsonl" --out "$1" \
         --steps1 24 --steps2 24 --steps3 24 --batch-tokens 1024 --save-every 3 --seed 4
 }
 
@@ -34,8 +35,8 @@ kill_until_done() { # $1 = label, $2 = command function, $3 = output directory, 
     for attempt in $(seq 1 7); do
         "$2" "$3" > "$work/$1.out" 2>&1 &
         local pid=$!
-        # kill at 15-50% of an uninterrupted run's time: each run gets somewhere, none finishes
-        local delay; delay=$(awk -v s="$RANDOM" -v t="$4" 'BEGIN { srand(s); printf "%.2f", t * (0.15 + rand() * 0.35) }')
+        # kill at 4-13% of an uninterrupted run's time: six kills leave the seventh run something to finish
+        local delay; delay=$(awk -v s="$RANDOM" -v t="$4" 'BEGIN { srand(s); printf "%.2f", t * (0.04 + rand() * 0.09) }')
         local waited=0
         while kill -0 "$pid" 2> /dev/null && { [ "$attempt" -eq 7 ] || awk -v w="$waited" -v d="$delay" 'BEGIN { exit !(w < d) }'; }; do
             sleep 0.1; waited=$(awk -v w="$waited" 'BEGIN { print w + 0.1 }')
@@ -45,11 +46,12 @@ kill_until_done() { # $1 = label, $2 = command function, $3 = output directory, 
             kills=$((kills + 1))
             # whatever checkpoints exist must be complete and loadable
             for ck in $(find "$3" -maxdepth 3 -path '*checkpoints/step-*' -type d ! -name '*.tmp' 2> /dev/null); do
-                "$mmm" forward --model "$ck" --ids 0,5,6 --top 0 > /dev/null 2>&1 || { bad=1; echo "corrupt checkpoint $ck"; }
+                "$mmm" forward --model "$ck" --ids 0,5,6 --top 0 > "$work/check.out" 2>&1 \
+                    || { bad=1; echo "corrupt checkpoint $ck:"; tail -2 "$work/check.out"; ls -la "$ck"; }
             done
         else
             wait "$pid"; local rc=$?
-            if [ $rc -ne 0 ]; then echo "$1: run failed:"; tail -3 "$work/$1.out"; bad=1; fi
+            if [ $rc -ne 0 ]; then echo "$1: run failed:"; grep -v '^\[' "$work/$1.out" | tail -5; bad=1; fi
             done=1; break
         fi
     done
@@ -59,7 +61,7 @@ kill_until_done() { # $1 = label, $2 = command function, $3 = output directory, 
 }
 
 t0=$(date +%s.%N)
-train_cmd "$work/ref_train" > /dev/null 2>&1 && ok "crash: uninterrupted mmm train" || fail "crash: uninterrupted mmm train"
+(train_cmd "$work/ref_train") > /dev/null 2>&1 && ok "crash: uninterrupted mmm train" || fail "crash: uninterrupted mmm train"
 t_train=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
 if kill_until_done train train_cmd "$work/killed_train" "$t_train"; then ok "crash: mmm train killed >= 5 times, every checkpoint loads, finished"
 else fail "crash: mmm train killed and resumed"; fi
@@ -67,7 +69,7 @@ cmp -s "$work/ref_train/model.safetensors" "$work/killed_train/model.safetensors
     && ok "crash: mmm train final weights equal the uninterrupted run's" || fail "crash: mmm train final weights differ"
 
 t0=$(date +%s.%N)
-distill_cmd "$work/ref_distill" > /dev/null 2>&1 && ok "crash: uninterrupted mmm distill" || fail "crash: uninterrupted mmm distill"
+(distill_cmd "$work/ref_distill") > /dev/null 2>&1 && ok "crash: uninterrupted mmm distill" || fail "crash: uninterrupted mmm distill"
 t_distill=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
 if kill_until_done distill distill_cmd "$work/killed_distill" "$t_distill"; then ok "crash: mmm distill killed >= 5 times, every checkpoint loads, finished"
 else fail "crash: mmm distill killed and resumed"; fi

@@ -2,9 +2,12 @@
  * a short training run whose loss falls, and a resume after an interruption that continues
  * exactly like an uninterrupted run. */
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../harness.h"
@@ -103,6 +106,40 @@ TEST(train_dataset_loading_and_bad_lines) {
     int once = 1;
     for (int i = 0; i < d.n; i++) once &= seen[i] == 1;
     check(budget_ok && once && tiles_ok, "batch: %d batches within 600 tokens cover every sample once with its tiles", batches);
+
+    /* the epoch plan: a permutation cut into budget batches inside windows, whole batches shuffled */
+    int window = 32, *end = malloc((size_t)d.n * sizeof *end), *end2 = malloc((size_t)d.n * sizeof *end2);
+    mmm_epoch_order(order, d.n, 5, 0);
+    memcpy(order2, order, (size_t)d.n * sizeof *order);
+    check(mmm_batch_plan(order, end, d.n, &d, window, 600, 5, 0) == MMM_OK &&
+          mmm_batch_plan(order2, end2, d.n, &d, window, 600, 5, 0) == MMM_OK &&
+          !memcmp(order, order2, (size_t)d.n * sizeof *order) && !memcmp(end, end2, (size_t)d.n * sizeof *end),
+          "batch plan: deterministic");
+    memset(seen, 0, (size_t)d.n * sizeof *seen);
+    int plan_ok = 1, descents = 0, n_batches = 0, prev_len = -1;
+    for (pos = 0; pos < d.n && plan_ok;) {
+        int at = pos, lo = 1 << 30, hi = 0;
+        plan_ok &= end[pos] > pos && end[pos] <= d.n && (pos / window) == ((end[pos] - 1) / window);
+        for (int i = pos; i < end[pos]; i++) {
+            plan_ok &= end[i] == end[pos];
+            int len = d.samples[order[i]].n;
+            lo = len < lo ? len : lo;
+            hi = len > hi ? len : hi;
+        }
+        mmm_batch b;
+        if (mmm_batch_make(&b, &d, order, end[at], &pos, 600, &f->cfg)) { plan_ok = 0; break; }
+        plan_ok &= pos == end[at] && ((long)b.B * b.T <= 600 || b.B == 1); /* the batch is exactly the planned one */
+        for (int i = 0; i < b.B; i++) seen[b.members[i]]++;
+        if (at % window && lo < prev_len) descents++; /* a shorter batch after a longer one in a window */
+        prev_len = hi;
+        n_batches++;
+        mmm_batch_free(&b);
+    }
+    once = 1;
+    for (int i = 0; i < d.n; i++) once &= seen[i] == 1;
+    check(plan_ok && once, "batch plan: %d planned batches within windows of %d cover every sample once", n_batches, window);
+    check(descents > 0, "batch plan: batches of a window come shuffled, not shortest first (%d descents)", descents);
+    free(end); free(end2);
     free(order); free(order2); free(seen);
     mmm_dataset_free(&d);
 
@@ -240,4 +277,22 @@ TEST(train_loss_falls_and_resume_is_exact) {
           "train: final weights equal the uninterrupted run's");
     mmm_model_free(ma);
     mmm_model_free(mb);
+}
+
+TEST(train_refuses_a_directory_another_run_is_training_into) {
+    fixture *f = get_fixture();
+    if (!check(f != NULL, "train lock: fixture")) return;
+    char out[96], lock[128];
+    snprintf(out, sizeof out, "%s/run_locked", f->dir);
+    snprintf(lock, sizeof lock, "%s/train.lock", out);
+    mkdir(out, 0755);
+    int fd = open(lock, O_RDWR | O_CREAT, 0644); /* a second open file description: as another process */
+    check(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && pwrite(fd, "4242\n", 5, 0) == 5, "train lock: held by the test");
+    mmm_train_result res;
+    int rc = run(f, out, 3, 0, NULL, &res);
+    check(rc == MMM_ERR_ARG && strstr(mmm_last_error(), "another run (pid 4242) is training into this directory"),
+          "train lock: a second run is refused: %s", mmm_last_error());
+    close(fd); /* released: the run goes ahead */
+    rc = run(f, out, 3, 0, NULL, &res);
+    check(rc == MMM_OK, "train lock: runs once the lock is free%s%s", rc ? ": " : "", rc ? mmm_last_error() : "");
 }
