@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# The test suite: the unit tests and the same tests under AddressSanitizer + UBSan. Ends with the
-# total "N passed, N failed". (The kill-and-resume script is `make crash-test`: its distill part
-# found a rarely torn stage-2 checkpoint not yet fixed, see bench/RESULTS.md.)
+# The test suite: the unit tests, the same tests under AddressSanitizer + UBSan, and the
+# kill-and-resume script. Ends with the total "N passed, N failed".
 # usage: tests/run_all.sh [FILTER...]   (with a filter: only the matching unit tests)
 set -u
 cd "$(dirname "$0")/.."
@@ -31,6 +30,7 @@ else
     stage "unit tests" env MMM_BIN=build/mmm ./build/mmm_tests
     stage "unit tests under ASan + UBSan" env MMM_BIN=build-asan/mmm ASAN_OPTIONS=detect_leaks=1 \
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ./build-asan/mmm_tests
+    stage "kill and resume" bash tests/crash/kill_resume.sh build/mmm
 fi
 echo "$total_passed passed, $total_failed failed"
 exit $status

@@ -28,20 +28,26 @@ distill_cmd() {
         --steps1 24 --steps2 24 --steps3 24 --batch-tokens 1024 --save-every 3 --seed 4
 }
 
-# Reruns "$2 $3" in the background, killing it after a random delay, 6 times; then lets the 7th
-# run finish. Checks every checkpoint that exists after each kill.
-kill_until_done() { # $1 = label, $2 = command function, $3 = output directory, $4 = reference seconds
+# steps logged so far under an output directory (every stage's JSONL log; eval lines excluded)
+progress() { cat $(find "$1" -name '*_log.jsonl' 2> /dev/null) /dev/null 2> /dev/null | grep -vc '"eval"'; }
+
+# Reruns "$2 $3" in the background 6 times, each killed with SIGKILL at a random point: once the
+# logs reach the next of 6 random step targets (sorted, within the first 85% of the $4 steps),
+# after a further random 0-300 ms, so kills land inside steps, evaluations and checkpoint
+# writes. Progress, not wall time, picks the points, so a loaded machine cannot skip them.
+# The 7th run finishes. Every checkpoint left after each kill must load.
+kill_until_done() { # $1 = label, $2 = command function, $3 = output directory, $4 = total steps
     local kills=0 done=0 bad=0
+    local targets; targets=$(awk -v s="$RANDOM" -v n="$4" 'BEGIN { srand(s); for (i = 0; i < 6; i++) print 1 + int(rand() * n * 0.85) }' | sort -n)
     for attempt in $(seq 1 7); do
         "$2" "$3" > "$work/$1.out" 2>&1 &
         local pid=$!
-        # kill at 4-13% of an uninterrupted run's time: six kills leave the seventh run something to finish
-        local delay; delay=$(awk -v s="$RANDOM" -v t="$4" 'BEGIN { srand(s); printf "%.2f", t * (0.04 + rand() * 0.09) }')
-        local waited=0
-        while kill -0 "$pid" 2> /dev/null && { [ "$attempt" -eq 7 ] || awk -v w="$waited" -v d="$delay" 'BEGIN { exit !(w < d) }'; }; do
-            sleep 0.1; waited=$(awk -v w="$waited" 'BEGIN { print w + 0.1 }')
-        done
-        if kill -0 "$pid" 2> /dev/null; then
+        if [ "$attempt" -le 6 ]; then
+            local target; target=$(echo "$targets" | sed -n "${attempt}p")
+            while kill -0 "$pid" 2> /dev/null && [ "$(progress "$3")" -lt "$target" ]; do sleep 0.05; done
+            sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.3f", rand() * 0.3 }')"
+        fi
+        if [ "$attempt" -le 6 ] && kill -0 "$pid" 2> /dev/null; then
             kill -9 "$pid" 2> /dev/null; wait "$pid" 2> /dev/null
             kills=$((kills + 1))
             # whatever checkpoints exist must be complete and loadable
@@ -60,18 +66,14 @@ kill_until_done() { # $1 = label, $2 = command function, $3 = output directory, 
     return 1
 }
 
-t0=$(date +%s.%N)
 (train_cmd "$work/ref_train") > /dev/null 2>&1 && ok "crash: uninterrupted mmm train" || fail "crash: uninterrupted mmm train"
-t_train=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
-if kill_until_done train train_cmd "$work/killed_train" "$t_train"; then ok "crash: mmm train killed >= 5 times, every checkpoint loads, finished"
+if kill_until_done train train_cmd "$work/killed_train" 200; then ok "crash: mmm train killed >= 5 times, every checkpoint loads, finished"
 else fail "crash: mmm train killed and resumed"; fi
 cmp -s "$work/ref_train/model.safetensors" "$work/killed_train/model.safetensors" \
     && ok "crash: mmm train final weights equal the uninterrupted run's" || fail "crash: mmm train final weights differ"
 
-t0=$(date +%s.%N)
 (distill_cmd "$work/ref_distill") > /dev/null 2>&1 && ok "crash: uninterrupted mmm distill" || fail "crash: uninterrupted mmm distill"
-t_distill=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
-if kill_until_done distill distill_cmd "$work/killed_distill" "$t_distill"; then ok "crash: mmm distill killed >= 5 times, every checkpoint loads, finished"
+if kill_until_done distill distill_cmd "$work/killed_distill" 72; then ok "crash: mmm distill killed >= 5 times, every checkpoint loads, finished"
 else fail "crash: mmm distill killed and resumed"; fi
 cmp -s "$work/ref_distill/model.safetensors" "$work/killed_distill/model.safetensors" \
     && ok "crash: mmm distill final weights equal the uninterrupted run's" || fail "crash: mmm distill final weights differ"
