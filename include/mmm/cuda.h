@@ -248,6 +248,20 @@ int mmm_cuda_ssd_forward(void *y,                /* (B, T, H, P) T */
                          const float *init_state,/* (B, H, P, N) or NULL */
                          void *ws, int B, int T, int H, int G, int P, int N, int chunk,
                          mmm_dtype dtype);
+/* Backward of mmm_cuda_ssd_forward; every gradient is fp32 and accumulates (+=) like the CPU op;
+ * any gradient pointer may be NULL. ws: mmm_cuda_ssd_backward_ws_bytes(...) bytes at least. */
+size_t mmm_cuda_ssd_backward_ws_bytes(int B, int T, int H, int G, int P, int N, int chunk);
+int mmm_cuda_ssd_backward(float *dx,                 /* (B, T, G, P) or NULL, += */
+                          float *dBm,                /* (B, T, G, N) or NULL, += */
+                          float *dC,                 /* (B, T, H, N) or NULL, += */
+                          float *ddt,                /* (B, T, H) or NULL, += */
+                          float *dA,                 /* (H) or NULL, += */
+                          float *dinit_state,        /* (B, H, P, N) or NULL, += */
+                          const void *dy,            /* (B, T, H, P) T */
+                          const float *dfinal_state, /* (B, H, P, N) or NULL */
+                          const void *x, const void *Bm, const void *C, /* T, as the forward */
+                          const float *dt, const float *A, const float *init_state,
+                          void *ws, int B, int T, int H, int G, int P, int N, int chunk, mmm_dtype dtype);
 int mmm_cuda_ssd_step(float *y,           /* (B, H, P) */
                       float *state,       /* (B, H, P, N), in/out */
                       const float *x,     /* (B, G, P) */
