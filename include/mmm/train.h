@@ -34,11 +34,16 @@ typedef int (*mmm_step_fn)(void *ctx, const mmm_model *m, const mmm_batch *b, fl
 /* The evaluation callback: fills a one-line JSON object of metrics (e.g. {"eval_loss": 0.3}). */
 typedef int (*mmm_eval_fn)(void *ctx, const mmm_model *m, long step, char *json, size_t cap);
 
+#define MMM_TRAIN_MAX_WORKERS 16
+
 typedef struct {
     const char *out_dir;       /* checkpoints, log and plot go here */
     const char *name;          /* shown in progress lines and the log ("train", "stage1", ...) */
     long steps;
     int accum;                 /* micro-batches per optimizer step */
+    int workers;               /* micro-batches computed at once, each on one thread with its own
+                                  step context (step_ctx[w]); 0 or 1: one at a time, with all threads.
+                                  The result depends on it only by float rounding. */
     int batch_tokens;          /* token budget of one micro-batch */
     float clip;                /* global gradient-norm clip (0 = off) */
     mmm_lr_schedule sched;
@@ -64,9 +69,9 @@ typedef struct {
 
 /* Trains the parts trainable[param index] names. Resumes from out_dir's latest checkpoint
  * when there is one (the model's weights, AdamW moments, the data position and the step all
- * continue exactly). */
+ * continue exactly). step_ctx: one context per worker (o->workers, at least one). */
 int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_dataset *data,
-                  const mmm_train_options *o, mmm_step_fn step, void *step_ctx, mmm_eval_fn eval,
+                  const mmm_train_options *o, mmm_step_fn step, void *const *step_ctx, mmm_eval_fn eval,
                   void *eval_ctx, mmm_train_result *result);
 
 /* Plots columns of a JSONL log (x = "step", y = each key) into a PNG with gnuplot. */

@@ -24,6 +24,8 @@ int cli_parse_dtype(const char *s, mmm_dtype *out);
 
 /* Prints "mmm <cmd>: <library error>" to stderr and returns the exit status 1. */
 int cli_fail(const char *cmd);
+/* Training workers for --workers: the request, or (0) one per thread up to the micro-batches. */
+int cli_workers(int requested, int accum);
 
 /* Loads and tiles every image for model m: *pixels (n_tiles, 3, S, S), tiles_per_image[i]. */
 int cli_load_images(const mmm_model *m, char **paths, int n_images, float **pixels, int *n_tiles,

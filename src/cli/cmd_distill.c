@@ -26,7 +26,7 @@ static void usage(FILE *f) {
           "                   [--stages 1,2,3] [--init mimic|inherit|scratch]\n"
           "                   [--hybrid CHOICE | --attention-layers LIST|auto:K]\n"
           "                   [--steps1 N --steps2 N --steps3 N] [--lr1 X --lr2 X --lr3 X]\n"
-          "                   [--batch-tokens N] [--accum N] [--temperature T] [--ce-weight W]\n"
+          "                   [--batch-tokens N] [--accum N] [--workers N] [--temperature T] [--ce-weight W]\n"
           "                   [--train-dt-a] [--clip X] [--seed N] [--eval-samples N] [--save-every N]\n\n"
           "Distills a teacher into an mmMamba student in three stages (SPEC 4):\n"
           "  stage 1: per-layer MSE of each student mixer against the teacher's attention output,\n"
@@ -45,7 +45,10 @@ static void usage(FILE *f) {
           "  --stepsK, --lrK         per-stage steps and peak learning rate (defaults 300/300/300 and\n"
           "                          the paper's 1e-3 / 5e-4 / 5e-5 scaled by --lr-scale)\n"
           "  --lr-scale X            multiplies the three default learning rates (default 1)\n"
-          "  --train-dt-a            also train dt_bias and A_log in stage 3 (paper: frozen)\n\n"
+          "  --train-dt-a            also train dt_bias and A_log in stage 3 (paper: frozen)\n"
+          "  --accum N, --workers N  micro-batches per step (default 1), computed N at once on one\n"
+          "                          thread each (default: one per thread); the result depends on\n"
+          "                          --workers only by float rounding\n\n"
           "example: mmm distill --teacher runs/teacher --data runs/fmnist/train.jsonl \\\n"
           "             --eval runs/fmnist/test.jsonl --out runs/hybrid --hybrid every:4\n", f);
 }
@@ -111,7 +114,7 @@ int cmd_distill(int argc, char **argv) {
         {"steps3", required_argument, 0, '3'}, {"lr1", required_argument, 0, '4'},
         {"lr2", required_argument, 0, '5'}, {"lr3", required_argument, 0, '6'},
         {"lr-scale", required_argument, 0, 'L'}, {"batch-tokens", required_argument, 0, 'b'},
-        {"accum", required_argument, 0, 'A'}, {"temperature", required_argument, 0, 'T'},
+        {"accum", required_argument, 0, 'A'}, {"workers", required_argument, 0, 'K'}, {"temperature", required_argument, 0, 'T'},
         {"ce-weight", required_argument, 0, 'c'}, {"train-dt-a", no_argument, 0, 'D'},
         {"clip", required_argument, 0, 'C'}, {"seed", required_argument, 0, 'r'},
         {"eval-samples", required_argument, 0, 'n'}, {"save-every", required_argument, 0, 'v'},
@@ -120,7 +123,7 @@ int cmd_distill(int argc, char **argv) {
     char stages[8] = "123";
     stage_cfg sc[4] = {{0}, {300, 1e-3f, 2048, 1}, {300, 5e-4f, 2048, 1}, {300, 5e-5f, 2048, 1}};
     float lr_scale = 1, tau = 1, ce_weight = 0, clip = 1.0f;
-    int train_dt_a = 0, eval_samples = 200, save_every = 100, batch_tokens = 2048, accum = 1, o;
+    int train_dt_a = 0, eval_samples = 200, save_every = 100, batch_tokens = 2048, accum = 1, workers = 0, o;
     int lr_set[4] = {0};
     unsigned long long seed = 0;
     mmm_seed_init init = MMM_INIT_MIMIC;
@@ -159,6 +162,7 @@ int cmd_distill(int argc, char **argv) {
         case 'L': lr_scale = (float)atof(optarg); break;
         case 'b': batch_tokens = atoi(optarg); break;
         case 'A': accum = atoi(optarg); break;
+        case 'K': workers = atoi(optarg); break;
         case 'T': tau = (float)atof(optarg); break;
         case 'c': ce_weight = (float)atof(optarg); break;
         case 'D': train_dt_a = 1; break;
@@ -173,7 +177,12 @@ int cmd_distill(int argc, char **argv) {
     if (optind < argc) { fprintf(stderr, "mmm distill: unexpected argument '%s'\n", argv[optind]); return 2; }
     if (!teacher_dir || !data_path || !out) { fprintf(stderr, "mmm distill: needs --teacher, --data and --out (see --help)\n"); return 2; }
     if (!stages[0]) { fprintf(stderr, "mmm distill: --stages names no stage\n"); return 2; }
-    if (tau <= 0 || batch_tokens < 16 || accum < 1) { fprintf(stderr, "mmm distill: --temperature must be positive, --batch-tokens >= 16, --accum >= 1\n"); return 2; }
+    if (tau <= 0 || batch_tokens < 16 || accum < 1 || workers < 0 || workers > MMM_TRAIN_MAX_WORKERS) {
+        fprintf(stderr, "mmm distill: --temperature must be positive, --batch-tokens >= 16, --accum >= 1, --workers 0 to %d\n",
+                MMM_TRAIN_MAX_WORKERS);
+        return 2;
+    }
+    workers = cli_workers(workers, accum);
     for (int k = 1; k <= 3; k++) {
         if (!lr_set[k]) sc[k].lr *= lr_scale;
         sc[k].batch_tokens = batch_tokens;
@@ -247,7 +256,7 @@ int cmd_distill(int argc, char **argv) {
             continue;
         }
         mmm_stage_trainable(student, k, train_dt_a, tr);
-        mmm_train_options o = {.out_dir = dir, .name = name, .steps = sc[k].steps, .accum = sc[k].accum,
+        mmm_train_options o = {.out_dir = dir, .name = name, .steps = sc[k].steps, .accum = sc[k].accum, .workers = workers,
                                .batch_tokens = sc[k].batch_tokens, .clip = clip,
                                .sched = {MMM_SCHED_WSD, sc[k].lr, 0.1f, 0.1f, 0.0f, sc[k].steps},
                                .adam = {sc[k].lr, 0.9f, 0.999f, 1e-8f, 0.05f},
@@ -257,16 +266,25 @@ int cmd_distill(int argc, char **argv) {
         mmm_train_result res;
         printf("[%s] %ld steps, lr %.1e, %s\n", name, o.steps, sc[k].lr,
                k == 3 ? "KL(teacher || student) end to end" : "per-layer MSE against the teacher's attention");
+        void *ctx[MMM_TRAIN_MAX_WORKERS];
         if (k < 3) {
-            mmm_mixer_distill md = {.teacher = teacher, .scale = 1000.0f};
-            rc = mmm_train_run(student, tr, &train, &o, mmm_mixer_distill_step, &md, NULL, NULL, &res);
-            mmm_mixer_distill_free(&md);
+            mmm_mixer_distill md[MMM_TRAIN_MAX_WORKERS];
+            for (int w = 0; w < workers; w++) {
+                md[w] = (mmm_mixer_distill){.teacher = teacher, .scale = 1000.0f};
+                ctx[w] = &md[w];
+            }
+            rc = mmm_train_run(student, tr, &train, &o, mmm_mixer_distill_step, ctx, NULL, NULL, &res);
+            for (int w = 0; w < workers; w++) mmm_mixer_distill_free(&md[w]);
             if (!rc) rc = mmm_layer_losses(teacher, student, eval_path ? &test : &train, 64, batch_tokens, layer_loss);
             if (!rc) print_layer_table(name, student, layer_loss, dir);
         } else {
-            mmm_kl_distill kd = {.teacher = teacher, .tau = tau, .ce_weight = ce_weight};
-            rc = mmm_train_run(student, tr, &train, &o, mmm_kl_distill_step, &kd, eval_path ? cli_eval_during_training : NULL, &ev, &res);
-            mmm_kl_distill_free(&kd);
+            mmm_kl_distill kd[MMM_TRAIN_MAX_WORKERS];
+            for (int w = 0; w < workers; w++) {
+                kd[w] = (mmm_kl_distill){.teacher = teacher, .tau = tau, .ce_weight = ce_weight};
+                ctx[w] = &kd[w];
+            }
+            rc = mmm_train_run(student, tr, &train, &o, mmm_kl_distill_step, ctx, eval_path ? cli_eval_during_training : NULL, &ev, &res);
+            for (int w = 0; w < workers; w++) mmm_kl_distill_free(&kd[w]);
         }
         if (rc) break;
         char log[1200], png[1200], tokp[1200];

@@ -18,7 +18,7 @@
 static void usage(FILE *f) {
     fputs("usage: mmm train --config CONFIG.json --tokenizer TOKENIZER --data TRAIN.jsonl --out DIR\n"
           "                 [--eval TEST.jsonl] [--steps N] [--lr X] [--schedule wsd|cosine|constant]\n"
-          "                 [--warmup F] [--decay F] [--batch-tokens N] [--accum N] [--clip X]\n"
+          "                 [--warmup F] [--decay F] [--batch-tokens N] [--accum N] [--workers N] [--clip X]\n"
           "                 [--weight-decay X] [--eval-every N] [--eval-samples N] [--save-every N]\n"
           "                 [--seed N] [--init-std X] [--max-tokens N] [--system TEXT] [--strict]\n\n"
           "Trains a HoVLE-architecture teacher from scratch with AdamW on the answer tokens of\n"
@@ -34,6 +34,9 @@ static void usage(FILE *f) {
           "  --warmup F, --decay F  fractions of the steps (default 0.1, 0.1)\n"
           "  --batch-tokens N    token budget of a micro-batch, padding included (default 2048)\n"
           "  --accum N           micro-batches per step (default 1)\n"
+          "  --workers N         micro-batches computed at once, one thread each (default: one per\n"
+          "                      thread, at most --accum); the result depends on it only by float\n"
+          "                      rounding\n"
           "  --clip X            gradient-norm clip (default 1.0; 0 = off)\n"
           "  --weight-decay X    AdamW decay on matrices (default 0.05)\n"
           "  --eval-every N      evaluate every N steps (default 200) on --eval-samples (default 200)\n"
@@ -122,7 +125,7 @@ int cmd_train(int argc, char **argv) {
         {"out", required_argument, 0, 'o'}, {"steps", required_argument, 0, 's'},
         {"lr", required_argument, 0, 'l'}, {"schedule", required_argument, 0, 'S'},
         {"warmup", required_argument, 0, 'w'}, {"decay", required_argument, 0, 'D'},
-        {"batch-tokens", required_argument, 0, 'b'}, {"accum", required_argument, 0, 'a'},
+        {"batch-tokens", required_argument, 0, 'b'}, {"accum", required_argument, 0, 'a'}, {"workers", required_argument, 0, 'K'},
         {"clip", required_argument, 0, 'C'}, {"weight-decay", required_argument, 0, 'W'},
         {"eval-every", required_argument, 0, 'E'}, {"eval-samples", required_argument, 0, 'n'},
         {"save-every", required_argument, 0, 'v'}, {"seed", required_argument, 0, 'r'},
@@ -152,6 +155,7 @@ int cmd_train(int argc, char **argv) {
         case 'D': o.sched.decay = (float)atof(optarg); break;
         case 'b': o.batch_tokens = atoi(optarg); break;
         case 'a': o.accum = atoi(optarg); break;
+        case 'K': o.workers = atoi(optarg); break;
         case 'C': o.clip = (float)atof(optarg); break;
         case 'W': o.adam.weight_decay = (float)atof(optarg); break;
         case 'E': o.eval_every = atoi(optarg); break;
@@ -171,8 +175,8 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "mmm train: needs --config, --tokenizer, --data and --out (see --help)\n");
         return 2;
     }
-    if (o.steps < 1 || o.accum < 1 || o.batch_tokens < 16 || o.sched.lr <= 0) {
-        fprintf(stderr, "mmm train: --steps, --accum, --lr must be positive and --batch-tokens at least 16\n");
+    if (o.steps < 1 || o.accum < 1 || o.batch_tokens < 16 || o.sched.lr <= 0 || o.workers < 0 || o.workers > MMM_TRAIN_MAX_WORKERS) {
+        fprintf(stderr, "mmm train: --steps, --accum, --lr must be positive, --batch-tokens at least 16, --workers 0 to %d\n", MMM_TRAIN_MAX_WORKERS);
         return 2;
     }
     o.out_dir = out;
@@ -183,7 +187,9 @@ int cmd_train(int argc, char **argv) {
     mmm_model *m = NULL;
     mmm_dataset train = {0}, test = {0};
     mmm_train_range *trainable = NULL;
-    ce_ctx ce = {0};
+    ce_ctx ce[MMM_TRAIN_MAX_WORKERS] = {{0}};
+    void *ce_ctxs[MMM_TRAIN_MAX_WORKERS];
+    for (int w = 0; w < MMM_TRAIN_MAX_WORKERS; w++) ce_ctxs[w] = &ce[w];
     int rc = mmm_config_load(&cfg, config_path), have_cfg = !rc;
     if (!rc) rc = mmm_tokenizer_load(tok_path, &tok);
     if (!rc) rc = cli_check_tokenizer(&cfg, tok, tok_path);
@@ -205,7 +211,8 @@ int cmd_train(int argc, char **argv) {
                m->n_floats * 1e-6, train.n, test.n, o.steps, o.accum, o.batch_tokens);
         cli_eval_ctx ev = {tok, &test, eval_samples};
         mmm_train_result res;
-        rc = mmm_train_run(m, trainable, &train, &o, ce_step, &ce, eval_path ? cli_eval_during_training : NULL, &ev, &res);
+        o.workers = cli_workers(o.workers, o.accum);
+        rc = mmm_train_run(m, trainable, &train, &o, ce_step, ce_ctxs, eval_path ? cli_eval_during_training : NULL, &ev, &res);
         if (!rc) {
             char path[1100];
             rc = mmm_model_save(m, out, MMM_DTYPE_F32, 0);
@@ -230,8 +237,10 @@ int cmd_train(int argc, char **argv) {
         }
     }
     int status = rc ? cli_fail("train") : 0;
-    mmm_acts_free(ce.acts);
-    free(ce.dlogits);
+    for (int w = 0; w < MMM_TRAIN_MAX_WORKERS; w++) {
+        mmm_acts_free(ce[w].acts);
+        free(ce[w].dlogits);
+    }
     free(trainable);
     mmm_dataset_free(&train);
     mmm_dataset_free(&test);

@@ -1,5 +1,6 @@
 #include <ctype.h>
 #include <errno.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,4 +106,10 @@ int cli_expand_image_markers(const mmm_model *m, const int32_t *ids, int n,
     *out = o;
     *n_out = k;
     return MMM_OK;
+}
+
+int cli_workers(int requested, int accum) {
+    int w = requested > 0 ? requested : omp_get_max_threads();
+    if (w > accum) w = accum;
+    return w < MMM_TRAIN_MAX_WORKERS ? w : MMM_TRAIN_MAX_WORKERS;
 }

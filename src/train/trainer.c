@@ -56,24 +56,33 @@ static int trim_log(const char *path, long step) {
 }
 
 int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_dataset *data,
-                  const mmm_train_options *o, mmm_step_fn step_fn, void *step_ctx, mmm_eval_fn eval,
+                  const mmm_train_options *o, mmm_step_fn step_fn, void *const *step_ctx, mmm_eval_fn eval,
                   void *eval_ctx, mmm_train_result *result) {
     if (o->steps < 1 || o->accum < 1 || o->batch_tokens < 1)
         return mmm_fail(MMM_ERR_ARG, "train: steps, accumulation and batch tokens must be positive");
+    if (o->workers > MMM_TRAIN_MAX_WORKERS)
+        return mmm_fail(MMM_ERR_ARG, "train: at most %d workers", MMM_TRAIN_MAX_WORKERS);
+    int workers = o->workers < 1 ? 1 : o->workers < o->accum ? o->workers : o->accum, made = 0;
     size_t n = m->n_floats;
     float *grads = calloc(n, sizeof *grads), *adam_m = calloc(n, sizeof *adam_m), *adam_v = calloc(n, sizeof *adam_v);
+    float *wgrads = o->accum > 1 ? malloc((size_t)workers * n * sizeof *wgrads) : NULL;
     int *order = malloc(2 * (size_t)data->n * sizeof *order), *batch_end = order + data->n;
-    char log_path[1100], ckpt[1200];
+    mmm_batch batch[MMM_TRAIN_MAX_WORKERS];
+    double wls[MMM_TRAIN_MAX_WORKERS];
+    long wlt[MMM_TRAIN_MAX_WORKERS];
+    int wrc[MMM_TRAIN_MAX_WORKERS];
+    char werr[MMM_TRAIN_MAX_WORKERS * 512], log_path[1100], ckpt[1200];
     snprintf(log_path, sizeof log_path, "%s/%s_log.jsonl", o->out_dir, o->name);
-    if (!grads || !adam_m || !adam_v || !order) {
-        free(grads); free(adam_m); free(adam_v); free(order);
-        return mmm_fail(MMM_ERR_NOMEM, "train: cannot allocate gradients and optimizer state (%.1f MB)", n * 12e-6);
+    if (!grads || !adam_m || !adam_v || !order || (o->accum > 1 && !wgrads)) {
+        free(grads); free(adam_m); free(adam_v); free(wgrads); free(order);
+        return mmm_fail(MMM_ERR_NOMEM, "train: cannot allocate gradients and optimizer state (%.1f MB)",
+                        n * (12 + 4.0 * (o->accum > 1 ? workers : 0)) * 1e-6);
     }
     mkdir(o->out_dir, 0755);
     int lock_fd = -1;
     int rc = ckpt_lock(o->out_dir, &lock_fd);
     if (rc) {
-        free(grads); free(adam_m); free(adam_v); free(order);
+        free(grads); free(adam_m); free(adam_v); free(wgrads); free(order);
         return rc;
     }
     trainer_state st = {0, 0, 0, o->seed, 0, 0, ""};
@@ -109,22 +118,48 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         memset(grads, 0, n * sizeof *grads);
         double loss_sum = 0;
         long loss_tokens = 0, batch_tokens = 0;
-        for (int micro = 0; micro < o->accum && !rc; micro++) {
-            if (st.position >= data->n) { /* next epoch */
-                st.epoch++;
-                st.position = 0;
-                mmm_epoch_order(order, data->n, st.seed, st.epoch);
-                if ((rc = mmm_batch_plan(order, batch_end, data->n, data, BUCKET_WINDOW, o->batch_tokens, st.seed, st.epoch))) break;
+        /* micro-batches run `workers` at a time, each worker on one thread into its own gradient
+         * buffer (the first into grads), summed in micro-batch order: deterministic for a given
+         * number of workers. Single-threaded ops run without OpenMP barriers, which keeps small
+         * models fast (and robust when other processes share the cores). */
+        for (int m0 = 0; m0 < o->accum && !rc; m0 += workers) {
+            int nw = o->accum - m0 < workers ? o->accum - m0 : workers;
+            for (int w = 0; w < nw && !rc; w++) {
+                if (st.position >= data->n) { /* next epoch */
+                    st.epoch++;
+                    st.position = 0;
+                    mmm_epoch_order(order, data->n, st.seed, st.epoch);
+                    rc = mmm_batch_plan(order, batch_end, data->n, data, BUCKET_WINDOW, o->batch_tokens, st.seed, st.epoch);
+                }
+                if (!rc) rc = mmm_batch_make(&batch[w], data, order, batch_end[st.position], &st.position, o->batch_tokens, &m->cfg);
+                made = w + 1;
             }
-            mmm_batch b;
-            if ((rc = mmm_batch_make(&b, data, order, batch_end[st.position], &st.position, o->batch_tokens, &m->cfg))) break;
-            double ls = 0;
-            long lt = 0;
-            rc = step_fn(step_ctx, m, &b, grads, &ls, &lt);
-            loss_sum += ls;
-            loss_tokens += lt;
-            batch_tokens += (long)b.B * b.T;
-            mmm_batch_free(&b);
+            if (!rc) {
+#pragma omp parallel for num_threads(nw) schedule(static, 1) if (nw > 1)
+                for (int w = 0; w < nw; w++) {
+                    float *g = m0 + w == 0 ? grads : wgrads + (size_t)w * n;
+                    if (g != grads) memset(g, 0, n * sizeof *g);
+                    wls[w] = 0;
+                    wlt[w] = 0;
+                    wrc[w] = step_fn(step_ctx[w], m, &batch[w], g, &wls[w], &wlt[w]);
+                    if (wrc[w]) snprintf(werr + (size_t)w * 512, 512, "%s", mmm_last_error()); /* errors are per thread */
+                }
+                for (int w = 0; w < nw && !rc; w++) {
+                    if (wrc[w]) {
+                        rc = mmm_fail(wrc[w], "%s", werr + (size_t)w * 512);
+                        break;
+                    }
+                    if (m0 + w > 0) {
+                        const float *g = wgrads + (size_t)w * n;
+                        for (size_t i = 0; i < n; i++) grads[i] += g[i];
+                    }
+                    loss_sum += wls[w];
+                    loss_tokens += wlt[w];
+                    batch_tokens += (long)batch[w].B * batch[w].T;
+                }
+            }
+            for (int w = 0; w < made; w++) mmm_batch_free(&batch[w]);
+            made = 0;
         }
         if (rc) break;
         /* the loss is a mean over the optimizer step's loss tokens */
@@ -194,7 +229,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
     }
 done:
     close(lock_fd);
-    free(grads); free(adam_m); free(adam_v); free(order);
+    free(grads); free(adam_m); free(adam_v); free(wgrads); free(order);
     return rc;
 }
 

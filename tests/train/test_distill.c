@@ -47,11 +47,13 @@ static int run_stage(distill_fixture *d, mmm_model *student, int stage, const ch
         mmm_mixer_distill md = {.teacher = d->teacher, .scale = 1000.0f};
         mmm_step_fn step = mmm_mixer_distill_step;
         (void)fail_at;
-        rc = mmm_train_run(student, tr, &d->data, &o, step, &md, NULL, NULL, res);
+        void *ctx[1] = {&md};
+        rc = mmm_train_run(student, tr, &d->data, &o, step, ctx, NULL, NULL, res);
         mmm_mixer_distill_free(&md);
     } else {
         mmm_kl_distill kd = {.teacher = d->teacher, .tau = 1.0f, .ce_weight = 0};
-        rc = mmm_train_run(student, tr, &d->data, &o, mmm_kl_distill_step, &kd, NULL, NULL, res);
+        void *ctx[1] = {&kd};
+        rc = mmm_train_run(student, tr, &d->data, &o, mmm_kl_distill_step, ctx, NULL, NULL, res);
         mmm_kl_distill_free(&kd);
     }
     free(tr);

@@ -197,7 +197,8 @@ static int ce_step(void *ctx, const mmm_model *m, const mmm_batch *b, float *gra
     return mmm_backward(m, c->acts, c->dl, grads);
 }
 
-static int run(fixture *f, const char *out, long steps, int fail_at, mmm_model **model, mmm_train_result *res) {
+static int run(fixture *f, const char *out, long steps, int fail_at, int workers, mmm_model **model,
+               mmm_train_result *res) {
     char path[128];
     snprintf(path, sizeof path, "%s/train.jsonl", f->dir);
     mmm_data_options opt = {NULL, 4096, 0, 0};
@@ -210,14 +211,17 @@ static int run(fixture *f, const char *out, long steps, int fail_at, mmm_model *
     mmm_model_init_random(m, 3, 0.05f);
     mmm_train_range *tr = calloc((size_t)m->n_params, sizeof *tr);
     for (int i = 0; i < m->n_params; i++) tr[i] = (mmm_train_range){0, m->params[i].numel};
-    mmm_train_options o = {.out_dir = out, .name = "train", .steps = steps, .accum = 2, .batch_tokens = 1200,
+    mmm_train_options o = {.out_dir = out, .name = "train", .steps = steps, .accum = 2, .workers = workers, .batch_tokens = 1200,
                            .clip = 1.0f, .sched = {MMM_SCHED_WSD, 3e-3f, 0.1f, 0.1f, 0, steps},
                            .adam = {3e-3f, 0.9f, 0.999f, 1e-8f, 0.05f}, .save_every = 5, .log_every = 1000,
                            .seed = 9, .keep_checkpoints = 2, .quiet = 1};
-    ce_ctx c = {NULL, NULL, fail_at, 0};
-    rc = mmm_train_run(m, tr, &d, &o, ce_step, &c, NULL, NULL, res);
-    mmm_acts_free(c.acts);
-    free(c.dl);
+    ce_ctx c[2] = {{NULL, NULL, fail_at, 0}, {NULL, NULL, fail_at, 0}};
+    void *ctx[2] = {&c[0], &c[1]};
+    rc = mmm_train_run(m, tr, &d, &o, ce_step, ctx, NULL, NULL, res);
+    for (int w = 0; w < 2; w++) {
+        mmm_acts_free(c[w].acts);
+        free(c[w].dl);
+    }
     free(tr);
     mmm_dataset_free(&d);
     if (model) *model = m;
@@ -252,7 +256,7 @@ TEST(train_loss_falls_and_resume_is_exact) {
     snprintf(b, sizeof b, "%s/run_b", f->dir);
     mmm_model *ma = NULL, *mb = NULL;
     mmm_train_result ra, rb;
-    int rc = run(f, a, 40, 0, &ma, &ra);
+    int rc = run(f, a, 40, 0, 1, &ma, &ra);
     check(rc == MMM_OK, "train: 40 steps run%s%s", rc ? ": " : "", rc ? mmm_last_error() : "");
     double la[40] = {0};
     int n = log_losses(a, la, 1, 40);
@@ -260,14 +264,14 @@ TEST(train_loss_falls_and_resume_is_exact) {
     check(n == 40 && last < 0.5 * first, "train: loss falls from %.3f (steps 1-3) to %.3f (steps 38-40)", first, last);
 
     /* interrupted run: a simulated crash during step 13 (after the step-10 checkpoint), then a rerun */
-    rc = run(f, b, 40, 2 * 12 + 1, NULL, &rb);
+    rc = run(f, b, 40, 2 * 12 + 1, 1, NULL, &rb);
     check(rc == MMM_ERR_IO, "train: the simulated crash stops the run");
     char latest[160], *name = NULL;
     snprintf(latest, sizeof latest, "%s/checkpoints/latest", b);
     mmm_read_text_file(latest, 100, &name, NULL);
     check(name && !strncmp(name, "step-0000010", 12), "train: the latest complete checkpoint is step 10");
     free(name);
-    rc = run(f, b, 40, 0, &mb, &rb);
+    rc = run(f, b, 40, 0, 1, &mb, &rb);
     check(rc == MMM_OK && rb.resumed, "train: the rerun resumes from the checkpoint");
     double lb[30] = {0};
     int nb = log_losses(b, lb, 11, 40), same = nb == 30;
@@ -275,8 +279,23 @@ TEST(train_loss_falls_and_resume_is_exact) {
     check(same, "train: steps 11-40 after resume have exactly the uninterrupted run's losses");
     check(ma && mb && !memcmp(ma->data, mb->data, ma->n_floats * sizeof *ma->data),
           "train: final weights equal the uninterrupted run's");
-    mmm_model_free(ma);
     mmm_model_free(mb);
+
+    /* two workers compute the step's two micro-batches at once, each op on one thread: the same
+     * training up to float rounding (OpenBLAS sums in another order on one thread than on two) */
+    char c2[96];
+    snprintf(c2, sizeof c2, "%s/run_c", f->dir);
+    mmm_model *mc = NULL;
+    rc = run(f, c2, 40, 0, 2, &mc, &rb);
+    double lc[40] = {0}, loss_diff = 0, weight_diff = 0;
+    int nc = log_losses(c2, lc, 1, 40);
+    for (int i = 0; i < 40; i++) loss_diff = fmax(loss_diff, fabs(lc[i] - la[i]) / fmax(fabs(la[i]), 1e-6));
+    for (size_t i = 0; mc && i < ma->n_floats; i++) weight_diff = fmax(weight_diff, fabs((double)mc->data[i] - ma->data[i]));
+    check(rc == MMM_OK && nc == 40 && loss_diff < 1e-3 && weight_diff < 1e-3,
+          "train: 2 workers track the 1-worker run (losses within %.1e relative, weights within %.1e)%s%s", loss_diff,
+          weight_diff, rc ? ": " : "", rc ? mmm_last_error() : "");
+    mmm_model_free(ma);
+    mmm_model_free(mc);
 }
 
 TEST(train_refuses_a_directory_another_run_is_training_into) {
@@ -289,10 +308,10 @@ TEST(train_refuses_a_directory_another_run_is_training_into) {
     int fd = open(lock, O_RDWR | O_CREAT, 0644); /* a second open file description: as another process */
     check(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && pwrite(fd, "4242\n", 5, 0) == 5, "train lock: held by the test");
     mmm_train_result res;
-    int rc = run(f, out, 3, 0, NULL, &res);
+    int rc = run(f, out, 3, 0, 1, NULL, &res);
     check(rc == MMM_ERR_ARG && strstr(mmm_last_error(), "another run (pid 4242) is training into this directory"),
           "train lock: a second run is refused: %s", mmm_last_error());
     close(fd); /* released: the run goes ahead */
-    rc = run(f, out, 3, 0, NULL, &res);
+    rc = run(f, out, 3, 0, 1, NULL, &res);
     check(rc == MMM_OK, "train lock: runs once the lock is free%s%s", rc ? ": " : "", rc ? mmm_last_error() : "");
 }

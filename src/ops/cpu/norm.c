@@ -6,10 +6,6 @@
 
 #include "mmm/ops/norm.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 static inline float row_rstd(const float *x, int C, float eps) {
@@ -40,16 +36,13 @@ static inline void row_backward(float *dx, const float *g, const float *x, const
 }
 
 /* dweight[c] += Σ_i dout[i,c] · x[i,c] · rstd[i] (· silu(gate[i,c]) when gate is given).
- * Each thread sums a block of rows into its own row of doubles; the blocks are then added
- * in a fixed order, so the result does not depend on scheduling. */
+ * The rows are split into a fixed number of blocks, each summed in double by one task, and the
+ * blocks added in order: the result depends neither on scheduling nor on the thread count. */
+#define SUM_BLOCKS 16
 static void column_sums(float *dweight, const float *dout, const float *x, const float *gate,
                         const float *rstd, long rows, int C) {
-    int nt = 1;
-#ifdef _OPENMP
-    nt = rows * C > 32768 ? omp_get_max_threads() : 1;
-#endif
-    double *part = calloc((size_t)nt * C, sizeof *part);
-    if (!part) { /* no scratch: fall back to one pass without threads */
+    double *part = calloc((size_t)SUM_BLOCKS * C, sizeof *part);
+    if (!part) { /* no scratch: one pass in float, in row order */
         for (long i = 0; i < rows; i++)
             for (int c = 0; c < C; c++) {
                 float g = gate ? gate[i * C + c] * sigmoidf(gate[i * C + c]) : 1.0f;
@@ -57,14 +50,10 @@ static void column_sums(float *dweight, const float *dout, const float *x, const
             }
         return;
     }
-#pragma omp parallel num_threads(nt)
-    {
-        int t = 0;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-#endif
+#pragma omp parallel for if (rows * C > 32768)
+    for (int t = 0; t < SUM_BLOCKS; t++) {
         double *acc = part + (size_t)t * C;
-        long r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+        long r0 = rows * t / SUM_BLOCKS, r1 = rows * (t + 1) / SUM_BLOCKS;
         for (long i = r0; i < r1; i++)
             for (int c = 0; c < C; c++) {
                 float g = gate ? gate[i * C + c] * sigmoidf(gate[i * C + c]) : 1.0f;
@@ -73,7 +62,7 @@ static void column_sums(float *dweight, const float *dout, const float *x, const
     }
     for (int c = 0; c < C; c++) {
         double s = 0;
-        for (int t = 0; t < nt; t++) s += part[(size_t)t * C + c];
+        for (int t = 0; t < SUM_BLOCKS; t++) s += part[(size_t)t * C + c];
         dweight[c] += (float)s;
     }
     free(part);
