@@ -42,24 +42,47 @@ static int read_error(gzFile f, const char *path, const char *what) {
     return mmm_fail(MMM_ERR_FORMAT, "%s: corrupt gzip data while reading %s (%s)", path, what, msg);
 }
 
-/* Reads n bytes into buf (room for n + 1): the bytes a header announced, which must end the
- * file. Asking for one byte more makes zlib try to go on, so that it also checks the gzip
- * trailer and notices a stream cut short right after the data. */
-static int read_exact(gzFile f, const char *path, void *buf, size_t n, int at_end, const char *what) {
-    size_t want = n + (at_end != 0), got = 0;
-    while (got < want) {
-        unsigned chunk = want - got > (1u << 30) ? 1u << 30 : (unsigned)(want - got);
-        int r = gzread(f, (char *)buf + got, chunk);
-        if (r < 0) return read_error(f, path, what);
-        if (r == 0) break;
-        got += (size_t)r;
-    }
+/* Reads the n bytes of a header into buf. */
+static int read_exact(gzFile f, const char *path, void *buf, size_t n, const char *what) {
+    int r = gzread(f, buf, (unsigned)n);
+    if (r < 0) return read_error(f, path, what);
     int err;
     gzerror(f, &err);
     if (err != Z_OK) return read_error(f, path, what);
-    if (got < n) return mmm_fail(MMM_ERR_FORMAT, "%s: truncated: %s take %zu bytes, only %zu remain", path, what, n, got);
-    if (got > n) return mmm_fail(MMM_ERR_FORMAT, "%s: unexpected data after %s", path, what);
+    if ((size_t)r < n) return mmm_fail(MMM_ERR_FORMAT, "%s: truncated: %s take %zu bytes, only %d remain", path, what, n, r);
     return MMM_OK;
+}
+
+/* The rest of the file, which must be exactly the n bytes a header announced, into *out
+ * (malloc'd). The buffer grows with the data that actually arrives, so a lying header cannot
+ * make it allocate more than the file holds (a gzip file's size says little). */
+static int read_rest(gzFile f, const char *path, uint8_t **out, size_t n, const char *what) {
+    size_t cap = n + 1 < (1u << 20) ? n + 1 : 1u << 20, got = 0;
+    uint8_t *buf = malloc(cap);
+    int rc = buf ? MMM_OK : mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
+    while (!rc) {
+        size_t part = cap - got < (1u << 30) ? cap - got : 1u << 30;
+        int r = gzread(f, buf + got, (unsigned)part);
+        if (r < 0) rc = read_error(f, path, what);
+        if (r <= 0) break;
+        got += (size_t)r;
+        if (got == cap && cap < n + 1) { /* more arrived than fits: grow, up to n + 1 */
+            size_t grown = cap * 2 < n + 1 ? cap * 2 : n + 1;
+            uint8_t *more = realloc(buf, grown);
+            if (!more) rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory reading %s", path, what);
+            else buf = more, cap = grown;
+        } else if (got == cap) {
+            break; /* n + 1 bytes: one too many */
+        }
+    }
+    int err;
+    gzerror(f, &err);
+    if (!rc && err != Z_OK) rc = read_error(f, path, what);
+    if (!rc && got < n) rc = mmm_fail(MMM_ERR_FORMAT, "%s: truncated: %s take %zu bytes, only %zu remain", path, what, n, got);
+    if (!rc && got > n) rc = mmm_fail(MMM_ERR_FORMAT, "%s: unexpected data after %s", path, what);
+    if (rc) free(buf);
+    else *out = buf;
+    return rc;
 }
 
 static uint32_t be32(const uint8_t *p) {
@@ -85,7 +108,7 @@ static int load_images(mmm_fmnist_split *s, const char *path) {
     gzFile f = open_gz(path, &rc);
     if (!f) return rc;
     uint8_t h[16];
-    rc = read_exact(f, path, h, sizeof h, 0, "the IDX image header");
+    rc = read_exact(f, path, h, sizeof h, "the IDX image header");
     if (!rc && be32(h) != IDX_IMAGES_MAGIC)
         rc = mmm_fail(MMM_ERR_FORMAT, "%s: not an IDX image file (magic %u, expected %d)", path, be32(h), IDX_IMAGES_MAGIC);
     if (!rc && (be32(h + 8) != MMM_FMNIST_SIDE || be32(h + 12) != MMM_FMNIST_SIDE))
@@ -94,8 +117,7 @@ static int load_images(mmm_fmnist_split *s, const char *path) {
     if (!rc && (be32(h + 4) == 0 || be32(h + 4) > MAX_IMAGES))
         rc = mmm_fail(MMM_ERR_FORMAT, "%s: the header announces %u images (1 to %d expected)", path, be32(h + 4), MAX_IMAGES);
     size_t bytes = rc ? 0 : (size_t)be32(h + 4) * MMM_FMNIST_SIDE * MMM_FMNIST_SIDE;
-    if (!rc && !(s->pixels = malloc(bytes + 1))) rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
-    if (!rc) rc = read_exact(f, path, s->pixels, bytes, 1, "the pixels");
+    if (!rc) rc = read_rest(f, path, &s->pixels, bytes, "the pixels");
     if (!rc) s->n = (int)be32(h + 4);
     return close_gz(f, path, rc);
 }
@@ -105,13 +127,12 @@ static int load_labels(mmm_fmnist_split *s, const char *path, const char *images
     gzFile f = open_gz(path, &rc);
     if (!f) return rc;
     uint8_t h[8];
-    rc = read_exact(f, path, h, sizeof h, 0, "the IDX label header");
+    rc = read_exact(f, path, h, sizeof h, "the IDX label header");
     if (!rc && be32(h) != IDX_LABELS_MAGIC)
         rc = mmm_fail(MMM_ERR_FORMAT, "%s: not an IDX label file (magic %u, expected %d)", path, be32(h), IDX_LABELS_MAGIC);
     if (!rc && be32(h + 4) != (uint32_t)s->n)
         rc = mmm_fail(MMM_ERR_FORMAT, "%s: %u labels, but %s has %d images", path, be32(h + 4), images_path, s->n);
-    if (!rc && !(s->labels = malloc((size_t)s->n + 1))) rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
-    if (!rc) rc = read_exact(f, path, s->labels, (size_t)s->n, 1, "the labels");
+    if (!rc) rc = read_rest(f, path, &s->labels, (size_t)s->n, "the labels");
     for (int i = 0; !rc && i < s->n; i++)
         if (s->labels[i] >= MMM_FMNIST_CLASSES)
             rc = mmm_fail(MMM_ERR_FORMAT, "%s: label %d of image %d is not a class (0 to %d)", path, s->labels[i], i,

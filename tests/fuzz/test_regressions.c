@@ -26,6 +26,7 @@ static const struct {
     {"image", mmm_fuzz_image},
     {"st_index", mmm_fuzz_st_index},
     {"checkpoint", mmm_fuzz_checkpoint},
+    {"idx", mmm_fuzz_idx},
 };
 
 static int name_cmp(const void *a, const void *b) {
