@@ -2,6 +2,7 @@
  * visual question answering dataset (SPEC 5). */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,11 +15,11 @@
 
 static void usage(FILE *f) {
     fputs("usage: mmm data fashion-mnist --out DIR [--seed N] [--train N] [--test N]\n"
-          "                              [--long N] [--long-images K] [--source DIR]\n\n"
+          "                              [--long N] [--long-images K] [--mix TASK=W,...] [--source DIR]\n\n"
           "Builds a visual question answering dataset from Fashion-MNIST (Debian's\n"
           "dataset-fashion-mnist): LLaVA/InternVL-style JSON Lines with PNG images. Task kinds: name\n"
-          "(40%), yesno (15%), group (15%), grid (a 2x2 grid, asked about a corner; 10%), which (2-4\n"
-          "images; 10%), count (3-6 images; 10%). Test questions use only test images.\n\n"
+          "(50%), yesno (15%), group (10%), grid (a 2x2 grid, asked about a corner; 10%), which (2-4\n"
+          "images; 10%), count (3-6 images; 5%). Test questions use only test images.\n\n"
           "  --out DIR          writes DIR/train.jsonl, DIR/test.jsonl, DIR/images/, DIR/corpus.txt\n"
           "                     (the texts, for tokenizer training), and DIR/test_long.jsonl with --long\n"
           "  --seed N           random seed (default 0); the same seed gives the same files\n"
@@ -27,6 +28,8 @@ static void usage(FILE *f) {
           "  --long N           count questions over many test images each, for long-context\n"
           "                     benchmarks (default 0: no test_long.jsonl)\n"
           "  --long-images K    images per long question (default 256)\n"
+          "  --mix TASK=W,...   task weights of both splits, e.g. name=60,yesno=15 (tasks not named\n"
+          "                     keep their default weight; weights are relative)\n"
           "  --source DIR       the IDX .gz files (default " MMM_FMNIST_SOURCE_DIR ")\n\n"
           "example: mmm data fashion-mnist --out runs/fmnist --long 20 --long-images 512\n", f);
 }
@@ -74,12 +77,34 @@ static void print_counts(const char *what, const long *counts) {
     printf(")");
 }
 
+/* "name=60,yesno=15": sets the named tasks' weights; -1 after printing why not. */
+static int parse_mix(const char *text, double mix[MMM_FMNIST_N_TASKS]) {
+    const char *p = text;
+    while (*p) {
+        size_t len = strcspn(p, "=,");
+        int task = -1;
+        for (int t = 0; t < MMM_FMNIST_N_TASKS; t++)
+            if (strlen(mmm_fmnist_task_name(t)) == len && !strncmp(p, mmm_fmnist_task_name(t), len)) task = t;
+        char *end = NULL;
+        double w = p[len] == '=' ? strtod(p + len + 1, &end) : -1;
+        if (task < 0 || !end || end == p + len + 1 || (*end && *end != ',') || !(w >= 0) || !isfinite(w)) {
+            fprintf(stderr, "mmm data: --mix takes TASK=WEIGHT pairs (tasks name, yesno, group, grid, which, "
+                    "count; weights >= 0), not '%s'\n", text);
+            return -1;
+        }
+        mix[task] = w;
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
 static int fashion_mnist(int argc, char **argv) {
     static const struct option opts[] = {
         {"out", required_argument, 0, 'o'}, {"seed", required_argument, 0, 's'},
         {"train", required_argument, 0, 't'}, {"test", required_argument, 0, 'e'},
         {"long", required_argument, 0, 'l'}, {"long-images", required_argument, 0, 'k'},
-        {"source", required_argument, 0, 'S'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"source", required_argument, 0, 'S'}, {"mix", required_argument, 0, 'm'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     mmm_fmnist_options o;
     mmm_fmnist_default_options(&o);
     long v;
@@ -106,6 +131,7 @@ static int fashion_mnist(int argc, char **argv) {
             if (parse_count("--long-images", optarg, 1, 100000, &v)) return 2;
             o.long_images = (int)v;
             break;
+        case 'm': if (parse_mix(optarg, o.mix)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
