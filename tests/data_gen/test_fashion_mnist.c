@@ -661,3 +661,25 @@ TEST(test_fmnist_generate_small) {
           strstr(mmm_last_error(), src), "fmnist a test split without Ankle boots is a clear error");
     rm_tree(root);
 }
+
+TEST(test_fmnist_cli_mix) {
+    char root[64], args[512], out[4096];
+    snprintf(root, sizeof root, "/tmp/mmm_test_fmnist_mix_%d", (int)getpid());
+    mkdir(root, 0777);
+    write_small_source(root, 30, 20);
+    snprintf(args, sizeof args, "data fashion-mnist --source %s --out %s/o --train 100 --test 10 --mix name=0,count=10,yesno=10",
+             root, root);
+    int rc = run_mmm(args, out, sizeof out);
+    check(rc == 0 && strstr(out, "train 100 (name 0, yesno 20, group 20, grid 20, which 20, count 20)"),
+          "fmnist --mix sets the named weights, others keep theirs: %s", out);
+    snprintf(args, sizeof args, "data fashion-mnist --source %s --out %s/o --mix nam=3", root, root);
+    rc = run_mmm(args, out, sizeof out);
+    check(rc == 2 && strstr(out, "--mix takes TASK=WEIGHT pairs") && strstr(out, "not 'nam=3'"),
+          "fmnist --mix with an unknown task is refused: %s", out);
+    snprintf(args, sizeof args, "data fashion-mnist --source %s --out %s/o --mix name=0,yesno=0,group=0,grid=0,which=0,count=0",
+             root, root);
+    rc = run_mmm(args, out, sizeof out);
+    check(rc == 1 && strstr(out, "the task mix is all zero"), "fmnist --mix all zero is refused: %s", out);
+    snprintf(args, sizeof args, "rm -rf %s", root);
+    if (system(args)) fprintf(stderr, "could not remove %s\n", root);
+}
