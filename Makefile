@@ -31,18 +31,19 @@ CUDA_LIBDIR := $(patsubst %/,%,$(dir $(CUDA_STATIC_LIB)))
 CUDA    ?= $(if $(and $(NVCC),$(CUDA_STATIC_LIB)),1,0)
 CUDA_SRC := $(wildcard src/cuda/*.cu)
 
-LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c src/*/*/*.c))
+# src/gpu is the model runtime on CUDA; without CUDA, src/gpu/none stands in for it
+LIB_SRC  := $(filter-out src/cli/% src/gpu/%,$(wildcard src/*/*.c src/*/*/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/*.c tests/*/*.c)
 BENCH_SRC := $(wildcard bench/*.c)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
-ifeq ($(CUDA),1)
-ifneq ($(CUDA_SRC),)
+ifeq ($(CUDA)$(if $(CUDA_SRC),y),1y)
 CFLAGS   += -DMMM_WITH_CUDA -I$(CUDA_LIBDIR)/../include
-LIB_OBJ  += $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+LIB_OBJ  += $(CUDA_SRC:%.cu=$(BUILD)/%.o) $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/gpu/*.c))
 LDLIBS   += -L$(CUDA_LIBDIR) -lcudart_static -ldl -lrt -lpthread -lstdc++
-endif
+else
+LIB_OBJ  += $(BUILD)/src/gpu/none/gpu.o
 endif
 # Hopper machine code, plus sm_80 PTX that the driver compiles for any other GPU from Ampere on.
 NVCCFLAGS ?= -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80

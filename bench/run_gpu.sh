@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds, checks and times the CUDA backend in one call on a GPU machine.
 #   bench/run_gpu.sh [--quick]            build here (nvcc and the build dependencies), then run
-#   bench/run_gpu.sh pack DIR             build here and copy the binaries and the shared libraries
-#                                         they need into DIR, for a GPU machine that cannot build
+#   bench/run_gpu.sh pack DIR             build here and copy the binaries (mmm, mmm_tests,
+#                                         bench_cuda) and the shared libraries they need into DIR,
+#                                         for a GPU machine that cannot build
 #   bench/run_gpu.sh [--quick] DIR        run the binaries packed in DIR
 # Runs: the CUDA op tests (tests/cuda), bench_cuda, the PyTorch baseline (if torch is there) and
 # the joined report. Output: $OUT (default build-gpu/out): tests.log, bench.log, mmm.json,
@@ -13,11 +14,11 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = pack ]; then
     dir=${2:?usage: bench/run_gpu.sh pack DIR}
     # a separate build for portable x86-64 (AVX2) code: the GPU machine's processor may differ
-    make -j"$(nproc)" BUILD=build-gpu OPT="-O3 -march=x86-64-v3" build-gpu/mmm_tests build-gpu/bench_cuda
+    make -j"$(nproc)" BUILD=build-gpu OPT="-O3 -march=x86-64-v3" build-gpu/mmm build-gpu/mmm_tests build-gpu/bench_cuda
     mkdir -p "$dir/lib"
-    cp build-gpu/mmm_tests build-gpu/bench_cuda "$dir/"
+    cp build-gpu/mmm build-gpu/mmm_tests build-gpu/bench_cuda "$dir/"
     # every shared library except the C runtime itself, which the GPU machine has (newer)
-    ldd build-gpu/mmm_tests build-gpu/bench_cuda | awk '/=> \//{print $3}' | sort -u |
+    ldd build-gpu/mmm build-gpu/mmm_tests build-gpu/bench_cuda | awk '/=> \//{print $3}' | sort -u |
         grep -Ev '/(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+)\.so' |
         while read -r lib; do cp -L "$lib" "$dir/lib/"; done
     echo "packed into $dir: $(ls "$dir" "$dir/lib" | tr '\n' ' ')"

@@ -20,11 +20,14 @@ void mmm_stage_trainable(const mmm_model *student, int stage, int train_dt_a, mm
 
 #define MMM_MAX_LAYERS_TABLE 256
 
-/* Stages 1–2: the per-layer MSE step. scale multiplies the mean over layers (paper: 1000). */
+/* Stages 1–2: the per-layer MSE step. scale multiplies the mean over layers (paper: 1000).
+ * Both steps run on the GPU when the student and the teacher are attached (include/mmm/gpu.h),
+ * with their device buffers in gpu. */
 typedef struct {
     const mmm_model *teacher;
     float scale;
     mmm_acts *tacts;
+    struct mmm_gpu_step *gpu;
     float *buf, *scratch, *dy, *dh; /* student mixer buffers, sized on first use */
     size_t buf_cap, scratch_cap, dy_cap, dh_cap;
     double layer_sq[MMM_MAX_LAYERS_TABLE]; /* running per-layer sums of squared error ... */
@@ -41,6 +44,7 @@ typedef struct {
     const mmm_model *teacher;
     float tau, ce_weight;
     mmm_acts *tacts, *sacts;
+    struct mmm_gpu_step *gpu;
     float *dlogits;
     uint8_t *mask;
     size_t cap;

@@ -78,6 +78,7 @@ typedef struct mmm_model {
     size_t n_floats;
     float *data;   /* the flat parameter buffer */
     mmm_weights w; /* bound to data */
+    struct mmm_gpu_model *gpu; /* the device copy, or NULL (include/mmm/gpu.h) */
 } mmm_model;
 
 /* A model with every parameter zero (norm weights one) for `cfg` (copied). */

@@ -1,6 +1,7 @@
 /* mmm bench: decode latency and memory against context length for a teacher, a hybrid and a
- * linear student, at a model's dimensions or at dimensions given on the command line. Each
- * measurement runs in its own process, so its peak resident memory is its own. */
+ * linear student, at a model's dimensions or at dimensions given on the command line, on the CPU
+ * or the GPU. Each measurement runs in its own process, so its peak resident memory (or the GPU
+ * memory it adds) is its own. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,8 +11,10 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "device.h"
 #include "mmm/error.h"
 #include "mmm/forward.h"
+#include "mmm/gpu.h"
 #include "mmm/model.h"
 #include "mmm/seed.h"
 #include "mmm/version.h"
@@ -23,7 +26,7 @@ typedef struct {
 } dims;
 
 typedef struct {
-    double ms_per_token, state_mb, peak_rss_mb, model_mb;
+    double ms_per_token, state_mb, peak_mb, model_mb; /* peak_mb: resident memory, or GPU memory added */
     double prefill_ms; /* < 0 when not measured */
     int ok;
 } result;
@@ -123,15 +126,19 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* In a child process: prefill ctx real tokens (when ctx <= prefill_max), then decode `steps`
- * tokens after a synthetic context of ctx tokens. */
-static result measure_decode(const char *model_dir, const dims *d, int kind, int ctx, int steps, int prefill_max) {
+ * tokens after a synthetic context of ctx tokens. On the GPU, the memory measured is what the
+ * model, the state and their buffers add on the device. */
+static result measure_decode(const char *model_dir, const dims *d, int kind, int ctx, int steps, int prefill_max,
+                             int cuda) {
     result r = {0};
     mmm_model *m = NULL;
     mmm_state *s = NULL;
     float *logits = NULL;
     double *t = malloc((size_t)steps * sizeof *t);
+    size_t gpu0 = 0, gpu1 = 0;
     int rc = build(&m, model_dir, d, kind);
     reset_peak_rss(); /* the teacher a student was seeded from is gone: measure from here */
+    if (!rc && cuda && !(rc = mmm_gpu_mem_used(&gpu0))) rc = mmm_gpu_attach(m);
     if (!rc) rc = mmm_state_new(&s, m, ctx + steps + 2);
     double prefill_ms = -1;
     if (!rc && ctx <= prefill_max) {
@@ -152,9 +159,10 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
         rc = mmm_decode(m, s, (int32_t)(i % m->cfg.vocab), logits);
         t[i] = now() - t0;
     }
+    if (!rc && cuda) rc = mmm_gpu_mem_used(&gpu1);
     if (!rc) {
         qsort(t, (size_t)steps, sizeof *t, cmp_double);
-        r = (result){t[steps / 2] * 1e3, mmm_state_bytes(s) / 1048576.0, peak_rss_mb(),
+        r = (result){t[steps / 2] * 1e3, mmm_state_bytes(s) / 1048576.0, cuda ? (gpu1 - gpu0) / 1048576.0 : peak_rss_mb(),
                      m->n_floats * 4.0 / 1048576.0, prefill_ms, 1};
     } else {
         fprintf(stderr, "mmm bench: %s at %d tokens: %s\n", kind_names[kind], ctx, mmm_last_error());
@@ -169,22 +177,24 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
 /* Each point runs in a fresh process (this program again, with --child), not a fork: a forked
  * copy of a process that has used OpenMP can hang in its first parallel region, and a fresh one
  * also starts its memory count from zero. */
-static result run_child(const char *model_dir, const dims *d, int kind, int ctx, int steps, int prefill_max) {
+static result run_child(const char *model_dir, const dims *d, int kind, int ctx, int steps, int prefill_max, int cuda) {
     result r = {0};
     char exe[4096], cmd[8192];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0 || (model_dir && strchr(model_dir, '\''))) return r;
     exe[n] = '\0';
     if (model_dir)
-        snprintf(cmd, sizeof cmd, "'%s' bench --child %d,%d,%d,%d --model '%s'", exe, kind, ctx, steps, prefill_max, model_dir);
+        snprintf(cmd, sizeof cmd, "'%s' bench --child %d,%d,%d,%d --device %s --model '%s'", exe, kind, ctx, steps,
+                 prefill_max, cuda ? "cuda" : "cpu", model_dir);
     else
-        snprintf(cmd, sizeof cmd, "'%s' bench --child %d,%d,%d,%d --dims hidden=%d,layers=%d+%d,heads=%d,kv=%d,ffn=%d,vocab=%d",
-                 exe, kind, ctx, steps, prefill_max, d->hidden, d->emb_layers, d->llm_layers, d->heads, d->kv, d->ffn, d->vocab);
+        snprintf(cmd, sizeof cmd, "'%s' bench --child %d,%d,%d,%d --device %s --dims hidden=%d,layers=%d+%d,heads=%d,kv=%d,"
+                 "ffn=%d,vocab=%d", exe, kind, ctx, steps, prefill_max, cuda ? "cuda" : "cpu", d->hidden, d->emb_layers,
+                 d->llm_layers, d->heads, d->kv, d->ffn, d->vocab);
     FILE *p = popen(cmd, "r");
     if (!p) return r;
     char line[512];
     while (fgets(line, sizeof line, p))
-        if (sscanf(line, "RESULT %lf %lf %lf %lf %lf", &r.ms_per_token, &r.state_mb, &r.peak_rss_mb, &r.model_mb,
+        if (sscanf(line, "RESULT %lf %lf %lf %lf %lf", &r.ms_per_token, &r.state_mb, &r.peak_mb, &r.model_mb,
                    &r.prefill_ms) == 5)
             r.ok = 1;
     if (pclose(p) != 0) r.ok = 0;
@@ -214,7 +224,7 @@ static void write_plot(const char *png, const char *json_rows, int n_ctx, const 
     if (!f) return;
     for (int i = 0; i < n_ctx; i++)
         fprintf(f, "%d %g %g %g %g %g %g\n", ctx[i], res[0][i].ms_per_token, res[1][i].ms_per_token,
-                res[2][i].ms_per_token, res[0][i].peak_rss_mb, res[1][i].peak_rss_mb, res[2][i].peak_rss_mb);
+                res[2][i].ms_per_token, res[0][i].peak_mb, res[1][i].peak_mb, res[2][i].peak_mb);
     fclose(f);
     if (!(f = fopen(gp, "w"))) return;
     fprintf(f, "set terminal pngcairo size 1100,450 font ',10'\nset output '%s'\nset multiplot layout 1,2 title '%s'\n"
@@ -233,7 +243,7 @@ static void write_plot(const char *png, const char *json_rows, int n_ctx, const 
 
 static void usage(FILE *f) {
     fputs("usage: mmm bench [--model DIR | --dims SPEC] [--contexts LIST] [--steps N]\n"
-          "                 [--kinds teacher,hybrid,linear] [--json OUT] [--plot OUT.png]\n\n"
+          "                 [--kinds teacher,hybrid,linear] [--json OUT] [--plot OUT.png] [--device cpu|cuda]\n\n"
           "Decode latency (median ms per token) and peak memory against context length for the\n"
           "teacher, a hybrid (every 4th layer attention, head-interleaved) and a linear student.\n"
           "The context is synthetic (random caches of the given length): a decode step costs the\n"
@@ -247,7 +257,9 @@ static void usage(FILE *f) {
           "                   the teacher's prefill grows with the square of the length)\n"
           "  --kinds LIST     which models (default teacher,hybrid,linear)\n"
           "  --json OUT       write the results as JSON\n"
-          "  --plot OUT.png   plot latency and memory with gnuplot\n\n"
+          "  --plot OUT.png   plot latency and memory with gnuplot\n"
+          "  --device D       cpu (default) or cuda; on the GPU the memory column is the device\n"
+          "                   memory the model, the state and their buffers take\n\n"
           "example: mmm bench --contexts 1K,16K,100K --plot decode.png\n", f);
 }
 
@@ -257,12 +269,12 @@ int cmd_bench(int argc, char **argv) {
         {"contexts", required_argument, 0, 'c'}, {"steps", required_argument, 0, 's'},
         {"kinds", required_argument, 0, 'k'}, {"json", required_argument, 0, 'j'},
         {"plot", required_argument, 0, 'p'}, {"prefill-max", required_argument, 0, 'P'},
-        {"child", required_argument, 0, 'C'},
+        {"child", required_argument, 0, 'C'}, {"device", required_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *json_path = NULL, *plot_path = NULL, *kinds = "teacher,hybrid,linear";
     dims d = {256, 8, 24, 4, 2, 1024, 1024};
     int ctx[MAX_POINTS] = {1024, 8192, 32768, 65536, 102400}, n_ctx = 5, steps = 16, prefill_max = 16384, o;
-    int child[4], is_child = 0;
+    int child[4], is_child = 0, cuda = 0;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
@@ -280,15 +292,17 @@ int cmd_bench(int argc, char **argv) {
         case 'p': plot_path = optarg; break;
         case 'P': prefill_max = atoi(optarg); break;
         case 'C': is_child = sscanf(optarg, "%d,%d,%d,%d", &child[0], &child[1], &child[2], &child[3]) == 4; break;
+        case 'D': if (cli_parse_device("bench", optarg, &cuda)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (optind < argc) { fprintf(stderr, "mmm bench: unexpected argument '%s'\n", argv[optind]); return 2; }
+    if (cli_check_device("bench", cuda)) return 1;
     if (is_child) { /* one measurement, for the parent to read */
-        result r = measure_decode(model_dir, &d, child[0], child[1], child[2], child[3]);
+        result r = measure_decode(model_dir, &d, child[0], child[1], child[2], child[3], cuda);
         if (!r.ok) return 1;
-        printf("RESULT %.6f %.4f %.2f %.2f %.4f\n", r.ms_per_token, r.state_mb, r.peak_rss_mb, r.model_mb, r.prefill_ms);
+        printf("RESULT %.6f %.4f %.2f %.2f %.4f\n", r.ms_per_token, r.state_mb, r.peak_mb, r.model_mb, r.prefill_ms);
         return 0;
     }
     if (steps < 1 || steps > 100000) { fprintf(stderr, "mmm bench: --steps must be in 1..100000\n"); return 2; }
@@ -310,19 +324,22 @@ int cmd_bench(int argc, char **argv) {
     if (model_dir) snprintf(title, sizeof title, "%s", model_dir);
     else snprintf(title, sizeof title, "hidden %d, %d+%d layers, %d/%d heads, ffn %d, vocab %d", d.hidden,
                   d.emb_layers, d.llm_layers, d.heads, d.kv, d.ffn, d.vocab);
-    printf("mmm bench decode: %s; %ld CPU threads; median of %d steps\n", title, sysconf(_SC_NPROCESSORS_ONLN), steps);
+    char where[64];
+    if (cuda) snprintf(where, sizeof where, "on the GPU");
+    else snprintf(where, sizeof where, "%ld CPU threads", sysconf(_SC_NPROCESSORS_ONLN));
+    printf("mmm bench decode: %s; %s; median of %d steps\n", title, where, steps);
     printf("%-8s %9s %12s %10s %12s %12s %12s %12s\n", "model", "context", "ms/token", "tokens/s", "state MB",
-           "peak RSS MB", "prefill ms", "prefill t/s");
+           cuda ? "GPU MB" : "peak RSS MB", "prefill ms", "prefill t/s");
     static result res[3][MAX_POINTS];
     int failed = 0;
     for (int k = 0; k < 3; k++) {
         if (!want[k]) continue;
         for (int i = 0; i < n_ctx; i++) {
-            res[k][i] = run_child(model_dir, &d, k, ctx[i], steps, prefill_max);
+            res[k][i] = run_child(model_dir, &d, k, ctx[i], steps, prefill_max, cuda);
             const result *r = &res[k][i];
             if (!r->ok) { failed = 1; printf("%-8s %9d %12s\n", kind_names[k], ctx[i], "failed"); continue; }
             printf("%-8s %9d %12.3f %10.1f %12.1f %12.1f", kind_names[k], ctx[i], r->ms_per_token,
-                   1e3 / r->ms_per_token, r->state_mb, r->peak_rss_mb);
+                   1e3 / r->ms_per_token, r->state_mb, r->peak_mb);
             if (r->prefill_ms >= 0) printf(" %12.1f %12.0f\n", r->prefill_ms, ctx[i] / (r->prefill_ms * 1e-3));
             else printf(" %12s %12s\n", "-", "-");
             fflush(stdout);
@@ -331,15 +348,16 @@ int cmd_bench(int argc, char **argv) {
     if (json_path) {
         FILE *f = fopen(json_path, "w");
         if (!f) { fprintf(stderr, "mmm bench: cannot write %s\n", json_path); return 1; }
-        fprintf(f, "{\"benchmark\": \"decode\", \"model\": \"%s\", \"threads\": %ld, \"steps\": %d, \"results\": [",
-                title, sysconf(_SC_NPROCESSORS_ONLN), steps);
+        fprintf(f, "{\"benchmark\": \"decode\", \"model\": \"%s\", \"device\": \"%s\", \"threads\": %ld, \"steps\": %d, "
+                "\"results\": [", title, cuda ? "cuda" : "cpu", sysconf(_SC_NPROCESSORS_ONLN), steps);
         int first = 1;
         for (int k = 0; k < 3; k++)
             for (int i = 0; i < n_ctx && want[k]; i++) {
                 if (!res[k][i].ok) continue;
                 fprintf(f, "%s\n  {\"model\": \"%s\", \"context\": %d, \"ms_per_token\": %.4f, \"state_mb\": %.2f, "
-                           "\"peak_rss_mb\": %.1f, \"weights_mb\": %.1f", first ? "" : ",", kind_names[k], ctx[i],
-                        res[k][i].ms_per_token, res[k][i].state_mb, res[k][i].peak_rss_mb, res[k][i].model_mb);
+                           "\"%s\": %.1f, \"weights_mb\": %.1f", first ? "" : ",", kind_names[k], ctx[i],
+                        res[k][i].ms_per_token, res[k][i].state_mb, cuda ? "gpu_mb" : "peak_rss_mb", res[k][i].peak_mb,
+                        res[k][i].model_mb);
                 if (res[k][i].prefill_ms >= 0) fprintf(f, ", \"prefill_ms\": %.2f", res[k][i].prefill_ms);
                 fprintf(f, "}");
                 first = 0;

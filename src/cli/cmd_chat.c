@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "device.h"
 #include "mmm/data.h"
 #include "mmm/error.h"
 #include "mmm/forward.h"
@@ -15,7 +16,8 @@
 
 static void usage(FILE *f) {
     fputs("usage: mmm chat --model DIR [--image FILE]... [-p PROMPT] [--system TEXT] [--max-new N]\n"
-          "                [--temperature T] [--top-k K] [--top-p P] [--seed N] [--context N]\n\n"
+          "                [--temperature T] [--top-k K] [--top-p P] [--seed N] [--context N]\n"
+          "                [--device cpu|cuda]\n\n"
           "Talks with a teacher or a student. With -p, answers one prompt and exits; otherwise reads\n"
           "one user turn per line from standard input (an empty line or end of input ends the\n"
           "conversation, /reset starts a new one) and streams each answer as it is generated.\n"
@@ -23,7 +25,8 @@ static void usage(FILE *f) {
           "goes; without any <image>, the images come first.\n\n"
           "  --temperature T  0 (default) is greedy; --top-k and --top-p filter the sampling\n"
           "  --max-new N      longest answer (default 256)\n"
-          "  --context N      tokens the conversation may reach (default 8192)\n\n"
+          "  --context N      tokens the conversation may reach (default 8192)\n"
+          CLI_DEVICE_HELP "\n"
           "example: mmm chat --model runs/demo/hybrid --image tests/data/images/fmnist_28.png -p \"What item is this?\"\n", f);
 }
 
@@ -115,10 +118,10 @@ int cmd_chat(int argc, char **argv) {
         {"max-new", required_argument, 0, 'x'}, {"temperature", required_argument, 0, 'T'},
         {"top-k", required_argument, 0, 'k'}, {"top-p", required_argument, 0, 'P'},
         {"seed", required_argument, 0, 'S'}, {"context", required_argument, 0, 'c'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, 'D'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = NULL, *system = NULL;
     char *images[MAX_IMAGES];
-    int n_images = 0, max_new = 256, context = 8192, o;
+    int n_images = 0, max_new = 256, context = 8192, cuda = 0, o;
     mmm_sampler smp = {0, 0, 1.0f, 0};
     optind = 1;
     while ((o = getopt_long(argc, argv, "hp:", opts, NULL)) != -1) {
@@ -136,6 +139,7 @@ int cmd_chat(int argc, char **argv) {
         case 'P': smp.top_p = (float)atof(optarg); break;
         case 'S': smp.seed = strtoull(optarg, NULL, 10); break;
         case 'c': context = atoi(optarg); break;
+        case 'D': if (cli_parse_device("chat", optarg, &cuda)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -146,12 +150,14 @@ int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "mmm chat: --max-new >= 1, --context >= 16, --temperature >= 0, 0 < --top-p <= 1\n");
         return 2;
     }
+    if (cli_check_device("chat", cuda)) return 1;
     mmm_model *m = NULL;
     mmm_tokenizer *tok = NULL;
     mmm_state *st = NULL;
     int rc = mmm_model_load(&m, model_dir);
     if (!rc) rc = mmm_tokenizer_load(model_dir, &tok);
     if (!rc) rc = cli_check_tokenizer(&m->cfg, tok, model_dir);
+    if (!rc) rc = cli_use_device(cuda, m, NULL);
     if (!rc) rc = mmm_state_new(&st, m, context);
     /* an unreadable image is reported before anything is generated */
     for (int i = 0; i < n_images && !rc; i++)

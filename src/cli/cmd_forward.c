@@ -7,9 +7,11 @@
 #include <string.h>
 
 #include "cli.h"
+#include "device.h"
 #include "mmm/error.h"
 #include "mmm/fileio.h"
 #include "mmm/forward.h"
+#include "mmm/gpu.h"
 #include "mmm/model.h"
 #include "mmm/safetensors.h"
 #include "mmm/tokenizer.h"
@@ -18,7 +20,7 @@
 
 static void usage(FILE *f) {
     fputs("usage: mmm forward --model DIR (--ids LIST | --ids-file FILE | --text TEXT) [--image FILE]...\n"
-          "                   [--dump OUT.safetensors] [--hidden] [--top K]\n\n"
+          "                   [--dump OUT.safetensors] [--hidden] [--top K] [--device cpu|cuda]\n\n"
           "Runs one forward pass of a teacher or student and prints the most likely next tokens.\n\n"
           "  --model DIR        model directory (config.json + safetensors)\n"
           "  --ids LIST         token ids, comma or space separated; -1 marks where the next\n"
@@ -32,33 +34,67 @@ static void usage(FILE *f) {
           "  --dump OUT         write 'logits' (T, V) as F32 safetensors, plus 'input_ids'\n"
           "  --hidden           with --dump, also 'hidden_states' (E+L, T, C) (every layer's\n"
           "                     output), 'input_embeds', 'encoder_output', 'image_embeds'\n"
-          "  --top K            how many next-token candidates to print (default 5)\n\n"
+          "  --top K            how many next-token candidates to print (default 5)\n"
+          CLI_DEVICE_HELP "\n"
           "example: mmm forward --model tests/data/teacher/one_image --ids 53,7,-1,8 \\\n"
           "             --image tests/data/images/fmnist_28.png --dump out.safetensors --hidden\n", f);
 }
 
-static int dump(const char *path, const mmm_model *m, const mmm_acts *acts, const int32_t *ids, int T,
-                int hidden) {
+/* A forward's results on the host: views into CPU activations, or copies of GPU ones. */
+typedef struct {
+    const float *logits;  /* (T, V) */
+    const float *embeds;  /* (T, C) input embeddings */
+    const float *encoder; /* (T, C) the language model's input */
+    const float *img;     /* (n_img, C) image embeddings */
+    float *hidden;        /* (L, T, C) every layer's output, with --hidden */
+    int n_img;
+    float *copy;          /* the host copies of a GPU forward */
+} outputs;
+
+static int cpu_outputs(outputs *o, const mmm_model *m, const mmm_acts *a, int T, int hidden) {
+    int C = m->cfg.hidden, L = mmm_config_n_layers(&m->cfg);
+    *o = (outputs){mmm_acts_logits(a), mmm_acts_input_embeds(a), mmm_acts_encoder_output(a), NULL, NULL, 0, NULL};
+    o->img = mmm_acts_image_embeds(a, &o->n_img);
+    if (!hidden) return MMM_OK;
+    if (!(o->hidden = malloc((size_t)L * T * C * sizeof *o->hidden + 1))) return mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < L; l++) memcpy(o->hidden + (size_t)l * T * C, mmm_acts_layer_output(a, l), (size_t)T * C * sizeof *o->hidden);
+    return MMM_OK;
+}
+
+static int gpu_outputs(outputs *o, const mmm_model *m, const mmm_gpu_acts *a, int T, int hidden) {
+    size_t C = (size_t)m->cfg.hidden, L = (size_t)mmm_config_n_layers(&m->cfg), V = (size_t)m->cfg.vocab;
+    int n_img = mmm_gpu_acts_image_count(a);
+    float *p = malloc((T * V + 2 * T * C + n_img * C + (hidden ? L * T * C : 0)) * sizeof *p);
+    if (!p) return mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    *o = (outputs){p, p + T * V, p + T * V + T * C, p + T * V + 2 * T * C, hidden ? p + T * V + (2 * T + n_img) * C : NULL, n_img, p};
+    int rc = mmm_gpu_acts_logits(a, p);
+    if (!rc) rc = mmm_gpu_acts_input_embeds(a, p + T * V);
+    if (!rc) rc = mmm_gpu_acts_encoder_output(a, p + T * V + T * C);
+    if (!rc) rc = mmm_gpu_acts_image_embeds(a, p + T * V + 2 * T * C);
+    for (size_t l = 0; hidden && l < L && !rc; l++) rc = mmm_gpu_acts_layer_output(a, (int)l, o->hidden + l * T * C);
+    return rc;
+}
+
+static void outputs_free(outputs *o) {
+    if (o->copy) free(o->copy);
+    else free(o->hidden);
+}
+
+static int dump(const char *path, const mmm_model *m, const outputs *o, const int32_t *ids, int T, int hidden) {
     const mmm_config *c = &m->cfg;
-    int C = c->hidden, L = mmm_config_n_layers(c), n_img = 0;
+    int C = c->hidden, L = mmm_config_n_layers(c);
     mmm_st_writer *w = NULL;
-    float *hs = NULL;
     int rc = mmm_st_writer_new(&w);
-    if (!rc) rc = mmm_st_writer_add(w, "logits", MMM_DTYPE_F32, 2, (int64_t[]){T, c->vocab}, mmm_acts_logits(acts));
+    if (!rc) rc = mmm_st_writer_add(w, "logits", MMM_DTYPE_F32, 2, (int64_t[]){T, c->vocab}, o->logits);
     if (!rc) rc = mmm_st_writer_add(w, "input_ids", MMM_DTYPE_I32, 1, (int64_t[]){T}, ids);
     if (!rc && hidden) {
-        if (!(hs = malloc((size_t)L * T * C * sizeof *hs))) rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
-        for (int l = 0; l < L && !rc; l++)
-            memcpy(hs + (size_t)l * T * C, mmm_acts_layer_output(acts, l), (size_t)T * C * sizeof *hs);
-        if (!rc && L) rc = mmm_st_writer_add(w, "hidden_states", MMM_DTYPE_F32, 3, (int64_t[]){L, T, C}, hs);
-        if (!rc) rc = mmm_st_writer_add(w, "input_embeds", MMM_DTYPE_F32, 2, (int64_t[]){T, C}, mmm_acts_input_embeds(acts));
-        if (!rc) rc = mmm_st_writer_add(w, "encoder_output", MMM_DTYPE_F32, 2, (int64_t[]){T, C}, mmm_acts_encoder_output(acts));
-        const float *img = mmm_acts_image_embeds(acts, &n_img);
-        if (!rc && n_img) rc = mmm_st_writer_add(w, "image_embeds", MMM_DTYPE_F32, 2, (int64_t[]){n_img, C}, img);
+        if (L) rc = mmm_st_writer_add(w, "hidden_states", MMM_DTYPE_F32, 3, (int64_t[]){L, T, C}, o->hidden);
+        if (!rc) rc = mmm_st_writer_add(w, "input_embeds", MMM_DTYPE_F32, 2, (int64_t[]){T, C}, o->embeds);
+        if (!rc) rc = mmm_st_writer_add(w, "encoder_output", MMM_DTYPE_F32, 2, (int64_t[]){T, C}, o->encoder);
+        if (!rc && o->n_img) rc = mmm_st_writer_add(w, "image_embeds", MMM_DTYPE_F32, 2, (int64_t[]){o->n_img, C}, o->img);
     }
     if (!rc) rc = mmm_st_writer_save(w, path);
     mmm_st_writer_free(w);
-    free(hs);
     return rc;
 }
 
@@ -121,10 +157,11 @@ int cmd_forward(int argc, char **argv) {
         {"ids-file", required_argument, 0, 'f'}, {"image", required_argument, 0, 'g'},
         {"dump", required_argument, 0, 'd'}, {"hidden", no_argument, 0, 'H'},
         {"top", required_argument, 0, 'k'}, {"text", required_argument, 0, 'x'},
-        {"tokenizer", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"tokenizer", required_argument, 0, 't'}, {"device", required_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *ids_text = NULL, *ids_file = NULL, *dump_path = NULL, *text = NULL, *tok_path = NULL;
     char *images[MAX_IMAGES];
-    int n_images = 0, hidden = 0, top = 5, o;
+    int n_images = 0, hidden = 0, top = 5, cuda = 0, o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
@@ -140,6 +177,7 @@ int cmd_forward(int argc, char **argv) {
         case 'k': top = atoi(optarg); break;
         case 'x': text = optarg; break;
         case 't': tok_path = optarg; break;
+        case 'D': if (cli_parse_device("forward", optarg, &cuda)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -150,6 +188,7 @@ int cmd_forward(int argc, char **argv) {
         return 2;
     }
     if (top < 0) top = 0;
+    if (cli_check_device("forward", cuda)) return 1;
 
     char *file_text = NULL;
     if (ids_file && mmm_read_text_file(ids_file, 64u << 20, &file_text, NULL)) return cli_fail("forward");
@@ -157,28 +196,34 @@ int cmd_forward(int argc, char **argv) {
     int32_t *raw = NULL, *ids = NULL;
     float *pixels = NULL;
     mmm_acts *acts = NULL;
+    mmm_gpu_acts *gacts = NULL;
+    outputs out = {0};
     int n_raw = 0, T = 0, n_tiles = 0, tiles_per_image[MAX_IMAGES];
     int rc = text ? text_to_ids(text, tok_path ? tok_path : model_dir, &raw, &n_raw)
                   : cli_parse_ids(ids_text ? ids_text : file_text, &raw, &n_raw);
     if (!rc) rc = mmm_model_load(&m, model_dir);
     if (!rc) rc = cli_load_images(m, images, n_images, &pixels, &n_tiles, tiles_per_image);
     if (!rc) rc = cli_expand_image_markers(m, raw, n_raw, tiles_per_image, n_images, &ids, &T);
+    if (!rc) rc = cli_use_device(cuda, m, NULL);
     if (!rc) {
         mmm_input in = {1, T, ids, pixels, n_tiles};
-        rc = mmm_forward(m, &in, &acts);
+        rc = cuda ? mmm_gpu_forward(m, &in, &gacts) : mmm_forward(m, &in, &acts);
     }
-    if (!rc && dump_path) rc = dump(dump_path, m, acts, ids, T, hidden);
+    if (!rc) rc = cuda ? gpu_outputs(&out, m, gacts, T, hidden && dump_path) : cpu_outputs(&out, m, acts, T, hidden && dump_path);
+    if (!rc && dump_path) rc = dump(dump_path, m, &out, ids, T, hidden);
     if (!rc) {
         printf("%s: %d tokens (%d image tiles), %d layers (%d mamba2), vocab %d\n", model_dir, T, n_tiles,
                mmm_config_n_layers(&m->cfg), mmm_config_n_mamba_layers(&m->cfg), m->cfg.vocab);
         if (top) {
             printf("next token after position %d:\n", T - 1);
-            print_top(m, mmm_acts_logits(acts) + (size_t)(T - 1) * m->cfg.vocab, top < m->cfg.vocab ? top : m->cfg.vocab);
+            print_top(m, out.logits + (size_t)(T - 1) * m->cfg.vocab, top < m->cfg.vocab ? top : m->cfg.vocab);
         }
         if (dump_path) printf("wrote %s\n", dump_path);
     }
     int status = rc ? cli_fail("forward") : 0;
+    outputs_free(&out);
     mmm_acts_free(acts);
+    mmm_gpu_acts_free(gacts);
     mmm_model_free(m);
     free(raw); free(ids); free(pixels); free(file_text);
     return status;

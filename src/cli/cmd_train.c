@@ -6,10 +6,12 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "device.h"
 #include "mmm/data.h"
 #include "mmm/error.h"
 #include "mmm/fileio.h"
 #include "mmm/forward.h"
+#include "mmm/gpu.h"
 #include "mmm/ops/loss.h"
 #include "mmm/path.h"
 #include "mmm/tokenizer.h"
@@ -20,7 +22,8 @@ static void usage(FILE *f) {
           "                 [--eval TEST.jsonl] [--steps N] [--lr X] [--schedule wsd|cosine|constant]\n"
           "                 [--warmup F] [--decay F] [--batch-tokens N] [--accum N] [--workers N] [--clip X]\n"
           "                 [--weight-decay X] [--eval-every N] [--eval-samples N] [--save-every N]\n"
-          "                 [--seed N] [--init-std X] [--max-tokens N] [--system TEXT] [--strict]\n\n"
+          "                 [--seed N] [--init-std X] [--max-tokens N] [--system TEXT] [--strict]\n"
+          "                 [--device cpu|cuda]\n\n"
           "Trains a HoVLE-architecture teacher from scratch with AdamW on the answer tokens of\n"
           "LLaVA-style JSONL conversations. Checkpoints go to DIR/checkpoints (atomic; rerunning the\n"
           "same command after a kill resumes exactly); the final model (config.json,\n"
@@ -42,7 +45,9 @@ static void usage(FILE *f) {
           "  --eval-every N      evaluate every N steps (default 200) on --eval-samples (default 200)\n"
           "  --save-every N      checkpoint every N steps (default 200)\n"
           "  --seed N            initialisation and data order (default 0)\n"
-          "  --max-tokens N      drop longer samples (default 4096)\n\n"
+          "  --max-tokens N      drop longer samples (default 4096)\n"
+          "  --device D          cpu (default) or cuda: forward and backward on the GPU (one\n"
+          "                      micro-batch at a time), AdamW on the host\n\n"
           "example: mmm train --config configs/teacher-fmnist.json --tokenizer runs/tok.json \\\n"
           "             --data runs/fmnist/train.jsonl --eval runs/fmnist/test.jsonl --out runs/teacher\n", f);
 }
@@ -51,12 +56,14 @@ typedef struct {
     mmm_acts *acts;
     float *dlogits;
     size_t dlogits_cap;
+    mmm_gpu_step *gpu;
 } ce_ctx;
 
 /* Cross-entropy on the answer tokens; gradients summed over the batch's label tokens. */
 static int ce_step(void *ctx, const mmm_model *m, const mmm_batch *b, float *grads, double *loss_sum,
                    long *loss_tokens) {
     ce_ctx *c = ctx;
+    if (m->gpu) return mmm_gpu_ce_step(&c->gpu, m, b, grads, loss_sum, loss_tokens);
     mmm_input in = {b->B, b->T, b->ids, b->pixels, b->n_tiles};
     int rc = mmm_forward(m, &in, &c->acts);
     if (rc) return rc;
@@ -131,14 +138,14 @@ int cmd_train(int argc, char **argv) {
         {"save-every", required_argument, 0, 'v'}, {"seed", required_argument, 0, 'r'},
         {"init-std", required_argument, 0, 'i'}, {"max-tokens", required_argument, 0, 'x'},
         {"system", required_argument, 0, 'y'}, {"strict", no_argument, 0, 'T'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, 'V'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *config_path = NULL, *tok_path = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL;
     mmm_train_options o = {.name = "train", .steps = 1000, .accum = 1, .batch_tokens = 2048, .clip = 1.0f,
                            .sched = {MMM_SCHED_WSD, 1e-3f, 0.1f, 0.1f, 0.0f, 0},
                            .adam = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f},
                            .eval_every = 200, .save_every = 200, .log_every = 10, .keep_checkpoints = 2};
     mmm_data_options dopt = {NULL, 4096, 0, 0};
-    int eval_samples = 200, o_;
+    int eval_samples = 200, cuda = 0, o_;
     float init_std = 0.02f;
     optind = 1;
     while ((o_ = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -166,6 +173,7 @@ int cmd_train(int argc, char **argv) {
         case 'x': dopt.max_tokens = atoi(optarg); break;
         case 'y': dopt.system = optarg; break;
         case 'T': dopt.strict = 1; break;
+        case 'V': if (cli_parse_device("train", optarg, &cuda)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -179,6 +187,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "mmm train: --steps, --accum, --lr must be positive, --batch-tokens at least 16, --workers 0 to %d\n", MMM_TRAIN_MAX_WORKERS);
         return 2;
     }
+    if (cli_check_device("train", cuda)) return 1;
     o.out_dir = out;
     o.sched.total_steps = o.steps;
 
@@ -195,6 +204,7 @@ int cmd_train(int argc, char **argv) {
     if (!rc) rc = cli_check_tokenizer(&cfg, tok, tok_path);
     if (!rc) rc = mmm_model_create(&m, &cfg);
     if (!rc) mmm_model_init_random(m, o.seed, init_std);
+    if (!rc) rc = cli_use_device(cuda, m, NULL);
     if (!rc) rc = mmm_dataset_load(&train, data_path, tok, &cfg, &dopt);
     if (!rc && train.n_skipped) printf("%s: skipped %d of %d lines (%s)\n", data_path, train.n_skipped, train.n_lines, train.skipped_report);
     if (!rc && eval_path) {
@@ -240,6 +250,7 @@ int cmd_train(int argc, char **argv) {
     for (int w = 0; w < MMM_TRAIN_MAX_WORKERS; w++) {
         mmm_acts_free(ce[w].acts);
         free(ce[w].dlogits);
+        mmm_gpu_step_free(ce[w].gpu);
     }
     free(trainable);
     mmm_dataset_free(&train);

@@ -7,6 +7,7 @@
 
 #include "internal.h"
 #include "mmm/error.h"
+#include "mmm/gpu.h"
 #include "mmm/ops/loss.h"
 
 void mmm_stage_trainable(const mmm_model *s, int stage, int train_dt_a, mmm_train_range *tr) {
@@ -47,6 +48,7 @@ static int grow(float **p, size_t *cap, size_t need) {
 int mmm_mixer_distill_step(void *ctx, const mmm_model *student, const mmm_batch *b, float *grads,
                            double *loss_sum, long *loss_tokens) {
     mmm_mixer_distill *d = ctx;
+    if (student->gpu) return mmm_gpu_mixer_distill_step(d, student, b, grads, loss_sum, loss_tokens);
     const mmm_config *c = &student->cfg;
     int B = b->B, T = b->T, L = mmm_config_n_layers(c), C = c->hidden, n_mamba = mmm_config_n_mamba_layers(c);
     long N = (long)B * T;
@@ -102,6 +104,7 @@ int mmm_mixer_distill_step(void *ctx, const mmm_model *student, const mmm_batch 
 
 void mmm_mixer_distill_free(mmm_mixer_distill *d) {
     mmm_acts_free(d->tacts);
+    mmm_gpu_step_free(d->gpu);
     free(d->buf); free(d->scratch); free(d->dy); free(d->dh);
     memset(d, 0, sizeof *d);
 }
@@ -109,6 +112,7 @@ void mmm_mixer_distill_free(mmm_mixer_distill *d) {
 int mmm_kl_distill_step(void *ctx, const mmm_model *student, const mmm_batch *b, float *grads,
                         double *loss_sum, long *loss_tokens) {
     mmm_kl_distill *d = ctx;
+    if (student->gpu) return mmm_gpu_kl_distill_step(d, student, b, grads, loss_sum, loss_tokens);
     int B = b->B, T = b->T, V = student->cfg.vocab;
     if (d->teacher->cfg.vocab != V) return mmm_fail(MMM_ERR_ARG, "distill: teacher and student vocabularies differ");
     mmm_input in = {B, T, b->ids, b->pixels, b->n_tiles};
@@ -151,6 +155,7 @@ int mmm_kl_distill_step(void *ctx, const mmm_model *student, const mmm_batch *b,
 void mmm_kl_distill_free(mmm_kl_distill *d) {
     mmm_acts_free(d->tacts);
     mmm_acts_free(d->sacts);
+    mmm_gpu_step_free(d->gpu);
     free(d->dlogits);
     free(d->mask);
     memset(d, 0, sizeof *d);

@@ -15,6 +15,8 @@
 struct mmm_state {
     const mmm_model *model;
     int max_tokens, len, n_layers;
+    const state_backend *be; /* caches elsewhere (the GPU), or NULL */
+    void *impl;
     float **k, **v;          /* attention layers: (max_tokens, Hkv, D) */
     float **conv, **ssm;     /* mamba2 layers: (K−1, Dc) and (H, D, D) */
     size_t cache_bytes;
@@ -39,10 +41,23 @@ static size_t physical_memory(void) {
     return pages > 0 && size > 0 ? (size_t)pages * (size_t)size : (size_t)-1;
 }
 
+int state_new_backend(mmm_state **out, const mmm_model *m, int max_tokens, size_t bytes,
+                      const state_backend *be, void *impl) {
+    mmm_state *s = calloc(1, sizeof *s);
+    if (!s) {
+        be->free(impl);
+        return mmm_fail(MMM_ERR_NOMEM, "state: out of memory");
+    }
+    *s = (mmm_state){.model = m, .max_tokens = max_tokens, .cache_bytes = bytes, .be = be, .impl = impl};
+    *out = s;
+    return MMM_OK;
+}
+
 int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
     const mmm_config *c = &m->cfg;
     int L = mmm_config_n_layers(c), C = c->hidden, Dmax = max_head_dim(c);
     if (max_tokens < 1) return mmm_fail(MMM_ERR_ARG, "state: max_tokens must be positive");
+    if (m->gpu) return gpu_state_new(out, m, max_tokens);
     size_t cache = 0;
     for (int l = 0; l < L; l++) cache += cache_floats(c, l, max_tokens) * sizeof(float);
     size_t phys = physical_memory();
@@ -116,6 +131,7 @@ int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
 
 void mmm_state_free(mmm_state *s) {
     if (!s) return;
+    if (s->be) s->be->free(s->impl);
     for (int l = 0; l < s->n_layers; l++) {
         if (s->k) free(s->k[l]);
         if (s->v) free(s->v[l]);
@@ -133,6 +149,7 @@ void mmm_state_free(mmm_state *s) {
 
 void mmm_state_reset(mmm_state *s) {
     const mmm_config *c = &s->model->cfg;
+    if (s->be) s->be->reset(s->impl);
     for (int l = 0; l < s->n_layers; l++)
         if (s->conv[l]) { /* recurrent states start from zero; KV caches are simply overwritten */
             memset(s->conv[l], 0, (size_t)(MMM_MAMBA_CONV_K - 1) * mamba_conv_channels(&c->layers[l]) * sizeof(float));
@@ -147,6 +164,11 @@ size_t mmm_state_bytes(const mmm_state *s) { return s->cache_bytes; }
 int mmm_state_fill_synthetic(mmm_state *s, int len, uint64_t seed) {
     if (len < 0 || len > s->max_tokens)
         return mmm_fail(MMM_ERR_ARG, "state: %d tokens do not fit a %d-token state", len, s->max_tokens);
+    if (s->be) {
+        int rc = s->be->fill_synthetic(s->impl, len, seed);
+        if (!rc) s->len = len;
+        return rc;
+    }
     const mmm_config *c = &s->model->cfg;
     mmm_rng rng = mmm_rng_seed(seed);
     for (int l = 0; l < s->n_layers; l++) {
@@ -164,8 +186,13 @@ int mmm_state_fill_synthetic(mmm_state *s, int len, uint64_t seed) {
 }
 
 int mmm_state_copy(mmm_state *dst, const mmm_state *src) {
-    if (dst->model != src->model || dst->max_tokens < src->len)
-        return mmm_fail(MMM_ERR_ARG, "state copy: states of different models or too short");
+    if (dst->model != src->model || dst->max_tokens < src->len || dst->be != src->be)
+        return mmm_fail(MMM_ERR_ARG, "state copy: states of different models, devices or too short");
+    if (src->be) {
+        int rc = src->be->copy(dst->impl, src->impl, src->len);
+        if (!rc) dst->len = src->len;
+        return rc;
+    }
     const mmm_config *c = &src->model->cfg;
     for (int l = 0; l < src->n_layers; l++) {
         const mmm_layer_desc *d = &c->layers[l];
@@ -218,6 +245,10 @@ int mmm_prefill(const mmm_model *m, mmm_state *s, const int32_t *ids, int T, con
                         s->len, T, s->max_tokens);
     int rc = check_input_ids(c, ids, T, n_tiles, "prefill");
     if (rc) return rc;
+    if (s->be) {
+        if (!(rc = s->be->prefill(s->impl, ids, T, s->len, pixels, n_tiles, logits, last))) s->len += T;
+        return rc;
+    }
     int C = c->hidden, tpt = c->patch_size ? mmm_config_tokens_per_tile(c) : 0;
     size_t tile_floats = (size_t)3 * c->tile_size * c->tile_size;
     long img_cursor = 0;

@@ -27,7 +27,7 @@ size_t layer_scratch_floats(const mmm_layer_desc *d, long N) {
 /* Carves (p != NULL) or only sizes a layer's buffers; returns the floats it takes. */
 static size_t layer_layout(layer_buf *a, float *p, const mmm_layer_desc *d, long N, int C, int B, int T) {
     size_t H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim, F = d->ffn, used = 0;
-#define TAKE(field, n) do { size_t n_ = (n); if (p) a->field = p + used; used += n_; } while (0)
+#define TAKE(field, n) do { size_t n_ = MMM_ALIGN_FLOATS(n); if (p) a->field = p + used; used += n_; } while (0)
     TAKE(x_in, N * C);
     TAKE(h1, N * C);
     TAKE(rstd1, N);

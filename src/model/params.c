@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mmm/error.h"
+#include "mmm/gpu.h"
 #include "mmm/model.h"
 #include "mmm/rng.h"
 #include "mmm/seed.h"
@@ -203,6 +204,7 @@ void mmm_model_init_random(mmm_model *m, uint64_t seed, float std) {
 
 void mmm_model_free(mmm_model *m) {
     if (!m) return;
+    mmm_gpu_detach(m);
     mmm_weights_free(&m->w);
     free(m->data);
     free(m->params);

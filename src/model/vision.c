@@ -8,23 +8,25 @@
 #include "mmm/ops/interpolate.h"
 #include "mmm/ops/vision.h"
 
-size_t vision_buf_floats(const mmm_config *c, int n) {
+/* Carves (base != NULL) or only sizes the buffers; returns the floats they take. */
+static size_t vision_layout(vision_buf *v, float *base, const mmm_config *c, int n) {
     size_t C = (size_t)c->hidden, gt = (size_t)mmm_config_tile_grid(c), p = (size_t)c->patch_size;
-    size_t r = (size_t)mmm_config_shuffle_factor(c), tpt = (size_t)mmm_config_tokens_per_tile(c);
-    return n * gt * gt * (3 * p * p + C) + gt * gt * C + n * tpt * (r * r * C + 3 * C);
+    size_t r = (size_t)mmm_config_shuffle_factor(c), tpt = (size_t)mmm_config_tokens_per_tile(c), used = 0;
+#define TAKE(field, k) do { if (base) v->field = base + used; used += MMM_ALIGN_FLOATS(k); } while (0)
+    TAKE(patches, n * gt * gt * 3 * p * p);
+    TAKE(pe, n * gt * gt * C);
+    TAKE(pos, gt * gt * C);
+    TAKE(shuf, n * tpt * r * r * C);
+    TAKE(z0, n * tpt * C);
+    TAKE(z0g, n * tpt * C);
+    TAKE(img, n * tpt * C);
+#undef TAKE
+    return used;
 }
 
-void vision_buf_carve(vision_buf *v, float *base, const mmm_config *c, int n) {
-    size_t C = (size_t)c->hidden, gt = (size_t)mmm_config_tile_grid(c), p = (size_t)c->patch_size;
-    size_t r = (size_t)mmm_config_shuffle_factor(c), tpt = (size_t)mmm_config_tokens_per_tile(c);
-    v->patches = base; base += n * gt * gt * 3 * p * p;
-    v->pe = base; base += n * gt * gt * C;
-    v->pos = base; base += gt * gt * C;
-    v->shuf = base; base += n * tpt * r * r * C;
-    v->z0 = base; base += n * tpt * C;
-    v->z0g = base; base += n * tpt * C;
-    v->img = base;
-}
+size_t vision_buf_floats(const mmm_config *c, int n) { return vision_layout(NULL, NULL, c, n); }
+
+void vision_buf_carve(vision_buf *v, float *base, const mmm_config *c, int n) { vision_layout(v, base, c, n); }
 
 /* Each patch flattened in (channel, y, x) order, matching the conv weight (C, 3, p, p). */
 static void im2col(float *patches, const float *pixels, int n, int S, int p) {

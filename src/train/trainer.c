@@ -11,6 +11,7 @@
 
 #include "mmm/error.h"
 #include "mmm/fileio.h"
+#include "mmm/gpu.h"
 #include "train_internal.h"
 
 /* samples sorted by length together (mmm_batch_plan): large enough for batches of similar
@@ -62,7 +63,8 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         return mmm_fail(MMM_ERR_ARG, "train: steps, accumulation and batch tokens must be positive");
     if (o->workers > MMM_TRAIN_MAX_WORKERS)
         return mmm_fail(MMM_ERR_ARG, "train: at most %d workers", MMM_TRAIN_MAX_WORKERS);
-    int workers = o->workers < 1 ? 1 : o->workers < o->accum ? o->workers : o->accum, made = 0;
+    /* a model on the GPU computes one micro-batch at a time */
+    int workers = o->workers < 1 || m->gpu ? 1 : o->workers < o->accum ? o->workers : o->accum, made = 0;
     size_t n = m->n_floats;
     float *grads = calloc(n, sizeof *grads), *adam_m = calloc(n, sizeof *adam_m), *adam_v = calloc(n, sizeof *adam_v);
     float *wgrads = o->accum > 1 ? malloc((size_t)workers * n * sizeof *wgrads) : NULL;
@@ -90,7 +92,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
     int resumed = 0;
     rc = ckpt_latest(o->out_dir, ckpt, sizeof ckpt);
     if (rc == MMM_OK) {
-        if ((rc = ckpt_load(ckpt, m, adam_m, adam_v, &st))) goto done;
+        if ((rc = ckpt_load(ckpt, m, adam_m, adam_v, &st)) || (m->gpu && (rc = mmm_gpu_sync(m, NULL)))) goto done;
         if (st.seed != o->seed) {
             rc = mmm_fail(MMM_ERR_ARG, "%s: was trained with data seed %llu, not %llu", ckpt,
                           (unsigned long long)st.seed, (unsigned long long)o->seed);
@@ -182,6 +184,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
             mmm_adamw_step(m->data + at, grads + at, adam_m + at, adam_v + at, e - b, &adam,
                            (p->flags & MMM_PARAM_DECAY) != 0, st.step + 1);
         }
+        if (m->gpu && (rc = mmm_gpu_sync(m, trainable))) break; /* the device copy follows the host */
         st.step++;
         st.tokens += batch_tokens;
         last_loss = loss_tokens ? loss_sum / loss_tokens : NAN;

@@ -1,0 +1,74 @@
+/* The model on an NVIDIA GPU (`--device cuda`): a device copy of a model's weights, the GPU twins
+ * of the training forward and backward, the inference state, and the training steps.
+ *
+ * A model runs on the GPU once attached (mmm_gpu_attach): from then on mmm_state_new makes its
+ * generation states on the GPU (so mmm_prefill, mmm_decode, mmm_generate and mmm_evaluate run
+ * there), and the distillation steps of include/mmm/distill.h run there when the teacher and the
+ * student are both attached. mmm_forward and mmm_backward always run on the CPU;
+ * mmm_gpu_forward and mmm_gpu_backward are their twins. Everything is computed in fp32 and gives
+ * the CPU's results up to rounding.
+ *
+ * The host weights stay the reference: the optimiser (clipping, AdamW) runs on the host over
+ * gradients copied back from the GPU, and mmm_gpu_sync copies the updated weights over, so
+ * checkpoints, resumption, logs and progress lines are the CPU trainer's own.
+ *
+ * In a build without CUDA every function here fails with MMM_ERR_UNSUPPORTED ("built without
+ * CUDA"); on a machine without a usable GPU, mmm_gpu_attach fails with the driver's reason. */
+#ifndef MMM_GPU_H
+#define MMM_GPU_H
+
+#include <stddef.h>
+
+#include "mmm/data.h"
+#include "mmm/distill.h"
+#include "mmm/forward.h"
+#include "mmm/model.h"
+#include "mmm/train.h"
+
+/* Initialises the GPU (device 0) once per process: MMM_OK, or the reason there is none. */
+int mmm_gpu_init(void);
+/* Bytes of device memory in use on the GPU (by every process, as the driver sees it). */
+int mmm_gpu_mem_used(size_t *bytes);
+/* Copies m's weights to the GPU (initialising it on first use) as m->gpu. Fails when a
+ * layer has a shape the CUDA kernels do not handle (attention head_dim 64 or 128, and 1, 2, 4
+ * or 8 query heads per kv head). Attaching an attached model does nothing. */
+int mmm_gpu_attach(mmm_model *m);
+/* Copies the host weights over again after they changed: the elements trainable[i] names of
+ * each parameter i (as mmm_train_run takes them), or every weight when trainable is NULL. */
+int mmm_gpu_sync(mmm_model *m, const mmm_train_range *trainable);
+/* Frees the device copy (mmm_model_free does this too). */
+void mmm_gpu_detach(mmm_model *m);
+
+/* ---- training forward and backward over a batch (m attached) ---- */
+typedef struct mmm_gpu_acts mmm_gpu_acts;
+
+int mmm_gpu_forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **acts);
+/* dlogits (B, T, V) on the host; parameter gradients are ADDED to grads (host, n_floats). */
+int mmm_gpu_backward(const mmm_model *m, mmm_gpu_acts *acts, const float *dlogits, float *grads);
+void mmm_gpu_acts_free(mmm_gpu_acts *a);
+
+/* Host copies of what the mmm_acts_* views hold after mmm_forward (include/mmm/forward.h). */
+int mmm_gpu_acts_logits(const mmm_gpu_acts *a, float *out);          /* (B, T, V) */
+int mmm_gpu_acts_input_embeds(const mmm_gpu_acts *a, float *out);    /* (B, T, C) */
+int mmm_gpu_acts_encoder_output(const mmm_gpu_acts *a, float *out);  /* (B, T, C) */
+int mmm_gpu_acts_layer_output(const mmm_gpu_acts *a, int l, float *out); /* (B, T, C) */
+int mmm_gpu_acts_image_count(const mmm_gpu_acts *a);                 /* image rows n */
+int mmm_gpu_acts_image_embeds(const mmm_gpu_acts *a, float *out);    /* (n, C) */
+
+/* ---- training steps (mmm_step_fn semantics: gradients ADDED to the host buffer grads) ---- */
+
+/* Device buffers a step keeps between calls; NULL before the first, freed by mmm_gpu_step_free. */
+typedef struct mmm_gpu_step mmm_gpu_step;
+void mmm_gpu_step_free(mmm_gpu_step *s);
+
+/* Cross-entropy on the answer tokens (what `mmm train` optimises). */
+int mmm_gpu_ce_step(mmm_gpu_step **s, const mmm_model *m, const mmm_batch *b, float *grads,
+                    double *loss_sum, long *loss_tokens);
+/* The distillation steps; mmm_mixer_distill_step and mmm_kl_distill_step hand over to these
+ * when the student is attached (the teacher must be too). Their buffers live in d->gpu. */
+int mmm_gpu_mixer_distill_step(mmm_mixer_distill *d, const mmm_model *student, const mmm_batch *b,
+                               float *grads, double *loss_sum, long *loss_tokens);
+int mmm_gpu_kl_distill_step(mmm_kl_distill *d, const mmm_model *student, const mmm_batch *b,
+                            float *grads, double *loss_sum, long *loss_tokens);
+
+#endif

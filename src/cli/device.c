@@ -1,0 +1,27 @@
+/* --device: which processor runs the model (include/mmm/gpu.h). */
+#include "device.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "mmm/error.h"
+#include "mmm/gpu.h"
+
+int cli_parse_device(const char *cmd, const char *value, int *cuda) {
+    if (!strcmp(value, "cpu") || !strcmp(value, "cuda")) {
+        *cuda = !strcmp(value, "cuda");
+        return 0;
+    }
+    fprintf(stderr, "mmm %s: --device takes cpu or cuda, not '%s'\n", cmd, value);
+    return 2;
+}
+
+int cli_check_device(const char *cmd, int cuda) {
+    return cuda && mmm_gpu_init() ? cli_fail(cmd) : 0;
+}
+
+int cli_use_device(int cuda, mmm_model *a, mmm_model *b) {
+    int rc = cuda && a ? mmm_gpu_attach(a) : MMM_OK;
+    return !rc && cuda && b ? mmm_gpu_attach(b) : rc;
+}

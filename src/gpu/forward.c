@@ -1,0 +1,298 @@
+/* Training forward and backward over a batch on the GPU: src/model/forward.c, op for op. The
+ * activations live in one device arena carved with the CPU's layouts. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "mmm/error.h"
+#include "mmm/ops/interpolate.h"
+
+struct mmm_gpu_acts {
+    const mmm_model *m;
+    int B, T, n_tiles, n_img;
+    gpu_buf arena;          /* the floats below */
+    gpu_buf ws;             /* SSD workspace (forward, then backward) */
+    gpu_buf index;          /* int64 offsets and int32 positions and ids */
+    layer_buf *layers;      /* E + L */
+    int n_layers;
+    vision_buf vis;
+    float *pixels;          /* (n_tiles, 3, S, S) */
+    float *embeds;          /* (N, C) */
+    const float *llm_input; /* (N, C) what the first LLM layer read */
+    float *enc_out, *enc_norms; /* (N, C), (N) */
+    float *hf, *rstdf;      /* (N, C), (N) */
+    float *logits;          /* (N, V) */
+    float *rope[2][2];      /* [stack][cos|sin] (T, D/2) */
+    float *scratch;         /* forward scratch; in the backward dx (N, C), dtmp (N, C), then scratch */
+    int32_t *ids;           /* (B, T) host copy */
+};
+
+/* Sizes (and with arena != NULL carves) every device buffer for this batch shape. */
+static size_t acts_layout(mmm_gpu_acts *a, const mmm_model *m, int B, int T, int n_tiles, float *arena) {
+    const mmm_config *c = &m->cfg;
+    long N = (long)B * T;
+    int C = c->hidden, L = mmm_config_n_layers(c), Dmax = max_head_dim(c);
+    size_t total = 0, scratch = 0;
+    float *p = arena;
+#define TAKE(field, n) do { size_t n_ = MMM_ALIGN_FLOATS(n); if (arena) { a->field = p; p += n_; } total += n_; } while (0)
+    if (c->patch_size && n_tiles > 0) {
+        size_t nv = vision_buf_floats(c, n_tiles);
+        if (arena) vision_buf_carve(&a->vis, p, c, n_tiles), p += nv;
+        total += nv;
+        scratch = nv; /* the vision backward */
+        TAKE(pixels, (size_t)n_tiles * 3 * c->tile_size * c->tile_size);
+    }
+    TAKE(embeds, (size_t)N * C);
+    for (int l = 0; l < L; l++) {
+        size_t n = layer_floats(&c->layers[l], N, C, B, T);
+        if (arena) layer_carve(&a->layers[l], &p, &c->layers[l], N, C, B, T);
+        total += n;
+        size_t s = layer_scratch_floats(&c->layers[l], N);
+        size_t b = backward_scratch(&c->layers[l], N, C);
+        if (s > scratch) scratch = s;
+        if (b > scratch) scratch = b;
+    }
+    TAKE(enc_out, (size_t)N * C);
+    TAKE(enc_norms, (size_t)N);
+    TAKE(hf, (size_t)N * C);
+    TAKE(rstdf, (size_t)N);
+    TAKE(logits, (size_t)N * c->vocab);
+    for (int s = 0; s < 2; s++) { TAKE(rope[s][0], (size_t)T * Dmax / 2); TAKE(rope[s][1], (size_t)T * Dmax / 2); }
+    TAKE(scratch, scratch + 2 * MMM_ALIGN_FLOATS((size_t)N * C));
+#undef TAKE
+    return total;
+}
+
+static int acts_prepare(mmm_gpu_acts **pa, const mmm_model *m, const mmm_input *in) {
+    mmm_gpu_acts *a = *pa;
+    int L = mmm_config_n_layers(&m->cfg);
+    if (!a) {
+        if (!(a = calloc(1, sizeof *a))) return mmm_fail(MMM_ERR_NOMEM, "gpu forward: out of memory");
+        *pa = a;
+    }
+    if (!a->layers || a->n_layers != L) {
+        free(a->layers);
+        if (!(a->layers = calloc((size_t)L + 1, sizeof *a->layers))) return mmm_fail(MMM_ERR_NOMEM, "gpu forward: out of memory");
+        a->n_layers = L;
+    }
+    size_t N = (size_t)in->B * in->T;
+    int32_t *ids = realloc(a->ids, N * sizeof *ids);
+    if (!ids) return mmm_fail(MMM_ERR_NOMEM, "gpu forward: out of memory");
+    a->ids = ids;
+    memcpy(a->ids, in->ids, N * sizeof *ids);
+    TRY(gpu_buf_reserve(&a->arena, acts_layout(a, m, in->B, in->T, in->n_tiles, NULL) * sizeof(float)));
+    size_t ws = gpu_ssd_ws_bytes(&m->cfg, in->B, in->T), bws = gpu_ssd_backward_ws_bytes(&m->cfg, in->B, in->T);
+    TRY(gpu_buf_reserve(&a->ws, ws > bws ? ws : bws));
+    /* embedding offsets (2N int64), then positions (T) and the backward's ids (2N) as int32 */
+    TRY(gpu_buf_reserve(&a->index, 2 * N * sizeof(int64_t) + (in->T + 2 * N) * sizeof(int32_t)));
+    acts_layout(a, m, in->B, in->T, in->n_tiles, a->arena.p);
+    a->m = m;
+    a->B = in->B;
+    a->T = in->T;
+    a->n_tiles = in->n_tiles;
+    a->n_img = m->cfg.patch_size ? in->n_tiles * mmm_config_tokens_per_tile(&m->cfg) : 0;
+    return MMM_OK;
+}
+
+void mmm_gpu_acts_free(mmm_gpu_acts *a) {
+    if (!a) return;
+    gpu_buf_free(&a->arena);
+    gpu_buf_free(&a->ws);
+    gpu_buf_free(&a->index);
+    free(a->layers);
+    free(a->ids);
+    free(a);
+}
+
+static int32_t *index_i32(const mmm_gpu_acts *a) {
+    return (int32_t *)((int64_t *)a->index.p + 2 * (size_t)a->B * a->T);
+}
+
+static int rope_tables(mmm_gpu_acts *a, const mmm_model *m, int T) {
+    int32_t *pos = malloc((size_t)T * sizeof *pos);
+    if (!pos) return mmm_fail(MMM_ERR_NOMEM, "gpu forward: out of memory");
+    for (int t = 0; t < T; t++) pos[t] = t;
+    int32_t *dpos = index_i32(a);
+    int rc = mmm_cuda_upload(dpos, pos, (size_t)T * sizeof *pos);
+    free(pos);
+    for (int s = 0; s < 2 && !rc; s++) {
+        int first = s ? m->cfg.n_emb_layers : 0, n = s ? m->cfg.n_llm_layers : m->cfg.n_emb_layers;
+        if (n > 0) rc = mmm_cuda_rope_table(a->rope[s][0], a->rope[s][1], dpos, m->cfg.layers[first].rope_theta, T,
+                                            m->cfg.layers[first].head_dim);
+    }
+    return rc;
+}
+
+int mmm_gpu_forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **pa) {
+    const mmm_config *c = &m->cfg;
+    const mmm_gpu_model *g = m->gpu;
+    if (!g) return mmm_fail(MMM_ERR_ARG, "gpu forward: the model is not on the GPU (mmm_gpu_attach)");
+    if (in->B < 1 || in->T < 1) return mmm_fail(MMM_ERR_ARG, "gpu forward: empty batch (%d x %d)", in->B, in->T);
+    for (int l = 1; l < mmm_config_n_layers(c); l++)
+        if (c->layers[l].stack == c->layers[l - 1].stack &&
+            (c->layers[l].head_dim != c->layers[l - 1].head_dim || c->layers[l].rope_theta != c->layers[l - 1].rope_theta))
+            return mmm_fail(MMM_ERR_UNSUPPORTED, "gpu forward: layers of one stack must share head_dim and rope_theta");
+    TRY(check_input_ids(c, in->ids, (long)in->B * in->T, in->n_tiles, "gpu forward"));
+    TRY(acts_prepare(pa, m, in));
+    mmm_gpu_acts *a = *pa;
+    int B = in->B, T = in->T, C = c->hidden, L = mmm_config_n_layers(c), N = B * T;
+
+    if (in->n_tiles > 0) {
+        TRY(mmm_cuda_upload(a->pixels, in->pixels, (size_t)in->n_tiles * 3 * c->tile_size * c->tile_size * sizeof(float)));
+        TRY(gpu_vision_forward(g, m, a->pixels, in->n_tiles, &a->vis));
+    }
+    long cursor = 0;
+    TRY(gpu_embed(m, a->embeds, in->ids, N, in->n_tiles ? a->vis.img : NULL, &cursor, a->index.p));
+    TRY(rope_tables(a, m, T));
+
+    const float *x = a->embeds;
+    for (int l = 0; l <= L; l++) {
+        if (l == c->n_emb_layers) { /* between the stacks */
+            if (c->normalize_encoder_output) {
+                TRY(mmm_cuda_l2norm_rows_forward(a->enc_out, a->enc_norms, x, N, C));
+                x = a->enc_out;
+            }
+            a->llm_input = x;
+        }
+        if (l == L) break;
+        const mmm_layer_desc *d = &c->layers[l];
+        gpu_cache cache = {a->layers[l].k, a->layers[l].v, 0, T, T, NULL, NULL, NULL};
+        TRY(gpu_layer_forward(g, m, l, &a->layers[l], x, B, T, &cache, a->rope[d->stack][0], a->rope[d->stack][1],
+                              a->scratch, a->ws.p));
+        x = a->layers[l].x_out;
+    }
+    TRY(mmm_cuda_rmsnorm_forward(a->hf, a->rstdf, x, g->w.final_norm, c->final_norm_eps, N, C, F32));
+    return mmm_cuda_linear_forward(a->logits, a->hf, g->w.lm_head, NULL, N, C, c->vocab, F32);
+}
+
+/* The input embeddings' gradients: the text and special tables by id, the image rows into the
+ * vision backward (dimg, (n_img, C)). */
+static int embed_backward(const mmm_model *m, mmm_gpu_acts *a, const mmm_weights *gw, const float *dx, float *dimg) {
+    const mmm_config *c = &m->cfg;
+    int N = a->B * a->T, C = c->hidden, k = 0;
+    /* ids for the two tables, −1 where a row belongs to the other one (or to an image) */
+    int32_t *ids = malloc(2 * (size_t)N * sizeof *ids);
+    int64_t *rows = malloc(((size_t)a->n_img + 1) * sizeof *rows);
+    if (!ids || !rows) {
+        free(ids); free(rows);
+        return mmm_fail(MMM_ERR_NOMEM, "gpu backward: out of memory");
+    }
+    for (int i = 0; i < N; i++) {
+        int32_t id = a->ids[i];
+        int image = dimg && id == c->img_context_id;
+        if (image) rows[k++] = (int64_t)i * C;
+        ids[i] = !image && id < c->llm_vocab ? id : -1;
+        ids[N + i] = !image && id >= c->llm_vocab ? id - c->llm_vocab : -1;
+    }
+    int32_t *dids = index_i32(a) + a->T;
+    int64_t *drows = a->index.p;
+    int rc = mmm_cuda_upload(dids, ids, 2 * (size_t)N * sizeof *ids);
+    if (!rc && k) rc = mmm_cuda_upload(drows, rows, (size_t)k * sizeof *rows);
+    free(ids);
+    free(rows);
+    if (!rc) rc = mmm_cuda_embedding_backward(gw->text_emb, dx, dids, N, c->llm_vocab, C);
+    if (!rc && gw->special_emb) rc = mmm_cuda_embedding_backward(gw->special_emb, dx, dids + N, N, c->n_special, C);
+    if (!rc && k) rc = mmm_cuda_gather_rows(dimg, drows, dx, k, C);
+    return rc;
+}
+
+/* Maps the gradient of the resized position grid back to the stored one, on the host. */
+static int pos_backward(const mmm_model *m, const float *dpos, float *grads) {
+    const mmm_config *c = &m->cfg;
+    int gp = mmm_config_patch_grid(c), gt = mmm_config_tile_grid(c);
+    size_t n = (size_t)gt * gt * c->hidden;
+    float *host = malloc(n * sizeof *host);
+    if (!host) return mmm_fail(MMM_ERR_NOMEM, "gpu backward: out of memory");
+    int rc = mmm_cuda_download(host, dpos, n * sizeof *host);
+    if (!rc) mmm_bicubic_resize_backward(grads + (m->w.pos_emb - m->data) + c->hidden, host, gp, gp, gt, gt, c->hidden);
+    free(host);
+    return rc;
+}
+
+static int backward_layers(const mmm_model *m, mmm_gpu_acts *a, const mmm_weights *gw, const float *dlogits,
+                           float **dx_out) {
+    const mmm_config *c = &m->cfg;
+    const mmm_gpu_model *g = m->gpu;
+    int B = a->B, T = a->T, C = c->hidden, L = mmm_config_n_layers(c), N = B * T;
+    size_t NC = (size_t)N * C;
+    float *dx = a->scratch, *dtmp = dx + MMM_ALIGN_FLOATS(NC), *scratch = dtmp + MMM_ALIGN_FLOATS(NC);
+
+    /* logits = RMSNorm(x) · lm_headᵀ */
+    const float *x_last = L ? a->layers[L - 1].x_out : a->embeds;
+    int normed_last = c->n_llm_layers == 0 && c->normalize_encoder_output;
+    TRY(mmm_cuda_memset(dtmp, 0, NC * sizeof *dtmp));
+    TRY(mmm_cuda_linear_backward(dtmp, gw->lm_head, NULL, dlogits, a->hf, g->w.lm_head, N, C, c->vocab, F32, F32));
+    TRY(mmm_cuda_memset(dx, 0, NC * sizeof *dx));
+    TRY(mmm_cuda_rmsnorm_backward(dx, gw->final_norm, dtmp, normed_last ? a->enc_out : x_last, g->w.final_norm,
+                                  a->rstdf, N, C, F32));
+    if (normed_last) {
+        TRY(mmm_cuda_copy(dtmp, dx, NC * sizeof *dx));
+        TRY(mmm_cuda_memset(dx, 0, NC * sizeof *dx));
+        TRY(mmm_cuda_l2norm_rows_backward(dx, dtmp, a->enc_out, a->enc_norms, N, C));
+    }
+    for (int l = L - 1; l >= 0; l--) {
+        const mmm_layer_desc *d = &c->layers[l];
+        TRY(gpu_layer_backward(g, m, l, &a->layers[l], &gw->layers[l], dx, B, T, a->rope[d->stack][0],
+                               a->rope[d->stack][1], scratch, a->ws.p));
+        if (l == c->n_emb_layers && c->normalize_encoder_output) {
+            TRY(mmm_cuda_copy(dtmp, dx, NC * sizeof *dx));
+            TRY(mmm_cuda_memset(dx, 0, NC * sizeof *dx));
+            TRY(mmm_cuda_l2norm_rows_backward(dx, dtmp, a->enc_out, a->enc_norms, N, C));
+        }
+    }
+    *dx_out = dx;
+    return MMM_OK;
+}
+
+int gpu_backward(const mmm_model *m, mmm_gpu_acts *a, const float *dlogits, float *grads) {
+    if (a->m != m) return mmm_fail(MMM_ERR_ARG, "gpu backward: the activations are another model's");
+    mmm_weights gw;
+    TRY(gpu_grads_begin(m, &gw));
+    size_t NC = MMM_ALIGN_FLOATS((size_t)a->B * a->T * m->cfg.hidden);
+    /* after the layers, dtmp takes the image rows' gradients and what follows it is scratch */
+    float *dx = NULL, *dpos = NULL, *dimg = a->n_tiles ? a->scratch + NC : NULL;
+    int rc = backward_layers(m, a, &gw, dlogits, &dx);
+    if (!rc) rc = embed_backward(m, a, &gw, dx, dimg);
+    if (!rc && a->n_tiles) rc = gpu_vision_backward(m->gpu, m, &gw, dimg, a->n_tiles, &a->vis, dimg + NC, &dpos);
+    if (rc) {
+        mmm_weights_free(&gw);
+        return rc;
+    }
+    TRY(gpu_grads_end(m, &gw, grads));
+    return dpos ? pos_backward(m, dpos, grads) : MMM_OK;
+}
+
+int mmm_gpu_backward(const mmm_model *m, mmm_gpu_acts *a, const float *dlogits, float *grads) {
+    gpu_buf d = {0};
+    size_t bytes = (size_t)a->B * a->T * m->cfg.vocab * sizeof(float);
+    int rc = gpu_buf_reserve(&d, bytes);
+    if (!rc) rc = mmm_cuda_upload(d.p, dlogits, bytes);
+    if (!rc) rc = gpu_backward(m, a, d.p, grads);
+    gpu_buf_free(&d);
+    return rc;
+}
+
+const float *gpu_acts_logits(const mmm_gpu_acts *a) { return a->logits; }
+const layer_buf *gpu_acts_layer(const mmm_gpu_acts *a, int l) { return &a->layers[l]; }
+
+static int download(float *out, const float *src, size_t n) {
+    return mmm_cuda_download(out, src, n * sizeof(float));
+}
+
+int mmm_gpu_acts_logits(const mmm_gpu_acts *a, float *out) {
+    return download(out, a->logits, (size_t)a->B * a->T * a->m->cfg.vocab);
+}
+int mmm_gpu_acts_input_embeds(const mmm_gpu_acts *a, float *out) {
+    return download(out, a->embeds, (size_t)a->B * a->T * a->m->cfg.hidden);
+}
+int mmm_gpu_acts_encoder_output(const mmm_gpu_acts *a, float *out) {
+    return download(out, a->llm_input, (size_t)a->B * a->T * a->m->cfg.hidden);
+}
+int mmm_gpu_acts_layer_output(const mmm_gpu_acts *a, int l, float *out) {
+    if (l < 0 || l >= a->n_layers) return mmm_fail(MMM_ERR_ARG, "gpu activations: no layer %d", l);
+    return download(out, a->layers[l].x_out, (size_t)a->B * a->T * a->m->cfg.hidden);
+}
+int mmm_gpu_acts_image_count(const mmm_gpu_acts *a) { return a->n_img; }
+int mmm_gpu_acts_image_embeds(const mmm_gpu_acts *a, float *out) {
+    return a->n_img ? download(out, a->vis.img, (size_t)a->n_img * a->m->cfg.hidden) : MMM_OK;
+}

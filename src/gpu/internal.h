@@ -1,0 +1,100 @@
+/* Pieces shared by the GPU runtime's files. The device buffers reuse the CPU runtime's layouts
+ * (layer_buf, vision_buf and their carving in src/model/internal.h): the same fields, holding
+ * device pointers. */
+#ifndef MMM_GPU_INTERNAL_H
+#define MMM_GPU_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../model/internal.h"
+#include "mmm/cuda.h"
+#include "mmm/cuda_model.h"
+#include "mmm/gpu.h"
+
+#define F32 MMM_DTYPE_F32
+/* returns the status of a failing call */
+#define TRY(call) do { int rc_ = (call); if (rc_) return rc_; } while (0)
+
+typedef struct mmm_gpu_model mmm_gpu_model;
+struct mmm_gpu_model {
+    float *data;       /* (n_floats) the weights, laid out as the host's */
+    mmm_weights w;     /* bound to data */
+    float **A;         /* per layer: (H) −exp(A_log) on the device for mamba2 layers, else NULL */
+    float *A_all;      /* the allocation A points into */
+    float *pos;        /* (gt², C) the vision position grid, resized on the host when gt != g */
+    float *grads;      /* (n_floats) gradients of one backward, allocated on first use */
+    float *grads_host; /* (n_floats) their host staging copy */
+};
+
+/* A device allocation that grows on demand (its contents are lost when it grows). */
+typedef struct {
+    void *p;
+    size_t cap;
+} gpu_buf;
+int gpu_buf_reserve(gpu_buf *b, size_t bytes);
+void gpu_buf_free(gpu_buf *b);
+
+/* A layer's memory across calls, as layer_cache: new keys/values go to row pos0 of k/v
+ * (B, Tk, Hkv, D) with rows Tmax apart per sequence; the recurrent states are updated in place
+ * (NULL: start from zero, keep nothing). decode_ws (mmm_cuda_attention_decode's workspace)
+ * selects the split-key decode kernel for single tokens. */
+typedef struct {
+    float *k, *v;
+    int pos0, Tk, Tmax;
+    float *conv_state; /* (B, K−1, Dc) */
+    float *ssm_state;  /* (B, H, D, D) */
+    void *decode_ws;
+} gpu_cache;
+
+/* Bytes of the SSD workspaces for the model's largest mamba2 layer (a layer's forward scratch
+ * is layer_scratch_floats, as on the CPU). */
+size_t gpu_ssd_ws_bytes(const mmm_config *c, int B, int T);
+size_t gpu_ssd_backward_ws_bytes(const mmm_config *c, int B, int T);
+
+int gpu_layer_forward(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf *a,
+                      const float *x_in, int B, int T, const gpu_cache *cache, const float *cos_t,
+                      const float *sin_t, float *scratch, void *ssd_ws);
+/* The mamba2 mixer alone: reads a->h1, writes a->att and what its backward needs. */
+int gpu_mamba_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf *a, int B, int T,
+                    const gpu_cache *cache, float *scratch, void *ssd_ws);
+
+/* Backward of a layer: dx (N, C) holds d(x_out) on entry and d(x_in) on return; parameter
+ * gradients accumulate into gw (device). scratch: backward_scratch(d, N, C) floats, as on the
+ * CPU; ssd_ws: gpu_ssd_backward_ws_bytes. */
+int gpu_layer_backward(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf *a,
+                       mmm_layer_weights *gw, float *dx, int B, int T, const float *cos_t,
+                       const float *sin_t, float *scratch, void *ssd_ws);
+/* The mamba2 mixer's backward from datt: d(h1) accumulates into dh. */
+int gpu_mamba_backward(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf *a,
+                       mmm_layer_weights *gw, float *dh, const float *datt, int B, int T,
+                       float *scratch, void *ssd_ws);
+
+/* Vision front end over n tiles of device pixels (n, 3, S, S) into v (carved on the device). */
+int gpu_vision_forward(const mmm_gpu_model *g, const mmm_model *m, const float *pixels, int n,
+                       vision_buf *v);
+/* Its backward from dimg (n·tpt, C): gradients into gw, except the position grid's when it was
+ * resized, which is left (gt², C) in dpos for the host to map back. scratch:
+ * vision_buf_floats(c, n). */
+int gpu_vision_backward(const mmm_gpu_model *g, const mmm_model *m, const mmm_weights *gw,
+                        const float *dimg, int n, vision_buf *v, float *scratch, float **dpos);
+
+/* Embedding rows of ids (n) into x (n, C) on the device: the text and special tables, and for
+ * ids that are <IMG_CONTEXT> with img != NULL, the next rows of img (device, (·, C)) from
+ * *img_cursor. off is a device scratch of 2·n int64. */
+int gpu_embed(const mmm_model *m, float *x, const int32_t *ids, int n, const float *img,
+              long *img_cursor, int64_t *off);
+
+/* Zeroes the model's device gradient buffer (allocated on first use) and binds gw to it. */
+int gpu_grads_begin(const mmm_model *m, mmm_weights *gw);
+/* Adds the device gradients to grads (host, n_floats) and unbinds gw. */
+int gpu_grads_end(const mmm_model *m, mmm_weights *gw, float *grads);
+
+/* The backward of a training forward from device dlogits (B, T, V), gradients added to the
+ * host buffer grads. */
+int gpu_backward(const mmm_model *m, mmm_gpu_acts *a, const float *dlogits, float *grads);
+/* Device views into a training forward's activations. */
+const float *gpu_acts_logits(const mmm_gpu_acts *a);         /* (B, T, V) */
+const layer_buf *gpu_acts_layer(const mmm_gpu_acts *a, int l);
+
+#endif

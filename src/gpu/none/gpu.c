@@ -1,0 +1,41 @@
+/* The GPU runtime in a build without CUDA: every entry point fails with one clear message.
+ * (The Makefile compiles this file instead of the files of src/gpu when CUDA is off.) */
+#include "../../model/internal.h"
+#include "mmm/error.h"
+#include "mmm/gpu.h"
+
+static int no_cuda(void) {
+    return mmm_fail(MMM_ERR_UNSUPPORTED, "--device cuda: mmm was built without CUDA (rebuild where nvcc "
+                    "and the CUDA toolkit are installed)");
+}
+
+int mmm_gpu_init(void) { return no_cuda(); }
+int mmm_gpu_mem_used(size_t *bytes) { return no_cuda(); }
+int mmm_gpu_attach(mmm_model *m) { return no_cuda(); }
+int mmm_gpu_sync(mmm_model *m, const mmm_train_range *t) { return no_cuda(); }
+void mmm_gpu_detach(mmm_model *m) {}
+
+int mmm_gpu_forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **a) { return no_cuda(); }
+int mmm_gpu_backward(const mmm_model *m, mmm_gpu_acts *a, const float *d, float *g) { return no_cuda(); }
+void mmm_gpu_acts_free(mmm_gpu_acts *a) {}
+int mmm_gpu_acts_logits(const mmm_gpu_acts *a, float *o) { return no_cuda(); }
+int mmm_gpu_acts_input_embeds(const mmm_gpu_acts *a, float *o) { return no_cuda(); }
+int mmm_gpu_acts_encoder_output(const mmm_gpu_acts *a, float *o) { return no_cuda(); }
+int mmm_gpu_acts_layer_output(const mmm_gpu_acts *a, int l, float *o) { return no_cuda(); }
+int mmm_gpu_acts_image_count(const mmm_gpu_acts *a) { return 0; }
+int mmm_gpu_acts_image_embeds(const mmm_gpu_acts *a, float *o) { return no_cuda(); }
+
+void mmm_gpu_step_free(mmm_gpu_step *s) {}
+int mmm_gpu_ce_step(mmm_gpu_step **s, const mmm_model *m, const mmm_batch *b, float *g, double *ls, long *lt) { return no_cuda(); }
+int mmm_gpu_mixer_distill_step(mmm_mixer_distill *d, const mmm_model *m, const mmm_batch *b, float *g, double *ls,
+                               long *lt) {
+    return no_cuda();
+}
+int mmm_gpu_kl_distill_step(mmm_kl_distill *d, const mmm_model *m, const mmm_batch *b, float *g, double *ls,
+                            long *lt) {
+    return no_cuda();
+}
+
+int gpu_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
+    return no_cuda();
+}

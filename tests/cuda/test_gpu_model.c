@@ -1,0 +1,483 @@
+/* The model on the GPU against the model on the CPU (include/mmm/gpu.h), for a teacher, a linear
+ * and a hybrid student of head_dim 64 with images in the batch (a resized position grid, special
+ * tokens, the L2 norm between the stacks): logits of a batch (relative max-norm error < 1e-4),
+ * prefill + decode logits at every position (< 1e-4), every parameter's gradient (< 1e-3), and
+ * the losses of 6 steps of training and of each distillation stage through the trainer (each
+ * step's loss within 1e-3 relative of the CPU run's; measured on an H100: below 1e-5. AdamW
+ * turns rounding-level gradient differences into full-size updates of the elements whose
+ * gradients are near zero, so longer runs drift apart slowly). Without a GPU every test prints
+ * one "gpu ... skipped" line. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../harness.h"
+#include "mmm/error.h"
+#include "mmm/model.h"
+
+/* A saved model the GPU can run, for the CLI test (or NULL where none can). */
+static const char *gpu_model_dir(void);
+
+/* Every command that takes --device: without a usable GPU (or CUDA) it fails at once with one
+ * clear line; with one, `mmm forward --device cuda` ranks the next tokens as the CPU does. */
+TEST(gpu_model_cli_device) {
+    static char out[8192], out2[8192];
+    const char *cmds[] = {
+        "forward --model tests/data/teacher/one_image --ids 53,7,8 --device cuda",
+        "eval --model tests/data/teacher/one_image --data /tmp/none.jsonl --device cuda",
+        "chat --model tests/data/teacher/one_image -p hello --device cuda",
+        "bench --kinds linear --contexts 16 --steps 1 --device cuda",
+        "train --config configs/teacher-fmnist.json --tokenizer t.json --data d.jsonl --out /tmp/mmm_no_run --device cuda",
+        "distill --teacher tests/data/teacher/one_image --data d.jsonl --out /tmp/mmm_no_run --device cuda"};
+    const char *dir = gpu_model_dir();
+    if (!dir) {
+        for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+            int rc = run_mmm(cmds[i], out, sizeof out);
+            char *nl = strchr(out, '\n');
+            check(rc != 0 && strstr(out, "--device cuda") && (strstr(out, "GPU") || strstr(out, "CUDA")) &&
+                  (!nl || !nl[1]), "cli %.*s --device cuda without a GPU: exit %d, one clear line (%.*s)",
+                  (int)strcspn(cmds[i], " "), cmds[i], rc, (int)strcspn(out, "\n"), out);
+        }
+        return;
+    }
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "forward --model %s --ids 63,5,9,17,64,3 --top 5 --device cuda", dir);
+    int rc = run_mmm(cmd, out, sizeof out);
+    snprintf(cmd, sizeof cmd, "forward --model %s --ids 63,5,9,17,64,3 --top 5", dir);
+    int rc2 = run_mmm(cmd, out2, sizeof out2);
+    /* the ranked ids, without the printed values (which may differ in the last digit) */
+    int same = rc == 0 && rc2 == 0;
+    for (const char *a = strstr(out, " id "), *b = strstr(out2, " id "); same && (a || b);
+         a = strstr(a + 1, " id "), b = strstr(b + 1, " id "))
+        same = a && b && atoi(a + 4) == atoi(b + 4);
+    check(same, "cli forward --device cuda: the same top 5 next tokens as --device cpu%s%.*s", rc ? ": " : "",
+          rc ? (int)strcspn(out, "\n") : 0, out);
+}
+
+#ifndef MMM_WITH_CUDA
+
+static const char *gpu_model_dir(void) { return NULL; }
+
+TEST(gpu_model) { printf("gpu model skipped (built without CUDA)\n"); }
+
+#else
+
+#include <cjson/cJSON.h>
+
+#include "../train/fixture.h"
+#include "mmm/cuda.h"
+#include "mmm/distill.h"
+#include "mmm/fileio.h"
+#include "mmm/forward.h"
+#include "mmm/gpu.h"
+#include "mmm/ops/loss.h"
+#include "mmm/seed.h"
+#include "mmm/train.h"
+
+static int g_gpu; /* 0 unknown, 1 usable, −1 none */
+
+static bool gpu(const char *what) {
+    if (!g_gpu) g_gpu = mmm_cuda_init(0, NULL) == MMM_OK ? 1 : -1;
+    if (g_gpu < 0) printf("gpu %s skipped (no GPU)\n", what);
+    return g_gpu > 0;
+}
+
+static const char *kinds[3] = {"teacher", "linear", "hybrid"};
+
+/* 1 + 2 layers, hidden 256, 4 query and 2 kv heads of 64, a 56-pixel position grid fed 28-pixel
+ * tiles (4 image tokens each), special tokens in their own table, L2 norm between the stacks */
+static mmm_model *make_model(int kind) {
+    const char *json =
+        "{\"force_image_size\": 28, \"downsample_ratio\": 0.5, \"normalize_encoder_output\": true,"
+        " \"embedding_config\": {\"hidden_size\": 256, \"num_hidden_layers\": 1, \"num_attention_heads\": 4,"
+        " \"num_key_value_heads\": 2, \"intermediate_size\": 160, \"rms_norm_eps\": 1e-5, \"rope_theta\": 1e6,"
+        " \"image_size\": 56, \"patch_size\": 7, \"llm_vocab_size\": 60, \"img_context_token_id\": 62,"
+        " \"special_token_maps\": {\"<img>\": 60, \"</img>\": 61, \"<IMG_CONTEXT>\": 62, \"<|im_start|>\": 63,"
+        " \"<|im_end|>\": 64}},"
+        " \"llm_config\": {\"hidden_size\": 256, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+        " \"num_key_value_heads\": 2, \"intermediate_size\": 160, \"rms_norm_eps\": 1e-5, \"rope_theta\": 1e6,"
+        " \"vocab_size\": 65}}";
+    mmm_config c;
+    mmm_model *t = NULL, *s = NULL;
+    if (mmm_config_parse(&c, json, "gpu test config")) return NULL;
+    int rc = mmm_model_create(&t, &c);
+    mmm_config_free(&c);
+    if (rc) return NULL;
+    mmm_model_init_random(t, 3, 0.08f);
+    if (kind == 0) return t;
+    uint8_t keep[3] = {0, 1, 0}; /* the hybrid keeps the LLM's first layer */
+    rc = mmm_seed_student(&s, t, kind == 2 ? keep : NULL, MMM_INIT_SCRATCH, 5);
+    mmm_model_free(t);
+    return rc ? NULL : s;
+}
+
+/* B = 2 sequences of T tokens: the first with one tile, the second with two, text around them
+ * (special tokens included), the second padded. pixels: 3 tiles. */
+static void make_batch(int32_t *ids, int T, float *pixels, rng_t *r) {
+    for (int b = 0; b < 2; b++) {
+        int32_t *s = ids + (size_t)b * T, n = 0;
+        s[n++] = 63;
+        for (int i = 0; i < 3; i++) s[n++] = (int32_t)(rng_uniform(r) * 60);
+        s[n++] = 60;
+        for (int i = 0; i < 4 * (b + 1); i++) s[n++] = 62;
+        s[n++] = 61;
+        while (n < T - 3 * b) s[n++] = rng_uniform(r) < 0.1 ? 64 : (int32_t)(rng_uniform(r) * 60);
+        while (n < T) s[n++] = 0;
+    }
+    fill_uniform(r, pixels, 3 * 3 * 28 * 28, -2, 2);
+}
+
+static const char *gpu_model_dir(void) {
+    static char dir[64];
+    if (!gpu("cli model")) return NULL;
+    mmm_model *m = make_model(0);
+    snprintf(dir, sizeof dir, "/tmp/mmm_gpu_cli_XXXXXX");
+    int ok = m && mkdtemp(dir) && mmm_model_save(m, dir, MMM_DTYPE_F32, 0) == MMM_OK;
+    mmm_model_free(m);
+    return ok ? dir : NULL;
+}
+
+TEST(gpu_model_forward) {
+    if (!gpu("model forward")) return;
+    enum { T = 40 };
+    rng_t r = rng_new(11);
+    int32_t ids[2 * T];
+    float *pixels = malloc(3 * 3 * 28 * 28 * sizeof *pixels);
+    make_batch(ids, T, pixels, &r);
+    mmm_input in = {2, T, ids, pixels, 3};
+    for (int k = 0; k < 3; k++) {
+        mmm_model *m = make_model(k);
+        mmm_acts *ca = NULL;
+        mmm_gpu_acts *ga = NULL;
+        int rc = m ? mmm_forward(m, &in, &ca) : MMM_ERR_ARG;
+        if (!rc) rc = mmm_gpu_attach(m);
+        if (!rc) rc = mmm_gpu_forward(m, &in, &ga);
+        if (check(rc == MMM_OK, "gpu forward %s runs%s%s", kinds[k], rc ? ": " : "", rc ? mmm_last_error() : "")) {
+            size_t nl = (size_t)2 * T * m->cfg.vocab, nh = (size_t)2 * T * m->cfg.hidden;
+            float *logits = malloc(nl * sizeof *logits), *h = malloc(nh * sizeof *h);
+            char what[96];
+            mmm_gpu_acts_logits(ga, logits);
+            snprintf(what, sizeof what, "gpu forward %s logits = cpu (B=2, 3 tiles)", kinds[k]);
+            check_close_f(what, logits, mmm_acts_logits(ca), nl, 1e-4);
+            mmm_gpu_acts_encoder_output(ga, h);
+            snprintf(what, sizeof what, "gpu forward %s encoder output = cpu", kinds[k]);
+            check_close_f(what, h, mmm_acts_encoder_output(ca), nh, 1e-4);
+            int n_img = 0;
+            const float *img = mmm_acts_image_embeds(ca, &n_img);
+            mmm_gpu_acts_image_embeds(ga, h);
+            snprintf(what, sizeof what, "gpu forward %s image embeddings = cpu", kinds[k]);
+            check(mmm_gpu_acts_image_count(ga) == n_img, "gpu forward %s: %d image rows", kinds[k], n_img);
+            check_close_f(what, h, img, (size_t)n_img * m->cfg.hidden, 1e-4);
+            free(logits);
+            free(h);
+        }
+        mmm_acts_free(ca);
+        mmm_gpu_acts_free(ga);
+        mmm_model_free(m);
+    }
+    free(pixels);
+}
+
+/* Prefill of a prompt (an image, then past the 256-token chunk and the 128-token SSD chunk) in
+ * two calls, then single tokens; returns every position's logits in out ((T + n_dec) · V). */
+static int generate(mmm_model *m, const int32_t *ids, int T, int split, const float *pixels, int n_dec,
+                    float *out) {
+    mmm_state *s = NULL, *s2 = NULL;
+    int V = m->cfg.vocab, rc = mmm_state_new(&s, m, T + n_dec + 1);
+    if (!rc) rc = mmm_prefill(m, s, ids, split, pixels, 2, out, NULL);
+    if (!rc) rc = mmm_prefill(m, s, ids + split, T - split, NULL, 0, out + (size_t)split * V, NULL);
+    for (int i = 0; i < n_dec && !rc; i++) rc = mmm_decode(m, s, (int32_t)(7 * i % 60), out + (size_t)(T + i) * V);
+    /* a copied state continues exactly as the original */
+    float *a = malloc(2 * (size_t)V * sizeof *a);
+    if (!rc) rc = mmm_state_new(&s2, m, T + n_dec + 1);
+    if (!rc) rc = mmm_state_copy(s2, s);
+    if (!rc) rc = mmm_decode(m, s, 5, a);
+    if (!rc) rc = mmm_decode(m, s2, 5, a + V);
+    if (!rc && memcmp(a, a + V, (size_t)V * sizeof *a)) rc = mmm_fail(MMM_ERR_ARG, "a copied state decodes differently");
+    free(a);
+    mmm_state_free(s);
+    mmm_state_free(s2);
+    return rc;
+}
+
+TEST(gpu_model_generation) {
+    if (!gpu("model generation")) return;
+    enum { T = 300, SPLIT = 180, DEC = 6 };
+    rng_t r = rng_new(12);
+    int32_t ids[T];
+    float *pixels = malloc(2 * 3 * 28 * 28 * sizeof *pixels);
+    int n = 0;
+    ids[n++] = 63;
+    ids[n++] = 60;
+    for (int i = 0; i < 8; i++) ids[n++] = 62;
+    ids[n++] = 61;
+    while (n < T) ids[n++] = (int32_t)(rng_uniform(&r) * 60);
+    fill_uniform(&r, pixels, 2 * 3 * 28 * 28, -2, 2);
+    for (int k = 0; k < 3; k++) {
+        mmm_model *m = make_model(k);
+        size_t nl = (size_t)(T + DEC) * (m ? m->cfg.vocab : 0);
+        float *cpu = malloc(nl * sizeof *cpu), *gpu_l = malloc(nl * sizeof *gpu_l);
+        int rc = m ? generate(m, ids, T, SPLIT, pixels, DEC, cpu) : MMM_ERR_ARG;
+        if (!rc) rc = mmm_gpu_attach(m);
+        if (!rc) rc = generate(m, ids, T, SPLIT, pixels, DEC, gpu_l);
+        if (check(rc == MMM_OK, "gpu generation %s runs%s%s", kinds[k], rc ? ": " : "", rc ? mmm_last_error() : "")) {
+            char what[128];
+            snprintf(what, sizeof what, "gpu generation %s: prefill %d + %d tokens, then %d decode steps = cpu",
+                     kinds[k], SPLIT, T - SPLIT, DEC);
+            check_close_f(what, gpu_l, cpu, nl, 1e-4);
+            size_t dec = (size_t)T * m->cfg.vocab;
+            snprintf(what, sizeof what, "gpu generation %s: decode steps alone = cpu", kinds[k]);
+            check_close_f(what, gpu_l + dec, cpu + dec, nl - dec, 1e-4);
+        }
+        free(cpu);
+        free(gpu_l);
+        mmm_model_free(m);
+    }
+    free(pixels);
+}
+
+TEST(gpu_model_gradients) {
+    if (!gpu("model gradients")) return;
+    enum { T = 40 };
+    rng_t r = rng_new(13);
+    int32_t ids[2 * T];
+    float *pixels = malloc(3 * 3 * 28 * 28 * sizeof *pixels);
+    make_batch(ids, T, pixels, &r);
+    mmm_input in = {2, T, ids, pixels, 3};
+    for (int k = 0; k < 3; k++) {
+        mmm_model *m = make_model(k);
+        if (!check(m != NULL, "gpu gradients %s: model", kinds[k])) continue;
+        size_t nl = (size_t)2 * T * m->cfg.vocab;
+        float *dl = alloc_uniform(&r, nl, -1, 1), *gc = alloc_zeros(m->n_floats), *gg = alloc_zeros(m->n_floats);
+        mmm_acts *ca = NULL;
+        mmm_gpu_acts *ga = NULL;
+        int rc = mmm_forward(m, &in, &ca);
+        if (!rc) rc = mmm_backward(m, ca, dl, gc);
+        if (!rc) rc = mmm_gpu_attach(m);
+        if (!rc) rc = mmm_gpu_forward(m, &in, &ga);
+        if (!rc) rc = mmm_gpu_backward(m, ga, dl, gg);
+        if (check(rc == MMM_OK, "gpu gradients %s run%s%s", kinds[k], rc ? ": " : "", rc ? mmm_last_error() : "")) {
+            double worst = 0;
+            int at = -1, n = 0;
+            for (int i = 0; i < m->n_params; i++) {
+                const mmm_param *p = &m->params[i];
+                if (p->flags & MMM_PARAM_UNUSED) continue;
+                double *ref = to_f64(gc + p->offset, p->numel), e = rel_error(gg + p->offset, ref, p->numel);
+                free(ref);
+                if (!(e <= worst)) { worst = e; at = i; }
+                n++;
+            }
+            check(worst < 1e-3, "gpu gradients %s: %d parameters = cpu (worst %s, rel err %.2e)", kinds[k], n,
+                  at >= 0 ? m->params[at].name : "-", worst);
+        }
+        mmm_acts_free(ca);
+        mmm_gpu_acts_free(ga);
+        free(dl); free(gc); free(gg);
+        mmm_model_free(m);
+    }
+    free(pixels);
+}
+
+/* ---- training and distillation steps through the trainer, on the fixture's data ---- */
+
+typedef struct {
+    mmm_acts *acts;
+    float *dl;
+    mmm_gpu_step *gpu;
+} ce_ctx;
+
+static int ce_step(void *ctx, const mmm_model *m, const mmm_batch *b, float *grads, double *ls, long *lt) {
+    ce_ctx *c = ctx;
+    if (m->gpu) return mmm_gpu_ce_step(&c->gpu, m, b, grads, ls, lt);
+    mmm_input in = {b->B, b->T, b->ids, b->pixels, b->n_tiles};
+    int rc = mmm_forward(m, &in, &c->acts);
+    if (rc) return rc;
+    size_t n = (size_t)b->B * b->T * m->cfg.vocab;
+    free(c->dl);
+    c->dl = calloc(n, sizeof *c->dl);
+    float loss;
+    int count;
+    if ((rc = mmm_cross_entropy_forward(&loss, &count, mmm_acts_logits(c->acts), b->labels, b->B * b->T, m->cfg.vocab)))
+        return rc;
+    mmm_cross_entropy_backward(c->dl, (float)count, mmm_acts_logits(c->acts), b->labels, b->B * b->T, m->cfg.vocab);
+    *ls = (double)loss * count;
+    *lt = count;
+    return mmm_backward(m, c->acts, c->dl, grads);
+}
+
+/* The fixture's default config at head_dim 64 (2 query heads, 1 kv head), 1 + 1 layers. */
+static int gpu_config(mmm_config *cfg) {
+    cJSON *root = NULL;
+    if (mmm_json_load("configs/teacher-fmnist.json", 1 << 20, (void **)&root)) return MMM_ERR_IO;
+    const char *stacks[] = {"embedding_config", "llm_config"};
+    for (int s = 0; s < 2; s++) {
+        cJSON *c = cJSON_GetObjectItemCaseSensitive(root, stacks[s]);
+        cJSON_ReplaceItemInObjectCaseSensitive(c, "num_attention_heads", cJSON_CreateNumber(2));
+        cJSON_ReplaceItemInObjectCaseSensitive(c, "num_key_value_heads", cJSON_CreateNumber(1));
+        cJSON_ReplaceItemInObjectCaseSensitive(c, "intermediate_size", cJSON_CreateNumber(128));
+        cJSON_ReplaceItemInObjectCaseSensitive(c, "num_hidden_layers", cJSON_CreateNumber(1));
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    int rc = mmm_config_parse(cfg, text, "gpu test config");
+    free(text);
+    return rc;
+}
+
+/* The losses of steps 1..n of a run's log into loss; returns how many were found. */
+static int log_losses(const char *dir, const char *name, double *loss, int n) {
+    char path[256], *text = NULL;
+    snprintf(path, sizeof path, "%s/%s_log.jsonl", dir, name);
+    if (mmm_read_text_file(path, 1 << 24, &text, NULL)) return 0;
+    int got = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step"), *l = cJSON_GetObjectItemCaseSensitive(j, "loss");
+        if (cJSON_IsNumber(s) && cJSON_IsNumber(l) && s->valueint >= 1 && s->valueint <= n) {
+            loss[s->valueint - 1] = l->valuedouble;
+            got++;
+        }
+        cJSON_Delete(j);
+    }
+    free(text);
+    return got;
+}
+
+/* Checks that the GPU run's per-step losses track the CPU run's. */
+static void compare_losses(const char *what, const char *cpu_dir, const char *gpu_dir, const char *name, int steps) {
+    double lc[16] = {0}, lg[16] = {0}, worst = 0;
+    int nc = log_losses(cpu_dir, name, lc, steps), ng = log_losses(gpu_dir, name, lg, steps);
+    for (int i = 0; i < steps; i++) worst = fmax(worst, fabs(lg[i] - lc[i]) / fmax(fabs(lc[i]), 1e-6));
+    check(nc == steps && ng == steps && worst < 1e-3, "%s: %d steps' losses track the cpu's (first %.5f vs %.5f, "
+          "last %.5f vs %.5f, worst rel diff %.1e)", what, steps, lg[0], lc[0], lg[steps - 1], lc[steps - 1], worst);
+}
+
+static mmm_train_options options(const char *dir, const char *name, long steps, float lr, int accum) {
+    return (mmm_train_options){.out_dir = dir, .name = name, .steps = steps, .accum = accum, .workers = 1,
+                               .batch_tokens = 1200, .clip = 1.0f, .sched = {MMM_SCHED_CONSTANT, lr, 0, 0, 0, steps},
+                               .adam = {lr, 0.9f, 0.999f, 1e-8f, 0.05f}, .save_every = 1000, .log_every = 1000,
+                               .seed = 9, .keep_checkpoints = 1, .quiet = 1};
+}
+
+enum { STEPS = 6 };
+
+static int train_run(const mmm_config *cfg, const mmm_dataset *d, const char *dir, int on_gpu) {
+    mmm_model *m = NULL;
+    int rc = mmm_model_create(&m, cfg);
+    if (rc) return rc;
+    mmm_model_init_random(m, 3, 0.05f);
+    mmm_train_range *tr = calloc((size_t)m->n_params, sizeof *tr);
+    for (int i = 0; tr && i < m->n_params; i++)
+        if (!(m->params[i].flags & MMM_PARAM_UNUSED)) tr[i] = (mmm_train_range){0, m->params[i].numel};
+    ce_ctx c = {0};
+    void *ctx[1] = {&c};
+    mmm_train_options o = options(dir, "train", STEPS, 3e-3f, 2);
+    mmm_train_result res;
+    if (on_gpu) rc = mmm_gpu_attach(m);
+    if (!rc) rc = tr ? mmm_train_run(m, tr, d, &o, ce_step, ctx, NULL, NULL, &res) : MMM_ERR_NOMEM;
+    mmm_acts_free(c.acts);
+    free(c.dl);
+    mmm_gpu_step_free(c.gpu);
+    free(tr);
+    mmm_model_free(m);
+    return rc;
+}
+
+static int load_data(fixture *f, const mmm_config *cfg, mmm_dataset *d) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/train.jsonl", f->dir);
+    mmm_data_options opt = {NULL, 4096, 0, 0};
+    return mmm_dataset_load(d, path, f->tok, cfg, &opt);
+}
+
+TEST(gpu_model_train_steps) {
+    if (!gpu("model training")) return;
+    fixture *f = get_fixture();
+    mmm_config cfg;
+    mmm_dataset d = {0};
+    if (!check(f && gpu_config(&cfg) == MMM_OK, "gpu training: fixture and config")) return;
+    int rc = load_data(f, &cfg, &d);
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s/gpu_train_cpu", f->dir);
+    snprintf(b, sizeof b, "%s/gpu_train_gpu", f->dir);
+    if (!rc) rc = train_run(&cfg, &d, a, 0);
+    if (!rc) rc = train_run(&cfg, &d, b, 1);
+    if (check(rc == MMM_OK, "gpu training: cpu and gpu runs%s%s", rc ? ": " : "", rc ? mmm_last_error() : ""))
+        compare_losses("gpu training (cross-entropy, accum 2)", a, b, "train", STEPS);
+    mmm_dataset_free(&d);
+    mmm_config_free(&cfg);
+}
+
+/* Stages 1, 2 and (as a hybrid keeping layer 0) 3, STEPS steps each, from one seeded student. */
+static int distill_run(const mmm_config *cfg, const mmm_dataset *d, const char *dir, int on_gpu) {
+    mmm_model *t = NULL, *s = NULL, *h = NULL;
+    int rc = mmm_model_create(&t, cfg);
+    if (rc) return rc;
+    mmm_model_init_random(t, 17, 0.1f);
+    rc = mmm_seed_student(&s, t, NULL, MMM_INIT_MIMIC, 7);
+    if (!rc && on_gpu && !(rc = mmm_gpu_attach(t))) rc = mmm_gpu_attach(s);
+    mmm_train_range *tr = rc ? NULL : calloc((size_t)s->n_params, sizeof *tr);
+    for (int stage = 1; stage <= 3 && !rc; stage++) {
+        char sub[200], name[16];
+        snprintf(sub, sizeof sub, "%s/stage%d", dir, stage);
+        snprintf(name, sizeof name, "stage%d", stage);
+        if (stage == 3) {
+            uint8_t keep[2] = {1, 0};
+            if ((rc = mmm_student_with_attention(&h, s, t, keep)) || (on_gpu && (rc = mmm_gpu_attach(h)))) break;
+            mmm_model_free(s);
+            s = h;
+            free(tr);
+            if (!(tr = calloc((size_t)s->n_params, sizeof *tr))) { rc = MMM_ERR_NOMEM; break; }
+        }
+        mmm_stage_trainable(s, stage, 0, tr);
+        mmm_train_options o = options(sub, name, STEPS, stage == 1 ? 1e-2f : stage == 2 ? 5e-3f : 2e-3f, 1);
+        mmm_train_result res;
+        if (stage < 3) {
+            mmm_mixer_distill md = {.teacher = t, .scale = 1000.0f};
+            void *ctx[1] = {&md};
+            rc = mmm_train_run(s, tr, d, &o, mmm_mixer_distill_step, ctx, NULL, NULL, &res);
+            mmm_mixer_distill_free(&md);
+        } else {
+            mmm_kl_distill kd = {.teacher = t, .tau = 1.0f, .ce_weight = 0.5f};
+            void *ctx[1] = {&kd};
+            rc = mmm_train_run(s, tr, d, &o, mmm_kl_distill_step, ctx, NULL, NULL, &res);
+            mmm_kl_distill_free(&kd);
+        }
+    }
+    free(tr);
+    mmm_model_free(s);
+    mmm_model_free(t);
+    return rc;
+}
+
+TEST(gpu_model_distill_steps) {
+    if (!gpu("model distillation")) return;
+    fixture *f = get_fixture();
+    mmm_config cfg;
+    mmm_dataset d = {0};
+    if (!check(f && gpu_config(&cfg) == MMM_OK, "gpu distillation: fixture and config")) return;
+    int rc = load_data(f, &cfg, &d);
+    char a[128], b[128], sa[160], sb[160];
+    snprintf(a, sizeof a, "%s/gpu_distill_cpu", f->dir);
+    snprintf(b, sizeof b, "%s/gpu_distill_gpu", f->dir);
+    mkdir(a, 0755);
+    mkdir(b, 0755);
+    if (!rc) rc = distill_run(&cfg, &d, a, 0);
+    if (!rc) rc = distill_run(&cfg, &d, b, 1);
+    if (check(rc == MMM_OK, "gpu distillation: cpu and gpu runs%s%s", rc ? ": " : "", rc ? mmm_last_error() : ""))
+        for (int stage = 1; stage <= 3; stage++) {
+            char what[96], name[16];
+            snprintf(name, sizeof name, "stage%d", stage);
+            snprintf(sa, sizeof sa, "%s/%s", a, name);
+            snprintf(sb, sizeof sb, "%s/%s", b, name);
+            snprintf(what, sizeof what, "gpu distillation %s%s", name,
+                     stage < 3 ? " (per-layer MSE)" : " (KL + 0.5 CE, hybrid)");
+            compare_losses(what, sa, sb, name, STEPS);
+        }
+    mmm_dataset_free(&d);
+    mmm_config_free(&cfg);
+}
+
+#endif
