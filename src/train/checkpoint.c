@@ -42,7 +42,10 @@ static int remove_tree(const char *dir) {
 
 int ckpt_lock(const char *out_dir, int *fd) {
     char path[1100];
-    snprintf(path, sizeof path, "%s/train.lock", out_dir);
+    snprintf(path, sizeof path, "%s/checkpoints", out_dir);
+    int rc = mkdir_p(out_dir);
+    if (rc || (rc = mkdir_p(path))) return rc;
+    snprintf(path, sizeof path, "%s/checkpoints/lock", out_dir);
     *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (*fd < 0) return mmm_fail(MMM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (flock(*fd, LOCK_EX | LOCK_NB) != 0) { /* the holder wrote its pid */

@@ -16,7 +16,7 @@ typedef struct {
     char name[32];
 } trainer_state;
 
-/* Takes out_dir/train.lock for this process (released when it exits, killed or not), so two runs
+/* Takes out_dir/checkpoints/lock for this process (released when it exits, killed or not), so two runs
  * never write into one directory; *fd is closed by the caller when training ends. */
 int ckpt_lock(const char *out_dir, int *fd);
 int ckpt_save(const char *out_dir, const mmm_model *m, const float *adam_m, const float *adam_v,

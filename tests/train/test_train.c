@@ -303,8 +303,10 @@ TEST(train_refuses_a_directory_another_run_is_training_into) {
     if (!check(f != NULL, "train lock: fixture")) return;
     char out[96], lock[128];
     snprintf(out, sizeof out, "%s/run_locked", f->dir);
-    snprintf(lock, sizeof lock, "%s/train.lock", out);
     mkdir(out, 0755);
+    snprintf(lock, sizeof lock, "%s/checkpoints", out);
+    mkdir(lock, 0755);
+    snprintf(lock, sizeof lock, "%s/checkpoints/lock", out);
     int fd = open(lock, O_RDWR | O_CREAT, 0644); /* a second open file description: as another process */
     check(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && pwrite(fd, "4242\n", 5, 0) == 5, "train lock: held by the test");
     mmm_train_result res;
