@@ -172,7 +172,8 @@ int mmm_cuda_rope_backward(void *dinp,         /* (B, T, H, D) T, += */
                            const float *sin_t, /* (T, D/2) */
                            int B, int T, int H, int D, mmm_dtype dt);
 
-/* ---- causal grouped-query attention (D = 64 or 128; query/key layout as the CPU op) ---- */
+/* ---- causal grouped-query attention (D = 64 or 128, and 32 with fp32 storage; query/key
+ * layout as the CPU op) ---- */
 
 /* bf16: flash-attention tiles on the tensor cores (mma.sync); fp32: a block per (query, kv head)
  * streaming the keys through CUDA cores (the reference path). */

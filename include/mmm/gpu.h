@@ -30,8 +30,8 @@ int mmm_gpu_init(void);
 /* Bytes of device memory in use on the GPU (by every process, as the driver sees it). */
 int mmm_gpu_mem_used(size_t *bytes);
 /* Copies m's weights to the GPU (initialising it on first use) as m->gpu. Fails when a
- * layer has a shape the CUDA kernels do not handle (attention head_dim 64 or 128, and 1, 2, 4
- * or 8 query heads per kv head). Attaching an attached model does nothing. */
+ * layer has a shape the CUDA kernels do not handle (attention head_dim 32, 64 or 128, and 1, 2,
+ * 4 or 8 query heads per kv head). Attaching an attached model does nothing. */
 int mmm_gpu_attach(mmm_model *m);
 /* Copies the host weights over again after they changed: the elements trainable[i] names of
  * each parameter i (as mmm_train_run takes them), or every weight when trainable is NULL. */

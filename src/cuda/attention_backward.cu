@@ -117,12 +117,15 @@ int mmm_cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, 
     if (B < 0 || Tq < 0 || Tk < Tq || Hkv < 1 || H < Hkv || H % Hkv)
         return mmm_fail(MMM_ERR_ARG, "cuda attention backward: invalid shape B=%d Tq=%d Tk=%d "
                         "H=%d Hkv=%d", B, Tq, Tk, H, Hkv);
-    if (D != 64 && D != 128)
-        return mmm_fail(MMM_ERR_UNSUPPORTED, "cuda attention backward: head_dim %d (64 or 128)", D);
+    if (D != 32 && D != 64 && D != 128)
+        return mmm_fail(MMM_ERR_UNSUPPORTED, "cuda attention backward: head_dim %d (32, 64 or 128)", D);
     if (B == 0 || Tq == 0) return MMM_OK;
     int rc;
     DISPATCH("attention backward", dt,
-             rc = D == 64 ? attn_backward<T, 2>((T *)dq, (T *)dk, (T *)dv, (const T *)dout,
+             rc = D == 32 ? attn_backward<T, 1>((T *)dq, (T *)dk, (T *)dv, (const T *)dout,
+                                                (const T *)q, (const T *)k, (const T *)v,
+                                                (const T *)out, lse, B, Tq, Tk, H, Hkv)
+                : D == 64 ? attn_backward<T, 2>((T *)dq, (T *)dk, (T *)dv, (const T *)dout,
                                                 (const T *)q, (const T *)k, (const T *)v,
                                                 (const T *)out, lse, B, Tq, Tk, H, Hkv)
                           : attn_backward<T, 4>((T *)dq, (T *)dk, (T *)dv, (const T *)dout,

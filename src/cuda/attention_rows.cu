@@ -15,11 +15,13 @@
 #define MIN_SPLIT_KEYS 128 /* 2 tiles per warp at least: a split's fixed costs stay small */
 
 template <typename T, int DPL> struct vec;
+template <> struct vec<float, 1> { typedef float t; };
 template <> struct vec<float, 2> { typedef float2 t; };
 template <> struct vec<float, 4> { typedef float4 t; };
 template <> struct vec<bf16, 2> { typedef unsigned t; };
 template <> struct vec<bf16, 4> { typedef uint2 t; };
 
+static __device__ __forceinline__ void unpack(float v, float *f) { f[0] = v; }
 static __device__ __forceinline__ void unpack(float2 v, float *f) { f[0] = v.x; f[1] = v.y; }
 static __device__ __forceinline__ void unpack(float4 v, float *f) {
     f[0] = v.x; f[1] = v.y; f[2] = v.z; f[3] = v.w;
@@ -248,8 +250,8 @@ static int check_geometry(const char *op, int B, int Tq, int Tk, int H, int Hkv,
     if (B < 0 || Tq < 0 || Tk < Tq || Hkv < 1 || H < Hkv || H % Hkv)
         return mmm_fail(MMM_ERR_ARG, "cuda %s: invalid shape B=%d Tq=%d Tk=%d H=%d Hkv=%d "
                         "(need Tq <= Tk and Hkv dividing H)", op, B, Tq, Tk, H, Hkv);
-    if (D != 64 && D != 128)
-        return mmm_fail(MMM_ERR_UNSUPPORTED, "cuda %s: head_dim %d (64 or 128)", op, D);
+    if (D != 32 && D != 64 && D != 128)
+        return mmm_fail(MMM_ERR_UNSUPPORTED, "cuda %s: head_dim %d (32, 64 or 128)", op, D);
     return MMM_OK;
 }
 
@@ -258,6 +260,7 @@ int cu_attention_rows_f32(float *out, float *lse, const float *q, const float *k
                           int B, int Tq, int Tk, int H, int Hkv, int D) {
     int rc = check_geometry("attention", B, Tq, Tk, H, Hkv, D);
     if (rc || B == 0 || Tq == 0) return rc;
+    if (D == 32) return launch_rows<float, float, 1>(out, lse, NULL, q, k, v, B, Tq, Tk, Tk, H, Hkv, 1, Tk);
     if (D == 64) return launch_rows<float, float, 2>(out, lse, NULL, q, k, v, B, Tq, Tk, Tk, H, Hkv, 1, Tk);
     return launch_rows<float, float, 4>(out, lse, NULL, q, k, v, B, Tq, Tk, Tk, H, Hkv, 1, Tk);
 }
@@ -304,8 +307,11 @@ int mmm_cuda_attention_decode(float *out, const float *q, const void *k, const v
         return mmm_fail(MMM_ERR_ARG, "cuda attention decode: Tk=%d with a cache of %d rows", Tk, Tmax);
     if (B == 0) return MMM_OK;
     if (dt == MMM_DTYPE_F32)
-        return D == 64 ? decode_rows<float, 2>(out, q, (const float *)k, (const float *)v, (float *)ws, B, Tk, Tmax, H, Hkv)
+        return D == 32 ? decode_rows<float, 1>(out, q, (const float *)k, (const float *)v, (float *)ws, B, Tk, Tmax, H, Hkv)
+             : D == 64 ? decode_rows<float, 2>(out, q, (const float *)k, (const float *)v, (float *)ws, B, Tk, Tmax, H, Hkv)
                        : decode_rows<float, 4>(out, q, (const float *)k, (const float *)v, (float *)ws, B, Tk, Tmax, H, Hkv);
+    if (dt == MMM_DTYPE_BF16 && D == 32)
+        return mmm_fail(MMM_ERR_UNSUPPORTED, "cuda attention decode: head_dim 32 takes an fp32 cache");
     if (dt == MMM_DTYPE_BF16)
         return D == 64 ? decode_rows<bf16, 2>(out, q, (const bf16 *)k, (const bf16 *)v, (float *)ws, B, Tk, Tmax, H, Hkv)
                        : decode_rows<bf16, 4>(out, q, (const bf16 *)k, (const bf16 *)v, (float *)ws, B, Tk, Tmax, H, Hkv);

@@ -37,14 +37,16 @@ void gpu_buf_free(gpu_buf *b);
 
 /* A layer's memory across calls, as layer_cache: new keys/values go to row pos0 of k/v
  * (B, Tk, Hkv, D) with rows Tmax apart per sequence; the recurrent states are updated in place
- * (NULL: start from zero, keep nothing). decode_ws (mmm_cuda_attention_decode's workspace)
- * selects the split-key decode kernel for single tokens. */
+ * (NULL: start from zero, keep nothing). In a generation state (B = 1), decode_ws
+ * (mmm_cuda_attention_decode's workspace) and sync (mmm_cuda_mamba_decode_step's counter) select
+ * the fused single-token kernels. */
 typedef struct {
     float *k, *v;
     int pos0, Tk, Tmax;
     float *conv_state; /* (B, K−1, Dc) */
     float *ssm_state;  /* (B, H, D, D) */
     void *decode_ws;
+    int *sync;
 } gpu_cache;
 
 /* Bytes of the SSD workspaces for the model's largest mamba2 layer (a layer's forward scratch

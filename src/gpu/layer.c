@@ -25,6 +25,13 @@ static int attention_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, la
     /* q, k, v = split(h · Wqkvᵀ): per kv head the fused rows are [q × rep, k, v] (SPEC 2), so
      * the output is (N·Hkv) rows of `group` floats to cut into three column blocks */
     TRY(mmm_cuda_linear_forward(scratch, a->h1, w->wqkv, NULL, N, C, (H + 2 * Hkv) * D, F32));
+    if (T == 1 && cache->decode_ws) { /* one token: split, rotate and append in one kernel, then
+                                         the keys split over the whole GPU */
+        TRY(mmm_cuda_decode_qkv(a->q, cache->k, cache->v, scratch, cos_t, sin_t, cache->pos0, B, cache->Tmax, H,
+                                Hkv, D, F32));
+        return mmm_cuda_attention_decode(a->att, a->q, cache->k, cache->v, cache->decode_ws, B, cache->Tk,
+                                         cache->Tmax, H, Hkv, D, F32);
+    }
     size_t row0 = (size_t)cache->pos0 * Hkv * D; /* B == 1 whenever pos0 > 0 */
     float *k_new = cache->k + row0, *v_new = cache->v + row0;
     TRY(mmm_cuda_copy_cols(a->q, rep * D, scratch, group, N * Hkv, rep * D));
@@ -32,9 +39,6 @@ static int attention_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, la
     TRY(mmm_cuda_copy_cols(v_new, D, scratch + (size_t)(rep + 1) * D, group, N * Hkv, D));
     TRY(mmm_cuda_rope_forward(a->q, a->q, cos_t, sin_t, B, T, H, D, F32));
     TRY(mmm_cuda_rope_forward(k_new, k_new, cos_t, sin_t, B, T, Hkv, D, F32));
-    if (T == 1 && cache->decode_ws) /* one new token: the keys split over the whole GPU */
-        return mmm_cuda_attention_decode(a->att, a->q, cache->k, cache->v, cache->decode_ws, B, cache->Tk,
-                                         cache->Tmax, H, Hkv, D, F32);
     return mmm_cuda_attention_forward(a->att, a->lse, a->q, cache->k, cache->v, B, T, cache->Tk, H, Hkv, D, F32);
 }
 
@@ -47,6 +51,12 @@ int gpu_mamba_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf
     int C = m->cfg.hidden, H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;
     int Dc = mamba_conv_channels(d), HD = H * D, KD = Hkv * D, Dz = Dc + HD + H, N = B * T;
     TRY(mmm_cuda_linear_forward(scratch, a->h1, w->wvkqgdt, NULL, N, C, Dz, F32));
+    if (T == 1 && cache->sync) { /* one token: conv, SiLU, dt and the recurrent step in one kernel */
+        TRY(mmm_cuda_mamba_decode_step(a->y, cache->ssm_state, cache->conv_state, cache->sync, scratch, w->conv_w,
+                                       w->conv_b, w->dt_bias, g->A[l], H, Hkv, D, MMM_MAMBA_CONV_K));
+        return mmm_cuda_gated_rmsnorm_forward(a->att, a->rstd_g, a->y, scratch + Dc, w->gnorm, MMM_GNORM_EPS, N, H, D,
+                                              F32);
+    }
     TRY(mmm_cuda_copy_cols(a->vkq_pre, Dc, scratch, Dz, N, Dc));
     TRY(mmm_cuda_copy_cols(a->g, HD, scratch + Dc, Dz, N, HD));
     TRY(mmm_cuda_copy_cols(a->dt_raw, H, scratch + Dc + HD, Dz, N, H));
@@ -62,11 +72,8 @@ int gpu_mamba_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf
     TRY(mmm_cuda_add_rows(a->dt, a->dt_raw, w->dt_bias, N, H));
     TRY(mmm_cuda_softplus_forward(a->dt, a->dt, (size_t)N * H, F32));
     TRY(mmm_cuda_copy(a->A, g->A[l], (size_t)H * sizeof(float)));
-    if (T == 1 && cache->ssm_state) /* decoding: one recurrent step */
-        TRY(mmm_cuda_ssd_step(a->y, cache->ssm_state, a->xs, a->Bs, a->Cs, a->dt, a->A, B, H, Hkv, D, D));
-    else
-        TRY(mmm_cuda_ssd_forward(a->y, cache->ssm_state, a->xs, a->Bs, a->Cs, a->dt, a->A, cache->ssm_state,
-                                 ssd_ws, B, T, H, Hkv, D, D, MMM_SSD_CHUNK, F32));
+    TRY(mmm_cuda_ssd_forward(a->y, cache->ssm_state, a->xs, a->Bs, a->Cs, a->dt, a->A, cache->ssm_state, ssd_ws,
+                             B, T, H, Hkv, D, D, MMM_SSD_CHUNK, F32));
     return mmm_cuda_gated_rmsnorm_forward(a->att, a->rstd_g, a->y, a->g, w->gnorm, MMM_GNORM_EPS, N, H, D, F32);
 }
 

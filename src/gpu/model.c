@@ -30,11 +30,12 @@ static int check_supported(const mmm_config *c) {
     for (int l = 0; l < mmm_config_n_layers(c); l++) {
         const mmm_layer_desc *d = &c->layers[l];
         int rep = d->n_heads / d->n_kv_heads;
-        if (d->kind == MMM_MIXER_ATTENTION && ((d->head_dim != 64 && d->head_dim != 128) ||
+        int D = d->head_dim;
+        if (d->kind == MMM_MIXER_ATTENTION && ((D != 32 && D != 64 && D != 128) ||
                                                (rep != 1 && rep != 2 && rep != 4 && rep != 8)))
             return mmm_fail(MMM_ERR_UNSUPPORTED, "--device cuda: layer %d's attention has head_dim %d and "
-                            "%d query heads per kv head; the CUDA attention kernels take head_dim 64 or "
-                            "128 and 1, 2, 4 or 8 heads per kv head", l, d->head_dim, rep);
+                            "%d query heads per kv head; the CUDA attention kernels take head_dim 32, 64 "
+                            "or 128 and 1, 2, 4 or 8 heads per kv head", l, D, rep);
     }
     return MMM_OK;
 }

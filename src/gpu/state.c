@@ -20,6 +20,7 @@ typedef struct {
     layer_buf buf[2];        /* per mixer kind, sized for its widest layer */
     float *x, *hf, *rstdf, *norms, *scratch, *rope[2][2];
     gpu_buf ssd_ws, decode_ws;
+    int *sync;               /* (L) mmm_cuda_mamba_decode_step's counters, zero between calls */
     gpu_buf index;           /* 2·CHUNK int64 embedding offsets, then CHUNK int32 positions */
     gpu_buf logits;          /* (rows, V) of the current chunk */
     gpu_buf vis;             /* vision buffers and pixels of VISION_TILES tiles */
@@ -46,6 +47,7 @@ static void state_free(void *impl) {
         if (s->ssm) mmm_cuda_free(s->ssm[l]);
     }
     free(s->k); free(s->v); free(s->conv); free(s->ssm);
+    mmm_cuda_free(s->sync);
     gpu_buf_free(&s->arena);
     gpu_buf_free(&s->ssd_ws);
     gpu_buf_free(&s->decode_ws);
@@ -115,7 +117,8 @@ static int run_chunk(gpu_state *s, int T, int pos0) {
             TRY(mmm_cuda_l2norm_rows_forward(s->x, s->norms, s->x, T, C));
         layer_buf *a = &s->buf[d->kind];
         a->x_in = s->x; /* the layer reads its input in place */
-        gpu_cache cache = {s->k[l], s->v[l], pos0, pos0 + T, s->max_tokens, s->conv[l], s->ssm[l], s->decode_ws.p};
+        gpu_cache cache = {s->k[l], s->v[l], pos0, pos0 + T, s->max_tokens, s->conv[l], s->ssm[l], s->decode_ws.p,
+                           s->sync + l};
         TRY(gpu_layer_forward(m->gpu, m, l, a, s->x, 1, T, &cache, s->rope[d->stack][0], s->rope[d->stack][1],
                               s->scratch, s->ssd_ws.p));
         TRY(mmm_cuda_copy(s->x, a->x_out, (size_t)T * C * sizeof(float)));
@@ -252,6 +255,8 @@ int gpu_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
             if (!rc) rc = mmm_cuda_malloc((void **)&s->ssm[l], ssm_floats(d) * sizeof(float));
         }
     }
+    if (!rc) rc = mmm_cuda_malloc((void **)&s->sync, (size_t)L * sizeof *s->sync);
+    if (!rc) rc = mmm_cuda_memset(s->sync, 0, (size_t)L * sizeof *s->sync);
     if (!rc) rc = alloc_chunk_buffers(s);
     if (!rc) state_reset(s);
     if (rc) {
