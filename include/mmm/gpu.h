@@ -6,7 +6,8 @@
  * there), and the distillation steps of include/mmm/distill.h run there when the teacher and the
  * student are both attached. mmm_forward and mmm_backward always run on the CPU;
  * mmm_gpu_forward and mmm_gpu_backward are their twins. Everything is computed in fp32 and gives
- * the CPU's results up to rounding.
+ * the CPU's results up to rounding (unless decoding is asked to use bf16 weights,
+ * mmm_gpu_use_bf16_decode).
  *
  * The host weights stay the reference: the optimiser (clipping, AdamW) runs on the host over
  * gradients copied back from the GPU, and mmm_gpu_sync copies the updated weights over, so
@@ -33,6 +34,10 @@ int mmm_gpu_mem_used(size_t *bytes);
  * layer has a shape the CUDA kernels do not handle (attention head_dim 32, 64 or 128, and 1, 2,
  * 4 or 8 query heads per kv head). Attaching an attached model does nothing. */
 int mmm_gpu_attach(mmm_model *m);
+/* Adds bf16 copies of the weight matrices of an attached model: its generation states then
+ * decode single tokens with the fused bf16 kernels (half the weight traffic, a few launches per
+ * layer); prefill, the caches and everything else stay fp32. Logits move by about 1e-2. */
+int mmm_gpu_use_bf16_decode(mmm_model *m);
 /* Copies the host weights over again after they changed: the elements trainable[i] names of
  * each parameter i (as mmm_train_run takes them), or every weight when trainable is NULL. */
 int mmm_gpu_sync(mmm_model *m, const mmm_train_range *trainable);

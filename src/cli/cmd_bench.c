@@ -129,7 +129,7 @@ static int cmp_double(const void *a, const void *b) {
  * tokens after a synthetic context of ctx tokens. On the GPU, the memory measured is what the
  * model, the state and their buffers add on the device. */
 static result measure_decode(const char *model_dir, const dims *d, int kind, int ctx, int steps, int prefill_max,
-                             int cuda) {
+                             int cuda, int bf16) {
     result r = {0};
     mmm_model *m = NULL;
     mmm_state *s = NULL;
@@ -138,7 +138,8 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
     size_t gpu0 = 0, gpu1 = 0;
     int rc = build(&m, model_dir, d, kind);
     reset_peak_rss(); /* the teacher a student was seeded from is gone: measure from here */
-    if (!rc && cuda && !(rc = mmm_gpu_mem_used(&gpu0))) rc = mmm_gpu_attach(m);
+    if (!rc && cuda && !(rc = mmm_gpu_mem_used(&gpu0)) && !(rc = mmm_gpu_attach(m)) && bf16)
+        rc = mmm_gpu_use_bf16_decode(m);
     if (!rc) rc = mmm_state_new(&s, m, ctx + steps + 2);
     double prefill_ms = -1;
     /* warm-up, then back to empty: a process's first GPU call also loads cuBLAS and the kernels */
@@ -179,19 +180,20 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
 /* Each point runs in a fresh process (this program again, with --child), not a fork: a forked
  * copy of a process that has used OpenMP can hang in its first parallel region, and a fresh one
  * also starts its memory count from zero. */
-static result run_child(const char *model_dir, const dims *d, int kind, int ctx, int steps, int prefill_max, int cuda) {
+static result run_child(const char *model_dir, const dims *d, int kind, int ctx, int steps, int prefill_max, int cuda,
+                        int bf16) {
     result r = {0};
     char exe[4096], cmd[8192];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0 || (model_dir && strchr(model_dir, '\''))) return r;
     exe[n] = '\0';
     if (model_dir)
-        snprintf(cmd, sizeof cmd, "'%s' bench --child %d,%d,%d,%d --device %s --model '%s'", exe, kind, ctx, steps,
-                 prefill_max, cuda ? "cuda" : "cpu", model_dir);
+        snprintf(cmd, sizeof cmd, "'%s' bench --child %d,%d,%d,%d --device %s --dtype %s --model '%s'", exe, kind, ctx,
+                 steps, prefill_max, cuda ? "cuda" : "cpu", bf16 ? "bf16" : "f32", model_dir);
     else
-        snprintf(cmd, sizeof cmd, "'%s' bench --child %d,%d,%d,%d --device %s --dims hidden=%d,layers=%d+%d,heads=%d,kv=%d,"
-                 "ffn=%d,vocab=%d", exe, kind, ctx, steps, prefill_max, cuda ? "cuda" : "cpu", d->hidden, d->emb_layers,
-                 d->llm_layers, d->heads, d->kv, d->ffn, d->vocab);
+        snprintf(cmd, sizeof cmd, "'%s' bench --child %d,%d,%d,%d --device %s --dtype %s --dims hidden=%d,layers=%d+%d,"
+                 "heads=%d,kv=%d,ffn=%d,vocab=%d", exe, kind, ctx, steps, prefill_max, cuda ? "cuda" : "cpu",
+                 bf16 ? "bf16" : "f32", d->hidden, d->emb_layers, d->llm_layers, d->heads, d->kv, d->ffn, d->vocab);
     FILE *p = popen(cmd, "r");
     if (!p) return r;
     char line[512];
@@ -245,7 +247,8 @@ static void write_plot(const char *png, const char *json_rows, int n_ctx, const 
 
 static void usage(FILE *f) {
     fputs("usage: mmm bench [--model DIR | --dims SPEC] [--contexts LIST] [--steps N]\n"
-          "                 [--kinds teacher,hybrid,linear] [--json OUT] [--plot OUT.png] [--device cpu|cuda]\n\n"
+          "                 [--kinds teacher,hybrid,linear] [--json OUT] [--plot OUT.png]\n"
+          "                 [--device cpu|cuda] [--dtype f32|bf16]\n\n"
           "Decode latency (median ms per token) and peak memory against context length for the\n"
           "teacher, a hybrid (every 4th layer attention, head-interleaved) and a linear student.\n"
           "The context is synthetic (random caches of the given length): a decode step costs the\n"
@@ -261,7 +264,9 @@ static void usage(FILE *f) {
           "  --json OUT       write the results as JSON\n"
           "  --plot OUT.png   plot latency and memory with gnuplot\n"
           "  --device D       cpu (default) or cuda; on the GPU the memory column is the device\n"
-          "                   memory the model, the state and their buffers take\n\n"
+          "                   memory the model, the state and their buffers take\n"
+          "  --dtype T        f32 (default) or bf16: with --device cuda, decode with bf16 weight\n"
+          "                   matrices (prefill stays fp32)\n\n"
           "example: mmm bench --contexts 1K,16K,100K --plot decode.png\n", f);
 }
 
@@ -271,12 +276,12 @@ int cmd_bench(int argc, char **argv) {
         {"contexts", required_argument, 0, 'c'}, {"steps", required_argument, 0, 's'},
         {"kinds", required_argument, 0, 'k'}, {"json", required_argument, 0, 'j'},
         {"plot", required_argument, 0, 'p'}, {"prefill-max", required_argument, 0, 'P'},
-        {"child", required_argument, 0, 'C'}, {"device", required_argument, 0, 'D'},
+        {"child", required_argument, 0, 'C'}, {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *json_path = NULL, *plot_path = NULL, *kinds = "teacher,hybrid,linear";
     dims d = {256, 8, 24, 4, 2, 1024, 1024};
     int ctx[MAX_POINTS] = {1024, 8192, 32768, 65536, 102400}, n_ctx = 5, steps = 16, prefill_max = 16384, o;
-    int child[4], is_child = 0, cuda = 0;
+    int child[4], is_child = 0, cuda = 0, bf16 = 0;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
@@ -295,14 +300,16 @@ int cmd_bench(int argc, char **argv) {
         case 'P': prefill_max = atoi(optarg); break;
         case 'C': is_child = sscanf(optarg, "%d,%d,%d,%d", &child[0], &child[1], &child[2], &child[3]) == 4; break;
         case 'D': if (cli_parse_device("bench", optarg, &cuda)) return 2; break;
+        case 'T': if (cli_parse_decode_dtype("bench", optarg, &bf16)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     if (optind < argc) { fprintf(stderr, "mmm bench: unexpected argument '%s'\n", argv[optind]); return 2; }
+    if (cli_check_dtype("bench", cuda, bf16)) return 2;
     if (cli_check_device("bench", cuda)) return 1;
     if (is_child) { /* one measurement, for the parent to read */
-        result r = measure_decode(model_dir, &d, child[0], child[1], child[2], child[3], cuda);
+        result r = measure_decode(model_dir, &d, child[0], child[1], child[2], child[3], cuda, bf16);
         if (!r.ok) return 1;
         printf("RESULT %.6f %.4f %.2f %.2f %.4f\n", r.ms_per_token, r.state_mb, r.peak_mb, r.model_mb, r.prefill_ms);
         return 0;
@@ -327,7 +334,7 @@ int cmd_bench(int argc, char **argv) {
     else snprintf(title, sizeof title, "hidden %d, %d+%d layers, %d/%d heads, ffn %d, vocab %d", d.hidden,
                   d.emb_layers, d.llm_layers, d.heads, d.kv, d.ffn, d.vocab);
     char where[64];
-    if (cuda) snprintf(where, sizeof where, "on the GPU");
+    if (cuda) snprintf(where, sizeof where, "on the GPU%s", bf16 ? ", bf16 decode weights" : "");
     else snprintf(where, sizeof where, "%ld CPU threads", sysconf(_SC_NPROCESSORS_ONLN));
     printf("mmm bench decode: %s; %s; median of %d steps\n", title, where, steps);
     printf("%-8s %9s %12s %10s %12s %12s %12s %12s\n", "model", "context", "ms/token", "tokens/s", "state MB",
@@ -337,7 +344,7 @@ int cmd_bench(int argc, char **argv) {
     for (int k = 0; k < 3; k++) {
         if (!want[k]) continue;
         for (int i = 0; i < n_ctx; i++) {
-            res[k][i] = run_child(model_dir, &d, k, ctx[i], steps, prefill_max, cuda);
+            res[k][i] = run_child(model_dir, &d, k, ctx[i], steps, prefill_max, cuda, bf16);
             const result *r = &res[k][i];
             if (!r->ok) { failed = 1; printf("%-8s %9d %12s\n", kind_names[k], ctx[i], "failed"); continue; }
             printf("%-8s %9d %12.3f %10.1f %12.1f %12.1f", kind_names[k], ctx[i], r->ms_per_token,
@@ -350,8 +357,8 @@ int cmd_bench(int argc, char **argv) {
     if (json_path) {
         FILE *f = fopen(json_path, "w");
         if (!f) { fprintf(stderr, "mmm bench: cannot write %s\n", json_path); return 1; }
-        fprintf(f, "{\"benchmark\": \"decode\", \"model\": \"%s\", \"device\": \"%s\", \"threads\": %ld, \"steps\": %d, "
-                "\"results\": [", title, cuda ? "cuda" : "cpu", sysconf(_SC_NPROCESSORS_ONLN), steps);
+        fprintf(f, "{\"benchmark\": \"decode\", \"model\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", \"threads\": %ld, "
+                "\"steps\": %d, \"results\": [", title, cuda ? "cuda" : "cpu", bf16 ? "bf16" : "f32", sysconf(_SC_NPROCESSORS_ONLN), steps);
         int first = 1;
         for (int k = 0; k < 3; k++)
             for (int i = 0; i < n_ctx && want[k]; i++) {

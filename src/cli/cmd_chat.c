@@ -17,7 +17,7 @@
 static void usage(FILE *f) {
     fputs("usage: mmm chat --model DIR [--image FILE]... [-p PROMPT] [--system TEXT] [--max-new N]\n"
           "                [--temperature T] [--top-k K] [--top-p P] [--seed N] [--context N]\n"
-          "                [--device cpu|cuda]\n\n"
+          "                [--device cpu|cuda] [--dtype f32|bf16]\n\n"
           "Talks with a teacher or a student. With -p, answers one prompt and exits; otherwise reads\n"
           "one user turn per line from standard input (an empty line or end of input ends the\n"
           "conversation, /reset starts a new one) and streams each answer as it is generated.\n"
@@ -26,7 +26,7 @@ static void usage(FILE *f) {
           "  --temperature T  0 (default) is greedy; --top-k and --top-p filter the sampling\n"
           "  --max-new N      longest answer (default 256)\n"
           "  --context N      tokens the conversation may reach (default 8192)\n"
-          CLI_DEVICE_HELP "\n"
+          CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
           "example: mmm chat --model runs/demo/hybrid --image tests/data/images/fmnist_28.png -p \"What item is this?\"\n", f);
 }
 
@@ -118,10 +118,11 @@ int cmd_chat(int argc, char **argv) {
         {"max-new", required_argument, 0, 'x'}, {"temperature", required_argument, 0, 'T'},
         {"top-k", required_argument, 0, 'k'}, {"top-p", required_argument, 0, 'P'},
         {"seed", required_argument, 0, 'S'}, {"context", required_argument, 0, 'c'},
-        {"device", required_argument, 0, 'D'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = NULL, *system = NULL;
     char *images[MAX_IMAGES];
-    int n_images = 0, max_new = 256, context = 8192, cuda = 0, o;
+    int n_images = 0, max_new = 256, context = 8192, cuda = 0, bf16 = 0, o;
     mmm_sampler smp = {0, 0, 1.0f, 0};
     optind = 1;
     while ((o = getopt_long(argc, argv, "hp:", opts, NULL)) != -1) {
@@ -140,6 +141,7 @@ int cmd_chat(int argc, char **argv) {
         case 'S': smp.seed = strtoull(optarg, NULL, 10); break;
         case 'c': context = atoi(optarg); break;
         case 'D': if (cli_parse_device("chat", optarg, &cuda)) return 2; break;
+        case 't': if (cli_parse_decode_dtype("chat", optarg, &bf16)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -150,6 +152,7 @@ int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "mmm chat: --max-new >= 1, --context >= 16, --temperature >= 0, 0 < --top-p <= 1\n");
         return 2;
     }
+    if (cli_check_dtype("chat", cuda, bf16)) return 2;
     if (cli_check_device("chat", cuda)) return 1;
     mmm_model *m = NULL;
     mmm_tokenizer *tok = NULL;
@@ -158,6 +161,7 @@ int cmd_chat(int argc, char **argv) {
     if (!rc) rc = mmm_tokenizer_load(model_dir, &tok);
     if (!rc) rc = cli_check_tokenizer(&m->cfg, tok, model_dir);
     if (!rc) rc = cli_use_device(cuda, m, NULL);
+    if (!rc) rc = cli_use_bf16(bf16, m, NULL);
     if (!rc) rc = mmm_state_new(&st, m, context);
     /* an unreadable image is reported before anything is generated */
     for (int i = 0; i < n_images && !rc; i++)

@@ -13,7 +13,7 @@
 
 static void usage(FILE *f) {
     fputs("usage: mmm eval --model DIR --data FILE.jsonl [--teacher DIR] [--tokenizer PATH]\n"
-          "                [--samples N] [--max-new N] [--json OUT] [--device cpu|cuda]\n\n"
+          "                [--samples N] [--max-new N] [--json OUT] [--device cpu|cuda] [--dtype f32|bf16]\n\n"
           "Scores a model on LLaVA-style JSONL conversations: exact match of its greedy answer to\n"
           "the last assistant turn, per task kind (the records' \"task\" field) and overall, and the\n"
           "answer tokens' cross-entropy. With --teacher, also how often the two give the same answer\n"
@@ -22,7 +22,7 @@ static void usage(FILE *f) {
           "  --max-new N      longest answer generated (default 16)\n"
           "  --tokenizer P    default: the model directory's tokenizer\n"
           "  --json OUT       also write the results as JSON\n"
-          CLI_DEVICE_HELP "\n"
+          CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
           "example: mmm eval --model runs/linear --data runs/fmnist/test.jsonl --teacher runs/teacher\n", f);
 }
 
@@ -31,10 +31,10 @@ int cmd_eval(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
         {"teacher", required_argument, 0, 't'}, {"tokenizer", required_argument, 0, 'k'},
         {"samples", required_argument, 0, 'n'}, {"max-new", required_argument, 0, 'x'},
-        {"json", required_argument, 0, 'j'}, {"device", required_argument, 0, 'D'},
+        {"json", required_argument, 0, 'j'}, {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *data = NULL, *teacher_dir = NULL, *tok_path = NULL, *json = NULL;
-    int samples = 0, max_new = 16, cuda = 0, o;
+    int samples = 0, max_new = 16, cuda = 0, bf16 = 0, o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
@@ -46,6 +46,7 @@ int cmd_eval(int argc, char **argv) {
         case 'x': max_new = atoi(optarg); break;
         case 'j': json = optarg; break;
         case 'D': if (cli_parse_device("eval", optarg, &cuda)) return 2; break;
+        case 'T': if (cli_parse_decode_dtype("eval", optarg, &bf16)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -53,6 +54,7 @@ int cmd_eval(int argc, char **argv) {
     if (optind < argc) { fprintf(stderr, "mmm eval: unexpected argument '%s'\n", argv[optind]); return 2; }
     if (!model_dir || !data) { fprintf(stderr, "mmm eval: needs --model and --data (see --help)\n"); return 2; }
     if (samples < 0 || max_new < 1) { fprintf(stderr, "mmm eval: --samples must be >= 0 and --max-new >= 1\n"); return 2; }
+    if (cli_check_dtype("eval", cuda, bf16)) return 2;
     if (cli_check_device("eval", cuda)) return 1;
 
     mmm_model *m = NULL, *t = NULL;
@@ -69,6 +71,7 @@ int cmd_eval(int argc, char **argv) {
     if (!rc) rc = mmm_dataset_load(&d, data, tok, &m->cfg, &dopt);
     if (!rc && d.n_skipped) printf("%s: skipped %d of %d lines (%s)\n", data, d.n_skipped, d.n_lines, d.skipped_report);
     if (!rc) rc = cli_use_device(cuda, m, t);
+    if (!rc) rc = cli_use_bf16(bf16, m, t);
     if (!rc) rc = mmm_evaluate(m, tok, &d, 0, max_new, t, &r);
     if (!rc) {
         int L = mmm_config_n_layers(&m->cfg), nm = mmm_config_n_mamba_layers(&m->cfg);

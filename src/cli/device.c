@@ -25,3 +25,23 @@ int cli_use_device(int cuda, mmm_model *a, mmm_model *b) {
     int rc = cuda && a ? mmm_gpu_attach(a) : MMM_OK;
     return !rc && cuda && b ? mmm_gpu_attach(b) : rc;
 }
+
+int cli_parse_decode_dtype(const char *cmd, const char *value, int *bf16) {
+    if (!strcmp(value, "f32") || !strcmp(value, "bf16")) {
+        *bf16 = !strcmp(value, "bf16");
+        return 0;
+    }
+    fprintf(stderr, "mmm %s: --dtype takes f32 or bf16, not '%s'\n", cmd, value);
+    return 2;
+}
+
+int cli_check_dtype(const char *cmd, int cuda, int bf16) {
+    if (!bf16 || cuda) return 0;
+    fprintf(stderr, "mmm %s: --dtype bf16 needs --device cuda\n", cmd);
+    return 2;
+}
+
+int cli_use_bf16(int bf16, mmm_model *a, mmm_model *b) {
+    int rc = bf16 && a ? mmm_gpu_use_bf16_decode(a) : MMM_OK;
+    return !rc && bf16 && b ? mmm_gpu_use_bf16_decode(b) : rc;
+}

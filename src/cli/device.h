@@ -5,6 +5,8 @@
 #include "mmm/model.h"
 
 #define CLI_DEVICE_HELP "  --device D         cpu (default) or cuda: run the model on the GPU\n"
+#define CLI_DTYPE_HELP  "  --dtype T          f32 (default) or bf16: with --device cuda, decode with bf16 weight\n" \
+                        "                     matrices (prefill and caches stay fp32)\n"
 
 /* Parses the option's value into *cuda; prints the error and returns 2 (the usage exit status)
  * when it is neither. */
@@ -14,5 +16,10 @@ int cli_parse_device(const char *cmd, const char *value, int *cuda);
 int cli_check_device(const char *cmd, int cuda);
 /* With cuda, puts each given model (NULLs skipped) on the GPU. */
 int cli_use_device(int cuda, mmm_model *a, mmm_model *b);
+/* --dtype f32|bf16: parses into *bf16; bf16 needs cuda. Prints the error and returns 2. */
+int cli_parse_decode_dtype(const char *cmd, const char *value, int *bf16);
+int cli_check_dtype(const char *cmd, int cuda, int bf16);
+/* With bf16, gives each attached model (NULLs skipped) its bf16 decode weights. */
+int cli_use_bf16(int bf16, mmm_model *a, mmm_model *b);
 
 #endif

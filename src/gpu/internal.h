@@ -17,6 +17,7 @@
 #define TRY(call) do { int rc_ = (call); if (rc_) return rc_; } while (0)
 
 typedef struct mmm_gpu_model mmm_gpu_model;
+typedef struct gpu_bf16_pack gpu_bf16_pack;
 struct mmm_gpu_model {
     float *data;       /* (n_floats) the weights, laid out as the host's */
     mmm_weights w;     /* bound to data */
@@ -25,6 +26,7 @@ struct mmm_gpu_model {
     float *pos;        /* (gt², C) the vision position grid, resized on the host when gt != g */
     float *grads;      /* (n_floats) gradients of one backward, allocated on first use */
     float *grads_host; /* (n_floats) their host staging copy */
+    gpu_bf16_pack *bf16; /* bf16 matrices for decoding (mmm_gpu_use_bf16_decode), or NULL */
 };
 
 /* A device allocation that grows on demand (its contents are lost when it grows). */
@@ -86,6 +88,26 @@ int gpu_vision_backward(const mmm_gpu_model *g, const mmm_model *m, const mmm_we
  * *img_cursor. off is a device scratch of 2·n int64. */
 int gpu_embed(const mmm_model *m, float *x, const int32_t *ids, int n, const float *img,
               long *img_cursor, int64_t *off);
+
+/* The bf16 decode pack (decode_bf16.c): refilled from the weights after they change, freed. */
+int gpu_bf16_pack_fill(const mmm_model *m);
+void gpu_bf16_pack_free(gpu_bf16_pack *p);
+
+/* What one bf16 decode step works in (device): the state's caches and single-token buffers,
+ * each vector on a 16-byte boundary. */
+typedef struct {
+    float *x;               /* (C) the token's residual stream */
+    float *z, *q, *y, *s;   /* (widest input projection), (H·D), (H·D), (F) */
+    float *norm;            /* (1) */
+    float **k, **v;         /* per attention layer (Tmax, Hkv, D) */
+    float **conv, **ssm;    /* per mamba2 layer */
+    int *sync;              /* (L) */
+    void *ws;               /* mmm_cuda_attention_decode's workspace */
+    int Tmax;
+    const float *rope[2][2]; /* [stack][cos|sin] (D/2) of the token's position */
+} gpu_decode_bufs;
+/* The token whose embedding is in b->x, at position pos: logits (V, device). */
+int gpu_decode_bf16(const mmm_model *m, const gpu_decode_bufs *b, int pos, float *logits);
 
 /* Zeroes the model's device gradient buffer (allocated on first use) and binds gw to it. */
 int gpu_grads_begin(const mmm_model *m, mmm_weights *gw);

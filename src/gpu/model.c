@@ -126,7 +126,8 @@ int mmm_gpu_sync(mmm_model *m, const mmm_train_range *trainable) {
         size_t b = trainable[i].begin, e = trainable[i].end < p->numel ? trainable[i].end : p->numel;
         if (b < e) TRY(mmm_cuda_upload(g->data + p->offset + b, m->data + p->offset + b, (e - b) * sizeof(float)));
     }
-    return derive(m);
+    TRY(derive(m));
+    return g->bf16 ? gpu_bf16_pack_fill(m) : MMM_OK;
 }
 
 void mmm_gpu_detach(mmm_model *m) {
@@ -137,6 +138,7 @@ void mmm_gpu_detach(mmm_model *m) {
     mmm_cuda_free(g->pos);
     mmm_cuda_free(g->grads);
     free(g->grads_host);
+    gpu_bf16_pack_free(g->bf16);
     free(g->A);
     mmm_weights_free(&g->w);
     free(g);

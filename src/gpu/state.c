@@ -23,6 +23,7 @@ typedef struct {
     int *sync;               /* (L) mmm_cuda_mamba_decode_step's counters, zero between calls */
     gpu_buf index;           /* 2·CHUNK int64 embedding offsets, then CHUNK int32 positions */
     gpu_buf logits;          /* (rows, V) of the current chunk */
+    gpu_buf dec;             /* the bf16 decode's single-token vectors */
     gpu_buf vis;             /* vision buffers and pixels of VISION_TILES tiles */
     gpu_buf img;             /* (n_tiles·tpt, C) image embeddings of the current prefill */
 } gpu_state;
@@ -53,6 +54,7 @@ static void state_free(void *impl) {
     gpu_buf_free(&s->decode_ws);
     gpu_buf_free(&s->index);
     gpu_buf_free(&s->logits);
+    gpu_buf_free(&s->dec);
     gpu_buf_free(&s->vis);
     gpu_buf_free(&s->img);
     free(s);
@@ -98,11 +100,9 @@ static int state_copy(void *dst_impl, const void *src_impl, int len) {
     return MMM_OK;
 }
 
-/* Runs T (≤ CHUNK) tokens at positions pos0.. whose embeddings are in s->x through every layer. */
-static int run_chunk(gpu_state *s, int T, int pos0) {
-    const mmm_model *m = s->m;
-    const mmm_config *c = &m->cfg;
-    int C = c->hidden, L = mmm_config_n_layers(c);
+/* The rotary tables of both stacks for positions pos0 .. pos0 + T − 1. */
+static int rope_tables(gpu_state *s, int T, int pos0) {
+    const mmm_config *c = &s->m->cfg;
     int32_t pos[CHUNK], *dpos = (int32_t *)((int64_t *)s->index.p + 2 * CHUNK);
     for (int t = 0; t < T; t++) pos[t] = pos0 + t;
     TRY(mmm_cuda_upload(dpos, pos, (size_t)T * sizeof *pos));
@@ -111,6 +111,15 @@ static int run_chunk(gpu_state *s, int T, int pos0) {
         if (n > 0) TRY(mmm_cuda_rope_table(s->rope[st][0], s->rope[st][1], dpos, c->layers[first].rope_theta, T,
                                            c->layers[first].head_dim));
     }
+    return MMM_OK;
+}
+
+/* Runs T (≤ CHUNK) tokens at positions pos0.. whose embeddings are in s->x through every layer. */
+static int run_chunk(gpu_state *s, int T, int pos0) {
+    const mmm_model *m = s->m;
+    const mmm_config *c = &m->cfg;
+    int C = c->hidden, L = mmm_config_n_layers(c);
+    TRY(rope_tables(s, T, pos0));
     for (int l = 0; l < L; l++) {
         const mmm_layer_desc *d = &c->layers[l];
         if (l == c->n_emb_layers && c->normalize_encoder_output)
@@ -147,12 +156,43 @@ static int image_embeddings(gpu_state *s, const float *pixels, int n_tiles) {
     return MMM_OK;
 }
 
+/* One token through the bf16 decode (mmm_gpu_use_bf16_decode); its logits into out (V, host). */
+static int decode_bf16(gpu_state *s, int32_t id, int pos, float *out) {
+    const mmm_model *m = s->m;
+    const mmm_config *c = &m->cfg;
+    int V = c->vocab;
+    size_t widest = 0, hd = 0, ffn = 0;
+    for (int l = 0; l < s->n_layers; l++) {
+        const mmm_layer_desc *d = &c->layers[l];
+        size_t in = d->kind == MMM_MIXER_ATTENTION ? (size_t)(d->n_heads + 2 * d->n_kv_heads) * d->head_dim
+                                                   : layer_scratch_floats(d, 1);
+        if (in > widest) widest = in;
+        if ((size_t)d->n_heads * d->head_dim > hd) hd = (size_t)d->n_heads * d->head_dim;
+        if ((size_t)d->ffn > ffn) ffn = (size_t)d->ffn;
+    }
+    long cursor = 0;
+    TRY(gpu_embed(m, s->x, &id, 1, NULL, &cursor, s->index.p));
+    TRY(rope_tables(s, 1, pos));
+    TRY(gpu_buf_reserve(&s->logits, (size_t)V * sizeof(float)));
+    TRY(gpu_buf_reserve(&s->dec, (MMM_ALIGN_FLOATS(widest) + 2 * MMM_ALIGN_FLOATS(hd) + ffn) * sizeof(float)));
+    float *z = s->dec.p, *q = z + MMM_ALIGN_FLOATS(widest), *y = q + MMM_ALIGN_FLOATS(hd), *sw = y + MMM_ALIGN_FLOATS(hd);
+    gpu_decode_bufs b = {s->x, z, q, y, sw, s->norms, s->k, s->v, s->conv, s->ssm, s->sync, s->decode_ws.p,
+                         s->max_tokens, {{s->rope[0][0], s->rope[0][1]}, {s->rope[1][0], s->rope[1][1]}}};
+    TRY(gpu_decode_bf16(m, &b, pos, s->logits.p));
+    return mmm_cuda_download(out, s->logits.p, (size_t)V * sizeof *out);
+}
+
 static int state_prefill(void *impl, const int32_t *ids, int T, int pos0, const float *pixels, int n_tiles,
                          float *logits, float *last) {
     gpu_state *s = impl;
     const mmm_model *m = s->m;
     const mmm_config *c = &m->cfg;
     int C = c->hidden, V = c->vocab;
+    if (T == 1 && n_tiles == 0 && m->gpu->bf16 && (logits || last)) {
+        TRY(decode_bf16(s, ids[0], pos0, logits ? logits : last));
+        if (logits && last) memcpy(last, logits, (size_t)V * sizeof *last);
+        return mmm_cuda_sync();
+    }
     const float *img = NULL;
     if (n_tiles > 0 && c->patch_size) {
         TRY(image_embeddings(s, pixels, n_tiles));

@@ -1,12 +1,12 @@
 /* The model on the GPU against the model on the CPU (include/mmm/gpu.h), for a teacher, a linear
- * and a hybrid student of head_dim 64 and 32 with images in the batch (a resized position grid, special
- * tokens, the L2 norm between the stacks): logits of a batch (relative max-norm error < 1e-4),
- * prefill + decode logits at every position (< 1e-4), every parameter's gradient (< 1e-3), and
- * the losses of 6 steps of training and of each distillation stage through the trainer (each
- * step's loss within 1e-3 relative of the CPU run's; measured on an H100: below 1e-5. AdamW
- * turns rounding-level gradient differences into full-size updates of the elements whose
- * gradients are near zero, so longer runs drift apart slowly). Without a GPU every test prints
- * one "gpu ... skipped" line. */
+ * and a hybrid student at head_dim 64 and 32 with images in the batch (a resized position grid,
+ * special tokens, the L2 norm between the stacks): logits of a batch (relative max-norm error
+ * < 1e-4), prefill + decode logits at every position (< 1e-4; decoding with bf16 weight matrices
+ * < 5e-2), every parameter's gradient (< 1e-3), and the losses of 6 steps of training and of each
+ * distillation stage through the trainer (each step's loss within 1e-3 relative of the CPU run's;
+ * measured on an H100: below 1e-5. AdamW turns rounding-level gradient differences into
+ * full-size updates of the elements whose gradients are near zero, so longer runs drift apart
+ * slowly). Without a GPU every test prints one "gpu ... skipped" line. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +16,34 @@
 #include "../harness.h"
 #include "mmm/error.h"
 #include "mmm/model.h"
+#include "mmm/safetensors.h"
 
 /* A saved model the GPU can run, for the CLI test (or NULL where none can). */
 static const char *gpu_model_dir(void);
 
+/* Tensor `name` of two dumps agree (relative max-norm error < 1e-4). */
+static void same_tensor(const char *a, const char *b, const char *name) {
+    mmm_st_file *fa = NULL, *fb = NULL;
+    const mmm_st_tensor *ta = NULL, *tb = NULL;
+    if (!mmm_st_open(&fa, a) && !mmm_st_open(&fb, b)) {
+        ta = mmm_st_find(fa, name);
+        tb = mmm_st_find(fb, name);
+    }
+    float *x = ta ? malloc(ta->numel * sizeof *x) : NULL, *y = ta ? malloc(ta->numel * sizeof *y) : NULL;
+    int ok = ta && tb && ta->numel == tb->numel && x && y && !mmm_st_read_f32(ta, x, ta->numel) &&
+             !mmm_st_read_f32(tb, y, tb->numel);
+    char what[128];
+    snprintf(what, sizeof what, "cli forward --device cuda --dump --hidden: '%s' = cpu", name);
+    if (check(ok, "%s: both dumps hold it", what)) check_close_f(what, x, y, ta->numel, 1e-4);
+    free(x);
+    free(y);
+    mmm_st_close(fa);
+    mmm_st_close(fb);
+}
+
 /* Every command that takes --device: without a usable GPU (or CUDA) it fails at once with one
- * clear line; with one, `mmm forward --device cuda` ranks the next tokens as the CPU does. */
+ * clear line; with one, `mmm forward --device cuda` ranks the next tokens as the CPU does and
+ * dumps the same logits and hidden states. */
 TEST(gpu_model_cli_device) {
     static char out[8192], out2[8192];
     const char *cmds[] = {
@@ -54,6 +76,18 @@ TEST(gpu_model_cli_device) {
         same = a && b && atoi(a + 4) == atoi(b + 4);
     check(same, "cli forward --device cuda: the same top 5 next tokens as --device cpu%s%.*s", rc ? ": " : "",
           rc ? (int)strcspn(out, "\n") : 0, out);
+    char a[96], b[96];
+    snprintf(a, sizeof a, "%s/cpu.safetensors", dir);
+    snprintf(b, sizeof b, "%s/gpu.safetensors", dir);
+    for (int d = 0; d < 2; d++) {
+        snprintf(cmd, sizeof cmd, "forward --model %s --ids 63,5,-1,9,17 --image tests/data/images/fmnist_28.png "
+                 "--dump %s --hidden --device %s", dir, d ? b : a, d ? "cuda" : "cpu");
+        rc = run_mmm(cmd, out, sizeof out);
+        check(rc == 0, "cli forward --device %s with an image, --dump --hidden%s%.*s", d ? "cuda" : "cpu",
+              rc ? ": " : "", rc ? (int)strcspn(out, "\n") : 0, out);
+    }
+    const char *names[] = {"logits", "hidden_states", "input_embeds", "encoder_output", "image_embeds"};
+    for (int i = 0; i < 5; i++) same_tensor(a, b, names[i]);
 }
 
 #ifndef MMM_WITH_CUDA
@@ -235,6 +269,13 @@ TEST(gpu_model_generation) {
             size_t dec = (size_t)T * m->cfg.vocab;
             snprintf(what, sizeof what, "gpu generation %s: decode steps alone = cpu", cases[k]);
             check_close_f(what, gpu_l + dec, cpu + dec, nl - dec, 1e-4);
+            /* decoding with bf16 weight matrices: the prefill as before, the steps to bf16 rounding */
+            rc = mmm_gpu_use_bf16_decode(m);
+            if (!rc) rc = generate(m, ids, T, SPLIT, pixels, DEC, gpu_l);
+            snprintf(what, sizeof what, "gpu generation %s: bf16 decode steps = cpu (to bf16 rounding)", cases[k]);
+            if (check(rc == MMM_OK, "gpu generation %s: bf16 decode runs%s%s", cases[k], rc ? ": " : "",
+                      rc ? mmm_last_error() : ""))
+                check_close_f(what, gpu_l + dec, cpu + dec, nl - dec, 5e-2);
         }
         free(cpu);
         free(gpu_l);
