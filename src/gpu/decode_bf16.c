@@ -43,8 +43,7 @@ static int walk(gpu_bf16_pack *p, const mmm_model *m, char *base, size_t *bytes,
     for (int l = 0; l < mmm_config_n_layers(c); l++) {
         const mmm_layer_desc *d = &c->layers[l];
         const mmm_layer_weights *lw = &w->layers[l];
-        pack_layer *pl = base ? &p->layers[l] : NULL, dummy;
-        if (!pl) pl = &dummy;
+        pack_layer sizing, *pl = base ? &p->layers[l] : &sizing;
         size_t H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim, F = d->ffn;
         int attn = d->kind == MMM_MIXER_ATTENTION;
         size_t in_rows = attn ? (H + 2 * Hkv) * D : (size_t)mamba_conv_channels(d) + H * D + H;
