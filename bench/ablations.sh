@@ -6,21 +6,21 @@
 #                    (K attention layers, stage 3 from the shared stages 1-2)
 # usage: bench/ablations.sh TEACHER_DIR DATA_DIR OUT_DIR [STEPS_PER_STAGE [K]]
 # (LR_SCALE, default 10 as in mmm demo, multiplies the paper's learning rates; JOBS, default 1,
-# runs that many distillations at once, each with one worker thread)
+# runs that many distillations at once, each on THREADS threads, default 2)
 # Prints one line per variant (exact match on SAMPLES=600 test samples, per task) and writes
 # OUT_DIR/ablations.md.
 set -euo pipefail
 teacher=$1 data=$2 out=$3 steps=${4:-150} k=${5:-2}
 mmm=${MMM:-./build/mmm}
 mkdir -p "$out"
-common="--teacher $teacher --data $data/train.jsonl --steps1 $steps --steps2 $steps --steps3 $steps --batch-tokens 2048 --lr-scale ${LR_SCALE:-10}"
+common="--teacher $teacher --data $data/train.jsonl --steps1 $steps --steps2 $steps --steps3 $steps --accum 2 --batch-tokens 1024 --lr-scale ${LR_SCALE:-10}"
 eval_one() { # $1 = label, $2 = model dir
     "$mmm" eval --model "$2" --data "$data/test.jsonl" --teacher "$teacher" --samples "${SAMPLES:-600}" --json "$out/$1.json" > "$out/$1.eval.txt"
     printf "| %s | %s |\n" "$1" "$(grep -E '^(name|yesno|group|grid|which|count|all) ' "$out/$1.eval.txt" \
         | awk '{printf "%s %s; ", $1, $3}')$(grep agreement "$out/$1.eval.txt" | sed 's/agreement with the teacher/agree/')" | tee -a "$out/ablations.md"
 }
 jobs=${JOBS:-1}
-[ "$jobs" -gt 1 ] && export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+[ "$jobs" -gt 1 ] && export OMP_NUM_THREADS=${THREADS:-2} OPENBLAS_NUM_THREADS=1
 # runs "$mmm distill ARGS" into $out/$1 in the background, at most $jobs at once
 distill_bg() { # $1 = label, rest = distill arguments
     local label=$1; shift
