@@ -206,9 +206,9 @@ int cmd_demo(int argc, char **argv) {
             rc = run(cmd_tokenizer, "tokenizer train --corpus %s/corpus.txt --vocab-size 384 --special <|im_start|> --special <|im_end|> "
                      "--special <img> --special </img> --special <IMG_CONTEXT> --out %s", data, tok);
             if (!rc) rc = run(cmd_train, "train --config configs/teacher-fmnist.json --tokenizer %s --data %s/train.jsonl "
-                              "--eval %s/test.jsonl --out %s --steps %d --lr 2e-3 --decay 0.3 --batch-tokens 2048 "
+                              "--eval %s/test.jsonl --out %s --steps %d --lr 2e-3 --decay 0.5 --accum 2 --batch-tokens 1024 "
                               "--eval-every %d --eval-samples 500 --save-every 500", tok, data, data, teacher,
-                              quick ? 300 : 6000, quick ? 300 : 1500);
+                              quick ? 300 : 8000, quick ? 300 : 2000);
         }
     }
 
@@ -220,11 +220,12 @@ int cmd_demo(int argc, char **argv) {
     /* 3-4. students: stages 1-2 are shared (they always convert every layer); the hybrid differs in stage 3 */
     /* the paper's learning rates (1e-3, 5e-4, 5e-5) are for a pretrained 2.6B model; this 1.4M
      * model distills best at ten times those (bench/RESULTS.md) */
-    int s1 = quick ? 40 : 200, s2 = quick ? 40 : 200, s3 = quick ? 80 : 600;
+    int s1 = quick ? 40 : 200, s2 = quick ? 40 : 200, s3 = quick ? 80 : 800;
     if (!rc) {
         banner(3, total, "linear student: three-stage distillation", t0);
         rc = run(cmd_distill, "distill --teacher %s --data %s/train.jsonl --eval %s/test.jsonl --out %s --steps1 %d --steps2 %d "
-                 "--steps3 %d --lr-scale 10 --eval-samples %d", teacher, data, data, linear, s1, s2, s3, quick ? 100 : 300);
+                 "--steps3 %d --lr-scale 10 --accum 2 --batch-tokens 1024 --eval-samples %d", teacher, data, data, linear, s1, s2,
+                 s3, quick ? 100 : 300);
     }
     if (!rc) {
         banner(4, total, "hybrid student (every 4th layer attention): stage 3 from the shared stages 1-2", t0);
@@ -236,7 +237,8 @@ int cmd_demo(int argc, char **argv) {
             if (!exists(link) && symlink(target, link) != 0) { rc = mmm_fail(MMM_ERR_IO, "%s: %s", link, strerror(errno)); cli_fail("demo"); }
         }
         if (!rc) rc = run(cmd_distill, "distill --teacher %s --data %s/train.jsonl --eval %s/test.jsonl --out %s --hybrid every:4 "
-                          "--steps1 %d --steps2 %d --steps3 %d --lr-scale 10 --eval-samples %d", teacher, data, data, hybrid,
+                          "--steps1 %d --steps2 %d --steps3 %d --lr-scale 10 --accum 2 --batch-tokens 1024 --eval-samples %d",
+                          teacher, data, data, hybrid,
                           s1, s2, s3, quick ? 100 : 300);
     }
 
