@@ -20,120 +20,17 @@
  * of cumulative sums inside one chunk (≤ 0, nothing overflows; it underflows to 0 at worst), and
  * the state passing multiplies by per-chunk decays ≤ 1, so long sequences stay finite.
  * The tile products are fp32 on the CUDA cores, like the forward's. */
-#include "common.cuh"
+#include "ssd_tiles.cuh"
 
-#define TILE 64
-#define KS 16
-#define SSD_THREADS 256
-#define MAX_CHUNK 256
 #define LDT (TILE + 1) /* row stride of the shared 64×64 tiles */
 
-namespace { /* the tile helpers repeat ssd.cu's (static there); internal linkage keeps them apart */
-
-struct slabs {
-    float a[KS][TILE + 4], b[KS][TILE + 4];
-};
-
-template <class F>
-__device__ __forceinline__ void fill_slab(float (&dst)[KS][TILE + 4], const F &f, int k0, int K) {
-    for (int e = threadIdx.x; e < KS * TILE; e += SSD_THREADS) {
-        int r = F::k_contiguous ? e / KS : e % TILE, kk = F::k_contiguous ? e % KS : e / TILE;
-        int k = k0 + kk;
-        dst[kk][r] = k < K ? f(r, k) : 0.f;
-    }
-}
-
-/* acc[i][j] (row ty + 16i, column tx + 16j of the 64×64 tile) += Σ_{k<K} fa(r, k)·fb(c, k).
- * Starts and ends with every thread past a barrier of its own. */
-template <class FA, class FB>
-__device__ __forceinline__ void tile_mm(float (&acc)[4][4], const FA &fa, const FB &fb, int K,
-                                        slabs &s) {
-    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    for (int k0 = 0; k0 < K; k0 += KS) {
-        fill_slab(s.a, fa, k0, K);
-        fill_slab(s.b, fb, k0, K);
-        __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < KS; kk++) {
-            float a[4], b[4];
-#pragma unroll
-            for (int i = 0; i < 4; i++) { a[i] = s.a[kk][ty + 16 * i]; b[i] = s.b[kk][tx + 16 * i]; }
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) acc[i][j] += a[i] * b[j];
-        }
-        __syncthreads();
-    }
-}
-
-__device__ __forceinline__ void zero(float (&acc)[4][4]) {
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] = 0.f;
-}
-
-/* Element (r, k) of a row-major operand at (r0 + r, k), row stride `stride`, zero outside
- * rows × cols, times an optional per-row (indexed r0 + r) or per-k scale. */
-template <typename T>
-struct view {
-    static constexpr bool k_contiguous = true;
-    const T *p;
-    size_t stride;
-    int r0, rows, cols;
-    const float *rscale, *kscale;
-    __device__ float operator()(int r, int k) const {
-        int rr = r0 + r;
-        if (rr >= rows || k >= cols) return 0.f;
-        float v = ld(p + (size_t)rr * stride + k);
-        if (rscale) v *= rscale[rr];
-        if (kscale) v *= kscale[k];
-        return v;
-    }
-};
-
-/* The transpose: element (r, k) is p[k·stride + r0 + r]. */
-template <typename T>
-struct tview {
-    static constexpr bool k_contiguous = false;
-    const T *p;
-    size_t stride;
-    int r0, rows, cols;
-    const float *kscale;
-    __device__ float operator()(int r, int k) const {
-        int rr = r0 + r;
-        if (rr >= rows || k >= cols) return 0.f;
-        float v = ld(p + (size_t)k * stride + rr);
-        return kscale ? v * kscale[k] : v;
-    }
-};
+namespace {
 
 /* Sum over the 16 threads of a tile row (the 16 tx of one ty: one half-warp). */
 __device__ __forceinline__ float row_sum16(float v) {
 #pragma unroll
     for (int m = 8; m; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
     return v;
-}
-
-/* dts[i] = dt, a[i] = Σ_{r≤i} dt_r·A for the n tokens of a chunk (one warp scans), then a barrier. */
-__device__ void chunk_decays(float *dts, float *a, const float *dt, size_t ldt, int n, float A) {
-    if (threadIdx.x < 32) {
-        float carry = 0.f;
-        int lane = threadIdx.x;
-        for (int i0 = 0; i0 < n; i0 += 32) {
-            int i = i0 + lane;
-            float d = i < n ? dt[(size_t)i * ldt] : 0.f, x = d * A;
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                float y = __shfl_up_sync(0xffffffffu, x, o);
-                if (lane >= o) x += y;
-            }
-            if (i < n) { dts[i] = d; a[i] = carry + x; }
-            carry += __shfl_sync(0xffffffffu, x, 31);
-        }
-    }
-    __syncthreads();
 }
 
 /* Pass 1. grid (nchunks, H, B). states[c] = Xᵀ·diag(w)·B (not for the last chunk, whose leaving

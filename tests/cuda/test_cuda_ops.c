@@ -16,6 +16,7 @@ TEST(cuda_ops) { printf("cuda ops skipped (built without CUDA)\n"); }
 
 #else
 
+#include "cuda_util.h"
 #include "mmm/cuda.h"
 #include "mmm/dtype.h"
 #include "mmm/error.h"
@@ -29,107 +30,10 @@ TEST(cuda_ops) { printf("cuda ops skipped (built without CUDA)\n"); }
 #include "mmm/ops/ssd.h"
 #include "mmm/optim.h"
 
-#define F32 MMM_DTYPE_F32
-#define BF16 MMM_DTYPE_BF16
-
-static int g_gpu; /* 0 unknown, 1 usable, −1 none */
-
-static bool gpu(const char *what) {
-    if (!g_gpu) g_gpu = mmm_cuda_init(0, NULL) == MMM_OK ? 1 : -1;
-    if (g_gpu < 0) printf("cuda %s skipped (no GPU)\n", what);
-    return g_gpu > 0;
-}
-
-/* ---- device buffers of one test, freed together ---- */
-
-#define MAX_BUFS 64
-static void *g_bufs[MAX_BUFS];
-static int g_nbufs;
-
-static void *dalloc(size_t bytes) {
-    void *p = NULL;
-    if (mmm_cuda_malloc(&p, bytes) || g_nbufs == MAX_BUFS) {
-        fprintf(stderr, "test_cuda_ops: %s\n", mmm_last_error());
-        abort();
-    }
-    return g_bufs[g_nbufs++] = p;
-}
-
-static void release(void) {
-    while (g_nbufs) mmm_cuda_free(g_bufs[--g_nbufs]);
-}
-
-static const char *dtn(mmm_dtype dt) { return dt == BF16 ? "bf16" : "f32"; }
-static size_t esz(mmm_dtype dt) { return dt == BF16 ? 2 : 4; }
-
-/* rounds host values to what dtype dt stores, so the CPU sees the GPU's inputs */
-static void rnd(float *x, size_t n, mmm_dtype dt) {
-    if (dt == BF16)
-        for (size_t i = 0; i < n; i++) x[i] = mmm_bf16_to_f32(mmm_f32_to_bf16(x[i]));
-}
-
-static void *up(const float *x, size_t n, mmm_dtype dt) {
-    void *d = dalloc(n * esz(dt));
-    if (dt == BF16) {
-        uint16_t *h = malloc(n * 2 + 2);
-        mmm_f32_to_bf16_array(h, x, n);
-        mmm_cuda_upload(d, h, n * 2);
-        free(h);
-    } else {
-        mmm_cuda_upload(d, x, n * 4);
-    }
-    return d;
-}
-
-static void *up_bytes(const void *x, size_t bytes) {
-    void *d = dalloc(bytes);
-    mmm_cuda_upload(d, x, bytes);
-    return d;
-}
-
-/* an output buffer full of NaN (0xFF bytes are NaN in fp32 and bf16) */
-static void *poisoned(size_t n, mmm_dtype dt) {
-    void *d = dalloc(n * esz(dt));
-    mmm_cuda_memset(d, 0xFF, n * esz(dt));
-    return d;
-}
-
-static float *down(const void *d, size_t n, mmm_dtype dt) {
-    float *h = malloc(n * sizeof *h + 4);
-    if (dt == BF16) {
-        uint16_t *b = malloc(n * 2 + 2);
-        mmm_cuda_download(b, d, n * 2);
-        mmm_bf16_to_f32_array(h, b, n);
-        free(b);
-    } else {
-        mmm_cuda_download(h, d, n * 4);
-    }
-    return h;
-}
-
-static float *rand_host(rng_t *r, size_t n, float lo, float hi, mmm_dtype dt) {
-    float *x = alloc_uniform(r, n, lo, hi);
-    rnd(x, n, dt);
-    return x;
-}
-
-static float *copy_of(const float *x, size_t n) {
-    float *c = malloc(n * sizeof *c + 4);
-    memcpy(c, x, n * sizeof *c);
-    return c;
-}
-
-/* the launch's status, then the kernel's (errors surface at the sync) */
-static bool ran(int rc, const char *what) {
-    if (!rc) rc = mmm_cuda_sync();
-    if (rc) check(false, "cuda %s: %s", what, mmm_last_error());
-    return rc == 0;
-}
-
 /* downloads n values of dtype dt and compares with the reference */
 static bool same(const char *what, const void *d, const float *ref, size_t n, mmm_dtype dt,
                  double tol_f32) {
-    float *got = down(d, n, dt);
+    float *got = cu_down(d, n, dt);
     double *r = to_f64(ref, n);
     char name[256];
     snprintf(name, sizeof name, "cuda %s", what);
@@ -144,7 +48,7 @@ static const mmm_dtype DTS[2] = {F32, BF16};
 /* ---- tests ---- */
 
 TEST(cuda_device) {
-    if (!gpu("device")) return;
+    if (!cu_gpu("device")) return;
     mmm_cuda_info info;
     int rc = mmm_cuda_init(0, &info);
     check(rc == 0 && info.sm_count > 0, "cuda device %s sm_%d%d %d SMs %.1f GiB", info.name,
@@ -153,32 +57,32 @@ TEST(cuda_device) {
 }
 
 TEST(cuda_linear) {
-    if (!gpu("linear")) return;
+    if (!cu_gpu("linear")) return;
     static const int shapes[][3] = {{37, 64, 48}, {1, 2048, 300}, {129, 96, 257}};
     for (int s = 0; s < 3; s++)
         for (int di = 0; di < 2; di++) {
             mmm_dtype dt = DTS[di];
             int N = shapes[s][0], C = shapes[s][1], OC = shapes[s][2];
             rng_t r = rng_new(100 + s * 2 + di);
-            float *x = rand_host(&r, (size_t)N * C, -1, 1, dt), *w = rand_host(&r, (size_t)OC * C, -1, 1, dt);
-            float *bias = rand_host(&r, OC, -1, 1, dt), *dout = rand_host(&r, (size_t)N * OC, -1, 1, dt);
+            float *x = cu_rand_host(&r, (size_t)N * C, -1, 1, dt), *w = cu_rand_host(&r, (size_t)OC * C, -1, 1, dt);
+            float *bias = cu_rand_host(&r, OC, -1, 1, dt), *dout = cu_rand_host(&r, (size_t)N * OC, -1, 1, dt);
             float *out = alloc_zeros((size_t)N * OC);
             mmm_linear_forward(out, x, w, bias, N, C, OC);
-            void *dx = up(x, (size_t)N * C, dt), *dw = up(w, (size_t)OC * C, dt), *db = up(bias, OC, dt);
-            void *dy = poisoned((size_t)N * OC, dt);
+            void *dx = cu_up(x, (size_t)N * C, dt), *dw = cu_up(w, (size_t)OC * C, dt), *db = cu_up(bias, OC, dt);
+            void *dy = cu_poisoned((size_t)N * OC, dt);
             char what[160];
-            snprintf(what, sizeof what, "linear_fwd %s N=%d C=%d OC=%d", dtn(dt), N, C, OC);
-            if (ran(mmm_cuda_linear_forward(dy, dx, dw, db, N, C, OC, dt), what))
+            snprintf(what, sizeof what, "linear_fwd %s N=%d C=%d OC=%d", cu_dtn(dt), N, C, OC);
+            if (cu_ran(mmm_cuda_linear_forward(dy, dx, dw, db, N, C, OC, dt), what))
                 same(what, dy, out, (size_t)N * OC, dt, 1e-5);
 
             /* gradients in fp32 (master gradients), accumulated onto random values */
             float *gx = alloc_uniform(&r, (size_t)N * C, -1, 1), *gw = alloc_uniform(&r, (size_t)OC * C, -1, 1);
             float *gb = alloc_uniform(&r, OC, -1, 1);
-            void *dgx = up(gx, (size_t)N * C, F32), *dgw = up(gw, (size_t)OC * C, F32), *dgb = up(gb, OC, F32);
-            void *ddout = up(dout, (size_t)N * OC, dt);
+            void *dgx = cu_up(gx, (size_t)N * C, F32), *dgw = cu_up(gw, (size_t)OC * C, F32), *dgb = cu_up(gb, OC, F32);
+            void *ddout = cu_up(dout, (size_t)N * OC, dt);
             mmm_linear_backward(gx, gw, gb, dout, x, w, N, C, OC);
-            snprintf(what, sizeof what, "linear_bwd %s N=%d C=%d OC=%d", dtn(dt), N, C, OC);
-            if (ran(mmm_cuda_linear_backward(dgx, dgw, dgb, ddout, dx, dw, N, C, OC, dt, F32), what)) {
+            snprintf(what, sizeof what, "linear_bwd %s N=%d C=%d OC=%d", cu_dtn(dt), N, C, OC);
+            if (cu_ran(mmm_cuda_linear_backward(dgx, dgw, dgb, ddout, dx, dw, N, C, OC, dt, F32), what)) {
                 char w2[200];
                 snprintf(w2, sizeof w2, "%s dinp", what);
                 same(w2, dgx, gx, (size_t)N * C, F32, dt == BF16 ? 1e-2 : 1e-5);
@@ -188,12 +92,12 @@ TEST(cuda_linear) {
                 same(w2, dgb, gb, OC, F32, 1e-5);
             }
             free(x); free(w); free(bias); free(dout); free(out); free(gx); free(gw); free(gb);
-            release();
+            cu_release();
         }
 }
 
 TEST(cuda_embedding) {
-    if (!gpu("embedding")) return;
+    if (!cu_gpu("embedding")) return;
     int N = 29, V = 50, C = 70;
     rng_t r = rng_new(7);
     int32_t ids[29];
@@ -201,24 +105,24 @@ TEST(cuda_embedding) {
     ids[3] = ids[5]; /* a repeated id accumulates twice */
     for (int di = 0; di < 2; di++) {
         mmm_dtype dt = DTS[di];
-        float *table = rand_host(&r, (size_t)V * C, -1, 1, dt), *out = alloc_zeros((size_t)N * C);
+        float *table = cu_rand_host(&r, (size_t)V * C, -1, 1, dt), *out = alloc_zeros((size_t)N * C);
         mmm_embedding_forward(out, ids, table, N, V, C);
-        void *dtab = up(table, (size_t)V * C, dt), *dids = up_bytes(ids, sizeof ids);
-        void *dout = poisoned((size_t)N * C, F32);
+        void *dtab = cu_up(table, (size_t)V * C, dt), *dids = cu_up_bytes(ids, sizeof ids);
+        void *dout = cu_poisoned((size_t)N * C, F32);
         char what[128];
-        snprintf(what, sizeof what, "embedding_fwd %s table N=%d V=%d C=%d", dtn(dt), N, V, C);
-        if (ran(mmm_cuda_embedding_forward(dout, dids, dtab, N, V, C, F32, dt), what))
+        snprintf(what, sizeof what, "embedding_fwd %s table N=%d V=%d C=%d", cu_dtn(dt), N, V, C);
+        if (cu_ran(mmm_cuda_embedding_forward(dout, dids, dtab, N, V, C, F32, dt), what))
             same(what, dout, out, (size_t)N * C, F32, 0);
         free(table); free(out);
-        release();
+        cu_release();
     }
     float *g = alloc_uniform(&r, (size_t)N * C, -1, 1), *gt = alloc_uniform(&r, (size_t)V * C, -1, 1);
-    void *dg = up(g, (size_t)N * C, F32), *dgt = up(gt, (size_t)V * C, F32), *dids = up_bytes(ids, sizeof ids);
+    void *dg = cu_up(g, (size_t)N * C, F32), *dgt = cu_up(gt, (size_t)V * C, F32), *dids = cu_up_bytes(ids, sizeof ids);
     mmm_embedding_backward(gt, g, ids, N, V, C);
-    if (ran(mmm_cuda_embedding_backward(dgt, dg, dids, N, V, C), "embedding_bwd"))
+    if (cu_ran(mmm_cuda_embedding_backward(dgt, dg, dids, N, V, C), "embedding_bwd"))
         same("embedding_bwd f32 N=29 V=50 C=70", dgt, gt, (size_t)V * C, F32, 1e-6);
     free(g); free(gt);
-    release();
+    cu_release();
 }
 
 typedef int (*act_fwd_gpu)(void *, const void *, size_t, mmm_dtype);
@@ -227,7 +131,7 @@ typedef void (*act_fwd_cpu)(float *, const float *, size_t);
 typedef void (*act_bwd_cpu)(float *, const float *, const float *, size_t);
 
 TEST(cuda_activations) {
-    if (!gpu("activations")) return;
+    if (!cu_gpu("activations")) return;
     struct { const char *name; act_fwd_gpu gf; act_bwd_gpu gb; act_fwd_cpu cf; act_bwd_cpu cb; } ops[] = {
         {"silu", mmm_cuda_silu_forward, mmm_cuda_silu_backward, mmm_silu_forward, mmm_silu_backward},
         {"gelu", mmm_cuda_gelu_forward, mmm_cuda_gelu_backward, mmm_gelu_forward, mmm_gelu_backward},
@@ -239,39 +143,39 @@ TEST(cuda_activations) {
         for (int di = 0; di < 2; di++) {
             mmm_dtype dt = DTS[di];
             rng_t r = rng_new(200 + o * 2 + di);
-            float *x = rand_host(&r, n, -25, 25, dt), *dout = rand_host(&r, n, -1, 1, dt);
-            float *g = rand_host(&r, n, -1, 1, dt), *out = alloc_zeros(n);
+            float *x = cu_rand_host(&r, n, -25, 25, dt), *dout = cu_rand_host(&r, n, -1, 1, dt);
+            float *g = cu_rand_host(&r, n, -1, 1, dt), *out = alloc_zeros(n);
             ops[o].cf(out, x, n);
-            void *dx = up(x, n, dt), *dy = poisoned(n, dt), *ddo = up(dout, n, dt), *dg = up(g, n, dt);
+            void *dx = cu_up(x, n, dt), *dy = cu_poisoned(n, dt), *ddo = cu_up(dout, n, dt), *dg = cu_up(g, n, dt);
             char what[128];
-            snprintf(what, sizeof what, "%s_fwd %s n=%zu", ops[o].name, dtn(dt), n);
-            if (ran(ops[o].gf(dy, dx, n, dt), what)) same(what, dy, out, n, dt, 1e-6);
+            snprintf(what, sizeof what, "%s_fwd %s n=%zu", ops[o].name, cu_dtn(dt), n);
+            if (cu_ran(ops[o].gf(dy, dx, n, dt), what)) same(what, dy, out, n, dt, 1e-6);
             ops[o].cb(g, dout, x, n);
-            snprintf(what, sizeof what, "%s_bwd %s n=%zu (accumulated)", ops[o].name, dtn(dt), n);
-            if (ran(ops[o].gb(dg, ddo, dx, n, dt), what)) same(what, dg, g, n, dt, 1e-6);
+            snprintf(what, sizeof what, "%s_bwd %s n=%zu (accumulated)", ops[o].name, cu_dtn(dt), n);
+            if (cu_ran(ops[o].gb(dg, ddo, dx, n, dt), what)) same(what, dg, g, n, dt, 1e-6);
             free(x); free(dout); free(g); free(out);
-            release();
+            cu_release();
         }
     for (int di = 0; di < 2; di++) {
         mmm_dtype dt = DTS[di];
         rng_t r = rng_new(300 + di);
-        float *a = rand_host(&r, n, -6, 6, dt), *b = rand_host(&r, n, -2, 2, dt), *dout = rand_host(&r, n, -1, 1, dt);
-        float *ga = rand_host(&r, n, -1, 1, dt), *gb = rand_host(&r, n, -1, 1, dt), *out = alloc_zeros(n);
+        float *a = cu_rand_host(&r, n, -6, 6, dt), *b = cu_rand_host(&r, n, -2, 2, dt), *dout = cu_rand_host(&r, n, -1, 1, dt);
+        float *ga = cu_rand_host(&r, n, -1, 1, dt), *gb = cu_rand_host(&r, n, -1, 1, dt), *out = alloc_zeros(n);
         mmm_swiglu_forward(out, a, b, n);
-        void *da = up(a, n, dt), *db = up(b, n, dt), *dy = poisoned(n, dt), *ddo = up(dout, n, dt);
-        void *dga = up(ga, n, dt), *dgb = up(gb, n, dt);
+        void *da = cu_up(a, n, dt), *db = cu_up(b, n, dt), *dy = cu_poisoned(n, dt), *ddo = cu_up(dout, n, dt);
+        void *dga = cu_up(ga, n, dt), *dgb = cu_up(gb, n, dt);
         char what[128];
-        snprintf(what, sizeof what, "swiglu_fwd %s n=%zu", dtn(dt), n);
-        if (ran(mmm_cuda_swiglu_forward(dy, da, db, n, dt), what)) same(what, dy, out, n, dt, 1e-6);
+        snprintf(what, sizeof what, "swiglu_fwd %s n=%zu", cu_dtn(dt), n);
+        if (cu_ran(mmm_cuda_swiglu_forward(dy, da, db, n, dt), what)) same(what, dy, out, n, dt, 1e-6);
         mmm_swiglu_backward(ga, gb, dout, a, b, n);
-        if (ran(mmm_cuda_swiglu_backward(dga, dgb, ddo, da, db, n, dt), "swiglu_bwd")) {
-            snprintf(what, sizeof what, "swiglu_bwd %s n=%zu da", dtn(dt), n);
+        if (cu_ran(mmm_cuda_swiglu_backward(dga, dgb, ddo, da, db, n, dt), "swiglu_bwd")) {
+            snprintf(what, sizeof what, "swiglu_bwd %s n=%zu da", cu_dtn(dt), n);
             same(what, dga, ga, n, dt, 1e-6);
-            snprintf(what, sizeof what, "swiglu_bwd %s n=%zu db", dtn(dt), n);
+            snprintf(what, sizeof what, "swiglu_bwd %s n=%zu db", cu_dtn(dt), n);
             same(what, dgb, gb, n, dt, 1e-6);
         }
         free(a); free(b); free(dout); free(ga); free(gb); free(out);
-        release();
+        cu_release();
     }
 }
 
@@ -280,12 +184,12 @@ static void norm_case(int N, int H, int P, mmm_dtype dt, uint64_t seed) {
     int gated = H > 0, heads = gated ? H : 1;
     size_t n = (size_t)N * heads * P, rows = (size_t)N * heads;
     rng_t r = rng_new(seed);
-    float *x = rand_host(&r, n, -2, 2, dt), *gate = rand_host(&r, n, -3, 3, dt), *w = rand_host(&r, P, 0.5f, 1.5f, dt);
-    float *dout = rand_host(&r, n, -1, 1, dt), *gx = rand_host(&r, n, -1, 1, dt), *gg = rand_host(&r, n, -1, 1, dt);
+    float *x = cu_rand_host(&r, n, -2, 2, dt), *gate = cu_rand_host(&r, n, -3, 3, dt), *w = cu_rand_host(&r, P, 0.5f, 1.5f, dt);
+    float *dout = cu_rand_host(&r, n, -1, 1, dt), *gx = cu_rand_host(&r, n, -1, 1, dt), *gg = cu_rand_host(&r, n, -1, 1, dt);
     float *gw = alloc_uniform(&r, P, -1, 1), *out = alloc_zeros(n), *rstd = alloc_zeros(rows);
-    void *dx = up(x, n, dt), *dgate = up(gate, n, dt), *dw = up(w, P, dt), *dy = poisoned(n, dt);
-    void *drstd = poisoned(rows, F32), *ddo = up(dout, n, dt);
-    void *dgx = up(gx, n, dt), *dgg = up(gg, n, dt), *dgw = up(gw, P, F32);
+    void *dx = cu_up(x, n, dt), *dgate = cu_up(gate, n, dt), *dw = cu_up(w, P, dt), *dy = cu_poisoned(n, dt);
+    void *drstd = cu_poisoned(rows, F32), *ddo = cu_up(dout, n, dt);
+    void *dgx = cu_up(gx, n, dt), *dgg = cu_up(gg, n, dt), *dgw = cu_up(gw, P, F32);
     if (gated) {
         mmm_gated_rmsnorm_forward(out, rstd, x, gate, w, 1e-5f, N, H, P);
         mmm_gated_rmsnorm_backward(gx, gg, gw, dout, x, gate, w, rstd, N, H, P);
@@ -295,19 +199,19 @@ static void norm_case(int N, int H, int P, mmm_dtype dt, uint64_t seed) {
     }
     char what[160], w2[200];
     const char *op = gated ? "gated_rmsnorm" : "rmsnorm";
-    snprintf(what, sizeof what, "%s_fwd %s N=%d H=%d P=%d", op, dtn(dt), N, heads, P);
+    snprintf(what, sizeof what, "%s_fwd %s N=%d H=%d P=%d", op, cu_dtn(dt), N, heads, P);
     int rc = gated ? mmm_cuda_gated_rmsnorm_forward(dy, drstd, dx, dgate, dw, 1e-5f, N, H, P, dt)
                    : mmm_cuda_rmsnorm_forward(dy, drstd, dx, dw, 1e-5f, N, P, dt);
-    if (ran(rc, what)) {
+    if (cu_ran(rc, what)) {
         same(what, dy, out, n, dt, 1e-5);
         snprintf(w2, sizeof w2, "%s rstd", what);
         same(w2, drstd, rstd, rows, F32, 1e-5);
     }
     mmm_cuda_upload(drstd, rstd, rows * 4); /* the backward reads the same statistics as the CPU */
-    snprintf(what, sizeof what, "%s_bwd %s N=%d H=%d P=%d", op, dtn(dt), N, heads, P);
+    snprintf(what, sizeof what, "%s_bwd %s N=%d H=%d P=%d", op, cu_dtn(dt), N, heads, P);
     rc = gated ? mmm_cuda_gated_rmsnorm_backward(dgx, dgg, dgw, ddo, dx, dgate, dw, drstd, N, H, P, dt)
                : mmm_cuda_rmsnorm_backward(dgx, dgw, ddo, dx, dw, drstd, N, P, dt);
-    if (ran(rc, what)) {
+    if (cu_ran(rc, what)) {
         snprintf(w2, sizeof w2, "%s dx", what);
         same(w2, dgx, gx, n, dt, 1e-5);
         snprintf(w2, sizeof w2, "%s dweight", what);
@@ -318,11 +222,11 @@ static void norm_case(int N, int H, int P, mmm_dtype dt, uint64_t seed) {
         }
     }
     free(x); free(gate); free(w); free(dout); free(gx); free(gg); free(gw); free(out); free(rstd);
-    release();
+    cu_release();
 }
 
 TEST(cuda_norms) {
-    if (!gpu("norms")) return;
+    if (!cu_gpu("norms")) return;
     for (int di = 0; di < 2; di++) {
         norm_case(7, 0, 2048, DTS[di], 400 + di);
         norm_case(1000, 0, 100, DTS[di], 410 + di);
@@ -332,14 +236,14 @@ TEST(cuda_norms) {
 }
 
 TEST(cuda_rope) {
-    if (!gpu("rope")) return;
+    if (!cu_gpu("rope")) return;
     int B = 2, T = 37, H = 5, D = 64;
     int32_t pos[37];
     for (int t = 0; t < T; t++) pos[t] = t * 997 + 3; /* far positions: angles up to 3.6e4 rad */
     float *ct = alloc_zeros((size_t)T * D / 2), *sn = alloc_zeros((size_t)T * D / 2);
     mmm_rope_table(ct, sn, pos, 1e6f, T, D);
-    void *dpos = up_bytes(pos, sizeof pos), *dct = poisoned((size_t)T * D / 2, F32), *dsn = poisoned((size_t)T * D / 2, F32);
-    if (ran(mmm_cuda_rope_table(dct, dsn, dpos, 1e6f, T, D), "rope_table")) {
+    void *dpos = cu_up_bytes(pos, sizeof pos), *dct = cu_poisoned((size_t)T * D / 2, F32), *dsn = cu_poisoned((size_t)T * D / 2, F32);
+    if (cu_ran(mmm_cuda_rope_table(dct, dsn, dpos, 1e6f, T, D), "rope_table")) {
         same("rope_table cos T=37 D=64", dct, ct, (size_t)T * D / 2, F32, 1e-6);
         same("rope_table sin T=37 D=64", dsn, sn, (size_t)T * D / 2, F32, 1e-6);
     }
@@ -347,53 +251,53 @@ TEST(cuda_rope) {
     for (int di = 0; di < 2; di++) {
         mmm_dtype dt = DTS[di];
         rng_t r = rng_new(500 + di);
-        float *x = rand_host(&r, n, -1, 1, dt), *g = rand_host(&r, n, -1, 1, dt), *gx = rand_host(&r, n, -1, 1, dt);
+        float *x = cu_rand_host(&r, n, -1, 1, dt), *g = cu_rand_host(&r, n, -1, 1, dt), *gx = cu_rand_host(&r, n, -1, 1, dt);
         float *out = alloc_zeros(n);
-        void *dct2 = up(ct, (size_t)T * D / 2, F32), *dsn2 = up(sn, (size_t)T * D / 2, F32);
-        void *dx = up(x, n, dt), *dy = poisoned(n, dt), *dg = up(g, n, dt), *dgx = up(gx, n, dt);
+        void *dct2 = cu_up(ct, (size_t)T * D / 2, F32), *dsn2 = cu_up(sn, (size_t)T * D / 2, F32);
+        void *dx = cu_up(x, n, dt), *dy = cu_poisoned(n, dt), *dg = cu_up(g, n, dt), *dgx = cu_up(gx, n, dt);
         for (int b = 0; b < B; b++) {
             mmm_rope_forward(out + b * per, x + b * per, ct, sn, T, H, D);
             mmm_rope_backward(gx + b * per, g + b * per, ct, sn, T, H, D);
         }
         char what[128];
-        snprintf(what, sizeof what, "rope_fwd %s B=%d T=%d H=%d D=%d", dtn(dt), B, T, H, D);
-        if (ran(mmm_cuda_rope_forward(dy, dx, dct2, dsn2, B, T, H, D, dt), what)) same(what, dy, out, n, dt, 1e-6);
-        snprintf(what, sizeof what, "rope_fwd in place %s B=%d T=%d H=%d D=%d", dtn(dt), B, T, H, D);
-        if (ran(mmm_cuda_rope_forward(dx, dx, dct2, dsn2, B, T, H, D, dt), what)) same(what, dx, out, n, dt, 1e-6);
-        snprintf(what, sizeof what, "rope_bwd %s B=%d T=%d H=%d D=%d (accumulated)", dtn(dt), B, T, H, D);
-        if (ran(mmm_cuda_rope_backward(dgx, dg, dct2, dsn2, B, T, H, D, dt), what)) same(what, dgx, gx, n, dt, 1e-6);
+        snprintf(what, sizeof what, "rope_fwd %s B=%d T=%d H=%d D=%d", cu_dtn(dt), B, T, H, D);
+        if (cu_ran(mmm_cuda_rope_forward(dy, dx, dct2, dsn2, B, T, H, D, dt), what)) same(what, dy, out, n, dt, 1e-6);
+        snprintf(what, sizeof what, "rope_fwd in place %s B=%d T=%d H=%d D=%d", cu_dtn(dt), B, T, H, D);
+        if (cu_ran(mmm_cuda_rope_forward(dx, dx, dct2, dsn2, B, T, H, D, dt), what)) same(what, dx, out, n, dt, 1e-6);
+        snprintf(what, sizeof what, "rope_bwd %s B=%d T=%d H=%d D=%d (accumulated)", cu_dtn(dt), B, T, H, D);
+        if (cu_ran(mmm_cuda_rope_backward(dgx, dg, dct2, dsn2, B, T, H, D, dt), what)) same(what, dgx, gx, n, dt, 1e-6);
         free(x); free(g); free(gx); free(out);
-        release();
+        cu_release();
     }
     free(ct); free(sn);
-    release();
+    cu_release();
 }
 
 static void conv_case(int B, int T, int C, int K, int with_state, mmm_dtype dt, uint64_t seed) {
     rng_t r = rng_new(seed);
     size_t nx = (size_t)B * T * C, ns = (size_t)B * (K - 1) * C;
-    float *x = rand_host(&r, nx, -1, 1, dt), *w = rand_host(&r, (size_t)C * K, -1, 1, dt);
-    float *bias = rand_host(&r, C, -1, 1, dt), *state = with_state ? rand_host(&r, ns + 1, -1, 1, dt) : NULL;
-    float *dout = rand_host(&r, nx, -1, 1, dt), *gx = rand_host(&r, nx, -1, 1, dt);
-    float *gs = rand_host(&r, ns + 1, -1, 1, dt), *gw = alloc_uniform(&r, (size_t)C * K, -1, 1);
+    float *x = cu_rand_host(&r, nx, -1, 1, dt), *w = cu_rand_host(&r, (size_t)C * K, -1, 1, dt);
+    float *bias = cu_rand_host(&r, C, -1, 1, dt), *state = with_state ? cu_rand_host(&r, ns + 1, -1, 1, dt) : NULL;
+    float *dout = cu_rand_host(&r, nx, -1, 1, dt), *gx = cu_rand_host(&r, nx, -1, 1, dt);
+    float *gs = cu_rand_host(&r, ns + 1, -1, 1, dt), *gw = alloc_uniform(&r, (size_t)C * K, -1, 1);
     float *gb = alloc_uniform(&r, C, -1, 1), *out = alloc_zeros(nx), *fin = alloc_zeros(ns + 1);
-    void *dx = up(x, nx, dt), *dw = up(w, (size_t)C * K, dt), *db = up(bias, C, dt);
-    void *dst = state ? up(state, ns + 1, dt) : NULL, *dy = poisoned(nx, dt), *dfin = poisoned(ns + 1, dt);
-    void *ddo = up(dout, nx, dt), *dgx = up(gx, nx, dt), *dgs = up(gs, ns + 1, dt);
-    void *dgw = up(gw, (size_t)C * K, F32), *dgb = up(gb, C, F32);
+    void *dx = cu_up(x, nx, dt), *dw = cu_up(w, (size_t)C * K, dt), *db = cu_up(bias, C, dt);
+    void *dst = state ? cu_up(state, ns + 1, dt) : NULL, *dy = cu_poisoned(nx, dt), *dfin = cu_poisoned(ns + 1, dt);
+    void *ddo = cu_up(dout, nx, dt), *dgx = cu_up(gx, nx, dt), *dgs = cu_up(gs, ns + 1, dt);
+    void *dgw = cu_up(gw, (size_t)C * K, F32), *dgb = cu_up(gb, C, F32);
     mmm_conv1d_forward(out, fin, x, state, w, bias, B, T, C, K);
     mmm_conv1d_backward(gx, state ? gs : NULL, gw, gb, dout, x, state, w, B, T, C, K);
     char what[160], w2[200];
-    snprintf(what, sizeof what, "conv1d_fwd %s B=%d T=%d C=%d K=%d%s", dtn(dt), B, T, C, K,
+    snprintf(what, sizeof what, "conv1d_fwd %s B=%d T=%d C=%d K=%d%s", cu_dtn(dt), B, T, C, K,
              with_state ? " state" : "");
-    if (ran(mmm_cuda_conv1d_forward(dy, dfin, dx, dst, dw, db, B, T, C, K, dt), what)) {
+    if (cu_ran(mmm_cuda_conv1d_forward(dy, dfin, dx, dst, dw, db, B, T, C, K, dt), what)) {
         same(what, dy, out, nx, dt, 1e-6);
         snprintf(w2, sizeof w2, "%s final_state", what);
         same(w2, dfin, fin, ns, dt, 1e-6);
     }
-    snprintf(what, sizeof what, "conv1d_bwd %s B=%d T=%d C=%d K=%d%s", dtn(dt), B, T, C, K,
+    snprintf(what, sizeof what, "conv1d_bwd %s B=%d T=%d C=%d K=%d%s", cu_dtn(dt), B, T, C, K,
              with_state ? " state" : "");
-    if (ran(mmm_cuda_conv1d_backward(dgx, dst ? dgs : NULL, dgw, dgb, ddo, dx, dst, dw, B, T, C, K, dt), what)) {
+    if (cu_ran(mmm_cuda_conv1d_backward(dgx, dst ? dgs : NULL, dgw, dgb, ddo, dx, dst, dw, B, T, C, K, dt), what)) {
         snprintf(w2, sizeof w2, "%s dx", what);
         same(w2, dgx, gx, nx, dt, 1e-6);
         snprintf(w2, sizeof w2, "%s dweight", what);
@@ -405,17 +309,17 @@ static void conv_case(int B, int T, int C, int K, int with_state, mmm_dtype dt, 
             same(w2, dgs, gs, ns, dt, 1e-6);
         }
     }
-    if (state && ran(mmm_cuda_conv1d_forward(dy, dst, dx, dst, dw, db, B, T, C, K, dt), "conv1d in place")) {
-        snprintf(w2, sizeof w2, "conv1d_fwd %s B=%d T=%d C=%d K=%d state updated in place", dtn(dt), B, T, C, K);
+    if (state && cu_ran(mmm_cuda_conv1d_forward(dy, dst, dx, dst, dw, db, B, T, C, K, dt), "conv1d in place")) {
+        snprintf(w2, sizeof w2, "conv1d_fwd %s B=%d T=%d C=%d K=%d state updated in place", cu_dtn(dt), B, T, C, K);
         same(w2, dst, fin, ns, dt, 1e-6);
     }
     free(x); free(w); free(bias); free(state); free(dout); free(gx); free(gs); free(gw); free(gb);
     free(out); free(fin);
-    release();
+    cu_release();
 }
 
 TEST(cuda_conv1d) {
-    if (!gpu("conv1d")) return;
+    if (!cu_gpu("conv1d")) return;
     for (int di = 0; di < 2; di++) {
         conv_case(2, 9, 37, 2, 1, DTS[di], 600 + di);
         conv_case(3, 1, 4096, 2, 1, DTS[di], 610 + di);
@@ -430,30 +334,30 @@ static void attention_case(att_shape a, mmm_dtype dt, int backward, uint64_t see
     rng_t r = rng_new(seed);
     size_t nq = (size_t)a.B * a.Tq * a.H * a.D, nk = (size_t)a.B * a.Tk * a.Hkv * a.D;
     size_t nl = (size_t)a.B * a.H * a.Tq;
-    float *q = rand_host(&r, nq, -2, 2, dt), *k = rand_host(&r, nk, -2, 2, dt), *v = rand_host(&r, nk, -1, 1, dt);
+    float *q = cu_rand_host(&r, nq, -2, 2, dt), *k = cu_rand_host(&r, nk, -2, 2, dt), *v = cu_rand_host(&r, nk, -1, 1, dt);
     float *out = alloc_zeros(nq), *lse = alloc_zeros(nl);
-    void *dq = up(q, nq, dt), *dk = up(k, nk, dt), *dv = up(v, nk, dt);
-    void *dout = poisoned(nq, dt), *dlse = poisoned(nl, F32);
+    void *dq = cu_up(q, nq, dt), *dk = cu_up(k, nk, dt), *dv = cu_up(v, nk, dt);
+    void *dout = cu_poisoned(nq, dt), *dlse = cu_poisoned(nl, F32);
     mmm_attention_forward(out, lse, q, k, v, a.B, a.Tq, a.Tk, a.H, a.Hkv, a.D);
     char what[200], w2[240];
-    snprintf(what, sizeof what, "attention_fwd %s B=%d Tq=%d Tk=%d H=%d Hkv=%d D=%d", dtn(dt), a.B,
+    snprintf(what, sizeof what, "attention_fwd %s B=%d Tq=%d Tk=%d H=%d Hkv=%d D=%d", cu_dtn(dt), a.B,
              a.Tq, a.Tk, a.H, a.Hkv, a.D);
-    if (ran(mmm_cuda_attention_forward(dout, dlse, dq, dk, dv, a.B, a.Tq, a.Tk, a.H, a.Hkv, a.D, dt), what)) {
+    if (cu_ran(mmm_cuda_attention_forward(dout, dlse, dq, dk, dv, a.B, a.Tq, a.Tk, a.H, a.Hkv, a.D, dt), what)) {
         same(what, dout, out, nq, dt, 1e-5);
         snprintf(w2, sizeof w2, "%s lse", what);
         same(w2, dlse, lse, nl, F32, dt == BF16 ? 1e-2 : 1e-5);
     }
     if (backward) {
-        float *dy = rand_host(&r, nq, -1, 1, dt), *gq = rand_host(&r, nq, -1, 1, dt);
-        float *gk = rand_host(&r, nk, -1, 1, dt), *gv = rand_host(&r, nk, -1, 1, dt);
-        void *ddy = up(dy, nq, dt), *dgq = up(gq, nq, dt), *dgk = up(gk, nk, dt), *dgv = up(gv, nk, dt);
+        float *dy = cu_rand_host(&r, nq, -1, 1, dt), *gq = cu_rand_host(&r, nq, -1, 1, dt);
+        float *gk = cu_rand_host(&r, nk, -1, 1, dt), *gv = cu_rand_host(&r, nk, -1, 1, dt);
+        void *ddy = cu_up(dy, nq, dt), *dgq = cu_up(gq, nq, dt), *dgk = cu_up(gk, nk, dt), *dgv = cu_up(gv, nk, dt);
         /* both sides differentiate the same forward: the CPU's out and lse, rounded like the GPU's */
-        rnd(out, nq, dt);
-        void *dout2 = up(out, nq, dt), *dlse2 = up(lse, nl, F32);
+        cu_rnd(out, nq, dt);
+        void *dout2 = cu_up(out, nq, dt), *dlse2 = cu_up(lse, nl, F32);
         mmm_attention_backward(gq, gk, gv, dy, q, k, v, out, lse, a.B, a.Tq, a.Tk, a.H, a.Hkv, a.D);
-        snprintf(what, sizeof what, "attention_bwd %s B=%d Tq=%d Tk=%d H=%d Hkv=%d D=%d", dtn(dt),
+        snprintf(what, sizeof what, "attention_bwd %s B=%d Tq=%d Tk=%d H=%d Hkv=%d D=%d", cu_dtn(dt),
                  a.B, a.Tq, a.Tk, a.H, a.Hkv, a.D);
-        if (ran(mmm_cuda_attention_backward(dgq, dgk, dgv, ddy, dq, dk, dv, dout2, dlse2, a.B, a.Tq,
+        if (cu_ran(mmm_cuda_attention_backward(dgq, dgk, dgv, ddy, dq, dk, dv, dout2, dlse2, a.B, a.Tq,
                                             a.Tk, a.H, a.Hkv, a.D, dt), what)) {
             snprintf(w2, sizeof w2, "%s dq", what);
             same(w2, dgq, gq, nq, dt, 1e-4);
@@ -465,11 +369,11 @@ static void attention_case(att_shape a, mmm_dtype dt, int backward, uint64_t see
         free(dy); free(gq); free(gk); free(gv);
     }
     free(q); free(k); free(v); free(out); free(lse);
-    release();
+    cu_release();
 }
 
 TEST(cuda_attention_forward) {
-    if (!gpu("attention_fwd")) return;
+    if (!cu_gpu("attention_fwd")) return;
     static const att_shape shapes[] = {
         {1, 777, 777, 16, 8, 128}, {2, 100, 300, 8, 2, 64}, {1, 1, 1, 4, 4, 64},
         {3, 33, 33, 4, 1, 128},    {1, 130, 1000, 8, 8, 128}, {1, 64, 64, 2, 2, 64},
@@ -479,14 +383,14 @@ TEST(cuda_attention_forward) {
 }
 
 TEST(cuda_attention_backward) {
-    if (!gpu("attention_bwd")) return;
+    if (!cu_gpu("attention_bwd")) return;
     static const att_shape shapes[] = {{1, 45, 45, 4, 2, 64}, {2, 17, 40, 8, 2, 128}, {1, 130, 130, 2, 1, 64}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int di = 0; di < 2; di++) attention_case(shapes[s], DTS[di], 1, 800 + s * 2 + di);
 }
 
 TEST(cuda_attention_decode) {
-    if (!gpu("attention_decode")) return;
+    if (!cu_gpu("attention_decode")) return;
     static const int tks[] = {1, 50, 1000, 5000, 33333};
     int B = 2, H = 16, Hkv = 8;
     for (int D = 64; D <= 128; D += 64)
@@ -496,7 +400,7 @@ TEST(cuda_attention_decode) {
                 int Tk = tks[s], Tmax = Tk + 7;
                 rng_t r = rng_new(900 + s * 4 + di + D);
                 size_t nq = (size_t)B * H * D, nc = (size_t)B * Tmax * Hkv * D, nk = (size_t)B * Tk * Hkv * D;
-                float *q = alloc_uniform(&r, nq, -2, 2), *kc = rand_host(&r, nc, -2, 2, dt), *vc = rand_host(&r, nc, -1, 1, dt);
+                float *q = alloc_uniform(&r, nq, -2, 2), *kc = cu_rand_host(&r, nc, -2, 2, dt), *vc = cu_rand_host(&r, nc, -1, 1, dt);
                 /* the CPU op reads a dense (B, Tk, ·) cache */
                 float *k = malloc(nk * 4), *v = malloc(nk * 4), *out = alloc_zeros(nq);
                 size_t row = (size_t)Hkv * D;
@@ -505,32 +409,32 @@ TEST(cuda_attention_decode) {
                     memcpy(v + (size_t)b * Tk * row, vc + (size_t)b * Tmax * row, (size_t)Tk * row * 4);
                 }
                 mmm_attention_forward(out, NULL, q, k, v, B, 1, Tk, H, Hkv, D);
-                void *dq = up(q, nq, F32), *dk = up(kc, nc, dt), *dv = up(vc, nc, dt), *dout = poisoned(nq, F32);
-                void *ws = dalloc(mmm_cuda_attention_decode_ws_bytes(B, H, D, Tk) + 4);
+                void *dq = cu_up(q, nq, F32), *dk = cu_up(kc, nc, dt), *dv = cu_up(vc, nc, dt), *dout = cu_poisoned(nq, F32);
+                void *ws = cu_dalloc(mmm_cuda_attention_decode_ws_bytes(B, H, D, Tk) + 4);
                 char what[160];
-                snprintf(what, sizeof what, "attention_decode %s cache B=%d Tk=%d H=%d Hkv=%d D=%d", dtn(dt), B, Tk, H, Hkv, D);
-                if (ran(mmm_cuda_attention_decode(dout, dq, dk, dv, ws, B, Tk, Tmax, H, Hkv, D, dt), what))
+                snprintf(what, sizeof what, "attention_decode %s cache B=%d Tk=%d H=%d Hkv=%d D=%d", cu_dtn(dt), B, Tk, H, Hkv, D);
+                if (cu_ran(mmm_cuda_attention_decode(dout, dq, dk, dv, ws, B, Tk, Tmax, H, Hkv, D, dt), what))
                     same(what, dout, out, nq, F32, 2e-5);
                 free(q); free(kc); free(vc); free(k); free(v); free(out);
-                release();
+                cu_release();
             }
 }
 
 TEST(cuda_decode_qkv) {
-    if (!gpu("decode_qkv")) return;
+    if (!cu_gpu("decode_qkv")) return;
     int B = 1, H = 16, Hkv = 8, D = 128, Tmax = 40, pos = 29, rep = H / Hkv;
     for (int di = 0; di < 2; di++) {
         mmm_dtype dt = DTS[di];
         rng_t r = rng_new(1000 + di);
         size_t W = (size_t)(H + 2 * Hkv) * D, nc = (size_t)B * Tmax * Hkv * D;
-        float *qkv = alloc_uniform(&r, W, -1, 1), *kc = rand_host(&r, nc, -1, 1, dt), *vc = copy_of(kc, nc);
+        float *qkv = alloc_uniform(&r, W, -1, 1), *kc = cu_rand_host(&r, nc, -1, 1, dt), *vc = cu_copy_of(kc, nc);
         float *q = alloc_zeros((size_t)H * D), *ct = alloc_zeros(D / 2), *sn = alloc_zeros(D / 2);
         int32_t p = pos;
         mmm_rope_table(ct, sn, &p, 1e6f, 1, D);
-        void *dqkv = up(qkv, W, F32), *dk = up(kc, nc, dt), *dv = up(vc, nc, dt), *dq = poisoned((size_t)H * D, F32);
-        void *dct = up(ct, D / 2, F32), *dsn = up(sn, D / 2, F32);
-        mmm_cuda_memset((char *)dk + (size_t)pos * Hkv * D * esz(dt), 0xFF, (size_t)Hkv * D * esz(dt));
-        mmm_cuda_memset((char *)dv + (size_t)pos * Hkv * D * esz(dt), 0xFF, (size_t)Hkv * D * esz(dt));
+        void *dqkv = cu_up(qkv, W, F32), *dk = cu_up(kc, nc, dt), *dv = cu_up(vc, nc, dt), *dq = cu_poisoned((size_t)H * D, F32);
+        void *dct = cu_up(ct, D / 2, F32), *dsn = cu_up(sn, D / 2, F32);
+        mmm_cuda_memset((char *)dk + (size_t)pos * Hkv * D * cu_esz(dt), 0xFF, (size_t)Hkv * D * cu_esz(dt));
+        mmm_cuda_memset((char *)dv + (size_t)pos * Hkv * D * cu_esz(dt), 0xFF, (size_t)Hkv * D * cu_esz(dt));
         for (int g = 0; g < Hkv; g++) { /* the CPU: split the fused rows, rotate q and k */
             const float *grp = qkv + (size_t)g * (rep + 2) * D;
             memcpy(q + (size_t)g * rep * D, grp, (size_t)rep * D * 4);
@@ -540,8 +444,8 @@ TEST(cuda_decode_qkv) {
         mmm_rope_forward(q, q, ct, sn, 1, H, D);
         mmm_rope_forward(kc + (size_t)pos * Hkv * D, kc + (size_t)pos * Hkv * D, ct, sn, 1, Hkv, D);
         char what[128];
-        snprintf(what, sizeof what, "decode_qkv %s cache pos=%d H=%d Hkv=%d D=%d", dtn(dt), pos, H, Hkv, D);
-        if (ran(mmm_cuda_decode_qkv(dq, dk, dv, dqkv, dct, dsn, pos, B, Tmax, H, Hkv, D, dt), what)) {
+        snprintf(what, sizeof what, "decode_qkv %s cache pos=%d H=%d Hkv=%d D=%d", cu_dtn(dt), pos, H, Hkv, D);
+        if (cu_ran(mmm_cuda_decode_qkv(dq, dk, dv, dqkv, dct, dsn, pos, B, Tmax, H, Hkv, D, dt), what)) {
             char w2[160];
             snprintf(w2, sizeof w2, "%s q", what);
             same(w2, dq, q, (size_t)H * D, F32, 1e-6);
@@ -551,7 +455,7 @@ TEST(cuda_decode_qkv) {
             same(w2, dv, vc, nc, dt, 1e-6);
         }
         free(qkv); free(kc); free(vc); free(q); free(ct); free(sn);
-        release();
+        cu_release();
     }
 }
 
@@ -562,34 +466,34 @@ static void ssd_case(ssd_shape s, mmm_dtype dt, uint64_t seed) {
     size_t nx = (size_t)s.B * s.T * s.G * s.P, nb = (size_t)s.B * s.T * s.G * s.N;
     size_t nc = (size_t)s.B * s.T * s.H * s.N, nd = (size_t)s.B * s.T * s.H;
     size_t ny = (size_t)s.B * s.T * s.H * s.P, ns = (size_t)s.B * s.H * s.P * s.N;
-    float *x = rand_host(&r, nx, -1, 1, dt), *Bm = rand_host(&r, nb, -1, 1, dt), *C = rand_host(&r, nc, -1, 1, dt);
+    float *x = cu_rand_host(&r, nx, -1, 1, dt), *Bm = cu_rand_host(&r, nb, -1, 1, dt), *C = cu_rand_host(&r, nc, -1, 1, dt);
     float *dtv = alloc_uniform(&r, nd, 0.001f, 0.2f), *A = alloc_uniform(&r, s.H, -3, -0.3f);
     float *S0 = s.init ? alloc_uniform(&r, ns, -1, 1) : NULL, *y = alloc_zeros(ny), *fin = alloc_zeros(ns);
     mmm_ssd_forward(y, fin, x, Bm, C, dtv, A, S0, s.B, s.T, s.H, s.G, s.P, s.N, 128);
-    void *dx = up(x, nx, dt), *dB = up(Bm, nb, dt), *dC = up(C, nc, dt), *ddt = up(dtv, nd, F32);
-    void *dA = up(A, s.H, F32), *dS0 = S0 ? up(S0, ns, F32) : NULL, *dy = poisoned(ny, dt);
-    void *dfin = poisoned(ns, F32);
-    void *ws = dalloc(mmm_cuda_ssd_ws_bytes(s.B, s.T, s.H, s.P, s.N, s.chunk) + 4);
+    void *dx = cu_up(x, nx, dt), *dB = cu_up(Bm, nb, dt), *dC = cu_up(C, nc, dt), *ddt = cu_up(dtv, nd, F32);
+    void *dA = cu_up(A, s.H, F32), *dS0 = S0 ? cu_up(S0, ns, F32) : NULL, *dy = cu_poisoned(ny, dt);
+    void *dfin = cu_poisoned(ns, F32);
+    void *ws = cu_dalloc(mmm_cuda_ssd_ws_bytes(s.B, s.T, s.H, s.P, s.N, s.chunk) + 4);
     char what[200], w2[240];
-    snprintf(what, sizeof what, "ssd_fwd %s B=%d T=%d H=%d G=%d P=%d N=%d chunk=%d%s", dtn(dt), s.B,
+    snprintf(what, sizeof what, "ssd_fwd %s B=%d T=%d H=%d G=%d P=%d N=%d chunk=%d%s", cu_dtn(dt), s.B,
              s.T, s.H, s.G, s.P, s.N, s.chunk, s.init ? " init" : "");
-    if (ran(mmm_cuda_ssd_forward(dy, dfin, dx, dB, dC, ddt, dA, dS0, ws, s.B, s.T, s.H, s.G, s.P,
+    if (cu_ran(mmm_cuda_ssd_forward(dy, dfin, dx, dB, dC, ddt, dA, dS0, ws, s.B, s.T, s.H, s.G, s.P,
                                  s.N, s.chunk, dt), what)) {
         same(what, dy, y, ny, dt, 2e-5);
         snprintf(w2, sizeof w2, "%s final_state", what);
         same(w2, dfin, fin, ns, F32, dt == BF16 ? 1e-2 : 2e-5);
     }
-    if (S0 && ran(mmm_cuda_ssd_forward(dy, dS0, dx, dB, dC, ddt, dA, dS0, ws, s.B, s.T, s.H, s.G,
+    if (S0 && cu_ran(mmm_cuda_ssd_forward(dy, dS0, dx, dB, dC, ddt, dA, dS0, ws, s.B, s.T, s.H, s.G,
                                        s.P, s.N, s.chunk, dt), what)) {
         snprintf(w2, sizeof w2, "%s final_state in place", what);
         same(w2, dS0, fin, ns, F32, dt == BF16 ? 1e-2 : 2e-5);
     }
     free(x); free(Bm); free(C); free(dtv); free(A); free(S0); free(y); free(fin);
-    release();
+    cu_release();
 }
 
 TEST(cuda_ssd_forward) {
-    if (!gpu("ssd_fwd")) return;
+    if (!cu_gpu("ssd_fwd")) return;
     static const ssd_shape shapes[] = {
         {2, 300, 4, 2, 32, 24, 64, 1}, {1, 777, 16, 8, 128, 128, 128, 0}, {1, 50, 3, 1, 17, 9, 37, 1},
         {2, 1, 2, 2, 64, 64, 128, 1},  {1, 1000, 4, 4, 64, 64, 256, 0},   {1, 129, 2, 1, 70, 130, 16, 1},
@@ -599,27 +503,27 @@ TEST(cuda_ssd_forward) {
 }
 
 TEST(cuda_ssd_step) {
-    if (!gpu("ssd_step")) return;
+    if (!cu_gpu("ssd_step")) return;
     int B = 2, H = 16, G = 8, P = 128, N = 96;
     rng_t r = rng_new(1200);
     size_t nS = (size_t)B * H * P * N;
     float *x = alloc_uniform(&r, (size_t)B * G * P, -1, 1), *Bm = alloc_uniform(&r, (size_t)B * G * N, -1, 1);
     float *C = alloc_uniform(&r, (size_t)B * H * N, -1, 1), *dtv = alloc_uniform(&r, (size_t)B * H, 0.01f, 0.3f);
     float *A = alloc_uniform(&r, H, -3, -0.3f), *S = alloc_uniform(&r, nS, -1, 1), *y = alloc_zeros((size_t)B * H * P);
-    void *dx = up(x, (size_t)B * G * P, F32), *dB = up(Bm, (size_t)B * G * N, F32), *dC = up(C, (size_t)B * H * N, F32);
-    void *ddt = up(dtv, (size_t)B * H, F32), *dA = up(A, H, F32), *dS = up(S, nS, F32), *dy = poisoned((size_t)B * H * P, F32);
+    void *dx = cu_up(x, (size_t)B * G * P, F32), *dB = cu_up(Bm, (size_t)B * G * N, F32), *dC = cu_up(C, (size_t)B * H * N, F32);
+    void *ddt = cu_up(dtv, (size_t)B * H, F32), *dA = cu_up(A, H, F32), *dS = cu_up(S, nS, F32), *dy = cu_poisoned((size_t)B * H * P, F32);
     mmm_ssd_step(y, S, x, Bm, C, dtv, A, B, H, G, P, N);
-    if (ran(mmm_cuda_ssd_step(dy, dS, dx, dB, dC, ddt, dA, B, H, G, P, N), "ssd_step")) {
+    if (cu_ran(mmm_cuda_ssd_step(dy, dS, dx, dB, dC, ddt, dA, B, H, G, P, N), "ssd_step")) {
         same("ssd_step f32 B=2 H=16 G=8 P=128 N=96 y", dy, y, (size_t)B * H * P, F32, 1e-5);
         same("ssd_step f32 B=2 H=16 G=8 P=128 N=96 state", dS, S, nS, F32, 1e-6);
     }
     free(x); free(Bm); free(C); free(dtv); free(A); free(S); free(y);
-    release();
+    cu_release();
 }
 
 /* The fused mmMamba step against conv1d + SiLU + softplus + ssd_step on the CPU, 3 tokens. */
 TEST(cuda_mamba_decode_step) {
-    if (!gpu("mamba_decode_step")) return;
+    if (!cu_gpu("mamba_decode_step")) return;
     static const int cfg[][4] = {{16, 8, 128, 2}, {6, 2, 40, 3}};
     for (int c = 0; c < 2; c++) {
         int H = cfg[c][0], G = cfg[c][1], P = cfg[c][2], K = cfg[c][3];
@@ -629,11 +533,11 @@ TEST(cuda_mamba_decode_step) {
         float *dtb = alloc_uniform(&r, H, -3, 0), *A = alloc_uniform(&r, H, -3, -0.3f);
         float *cs = alloc_uniform(&r, (size_t)(K - 1) * Dc, -1, 1), *S = alloc_uniform(&r, (size_t)H * P * P, -1, 1);
         float *conv = alloc_zeros(Dc), *dtv = alloc_zeros(H), *y = alloc_zeros((size_t)H * P);
-        void *dcw = up(cw, (size_t)Dc * K, F32), *dcb = up(cb, Dc, F32), *ddtb = up(dtb, H, F32), *dA = up(A, H, F32);
-        void *dcs = up(cs, (size_t)(K - 1) * Dc, F32), *dS = up(S, (size_t)H * P * P, F32);
-        void *dz = dalloc((size_t)Dz * 4), *dy = dalloc((size_t)H * P * 4);
+        void *dcw = cu_up(cw, (size_t)Dc * K, F32), *dcb = cu_up(cb, Dc, F32), *ddtb = cu_up(dtb, H, F32), *dA = cu_up(A, H, F32);
+        void *dcs = cu_up(cs, (size_t)(K - 1) * Dc, F32), *dS = cu_up(S, (size_t)H * P * P, F32);
+        void *dz = cu_dalloc((size_t)Dz * 4), *dy = cu_dalloc((size_t)H * P * 4);
         int zero = 0;
-        void *dsync = up_bytes(&zero, sizeof zero);
+        void *dsync = cu_up_bytes(&zero, sizeof zero);
         for (int step = 0; step < 3; step++) {
             float *z = alloc_uniform(&r, Dz, -2, 2);
             mmm_cuda_upload(dz, z, (size_t)Dz * 4);
@@ -645,7 +549,7 @@ TEST(cuda_mamba_decode_step) {
             mmm_ssd_step(y, S, conv, conv + G * P, conv + 2 * G * P, dtv, A, 1, H, G, P, P);
             char what[160], w2[200];
             snprintf(what, sizeof what, "mamba_decode_step H=%d G=%d P=%d K=%d token %d", H, G, P, K, step);
-            if (!ran(mmm_cuda_mamba_decode_step(dy, dS, dcs, dsync, dz, dcw, dcb, ddtb, dA, H, G, P, K), what)) break;
+            if (!cu_ran(mmm_cuda_mamba_decode_step(dy, dS, dcs, dsync, dz, dcw, dcb, ddtb, dA, H, G, P, K), what)) break;
             snprintf(w2, sizeof w2, "%s y", what);
             same(w2, dy, y, (size_t)H * P, F32, 1e-5);
             snprintf(w2, sizeof w2, "%s ssm state", what);
@@ -658,18 +562,18 @@ TEST(cuda_mamba_decode_step) {
         mmm_cuda_download(&sync_after, dsync, sizeof sync_after);
         check(sync_after == 0, "cuda mamba_decode_step H=%d leaves its sync counter at zero", H);
         free(cw); free(cb); free(dtb); free(A); free(cs); free(S); free(conv); free(dtv); free(y);
-        release();
+        cu_release();
     }
 }
 
 /* bf16 weights from random floats: the rounded floats feed the CPU */
 static void *up_weight(float *w, size_t n) {
-    rnd(w, n, BF16);
-    return up(w, n, BF16);
+    cu_rnd(w, n, BF16);
+    return cu_up(w, n, BF16);
 }
 
 TEST(cuda_decode_linear) {
-    if (!gpu("decode_linear")) return;
+    if (!cu_gpu("decode_linear")) return;
     static const int shapes[][2] = {{2048, 2048}, {2048, 6160}, {8192, 2048}, {72, 9}};
     for (int s = 0; s < 4; s++)
         for (int norm = 0; norm < 2; norm++) {
@@ -677,57 +581,57 @@ TEST(cuda_decode_linear) {
             rng_t r = rng_new(1400 + s * 2 + norm);
             float *x = alloc_uniform(&r, C, -2, 2), *w = alloc_uniform(&r, (size_t)OC * C, -1, 1);
             float *nw = alloc_uniform(&r, C, 0.5f, 1.5f), *h = alloc_zeros(C), *out = alloc_uniform(&r, OC, -1, 1);
-            void *dW = up_weight(w, (size_t)OC * C), *dx = up(x, C, F32), *dnw = up(nw, C, F32);
-            void *dacc = up(out, OC, F32), *dout = poisoned(OC, F32);
-            float *ref = alloc_zeros(OC), *ref_acc = copy_of(out, OC);
+            void *dW = up_weight(w, (size_t)OC * C), *dx = cu_up(x, C, F32), *dnw = cu_up(nw, C, F32);
+            void *dacc = cu_up(out, OC, F32), *dout = cu_poisoned(OC, F32);
+            float *ref = alloc_zeros(OC), *ref_acc = cu_copy_of(out, OC);
             if (norm) mmm_rmsnorm_forward(h, NULL, x, nw, 1e-5f, 1, C);
             else memcpy(h, x, (size_t)C * 4);
             mmm_linear_forward(ref, h, w, NULL, 1, C, OC);
             for (int o = 0; o < OC; o++) ref_acc[o] += ref[o];
             char what[160];
             snprintf(what, sizeof what, "decode_linear%s C=%d OC=%d", norm ? " rmsnorm" : "", C, OC);
-            if (ran(mmm_cuda_decode_linear(dout, dx, dW, norm ? dnw : NULL, 1e-5f, C, OC, 0), what))
+            if (cu_ran(mmm_cuda_decode_linear(dout, dx, dW, norm ? dnw : NULL, 1e-5f, C, OC, 0), what))
                 same(what, dout, ref, OC, F32, 1e-5);
             snprintf(what, sizeof what, "decode_linear%s C=%d OC=%d accumulate", norm ? " rmsnorm" : "", C, OC);
-            if (ran(mmm_cuda_decode_linear(dacc, dx, dW, norm ? dnw : NULL, 1e-5f, C, OC, 1), what))
+            if (cu_ran(mmm_cuda_decode_linear(dacc, dx, dW, norm ? dnw : NULL, 1e-5f, C, OC, 1), what))
                 same(what, dacc, ref_acc, OC, F32, 1e-5);
             free(x); free(w); free(nw); free(h); free(out); free(ref); free(ref_acc);
-            release();
+            cu_release();
         }
     check(mmm_cuda_decode_linear(NULL, NULL, NULL, NULL, 0, 13, 5, 0) == MMM_ERR_UNSUPPORTED,
           "cuda decode_linear rejects C=13 (%s)", mmm_last_error());
 }
 
 TEST(cuda_decode_swiglu_gated) {
-    if (!gpu("decode_swiglu")) return;
+    if (!cu_gpu("decode_swiglu")) return;
     int C = 2048, F = 8192, H = 16, P = 128;
     rng_t r = rng_new(1500);
     float *x = alloc_uniform(&r, C, -2, 2), *w1 = alloc_uniform(&r, (size_t)F * C, -1, 1);
     float *w3 = alloc_uniform(&r, (size_t)F * C, -1, 1), *nw = alloc_uniform(&r, C, 0.5f, 1.5f);
-    void *dW1 = up_weight(w1, (size_t)F * C), *dW3 = up_weight(w3, (size_t)F * C), *dx = up(x, C, F32);
-    void *dnw = up(nw, C, F32), *dout = poisoned(F, F32);
+    void *dW1 = up_weight(w1, (size_t)F * C), *dW3 = up_weight(w3, (size_t)F * C), *dx = cu_up(x, C, F32);
+    void *dnw = cu_up(nw, C, F32), *dout = cu_poisoned(F, F32);
     float *h = alloc_zeros(C), *a = alloc_zeros(F), *b = alloc_zeros(F), *ref = alloc_zeros(F);
     mmm_rmsnorm_forward(h, NULL, x, nw, 1e-5f, 1, C);
     mmm_linear_forward(a, h, w1, NULL, 1, C, F);
     mmm_linear_forward(b, h, w3, NULL, 1, C, F);
     mmm_swiglu_forward(ref, a, b, F);
-    if (ran(mmm_cuda_decode_swiglu(dout, dx, dW1, dW3, dnw, 1e-5f, C, F), "decode_swiglu"))
+    if (cu_ran(mmm_cuda_decode_swiglu(dout, dx, dW1, dW3, dnw, 1e-5f, C, F), "decode_swiglu"))
         same("decode_swiglu C=2048 F=8192", dout, ref, F, F32, 1e-5);
     free(w1); free(w3);
-    release();
+    cu_release();
 
     int HP = H * P, OC = 2048;
     float *y = alloc_uniform(&r, HP, -2, 2), *g = alloc_uniform(&r, HP, -3, 3), *gw = alloc_uniform(&r, P, 0.5f, 1.5f);
     float *w = alloc_uniform(&r, (size_t)OC * HP, -1, 1), *gated = alloc_zeros(HP), *ref2 = alloc_zeros(OC);
-    void *dW = up_weight(w, (size_t)OC * HP), *dyv = up(y, HP, F32), *dg = up(g, HP, F32), *dgw = up(gw, P, F32);
-    void *dout2 = poisoned(OC, F32);
+    void *dW = up_weight(w, (size_t)OC * HP), *dyv = cu_up(y, HP, F32), *dg = cu_up(g, HP, F32), *dgw = cu_up(gw, P, F32);
+    void *dout2 = cu_poisoned(OC, F32);
     mmm_gated_rmsnorm_forward(gated, NULL, y, g, gw, 1e-5f, 1, H, P);
     mmm_linear_forward(ref2, gated, w, NULL, 1, HP, OC);
-    if (ran(mmm_cuda_decode_gated_linear(dout2, dyv, dg, dW, dgw, 1e-5f, H, P, OC, 0), "decode_gated_linear"))
+    if (cu_ran(mmm_cuda_decode_gated_linear(dout2, dyv, dg, dW, dgw, 1e-5f, H, P, OC, 0), "decode_gated_linear"))
         same("decode_gated_linear H=16 P=128 OC=2048", dout2, ref2, OC, F32, 1e-5);
     free(x); free(nw); free(h); free(a); free(b); free(ref); free(y); free(g); free(gw); free(w);
     free(gated); free(ref2);
-    release();
+    cu_release();
 }
 
 static float scalar_of(const void *d) {
@@ -737,7 +641,7 @@ static float scalar_of(const void *d) {
 }
 
 TEST(cuda_losses) {
-    if (!gpu("losses")) return;
+    if (!cu_gpu("losses")) return;
     static const int shapes[][2] = {{7, 92544}, {33, 1001}};
     for (int s = 0; s < 2; s++) {
         int N = shapes[s][0], V = shapes[s][1];
@@ -750,44 +654,44 @@ TEST(cuda_losses) {
             tg[i] = i % 3 == 1 ? -1 : (int32_t)(rng_uniform(&r) * V);
             mask[i] = i % 4 != 2;
         }
-        void *dz = up(z, n, F32), *dt = up(t, n, F32), *dg = up(g, n, F32), *dg2 = up(g, n, F32);
-        void *dtg = up_bytes(tg, N * sizeof *tg), *dmask = up_bytes(mask, N), *dl = dalloc(4);
-        float *g2 = copy_of(g, n), loss = 0;
+        void *dz = cu_up(z, n, F32), *dt = cu_up(t, n, F32), *dg = cu_up(g, n, F32), *dg2 = cu_up(g, n, F32);
+        void *dtg = cu_up_bytes(tg, N * sizeof *tg), *dmask = cu_up_bytes(mask, N), *dl = cu_dalloc(4);
+        float *g2 = cu_copy_of(g, n), loss = 0;
         char what[160];
         mmm_cross_entropy_forward(&loss, NULL, z, tg, N, V);
         snprintf(what, sizeof what, "cross_entropy_fwd N=%d V=%d", N, V);
-        if (ran(mmm_cuda_cross_entropy_forward(dl, dz, dtg, N, V), what)) {
+        if (cu_ran(mmm_cuda_cross_entropy_forward(dl, dz, dtg, N, V), what)) {
             double ref = loss;
             float got = scalar_of(dl);
             check_close(what, &got, &ref, 1, 1e-5);
         }
         mmm_cross_entropy_backward(g, 0.7f, z, tg, N, V);
         snprintf(what, sizeof what, "cross_entropy_bwd N=%d V=%d (accumulated)", N, V);
-        if (ran(mmm_cuda_cross_entropy_backward(dg, 0.7f, dz, dtg, N, V), what)) same(what, dg, g, n, F32, 1e-5);
+        if (cu_ran(mmm_cuda_cross_entropy_backward(dg, 0.7f, dz, dtg, N, V), what)) same(what, dg, g, n, F32, 1e-5);
 
         float kl = mmm_kl_div_forward(z, t, mask, 2.0f, N, V);
         snprintf(what, sizeof what, "kl_div_fwd N=%d V=%d tau=2 masked", N, V);
-        if (ran(mmm_cuda_kl_div_forward(dl, dz, dt, dmask, 2.0f, N, V), what)) {
+        if (cu_ran(mmm_cuda_kl_div_forward(dl, dz, dt, dmask, 2.0f, N, V), what)) {
             double ref = kl;
             float got = scalar_of(dl);
             check_close(what, &got, &ref, 1, 1e-4);
         }
         mmm_kl_div_backward(g2, 1.3f, z, t, mask, 2.0f, N, V);
         snprintf(what, sizeof what, "kl_div_bwd N=%d V=%d tau=2 masked (accumulated)", N, V);
-        if (ran(mmm_cuda_kl_div_backward(dg2, 1.3f, dz, dt, dmask, 2.0f, N, V), what)) same(what, dg2, g2, n, F32, 1e-5);
+        if (cu_ran(mmm_cuda_kl_div_backward(dg2, 1.3f, dz, dt, dmask, 2.0f, N, V), what)) same(what, dg2, g2, n, F32, 1e-5);
 
         float mse = mmm_mse_forward(z, t, n);
         snprintf(what, sizeof what, "mse_fwd n=%zu", n);
-        if (ran(mmm_cuda_mse_forward(dl, dz, dt, n), what)) {
+        if (cu_ran(mmm_cuda_mse_forward(dl, dz, dt, n), what)) {
             double ref = mse;
             float got = scalar_of(dl);
             check_close(what, &got, &ref, 1, 1e-5);
         }
-        float *ga = copy_of(g, n), *gb = copy_of(g2, n);
-        void *dga = up(ga, n, F32), *dgb = up(gb, n, F32);
+        float *ga = cu_copy_of(g, n), *gb = cu_copy_of(g2, n);
+        void *dga = cu_up(ga, n, F32), *dgb = cu_up(gb, n, F32);
         mmm_mse_backward(ga, gb, 0.9f, z, t, n);
         snprintf(what, sizeof what, "mse_bwd n=%zu (accumulated)", n);
-        if (ran(mmm_cuda_mse_backward(dga, dgb, 0.9f, dz, dt, n), what)) {
+        if (cu_ran(mmm_cuda_mse_backward(dga, dgb, 0.9f, dz, dt, n), what)) {
             char w2[200];
             snprintf(w2, sizeof w2, "%s da", what);
             same(w2, dga, ga, n, F32, 1e-6);
@@ -795,28 +699,28 @@ TEST(cuda_losses) {
             same(w2, dgb, gb, n, F32, 1e-6);
         }
         free(z); free(t); free(g); free(g2); free(tg); free(mask); free(ga); free(gb);
-        release();
+        cu_release();
     }
 }
 
 TEST(cuda_adamw) {
-    if (!gpu("adamw")) return;
+    if (!cu_gpu("adamw")) return;
     size_t n = 100001;
     rng_t r = rng_new(1700);
     float *p = alloc_uniform(&r, n, -1, 1), *g = alloc_uniform(&r, n, -1, 1);
     float *m = alloc_uniform(&r, n, -0.1f, 0.1f), *v = alloc_uniform(&r, n, 0, 0.01f);
-    void *dp = up(p, n, F32), *dg = up(g, n, F32), *dm = up(m, n, F32), *dv = up(v, n, F32);
-    void *dpb = poisoned(n, BF16);
+    void *dp = cu_up(p, n, F32), *dg = cu_up(g, n, F32), *dm = cu_up(m, n, F32), *dv = cu_up(v, n, F32);
+    void *dpb = cu_poisoned(n, BF16);
     mmm_adamw_config cfg = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f};
     mmm_adamw_step(p, g, m, v, n, &cfg, 1, 7);
-    if (ran(mmm_cuda_adamw_step(dp, dpb, dg, dm, dv, n, &cfg, 1, 7), "adamw")) {
+    if (cu_ran(mmm_cuda_adamw_step(dp, dpb, dg, dm, dv, n, &cfg, 1, 7), "adamw")) {
         same("adamw step 7 decay param", dp, p, n, F32, 1e-6);
         same("adamw step 7 decay m", dm, m, n, F32, 1e-6);
         same("adamw step 7 decay v", dv, v, n, F32, 1e-6);
         same("adamw step 7 decay bf16 copy", dpb, p, n, BF16, 0);
     }
     free(p); free(g); free(m); free(v);
-    release();
+    cu_release();
 }
 
 #endif

@@ -19,80 +19,11 @@ TEST(cuda_ssd_backward) { printf("cuda ssd_bwd skipped (built without CUDA)\n");
 
 #else
 
+#include "cuda_util.h"
 #include "mmm/cuda.h"
 #include "mmm/dtype.h"
 #include "mmm/error.h"
 #include "mmm/ops/ssd.h"
-
-#define F32 MMM_DTYPE_F32
-#define BF16 MMM_DTYPE_BF16
-
-static int g_gpu; /* 0 unknown, 1 usable, −1 none */
-
-static bool gpu(const char *what) {
-    if (!g_gpu) g_gpu = mmm_cuda_init(0, NULL) == MMM_OK ? 1 : -1;
-    if (g_gpu < 0) printf("cuda %s skipped (no GPU)\n", what);
-    return g_gpu > 0;
-}
-
-/* ---- device buffers of one case, freed together ---- */
-
-#define MAX_BUFS 64
-static void *g_bufs[MAX_BUFS];
-static int g_nbufs;
-
-static void *dalloc(size_t bytes) {
-    void *p = NULL;
-    if (mmm_cuda_malloc(&p, bytes + 16) || g_nbufs == MAX_BUFS) {
-        fprintf(stderr, "test_cuda_ssd_backward: %s\n", mmm_last_error());
-        abort();
-    }
-    return g_bufs[g_nbufs++] = p;
-}
-
-static void release(void) {
-    while (g_nbufs) mmm_cuda_free(g_bufs[--g_nbufs]);
-}
-
-static const char *dtn(mmm_dtype dt) { return dt == BF16 ? "bf16" : "f32"; }
-
-/* rounds host values to what dtype dt stores, so the CPU sees the GPU's inputs */
-static void rnd(float *x, size_t n, mmm_dtype dt) {
-    if (dt == BF16)
-        for (size_t i = 0; i < n; i++) x[i] = mmm_bf16_to_f32(mmm_f32_to_bf16(x[i]));
-}
-
-static void *up(const float *x, size_t n, mmm_dtype dt) {
-    void *d = dalloc(n * (dt == BF16 ? 2 : 4));
-    if (dt == BF16) {
-        uint16_t *h = malloc(n * 2 + 2);
-        mmm_f32_to_bf16_array(h, x, n);
-        mmm_cuda_upload(d, h, n * 2);
-        free(h);
-    } else {
-        mmm_cuda_upload(d, x, n * 4);
-    }
-    return d;
-}
-
-static float *down(const void *d, size_t n) {
-    float *h = malloc(n * sizeof *h + 4);
-    mmm_cuda_download(h, d, n * 4);
-    return h;
-}
-
-static float *rand_host(rng_t *r, size_t n, float lo, float hi, mmm_dtype dt) {
-    float *x = alloc_uniform(r, n, lo, hi);
-    rnd(x, n, dt);
-    return x;
-}
-
-/* the launch's status, then the kernels' (errors surface at the sync) */
-static bool ran(int rc, const char *what) {
-    if (!rc) rc = mmm_cuda_sync();
-    if (rc) check(false, "cuda %s: %s", what, mmm_last_error());
-    return rc == 0;
-}
 
 /* ---- the cases ---- */
 
@@ -126,27 +57,27 @@ static void make_case(bwd_case *c, bwd_shape s, mmm_dtype dt, float dt_hi, uint6
     c->n[GA] = s.H;
     c->n[GS0] = (size_t)s.B * s.H * s.P * s.N;
     c->ny = bt * s.H * s.P;
-    c->x = rand_host(&r, c->n[GX], -1, 1, dt);
-    c->Bm = rand_host(&r, c->n[GB], -1, 1, dt);
-    c->C = rand_host(&r, c->n[GC], -1, 1, dt);
+    c->x = cu_rand_host(&r, c->n[GX], -1, 1, dt);
+    c->Bm = cu_rand_host(&r, c->n[GB], -1, 1, dt);
+    c->C = cu_rand_host(&r, c->n[GC], -1, 1, dt);
     c->dtv = alloc_uniform(&r, c->n[GDT], 0.001f, dt_hi);
     c->A = alloc_uniform(&r, s.H, -3, -0.3f);
     c->S0 = s.init ? alloc_uniform(&r, c->n[GS0], -1, 1) : NULL;
-    c->dy = rand_host(&r, c->ny, -1, 1, dt);
+    c->dy = cu_rand_host(&r, c->ny, -1, 1, dt);
     c->dfin = s.dfin ? alloc_uniform(&r, c->n[GS0], -1, 1) : NULL;
     for (int k = 0; k < NGRAD; k++) c->g[k] = alloc_zeros(c->n[k] + 1);
     mmm_ssd_backward(c->g[GX], c->g[GB], c->g[GC], c->g[GDT], c->g[GA], c->g[GS0], c->dy, c->dfin,
                      c->x, c->Bm, c->C, c->dtv, c->A, c->S0, s.B, s.T, s.H, s.G, s.P, s.N, s.chunk);
-    c->d_x = up(c->x, c->n[GX], dt);
-    c->d_Bm = up(c->Bm, c->n[GB], dt);
-    c->d_C = up(c->C, c->n[GC], dt);
-    c->d_dy = up(c->dy, c->ny, dt);
-    c->d_dt = up(c->dtv, c->n[GDT], F32);
-    c->d_A = up(c->A, s.H, F32);
-    c->d_S0 = c->S0 ? up(c->S0, c->n[GS0], F32) : NULL;
-    c->d_dfin = c->dfin ? up(c->dfin, c->n[GS0], F32) : NULL;
-    c->ws = dalloc(mmm_cuda_ssd_backward_ws_bytes(s.B, s.T, s.H, s.G, s.P, s.N, s.chunk));
-    snprintf(c->what, sizeof c->what, "ssd_bwd %s B=%d T=%d H=%d G=%d P=%d N=%d chunk=%d%s%s", dtn(dt),
+    c->d_x = cu_up(c->x, c->n[GX], dt);
+    c->d_Bm = cu_up(c->Bm, c->n[GB], dt);
+    c->d_C = cu_up(c->C, c->n[GC], dt);
+    c->d_dy = cu_up(c->dy, c->ny, dt);
+    c->d_dt = cu_up(c->dtv, c->n[GDT], F32);
+    c->d_A = cu_up(c->A, s.H, F32);
+    c->d_S0 = c->S0 ? cu_up(c->S0, c->n[GS0], F32) : NULL;
+    c->d_dfin = c->dfin ? cu_up(c->dfin, c->n[GS0], F32) : NULL;
+    c->ws = cu_dalloc(mmm_cuda_ssd_backward_ws_bytes(s.B, s.T, s.H, s.G, s.P, s.N, s.chunk));
+    snprintf(c->what, sizeof c->what, "ssd_bwd %s B=%d T=%d H=%d G=%d P=%d N=%d chunk=%d%s%s", cu_dtn(dt),
              s.B, s.T, s.H, s.G, s.P, s.N, s.chunk, s.init ? " init" : "", s.dfin ? " dfinal" : "");
 }
 
@@ -154,7 +85,7 @@ static void free_case(bwd_case *c) {
     free(c->x), free(c->Bm), free(c->C), free(c->dtv), free(c->A), free(c->S0), free(c->dy);
     free(c->dfin);
     for (int k = 0; k < NGRAD; k++) free(c->g[k]);
-    release();
+    cu_release();
 }
 
 static double max_abs(const float *x, size_t n) {
@@ -175,19 +106,19 @@ static void run_and_check(bwd_case *c, unsigned want, int calls, const char *tag
         if (!(want >> k & 1)) continue;
         float m = (float)max_abs(c->g[k], c->n[k]);
         start[k] = alloc_uniform(&r, c->n[k] + 1, -0.5f * m, 0.5f * m);
-        d[k] = up(start[k], c->n[k], F32);
+        d[k] = cu_up(start[k], c->n[k], F32);
     }
     char what[300];
     snprintf(what, sizeof what, "%s %s", c->what, tag);
     for (int i = 0; i < calls; i++)
-        if (!ran(mmm_cuda_ssd_backward(d[GX], d[GB], d[GC], d[GDT], d[GA], d[GS0], c->d_dy,
+        if (!cu_ran(mmm_cuda_ssd_backward(d[GX], d[GB], d[GC], d[GDT], d[GA], d[GS0], c->d_dy,
                                        c->d_dfin, c->d_x, c->d_Bm, c->d_C, c->d_dt, c->d_A,
                                        c->d_S0, c->ws, s.B, s.T, s.H, s.G, s.P, s.N, s.chunk, c->dt),
                  what))
             goto out;
     for (int k = 0; k < NGRAD; k++) {
         if (!d[k]) continue;
-        float *got = down(d[k], c->n[k]);
+        float *got = cu_down(d[k], c->n[k], F32);
         double *ref = malloc((c->n[k] + 1) * sizeof *ref);
         for (size_t i = 0; i < c->n[k]; i++) ref[i] = (double)start[k][i] + calls * (double)c->g[k][i];
         char name[340];
@@ -209,15 +140,15 @@ static void check_reproducible(bwd_case *c) {
     void *d[NGRAD];
     float *first[NGRAD] = {0};
     bool same = true;
-    for (int k = 0; k < NGRAD; k++) d[k] = dalloc(c->n[k] * 4);
+    for (int k = 0; k < NGRAD; k++) d[k] = cu_dalloc(c->n[k] * 4);
     for (int rep = 0; rep < 2; rep++) {
         for (int k = 0; k < NGRAD; k++) mmm_cuda_memset(d[k], 0, c->n[k] * 4);
-        if (!ran(mmm_cuda_ssd_backward(d[GX], d[GB], d[GC], d[GDT], d[GA], d[GS0], c->d_dy, c->d_dfin,
+        if (!cu_ran(mmm_cuda_ssd_backward(d[GX], d[GB], d[GC], d[GDT], d[GA], d[GS0], c->d_dy, c->d_dfin,
                                        c->d_x, c->d_Bm, c->d_C, c->d_dt, c->d_A, c->d_S0, c->ws,
                                        s.B, s.T, s.H, s.G, s.P, s.N, s.chunk, c->dt), c->what))
             goto out;
         for (int k = 0; k < NGRAD; k++) {
-            float *got = down(d[k], c->n[k]);
+            float *got = cu_down(d[k], c->n[k], F32);
             if (!rep) first[k] = got;
             else {
                 same = same && !memcmp(got, first[k], c->n[k] * 4);
@@ -254,7 +185,7 @@ static void print_worst(const char *label) {
 }
 
 TEST(cuda_ssd_backward) {
-    if (!gpu("ssd_bwd")) return;
+    if (!cu_gpu("ssd_bwd")) return;
     static const bwd_shape shapes[] = {
         /* B, T, H, G, P, N, chunk, init, dfinal */
         {2, 1, 2, 2, 64, 64, 128, 1, 1},    /* T = 1 */
@@ -277,7 +208,7 @@ TEST(cuda_ssd_backward) {
 /* 100K tokens with strong decay (dt up to 1, A down to −3: a chunk's cumulative log-decay reaches
  * about −190): every gradient finite and equal to the CPU's. */
 TEST(cuda_ssd_backward_long) {
-    if (!gpu("ssd_bwd long")) return;
+    if (!cu_gpu("ssd_bwd long")) return;
     bwd_shape s = {1, 100000, 2, 1, 16, 16, 64, 1, 1};
     for (int di = 0; di < 2; di++) {
         mmm_dtype dt = di ? BF16 : F32;
@@ -290,7 +221,7 @@ TEST(cuda_ssd_backward_long) {
 }
 
 TEST(cuda_ssd_backward_args) {
-    if (!gpu("ssd_bwd args")) return;
+    if (!cu_gpu("ssd_bwd args")) return;
     float v = 0;
     check(mmm_cuda_ssd_backward(NULL, NULL, NULL, NULL, NULL, NULL, &v, NULL, &v, &v, &v, &v, &v,
                                 NULL, NULL, 1, 4, 3, 2, 8, 8, 16, F32) == MMM_ERR_ARG,
