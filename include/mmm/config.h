@@ -64,6 +64,9 @@ int mmm_config_tile_grid(const mmm_config *cfg);         /* tile_size / patch_si
 int mmm_config_tokens_per_tile(const mmm_config *cfg);   /* tile_grid² · ratio² */
 int mmm_config_shuffle_factor(const mmm_config *cfg);    /* 1 / downsample_ratio */
 int mmm_config_n_mamba_layers(const mmm_config *cfg);
+/* For each mixer kind, a layer as wide as the widest of that kind in every field (heads, kv
+ * heads, head_dim, ffn), for sizing buffers the layers of a kind share; has[kind]: any layer. */
+void mmm_config_widest(const mmm_config *cfg, mmm_layer_desc widest[2], int has[2]);
 /* id of a special token by its text, or -1 */
 int mmm_config_token_id(const mmm_config *cfg, const char *token);
 

@@ -223,21 +223,12 @@ static const state_backend gpu_backend = {state_prefill, state_reset, state_copy
  * the largest layer of that kind needs. */
 static int alloc_chunk_buffers(gpu_state *s) {
     const mmm_config *c = &s->m->cfg;
-    int L = mmm_config_n_layers(c), C = c->hidden, Dmax = max_head_dim(c), Hmax = 0;
-    mmm_layer_desc widest[2] = {{0}, {0}};
-    int has[2] = {0, 0};
+    int C = c->hidden, Dmax = max_head_dim(c), Hmax;
+    mmm_layer_desc widest[2];
+    int has[2];
     size_t layer[2] = {0, 0}, scratch = 0;
-    for (int l = 0; l < L; l++) {
-        const mmm_layer_desc *d = &c->layers[l];
-        mmm_layer_desc *w = &widest[d->kind];
-        has[d->kind] = 1;
-        w->kind = d->kind;
-        if (d->n_heads > w->n_heads) w->n_heads = d->n_heads;
-        if (d->n_kv_heads > w->n_kv_heads) w->n_kv_heads = d->n_kv_heads;
-        if (d->head_dim > w->head_dim) w->head_dim = d->head_dim;
-        if (d->ffn > w->ffn) w->ffn = d->ffn;
-        if (d->n_heads > Hmax) Hmax = d->n_heads;
-    }
+    mmm_config_widest(c, widest, has);
+    Hmax = widest[0].n_heads > widest[1].n_heads ? widest[0].n_heads : widest[1].n_heads;
     for (int kind = 0; kind < 2; kind++)
         if (has[kind]) {
             layer[kind] = layer_floats(&widest[kind], CHUNK, C, 1, CHUNK);

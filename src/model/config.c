@@ -357,6 +357,21 @@ int mmm_config_save(const mmm_config *c, const char *path) {
 }
 
 int mmm_config_n_layers(const mmm_config *c) { return c->n_emb_layers + c->n_llm_layers; }
+
+void mmm_config_widest(const mmm_config *c, mmm_layer_desc widest[2], int has[2]) {
+    memset(widest, 0, 2 * sizeof *widest);
+    has[0] = has[1] = 0;
+    for (int l = 0; l < mmm_config_n_layers(c); l++) {
+        const mmm_layer_desc *d = &c->layers[l];
+        mmm_layer_desc *w = &widest[d->kind];
+        has[d->kind] = 1;
+        w->kind = d->kind;
+        if (d->n_heads > w->n_heads) w->n_heads = d->n_heads;
+        if (d->n_kv_heads > w->n_kv_heads) w->n_kv_heads = d->n_kv_heads;
+        if (d->head_dim > w->head_dim) w->head_dim = d->head_dim;
+        if (d->ffn > w->ffn) w->ffn = d->ffn;
+    }
+}
 int mmm_config_patch_grid(const mmm_config *c) { return c->patch_size ? c->image_size / c->patch_size : 0; }
 int mmm_config_tile_grid(const mmm_config *c) { return c->patch_size ? c->tile_size / c->patch_size : 0; }
 int mmm_config_shuffle_factor(const mmm_config *c) { return (int)lrintf(1.0f / c->downsample_ratio); }

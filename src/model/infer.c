@@ -88,19 +88,10 @@ int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
     }
     /* chunk scratch: for each mixer kind one set of buffers shared by its layers, each buffer as
      * large as the largest layer of that kind needs */
-    mmm_layer_desc widest[2] = {{0}, {0}};
-    int has[2] = {0, 0};
+    mmm_layer_desc widest[2];
+    int has[2];
     size_t layer[2] = {0, 0}, qkv = 0;
-    for (int l = 0; l < L; l++) {
-        const mmm_layer_desc *d = &c->layers[l];
-        mmm_layer_desc *w = &widest[d->kind];
-        has[d->kind] = 1;
-        w->kind = d->kind;
-        if (d->n_heads > w->n_heads) w->n_heads = d->n_heads;
-        if (d->n_kv_heads > w->n_kv_heads) w->n_kv_heads = d->n_kv_heads;
-        if (d->head_dim > w->head_dim) w->head_dim = d->head_dim;
-        if (d->ffn > w->ffn) w->ffn = d->ffn;
-    }
+    mmm_config_widest(c, widest, has);
     for (int kind = 0; kind < 2; kind++)
         if (has[kind]) {
             layer[kind] = layer_floats(&widest[kind], CHUNK, C, 1, CHUNK);
