@@ -179,14 +179,14 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
 
 /* Each point runs in a fresh process (this program again, with --child), not a fork: a forked
  * copy of a process that has used OpenMP can hang in its first parallel region, and a fresh one
- * also starts its memory count from zero. */
+ * also starts its memory count from zero. "This program" is /proc/PID/exe, which still names the
+ * running binary when its file has been rebuilt or removed during a long run. */
 static result run_child(const char *model_dir, const dims *d, int kind, int ctx, int steps, int prefill_max, int cuda,
                         int bf16) {
     result r = {0};
-    char exe[4096], cmd[8192];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0 || (model_dir && strchr(model_dir, '\''))) return r;
-    exe[n] = '\0';
+    char exe[64], cmd[8192];
+    if (model_dir && strchr(model_dir, '\'')) return r;
+    snprintf(exe, sizeof exe, "/proc/%ld/exe", (long)getpid());
     if (model_dir)
         snprintf(cmd, sizeof cmd, "'%s' bench --child %d,%d,%d,%d --device %s --dtype %s --model '%s'", exe, kind, ctx,
                  steps, prefill_max, cuda ? "cuda" : "cpu", bf16 ? "bf16" : "f32", model_dir);

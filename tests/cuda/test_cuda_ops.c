@@ -391,7 +391,7 @@ TEST(cuda_attention_backward) {
 
 TEST(cuda_attention_decode) {
     if (!cu_gpu("attention_decode")) return;
-    static const int tks[] = {1, 50, 1000, 5000, 33333};
+    static const int tks[] = {1, 50, 1000, 5000, 33333, 100000};
     int B = 2, H = 16, Hkv = 8;
     for (int D = 64; D <= 128; D += 64)
         for (size_t s = 0; s < sizeof tks / sizeof *tks; s++)
@@ -500,6 +500,16 @@ TEST(cuda_ssd_forward) {
     };
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int di = 0; di < 2; di++) ssd_case(shapes[s], DTS[di], 1100 + s * 2 + di);
+}
+
+/* A 100K-token context in fp32 and bf16: the SSD scan over it (decay products underflow to 0,
+ * never NaN) and the last 64 queries of a causal prefill over all of it (online softmax). */
+TEST(cuda_long_context_100k) {
+    if (!cu_gpu("long_context_100k")) return;
+    for (int di = 0; di < 2; di++) {
+        ssd_case((ssd_shape){1, 100000, 2, 1, 16, 16, 128, 1}, DTS[di], 1200 + di);
+        attention_case((att_shape){1, 64, 100000, 4, 2, 64}, DTS[di], 0, 1210 + di);
+    }
 }
 
 TEST(cuda_ssd_step) {
