@@ -6,7 +6,8 @@
 #                    (K attention layers, stage 3 from the shared stages 1-2)
 # usage: bench/ablations.sh TEACHER_DIR DATA_DIR OUT_DIR [STEPS_PER_STAGE [K]]
 # (LR_SCALE, default 10 as in mmm demo, multiplies the paper's learning rates; JOBS, default 1,
-# runs that many distillations at once, each on THREADS threads, default 2)
+# runs that many distillations at once, each on THREADS threads, default 2; PART=hybrid runs
+# only the placements)
 # Prints one line per variant (exact match on SAMPLES=600 test samples, per task) and writes
 # OUT_DIR/ablations.md.
 set -euo pipefail
@@ -29,11 +30,16 @@ distill_bg() { # $1 = label, rest = distill arguments
 }
 echo "| variant | test accuracy per task |" > "$out/ablations.md"
 echo "|---|---|" >> "$out/ablations.md"
-for init in scratch inherit mimic; do distill_bg "init_$init" --init "$init"; done
-distill_bg stages_23 --stages 2,3
-wait
-for v in init_scratch init_inherit init_mimic stages_23; do eval_one "$v" "$out/$v"; done
-L=$(grep -o '"num_hidden_layers": [0-9]*' "$teacher/config.json" | awk '{s += $2} END {print s}')
+if [ "${PART:-all}" = hybrid ]; then # placements only: the shared stages 1-2 alone
+    distill_bg init_mimic --stages 1,2
+    wait
+else
+    for init in scratch inherit mimic; do distill_bg "init_$init" --init "$init"; done
+    distill_bg stages_23 --stages 2,3
+    wait
+    for v in init_scratch init_inherit init_mimic stages_23; do eval_one "$v" "$out/$v"; done
+fi
+L=$(grep -o '"num_hidden_layers":[[:space:]]*[0-9]*' "$teacher/config.json" | grep -o '[0-9]*$' | awk '{s += $1} END {print s}')
 for place in head-interleaved tail-interleaved head-stacked tail-stacked auto; do
     dir="$out/hybrid_$place"
     mkdir -p "$dir"
