@@ -52,10 +52,11 @@ compile() {
     "$CC" $CFLAGS $flags -MMD -MP -c "$src" -o "$obj"
 }
 
-# The library (the CLI aside), and stb_image compiled here too, so the fuzzer sees coverage and
-# ASan sees memory errors inside the decoder (its own UB idioms are not ours to fix: no UBSan).
+# The library (the CLI aside; without CUDA, src/gpu/none stands in for the GPU runtime as in the
+# Makefile), and stb_image compiled here too, so the fuzzer sees coverage and ASan sees memory
+# errors inside the decoder (its own UB idioms are not ours to fix: no UBSan).
 lib_objs=()
-for src in $(find src -name '*.c' ! -path 'src/cli/*' | sort); do
+for src in $(find src -name '*.c' ! -path 'src/cli/*' ! -path 'src/gpu/*' | sort) src/gpu/none/gpu.c; do
     obj=$OUT/obj/${src%.c}.o
     compile "$src" "$obj" "$SAN -fsanitize=fuzzer-no-link" || { echo "fuzz: cannot compile $src" >&2; exit 2; }
     lib_objs+=("$obj")
