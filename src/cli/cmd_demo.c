@@ -140,7 +140,7 @@ static void usage(FILE *f) {
           "with --retrain-teacher), distills a linear and a hybrid (every 4th layer attention) student\n"
           "in three stages, evaluates all three on the test split, benchmarks decode latency and\n"
           "memory against context length, and writes DIR/REPORT.md with tables and plots.\n"
-          "About 10 minutes on 2 cores (25 with --retrain-teacher); --quick: about 3 minutes, with\n"
+          "About 7 minutes on 2 cores (21 with --retrain-teacher); --quick: about 3 minutes, with\n"
           "less data, fewer steps and shorter contexts. Rerunning continues where it stopped.\n\n"
           "  --out DIR          where everything goes (default runs/demo)\n"
           "  --quick            small settings\n"
