@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "mmm/data.h"
+#include "mmm/forward.h"
 #include "mmm/model.h"
 #include "mmm/optim.h"
 
@@ -66,6 +67,18 @@ typedef struct {
 typedef struct {
     size_t begin, end;
 } mmm_train_range;
+
+/* The teacher's step (an mmm_step_fn): cross-entropy on the answer tokens, on the GPU when the
+ * model is attached there. One context per worker, zeroed to start, freed with mmm_ce_train_free. */
+typedef struct {
+    mmm_acts *acts;
+    float *dlogits;
+    size_t dlogits_cap;
+    struct mmm_gpu_step *gpu;
+} mmm_ce_train;
+int mmm_ce_step(void *ctx, const mmm_model *m, const mmm_batch *b, float *grads, double *loss_sum,
+                long *loss_tokens);
+void mmm_ce_train_free(mmm_ce_train *c);
 
 /* Trains the parts trainable[param index] names. Resumes from out_dir's latest checkpoint
  * when there is one (the model's weights, AdamW moments, the data position and the step all

@@ -12,7 +12,6 @@
 #include "mmm/fileio.h"
 #include "mmm/forward.h"
 #include "mmm/gpu.h"
-#include "mmm/ops/loss.h"
 #include "mmm/path.h"
 #include "mmm/tokenizer.h"
 #include "mmm/train.h"
@@ -52,36 +51,6 @@ static void usage(FILE *f) {
           "             --data runs/fmnist/train.jsonl --eval runs/fmnist/test.jsonl --out runs/teacher\n", f);
 }
 
-typedef struct {
-    mmm_acts *acts;
-    float *dlogits;
-    size_t dlogits_cap;
-    mmm_gpu_step *gpu;
-} ce_ctx;
-
-/* Cross-entropy on the answer tokens; gradients summed over the batch's label tokens. */
-static int ce_step(void *ctx, const mmm_model *m, const mmm_batch *b, float *grads, double *loss_sum,
-                   long *loss_tokens) {
-    ce_ctx *c = ctx;
-    if (m->gpu) return mmm_gpu_ce_step(&c->gpu, m, b, grads, loss_sum, loss_tokens);
-    mmm_input in = {b->B, b->T, b->ids, b->pixels, b->n_tiles};
-    int rc = mmm_forward(m, &in, &c->acts);
-    if (rc) return rc;
-    size_t need = (size_t)b->B * b->T * m->cfg.vocab;
-    if (need > c->dlogits_cap) {
-        free(c->dlogits);
-        if (!(c->dlogits = malloc(need * sizeof *c->dlogits))) { c->dlogits_cap = 0; return mmm_fail(MMM_ERR_NOMEM, "train: out of memory"); }
-        c->dlogits_cap = need;
-    }
-    float loss;
-    int count;
-    if ((rc = mmm_cross_entropy_forward(&loss, &count, mmm_acts_logits(c->acts), b->labels, b->B * b->T, m->cfg.vocab))) return rc;
-    memset(c->dlogits, 0, need * sizeof *c->dlogits);
-    mmm_cross_entropy_backward(c->dlogits, (float)count, mmm_acts_logits(c->acts), b->labels, b->B * b->T, m->cfg.vocab);
-    *loss_sum = (double)loss * count;
-    *loss_tokens = count;
-    return mmm_backward(m, c->acts, c->dlogits, grads);
-}
 
 int cli_print_eval(const char *label, const mmm_eval_result *r, char *json, size_t cap) {
     printf("[%s] exact match %.4f (%d/%d) | answer loss %.4f |", label, r->n ? (double)r->correct / r->n : 0,
@@ -196,7 +165,7 @@ int cmd_train(int argc, char **argv) {
     mmm_model *m = NULL;
     mmm_dataset train = {0}, test = {0};
     mmm_train_range *trainable = NULL;
-    ce_ctx ce[MMM_TRAIN_MAX_WORKERS] = {{0}};
+    mmm_ce_train ce[MMM_TRAIN_MAX_WORKERS] = {{0}};
     void *ce_ctxs[MMM_TRAIN_MAX_WORKERS];
     for (int w = 0; w < MMM_TRAIN_MAX_WORKERS; w++) ce_ctxs[w] = &ce[w];
     int rc = mmm_config_load(&cfg, config_path), have_cfg = !rc;
@@ -222,7 +191,7 @@ int cmd_train(int argc, char **argv) {
         cli_eval_ctx ev = {tok, &test, eval_samples};
         mmm_train_result res;
         o.workers = cli_workers(o.workers, o.accum);
-        rc = mmm_train_run(m, trainable, &train, &o, ce_step, ce_ctxs, eval_path ? cli_eval_during_training : NULL, &ev, &res);
+        rc = mmm_train_run(m, trainable, &train, &o, mmm_ce_step, ce_ctxs, eval_path ? cli_eval_during_training : NULL, &ev, &res);
         if (!rc) {
             char path[1100];
             rc = mmm_model_save(m, out, MMM_DTYPE_F32, 0);
@@ -248,9 +217,7 @@ int cmd_train(int argc, char **argv) {
     }
     int status = rc ? cli_fail("train") : 0;
     for (int w = 0; w < MMM_TRAIN_MAX_WORKERS; w++) {
-        mmm_acts_free(ce[w].acts);
-        free(ce[w].dlogits);
-        mmm_gpu_step_free(ce[w].gpu);
+        mmm_ce_train_free(&ce[w]);
     }
     free(trainable);
     mmm_dataset_free(&train);

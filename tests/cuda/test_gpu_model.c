@@ -106,7 +106,6 @@ TEST(gpu_model) { printf("gpu model skipped (built without CUDA)\n"); }
 #include "mmm/fileio.h"
 #include "mmm/forward.h"
 #include "mmm/gpu.h"
-#include "mmm/ops/loss.h"
 #include "mmm/seed.h"
 #include "mmm/train.h"
 
@@ -328,30 +327,6 @@ TEST(gpu_model_gradients) {
 
 /* ---- training and distillation steps through the trainer, on the fixture's data ---- */
 
-typedef struct {
-    mmm_acts *acts;
-    float *dl;
-    mmm_gpu_step *gpu;
-} ce_ctx;
-
-static int ce_step(void *ctx, const mmm_model *m, const mmm_batch *b, float *grads, double *ls, long *lt) {
-    ce_ctx *c = ctx;
-    if (m->gpu) return mmm_gpu_ce_step(&c->gpu, m, b, grads, ls, lt);
-    mmm_input in = {b->B, b->T, b->ids, b->pixels, b->n_tiles};
-    int rc = mmm_forward(m, &in, &c->acts);
-    if (rc) return rc;
-    size_t n = (size_t)b->B * b->T * m->cfg.vocab;
-    free(c->dl);
-    c->dl = calloc(n, sizeof *c->dl);
-    float loss;
-    int count;
-    if ((rc = mmm_cross_entropy_forward(&loss, &count, mmm_acts_logits(c->acts), b->labels, b->B * b->T, m->cfg.vocab)))
-        return rc;
-    mmm_cross_entropy_backward(c->dl, (float)count, mmm_acts_logits(c->acts), b->labels, b->B * b->T, m->cfg.vocab);
-    *ls = (double)loss * count;
-    *lt = count;
-    return mmm_backward(m, c->acts, c->dl, grads);
-}
 
 /* The fixture's default config at head_dim 64 (2 query heads, 1 kv head), 1 + 1 layers. */
 static int gpu_config(mmm_config *cfg) {
@@ -417,15 +392,13 @@ static int train_run(const mmm_config *cfg, const mmm_dataset *d, const char *di
     mmm_train_range *tr = calloc((size_t)m->n_params, sizeof *tr);
     for (int i = 0; tr && i < m->n_params; i++)
         if (!(m->params[i].flags & MMM_PARAM_UNUSED)) tr[i] = (mmm_train_range){0, m->params[i].numel};
-    ce_ctx c = {0};
+    mmm_ce_train c = {0};
     void *ctx[1] = {&c};
     mmm_train_options o = options(dir, "train", steps, 3e-3f, 2);
     mmm_train_result res;
     if (on_gpu) rc = mmm_gpu_attach(m);
-    if (!rc) rc = tr ? mmm_train_run(m, tr, d, &o, ce_step, ctx, NULL, NULL, &res) : MMM_ERR_NOMEM;
-    mmm_acts_free(c.acts);
-    free(c.dl);
-    mmm_gpu_step_free(c.gpu);
+    if (!rc) rc = tr ? mmm_train_run(m, tr, d, &o, mmm_ce_step, ctx, NULL, NULL, &res) : MMM_ERR_NOMEM;
+    mmm_ce_train_free(&c);
     free(tr);
     mmm_model_free(m);
     return rc;

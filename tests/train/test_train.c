@@ -16,7 +16,6 @@
 #include "mmm/fashion_mnist.h"
 #include "mmm/fileio.h"
 #include "mmm/forward.h"
-#include "mmm/ops/loss.h"
 #include "mmm/tokenizer.h"
 #include "mmm/train.h"
 
@@ -174,27 +173,15 @@ TEST(train_dataset_loading_and_bad_lines) {
 }
 
 typedef struct {
-    mmm_acts *acts;
-    float *dl;
+    mmm_ce_train ce;
     int fail_at_call, calls;
 } ce_ctx;
 
+/* mmm_ce_step, with a simulated crash at call fail_at_call */
 static int ce_step(void *ctx, const mmm_model *m, const mmm_batch *b, float *grads, double *ls, long *lt) {
     ce_ctx *c = ctx;
     if (c->fail_at_call && ++c->calls == c->fail_at_call) return mmm_fail(MMM_ERR_IO, "simulated crash");
-    mmm_input in = {b->B, b->T, b->ids, b->pixels, b->n_tiles};
-    int rc = mmm_forward(m, &in, &c->acts);
-    if (rc) return rc;
-    size_t n = (size_t)b->B * b->T * m->cfg.vocab;
-    free(c->dl);
-    c->dl = calloc(n, sizeof *c->dl);
-    float loss;
-    int count;
-    mmm_cross_entropy_forward(&loss, &count, mmm_acts_logits(c->acts), b->labels, b->B * b->T, m->cfg.vocab);
-    mmm_cross_entropy_backward(c->dl, (float)count, mmm_acts_logits(c->acts), b->labels, b->B * b->T, m->cfg.vocab);
-    *ls = (double)loss * count;
-    *lt = count;
-    return mmm_backward(m, c->acts, c->dl, grads);
+    return mmm_ce_step(&c->ce, m, b, grads, ls, lt);
 }
 
 static int run(fixture *f, const char *out, long steps, int fail_at, int workers, mmm_model **model,
@@ -215,13 +202,10 @@ static int run(fixture *f, const char *out, long steps, int fail_at, int workers
                            .clip = 1.0f, .sched = {MMM_SCHED_WSD, 3e-3f, 0.1f, 0.1f, 0, steps},
                            .adam = {3e-3f, 0.9f, 0.999f, 1e-8f, 0.05f}, .save_every = 5, .log_every = 1000,
                            .seed = 9, .keep_checkpoints = 2, .quiet = 1};
-    ce_ctx c[2] = {{NULL, NULL, fail_at, 0}, {NULL, NULL, fail_at, 0}};
+    ce_ctx c[2] = {{{0}, fail_at, 0}, {{0}, fail_at, 0}};
     void *ctx[2] = {&c[0], &c[1]};
     rc = mmm_train_run(m, tr, &d, &o, ce_step, ctx, NULL, NULL, res);
-    for (int w = 0; w < 2; w++) {
-        mmm_acts_free(c[w].acts);
-        free(c[w].dl);
-    }
+    for (int w = 0; w < 2; w++) mmm_ce_train_free(&c[w].ce);
     free(tr);
     mmm_dataset_free(&d);
     if (model) *model = m;
