@@ -2,8 +2,9 @@
 # Trains several recipes of the default teacher side by side (two threads each, so a 16-core
 # machine runs seven at once) and prints each one's test accuracy per task: a way to choose the
 # recipe of the shipped teacher (scripts/train-default-teacher.sh) on a bigger machine. Each
-# recipe line is "label|mmm data --mix|mmm train options" (defaults below: learning rate, task
-# mix and batch shape around the shipped recipe).
+# recipe line is "label|mmm data --mix|mmm train options[|config.json]" (defaults below: learning
+# rate, task mix and batch shape around the shipped recipe; the config defaults to
+# configs/teacher-fmnist.json). --half-steps / --double-steps in the options scale STEPS.
 #   bench/teacher_sweep.sh OUT_DIR [STEPS] [SOURCE_DIR]
 #   (MMM=path/to/mmm, RECIPES=file of recipe lines, TRAIN_SAMPLES=100000)
 set -euo pipefail
@@ -28,17 +29,18 @@ for mix in $(echo "$recipes" | cut -d'|' -f2 | sort -u); do
     "$mmm" data fashion-mnist --out "$d" --train "${TRAIN_SAMPLES:-100000}" --test 2000 --mix "$mix" --source "$source" > "$d.log" 2>&1
     "$mmm" tokenizer train --corpus "$d/corpus.txt" $tok_args --out "$d/tokenizer.json" >> "$d.log" 2>&1
 done
-while IFS='|' read -r label mix opts; do
+while IFS='|' read -r label mix opts config; do
     s=$steps
     case "$opts" in *--half-steps*) s=$((steps / 2)); opts=${opts/--half-steps/} ;; esac
+    case "$opts" in *--double-steps*) s=$((steps * 2)); opts=${opts/--double-steps/} ;; esac
     d="$out/data-$mix"
-    OMP_NUM_THREADS=2 "$mmm" train --config configs/teacher-fmnist.json --tokenizer "$d/tokenizer.json" \
+    OMP_NUM_THREADS=2 "$mmm" train --config "${config:-configs/teacher-fmnist.json}" --tokenizer "$d/tokenizer.json" \
         --data "$d/train.jsonl" --eval "$d/test.jsonl" --out "$out/$label" --steps "$s" $opts \
         --eval-every $((s / 4)) --eval-samples 500 --save-every 1000 < /dev/null > "$out/$label.log" 2>&1 &
 done <<< "$recipes"
 wait
 printf "| recipe | steps | seconds | name | yesno | group | which | count | grid | all |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-while IFS='|' read -r label mix opts; do
+while IFS='|' read -r label mix opts config; do
     [ -e "$out/$label/model.safetensors" ] || { echo "| $label | (did not finish) |"; continue; }
     "$mmm" eval --model "$out/$label" --data "$out/data-$mix/test.jsonl" < /dev/null > "$out/$label.eval" 2>&1
     acc() { awk -v t="$1" '$1 == t { print $3 }' "$out/$label.eval"; }

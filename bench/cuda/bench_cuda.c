@@ -124,6 +124,27 @@ static void run_gemm(void *p) {
     CK(mmm_cuda_gemm(0, 1, b->n, b->n, b->n, 1.f, b->a, b->n, b->b, b->n, 0.f, b->c, b->n, BF16, BF16));
 }
 
+static void run_gemm_f32(void *p) {
+    buf3 *b = p;
+    CK(mmm_cuda_gemm(0, 1, b->n, b->n, b->n, 1.f, b->a, b->n, b->b, b->n, 0.f, b->c, b->n, F32, F32));
+}
+
+/* fp32 operands under each GEMM math mode (what training with fp32 storage gets). */
+static void gemm_f32_modes(void) {
+    int n = 8192;
+    buf3 g = {rnd_dev((size_t)n * n, F32, -1, 1), rnd_dev((size_t)n * n, F32, -1, 1), dev((size_t)n * n * 4), 0, n};
+    const char *names[] = {"fp32", "tf32", "bf16"};
+    for (int mode = MMM_GEMM_FP32; mode <= MMM_GEMM_BF16; mode++) {
+        mmm_cuda_set_gemm_math((mmm_gemm_math)mode);
+        float ms = median_ms(run_gemm_f32, &g, 2, 5);
+        double tfs = 2.0 * n * n * (double)n / (ms * 1e-3) / 1e12;
+        printf("cuBLAS GEMM 8192^3, fp32 operands, %s math: %.0f TFLOP/s\n", names[mode], tfs);
+        json_row("{\"kind\": \"gemm_f32_math\", \"math\": \"%s\", \"tflops\": %.1f}", names[mode], tfs);
+    }
+    mmm_cuda_set_gemm_math(MMM_GEMM_FP32);
+    free_all();
+}
+
 static void ceilings(double *copy_gbs, double *gemm_tfs) {
     buf3 c = {dev(1u << 30), dev(1u << 30), NULL, 1u << 30, 0};
     CK(mmm_cuda_fill_uniform(c.a, F32, c.bytes / 4, -1, 1, 7));
@@ -375,10 +396,11 @@ static void eager_steps(int model, int ctx) {
 
 int main(int argc, char **argv) {
     const char *json = NULL;
-    int quick = 0, step_model = -1, step_ctx = 0;
+    int quick = 0, ceilings_only = 0, step_model = -1, step_ctx = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
         else if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--ceilings")) ceilings_only = 1;
         else if (!strcmp(argv[i], "--step") && i + 2 < argc) {
             const char *name = argv[++i];
             step_model = !strcmp(name, "teacher") ? 0 : !strcmp(name, "hybrid") ? 1 : !strcmp(name, "linear") ? 2 : -1;
@@ -388,7 +410,7 @@ int main(int argc, char **argv) {
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: bench_cuda [--json FILE] [--quick] | --step MODEL CONTEXT\n");
+            fprintf(stderr, "usage: bench_cuda [--json FILE] [--quick | --ceilings] | --step MODEL CONTEXT\n");
             return 2;
         }
     }
@@ -410,10 +432,13 @@ int main(int argc, char **argv) {
     if (g_json) fprintf(g_json, "{\"device\": \"%s\", \"rows\": [", info.name);
     double copy, gemm;
     ceilings(&copy, &gemm); /* also loads cuBLAS, whose handle and workspace stay */
-    g_base_used = used_now();
-    gemv_table();
-    decode_table(quick);
-    prefill_table(quick);
+    gemm_f32_modes();
+    if (!ceilings_only) {
+        g_base_used = used_now();
+        gemv_table();
+        decode_table(quick);
+        prefill_table(quick);
+    }
     if (g_json) {
         fprintf(g_json, "\n]}\n");
         fclose(g_json);

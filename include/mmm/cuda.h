@@ -83,9 +83,17 @@ int mmm_cuda_add(void *out, const void *a, const void *b, size_t n, mmm_dtype dt
 
 /* ---- dense ---- */
 
+/* How GEMMs of fp32 operands multiply: exactly (the default, CUDA cores), or on the tensor cores
+ * with the operands rounded to TF32 or bf16 inside cuBLAS (fp32 storage and accumulation either
+ * way). Training at scale uses bf16: several times faster, products within ~1e-2 relative. The
+ * mode is process-wide; GEMMs of bf16 operands always run on the tensor cores. */
+typedef enum { MMM_GEMM_FP32 = 0, MMM_GEMM_TF32, MMM_GEMM_BF16 } mmm_gemm_math;
+void mmm_cuda_set_gemm_math(mmm_gemm_math math);
+mmm_gemm_math mmm_cuda_gemm_math(void);
+
 /* Row-major C = alpha·op(A)·op(B) + beta·C through cuBLAS (loaded on first use), op = transpose
  * when trans_* is set: op(A) is M×K, op(B) K×N. A and B are of dtype ab_dt, C of c_dt (fp32, or
- * bf16 with bf16 operands). fp32 stays full fp32 (no TF32); bf16 runs on the tensor cores. */
+ * bf16 with bf16 operands). fp32 operands multiply as mmm_cuda_set_gemm_math says. */
 int mmm_cuda_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const void *A,
                   int lda, const void *B, int ldb, float beta, void *C, int ldc, mmm_dtype ab_dt,
                   mmm_dtype c_dt);
@@ -335,6 +343,12 @@ int mmm_cuda_mse_backward(float *da, float *db, float dloss, const float *a, con
 
 /* ---- optimiser ---- */
 
+/* Global L2 norm of a gradient buffer (as mmm_grad_norm: squares summed in double), to the host. */
+int mmm_cuda_grad_norm(const float *grad, /* (n) */
+                       size_t n, float *norm);
+/* grad *= scale (the step's 1/tokens, clipping). */
+int mmm_cuda_scale(float *grad, /* (n) */
+                   size_t n, float scale);
 /* One AdamW step (as mmm_adamw_step); param_bf16, if given, receives the bf16 copy of the
  * updated parameters that a bf16 forward reads. */
 int mmm_cuda_adamw_step(float *param, uint16_t *param_bf16, const float *grad, float *m,

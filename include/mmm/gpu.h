@@ -38,6 +38,11 @@ int mmm_gpu_attach(mmm_model *m);
  * decode single tokens with the fused bf16 kernels (half the weight traffic, a few launches per
  * layer); prefill, the caches and everything else stay fp32. Logits move by about 1e-2. */
 int mmm_gpu_use_bf16_decode(mmm_model *m);
+/* Makes an attached model's training forward and backward (and prefill) multiply on the bf16
+ * tensor cores: a bf16 mirror of the weights (refreshed by mmm_gpu_sync and the device
+ * optimiser) and bf16 copies of each GEMM's activations, fp32 accumulation and fp32 everywhere
+ * else (master weights, gradients, norms, SSD, softmax). Results move by about 1e-2. */
+int mmm_gpu_use_bf16_train(mmm_model *m);
 /* Copies the host weights over again after they changed: the elements trainable[i] names of
  * each parameter i (as mmm_train_run takes them), or every weight when trainable is NULL. */
 int mmm_gpu_sync(mmm_model *m, const mmm_train_range *trainable);

@@ -1,5 +1,6 @@
-/* AdamW (src/optim/adamw.c): decoupled decay first, then the bias-corrected update; the bias
- * corrections are computed once on the host, in double, as the CPU does. */
+/* The optimiser on the device: AdamW (src/optim/adamw.c: decoupled decay first, then the
+ * bias-corrected update; the bias corrections are computed once on the host, in double, as the
+ * CPU does) and the gradient norm and scaling that clipping needs (src/optim/clip.c). */
 #include <math.h>
 
 #include "common.cuh"
@@ -29,4 +30,52 @@ int mmm_cuda_adamw_step(float *param, uint16_t *param_bf16, const float *grad, f
                                                        cfg->beta1, cfg->beta2, cfg->eps, shrink,
                                                        step_size, inv_sqrt_bc2);
     return cu_launched("adamw");
+}
+
+#define NORM_BLOCKS 1024
+
+/* Each block's share of the sum of squares, in double, into part[blockIdx.x]; the host adds the
+ * parts in order, so the norm is the same run to run. */
+__global__ void k_sum_squares(double *part, const float *grad, size_t n) {
+    __shared__ double red[32];
+    double s = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        s += (double)grad[i] * grad[i];
+    for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double t = 0;
+        for (int w = 0; w < (int)(blockDim.x >> 5); w++) t += red[w];
+        part[blockIdx.x] = t;
+    }
+}
+
+int mmm_cuda_grad_norm(const float *grad, size_t n, float *norm) {
+    static double *part; /* the device's partial sums, kept for the process */
+    double host[NORM_BLOCKS];
+    if (!part) {
+        int rc = cu_check(cudaMalloc(&part, sizeof host), "grad norm");
+        if (rc) return rc;
+    }
+    k_sum_squares<<<NORM_BLOCKS, 256, 0, cu_stream()>>>(part, grad, n);
+    int rc = cu_launched("grad norm");
+    if (!rc) rc = cu_check(cudaMemcpyAsync(host, part, sizeof host, cudaMemcpyDeviceToHost, cu_stream()), "grad norm");
+    if (!rc) rc = cu_check(cudaStreamSynchronize(cu_stream()), "grad norm");
+    if (rc) return rc;
+    double s = 0;
+    for (int b = 0; b < NORM_BLOCKS; b++) s += host[b];
+    *norm = (float)sqrt(s);
+    return MMM_OK;
+}
+
+__global__ void k_scale(float *x, size_t n, float scale) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] *= scale;
+}
+
+int mmm_cuda_scale(float *grad, size_t n, float scale) {
+    if (n == 0) return MMM_OK;
+    k_scale<<<grid_for(n, 256), 256, 0, cu_stream()>>>(grad, n, scale);
+    return cu_launched("scale");
 }

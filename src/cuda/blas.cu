@@ -73,6 +73,11 @@ static int blas_ready(void) {
     return MMM_OK;
 }
 
+static mmm_gemm_math g_math = MMM_GEMM_FP32;
+
+void mmm_cuda_set_gemm_math(mmm_gemm_math math) { g_math = math; }
+mmm_gemm_math mmm_cuda_gemm_math(void) { return g_math; }
+
 static int cuda_type(mmm_dtype dt, cudaDataType *t) {
     if (dt == MMM_DTYPE_F32) *t = CUDA_R_32F;
     else if (dt == MMM_DTYPE_BF16) *t = CUDA_R_16BF;
@@ -93,11 +98,13 @@ int mmm_cuda_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, co
         return mmm_fail(MMM_ERR_ARG, "cuda gemm: negative size M=%d N=%d K=%d", M, N, K);
     if (M == 0 || N == 0) return MMM_OK;
     if ((rc = blas_ready())) return rc;
+    cublasComputeType_t compute = ab_dt != MMM_DTYPE_F32 || g_math == MMM_GEMM_FP32 ? CUBLAS_COMPUTE_32F
+                                  : g_math == MMM_GEMM_TF32                      ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                                                 : CUBLAS_COMPUTE_32F_FAST_16BF;
     /* row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands */
     cublasStatus_t st = g_blas.gemm_ex(
         g_blas.handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-        N, M, K, &alpha, B, tab, ldb, A, tab, lda, &beta, C, tc, ldc, CUBLAS_COMPUTE_32F,
-        CUBLAS_GEMM_DEFAULT);
+        N, M, K, &alpha, B, tab, ldb, A, tab, lda, &beta, C, tc, ldc, compute, CUBLAS_GEMM_DEFAULT);
     if (st != CUBLAS_STATUS_SUCCESS)
         return mmm_fail(MMM_ERR_IO, "cuda gemm: cublasGemmEx failed (status %d) for M=%d N=%d K=%d",
                         (int)st, M, N, K);

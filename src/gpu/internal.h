@@ -27,7 +27,15 @@ struct mmm_gpu_model {
     float *grads;      /* (n_floats) gradients of one backward, allocated on first use */
     float *grads_host; /* (n_floats) their host staging copy */
     gpu_bf16_pack *bf16; /* bf16 matrices for decoding (mmm_gpu_use_bf16_decode), or NULL */
+    uint16_t *data_bf16; /* (n_floats) bf16 mirror of data that the training GEMMs read
+                          * (mmm_gpu_use_bf16_train), or NULL: GEMMs in fp32 */
+    size_t n_floats;
 };
+
+/* The bf16 mirror of weight w (a pointer into g->data), or NULL when GEMMs run in fp32. */
+static inline const uint16_t *gpu_bf16_of(const mmm_gpu_model *g, const float *w) {
+    return g->data_bf16 && w >= g->data && w < g->data + g->n_floats ? g->data_bf16 + (w - g->data) : NULL;
+}
 
 /* A device allocation that grows on demand (its contents are lost when it grows). */
 typedef struct {

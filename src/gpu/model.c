@@ -75,6 +75,7 @@ int mmm_gpu_attach(mmm_model *m) {
         return mmm_fail(MMM_ERR_NOMEM, "--device cuda: out of memory");
     }
     m->gpu = g;
+    g->n_floats = m->n_floats;
     int gt = c->patch_size ? mmm_config_tile_grid(c) : 0;
     int rc = mmm_cuda_malloc((void **)&g->data, m->n_floats * sizeof(float));
     if (!rc && nA) rc = mmm_cuda_malloc((void **)&g->A_all, nA * sizeof(float));
@@ -127,7 +128,16 @@ int mmm_gpu_sync(mmm_model *m, const mmm_train_range *trainable) {
         if (b < e) TRY(mmm_cuda_upload(g->data + p->offset + b, m->data + p->offset + b, (e - b) * sizeof(float)));
     }
     TRY(derive(m));
+    if (g->data_bf16) TRY(mmm_cuda_convert(g->data_bf16, MMM_DTYPE_BF16, g->data, F32, m->n_floats));
     return g->bf16 ? gpu_bf16_pack_fill(m) : MMM_OK;
+}
+
+int mmm_gpu_use_bf16_train(mmm_model *m) {
+    mmm_gpu_model *g = m->gpu;
+    if (!g) return mmm_fail(MMM_ERR_ARG, "bf16 training: the model is not on the GPU");
+    if (g->data_bf16) return MMM_OK;
+    TRY(mmm_cuda_malloc((void **)&g->data_bf16, m->n_floats * sizeof *g->data_bf16));
+    return mmm_cuda_convert(g->data_bf16, MMM_DTYPE_BF16, g->data, F32, m->n_floats);
 }
 
 void mmm_gpu_detach(mmm_model *m) {
@@ -139,6 +149,7 @@ void mmm_gpu_detach(mmm_model *m) {
     mmm_cuda_free(g->grads);
     free(g->grads_host);
     gpu_bf16_pack_free(g->bf16);
+    mmm_cuda_free(g->data_bf16);
     free(g->A);
     mmm_weights_free(&g->w);
     free(g);

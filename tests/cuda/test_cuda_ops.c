@@ -733,4 +733,53 @@ TEST(cuda_adamw) {
     cu_release();
 }
 
+TEST(cuda_grad_norm_scale) {
+    if (!cu_gpu("grad norm")) return;
+    static const size_t sizes[] = {1, 1000, 3000001};
+    for (int k = 0; k < 3; k++) {
+        size_t n = sizes[k];
+        rng_t r = rng_new(1800 + k);
+        float *g = alloc_uniform(&r, n, -2, 2);
+        void *dg = cu_up(g, n, F32);
+        float want = mmm_grad_norm(g, n), got = NAN;
+        if (cu_ran(mmm_cuda_grad_norm(dg, n, &got), "grad norm"))
+            check(fabs(got - want) <= 1e-6 * want, "cuda grad norm n=%zu: %.7g vs CPU %.7g", n, got, want);
+        for (size_t i = 0; i < n; i++) g[i] *= 0.37f;
+        if (cu_ran(mmm_cuda_scale(dg, n, 0.37f), "scale")) same("scale", dg, g, n, F32, 1e-7);
+        free(g);
+        cu_release();
+    }
+    /* a NaN anywhere makes the norm NaN, as on the CPU (the trainer then refuses the step) */
+    float bad[3] = {1, NAN, 2}, norm = 0;
+    void *dbad = cu_up(bad, 3, F32);
+    if (cu_ran(mmm_cuda_grad_norm(dbad, 3, &norm), "grad norm NaN")) check(isnan(norm), "cuda grad norm of a NaN: %g", norm);
+    cu_release();
+}
+
+/* fp32 operands on the tensor cores: within bf16/TF32 rounding of the exact product, and the
+ * default is exact again afterwards. */
+TEST(cuda_gemm_math) {
+    if (!cu_gpu("gemm math")) return;
+    int M = 67, N = 130, K = 96;
+    rng_t r = rng_new(1900);
+    float *a = alloc_uniform(&r, (size_t)M * K, -1, 1), *b = alloc_uniform(&r, (size_t)N * K, -1, 1);
+    float *c = alloc_zeros((size_t)M * N);
+    mmm_linear_forward(c, a, b, NULL, M, K, N);
+    void *da = cu_up(a, (size_t)M * K, F32), *db = cu_up(b, (size_t)N * K, F32);
+    static const double tol[] = {1e-5, 2e-3, 1e-2};
+    static const char *names[] = {"fp32", "tf32", "bf16"};
+    for (int mode = MMM_GEMM_FP32; mode <= MMM_GEMM_BF16; mode++) {
+        mmm_cuda_set_gemm_math((mmm_gemm_math)mode);
+        void *dc = cu_poisoned((size_t)M * N, F32);
+        char what[64];
+        snprintf(what, sizeof what, "gemm %s math", names[mode]);
+        if (cu_ran(mmm_cuda_gemm(0, 1, M, N, K, 1, da, K, db, K, 0, dc, N, F32, F32), what))
+            same(what, dc, c, (size_t)M * N, F32, tol[mode]);
+    }
+    mmm_cuda_set_gemm_math(MMM_GEMM_FP32);
+    check(mmm_cuda_gemm_math() == MMM_GEMM_FP32, "cuda gemm math back to fp32");
+    free(a); free(b); free(c);
+    cu_release();
+}
+
 #endif

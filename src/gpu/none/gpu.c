@@ -13,6 +13,7 @@ int mmm_gpu_init(void) { return no_cuda(); }
 int mmm_gpu_mem_used(size_t *bytes) { return no_cuda(); }
 int mmm_gpu_attach(mmm_model *m) { return no_cuda(); }
 int mmm_gpu_use_bf16_decode(mmm_model *m) { return no_cuda(); }
+int mmm_gpu_use_bf16_train(mmm_model *m) { return no_cuda(); }
 int mmm_gpu_sync(mmm_model *m, const mmm_train_range *t) { return no_cuda(); }
 void mmm_gpu_detach(mmm_model *m) {}
 
