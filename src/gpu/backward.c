@@ -37,7 +37,7 @@ static int attention_backward(const mmm_gpu_model *g, const mmm_model *m, int l,
     TRY(mmm_cuda_copy_cols(dqkv, group, dpre, rep * D, N * Hkv, rep * D));
     TRY(mmm_cuda_copy_cols(dqkv + (size_t)rep * D, group, dpre + nq, D, N * Hkv, D));
     TRY(mmm_cuda_copy_cols(dqkv + (size_t)(rep + 1) * D, group, dv, D, N * Hkv, D));
-    return mmm_cuda_linear_backward(dh, gw->wqkv, NULL, dqkv, a->h1, w->wqkv, N, C, (H + 2 * Hkv) * D, F32, F32);
+    return gpu_linear_backward(g, dh, gw->wqkv, NULL, dqkv, a->h1, w->wqkv, N, C, (H + 2 * Hkv) * D);
 }
 
 int gpu_mamba_backward(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf *a,
@@ -74,7 +74,7 @@ int gpu_mamba_backward(const mmm_gpu_model *g, const mmm_model *m, int l, layer_
     TRY(mmm_cuda_copy_cols(dz, Dz, dact, Dc, N, Dc));
     TRY(mmm_cuda_copy_cols(dz + Dc, Dz, dg, HD, N, HD));
     TRY(mmm_cuda_copy_cols(dz + Dc + HD, Dz, ddt_raw, H, N, H));
-    return mmm_cuda_linear_backward(dh, gw->wvkqgdt, NULL, dz, a->h1, w->wvkqgdt, N, C, Dz, F32, F32);
+    return gpu_linear_backward(g, dh, gw->wvkqgdt, NULL, dz, a->h1, w->wvkqgdt, N, C, Dz);
 }
 
 int gpu_layer_backward(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf *a,
@@ -89,19 +89,19 @@ int gpu_layer_backward(const mmm_gpu_model *g, const mmm_model *m, int l, layer_
     /* FFN: x_out = x_mid + W2·s; dx keeps flowing through the residual */
     float *ds = rest, *da = ds + (size_t)N * F, *db = da + (size_t)N * F;
     TRY(zero(ds, (size_t)N * 3 * F));
-    TRY(mmm_cuda_linear_backward(ds, gw->w2, NULL, dx, a->s, w->w2, N, F, C, F32, F32));
+    TRY(gpu_linear_backward(g, ds, gw->w2, NULL, dx, a->s, w->w2, N, F, C));
     TRY(mmm_cuda_swiglu_backward(da, db, ds, a->a, a->b, (size_t)N * F, F32));
     TRY(zero(dh, NC));
-    TRY(mmm_cuda_linear_backward(dh, gw->w1, NULL, da, a->h2, w->w1, N, C, F, F32, F32));
-    TRY(mmm_cuda_linear_backward(dh, gw->w3, NULL, db, a->h2, w->w3, N, C, F, F32, F32));
+    TRY(gpu_linear_backward(g, dh, gw->w1, NULL, da, a->h2, w->w1, N, C, F));
+    TRY(gpu_linear_backward(g, dh, gw->w3, NULL, db, a->h2, w->w3, N, C, F));
     TRY(mmm_cuda_rmsnorm_backward(dx, gw->ffn_norm, dh, a->x_mid, w->ffn_norm, a->rstd2, N, C, F32));
 
     /* mixer: x_mid = x_in + Wo·att */
     int attention = d->kind == MMM_MIXER_ATTENTION;
     float *datt = rest, *mixer_scratch = datt + (size_t)N * HD;
     TRY(zero(datt, (size_t)N * HD));
-    TRY(mmm_cuda_linear_backward(datt, attention ? gw->wo : gw->o_proj, NULL, dx, a->att,
-                                 attention ? w->wo : w->o_proj, N, HD, C, F32, F32));
+    TRY(gpu_linear_backward(g, datt, attention ? gw->wo : gw->o_proj, NULL, dx, a->att,
+                            attention ? w->wo : w->o_proj, N, HD, C));
     TRY(zero(dh, NC));
     if (attention) TRY(attention_backward(g, m, l, a, gw, dh, datt, B, T, cos_t, sin_t, mixer_scratch));
     else TRY(gpu_mamba_backward(g, m, l, a, gw, dh, datt, B, T, mixer_scratch, ssd_ws));

@@ -162,7 +162,7 @@ int mmm_gpu_forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **pa) 
         x = a->layers[l].x_out;
     }
     TRY(mmm_cuda_rmsnorm_forward(a->hf, a->rstdf, x, g->w.final_norm, c->final_norm_eps, N, C, F32));
-    return mmm_cuda_linear_forward(a->logits, a->hf, g->w.lm_head, NULL, N, C, c->vocab, F32);
+    return gpu_linear_forward(g, a->logits, a->hf, g->w.lm_head, NULL, N, C, c->vocab);
 }
 
 /* The input embeddings' gradients: the text and special tables by id, the image rows into the
@@ -221,7 +221,7 @@ static int backward_layers(const mmm_model *m, mmm_gpu_acts *a, const mmm_weight
     const float *x_last = L ? a->layers[L - 1].x_out : a->embeds;
     int normed_last = c->n_llm_layers == 0 && c->normalize_encoder_output;
     TRY(mmm_cuda_memset(dtmp, 0, NC * sizeof *dtmp));
-    TRY(mmm_cuda_linear_backward(dtmp, gw->lm_head, NULL, dlogits, a->hf, g->w.lm_head, N, C, c->vocab, F32, F32));
+    TRY(gpu_linear_backward(g, dtmp, gw->lm_head, NULL, dlogits, a->hf, g->w.lm_head, N, C, c->vocab));
     TRY(mmm_cuda_memset(dx, 0, NC * sizeof *dx));
     TRY(mmm_cuda_rmsnorm_backward(dx, gw->final_norm, dtmp, normed_last ? a->enc_out : x_last, g->w.final_norm,
                                   a->rstdf, N, C, F32));

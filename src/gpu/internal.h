@@ -64,6 +64,16 @@ typedef struct {
 size_t gpu_ssd_ws_bytes(const mmm_config *c, int B, int T);
 size_t gpu_ssd_backward_ws_bytes(const mmm_config *c, int B, int T);
 
+/* mmm_cuda_linear_forward / _backward (fp32 operands and gradients) of a model weight w (a
+ * pointer into g->data), on the bf16 tensor cores when the model has a bf16 mirror
+ * (gpu_bf16_of): the activations are rounded to bf16 for the GEMMs, results stay fp32. */
+int gpu_linear_forward(const mmm_gpu_model *g, float *out /* (N, OC) */, const float *inp /* (N, C) */,
+                       const float *w /* (OC, C) */, const float *bias /* (OC) or NULL */, int N, int C, int OC);
+int gpu_linear_backward(const mmm_gpu_model *g, float *dinp /* (N, C) or NULL, += */,
+                        float *dw /* (OC, C) or NULL, += */, float *dbias /* (OC) or NULL, += */,
+                        const float *dout /* (N, OC) */, const float *inp /* (N, C) */,
+                        const float *w /* (OC, C) */, int N, int C, int OC);
+
 int gpu_layer_forward(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf *a,
                       const float *x_in, int B, int T, const gpu_cache *cache, const float *cos_t,
                       const float *sin_t, float *scratch, void *ssd_ws);

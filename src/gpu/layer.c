@@ -24,7 +24,7 @@ static int attention_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, la
     int N = B * T, group = (rep + 2) * D;
     /* q, k, v = split(h · Wqkvᵀ): per kv head the fused rows are [q × rep, k, v] (SPEC 2), so
      * the output is (N·Hkv) rows of `group` floats to cut into three column blocks */
-    TRY(mmm_cuda_linear_forward(scratch, a->h1, w->wqkv, NULL, N, C, (H + 2 * Hkv) * D, F32));
+    TRY(gpu_linear_forward(g, scratch, a->h1, w->wqkv, NULL, N, C, (H + 2 * Hkv) * D));
     if (T == 1 && cache->decode_ws) { /* one token: split, rotate and append in one kernel, then
                                          the keys split over the whole GPU */
         TRY(mmm_cuda_decode_qkv(a->q, cache->k, cache->v, scratch, cos_t, sin_t, cache->pos0, B, cache->Tmax, H,
@@ -50,7 +50,7 @@ int gpu_mamba_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf
     const mmm_layer_weights *w = &g->w.layers[l];
     int C = m->cfg.hidden, H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;
     int Dc = mamba_conv_channels(d), HD = H * D, KD = Hkv * D, Dz = Dc + HD + H, N = B * T;
-    TRY(mmm_cuda_linear_forward(scratch, a->h1, w->wvkqgdt, NULL, N, C, Dz, F32));
+    TRY(gpu_linear_forward(g, scratch, a->h1, w->wvkqgdt, NULL, N, C, Dz));
     if (T == 1 && cache->sync) { /* one token: conv, SiLU, dt and the recurrent step in one kernel */
         TRY(mmm_cuda_mamba_decode_step(a->y, cache->ssm_state, cache->conv_state, cache->sync, scratch, w->conv_w,
                                        w->conv_b, w->dt_bias, g->A[l], H, Hkv, D, MMM_MAMBA_CONV_K));
@@ -90,16 +90,16 @@ int gpu_layer_forward(const mmm_gpu_model *g, const mmm_model *m, int l, layer_b
     TRY(mmm_cuda_rmsnorm_forward(a->h1, a->rstd1, x_in, w->attn_norm, d->rms_eps, N, C, F32));
     if (d->kind == MMM_MIXER_ATTENTION) TRY(attention_mixer(g, m, l, a, B, T, cache, cos_t, sin_t, scratch));
     else TRY(gpu_mamba_mixer(g, m, l, a, B, T, cache, scratch, ssd_ws));
-    TRY(mmm_cuda_linear_forward(a->x_mid, a->att, d->kind == MMM_MIXER_ATTENTION ? w->wo : w->o_proj, NULL,
-                                N, HD, C, F32));
+    TRY(gpu_linear_forward(g, a->x_mid, a->att, d->kind == MMM_MIXER_ATTENTION ? w->wo : w->o_proj, NULL, N,
+                           HD, C));
     TRY(mmm_cuda_add(a->x_mid, a->x_mid, x_in, NC, F32));
 
     /* x = x + W2·(silu(W1 h) ⊙ W3 h), h = RMSNorm(x) */
     TRY(mmm_cuda_rmsnorm_forward(a->h2, a->rstd2, a->x_mid, w->ffn_norm, d->rms_eps, N, C, F32));
-    TRY(mmm_cuda_linear_forward(a->a, a->h2, w->w1, NULL, N, C, F, F32));
-    TRY(mmm_cuda_linear_forward(a->b, a->h2, w->w3, NULL, N, C, F, F32));
+    TRY(gpu_linear_forward(g, a->a, a->h2, w->w1, NULL, N, C, F));
+    TRY(gpu_linear_forward(g, a->b, a->h2, w->w3, NULL, N, C, F));
     TRY(mmm_cuda_swiglu_forward(a->s, a->a, a->b, (size_t)N * F, F32));
-    TRY(mmm_cuda_linear_forward(a->x_out, a->s, w->w2, NULL, N, F, C, F32));
+    TRY(gpu_linear_forward(g, a->x_out, a->s, w->w2, NULL, N, F, C));
     return mmm_cuda_add(a->x_out, a->x_out, a->x_mid, NC, F32);
 }
 

@@ -2,11 +2,12 @@
  * and a hybrid student at head_dim 64 and 32 with images in the batch (a resized position grid,
  * special tokens, the L2 norm between the stacks): logits of a batch (relative max-norm error
  * < 1e-4), prefill + decode logits at every position (< 1e-4; decoding with bf16 weight matrices
- * < 5e-2), every parameter's gradient (< 1e-3), and the losses of 6 steps of training and of each
- * distillation stage through the trainer (each step's loss within 1e-3 relative of the CPU run's;
- * measured on an H100: below 1e-5. AdamW turns rounding-level gradient differences into
- * full-size updates of the elements whose gradients are near zero, so longer runs drift apart
- * slowly). Without a GPU every test prints one "gpu ... skipped" line. */
+ * < 5e-2), every parameter's gradient (< 1e-3; in bf16 training mode logits and gradients
+ * < 2e-2), and the losses of 6 steps of training and of each distillation stage through the
+ * trainer (each step's loss within 1e-3 relative of the CPU run's; measured on an H100: below
+ * 1e-5. AdamW turns rounding-level gradient differences into full-size updates of the elements
+ * whose gradients are near zero, so longer runs drift apart slowly). Without a GPU every test
+ * prints one "gpu ... skipped" line. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,7 +101,9 @@ TEST(gpu_model) { printf("gpu model skipped (built without CUDA)\n"); }
 
 #include <cjson/cJSON.h>
 
+#include "../../src/gpu/internal.h" /* gpu_linear_*, internals */
 #include "../train/fixture.h"
+#include "cuda_util.h"
 #include "mmm/cuda.h"
 #include "mmm/distill.h"
 #include "mmm/fileio.h"
@@ -283,6 +286,70 @@ TEST(gpu_model_generation) {
     free(pixels);
 }
 
+/* Whether parameter `name`'s gradient is a sum over every token of a few values per head or
+ * channel (the mamba2 mixer's dt_bias, A_log and conv1d), whose terms mostly cancel: bf16
+ * rounding moves it the most. */
+static bool token_summed(const char *name) {
+    return strstr(name, "dt_bias") || strstr(name, "A_log") || strstr(name, "conv1d");
+}
+
+/* Case k's logits and every parameter's gradient (from random dlogits) on the GPU against the
+ * CPU's: in fp32 (bf16 = 0) within tol; in bf16 training mode within tol, token_summed ones within
+ * tol_summed, and the logits must move off the GPU's fp32 ones (the GEMMs did run in bf16). */
+static void gradients_vs_cpu(int k, int bf16, double tol, double tol_summed, const mmm_input *in, rng_t *r) {
+    const char *mode = bf16 ? "bf16 training" : "gradients";
+    mmm_model *m = make_model(k);
+    if (!check(m != NULL, "gpu %s %s: model", mode, cases[k])) return;
+    size_t nl = (size_t)in->B * in->T * m->cfg.vocab;
+    float *dl = alloc_uniform(r, nl, -1, 1), *gc = alloc_zeros(m->n_floats), *gg = alloc_zeros(m->n_floats);
+    float *l32 = alloc_zeros(nl), *lg = alloc_zeros(nl);
+    mmm_acts *ca = NULL;
+    mmm_gpu_acts *ga = NULL;
+    int rc = mmm_forward(m, in, &ca);
+    if (!rc) rc = mmm_backward(m, ca, dl, gc);
+    if (!rc) rc = mmm_gpu_attach(m);
+    if (!rc && bf16) { /* the fp32 logits first */
+        rc = mmm_gpu_forward(m, in, &ga);
+        if (!rc) rc = mmm_gpu_acts_logits(ga, l32);
+        if (!rc) rc = mmm_gpu_use_bf16_train(m);
+    }
+    if (!rc) rc = mmm_gpu_forward(m, in, &ga);
+    if (!rc) rc = mmm_gpu_acts_logits(ga, lg);
+    if (!rc) rc = mmm_gpu_backward(m, ga, dl, gg);
+    if (check(rc == MMM_OK, "gpu %s %s run%s%s", mode, cases[k], rc ? ": " : "", rc ? mmm_last_error() : "")) {
+        char what[96];
+        snprintf(what, sizeof what, "gpu %s %s: logits = cpu", mode, cases[k]);
+        check_close_f(what, lg, mmm_acts_logits(ca), nl, tol);
+        if (bf16) {
+            double *ref = to_f64(l32, nl), e = rel_error(lg, ref, nl);
+            free(ref);
+            check(e > 1e-5, "gpu bf16 training %s: the logits move off the fp32 GPU ones (rel diff %.1e)", cases[k],
+                  e);
+        }
+        double worst[2] = {0, 0};
+        int at[2] = {-1, -1}, n[2] = {0, 0};
+        for (int i = 0; i < m->n_params; i++) {
+            const mmm_param *p = &m->params[i];
+            if (p->flags & MMM_PARAM_UNUSED) continue;
+            int s = bf16 && token_summed(p->name);
+            double *ref = to_f64(gc + p->offset, p->numel), e = rel_error(gg + p->offset, ref, p->numel);
+            free(ref);
+            if (!(e <= worst[s])) { worst[s] = e; at[s] = i; }
+            n[s]++;
+        }
+        check(worst[0] < tol, "gpu %s %s: %d parameters' gradients = cpu (worst %s, rel err %.2e, tol %.0e)", mode,
+              cases[k], n[0], at[0] >= 0 ? m->params[at[0]].name : "-", worst[0], tol);
+        if (n[1])
+            check(worst[1] < tol_summed, "gpu %s %s: the %d token-summed ones (dt_bias, A_log, conv1d) = cpu "
+                  "(worst %s, rel err %.2e, tol %.0e)", mode, cases[k], n[1], m->params[at[1]].name, worst[1],
+                  tol_summed);
+    }
+    mmm_acts_free(ca);
+    mmm_gpu_acts_free(ga);
+    free(dl); free(gc); free(gg); free(l32); free(lg);
+    mmm_model_free(m);
+}
+
 TEST(gpu_model_gradients) {
     if (!gpu("model gradients")) return;
     enum { T = 40 };
@@ -291,38 +358,121 @@ TEST(gpu_model_gradients) {
     float *pixels = malloc(3 * 3 * 28 * 28 * sizeof *pixels);
     make_batch(ids, T, pixels, &r);
     mmm_input in = {2, T, ids, pixels, 3};
-    for (int k = 0; k < N_CASES; k++) {
-        mmm_model *m = make_model(k);
-        if (!check(m != NULL, "gpu gradients %s: model", cases[k])) continue;
-        size_t nl = (size_t)2 * T * m->cfg.vocab;
-        float *dl = alloc_uniform(&r, nl, -1, 1), *gc = alloc_zeros(m->n_floats), *gg = alloc_zeros(m->n_floats);
-        mmm_acts *ca = NULL;
-        mmm_gpu_acts *ga = NULL;
-        int rc = mmm_forward(m, &in, &ca);
-        if (!rc) rc = mmm_backward(m, ca, dl, gc);
-        if (!rc) rc = mmm_gpu_attach(m);
-        if (!rc) rc = mmm_gpu_forward(m, &in, &ga);
-        if (!rc) rc = mmm_gpu_backward(m, ga, dl, gg);
-        if (check(rc == MMM_OK, "gpu gradients %s run%s%s", cases[k], rc ? ": " : "", rc ? mmm_last_error() : "")) {
-            double worst = 0;
-            int at = -1, n = 0;
-            for (int i = 0; i < m->n_params; i++) {
-                const mmm_param *p = &m->params[i];
-                if (p->flags & MMM_PARAM_UNUSED) continue;
-                double *ref = to_f64(gc + p->offset, p->numel), e = rel_error(gg + p->offset, ref, p->numel);
-                free(ref);
-                if (!(e <= worst)) { worst = e; at = i; }
-                n++;
-            }
-            check(worst < 1e-3, "gpu gradients %s: %d parameters = cpu (worst %s, rel err %.2e)", cases[k], n,
-                  at >= 0 ? m->params[at].name : "-", worst);
-        }
-        mmm_acts_free(ca);
-        mmm_gpu_acts_free(ga);
-        free(dl); free(gc); free(gg);
-        mmm_model_free(m);
-    }
+    for (int k = 0; k < N_CASES; k++) gradients_vs_cpu(k, 0, 1e-3, 1e-3, &in, &r);
     free(pixels);
+}
+
+/* bf16 training mode (mmm_gpu_use_bf16_train) for the teacher, the linear and the hybrid student:
+ * every weight GEMM of the forward and backward on the bf16 tensor cores. The tolerances are
+ * those of bf16 rounding, not of a bug: a CPU run rounding the same GEMM operands to bf16 moves
+ * the logits by up to 2.8e-2, the gradients by 1.5e-2 (median parameter) to 4.6e-2, and the
+ * token-summed ones by up to 3e-1 (worst of 16 batches x 3 models). The GEMMs themselves are
+ * checked tightly by gpu_model_bf16_linear. */
+TEST(gpu_model_bf16_train) {
+    if (!gpu("model bf16 training")) return;
+    enum { T = 40 };
+    rng_t r = rng_new(14);
+    int32_t ids[2 * T];
+    float *pixels = malloc(3 * 3 * 28 * 28 * sizeof *pixels);
+    make_batch(ids, T, pixels, &r);
+    mmm_input in = {2, T, ids, pixels, 3};
+    for (int k = 0; k < 3; k++) gradients_vs_cpu(k, 1, 1e-1, 5e-1, &in, &r);
+    free(pixels);
+}
+
+/* Host reference of a linear layer in double: out = inp·wᵀ + bias; dinp += dout·w,
+ * dw += doutᵀ·inp, dbias += the column sums of dout_raw (the GEMMs take dout, maybe rounded). */
+static void linear_ref(float *out /* (N, OC) */, float *dinp /* (N, C) */, float *dw /* (OC, C) */,
+                       float *dbias /* (OC) or NULL */, const float *inp /* (N, C) */, const float *w /* (OC, C) */,
+                       const float *bias /* (OC) or NULL */, const float *dout /* (N, OC) */,
+                       const float *dout_raw /* (N, OC) */, int N, int C, int OC) {
+    for (int i = 0; i < N; i++)
+        for (int o = 0; o < OC; o++) {
+            double s = bias ? bias[o] : 0;
+            for (int c = 0; c < C; c++) s += (double)inp[(size_t)i * C + c] * w[(size_t)o * C + c];
+            out[(size_t)i * OC + o] = (float)s;
+        }
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++) {
+            double s = dinp[(size_t)i * C + c];
+            for (int o = 0; o < OC; o++) s += (double)dout[(size_t)i * OC + o] * w[(size_t)o * C + c];
+            dinp[(size_t)i * C + c] = (float)s;
+        }
+    for (int o = 0; o < OC; o++)
+        for (int c = 0; c < C; c++) {
+            double s = dw[(size_t)o * C + c];
+            for (int i = 0; i < N; i++) s += (double)dout[(size_t)i * OC + o] * inp[(size_t)i * C + c];
+            dw[(size_t)o * C + c] = (float)s;
+        }
+    for (int o = 0; dbias && o < OC; o++) {
+        double s = dbias[o];
+        for (int i = 0; i < N; i++) s += dout_raw[(size_t)i * OC + o];
+        dbias[o] = (float)s;
+    }
+}
+
+/* gpu_linear_forward / _backward over a model weight, in fp32 and in bf16 training mode, against
+ * linear_ref over the operands the GEMMs multiply (rounded to bf16 in bf16 mode): only the order
+ * of the fp32 sums differs, so a wrong operand, transposition, bias or a gradient overwritten
+ * instead of accumulated shows. lm_head: no bias, and N·V not a multiple of the scratch's
+ * 128-element alignment; proj0: a bias. */
+TEST(gpu_model_bf16_linear) {
+    if (!gpu("model bf16 linear")) return;
+    enum { N = 37 };
+    rng_t r = rng_new(15);
+    mmm_model *m = make_model(0);
+    int rc = m ? mmm_gpu_attach(m) : MMM_ERR_ARG;
+    if (!check(rc == MMM_OK, "gpu bf16 linear: model attached%s%s", rc ? ": " : "", rc ? mmm_last_error() : "")) {
+        mmm_model_free(m);
+        return;
+    }
+    const mmm_gpu_model *g = m->gpu;
+    int C = m->cfg.hidden, rr = mmm_config_shuffle_factor(&m->cfg);
+    struct {
+        const char *name;
+        const float *w, *bias, *host_w, *host_bias; /* device, host */
+        int C, OC;
+    } lin[2] = {{"lm_head", g->w.lm_head, NULL, m->w.lm_head, NULL, C, m->cfg.vocab},
+                {"proj0", g->w.proj0_w, g->w.proj0_b, m->w.proj0_w, m->w.proj0_b, rr * rr * C, C}};
+    for (int bf16 = 0; bf16 < 2 && !rc; bf16++) {
+        if (bf16 && (rc = mmm_gpu_use_bf16_train(m))) check(false, "gpu bf16 linear: bf16 mode: %s", mmm_last_error());
+        for (int k = 0; k < 2 && !rc; k++) {
+            int Ci = lin[k].C, OC = lin[k].OC;
+            size_t ni = (size_t)N * Ci, no = (size_t)N * OC, nw = (size_t)OC * Ci;
+            float *inp = alloc_uniform(&r, ni, -1, 1), *dout = alloc_uniform(&r, no, -1, 1);
+            float *dinp = alloc_uniform(&r, ni, -1, 1), *dw = alloc_uniform(&r, nw, -1, 1);
+            float *db = alloc_uniform(&r, OC, -1, 1), *d_out = cu_poisoned(no, F32), *d_inp = cu_up(inp, ni, F32);
+            float *d_dout = cu_up(dout, no, F32), *d_dinp = cu_up(dinp, ni, F32), *d_dw = cu_up(dw, nw, F32);
+            float *d_db = lin[k].bias ? cu_up(db, OC, F32) : NULL;
+            char what[96];
+            snprintf(what, sizeof what, "gpu %s linear %s", bf16 ? "bf16" : "fp32", lin[k].name);
+            rc = gpu_linear_forward(g, d_out, d_inp, lin[k].w, lin[k].bias, N, Ci, OC);
+            if (!rc) rc = gpu_linear_backward(g, d_dinp, d_dw, d_db, d_dout, d_inp, lin[k].w, N, Ci, OC);
+            if (cu_ran(rc, what)) {
+                float *w = cu_copy_of(lin[k].host_w, nw), *dout_g = cu_copy_of(dout, no);
+                float *out = malloc(no * sizeof *out);
+                cu_rnd(inp, ni, bf16 ? BF16 : F32);
+                cu_rnd(w, nw, bf16 ? BF16 : F32);
+                cu_rnd(dout_g, no, bf16 ? BF16 : F32);
+                linear_ref(out, dinp, dw, d_db ? db : NULL, inp, w, lin[k].host_bias, dout_g, dout, N, Ci, OC);
+                const char *names[4] = {"out", "dinp (+=)", "dw (+=)", "dbias (+=)"};
+                const float *dev[4] = {d_out, d_dinp, d_dw, d_db}, *ref[4] = {out, dinp, dw, db};
+                size_t len[4] = {no, ni, nw, (size_t)OC};
+                for (int t = 0; t < 4; t++) {
+                    if (!dev[t]) continue;
+                    float *got = cu_down(dev[t], len[t], F32);
+                    char line[160];
+                    snprintf(line, sizeof line, "%s: %s = the reference", what, names[t]);
+                    check_close_f(line, got, ref[t], len[t], 1e-5);
+                    free(got);
+                }
+                free(w); free(dout_g); free(out);
+            }
+            free(inp); free(dout); free(dinp); free(dw); free(db);
+            cu_release();
+        }
+    }
+    mmm_model_free(m);
 }
 
 /* ---- training and distillation steps through the trainer, on the fixture's data ---- */
