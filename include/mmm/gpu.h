@@ -9,9 +9,9 @@
  * the CPU's results up to rounding (unless decoding is asked to use bf16 weights,
  * mmm_gpu_use_bf16_decode).
  *
- * The host weights stay the reference: the optimiser (clipping, AdamW) runs on the host over
- * gradients copied back from the GPU, and mmm_gpu_sync copies the updated weights over, so
- * checkpoints, resumption, logs and progress lines are the CPU trainer's own.
+ * In training (mmm_train_run) the optimiser runs on the device too (mmm_gpu_optim): gradients,
+ * AdamW moments and weights stay there, and are copied to the host for evaluations, checkpoints
+ * and at the end, so checkpoints, resumption, logs and progress lines are the CPU trainer's own.
  *
  * In a build without CUDA every function here fails with MMM_ERR_UNSUPPORTED ("built without
  * CUDA"); on a machine without a usable GPU, mmm_gpu_attach fails with the driver's reason. */
@@ -28,6 +28,8 @@
 
 /* Initialises the GPU (device 0) once per process: MMM_OK, or the reason there is none. */
 int mmm_gpu_init(void);
+/* Waits until the GPU has done all the work queued so far (for timing). */
+int mmm_gpu_wait(void);
 /* Bytes of device memory in use on the GPU (by every process, as the driver sees it). */
 int mmm_gpu_mem_used(size_t *bytes);
 /* Copies m's weights to the GPU (initialising it on first use) as m->gpu. Fails when a
@@ -46,6 +48,9 @@ int mmm_gpu_use_bf16_train(mmm_model *m);
 /* Copies the host weights over again after they changed: the elements trainable[i] names of
  * each parameter i (as mmm_train_run takes them), or every weight when trainable is NULL. */
 int mmm_gpu_sync(mmm_model *m, const mmm_train_range *trainable);
+/* Benchmarks: random device weights (uniform, standard deviation std, deterministic in seed)
+ * for the matrices and embeddings of an attached model; the host copy is left as it is. */
+int mmm_gpu_randomize(mmm_model *m, uint64_t seed, float std);
 /* Frees the device copy (mmm_model_free does this too). */
 void mmm_gpu_detach(mmm_model *m);
 
@@ -65,7 +70,27 @@ int mmm_gpu_acts_layer_output(const mmm_gpu_acts *a, int l, float *out); /* (B, 
 int mmm_gpu_acts_image_count(const mmm_gpu_acts *a);                 /* image rows n */
 int mmm_gpu_acts_image_embeds(const mmm_gpu_acts *a, float *out);    /* (n, C) */
 
-/* ---- training steps (mmm_step_fn semantics: gradients ADDED to the host buffer grads) ---- */
+/* ---- the optimiser on the device ---- */
+typedef struct mmm_gpu_optim mmm_gpu_optim;
+/* Zero AdamW moments on the device for m (attached), which trains the parts trainable[param]
+ * names. While it is in use the training steps below are called with grads == NULL: their
+ * gradients then accumulate in the model's device buffer, and the backward skips the weight
+ * gradients of frozen matrices. */
+int mmm_gpu_optim_new(mmm_model *m, const mmm_train_range *trainable, mmm_gpu_optim **o);
+void mmm_gpu_optim_free(mmm_gpu_optim *o);
+/* Zeroes the device gradients before a step's micro-batches. */
+int mmm_gpu_optim_zero(mmm_gpu_optim *o);
+/* Gradients *= scale, then clipped to a global norm of clip (<= 0: never), *gnorm = the scaled
+ * norm before clipping (as mmm_clip_grad_norm); when it is finite, one AdamW step (count from 1)
+ * on the trainable ranges, as mmm_train_run does on the host. */
+int mmm_gpu_optim_step(mmm_gpu_optim *o, const mmm_train_range *trainable, const mmm_adamw_config *adam,
+                       long step, float scale, float clip, float *gnorm);
+/* The device weights into the host model's buffer; the moments into adam_m, adam_v (NULL: not). */
+int mmm_gpu_optim_download(mmm_gpu_optim *o, float *adam_m, float *adam_v);
+int mmm_gpu_optim_upload(mmm_gpu_optim *o, const float *adam_m, const float *adam_v);
+
+/* ---- training steps (mmm_step_fn semantics: gradients ADDED to the host buffer grads, or with
+ * grads == NULL to the model's device gradients, see mmm_gpu_optim) ---- */
 
 /* Device buffers a step keeps between calls; NULL before the first, freed by mmm_gpu_step_free. */
 typedef struct mmm_gpu_step mmm_gpu_step;

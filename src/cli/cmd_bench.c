@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "cli.h"
 #include "device.h"
 #include "mmm/error.h"
@@ -21,9 +22,7 @@
 
 #define MAX_POINTS 32
 
-typedef struct {
-    int hidden, emb_layers, llm_layers, heads, kv, ffn, vocab;
-} dims;
+typedef bench_dims dims;
 
 typedef struct {
     double ms_per_token, state_mb, peak_mb, model_mb; /* peak_mb: resident memory, or GPU memory added */
@@ -75,28 +74,35 @@ static int make_config(mmm_config *c, const dims *d) {
     return mmm_config_parse(c, json, "--dims");
 }
 
-/* Builds the model of `kind` (0 teacher, 1 hybrid every 4th layer attention, 2 linear). */
-static int build(mmm_model **out, const char *model_dir, const dims *d, int kind) {
+int bench_teacher(mmm_model **out, const char *model_dir, const dims *d, int random_init) {
+    if (model_dir) return mmm_model_load(out, model_dir);
+    mmm_config c;
+    int rc = make_config(&c, d);
+    if (rc) return rc;
+    rc = mmm_model_create(out, &c);
+    mmm_config_free(&c);
+    if (!rc && random_init) mmm_model_init_random(*out, 1, 0.02f);
+    return rc;
+}
+
+int bench_seed(mmm_model **out, const mmm_model *teacher, int kind) {
+    int L = mmm_config_n_layers(&teacher->cfg), rc = MMM_OK;
+    uint8_t *keep = calloc((size_t)L + 1, 1);
+    if (!keep) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    if (!rc && kind == 1) rc = mmm_hybrid_layers(keep, L, L / 4 > 0 ? L / 4 : 1, MMM_PLACE_HEAD_INTERLEAVED);
+    if (!rc) rc = mmm_seed_student(out, teacher, keep, MMM_INIT_MIMIC, 1);
+    free(keep);
+    return rc;
+}
+
+int bench_build(mmm_model **out, const char *model_dir, const dims *d, int kind) {
     mmm_model *t = NULL;
-    int rc;
-    if (model_dir) rc = mmm_model_load(&t, model_dir);
-    else {
-        mmm_config c;
-        if ((rc = make_config(&c, d))) return rc;
-        rc = mmm_model_create(&t, &c);
-        mmm_config_free(&c);
-        if (!rc) mmm_model_init_random(t, 1, 0.02f);
-    }
+    int rc = bench_teacher(&t, model_dir, d, 1);
     if (rc || kind == 0) {
         *out = t;
         return rc;
     }
-    int L = mmm_config_n_layers(&t->cfg);
-    uint8_t *keep = calloc((size_t)L + 1, 1);
-    if (!keep) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
-    if (!rc && kind == 1) rc = mmm_hybrid_layers(keep, L, L / 4 > 0 ? L / 4 : 1, MMM_PLACE_HEAD_INTERLEAVED);
-    if (!rc) rc = mmm_seed_student(out, t, keep, MMM_INIT_MIMIC, 1);
-    free(keep);
+    rc = bench_seed(out, t, kind);
     mmm_model_free(t);
     return rc;
 }
@@ -136,7 +142,7 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
     float *logits = NULL;
     double *t = malloc((size_t)steps * sizeof *t);
     size_t gpu0 = 0, gpu1 = 0;
-    int rc = build(&m, model_dir, d, kind);
+    int rc = bench_build(&m, model_dir, d, kind);
     reset_peak_rss(); /* the teacher a student was seeded from is gone: measure from here */
     if (!rc && cuda && !(rc = mmm_gpu_mem_used(&gpu0)) && !(rc = mmm_gpu_attach(m)) && bf16)
         rc = mmm_gpu_use_bf16_decode(m);
@@ -245,10 +251,43 @@ static void write_plot(const char *png, const char *json_rows, int n_ctx, const 
     (void)json_rows;
 }
 
+static int train_steps(const char *model_dir, const dims *d, const char *kinds, int tokens, int steps, int cuda,
+                       int bf16, double peak_tflops, const char *json_path) {
+    if (!cuda) { fprintf(stderr, "mmm bench: --train-step runs on the GPU: add --device cuda\n"); return 2; }
+    if (tokens < 2 || tokens > (1 << 22) || steps < 1 || steps > 10000 || !(peak_tflops > 0)) {
+        fprintf(stderr, "mmm bench: --tokens must be in 2..4M, --steps in 1..10000, --peak-tflops positive\n");
+        return 2;
+    }
+    FILE *json = NULL;
+    if (json_path && !(json = fopen(json_path, "w"))) { fprintf(stderr, "mmm bench: cannot write %s\n", json_path); return 1; }
+    printf("mmm bench train-step: %s GEMMs, mean of %d steps, utilisation of %.0f TFLOP/s\n", bf16 ? "bf16" : "fp32",
+           steps, peak_tflops);
+    printf("%-16s %7s %10s %12s %10s %9s %10s\n", "step", "tokens", "ms", "tokens/s", "TFLOP/s", "MFU", "GPU GiB");
+    if (json) fprintf(json, "{\"benchmark\": \"train_step\", \"gemm\": \"%s\", \"peak_tflops\": %.0f, \"results\": [",
+                      bf16 ? "bf16" : "fp32", peak_tflops);
+    int failed = 0, first = 1;
+    for (int k = 0; k < 3; k++) {
+        if (!strstr(kinds, kind_names[k])) continue;
+        if (bench_train_step(model_dir, d, k, tokens, steps, bf16, peak_tflops, json, first)) {
+            fprintf(stderr, "mmm bench: %s training step: %s\n", kind_names[k], mmm_last_error());
+            failed = 1;
+        } else {
+            first = 0;
+        }
+    }
+    if (json) {
+        fprintf(json, "\n]}\n");
+        fclose(json);
+    }
+    return failed;
+}
+
 static void usage(FILE *f) {
     fputs("usage: mmm bench [--model DIR | --dims SPEC] [--contexts LIST] [--steps N]\n"
           "                 [--kinds teacher,hybrid,linear] [--json OUT] [--plot OUT.png]\n"
-          "                 [--device cpu|cuda] [--dtype f32|bf16]\n\n"
+          "                 [--device cpu|cuda] [--dtype f32|bf16]\n"
+          "       mmm bench --train-step --device cuda [--dims SPEC | --model DIR] [--tokens N] [--steps N]\n"
+          "                 [--kinds ...] [--dtype f32|bf16] [--peak-tflops X] [--json OUT]\n\n"
           "Decode latency (median ms per token) and peak memory against context length for the\n"
           "teacher, a hybrid (every 4th layer attention, head-interleaved) and a linear student.\n"
           "The context is synthetic (random caches of the given length): a decode step costs the\n"
@@ -266,8 +305,16 @@ static void usage(FILE *f) {
           "  --device D       cpu (default) or cuda; on the GPU the memory column is the device\n"
           "                   memory the model, the state and their buffers take\n"
           "  --dtype T        f32 (default) or bf16: with --device cuda, decode with bf16 weight\n"
-          "                   matrices (prefill stays fp32)\n\n"
-          "example: mmm bench --contexts 1K,16K,100K --plot decode.png\n", f);
+          "                   matrices (prefill stays fp32); with --train-step, GEMMs on the bf16\n"
+          "                   tensor cores\n\n"
+          "Training steps (--train-step, needs --device cuda): tokens/s and model-FLOPs utilisation of\n"
+          "the teacher's cross-entropy step and the students' stage-3 distillation step (teacher\n"
+          "forward, student forward and backward, KL, AdamW on the device) on one synthetic sequence.\n"
+          "  --tokens N       tokens per step (default 2048); --steps: timed steps (default 5)\n"
+          "  --peak-tflops X  the GPU's dense peak the utilisation is relative to (default 989,\n"
+          "                   H100 SXM bf16)\n\n"
+          "example: mmm bench --contexts 1K,16K,100K --plot decode.png\n"
+          "         mmm bench --train-step --device cuda --dtype bf16 --dims hidden=2048,layers=8+24,heads=16,kv=8,ffn=8192,vocab=92544\n", f);
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -277,11 +324,14 @@ int cmd_bench(int argc, char **argv) {
         {"kinds", required_argument, 0, 'k'}, {"json", required_argument, 0, 'j'},
         {"plot", required_argument, 0, 'p'}, {"prefill-max", required_argument, 0, 'P'},
         {"child", required_argument, 0, 'C'}, {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 'T'},
+        {"train-step", no_argument, 0, 'S'}, {"tokens", required_argument, 0, 'n'},
+        {"peak-tflops", required_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *json_path = NULL, *plot_path = NULL, *kinds = "teacher,hybrid,linear";
     dims d = {256, 8, 24, 4, 2, 1024, 1024};
     int ctx[MAX_POINTS] = {1024, 8192, 32768, 65536, 102400}, n_ctx = 5, steps = 16, prefill_max = 16384, o;
-    int child[4], is_child = 0, cuda = 0, bf16 = 0;
+    int child[4], is_child = 0, cuda = 0, bf16 = 0, train_step = 0, tokens = 2048, steps_given = 0;
+    double peak_tflops = 989;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
@@ -293,7 +343,10 @@ int cmd_bench(int argc, char **argv) {
                 return 2;
             }
             break;
-        case 's': steps = atoi(optarg); break;
+        case 's': steps = atoi(optarg); steps_given = 1; break;
+        case 'S': train_step = 1; break;
+        case 'n': tokens = atoi(optarg); break;
+        case 'F': peak_tflops = atof(optarg); break;
         case 'k': kinds = optarg; break;
         case 'j': json_path = optarg; break;
         case 'p': plot_path = optarg; break;
@@ -314,6 +367,8 @@ int cmd_bench(int argc, char **argv) {
         printf("RESULT %.6f %.4f %.2f %.2f %.4f\n", r.ms_per_token, r.state_mb, r.peak_mb, r.model_mb, r.prefill_ms);
         return 0;
     }
+    if (train_step) return train_steps(model_dir, &d, kinds, tokens, steps_given ? steps : 5, cuda, bf16, peak_tflops,
+                                       json_path);
     if (steps < 1 || steps > 100000) { fprintf(stderr, "mmm bench: --steps must be in 1..100000\n"); return 2; }
     int want[3];
     for (int k = 0; k < 3; k++) want[k] = strstr(kinds, kind_names[k]) != NULL;

@@ -204,7 +204,20 @@ static int pos_backward(const mmm_model *m, const float *dpos, float *grads) {
     float *host = malloc(n * sizeof *host);
     if (!host) return mmm_fail(MMM_ERR_NOMEM, "gpu backward: out of memory");
     int rc = mmm_cuda_download(host, dpos, n * sizeof *host);
-    if (!rc) mmm_bicubic_resize_backward(grads + (m->w.pos_emb - m->data) + c->hidden, host, gp, gp, gt, gt, c->hidden);
+    size_t at = (size_t)(m->w.pos_emb - m->data) + c->hidden, ng = (size_t)gp * gp * c->hidden;
+    if (!rc && grads) mmm_bicubic_resize_backward(grads + at, host, gp, gp, gt, gt, c->hidden);
+    float *grid = NULL;
+    if (!rc && !grads) { /* into the device gradients: mapped back here, added there */
+        gpu_buf d = {0};
+        if (!(grid = calloc(ng, sizeof *grid))) rc = mmm_fail(MMM_ERR_NOMEM, "gpu backward: out of memory");
+        if (!rc) mmm_bicubic_resize_backward(grid, host, gp, gp, gt, gt, c->hidden);
+        if (!rc) rc = gpu_buf_reserve(&d, ng * sizeof *grid);
+        if (!rc) rc = mmm_cuda_upload(d.p, grid, ng * sizeof *grid);
+        if (!rc) rc = mmm_cuda_add(m->gpu->grads + at, m->gpu->grads + at, d.p, ng, F32);
+        if (!rc) rc = mmm_cuda_sync();
+        gpu_buf_free(&d);
+    }
+    free(grid);
     free(host);
     return rc;
 }
@@ -247,7 +260,7 @@ static int backward_layers(const mmm_model *m, mmm_gpu_acts *a, const mmm_weight
 int gpu_backward(const mmm_model *m, mmm_gpu_acts *a, const float *dlogits, float *grads) {
     if (a->m != m) return mmm_fail(MMM_ERR_ARG, "gpu backward: the activations are another model's");
     mmm_weights gw;
-    TRY(gpu_grads_begin(m, &gw));
+    TRY(gpu_grads_begin(m, &gw, grads));
     size_t NC = MMM_ALIGN_FLOATS((size_t)a->B * a->T * m->cfg.hidden);
     /* after the layers, dtmp takes the image rows' gradients and what follows it is scratch */
     float *dx = NULL, *dpos = NULL, *dimg = a->n_tiles ? a->scratch + NC : NULL;

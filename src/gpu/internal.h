@@ -27,6 +27,7 @@ struct mmm_gpu_model {
     float *grads;      /* (n_floats) gradients of one backward, allocated on first use */
     float *grads_host; /* (n_floats) their host staging copy */
     gpu_bf16_pack *bf16; /* bf16 matrices for decoding (mmm_gpu_use_bf16_decode), or NULL */
+    uint8_t *frozen;     /* (n_params) while a device optimiser trains the model: 1 = frozen */
     uint16_t *data_bf16; /* (n_floats) bf16 mirror of data that the training GEMMs read
                           * (mmm_gpu_use_bf16_train), or NULL: GEMMs in fp32 */
     size_t n_floats;
@@ -127,10 +128,16 @@ typedef struct {
 /* The token whose embedding is in b->x, at position pos: logits (V, device). */
 int gpu_decode_bf16(const mmm_model *m, const gpu_decode_bufs *b, int pos, float *logits);
 
-/* Zeroes the model's device gradient buffer (allocated on first use) and binds gw to it. */
-int gpu_grads_begin(const mmm_model *m, mmm_weights *gw);
-/* Adds the device gradients to grads (host, n_floats) and unbinds gw. */
+/* Allocates the model's device gradient buffer (once). */
+int gpu_grads_reserve(const mmm_model *m);
+/* Binds gw to the device gradient buffer: zeroed first when the gradients go to a host buffer
+ * (grads != NULL); with grads == NULL they accumulate there across calls (mmm_gpu_optim). */
+int gpu_grads_begin(const mmm_model *m, mmm_weights *gw, const float *grads);
+/* Adds the device gradients to grads (host, n_floats; NULL: they stay) and unbinds gw. */
 int gpu_grads_end(const mmm_model *m, mmm_weights *gw, float *grads);
+/* Recomputes what the device derives from the weights (A = −exp(A_log), the resized position
+ * grid) after the device weights changed, refreshing those host tensors from the device first. */
+int gpu_refresh_derived(mmm_model *m);
 
 /* The backward of a training forward from device dlogits (B, T, V), gradients added to the
  * host buffer grads. */

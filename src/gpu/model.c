@@ -53,6 +53,8 @@ int mmm_gpu_init(void) {
     return MMM_OK;
 }
 
+int mmm_gpu_wait(void) { return mmm_cuda_sync(); }
+
 int mmm_gpu_mem_used(size_t *bytes) {
     size_t free_bytes, total;
     TRY(mmm_gpu_init());
@@ -140,6 +142,22 @@ int mmm_gpu_use_bf16_train(mmm_model *m) {
     return mmm_cuda_convert(g->data_bf16, MMM_DTYPE_BF16, g->data, F32, m->n_floats);
 }
 
+int mmm_gpu_randomize(mmm_model *m, uint64_t seed, float std) {
+    mmm_gpu_model *g = m->gpu;
+    if (!g) return mmm_fail(MMM_ERR_ARG, "gpu randomize: the model is not on the GPU");
+    float a = std * sqrtf(3.0f); /* uniform on [−a, a) has standard deviation std */
+    for (int i = 0; i < m->n_params; i++) {
+        const mmm_param *p = &m->params[i];
+        mmm_param_role r = p->role;
+        if (r == MMM_ROLE_TEXT_EMB || r == MMM_ROLE_SPECIAL_EMB || r == MMM_ROLE_LM_HEAD || r == MMM_ROLE_W1 ||
+            r == MMM_ROLE_W2 || r == MMM_ROLE_W3 || r == MMM_ROLE_WQKV || r == MMM_ROLE_WO || r == MMM_ROLE_WVKQGDT ||
+            r == MMM_ROLE_O_PROJ)
+            TRY(mmm_cuda_fill_uniform(g->data + p->offset, F32, p->numel, -a, a, seed * 1000003u + (uint64_t)i));
+    }
+    if (g->data_bf16) TRY(mmm_cuda_convert(g->data_bf16, MMM_DTYPE_BF16, g->data, F32, m->n_floats));
+    return g->bf16 ? gpu_bf16_pack_fill(m) : MMM_OK;
+}
+
 void mmm_gpu_detach(mmm_model *m) {
     mmm_gpu_model *g = m->gpu;
     if (!g) return;
@@ -156,21 +174,60 @@ void mmm_gpu_detach(mmm_model *m) {
     m->gpu = NULL;
 }
 
-int gpu_grads_begin(const mmm_model *m, mmm_weights *gw) {
+int gpu_grads_reserve(const mmm_model *m) {
     mmm_gpu_model *g = m->gpu;
-    size_t bytes = m->n_floats * sizeof(float);
-    if (!g->grads) {
-        TRY(mmm_cuda_malloc((void **)&g->grads, bytes));
-        if (!(g->grads_host = malloc(bytes))) return mmm_fail(MMM_ERR_NOMEM, "gpu backward: out of memory");
+    return g->grads ? MMM_OK : mmm_cuda_malloc((void **)&g->grads, m->n_floats * sizeof(float));
+}
+
+int gpu_grads_begin(const mmm_model *m, mmm_weights *gw, const float *grads) {
+    mmm_gpu_model *g = m->gpu;
+    TRY(gpu_grads_reserve(m));
+    if (grads) TRY(mmm_cuda_memset(g->grads, 0, m->n_floats * sizeof(float)));
+    TRY(mmm_weights_bind(m, g->grads, gw));
+    /* a frozen matrix needs no weight gradient (a NULL one is skipped), the largest saving of a
+     * distillation stage; the other frozen tensors are small */
+    for (int i = 0; i < m->n_params && g->frozen && !grads; i++) {
+        const mmm_param *p = &m->params[i];
+        if (!g->frozen[i]) continue;
+        if (p->role == MMM_ROLE_LM_HEAD) gw->lm_head = NULL;
+        if (p->layer < 0) continue;
+        mmm_layer_weights *lw = &gw->layers[p->layer];
+        switch (p->role) {
+        case MMM_ROLE_W1: lw->w1 = NULL; break;
+        case MMM_ROLE_W2: lw->w2 = NULL; break;
+        case MMM_ROLE_W3: lw->w3 = NULL; break;
+        case MMM_ROLE_WQKV: lw->wqkv = NULL; break;
+        case MMM_ROLE_WO: lw->wo = NULL; break;
+        case MMM_ROLE_WVKQGDT: lw->wvkqgdt = NULL; break;
+        case MMM_ROLE_O_PROJ: lw->o_proj = NULL; break;
+        default: break;
+        }
     }
-    TRY(mmm_cuda_memset(g->grads, 0, bytes));
-    return mmm_weights_bind(m, g->grads, gw);
+    return MMM_OK;
 }
 
 int gpu_grads_end(const mmm_model *m, mmm_weights *gw, float *grads) {
     mmm_gpu_model *g = m->gpu;
     mmm_weights_free(gw);
+    if (!grads) return MMM_OK;
+    if (!g->grads_host && !(g->grads_host = malloc(m->n_floats * sizeof(float))))
+        return mmm_fail(MMM_ERR_NOMEM, "gpu backward: out of memory");
     TRY(mmm_cuda_download(g->grads_host, g->grads, m->n_floats * sizeof(float)));
     for (size_t i = 0; i < m->n_floats; i++) grads[i] += g->grads_host[i];
     return MMM_OK;
+}
+
+int gpu_refresh_derived(mmm_model *m) {
+    const mmm_gpu_model *g = m->gpu;
+    const mmm_config *c = &m->cfg;
+    for (int l = 0; l < mmm_config_n_layers(c); l++) {
+        const float *a_log = m->w.layers[l].A_log;
+        if (g->A[l]) TRY(mmm_cuda_download(m->w.layers[l].A_log, g->data + (a_log - m->data), c->layers[l].n_heads * sizeof(float)));
+    }
+    if (g->pos) {
+        size_t n = (size_t)(1 + mmm_config_patch_grid(c) * mmm_config_patch_grid(c)) * c->hidden;
+        TRY(mmm_cuda_download(m->w.pos_emb, g->data + (m->w.pos_emb - m->data), n * sizeof(float)));
+    }
+    TRY(derive(m));
+    return g->bf16 ? gpu_bf16_pack_fill(m) : MMM_OK;
 }

@@ -209,7 +209,7 @@ static int state_prefill(void *impl, const int32_t *ids, int T, int pos0, const 
         TRY(gpu_buf_reserve(&s->logits, (size_t)rows * V * sizeof(float)));
         TRY(mmm_cuda_rmsnorm_forward(s->hf, s->rstdf, s->x + (size_t)first * C, m->gpu->w.final_norm,
                                      c->final_norm_eps, rows, C, F32));
-        TRY(mmm_cuda_linear_forward(s->logits.p, s->hf, m->gpu->w.lm_head, NULL, rows, C, V, F32));
+        TRY(gpu_linear_forward(m->gpu, s->logits.p, s->hf, m->gpu->w.lm_head, NULL, rows, C, V));
         float *dst = want_all ? logits + (size_t)(t0 + first) * V : last;
         TRY(mmm_cuda_download(dst, s->logits.p, (size_t)rows * V * sizeof(float)));
         if (want_all && want_last) memcpy(last, logits + (size_t)(T - 1) * V, (size_t)V * sizeof *last);

@@ -160,7 +160,7 @@ int mmm_gpu_mixer_distill_step(mmm_mixer_distill *d, const mmm_model *student, c
     float *sq_host = malloc((size_t)N * sizeof *sq_host);
     if (!sq_host) return mmm_fail(MMM_ERR_NOMEM, "gpu distill: out of memory");
     mmm_weights gw;
-    int rc = gpu_grads_begin(student, &gw);
+    int rc = gpu_grads_begin(student, &gw, grads);
     if (rc) {
         free(sq_host);
         return rc;

@@ -87,12 +87,17 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         free(grads); free(adam_m); free(adam_v); free(wgrads); free(order);
         return rc;
     }
+    /* a model on the GPU keeps its gradients, moments and weights there between checkpoints */
+    mmm_gpu_optim *gopt = NULL;
+    if (m->gpu && (rc = mmm_gpu_optim_new(m, trainable, &gopt))) goto done;
     trainer_state st = {0, 0, 0, o->seed, 0, 0, ""};
     snprintf(st.name, sizeof st.name, "%s", o->name);
     int resumed = 0;
     rc = ckpt_latest(o->out_dir, ckpt, sizeof ckpt);
     if (rc == MMM_OK) {
-        if ((rc = ckpt_load(ckpt, m, adam_m, adam_v, &st)) || (m->gpu && (rc = mmm_gpu_sync(m, NULL)))) goto done;
+        if ((rc = ckpt_load(ckpt, m, adam_m, adam_v, &st)) ||
+            (gopt && ((rc = mmm_gpu_sync(m, NULL)) || (rc = mmm_gpu_optim_upload(gopt, adam_m, adam_v)))))
+            goto done;
         if (st.seed != o->seed) {
             rc = mmm_fail(MMM_ERR_ARG, "%s: was trained with data seed %llu, not %llu", ckpt,
                           (unsigned long long)st.seed, (unsigned long long)o->seed);
@@ -117,7 +122,8 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
     long tokens_window = 0, steps_window = 0;
     long start_step = st.step;
     while (st.step < o->steps && !rc) {
-        memset(grads, 0, n * sizeof *grads);
+        if (gopt) rc = mmm_gpu_optim_zero(gopt);
+        else memset(grads, 0, n * sizeof *grads);
         double loss_sum = 0;
         long loss_tokens = 0, batch_tokens = 0;
         /* micro-batches run `workers` at a time, each worker on one thread into its own gradient
@@ -139,8 +145,8 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
             if (!rc) {
 #pragma omp parallel for num_threads(nw) schedule(static, 1) if (nw > 1)
                 for (int w = 0; w < nw; w++) {
-                    float *g = m0 + w == 0 ? grads : wgrads + (size_t)w * n;
-                    if (g != grads) memset(g, 0, n * sizeof *g);
+                    float *g = gopt ? NULL : m0 + w == 0 ? grads : wgrads + (size_t)w * n;
+                    if (g && g != grads) memset(g, 0, n * sizeof *g);
                     wls[w] = 0;
                     wlt[w] = 0;
                     wrc[w] = step_fn(step_ctx[w], m, &batch[w], g, &wls[w], &wlt[w]);
@@ -151,7 +157,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
                         rc = mmm_fail(wrc[w], "%s", werr + (size_t)w * 512);
                         break;
                     }
-                    if (m0 + w > 0) {
+                    if (m0 + w > 0 && !gopt) {
                         const float *g = wgrads + (size_t)w * n;
                         for (size_t i = 0; i < n; i++) grads[i] += g[i];
                     }
@@ -165,18 +171,31 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         }
         if (rc) break;
         /* the loss is a mean over the optimizer step's loss tokens */
-        float scale = loss_tokens > 0 ? 1.0f / (float)loss_tokens : 0.0f;
-        for (size_t i = 0; i < n; i++) grads[i] *= scale;
-        float gnorm = mmm_clip_grad_norm(grads, n, o->clip);
+        float scale = loss_tokens > 0 ? 1.0f / (float)loss_tokens : 0.0f, gnorm;
+        float lr = mmm_lr_at(&o->sched, st.step);
+        mmm_adamw_config adam = o->adam;
+        adam.lr = lr;
+        if (gopt) {
+            if ((rc = mmm_gpu_optim_step(gopt, trainable, &adam, st.step + 1, scale, o->clip, &gnorm))) break;
+        } else {
+            /* frozen parts take no part in the norm */
+            for (int i = 0; i < m->n_params; i++) {
+                const mmm_param *p = &m->params[i];
+                size_t b = trainable[i].begin < p->numel ? trainable[i].begin : p->numel;
+                size_t e = trainable[i].end < p->numel ? trainable[i].end : p->numel;
+                if (e < b) e = b;
+                memset(grads + p->offset, 0, b * sizeof *grads);
+                memset(grads + p->offset + e, 0, (p->numel - e) * sizeof *grads);
+            }
+            for (size_t i = 0; i < n; i++) grads[i] *= scale;
+            gnorm = mmm_clip_grad_norm(grads, n, o->clip);
+        }
         if (!isfinite(gnorm)) {
             rc = mmm_fail(MMM_ERR_ARG, "[%s] step %ld: the gradient is not finite (loss %g); lower the "
                           "learning rate", o->name, st.step + 1, loss_sum * scale);
             break;
         }
-        float lr = mmm_lr_at(&o->sched, st.step);
-        mmm_adamw_config adam = o->adam;
-        adam.lr = lr;
-        for (int i = 0; i < m->n_params; i++) {
+        for (int i = 0; i < m->n_params && !gopt; i++) {
             const mmm_param *p = &m->params[i];
             size_t b = trainable[i].begin, e = trainable[i].end < p->numel ? trainable[i].end : p->numel;
             if (b >= e) continue;
@@ -184,7 +203,6 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
             mmm_adamw_step(m->data + at, grads + at, adam_m + at, adam_v + at, e - b, &adam,
                            (p->flags & MMM_PARAM_DECAY) != 0, st.step + 1);
         }
-        if (m->gpu && (rc = mmm_gpu_sync(m, trainable))) break; /* the device copy follows the host */
         st.step++;
         st.tokens += batch_tokens;
         last_loss = loss_tokens ? loss_sum / loss_tokens : NAN;
@@ -211,6 +229,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         if (eval && o->eval_every > 0 && (st.step % o->eval_every == 0 || last)) {
             char metrics[1024] = "{}";
             if (tty && !o->quiet) printf("\n");
+            if (gopt && (rc = mmm_gpu_optim_download(gopt, NULL, NULL))) break;
             if ((rc = eval(eval_ctx, m, st.step, metrics, sizeof metrics))) break;
             fprintf(log, "{\"step\": %ld, \"eval\": %s}\n", st.step, metrics);
             fflush(log);
@@ -219,6 +238,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
             double t_save = now();
             trainer_state snap = st;
             snap.seconds += t_save - t_start;
+            if (gopt && (rc = mmm_gpu_optim_download(gopt, adam_m, adam_v))) break;
             if ((rc = ckpt_save(o->out_dir, m, adam_m, adam_v, &snap, o->keep_checkpoints > 0 ? o->keep_checkpoints : 2)))
                 break;
         }
@@ -231,6 +251,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         result->resumed = resumed;
     }
 done:
+    mmm_gpu_optim_free(gopt);
     close(lock_fd);
     free(grads); free(adam_m); free(adam_v); free(wgrads); free(order);
     return rc;

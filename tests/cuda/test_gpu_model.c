@@ -517,12 +517,17 @@ static int log_losses(const char *dir, const char *name, double *loss, int n) {
 }
 
 /* Checks that the GPU run's per-step losses track the CPU run's. */
-static void compare_losses(const char *what, const char *cpu_dir, const char *gpu_dir, const char *name, int steps) {
+static void compare_losses_tol(const char *what, const char *cpu_dir, const char *gpu_dir, const char *name, int steps,
+                               double tol) {
     double lc[16] = {0}, lg[16] = {0}, worst = 0;
     int nc = log_losses(cpu_dir, name, lc, steps), ng = log_losses(gpu_dir, name, lg, steps);
     for (int i = 0; i < steps; i++) worst = fmax(worst, fabs(lg[i] - lc[i]) / fmax(fabs(lc[i]), 1e-6));
-    check(nc == steps && ng == steps && worst < 1e-3, "%s: %d steps' losses track the cpu's (first %.5f vs %.5f, "
+    check(nc == steps && ng == steps && worst < tol, "%s: %d steps' losses track the cpu's (first %.5f vs %.5f, "
           "last %.5f vs %.5f, worst rel diff %.1e)", what, steps, lg[0], lc[0], lg[steps - 1], lc[steps - 1], worst);
+}
+
+static void compare_losses(const char *what, const char *cpu_dir, const char *gpu_dir, const char *name, int steps) {
+    compare_losses_tol(what, cpu_dir, gpu_dir, name, steps, 1e-3);
 }
 
 static mmm_train_options options(const char *dir, const char *name, long steps, float lr, int accum) {
@@ -534,6 +539,7 @@ static mmm_train_options options(const char *dir, const char *name, long steps, 
 
 enum { STEPS = 6 };
 
+/* on_gpu: 0 CPU, 1 GPU, 2 GPU with bf16 GEMMs */
 static int train_run(const mmm_config *cfg, const mmm_dataset *d, const char *dir, int on_gpu, long steps) {
     mmm_model *m = NULL;
     int rc = mmm_model_create(&m, cfg);
@@ -547,6 +553,7 @@ static int train_run(const mmm_config *cfg, const mmm_dataset *d, const char *di
     mmm_train_options o = options(dir, "train", steps, 3e-3f, 2);
     mmm_train_result res;
     if (on_gpu) rc = mmm_gpu_attach(m);
+    if (!rc && on_gpu == 2) rc = mmm_gpu_use_bf16_train(m);
     if (!rc) rc = tr ? mmm_train_run(m, tr, d, &o, mmm_ce_step, ctx, NULL, NULL, &res) : MMM_ERR_NOMEM;
     mmm_ce_train_free(&c);
     free(tr);
@@ -568,7 +575,8 @@ TEST(gpu_model_train_steps) {
     mmm_dataset d = {0};
     if (!check(f && gpu_config(&cfg) == MMM_OK, "gpu training: fixture and config")) return;
     int rc = load_data(f, &cfg, &d);
-    char a[128], b[128], r[128];
+    char a[128], b[128], r[128], h[128];
+    snprintf(h, sizeof h, "%s/gpu_train_bf16", f->dir);
     snprintf(a, sizeof a, "%s/gpu_train_cpu", f->dir);
     snprintf(b, sizeof b, "%s/gpu_train_gpu", f->dir);
     snprintf(r, sizeof r, "%s/gpu_train_resumed", f->dir);
@@ -576,6 +584,9 @@ TEST(gpu_model_train_steps) {
     if (!rc) rc = train_run(&cfg, &d, b, 1, STEPS);
     if (check(rc == MMM_OK, "gpu training: cpu and gpu runs%s%s", rc ? ": " : "", rc ? mmm_last_error() : ""))
         compare_losses("gpu training (cross-entropy, accum 2)", a, b, "train", STEPS);
+    /* bf16 GEMMs: the same descent, to bf16 rounding */
+    if (!rc && check((rc = train_run(&cfg, &d, h, 2, STEPS)) == MMM_OK, "gpu training with bf16 GEMMs runs"))
+        compare_losses_tol("gpu training with bf16 GEMMs", a, h, "train", STEPS, 3e-2);
     /* stopped after half the steps and resumed from its checkpoint: the rest as uninterrupted
      * (to rounding: a few of the CUDA gradient kernels add with atomics, in no fixed order) */
     if (!rc) rc = train_run(&cfg, &d, r, 1, STEPS / 2);

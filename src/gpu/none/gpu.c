@@ -11,10 +11,12 @@ static int no_cuda(void) {
 
 int mmm_gpu_init(void) { return no_cuda(); }
 int mmm_gpu_mem_used(size_t *bytes) { return no_cuda(); }
+int mmm_gpu_wait(void) { return no_cuda(); }
 int mmm_gpu_attach(mmm_model *m) { return no_cuda(); }
 int mmm_gpu_use_bf16_decode(mmm_model *m) { return no_cuda(); }
 int mmm_gpu_use_bf16_train(mmm_model *m) { return no_cuda(); }
 int mmm_gpu_sync(mmm_model *m, const mmm_train_range *t) { return no_cuda(); }
+int mmm_gpu_randomize(mmm_model *m, uint64_t seed, float std) { return no_cuda(); }
 void mmm_gpu_detach(mmm_model *m) {}
 
 int mmm_gpu_forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **a) { return no_cuda(); }
@@ -26,6 +28,14 @@ int mmm_gpu_acts_encoder_output(const mmm_gpu_acts *a, float *o) { return no_cud
 int mmm_gpu_acts_layer_output(const mmm_gpu_acts *a, int l, float *o) { return no_cuda(); }
 int mmm_gpu_acts_image_count(const mmm_gpu_acts *a) { return 0; }
 int mmm_gpu_acts_image_embeds(const mmm_gpu_acts *a, float *o) { return no_cuda(); }
+
+int mmm_gpu_optim_new(mmm_model *m, const mmm_train_range *t, mmm_gpu_optim **o) { return no_cuda(); }
+void mmm_gpu_optim_free(mmm_gpu_optim *o) {}
+int mmm_gpu_optim_zero(mmm_gpu_optim *o) { return no_cuda(); }
+int mmm_gpu_optim_step(mmm_gpu_optim *o, const mmm_train_range *t, const mmm_adamw_config *a, long s, float sc,
+                       float c, float *n) { return no_cuda(); }
+int mmm_gpu_optim_download(mmm_gpu_optim *o, float *m, float *v) { return no_cuda(); }
+int mmm_gpu_optim_upload(mmm_gpu_optim *o, const float *m, const float *v) { return no_cuda(); }
 
 void mmm_gpu_step_free(mmm_gpu_step *s) {}
 int mmm_gpu_ce_step(mmm_gpu_step **s, const mmm_model *m, const mmm_batch *b, float *g, double *ls, long *lt) { return no_cuda(); }

@@ -1,0 +1,28 @@
+/* Pieces of `mmm bench` shared by its decode (cmd_bench.c) and training-step (bench_step.c) parts. */
+#ifndef MMM_CLI_BENCH_H
+#define MMM_CLI_BENCH_H
+
+#include <stdio.h>
+
+#include "mmm/model.h"
+
+typedef struct {
+    int hidden, emb_layers, llm_layers, heads, kv, ffn, vocab;
+} bench_dims;
+
+/* The teacher: loaded from model_dir, or at dims d with random weights (random_init) or zeros. */
+int bench_teacher(mmm_model **out, const char *model_dir, const bench_dims *d, int random_init);
+/* A student of teacher: kind 1 hybrid (every 4th layer attention, head-interleaved), 2 linear. */
+int bench_seed(mmm_model **out, const mmm_model *teacher, int kind);
+/* The model of `kind` (0 teacher, 1 hybrid every 4th layer attention, 2 linear): the teacher
+ * loaded from model_dir, or random at dims d; students seeded from it (mimic init). */
+int bench_build(mmm_model **out, const char *model_dir, const bench_dims *d, int kind);
+
+/* Times `steps` training steps (after two untimed) of T tokens on the GPU: the teacher's
+ * cross-entropy step (kind 0) or a student's stage-3 distillation step against its teacher
+ * (kinds 1, 2), optimiser included; prints a row and, with json, appends a JSON object.
+ * bf16: GEMMs on the bf16 tensor cores (mmm_gpu_use_bf16_train). */
+int bench_train_step(const char *model_dir, const bench_dims *d, int kind, int T, int steps, int bf16,
+                     double peak_tflops, FILE *json, int first);
+
+#endif
