@@ -29,7 +29,7 @@ static void usage(FILE *f) {
           "                   [--steps1 N --steps2 N --steps3 N] [--lr1 X --lr2 X --lr3 X]\n"
           "                   [--batch-tokens N] [--accum N] [--workers N] [--temperature T] [--ce-weight W]\n"
           "                   [--train-dt-a] [--clip X] [--seed N] [--eval-samples N] [--save-every N]\n"
-          "                   [--device cpu|cuda]\n\n"
+          "                   [--device cpu|cuda] [--dtype f32|bf16]\n\n"
           "Distills a teacher into an mmMamba student in three stages (SPEC 4):\n"
           "  stage 1: per-layer MSE of each student mixer against the teacher's attention output,\n"
           "           both before Wo, on the teacher's hidden states; trains the new parameters only\n"
@@ -51,8 +51,10 @@ static void usage(FILE *f) {
           "  --accum N, --workers N  micro-batches per step (default 1), computed N at once on one\n"
           "                          thread each (default: one per thread); the result depends on\n"
           "                          --workers only by float rounding\n"
-          "  --device D              cpu (default) or cuda: teacher and student forward and backward on\n"
-          "                          the GPU (one micro-batch at a time), AdamW on the host\n\n"
+          "  --device D              cpu (default) or cuda: teacher and student forward and backward\n"
+          "                          and AdamW on the GPU (one micro-batch at a time)\n"
+          "  --dtype T               f32 (default) or bf16: with --device cuda, the GEMMs on the bf16\n"
+          "                          tensor cores (fp32 master weights, accumulation and the rest)\n\n"
           "example: mmm distill --teacher runs/teacher --data runs/fmnist/train.jsonl \\\n"
           "             --eval runs/fmnist/test.jsonl --out runs/hybrid --hybrid every:4\n", f);
 }
@@ -122,12 +124,12 @@ int cmd_distill(int argc, char **argv) {
         {"ce-weight", required_argument, 0, 'c'}, {"train-dt-a", no_argument, 0, 'D'},
         {"clip", required_argument, 0, 'C'}, {"seed", required_argument, 0, 'r'},
         {"eval-samples", required_argument, 0, 'n'}, {"save-every", required_argument, 0, 'v'},
-        {"device", required_argument, 0, 'V'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *teacher_dir = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL, *choice = NULL;
     char stages[8] = "123";
     stage_cfg sc[4] = {{0}, {300, 1e-3f, 2048, 1}, {300, 5e-4f, 2048, 1}, {300, 5e-5f, 2048, 1}};
     float lr_scale = 1, tau = 1, ce_weight = 0, clip = 1.0f;
-    int train_dt_a = 0, eval_samples = 200, save_every = 100, batch_tokens = 2048, accum = 1, workers = 0, cuda = 0, o;
+    int train_dt_a = 0, eval_samples = 200, save_every = 100, batch_tokens = 2048, accum = 1, workers = 0, cuda = 0, bf16 = 0, o;
     int lr_set[4] = {0};
     unsigned long long seed = 0;
     mmm_seed_init init = MMM_INIT_MIMIC;
@@ -175,6 +177,7 @@ int cmd_distill(int argc, char **argv) {
         case 'n': eval_samples = atoi(optarg); break;
         case 'v': save_every = atoi(optarg); break;
         case 'V': if (cli_parse_device("distill", optarg, &cuda)) return 2; break;
+        case 1001: if (cli_parse_decode_dtype("distill", optarg, &bf16)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -188,6 +191,7 @@ int cmd_distill(int argc, char **argv) {
         return 2;
     }
     workers = cli_workers(workers, accum);
+    if (cli_check_dtype("distill", cuda, bf16)) return 2;
     if (cli_check_device("distill", cuda)) return 1;
     for (int k = 1; k <= 3; k++) {
         if (!lr_set[k]) sc[k].lr *= lr_scale;
@@ -206,7 +210,7 @@ int cmd_distill(int argc, char **argv) {
     if (!rc && mmm_config_n_mamba_layers(&teacher->cfg))
         rc = mmm_fail(MMM_ERR_ARG, "%s is a student (it has mamba2 layers); --teacher takes the attention model", teacher_dir);
     if (!rc) rc = mmm_tokenizer_load(teacher_dir, &tok);
-    if (!rc) rc = cli_use_device(cuda, teacher, NULL);
+    if (!rc) rc = cli_use_device_train(cuda, bf16, teacher);
     int L = rc ? 0 : mmm_config_n_layers(&teacher->cfg), auto_k = 0;
     if (!rc && (!(keep = calloc((size_t)L + 1, 1)) || !(layer_loss = calloc((size_t)L + 1, sizeof *layer_loss))))
         rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
@@ -234,7 +238,7 @@ int cmd_distill(int argc, char **argv) {
         char dir[1100], name[16];
         snprintf(dir, sizeof dir, "%s/stage%d", out, k);
         snprintf(name, sizeof name, "stage%d", k);
-        if ((rc = cli_use_device(cuda, student, NULL))) break; /* each student in turn goes to the GPU */
+        if ((rc = cli_use_device_train(cuda, bf16, student))) break; /* each student in turn goes to the GPU */
         if (k == 3 && (choice || auto_k)) { /* the hybrid takes the teacher's attention in the kept layers */
             if (auto_k) {
                 if ((rc = mmm_layer_losses(teacher, student, eval_path ? &test : &train, 64, batch_tokens, layer_loss))) break;
@@ -263,7 +267,7 @@ int cmd_distill(int argc, char **argv) {
             printf("[%s] already done in %s\n", name, dir);
             continue;
         }
-        if ((rc = cli_use_device(cuda, student, NULL))) break;
+        if ((rc = cli_use_device_train(cuda, bf16, student))) break;
         mmm_stage_trainable(student, k, train_dt_a, tr);
         mmm_train_options o = {.out_dir = dir, .name = name, .steps = sc[k].steps, .accum = sc[k].accum, .workers = workers,
                                .batch_tokens = sc[k].batch_tokens, .clip = clip,

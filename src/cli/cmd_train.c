@@ -22,7 +22,7 @@ static void usage(FILE *f) {
           "                 [--warmup F] [--decay F] [--batch-tokens N] [--accum N] [--workers N] [--clip X]\n"
           "                 [--weight-decay X] [--eval-every N] [--eval-samples N] [--save-every N]\n"
           "                 [--seed N] [--init-std X] [--max-tokens N] [--system TEXT] [--strict]\n"
-          "                 [--device cpu|cuda]\n\n"
+          "                 [--device cpu|cuda] [--dtype f32|bf16]\n\n"
           "Trains a HoVLE-architecture teacher from scratch with AdamW on the answer tokens of\n"
           "LLaVA-style JSONL conversations. Checkpoints go to DIR/checkpoints (atomic; rerunning the\n"
           "same command after a kill resumes exactly); the final model (config.json,\n"
@@ -45,8 +45,10 @@ static void usage(FILE *f) {
           "  --save-every N      checkpoint every N steps (default 200)\n"
           "  --seed N            initialisation and data order (default 0)\n"
           "  --max-tokens N      drop longer samples (default 4096)\n"
-          "  --device D          cpu (default) or cuda: forward and backward on the GPU (one\n"
-          "                      micro-batch at a time), AdamW on the host\n\n"
+          "  --device D          cpu (default) or cuda: forward, backward and AdamW on the GPU\n"
+          "                      (one micro-batch at a time)\n"
+          "  --dtype T           f32 (default) or bf16: with --device cuda, the GEMMs on the bf16\n"
+          "                      tensor cores (fp32 master weights, accumulation and the rest)\n\n"
           "example: mmm train --config configs/teacher-fmnist.json --tokenizer runs/tok.json \\\n"
           "             --data runs/fmnist/train.jsonl --eval runs/fmnist/test.jsonl --out runs/teacher\n", f);
 }
@@ -107,14 +109,14 @@ int cmd_train(int argc, char **argv) {
         {"save-every", required_argument, 0, 'v'}, {"seed", required_argument, 0, 'r'},
         {"init-std", required_argument, 0, 'i'}, {"max-tokens", required_argument, 0, 'x'},
         {"system", required_argument, 0, 'y'}, {"strict", no_argument, 0, 'T'},
-        {"device", required_argument, 0, 'V'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *config_path = NULL, *tok_path = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL;
     mmm_train_options o = {.name = "train", .steps = 1000, .accum = 1, .batch_tokens = 2048, .clip = 1.0f,
                            .sched = {MMM_SCHED_WSD, 1e-3f, 0.1f, 0.1f, 0.0f, 0},
                            .adam = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f},
                            .eval_every = 200, .save_every = 200, .log_every = 10, .keep_checkpoints = 2};
     mmm_data_options dopt = {NULL, 4096, 0, 0};
-    int eval_samples = 200, cuda = 0, o_;
+    int eval_samples = 200, cuda = 0, bf16 = 0, o_;
     float init_std = 0.02f;
     optind = 1;
     while ((o_ = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -143,6 +145,7 @@ int cmd_train(int argc, char **argv) {
         case 'y': dopt.system = optarg; break;
         case 'T': dopt.strict = 1; break;
         case 'V': if (cli_parse_device("train", optarg, &cuda)) return 2; break;
+        case 1001: if (cli_parse_decode_dtype("train", optarg, &bf16)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -156,6 +159,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "mmm train: --steps, --accum, --lr must be positive, --batch-tokens at least 16, --workers 0 to %d\n", MMM_TRAIN_MAX_WORKERS);
         return 2;
     }
+    if (cli_check_dtype("train", cuda, bf16)) return 2;
     if (cli_check_device("train", cuda)) return 1;
     o.out_dir = out;
     o.sched.total_steps = o.steps;
@@ -173,7 +177,7 @@ int cmd_train(int argc, char **argv) {
     if (!rc) rc = cli_check_tokenizer(&cfg, tok, tok_path);
     if (!rc) rc = mmm_model_create(&m, &cfg);
     if (!rc) mmm_model_init_random(m, o.seed, init_std);
-    if (!rc) rc = cli_use_device(cuda, m, NULL);
+    if (!rc) rc = cli_use_device_train(cuda, bf16, m);
     if (!rc) rc = mmm_dataset_load(&train, data_path, tok, &cfg, &dopt);
     if (!rc && train.n_skipped) printf("%s: skipped %d of %d lines (%s)\n", data_path, train.n_skipped, train.n_lines, train.skipped_report);
     if (!rc && eval_path) {

@@ -26,6 +26,11 @@ int cli_use_device(int cuda, mmm_model *a, mmm_model *b) {
     return !rc && cuda && b ? mmm_gpu_attach(b) : rc;
 }
 
+int cli_use_device_train(int cuda, int bf16, mmm_model *m) {
+    int rc = cuda ? mmm_gpu_attach(m) : MMM_OK;
+    return !rc && bf16 ? mmm_gpu_use_bf16_train(m) : rc;
+}
+
 int cli_parse_decode_dtype(const char *cmd, const char *value, int *bf16) {
     if (!strcmp(value, "f32") || !strcmp(value, "bf16")) {
         *bf16 = !strcmp(value, "bf16");

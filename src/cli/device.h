@@ -16,6 +16,8 @@ int cli_parse_device(const char *cmd, const char *value, int *cuda);
 int cli_check_device(const char *cmd, int cuda);
 /* With cuda, puts each given model (NULLs skipped) on the GPU. */
 int cli_use_device(int cuda, mmm_model *a, mmm_model *b);
+/* A model to train: on the GPU when cuda, with its GEMMs on the bf16 tensor cores when bf16. */
+int cli_use_device_train(int cuda, int bf16, mmm_model *m);
 /* --dtype f32|bf16: parses into *bf16; bf16 needs cuda. Prints the error and returns 2. */
 int cli_parse_decode_dtype(const char *cmd, const char *value, int *bf16);
 int cli_check_dtype(const char *cmd, int cuda, int bf16);

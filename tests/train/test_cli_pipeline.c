@@ -45,6 +45,14 @@ TEST(test_cli_pipeline) {
              f->dir, f->dir, f->dir, f->dir);
     rc = run_mmm(cmd, out, sizeof out);
     check(rc == 1 && strstr(out, "train.jsonl: not valid JSON"), "cli mmm train: a config that is not a config is refused");
+    snprintf(cmd, sizeof cmd, "train --config %s --tokenizer %s/tokenizer.json --data %s/train.jsonl --out %s/x --dtype bf16",
+             cfg, f->dir, f->dir, f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 2 && strstr(out, "--dtype bf16 needs --device cuda"), "cli mmm train: bf16 GEMMs without the GPU is a clear error");
+    rc = run_mmm("distill --teacher x --data y --out z --dtype f16", out, sizeof out);
+    check(rc == 2 && strstr(out, "--dtype takes f32 or bf16"), "cli mmm distill: an unknown --dtype is a clear error");
+    rc = run_mmm("bench --train-step", out, sizeof out);
+    check(rc == 2 && strstr(out, "add --device cuda"), "cli mmm bench --train-step without the GPU is a clear error");
 
     snprintf(cmd, sizeof cmd, "distill --teacher %s/cli_teacher --data %s/train.jsonl --eval %s/test.jsonl --out %s/cli_hybrid "
              "--steps1 6 --steps2 6 --steps3 6 --batch-tokens 1024 --hybrid every:2 --eval-samples 10", f->dir, f->dir, f->dir, f->dir);
