@@ -350,16 +350,20 @@ static void gradients_vs_cpu(int k, int bf16, double tol, double tol_summed, con
     mmm_model_free(m);
 }
 
-TEST(gpu_model_gradients) {
-    if (!gpu("model gradients")) return;
+/* Every case up to n_cases on one batch of two sequences with three image tiles. */
+static void gradients_all(uint64_t seed, int n_cases, int bf16, double tol, double tol_summed) {
     enum { T = 40 };
-    rng_t r = rng_new(13);
+    rng_t r = rng_new(seed);
     int32_t ids[2 * T];
     float *pixels = malloc(3 * 3 * 28 * 28 * sizeof *pixels);
     make_batch(ids, T, pixels, &r);
     mmm_input in = {2, T, ids, pixels, 3};
-    for (int k = 0; k < N_CASES; k++) gradients_vs_cpu(k, 0, 1e-3, 1e-3, &in, &r);
+    for (int k = 0; k < n_cases; k++) gradients_vs_cpu(k, bf16, tol, tol_summed, &in, &r);
     free(pixels);
+}
+
+TEST(gpu_model_gradients) {
+    if (gpu("model gradients")) gradients_all(13, N_CASES, 0, 1e-3, 1e-3);
 }
 
 /* bf16 training mode (mmm_gpu_use_bf16_train) for the teacher, the linear and the hybrid student:
@@ -369,15 +373,7 @@ TEST(gpu_model_gradients) {
  * token-summed ones by up to 3e-1 (worst of 16 batches x 3 models). The GEMMs themselves are
  * checked tightly by gpu_model_bf16_linear. */
 TEST(gpu_model_bf16_train) {
-    if (!gpu("model bf16 training")) return;
-    enum { T = 40 };
-    rng_t r = rng_new(14);
-    int32_t ids[2 * T];
-    float *pixels = malloc(3 * 3 * 28 * 28 * sizeof *pixels);
-    make_batch(ids, T, pixels, &r);
-    mmm_input in = {2, T, ids, pixels, 3};
-    for (int k = 0; k < 3; k++) gradients_vs_cpu(k, 1, 1e-1, 5e-1, &in, &r);
-    free(pixels);
+    if (gpu("model bf16 training")) gradients_all(14, 3, 1, 1e-1, 5e-1);
 }
 
 /* Host reference of a linear layer in double: out = inp·wᵀ + bias; dinp += dout·w,
