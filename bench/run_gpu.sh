@@ -5,8 +5,9 @@
 #                                         bench_cuda) and the shared libraries they need into DIR,
 #                                         for a GPU machine that cannot build
 #   bench/run_gpu.sh [--quick] DIR        run the binaries packed in DIR
-# Runs: the CUDA op tests (tests/cuda), bench_cuda, the PyTorch baseline (if torch is there) and
-# the joined report. Output: $OUT (default build-gpu/out): tests.log, bench.log, mmm.json,
+# Runs: the CUDA op and GPU model tests (tests/cuda), bench_cuda, the training-step benchmark
+# (mmm bench --train-step), the PyTorch baselines (if torch is there) and the joined report.
+# Output: $OUT (default build-gpu/out): tests.log, bench.log, mmm.json,
 # torch.json, report.md; the report is printed last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,8 @@ mkdir -p "$out"
 if [ -n "${1:-}" ]; then
     bin=$1
     export LD_LIBRARY_PATH="$PWD/$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    # the CLI tests run build/mmm
+    [ -e build/mmm ] || { mkdir -p build && ln -s "../$bin/mmm" build/mmm; }
 else
     make -j"$(nproc)" build/mmm_tests build/bench_cuda
     bin=build
@@ -39,12 +42,18 @@ fi
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
 echo "== CUDA op tests"
-"$bin/mmm_tests" cuda 2>&1 | tee "$out/tests.log" | grep -E '^(FAIL|cuda device|[0-9]+ passed)' || true
+"$bin/mmm_tests" cuda gpu_model 2>&1 | tee "$out/tests.log" | grep -E '^(FAIL|cuda device|[0-9]+ passed)' || true
 echo "== bench_cuda"
 "$bin/bench_cuda" $quick --json "$out/mmm.json" 2>&1 | tee "$out/bench.log"
+echo "== training steps at HoVLE-2.6B size (1024 tokens, bf16 GEMMs)"
+"$bin/mmm" bench --train-step --device cuda --dtype bf16 --tokens 1024 \
+    --dims hidden=2048,layers=8+24,heads=16,kv=8,ffn=8192,vocab=92544 --json "$out/train_step.json" 2>&1 |
+    tee "$out/train_step.log"
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     echo "== PyTorch baseline"
     env -u LD_LIBRARY_PATH python3 bench/cuda/baseline.py $quick --json "$out/torch.json" 2>&1 | tee "$out/torch.log"
+    env -u LD_LIBRARY_PATH python3 bench/cuda/baseline_train.py $quick --tokens 1024 --json "$out/torch_train.json" 2>&1 |
+        tee "$out/torch_train.log"
     echo "== report"
     python3 bench/cuda/report.py "$out/mmm.json" "$out/torch.json" | tee "$out/report.md"
 fi
