@@ -67,6 +67,11 @@ typedef struct {
 typedef struct {
     size_t begin, end;
 } mmm_train_range;
+/* The elements [*b, *e) of a tensor of numel elements that r trains; *b == *e when none. */
+static inline void mmm_train_range_clamp(mmm_train_range r, size_t numel, size_t *b, size_t *e) {
+    *e = r.end < numel ? r.end : numel;
+    *b = r.begin < *e ? r.begin : *e;
+}
 
 /* The teacher's step (an mmm_step_fn): cross-entropy on the answer tokens, on the GPU when the
  * model is attached there. One context per worker, zeroed to start, freed with mmm_ce_train_free. */

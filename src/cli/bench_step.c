@@ -42,9 +42,11 @@ static double forward_flops(const mmm_model *m, int T) {
 /* The weight-gradient products of the trainable matrix rows (frozen ones need none). */
 static double weight_grad_flops(const mmm_model *m, const mmm_train_range *tr, int T) {
     double f = 0;
-    for (int i = 0; i < m->n_params; i++)
-        if (is_matrix(m->params[i].role) && tr[i].end > tr[i].begin)
-            f += 2.0 * (double)((tr[i].end < m->params[i].numel ? tr[i].end : m->params[i].numel) - tr[i].begin) * T;
+    for (int i = 0; i < m->n_params; i++) {
+        size_t b, e;
+        mmm_train_range_clamp(tr[i], m->params[i].numel, &b, &e);
+        if (is_matrix(m->params[i].role)) f += 2.0 * (double)(e - b) * T;
+    }
     return f;
 }
 

@@ -126,7 +126,8 @@ int mmm_gpu_sync(mmm_model *m, const mmm_train_range *trainable) {
     if (!trainable) TRY(mmm_cuda_upload(g->data, m->data, m->n_floats * sizeof(float)));
     for (int i = 0; trainable && i < m->n_params; i++) {
         const mmm_param *p = &m->params[i];
-        size_t b = trainable[i].begin, e = trainable[i].end < p->numel ? trainable[i].end : p->numel;
+        size_t b, e;
+        mmm_train_range_clamp(trainable[i], p->numel, &b, &e);
         if (b < e) TRY(mmm_cuda_upload(g->data + p->offset + b, m->data + p->offset + b, (e - b) * sizeof(float)));
     }
     TRY(derive(m));

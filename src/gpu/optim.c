@@ -23,8 +23,11 @@ int mmm_gpu_optim_new(mmm_model *m, const mmm_train_range *trainable, mmm_gpu_op
     if (!rc) rc = mmm_cuda_memset(o->mom, 0, bytes);
     if (!rc) rc = gpu_grads_reserve(m);
     if (!rc && !m->gpu->frozen && !(m->gpu->frozen = malloc((size_t)m->n_params))) rc = mmm_fail(MMM_ERR_NOMEM, "gpu optimiser: out of memory");
-    for (int i = 0; i < m->n_params && !rc; i++)
-        m->gpu->frozen[i] = trainable[i].begin >= (trainable[i].end < m->params[i].numel ? trainable[i].end : m->params[i].numel);
+    for (int i = 0; i < m->n_params && !rc; i++) {
+        size_t b, e;
+        mmm_train_range_clamp(trainable[i], m->params[i].numel, &b, &e);
+        m->gpu->frozen[i] = b == e;
+    }
     if (rc) {
         mmm_gpu_optim_free(o);
         return rc;
@@ -54,9 +57,8 @@ int mmm_gpu_optim_step(mmm_gpu_optim *o, const mmm_train_range *trainable, const
     /* frozen parts take no part in the norm (as on the CPU) */
     for (int i = 0; i < m->n_params; i++) {
         const mmm_param *p = &m->params[i];
-        size_t b = trainable[i].begin < p->numel ? trainable[i].begin : p->numel;
-        size_t e = trainable[i].end < p->numel ? trainable[i].end : p->numel;
-        if (e < b) e = b;
+        size_t b, e;
+        mmm_train_range_clamp(trainable[i], p->numel, &b, &e);
         if (b > 0) TRY(mmm_cuda_memset(g->grads + p->offset, 0, b * sizeof(float)));
         if (e < p->numel) TRY(mmm_cuda_memset(g->grads + p->offset + e, 0, (p->numel - e) * sizeof(float)));
     }
@@ -68,8 +70,9 @@ int mmm_gpu_optim_step(mmm_gpu_optim *o, const mmm_train_range *trainable, const
     TRY(mmm_cuda_scale(g->grads, n, factor));
     for (int i = 0; i < m->n_params; i++) {
         const mmm_param *p = &m->params[i];
-        size_t b = trainable[i].begin, e = trainable[i].end < p->numel ? trainable[i].end : p->numel;
-        if (b >= e) continue;
+        size_t b, e;
+        mmm_train_range_clamp(trainable[i], p->numel, &b, &e);
+        if (b == e) continue;
         size_t at = p->offset + b;
         TRY(mmm_cuda_adamw_step(g->data + at, g->data_bf16 ? g->data_bf16 + at : NULL, g->grads + at, o->mom + at,
                                 o->mom + n + at, e - b, adam, (p->flags & MMM_PARAM_DECAY) != 0, step));

@@ -181,9 +181,8 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
             /* frozen parts take no part in the norm */
             for (int i = 0; i < m->n_params; i++) {
                 const mmm_param *p = &m->params[i];
-                size_t b = trainable[i].begin < p->numel ? trainable[i].begin : p->numel;
-                size_t e = trainable[i].end < p->numel ? trainable[i].end : p->numel;
-                if (e < b) e = b;
+                size_t b, e;
+                mmm_train_range_clamp(trainable[i], p->numel, &b, &e);
                 memset(grads + p->offset, 0, b * sizeof *grads);
                 memset(grads + p->offset + e, 0, (p->numel - e) * sizeof *grads);
             }
@@ -197,8 +196,9 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         }
         for (int i = 0; i < m->n_params && !gopt; i++) {
             const mmm_param *p = &m->params[i];
-            size_t b = trainable[i].begin, e = trainable[i].end < p->numel ? trainable[i].end : p->numel;
-            if (b >= e) continue;
+            size_t b, e;
+            mmm_train_range_clamp(trainable[i], p->numel, &b, &e);
+            if (b == e) continue;
             size_t at = p->offset + b;
             mmm_adamw_step(m->data + at, grads + at, adam_m + at, adam_v + at, e - b, &adam,
                            (p->flags & MMM_PARAM_DECAY) != 0, st.step + 1);
