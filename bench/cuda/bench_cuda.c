@@ -8,6 +8,7 @@
  *              the same whatever the earlier tokens were)
  *   prefill    causal attention forward TFLOP/s and chunked SSD TFLOP/s
  * usage: bench_cuda [--json FILE] [--quick]   (prints a table; --json also writes the numbers)
+ *        bench_cuda --ssd-chunks               (the training SSD's time against its chunk length)
  *        bench_cuda --step MODEL CONTEXT       (three eager decode steps of teacher, hybrid or
  *                                               linear, nothing else: for a profiler) */
 #include <math.h>
@@ -382,6 +383,39 @@ static void prefill_table(int quick) {
     }
 }
 
+/* The training SSD (fp32, forward then backward, no states in or out) against the chunk length:
+ * the chunk sets how many blocks the chunk-parallel kernels have (chunks × heads) and how much
+ * quadratic work each does. */
+typedef struct { float *x, *Bm, *C, *y, *dt, *A, *dy, *dx, *dB, *dC, *ddt, *dA; void *ws, *bws; int T, L; } ssd_ctx;
+
+static void run_ssd_train(void *p) {
+    ssd_ctx *c = p;
+    CK(mmm_cuda_ssd_forward(c->y, NULL, c->x, c->Bm, c->C, c->dt, c->A, NULL, c->ws, 1, c->T, HEADS, KVH, HD, HD,
+                            c->L, F32));
+    CK(mmm_cuda_ssd_backward(c->dx, c->dB, c->dC, c->ddt, c->dA, NULL, c->dy, NULL, c->x, c->Bm, c->C, c->dt, c->A,
+                             NULL, c->bws, 1, c->T, HEADS, KVH, HD, HD, c->L, F32));
+}
+
+static void ssd_chunk_table(void) {
+    static const int Ts[] = {1024, 4096}, Ls[] = {32, 64, 128};
+    printf("\ntraining SSD (fp32 forward + backward), B=1, H=16, G=8, P=N=128 (median of 5):\n");
+    printf("| T | chunk | ms |\n|---:|---:|---:|\n");
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++) {
+            int T = Ts[i], L = Ls[j];
+            size_t nk = (size_t)T * KVH * HD, nq = (size_t)T * HEADS * HD;
+            ssd_ctx c = {rnd_dev(nk, F32, -1, 1), rnd_dev(nk, F32, -1, 1), rnd_dev(nq, F32, -1, 1), dev(nq * 4),
+                         rnd_dev((size_t)T * HEADS, F32, 0.001f, 0.1f), rnd_dev(HEADS, F32, -3, -0.5f),
+                         rnd_dev(nq, F32, -1, 1), dev(nk * 4), dev(nk * 4), dev(nq * 4), dev((size_t)T * HEADS * 4),
+                         dev(HEADS * 4), dev(mmm_cuda_ssd_ws_bytes(1, T, HEADS, HD, HD, L)),
+                         dev(mmm_cuda_ssd_backward_ws_bytes(1, T, HEADS, KVH, HD, HD, L)), T, L};
+            float ms = median_ms(run_ssd_train, &c, 2, 5);
+            free_all();
+            printf("| %d | %d | %.3f |\n", T, L, ms);
+            json_row("{\"kind\": \"ssd_train\", \"T\": %d, \"chunk\": %d, \"ms\": %.4f}", T, L, ms);
+        }
+}
+
 /* model 0 teacher, 1 hybrid, 2 linear */
 static void eager_steps(int model, int ctx) {
     int attn[LAYERS];
@@ -396,11 +430,12 @@ static void eager_steps(int model, int ctx) {
 
 int main(int argc, char **argv) {
     const char *json = NULL;
-    int quick = 0, ceilings_only = 0, step_model = -1, step_ctx = 0;
+    int quick = 0, ceilings_only = 0, ssd_chunks = 0, step_model = -1, step_ctx = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--ceilings")) ceilings_only = 1;
+        else if (!strcmp(argv[i], "--ssd-chunks")) ssd_chunks = 1;
         else if (!strcmp(argv[i], "--step") && i + 2 < argc) {
             const char *name = argv[++i];
             step_model = !strcmp(name, "teacher") ? 0 : !strcmp(name, "hybrid") ? 1 : !strcmp(name, "linear") ? 2 : -1;
@@ -410,7 +445,7 @@ int main(int argc, char **argv) {
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: bench_cuda [--json FILE] [--quick | --ceilings] | --step MODEL CONTEXT\n");
+            fprintf(stderr, "usage: bench_cuda [--json FILE] [--quick | --ceilings | --ssd-chunks] | --step MODEL CONTEXT\n");
             return 2;
         }
     }
@@ -431,9 +466,13 @@ int main(int argc, char **argv) {
     }
     if (g_json) fprintf(g_json, "{\"device\": \"%s\", \"rows\": [", info.name);
     double copy, gemm;
-    ceilings(&copy, &gemm); /* also loads cuBLAS, whose handle and workspace stay */
-    gemm_f32_modes();
-    if (!ceilings_only) {
+    if (ssd_chunks) {
+        ssd_chunk_table();
+    } else {
+        ceilings(&copy, &gemm); /* also loads cuBLAS, whose handle and workspace stay */
+        gemm_f32_modes();
+    }
+    if (!ceilings_only && !ssd_chunks) {
         g_base_used = used_now();
         gemv_table();
         decode_table(quick);

@@ -343,16 +343,16 @@ int mmm_cuda_mse_backward(float *da, float *db, float dloss, const float *a, con
 
 /* ---- optimiser ---- */
 
-/* Global L2 norm of a gradient buffer (as mmm_grad_norm: squares summed in double), to the host. */
-int mmm_cuda_grad_norm(const float *grad, /* (n) */
-                       size_t n, float *norm);
-/* grad *= scale (the step's 1/tokens, clipping). */
-int mmm_cuda_scale(float *grad, /* (n) */
-                   size_t n, float scale);
-/* One AdamW step (as mmm_adamw_step); param_bf16, if given, receives the bf16 copy of the
+/* Global L2 norm of the gradients in n_seg segments of a buffer (as mmm_grad_norm: squares
+ * summed in double), to the host; seg: host (n_seg, 2) pairs of element offset and length. */
+int mmm_cuda_grad_norm(const float *grad, /* (·) */
+                       const size_t *seg, int n_seg, float *norm);
+/* One AdamW step (as mmm_adamw_step) on the gradients times grad_scale (the step's 1/tokens and
+ * clipping, so the gradients are read once); param_bf16, if given, receives the bf16 copy of the
  * updated parameters that a bf16 forward reads. */
 int mmm_cuda_adamw_step(float *param, uint16_t *param_bf16, const float *grad, float *m,
-                        float *v, size_t n, const mmm_adamw_config *cfg, int decay, long step);
+                        float *v, size_t n, const mmm_adamw_config *cfg, int decay, long step,
+                        float grad_scale);
 
 #ifdef __cplusplus
 }

@@ -78,13 +78,14 @@ typedef struct mmm_gpu_optim mmm_gpu_optim;
  * gradients of frozen matrices. */
 int mmm_gpu_optim_new(mmm_model *m, const mmm_train_range *trainable, mmm_gpu_optim **o);
 void mmm_gpu_optim_free(mmm_gpu_optim *o);
-/* Zeroes the device gradients before a step's micro-batches. */
+/* Zeroes the device gradients of the trainable parts before a step's micro-batches. */
 int mmm_gpu_optim_zero(mmm_gpu_optim *o);
 /* Gradients *= scale, then clipped to a global norm of clip (<= 0: never), *gnorm = the scaled
- * norm before clipping (as mmm_clip_grad_norm); when it is finite, one AdamW step (count from 1)
- * on the trainable ranges, as mmm_train_run does on the host. */
-int mmm_gpu_optim_step(mmm_gpu_optim *o, const mmm_train_range *trainable, const mmm_adamw_config *adam,
-                       long step, float scale, float clip, float *gnorm);
+ * norm before clipping (as mmm_clip_grad_norm, over the trainable parts); when it is finite, one
+ * AdamW step (count from 1) on the trainable parts, as mmm_train_run does on the host. The device
+ * gradients themselves are left unscaled. */
+int mmm_gpu_optim_step(mmm_gpu_optim *o, const mmm_adamw_config *adam, long step, float scale, float clip,
+                       float *gnorm);
 /* The device weights into the host model's buffer; the moments into adam_m, adam_v (NULL: not). */
 int mmm_gpu_optim_download(mmm_gpu_optim *o, float *adam_m, float *adam_v);
 int mmm_gpu_optim_upload(mmm_gpu_optim *o, const float *adam_m, const float *adam_v);

@@ -102,7 +102,7 @@ int bench_train_step(const char *model_dir, const bench_dims *d, int kind, int T
         float gnorm;
         if (!(rc = mmm_gpu_optim_zero(opt)))
             rc = kind ? mmm_kl_distill_step(&kd, m, &b, NULL, &loss, &tokens) : mmm_ce_step(&ce, m, &b, NULL, &loss, &tokens);
-        if (!rc) rc = mmm_gpu_optim_step(opt, tr, &adam, s + 3, tokens ? 1.0f / tokens : 0, 1.0f, &gnorm);
+        if (!rc) rc = mmm_gpu_optim_step(opt, &adam, s + 3, tokens ? 1.0f / tokens : 0, 1.0f, &gnorm);
         if (!rc) rc = mmm_gpu_wait();
         if (s >= 0) t[s] = now() - t0;
     }

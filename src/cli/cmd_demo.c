@@ -206,7 +206,7 @@ int cmd_demo(int argc, char **argv) {
             rc = run(cmd_tokenizer, "tokenizer train --corpus %s/corpus.txt --vocab-size 384 --special <|im_start|> --special <|im_end|> "
                      "--special <img> --special </img> --special <IMG_CONTEXT> --out %s", data, tok);
             if (!rc) rc = run(cmd_train, "train --config configs/teacher-fmnist.json --tokenizer %s --data %s/train.jsonl "
-                              "--eval %s/test.jsonl --out %s --steps %d --lr 2e-3 --decay 0.5 --accum 2 --batch-tokens 1024 "
+                              "--eval %s/test.jsonl --out %s --steps %d --lr 2e-3 --decay 0.6 --accum 2 --batch-tokens 1024 "
                               "--eval-every %d --eval-samples 500 --save-every 500", tok, data, data, teacher,
                               quick ? 300 : 8000, quick ? 300 : 2000);
         }

@@ -53,8 +53,9 @@ static void usage(FILE *f) {
           "                          --workers only by float rounding\n"
           "  --device D              cpu (default) or cuda: teacher and student forward and backward\n"
           "                          and AdamW on the GPU (one micro-batch at a time)\n"
-          "  --dtype T               f32 (default) or bf16: with --device cuda, the GEMMs on the bf16\n"
-          "                          tensor cores (fp32 master weights, accumulation and the rest)\n\n"
+          "  --dtype T               f32 (default) or bf16: with --device cuda, the GEMMs and the attention\n"
+          "                          forward on the bf16 tensor cores (fp32 master weights,\n"
+          "                          accumulation and the rest)\n\n"
           "example: mmm distill --teacher runs/teacher --data runs/fmnist/train.jsonl \\\n"
           "             --eval runs/fmnist/test.jsonl --out runs/hybrid --hybrid every:4\n", f);
 }

@@ -47,8 +47,9 @@ static void usage(FILE *f) {
           "  --max-tokens N      drop longer samples (default 4096)\n"
           "  --device D          cpu (default) or cuda: forward, backward and AdamW on the GPU\n"
           "                      (one micro-batch at a time)\n"
-          "  --dtype T           f32 (default) or bf16: with --device cuda, the GEMMs on the bf16\n"
-          "                      tensor cores (fp32 master weights, accumulation and the rest)\n\n"
+          "  --dtype T           f32 (default) or bf16: with --device cuda, the GEMMs and the attention\n"
+          "                      forward on the bf16 tensor cores (fp32 master weights, accumulation\n"
+          "                      and the rest)\n\n"
           "example: mmm train --config configs/teacher-fmnist.json --tokenizer runs/tok.json \\\n"
           "             --data runs/fmnist/train.jsonl --eval runs/fmnist/test.jsonl --out runs/teacher\n", f);
 }

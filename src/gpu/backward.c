@@ -10,7 +10,7 @@ size_t gpu_ssd_backward_ws_bytes(const mmm_config *c, int B, int T) {
         const mmm_layer_desc *d = &c->layers[l];
         if (d->kind != MMM_MIXER_MAMBA2) continue;
         size_t n = mmm_cuda_ssd_backward_ws_bytes(B, T, d->n_heads, d->n_kv_heads, d->head_dim, d->head_dim,
-                                                  MMM_SSD_CHUNK);
+                                                  gpu_ssd_chunk(B, T, d->n_heads));
         if (n > most) most = n;
     }
     return most;
@@ -55,7 +55,7 @@ int gpu_mamba_backward(const mmm_gpu_model *g, const mmm_model *m, int l, layer_
 
     TRY(mmm_cuda_gated_rmsnorm_backward(dy, dg, gw->gnorm, datt, a->y, a->g, w->gnorm, a->rstd_g, N, H, D, F32));
     TRY(mmm_cuda_ssd_backward(dxs, dBs, dCs, ddt, dA, NULL, dy, NULL, a->xs, a->Bs, a->Cs, a->dt, a->A, NULL,
-                              ssd_ws, B, T, H, Hkv, D, D, MMM_SSD_CHUNK, F32));
+                              ssd_ws, B, T, H, Hkv, D, D, gpu_ssd_chunk(B, T, H), F32));
     TRY(mmm_cuda_mul_acc(gw->A_log, dA, a->A, (size_t)H)); /* dA/dA_log = A */
     /* ddt_raw = ddt · softplus'(dt_raw + dt_bias): the softplus input is rebuilt in dz; dt_bias is
      * a bias on it, so its gradient is the column sum (the linear backward's bias path) */

@@ -10,10 +10,27 @@ size_t gpu_ssd_ws_bytes(const mmm_config *c, int B, int T) {
     for (int l = 0; l < mmm_config_n_layers(c); l++) {
         const mmm_layer_desc *d = &c->layers[l];
         if (d->kind != MMM_MIXER_MAMBA2) continue;
-        size_t n = mmm_cuda_ssd_ws_bytes(B, T, d->n_heads, d->head_dim, d->head_dim, MMM_SSD_CHUNK);
-        if (n > most) most = n;
+        /* either chunk length: a generation state's prefill pieces may be shorter than T */
+        for (int L = MMM_SSD_CHUNK / 2; L <= MMM_SSD_CHUNK; L *= 2) {
+            size_t n = mmm_cuda_ssd_ws_bytes(B, T, d->n_heads, d->head_dim, d->head_dim, L);
+            if (n > most) most = n;
+        }
     }
     return most;
+}
+
+/* Training in bf16 (the keys are this batch's own): the tensor-core flash kernel on bf16 copies
+ * of q and the batch's keys and values in scratch (the fused projection there is no longer
+ * needed), its output back to fp32 in a->att; the backward reads q, k, v, att and lse as after
+ * the fp32 kernel. */
+static int flash_bf16(layer_buf *a, const gpu_cache *cache, float *scratch, int B, int T, int H, int Hkv, int D) {
+    size_t nq = (size_t)B * T * H * D, nk = (size_t)B * T * Hkv * D;
+    uint16_t *q = (uint16_t *)scratch, *k = q + nq, *v = k + nk, *out = v + nk;
+    TRY(mmm_cuda_convert(q, MMM_DTYPE_BF16, a->q, F32, nq));
+    TRY(mmm_cuda_convert(k, MMM_DTYPE_BF16, cache->k, F32, nk));
+    TRY(mmm_cuda_convert(v, MMM_DTYPE_BF16, cache->v, F32, nk));
+    TRY(mmm_cuda_attention_forward(out, a->lse, q, k, v, B, T, T, H, Hkv, D, MMM_DTYPE_BF16));
+    return mmm_cuda_convert(a->att, F32, out, MMM_DTYPE_BF16, nq);
 }
 
 static int attention_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf *a, int B, int T,
@@ -39,6 +56,8 @@ static int attention_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, la
     TRY(mmm_cuda_copy_cols(v_new, D, scratch + (size_t)(rep + 1) * D, group, N * Hkv, D));
     TRY(mmm_cuda_rope_forward(a->q, a->q, cos_t, sin_t, B, T, H, D, F32));
     TRY(mmm_cuda_rope_forward(k_new, k_new, cos_t, sin_t, B, T, Hkv, D, F32));
+    if (g->data_bf16 && cache->pos0 == 0 && cache->Tk == T && cache->Tmax == T && (D == 64 || D == 128))
+        return flash_bf16(a, cache, scratch, B, T, H, Hkv, D);
     return mmm_cuda_attention_forward(a->att, a->lse, a->q, cache->k, cache->v, B, T, cache->Tk, H, Hkv, D, F32);
 }
 
@@ -73,7 +92,7 @@ int gpu_mamba_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf
     TRY(mmm_cuda_softplus_forward(a->dt, a->dt, (size_t)N * H, F32));
     TRY(mmm_cuda_copy(a->A, g->A[l], (size_t)H * sizeof(float)));
     TRY(mmm_cuda_ssd_forward(a->y, cache->ssm_state, a->xs, a->Bs, a->Cs, a->dt, a->A, cache->ssm_state, ssd_ws,
-                             B, T, H, Hkv, D, D, MMM_SSD_CHUNK, F32));
+                             B, T, H, Hkv, D, D, gpu_ssd_chunk(B, T, H), F32));
     return mmm_cuda_gated_rmsnorm_forward(a->att, a->rstd_g, a->y, a->g, w->gnorm, MMM_GNORM_EPS, N, H, D, F32);
 }
 

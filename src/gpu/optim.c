@@ -9,8 +9,36 @@
 
 struct mmm_gpu_optim {
     mmm_model *m;
-    float *mom; /* (2, n_floats): AdamW's first and second moments */
+    float *mom;   /* (2, n_floats): AdamW's first and second moments */
+    size_t *seg;  /* (n_seg, 2) offset and length of the trained parts, adjacent ones merged */
+    int n_seg;
+    mmm_train_range *trainable; /* (n_params) as given to mmm_gpu_optim_new */
 };
+
+/* The trained parts as few segments as possible: the gradient zeroing and norm touch only these
+ * (frozen gradients are computed but never read). */
+static int build_segments(mmm_gpu_optim *o, const mmm_train_range *trainable) {
+    const mmm_model *m = o->m;
+    if (!(o->seg = malloc(2 * (size_t)(m->n_params + 1) * sizeof *o->seg)) ||
+        !(o->trainable = malloc((size_t)(m->n_params + 1) * sizeof *o->trainable)))
+        return mmm_fail(MMM_ERR_NOMEM, "gpu optimiser: out of memory");
+    for (int i = 0; i < m->n_params; i++) {
+        size_t b, e;
+        o->trainable[i] = trainable[i];
+        mmm_train_range_clamp(trainable[i], m->params[i].numel, &b, &e);
+        m->gpu->frozen[i] = b == e;
+        if (b == e) continue;
+        size_t at = m->params[i].offset + b;
+        if (o->n_seg && o->seg[2 * (o->n_seg - 1)] + o->seg[2 * (o->n_seg - 1) + 1] == at)
+            o->seg[2 * (o->n_seg - 1) + 1] += e - b;
+        else {
+            o->seg[2 * o->n_seg] = at;
+            o->seg[2 * o->n_seg + 1] = e - b;
+            o->n_seg++;
+        }
+    }
+    return MMM_OK;
+}
 
 int mmm_gpu_optim_new(mmm_model *m, const mmm_train_range *trainable, mmm_gpu_optim **out) {
     *out = NULL;
@@ -22,12 +50,8 @@ int mmm_gpu_optim_new(mmm_model *m, const mmm_train_range *trainable, mmm_gpu_op
     int rc = mmm_cuda_malloc((void **)&o->mom, bytes);
     if (!rc) rc = mmm_cuda_memset(o->mom, 0, bytes);
     if (!rc) rc = gpu_grads_reserve(m);
-    if (!rc && !m->gpu->frozen && !(m->gpu->frozen = malloc((size_t)m->n_params))) rc = mmm_fail(MMM_ERR_NOMEM, "gpu optimiser: out of memory");
-    for (int i = 0; i < m->n_params && !rc; i++) {
-        size_t b, e;
-        mmm_train_range_clamp(trainable[i], m->params[i].numel, &b, &e);
-        m->gpu->frozen[i] = b == e;
-    }
+    if (!rc && !m->gpu->frozen && !(m->gpu->frozen = malloc((size_t)m->n_params + 1))) rc = mmm_fail(MMM_ERR_NOMEM, "gpu optimiser: out of memory");
+    if (!rc) rc = build_segments(o, trainable);
     if (rc) {
         mmm_gpu_optim_free(o);
         return rc;
@@ -41,41 +65,36 @@ void mmm_gpu_optim_free(mmm_gpu_optim *o) {
     free(o->m->gpu->frozen); /* backward passes compute every gradient again */
     o->m->gpu->frozen = NULL;
     mmm_cuda_free(o->mom);
+    free(o->seg);
+    free(o->trainable);
     free(o);
 }
 
 int mmm_gpu_optim_zero(mmm_gpu_optim *o) {
-    return mmm_cuda_memset(o->m->gpu->grads, 0, o->m->n_floats * sizeof(float));
+    for (int k = 0; k < o->n_seg; k++)
+        TRY(mmm_cuda_memset(o->m->gpu->grads + o->seg[2 * k], 0, o->seg[2 * k + 1] * sizeof(float)));
+    return MMM_OK;
 }
 
-int mmm_gpu_optim_step(mmm_gpu_optim *o, const mmm_train_range *trainable, const mmm_adamw_config *adam,
-                       long step, float scale, float clip, float *gnorm) {
+int mmm_gpu_optim_step(mmm_gpu_optim *o, const mmm_adamw_config *adam, long step, float scale, float clip,
+                       float *gnorm) {
     mmm_model *m = o->m;
     mmm_gpu_model *g = m->gpu;
-    size_t n = m->n_floats;
     float raw;
-    /* frozen parts take no part in the norm (as on the CPU) */
-    for (int i = 0; i < m->n_params; i++) {
-        const mmm_param *p = &m->params[i];
-        size_t b, e;
-        mmm_train_range_clamp(trainable[i], p->numel, &b, &e);
-        if (b > 0) TRY(mmm_cuda_memset(g->grads + p->offset, 0, b * sizeof(float)));
-        if (e < p->numel) TRY(mmm_cuda_memset(g->grads + p->offset + e, 0, (p->numel - e) * sizeof(float)));
-    }
-    TRY(mmm_cuda_grad_norm(g->grads, n, &raw));
-    /* the norm of the scaled gradients, and clipping folded into the same pass (as src/optim/clip.c) */
+    TRY(mmm_cuda_grad_norm(g->grads, o->seg, o->n_seg, &raw));
+    /* the norm of the scaled gradients; clipping and the scale go into AdamW's reading of them
+     * (as src/optim/clip.c, which scales in place) */
     *gnorm = raw * scale;
     if (!isfinite(*gnorm)) return MMM_OK; /* the caller refuses the step */
     float factor = clip > 0 && *gnorm > clip ? (float)((double)scale * clip / *gnorm) : scale;
-    TRY(mmm_cuda_scale(g->grads, n, factor));
     for (int i = 0; i < m->n_params; i++) {
         const mmm_param *p = &m->params[i];
         size_t b, e;
-        mmm_train_range_clamp(trainable[i], p->numel, &b, &e);
+        mmm_train_range_clamp(o->trainable[i], p->numel, &b, &e);
         if (b == e) continue;
-        size_t at = p->offset + b;
+        size_t at = p->offset + b, n = m->n_floats;
         TRY(mmm_cuda_adamw_step(g->data + at, g->data_bf16 ? g->data_bf16 + at : NULL, g->grads + at, o->mom + at,
-                                o->mom + n + at, e - b, adam, (p->flags & MMM_PARAM_DECAY) != 0, step));
+                                o->mom + n + at, e - b, adam, (p->flags & MMM_PARAM_DECAY) != 0, step, factor));
     }
     return gpu_refresh_derived(m);
 }

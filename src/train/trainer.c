@@ -176,7 +176,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         mmm_adamw_config adam = o->adam;
         adam.lr = lr;
         if (gopt) {
-            if ((rc = mmm_gpu_optim_step(gopt, trainable, &adam, st.step + 1, scale, o->clip, &gnorm))) break;
+            if ((rc = mmm_gpu_optim_step(gopt, &adam, st.step + 1, scale, o->clip, &gnorm))) break;
         } else {
             /* frozen parts take no part in the norm */
             for (int i = 0; i < m->n_params; i++) {

@@ -722,18 +722,21 @@ TEST(cuda_adamw) {
     void *dp = cu_up(p, n, F32), *dg = cu_up(g, n, F32), *dm = cu_up(m, n, F32), *dv = cu_up(v, n, F32);
     void *dpb = cu_poisoned(n, BF16);
     mmm_adamw_config cfg = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f};
-    mmm_adamw_step(p, g, m, v, n, &cfg, 1, 7);
-    if (cu_ran(mmm_cuda_adamw_step(dp, dpb, dg, dm, dv, n, &cfg, 1, 7), "adamw")) {
+    /* the device step reads the gradients times a scale; the CPU step is given them scaled */
+    float *gs = cu_copy_of(g, n);
+    for (size_t i = 0; i < n; i++) gs[i] *= 0.37f;
+    mmm_adamw_step(p, gs, m, v, n, &cfg, 1, 7);
+    if (cu_ran(mmm_cuda_adamw_step(dp, dpb, dg, dm, dv, n, &cfg, 1, 7, 0.37f), "adamw")) {
         same("adamw step 7 decay param", dp, p, n, F32, 1e-6);
         same("adamw step 7 decay m", dm, m, n, F32, 1e-6);
         same("adamw step 7 decay v", dv, v, n, F32, 1e-6);
         same("adamw step 7 decay bf16 copy", dpb, p, n, BF16, 0);
     }
-    free(p); free(g); free(m); free(v);
+    free(p); free(g); free(gs); free(m); free(v);
     cu_release();
 }
 
-TEST(cuda_grad_norm_scale) {
+TEST(cuda_grad_norm) {
     if (!cu_gpu("grad norm")) return;
     static const size_t sizes[] = {1, 1000, 3000001};
     for (int k = 0; k < 3; k++) {
@@ -741,18 +744,23 @@ TEST(cuda_grad_norm_scale) {
         rng_t r = rng_new(1800 + k);
         float *g = alloc_uniform(&r, n, -2, 2);
         void *dg = cu_up(g, n, F32);
+        size_t whole[2] = {0, n};
         float want = mmm_grad_norm(g, n), got = NAN;
-        if (cu_ran(mmm_cuda_grad_norm(dg, n, &got), "grad norm"))
+        if (cu_ran(mmm_cuda_grad_norm(dg, whole, 1, &got), "grad norm"))
             check(fabs(got - want) <= 1e-6 * want, "cuda grad norm n=%zu: %.7g vs CPU %.7g", n, got, want);
-        for (size_t i = 0; i < n; i++) g[i] *= 0.37f;
-        if (cu_ran(mmm_cuda_scale(dg, n, 0.37f), "scale")) same("scale", dg, g, n, F32, 1e-7);
+        /* three segments (the middle one empty, the last one reaching the end) */
+        size_t seg[6] = {0, n / 3, n / 2, 0, n / 2, n - n / 2};
+        float parts = sqrtf(powf(mmm_grad_norm(g, n / 3), 2) + powf(mmm_grad_norm(g + n / 2, n - n / 2), 2));
+        if (cu_ran(mmm_cuda_grad_norm(dg, seg, 3, &got), "grad norm of segments"))
+            check(fabs(got - parts) <= 1e-5 * parts, "cuda grad norm of 3 segments n=%zu: %.7g vs CPU %.7g", n, got, parts);
         free(g);
         cu_release();
     }
     /* a NaN anywhere makes the norm NaN, as on the CPU (the trainer then refuses the step) */
     float bad[3] = {1, NAN, 2}, norm = 0;
     void *dbad = cu_up(bad, 3, F32);
-    if (cu_ran(mmm_cuda_grad_norm(dbad, 3, &norm), "grad norm NaN")) check(isnan(norm), "cuda grad norm of a NaN: %g", norm);
+    size_t all3[2] = {0, 3};
+    if (cu_ran(mmm_cuda_grad_norm(dbad, all3, 1, &norm), "grad norm NaN")) check(isnan(norm), "cuda grad norm of a NaN: %g", norm);
     cu_release();
 }
 

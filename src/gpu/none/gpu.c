@@ -32,7 +32,7 @@ int mmm_gpu_acts_image_embeds(const mmm_gpu_acts *a, float *o) { return no_cuda(
 int mmm_gpu_optim_new(mmm_model *m, const mmm_train_range *t, mmm_gpu_optim **o) { return no_cuda(); }
 void mmm_gpu_optim_free(mmm_gpu_optim *o) {}
 int mmm_gpu_optim_zero(mmm_gpu_optim *o) { return no_cuda(); }
-int mmm_gpu_optim_step(mmm_gpu_optim *o, const mmm_train_range *t, const mmm_adamw_config *a, long s, float sc,
+int mmm_gpu_optim_step(mmm_gpu_optim *o, const mmm_adamw_config *a, long s, float sc,
                        float c, float *n) { return no_cuda(); }
 int mmm_gpu_optim_download(mmm_gpu_optim *o, float *m, float *v) { return no_cuda(); }
 int mmm_gpu_optim_upload(mmm_gpu_optim *o, const float *m, const float *v) { return no_cuda(); }
