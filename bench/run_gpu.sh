@@ -5,7 +5,8 @@
 #                                         bench_cuda) and the shared libraries they need into DIR,
 #                                         for a GPU machine that cannot build
 #   bench/run_gpu.sh [--quick] DIR        run the binaries packed in DIR
-# Runs: the CUDA op and GPU model tests (tests/cuda), bench_cuda, the training-step benchmark
+# Runs: the CUDA op and GPU model tests (tests/cuda), bench_cuda (and its SSD chunk-length
+# table), the training-step benchmark
 # (mmm bench --train-step), the PyTorch baselines (if torch is there) and the joined report.
 # Output: $OUT (default build-gpu/out): tests.log, bench.log, mmm.json,
 # torch.json, report.md; the report is printed last.
@@ -45,6 +46,7 @@ echo "== CUDA op tests"
 "$bin/mmm_tests" cuda gpu_model 2>&1 | tee "$out/tests.log" | grep -E '^(FAIL|cuda device|[0-9]+ passed)' || true
 echo "== bench_cuda"
 "$bin/bench_cuda" $quick --json "$out/mmm.json" 2>&1 | tee "$out/bench.log"
+"$bin/bench_cuda" --ssd-chunks --json "$out/ssd_chunks.json" 2>&1 | tee -a "$out/bench.log"
 echo "== training steps at HoVLE-2.6B size (1024 tokens, bf16 GEMMs)"
 "$bin/mmm" bench --train-step --device cuda --dtype bf16 --tokens 1024 \
     --dims hidden=2048,layers=8+24,heads=16,kv=8,ffn=8192,vocab=92544 --json "$out/train_step.json" 2>&1 |

@@ -559,7 +559,7 @@ TEST(test_fmnist_generate) {
     char p[256];
     snprintf(p, sizeof p, "%s/corpus.txt", a);
     char *corpus = read_all(p, NULL);
-    long lines = 0, bad = 0, which_lines = 0;
+    long lines = 0, bad = 0, which_lines = 0, roles = 0;
     for (char *l = corpus, *e; l && *l; l = e + 1) {
         e = strchr(l, '\n');
         if (!e) break;
@@ -567,11 +567,13 @@ TEST(test_fmnist_generate) {
         lines++;
         bad += !*l || strstr(l, "<image>") || l[0] == ' ' || e[-1] == ' ';
         which_lines += !strncmp(l, "Image ", 6) && l[strlen(l) - 1] == ':';
+        roles += !strcmp(l, "user") || !strcmp(l, "assistant");
     }
-    /* every sample gives a question line and an answer line, which-samples one more per image */
-    long want_lines = 2 * 360 + which_lines;
-    check(corpus && bad == 0 && lines == want_lines && which_lines >= 2 * 36 && which_lines <= 4 * 36,
-          "fmnist corpus.txt: %ld lines of text without <image> (%ld expected)", lines, want_lines);
+    /* every sample gives the template's two role names, a question line and an answer line,
+     * which-samples one more per image */
+    long want_lines = 4 * 360 + which_lines;
+    check(corpus && bad == 0 && lines == want_lines && roles == 2 * 360 && which_lines >= 2 * 36 && which_lines <= 4 * 36,
+          "fmnist corpus.txt: %ld lines of text without <image> (%ld expected), %ld role names", lines, want_lines, roles);
     free(corpus);
 
     /* determinism */

@@ -76,8 +76,9 @@ TEST(train_dataset_loading_and_bad_lines) {
     mmm_dataset d;
     int rc = mmm_dataset_load(&d, path, f->tok, &f->cfg, &opt);
     check(rc == MMM_OK && d.n == 240 && d.n_skipped == 0, "dataset: %d samples from train.jsonl", rc ? 0 : d.n);
-    int grid_tiles = 0, count_images = 0;
+    int grid_tiles = 0, count_images = 0, longest = 0;
     for (int i = 0; i < d.n && !rc; i++) {
+        if (d.samples[i].n > longest) longest = d.samples[i].n;
         if (!strcmp(d.samples[i].task, "grid")) grid_tiles = d.samples[i].n_tiles;
         if (!strcmp(d.samples[i].task, "count")) count_images = d.samples[i].n_images;
     }
@@ -165,9 +166,11 @@ TEST(train_dataset_loading_and_bad_lines) {
     check(rc == MMM_ERR_FORMAT && strstr(mmm_last_error(), "bad.jsonl: line 2: not valid JSON"),
           "dataset: --strict stops at the first bad line (%s)", mmm_last_error());
     opt.strict = 0;
-    opt.max_tokens = 60;
+    opt.max_tokens = longest - 1; /* the longest sample goes */
+    char limit[64];
+    snprintf(limit, sizeof limit, "more than the limit of %d", longest - 1);
     rc = mmm_dataset_load(&d, path, f->tok, &f->cfg, &opt);
-    check(rc == MMM_OK && d.n_skipped > 0 && strstr(d.skipped_report, "more than the limit of 60"),
+    check(rc == MMM_OK && d.n_skipped > 0 && strstr(d.skipped_report, limit),
           "dataset: samples over --max-tokens are dropped and counted (%d)", rc ? 0 : d.n_skipped);
     if (!rc) mmm_dataset_free(&d);
 }
