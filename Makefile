@@ -17,9 +17,11 @@ LDLIBS  += -fsanitize=address,undefined
 CUDA    := 0
 endif
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Iinclude \
+# -fno-math-errno: nothing reads errno after a math call, and with it loops over expf vectorise
+# into glibc's vector math library (libmvec; see src/ops/cpu/activation.c)
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -fno-math-errno -Iinclude \
            -I/usr/include/x86_64-linux-gnu/openblas-openmp -MMD -MP
-LDLIBS  += -lopenblas -lcjson -lstb -lz -lm -fopenmp
+LDLIBS  += -lopenblas -lcjson -lstb -lz -lmvec -lm -fopenmp
 
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 # nvcc may be a link or wrapper outside the toolkit (/usr/local/bin/nvcc): the toolkit is the first

@@ -21,7 +21,7 @@ if [ "${1:-}" = pack ]; then
     cp build-gpu/mmm build-gpu/mmm_tests build-gpu/bench_cuda "$dir/"
     # every shared library except the C runtime itself, which the GPU machine has (newer)
     ldd build-gpu/mmm build-gpu/mmm_tests build-gpu/bench_cuda | awk '/=> \//{print $3}' | sort -u |
-        grep -Ev '/(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+)\.so' |
+        grep -Ev '/(libc|libm|libmvec|libdl|librt|libpthread|libgcc_s|libstdc\+\+)\.so' |
         while read -r lib; do cp -L "$lib" "$dir/lib/"; done
     echo "packed into $dir: $(ls "$dir" "$dir/lib" | tr '\n' ' ')"
     exit 0
