@@ -208,7 +208,7 @@ int cmd_demo(int argc, char **argv) {
             if (!rc) rc = run(cmd_train, "train --config configs/teacher-fmnist.json --tokenizer %s --data %s/train.jsonl "
                               "--eval %s/test.jsonl --out %s --steps %d --lr 2e-3 --decay 0.6 --accum 2 --batch-tokens 1024 "
                               "--eval-every %d --eval-samples 500 --save-every 500", tok, data, data, teacher,
-                              quick ? 300 : 8000, quick ? 300 : 2000);
+                              quick ? 300 : 8800, quick ? 300 : 2200);
         }
     }
 
