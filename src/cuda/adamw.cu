@@ -37,7 +37,7 @@ int mmm_cuda_adamw_step(float *param, uint16_t *param_bf16, const float *grad, f
 
 /* Each block's share of the sum of squares over the segments (offset, length pairs), in double,
  * into part[blockIdx.x]; the host adds the parts in order, so the norm is the same run to run. */
-__global__ void k_sum_squares(double *part, const float *grad, const unsigned long long *seg, int n_seg) {
+__global__ void k_sum_squares(double *part, const float *grad, const size_t *seg, int n_seg) {
     __shared__ double red[32];
     double s = 0;
     size_t first = blockIdx.x * (size_t)blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x;
@@ -60,7 +60,7 @@ int mmm_cuda_grad_norm(const float *grad, const size_t *seg, int n_seg, float *n
     /* the device's partial sums and segment table, kept for the process; every call waits for
      * its kernel, so the next call may overwrite them */
     static double *part;
-    static unsigned long long *dseg;
+    static size_t *dseg;
     static int seg_cap;
     double host[NORM_BLOCKS];
     int rc = MMM_OK;
@@ -73,12 +73,7 @@ int mmm_cuda_grad_norm(const float *grad, const size_t *seg, int n_seg, float *n
         rc = cu_check(cudaMalloc(&dseg, 2 * (size_t)n_seg * sizeof *dseg), "grad norm");
         if (!rc) seg_cap = n_seg;
     }
-    if (rc) return rc;
-    unsigned long long *table = (unsigned long long *)malloc(2 * (size_t)(n_seg ? n_seg : 1) * sizeof *table);
-    if (!table) return mmm_fail(MMM_ERR_NOMEM, "cuda grad norm: out of memory");
-    for (int k = 0; k < 2 * n_seg; k++) table[k] = seg[k];
-    if (n_seg) rc = cu_check(cudaMemcpy(dseg, table, 2 * (size_t)n_seg * sizeof *table, cudaMemcpyHostToDevice), "grad norm");
-    free(table);
+    if (!rc && n_seg) rc = cu_check(cudaMemcpy(dseg, seg, 2 * (size_t)n_seg * sizeof *dseg, cudaMemcpyHostToDevice), "grad norm");
     if (rc) return rc;
     k_sum_squares<<<NORM_BLOCKS, 256, 0, cu_stream()>>>(part, grad, dseg, n_seg);
     rc = cu_launched("grad norm");
