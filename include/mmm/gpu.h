@@ -58,6 +58,10 @@ void mmm_gpu_detach(mmm_model *m);
 typedef struct mmm_gpu_acts mmm_gpu_acts;
 
 int mmm_gpu_forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **acts);
+/* A forward whose only product is the logits (a teacher's in stage 3): the layers reuse two
+ * layers' buffers instead of keeping every layer's activations, so no backward, layer or
+ * encoder views follow it. */
+int mmm_gpu_forward_logits(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **acts);
 /* dlogits (B, T, V) on the host; parameter gradients are ADDED to grads (host, n_floats). */
 int mmm_gpu_backward(const mmm_model *m, mmm_gpu_acts *acts, const float *dlogits, float *grads);
 void mmm_gpu_acts_free(mmm_gpu_acts *a);

@@ -10,6 +10,7 @@
 struct mmm_gpu_acts {
     const mmm_model *m;
     int B, T, n_tiles, n_img;
+    int keep;               /* every layer's activations kept (0: two layers' buffers, reused) */
     gpu_buf arena;          /* the floats below */
     gpu_buf ws;             /* SSD workspace (forward, then backward) */
     gpu_buf index;          /* int64 offsets and int32 positions and ids */
@@ -27,8 +28,9 @@ struct mmm_gpu_acts {
     int32_t *ids;           /* (B, T) host copy */
 };
 
-/* Sizes (and with arena != NULL carves) every device buffer for this batch shape. */
-static size_t acts_layout(mmm_gpu_acts *a, const mmm_model *m, int B, int T, int n_tiles, float *arena) {
+/* Sizes (and with arena != NULL carves) every device buffer for this batch shape; with keep == 0
+ * layer l's buffers are region l % 2 of two, each as large as the largest layer's. */
+static size_t acts_layout(mmm_gpu_acts *a, const mmm_model *m, int B, int T, int n_tiles, int keep, float *arena) {
     const mmm_config *c = &m->cfg;
     long N = (long)B * T;
     int C = c->hidden, L = mmm_config_n_layers(c), Dmax = max_head_dim(c);
@@ -43,14 +45,28 @@ static size_t acts_layout(mmm_gpu_acts *a, const mmm_model *m, int B, int T, int
         TAKE(pixels, (size_t)n_tiles * 3 * c->tile_size * c->tile_size);
     }
     TAKE(embeds, (size_t)N * C);
+    size_t most = 0;
+    for (int l = 0; l < L && !keep; l++) {
+        size_t n = layer_floats(&c->layers[l], N, C, B, T);
+        if (n > most) most = n;
+    }
     for (int l = 0; l < L; l++) {
         size_t n = layer_floats(&c->layers[l], N, C, B, T);
-        if (arena) layer_carve(&a->layers[l], &p, &c->layers[l], N, C, B, T);
-        total += n;
+        if (keep) {
+            if (arena) layer_carve(&a->layers[l], &p, &c->layers[l], N, C, B, T);
+            total += n;
+        } else if (arena) {
+            float *region = p + (l % 2) * most;
+            layer_carve(&a->layers[l], &region, &c->layers[l], N, C, B, T);
+        }
         size_t s = layer_scratch_floats(&c->layers[l], N);
         size_t b = backward_scratch(&c->layers[l], N, C);
         if (s > scratch) scratch = s;
         if (b > scratch) scratch = b;
+    }
+    if (!keep) {
+        if (arena) p += 2 * most;
+        total += 2 * most;
     }
     TAKE(enc_out, (size_t)N * C);
     TAKE(enc_norms, (size_t)N);
@@ -63,7 +79,7 @@ static size_t acts_layout(mmm_gpu_acts *a, const mmm_model *m, int B, int T, int
     return total;
 }
 
-static int acts_prepare(mmm_gpu_acts **pa, const mmm_model *m, const mmm_input *in) {
+static int acts_prepare(mmm_gpu_acts **pa, const mmm_model *m, const mmm_input *in, int keep) {
     mmm_gpu_acts *a = *pa;
     int L = mmm_config_n_layers(&m->cfg);
     if (!a) {
@@ -80,13 +96,14 @@ static int acts_prepare(mmm_gpu_acts **pa, const mmm_model *m, const mmm_input *
     if (!ids) return mmm_fail(MMM_ERR_NOMEM, "gpu forward: out of memory");
     a->ids = ids;
     memcpy(a->ids, in->ids, N * sizeof *ids);
-    TRY(gpu_buf_reserve(&a->arena, acts_layout(a, m, in->B, in->T, in->n_tiles, NULL) * sizeof(float)));
+    TRY(gpu_buf_reserve(&a->arena, acts_layout(a, m, in->B, in->T, in->n_tiles, keep, NULL) * sizeof(float)));
     size_t ws = gpu_ssd_ws_bytes(&m->cfg, in->B, in->T), bws = gpu_ssd_backward_ws_bytes(&m->cfg, in->B, in->T);
     TRY(gpu_buf_reserve(&a->ws, ws > bws ? ws : bws));
     /* embedding offsets (2N int64), then positions (T) and the backward's ids (2N) as int32 */
     TRY(gpu_buf_reserve(&a->index, 2 * N * sizeof(int64_t) + (in->T + 2 * N) * sizeof(int32_t)));
-    acts_layout(a, m, in->B, in->T, in->n_tiles, a->arena.p);
+    acts_layout(a, m, in->B, in->T, in->n_tiles, keep, a->arena.p);
     a->m = m;
+    a->keep = keep;
     a->B = in->B;
     a->T = in->T;
     a->n_tiles = in->n_tiles;
@@ -123,7 +140,7 @@ static int rope_tables(mmm_gpu_acts *a, const mmm_model *m, int T) {
     return rc;
 }
 
-int mmm_gpu_forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **pa) {
+static int forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **pa, int keep) {
     const mmm_config *c = &m->cfg;
     const mmm_gpu_model *g = m->gpu;
     if (!g) return mmm_fail(MMM_ERR_ARG, "gpu forward: the model is not on the GPU (mmm_gpu_attach)");
@@ -133,7 +150,7 @@ int mmm_gpu_forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **pa) 
             (c->layers[l].head_dim != c->layers[l - 1].head_dim || c->layers[l].rope_theta != c->layers[l - 1].rope_theta))
             return mmm_fail(MMM_ERR_UNSUPPORTED, "gpu forward: layers of one stack must share head_dim and rope_theta");
     TRY(check_input_ids(c, in->ids, (long)in->B * in->T, in->n_tiles, "gpu forward"));
-    TRY(acts_prepare(pa, m, in));
+    TRY(acts_prepare(pa, m, in, keep));
     mmm_gpu_acts *a = *pa;
     int B = in->B, T = in->T, C = c->hidden, L = mmm_config_n_layers(c), N = B * T;
 
@@ -163,6 +180,11 @@ int mmm_gpu_forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **pa) 
     }
     TRY(mmm_cuda_rmsnorm_forward(a->hf, a->rstdf, x, g->w.final_norm, c->final_norm_eps, N, C, F32));
     return gpu_linear_forward(g, a->logits, a->hf, g->w.lm_head, NULL, N, C, c->vocab);
+}
+
+int mmm_gpu_forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **pa) { return forward(m, in, pa, 1); }
+int mmm_gpu_forward_logits(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **pa) {
+    return forward(m, in, pa, 0);
 }
 
 /* The input embeddings' gradients: the text and special tables by id, the image rows into the
@@ -259,6 +281,7 @@ static int backward_layers(const mmm_model *m, mmm_gpu_acts *a, const mmm_weight
 
 int gpu_backward(const mmm_model *m, mmm_gpu_acts *a, const float *dlogits, float *grads) {
     if (a->m != m) return mmm_fail(MMM_ERR_ARG, "gpu backward: the activations are another model's");
+    if (!a->keep) return mmm_fail(MMM_ERR_ARG, "gpu backward: the forward kept no activations (mmm_gpu_forward_logits)");
     mmm_weights gw;
     TRY(gpu_grads_begin(m, &gw, grads));
     size_t NC = MMM_ALIGN_FLOATS((size_t)a->B * a->T * m->cfg.hidden);
@@ -299,10 +322,12 @@ int mmm_gpu_acts_input_embeds(const mmm_gpu_acts *a, float *out) {
     return download(out, a->embeds, (size_t)a->B * a->T * a->m->cfg.hidden);
 }
 int mmm_gpu_acts_encoder_output(const mmm_gpu_acts *a, float *out) {
+    if (!a->keep) return mmm_fail(MMM_ERR_ARG, "gpu activations: the forward kept no activations");
     return download(out, a->llm_input, (size_t)a->B * a->T * a->m->cfg.hidden);
 }
 int mmm_gpu_acts_layer_output(const mmm_gpu_acts *a, int l, float *out) {
     if (l < 0 || l >= a->n_layers) return mmm_fail(MMM_ERR_ARG, "gpu activations: no layer %d", l);
+    if (!a->keep) return mmm_fail(MMM_ERR_ARG, "gpu activations: the forward kept no activations");
     return download(out, a->layers[l].x_out, (size_t)a->B * a->T * a->m->cfg.hidden);
 }
 int mmm_gpu_acts_image_count(const mmm_gpu_acts *a) { return a->n_img; }

@@ -9,24 +9,30 @@
 
 struct mmm_gpu_optim {
     mmm_model *m;
-    float *mom;   /* (2, n_floats): AdamW's first and second moments */
-    size_t *seg;  /* (n_seg, 2) offset and length of the trained parts, adjacent ones merged */
+    float *mom;       /* (2, n_mom): AdamW's first and second moments of the trained parts, packed */
+    size_t n_mom;
+    size_t *mom_at;   /* (n_params) where a parameter's trained part starts in a moment array */
+    size_t *seg;      /* (n_seg, 2) offset and length of the trained parts, adjacent ones merged */
     int n_seg;
     mmm_train_range *trainable; /* (n_params) as given to mmm_gpu_optim_new */
 };
 
-/* The trained parts as few segments as possible: the gradient zeroing and norm touch only these
- * (frozen gradients are computed but never read). */
+/* The trained parts as few segments as possible (the gradient zeroing and norm touch only these;
+ * frozen gradients are computed but never read), and each part's place among the moments: a
+ * stage-3 student trains 0.4 of its 2.6 B parameters, so moments for all would waste 17 GB. */
 static int build_segments(mmm_gpu_optim *o, const mmm_train_range *trainable) {
     const mmm_model *m = o->m;
-    if (!(o->seg = malloc(2 * (size_t)(m->n_params + 1) * sizeof *o->seg)) ||
-        !(o->trainable = malloc((size_t)(m->n_params + 1) * sizeof *o->trainable)))
+    size_t n = (size_t)m->n_params + 1;
+    if (!(o->seg = malloc(2 * n * sizeof *o->seg)) || !(o->trainable = malloc(n * sizeof *o->trainable)) ||
+        !(o->mom_at = malloc(n * sizeof *o->mom_at)))
         return mmm_fail(MMM_ERR_NOMEM, "gpu optimiser: out of memory");
     for (int i = 0; i < m->n_params; i++) {
         size_t b, e;
         o->trainable[i] = trainable[i];
         mmm_train_range_clamp(trainable[i], m->params[i].numel, &b, &e);
         m->gpu->frozen[i] = b == e;
+        o->mom_at[i] = o->n_mom;
+        o->n_mom += e - b;
         if (b == e) continue;
         size_t at = m->params[i].offset + b;
         if (o->n_seg && o->seg[2 * (o->n_seg - 1)] + o->seg[2 * (o->n_seg - 1) + 1] == at)
@@ -46,12 +52,12 @@ int mmm_gpu_optim_new(mmm_model *m, const mmm_train_range *trainable, mmm_gpu_op
     mmm_gpu_optim *o = calloc(1, sizeof *o);
     if (!o) return mmm_fail(MMM_ERR_NOMEM, "gpu optimiser: out of memory");
     o->m = m;
-    size_t bytes = 2 * m->n_floats * sizeof(float);
-    int rc = mmm_cuda_malloc((void **)&o->mom, bytes);
-    if (!rc) rc = mmm_cuda_memset(o->mom, 0, bytes);
-    if (!rc) rc = gpu_grads_reserve(m);
+    int rc = gpu_grads_reserve(m);
     if (!rc && !m->gpu->frozen && !(m->gpu->frozen = malloc((size_t)m->n_params + 1))) rc = mmm_fail(MMM_ERR_NOMEM, "gpu optimiser: out of memory");
     if (!rc) rc = build_segments(o, trainable);
+    size_t bytes = 2 * (o->n_mom ? o->n_mom : 1) * sizeof(float);
+    if (!rc) rc = mmm_cuda_malloc((void **)&o->mom, bytes);
+    if (!rc) rc = mmm_cuda_memset(o->mom, 0, bytes);
     if (rc) {
         mmm_gpu_optim_free(o);
         return rc;
@@ -67,6 +73,7 @@ void mmm_gpu_optim_free(mmm_gpu_optim *o) {
     mmm_cuda_free(o->mom);
     free(o->seg);
     free(o->trainable);
+    free(o->mom_at);
     free(o);
 }
 
@@ -92,23 +99,39 @@ int mmm_gpu_optim_step(mmm_gpu_optim *o, const mmm_adamw_config *adam, long step
         size_t b, e;
         mmm_train_range_clamp(o->trainable[i], p->numel, &b, &e);
         if (b == e) continue;
-        size_t at = p->offset + b, n = m->n_floats;
-        TRY(mmm_cuda_adamw_step(g->data + at, g->data_bf16 ? g->data_bf16 + at : NULL, g->grads + at, o->mom + at,
-                                o->mom + n + at, e - b, adam, (p->flags & MMM_PARAM_DECAY) != 0, step, factor));
+        size_t at = p->offset + b, k = o->mom_at[i];
+        TRY(mmm_cuda_adamw_step(g->data + at, g->data_bf16 ? g->data_bf16 + at : NULL, g->grads + at, o->mom + k,
+                                o->mom + o->n_mom + k, e - b, adam, (p->flags & MMM_PARAM_DECAY) != 0, step, factor));
     }
     return gpu_refresh_derived(m);
 }
 
-int mmm_gpu_optim_download(mmm_gpu_optim *o, float *adam_m, float *adam_v) {
-    size_t n = o->m->n_floats, bytes = n * sizeof(float);
-    TRY(mmm_cuda_download(o->m->data, o->m->gpu->data, bytes));
-    if (adam_m) TRY(mmm_cuda_download(adam_m, o->mom, bytes));
-    if (adam_v) TRY(mmm_cuda_download(adam_v, o->mom + n, bytes));
+/* Copies the trained parts' moments from the packed device arrays into full-size host arrays
+ * (down_*), or from host arrays to the device (up_*); NULL: not that one. The host's frozen parts
+ * are left as they are (zeros, as the CPU's). */
+static int copy_moments(mmm_gpu_optim *o, float *down_m, float *down_v, const float *up_m, const float *up_v) {
+    const mmm_model *m = o->m;
+    float *down[2] = {down_m, down_v};
+    const float *up[2] = {up_m, up_v};
+    for (int i = 0; i < m->n_params; i++) {
+        size_t b, e;
+        mmm_train_range_clamp(o->trainable[i], m->params[i].numel, &b, &e);
+        if (b == e) continue;
+        size_t at = m->params[i].offset + b, bytes = (e - b) * sizeof(float);
+        for (int k = 0; k < 2; k++) {
+            float *dev = o->mom + (size_t)k * o->n_mom + o->mom_at[i];
+            if (down[k]) TRY(mmm_cuda_download(down[k] + at, dev, bytes));
+            if (up[k]) TRY(mmm_cuda_upload(dev, up[k] + at, bytes));
+        }
+    }
     return MMM_OK;
 }
 
+int mmm_gpu_optim_download(mmm_gpu_optim *o, float *adam_m, float *adam_v) {
+    TRY(mmm_cuda_download(o->m->data, o->m->gpu->data, o->m->n_floats * sizeof(float)));
+    return copy_moments(o, adam_m, adam_v, NULL, NULL);
+}
+
 int mmm_gpu_optim_upload(mmm_gpu_optim *o, const float *adam_m, const float *adam_v) {
-    size_t n = o->m->n_floats, bytes = n * sizeof(float);
-    TRY(mmm_cuda_upload(o->mom, adam_m, bytes));
-    return mmm_cuda_upload(o->mom + n, adam_v, bytes);
+    return copy_moments(o, NULL, NULL, adam_m, adam_v);
 }

@@ -104,7 +104,7 @@ int mmm_gpu_kl_distill_step(mmm_kl_distill *d, const mmm_model *student, const m
     TRY(step_prepare(&d->gpu, N, V, &dloss, &dlabels, &dmask));
     mmm_gpu_step *s = d->gpu;
     mmm_input in = {b->B, b->T, b->ids, b->pixels, b->n_tiles};
-    TRY(mmm_gpu_forward(d->teacher, &in, &s->tacts));
+    TRY(mmm_gpu_forward_logits(d->teacher, &in, &s->tacts)); /* only its logits are read */
     TRY(mmm_gpu_forward(student, &in, &s->acts));
     TRY(upload_mask(b, dmask, &valid));
     const float *ls = gpu_acts_logits(s->acts), *lt = gpu_acts_logits(s->tacts);

@@ -211,6 +211,21 @@ TEST(gpu_model_forward) {
             snprintf(what, sizeof what, "gpu forward %s image embeddings = cpu", cases[k]);
             check(mmm_gpu_acts_image_count(ga) == n_img, "gpu forward %s: %d image rows", cases[k], n_img);
             check_close_f(what, h, img, (size_t)n_img * m->cfg.hidden, 1e-4);
+            /* the logits-only forward (two layers' buffers reused) gives the same logits and
+             * refuses what needs the activations it did not keep */
+            mmm_gpu_acts *gl = NULL;
+            float *only = malloc(nl * sizeof *only);
+            rc = mmm_gpu_forward_logits(m, &in, &gl);
+            if (check(rc == MMM_OK, "gpu logits-only forward %s runs", cases[k])) {
+                mmm_gpu_acts_logits(gl, only);
+                snprintf(what, sizeof what, "gpu logits-only forward %s = the full forward", cases[k]);
+                check_close_f(what, only, logits, nl, 1e-6);
+                check(mmm_gpu_backward(m, gl, only, NULL) == MMM_ERR_ARG && strstr(mmm_last_error(), "kept no activations"),
+                      "gpu backward after a logits-only forward %s is refused: %s", cases[k], mmm_last_error());
+                check(mmm_gpu_acts_layer_output(gl, 0, h) == MMM_ERR_ARG, "gpu layer output after a logits-only forward");
+            }
+            mmm_gpu_acts_free(gl);
+            free(only);
             free(logits);
             free(h);
         }

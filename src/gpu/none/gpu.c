@@ -20,6 +20,7 @@ int mmm_gpu_randomize(mmm_model *m, uint64_t seed, float std) { return no_cuda()
 void mmm_gpu_detach(mmm_model *m) {}
 
 int mmm_gpu_forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **a) { return no_cuda(); }
+int mmm_gpu_forward_logits(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **a) { return no_cuda(); }
 int mmm_gpu_backward(const mmm_model *m, mmm_gpu_acts *a, const float *d, float *g) { return no_cuda(); }
 void mmm_gpu_acts_free(mmm_gpu_acts *a) {}
 int mmm_gpu_acts_logits(const mmm_gpu_acts *a, float *o) { return no_cuda(); }
