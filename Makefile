@@ -1,5 +1,5 @@
 # mmm build. Targets:
-#   make            library (build/libmmm.a) and CLI (build/mmm)
+#   make            install missing packages, build the library (build/libmmm.a) and CLI (build/mmm)
 #   make test       install missing Debian packages, build and run the test suite
 #   make demo       install missing packages, build, and run the main job (mmm demo; ARGS=--quick)
 #   make bench      build and run the CPU micro-benchmarks
@@ -53,7 +53,7 @@ NVCCFLAGS += -Iinclude -Xcompiler -Wall,-Wextra -DMMM_CUDA_LIBDIR='"$(CUDA_LIBDI
 LIB := $(BUILD)/libmmm.a
 
 .PHONY: all deps test crash-test fuzz bench demo clean
-all: $(BUILD)/mmm
+all: deps ; @$(MAKE) --no-print-directory $(BUILD)/mmm
 
 deps:
 	@bash scripts/deps.sh

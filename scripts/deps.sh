@@ -11,7 +11,9 @@ packages=(
   zlib1g-dev           # gzip (Fashion-MNIST files)
   libomp-dev           # OpenMP runtime for clang builds (fuzzing, sanitizers)
   dataset-fashion-mnist
-  gnuplot-nox          # plots
+  # plots: the `gnuplot` program. Debian's `gnuplot` package is only a choice of builds whose first,
+  # gnuplot-qt, brings a Qt/X11 stack; gnuplot-nox provides `gnuplot` without one (same program).
+  gnuplot-nox
 )
 
 # `scripts/deps.sh fuzz` also installs what the libFuzzer harnesses need

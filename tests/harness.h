@@ -57,5 +57,7 @@ bool check_accumulates(const char *what, const float *before, const float *fresh
 /* Runs `$MMM_BIN args 2>&1` (default build/mmm); returns its exit status and the first cap − 1
  * bytes of its output in out. */
 int run_mmm(const char *args, char *out, size_t cap);
+/* The lines of text: its newlines, and one more for a last line without one. */
+int count_lines(const char *text);
 
 #endif

@@ -2,6 +2,7 @@
  * $MMM_BIN (make test sets it). */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "mmm/error.h"
@@ -21,6 +22,46 @@ TEST(test_cli) {
     check(rc == 2 && strstr(out, "unknown command 'frobnicate'"), "cli unknown command is a clear error");
     rc = run_mmm("", out, sizeof out);
     check(rc == 2 && strstr(out, "usage"), "cli no command prints usage and fails");
+}
+
+/* A usage mistake is one line that names it (not getopt's message and the whole usage), and
+ * exit status 2; bad values are refused before anything runs. */
+TEST(test_cli_usage_errors) {
+    static const struct {
+        const char *args, *says;
+    } cases[] = {
+        {"eval --foo", "mmm eval: unknown option '--foo' (see mmm eval --help)"},
+        {"eval --model", "mmm eval: --model needs a value (see mmm eval --help)"},
+        {"eval --model m --data d --samples abc", "mmm eval: --samples must be a whole number >= 0, not 'abc'"},
+        {"eval --model m --data d stray", "mmm eval: unexpected argument 'stray'"},
+        {"chat --image", "mmm chat: --image needs a value"},
+        {"chat -p", "mmm chat: -p needs a value"},
+        {"chat -z", "mmm chat: unknown option '-z'"},
+        {"chat --model m --temperature abc", "mmm chat: --temperature must be a number >= 0, not 'abc'"},
+        {"chat --model m --top-p 2", "mmm chat: --top-p must be a number from 0 to 1, not '2'"},
+        {"bench --frobnicate", "mmm bench: unknown option '--frobnicate'"},
+        {"bench --json", "mmm bench: --json needs a value"},
+        {"bench --dims hidden=abc", "mmm bench: --dims hidden must be a whole number"},
+        {"bench --dims layers=8", "mmm bench: --dims 'layers=8': expected"},
+        {"bench --steps 1x", "mmm bench: --steps must be a whole number from 1 to 100000, not '1x'"},
+        {"demo --quick=1", "mmm demo: --quick takes no value"},
+        {"data fashion-mnist --nope", "mmm data fashion-mnist: unknown option '--nope'"},
+        {"data fashion-mnist --train", "mmm data fashion-mnist: --train needs a value"},
+        {"train --bogus", "mmm train: unknown option '--bogus'"},
+        {"distill --steps1", "mmm distill: --steps1 needs a value"},
+        {"forward --top", "mmm forward: --top needs a value"},
+        {"tokenizer encode --tokenizer", "mmm tokenizer: --tokenizer needs a value"},
+        {"tokenizer train --vocab-size many", "mmm tokenizer: --vocab-size must be a whole number"},
+    };
+    char out[4096];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = run_mmm(cases[i].args, out, sizeof out);
+        bool ok = rc == 2 && count_lines(out) == 1 && strstr(out, cases[i].says);
+        check(ok, "cli mmm %s: one line, \"%s\"%s%s", cases[i].args, cases[i].says, ok ? "" : "; got: ", ok ? "" : out);
+    }
+    /* dimensions that make no model: once, before any measurement starts */
+    int rc = run_mmm("bench --dims hidden=30,heads=4", out, sizeof out);
+    check(rc == 1 && count_lines(out) == 1 && strstr(out, "does not divide"), "cli mmm bench: impossible --dims, one line");
 }
 
 /* mmm forward on a HoVLE-layout checkpoint: its dump equals the PyTorch reference's logits. */
@@ -93,9 +134,29 @@ TEST(test_cli_seed_and_bench) {
     check(rc == 2 && strstr(out, "--init must be"), "cli mmm seed: unknown init");
     rc = run_mmm("seed --help", out, sizeof out);
     check(rc == 0 && strstr(out, "usage: mmm seed"), "cli mmm seed --help");
+    rc = run_mmm("seed --teacher tests/data/teacher/one_image --out /tmp/mmm_cli_x --seed abc", out, sizeof out);
+    check(rc == 2 && strstr(out, "mmm seed: --seed must be a whole number from 0 to 18446744073709551615, not 'abc'"),
+          "cli mmm seed: a non-numeric --seed is refused");
+    rc = run_mmm("seed --teacher tests/data/teacher/one_image --out /tmp/mmm_cli_x --seed -1", out, sizeof out);
+    check(rc == 2 && strstr(out, "not '-1'"), "cli mmm seed: a negative --seed is refused");
+    rc = run_mmm("seed --teacher tests/data/teacher/one_image --out /tmp/mmm_cli_x --seed 18446744073709551616", out, sizeof out);
+    check(rc == 2 && strstr(out, "--seed must be"), "cli mmm seed: a --seed past 2^64 - 1 is refused");
 
+    /* the teacher's tokenizer files go with the student, byte for byte (tokenizer.model is binary) */
+    rc = system("rm -rf /tmp/mmm_cli_tok_t /tmp/mmm_cli_tok_s && mkdir /tmp/mmm_cli_tok_t && "
+                "cp tests/data/teacher/one_image/config.json tests/data/teacher/one_image/model.safetensors /tmp/mmm_cli_tok_t/ && "
+                "cp tests/data/tokenizers/bpe_gpt2.json /tmp/mmm_cli_tok_t/tokenizer.json && "
+                "cp tests/data/tokenizers/sp_bpe.model /tmp/mmm_cli_tok_t/tokenizer.model");
+    if (check(rc == 0, "cli mmm seed: a teacher directory with tokenizer files")) {
+        rc = run_mmm("seed --teacher /tmp/mmm_cli_tok_t --out /tmp/mmm_cli_tok_s", out, sizeof out);
+        check(rc == 0 && system("cmp -s /tmp/mmm_cli_tok_t/tokenizer.json /tmp/mmm_cli_tok_s/tokenizer.json && "
+                                "cmp -s /tmp/mmm_cli_tok_t/tokenizer.model /tmp/mmm_cli_tok_s/tokenizer.model") == 0,
+              "cli mmm seed copies tokenizer.json and tokenizer.model into the student");
+    }
+
+    remove("/tmp/mmm_cli_bench.png");
     rc = run_mmm("bench --dims hidden=32,layers=1+3,heads=4,kv=2,ffn=64,vocab=64 --contexts 64,256 --steps 2 "
-                 "--json /tmp/mmm_cli_bench.json", out, sizeof out);
+                 "--json /tmp/mmm_cli_bench.json --plot /tmp/mmm_cli_bench.png", out, sizeof out);
     check(rc == 0 && strstr(out, "linear") && strstr(out, "hybrid") && strstr(out, "teacher"), "cli mmm bench runs all three models");
     char *json = NULL;
     FILE *f = fopen("/tmp/mmm_cli_bench.json", "r");
@@ -106,8 +167,44 @@ TEST(test_cli_seed_and_bench) {
     }
     check(json && strstr(json, "\"model\": \"linear\", \"context\": 256"), "cli mmm bench --json has every point");
     free(json);
+    if (system("command -v gnuplot >/dev/null") == 0) {
+        unsigned char magic[4] = {0};
+        f = fopen("/tmp/mmm_cli_bench.png", "rb");
+        if (f) {
+            if (fread(magic, 1, 4, f) != 4) magic[0] = 0;
+            fclose(f);
+        }
+        check(!memcmp(magic, "\x89PNG", 4), "cli mmm bench --plot writes a PNG");
+    }
     rc = run_mmm("bench --model tests/data/student/linear_image --contexts 64 --steps 1", out, sizeof out);
     check(rc == 1 && strstr(out, "is a student"), "cli mmm bench: a student given as --model is refused");
     rc = run_mmm("bench --contexts 0", out, sizeof out);
     check(rc == 2 && strstr(out, "--contexts"), "cli mmm bench: bad context list");
+}
+
+/* mmm demo: a bad --teacher is refused before the data is built; --quick end to end (about 45 s on
+ * 2 cores; needs the Debian dataset and the shipped teacher) writes the report's tables. */
+TEST(test_cli_demo) {
+    char out[65536];
+    if (!check(system("rm -rf /tmp/mmm_cli_demo") == 0, "cli mmm demo: a fresh output directory")) return;
+    int rc = run_mmm("demo --teacher /tmp/no_such_teacher --out /tmp/mmm_cli_demo", out, sizeof out);
+    check(rc == 1 && count_lines(out) == 1 && strstr(out, "mmm demo: --teacher /tmp/no_such_teacher: no such directory"),
+          "cli mmm demo: a missing --teacher, one line");
+    rc = run_mmm("demo --teacher tests/data/student/linear_image --out /tmp/mmm_cli_demo", out, sizeof out);
+    check(rc == 1 && count_lines(out) == 1 && strstr(out, "linear_image is a student"), "cli mmm demo: a student as --teacher, one line");
+    check(access("/tmp/mmm_cli_demo", F_OK) != 0, "cli mmm demo: nothing written before --teacher is checked");
+
+    rc = run_mmm("demo --quick --out /tmp/mmm_cli_demo", out, sizeof out);
+    size_t len = strlen(out);
+    if (!check(rc == 0, "cli mmm demo --quick runs%s%s", rc ? ": ..." : "", rc ? out + (len > 2000 ? len - 2000 : 0) : "")) return;
+    char report[16384] = "";
+    FILE *f = fopen("/tmp/mmm_cli_demo/REPORT.md", "r");
+    if (f) {
+        report[fread(report, 1, sizeof report - 1, f)] = '\0';
+        fclose(f);
+    }
+    check(strstr(report, "| **all** |") && strstr(report, "| agreement with teacher |"), "cli mmm demo: REPORT.md has the accuracy table");
+    check(strstr(report, "| context | model | decode ms/token | state MB | peak memory MB | prefill ms |") &&
+          strstr(report, "| 4096 | teacher |") && strstr(report, "| 4096 | hybrid |") && strstr(report, "| 4096 | linear |"),
+          "cli mmm demo: REPORT.md has the decode latency and memory table");
 }

@@ -75,6 +75,11 @@ int mmm_batch_plan(int *order, int *end, int n, const mmm_dataset *d, int window
 int mmm_batch_make(mmm_batch *b, const mmm_dataset *d, const int *order, int n_order, int *pos,
                    int budget_tokens, const mmm_config *cfg);
 void mmm_batch_free(mmm_batch *b);
+/* Training-time augmentation: mirrors left-right, with probability hflip, each image of the batch
+ * that is a single tile (a multi-tile image is left alone: mirroring it would move the content of
+ * its tiles, which questions may name). The draw depends only on (key, sample, image), so a
+ * resumed run mirrors the same images. */
+void mmm_batch_hflip(mmm_batch *b, const mmm_dataset *d, const mmm_config *cfg, float hflip, uint64_t key);
 
 /* Loads and tiles the images of a sample: *pixels (n_tiles, 3, S, S). */
 int mmm_sample_pixels(const mmm_sample *s, const mmm_config *cfg, float **pixels);

@@ -15,7 +15,7 @@
 typedef enum {
     MMM_ROLE_PATCH_W, MMM_ROLE_PATCH_B, MMM_ROLE_POS_EMB, MMM_ROLE_TEXT_EMB, MMM_ROLE_SPECIAL_EMB,
     MMM_ROLE_PROJ0_W, MMM_ROLE_PROJ0_B, MMM_ROLE_PROJ2_W, MMM_ROLE_PROJ2_B,
-    MMM_ROLE_FINAL_NORM, MMM_ROLE_LM_HEAD, MMM_ROLE_TOK_EMB,
+    MMM_ROLE_FINAL_NORM, MMM_ROLE_LM_HEAD, MMM_ROLE_TOK_EMB, MMM_ROLE_CLASS_EMB,
     /* per layer */
     MMM_ROLE_ATTN_NORM, MMM_ROLE_FFN_NORM, MMM_ROLE_W1, MMM_ROLE_W2, MMM_ROLE_W3,
     MMM_ROLE_WQKV, MMM_ROLE_WO,                                  /* attention mixer */
@@ -28,6 +28,7 @@ typedef enum {
 enum {
     MMM_PARAM_DECAY = 1u << 0,  /* AdamW weight decay applies (matrices, not norms/biases) */
     MMM_PARAM_UNUSED = 1u << 1, /* carried through load/save, never read by the forward */
+    MMM_PARAM_OPTIONAL = 1u << 2, /* may be absent from a checkpoint (then zero); always saved */
 };
 
 typedef struct {
@@ -68,6 +69,7 @@ typedef struct {
     float *final_norm; /* (C) */
     float *lm_head;    /* (V, C) */
     float *tok_emb;    /* (V, C), unused */
+    float *class_emb;  /* (1, 1, C), InternViT's class token, unused by HoVLE */
     mmm_layer_weights *layers; /* E + L */
 } mmm_weights;
 
@@ -88,8 +90,8 @@ int mmm_model_create(mmm_model **out, const mmm_config *cfg);
 void mmm_model_init_random(mmm_model *m, uint64_t seed, float std);
 void mmm_model_free(mmm_model *m);
 
-/* Loads config.json + safetensors (single file or shards) from `dir`. Missing, unexpected and
- * mis-shaped tensors are all listed in one error. */
+/* Loads config.json + safetensors (single file or shards) from `dir`. Missing (except
+ * MMM_PARAM_OPTIONAL ones), unexpected and mis-shaped tensors are all listed in one error. */
 int mmm_model_load(mmm_model **out, const char *dir);
 /* Saves config.json + weights (F32, BF16 or F16) to `dir` (created if needed); shards of at most
  * max_shard_bytes when > 0. Every file is written atomically. */

@@ -51,6 +51,7 @@ typedef struct {
     mmm_adamw_config adam;     /* lr is taken from sched */
     int eval_every, save_every, log_every;
     uint64_t seed;             /* data order */
+    float hflip;               /* probability of mirroring a single-tile image (mmm_batch_hflip) */
     int keep_checkpoints;      /* how many to keep (>= 1) */
     int quiet;                 /* no progress lines */
 } mmm_train_options;

@@ -21,6 +21,26 @@ int cmd_tokenizer(int argc, char **argv);
 
 /* "f32" | "bf16" | "f16" */
 int cli_parse_dtype(const char *s, mmm_dtype *out);
+/* Prints "mmm <cmd>: <message> (see mmm <cmd> --help)", the one line of a usage mistake, and
+ * returns 2, the usage exit status. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The getopt_long result o ('?' or ':') as one line: an unknown option, an option without its
+ * value, or a value given to a flag. main() turns getopt's own messages off (opterr = 0); the
+ * option string starts with ':' so that a missing value comes back as ':'. Returns 2. */
+int cli_bad_option(const char *cmd, int o, char **argv);
+/* Strict numbers for option opt: the whole text must be the number, within [lo, hi]. Each
+ * prints the one-line error and returns 2 (the usage exit status) when it is not. */
+int cli_parse_long(const char *cmd, const char *opt, const char *value, long lo, long hi, long *out);
+int cli_parse_int(const char *cmd, const char *opt, const char *value, int lo, int hi, int *out);
+int cli_parse_double(const char *cmd, const char *opt, const char *value, double lo, double hi, double *out);
+int cli_parse_float(const char *cmd, const char *opt, const char *value, double lo, double hi, float *out);
+/* --seed: a whole number in [0, 2^64). Prints the error and returns 2 (the usage exit status)
+ * when it is not one. */
+int cli_parse_seed(const char *cmd, const char *value, uint64_t *seed);
+
+/* Copies the tokenizer files (tokenizer.json, tokenizer.model) that from_dir has into to_dir,
+ * so that a model made from another keeps its tokenizer. */
+int cli_copy_tokenizer(const char *from_dir, const char *to_dir);
 
 /* Prints "mmm <cmd>: <library error>" to stderr and returns the exit status 1. */
 int cli_fail(const char *cmd);

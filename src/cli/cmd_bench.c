@@ -3,6 +3,7 @@
  * or the GPU. Each measurement runs in its own process, so its peak resident memory (or the GPU
  * memory it adds) is its own. */
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,25 +39,31 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* --dims "hidden=2048,layers=8+24,...": the keys given replace d's. Prints the error and
+ * returns the exit status (2 when spec is not such a list). */
 static int parse_dims(const char *spec, dims *d) {
-    char *copy = strdup(spec), *save = NULL;
-    int ok = copy != NULL;
-    for (char *kv = copy ? strtok_r(copy, ",", &save) : NULL; kv && ok; kv = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(kv, '=');
-        if (!eq) { ok = 0; break; }
-        *eq = '\0';
-        const char *v = eq + 1;
-        if (!strcmp(kv, "hidden")) d->hidden = atoi(v);
-        else if (!strcmp(kv, "heads")) d->heads = atoi(v);
-        else if (!strcmp(kv, "kv")) d->kv = atoi(v);
-        else if (!strcmp(kv, "ffn")) d->ffn = atoi(v);
-        else if (!strcmp(kv, "vocab")) d->vocab = atoi(v);
-        else if (!strcmp(kv, "layers")) ok = sscanf(v, "%d+%d", &d->emb_layers, &d->llm_layers) == 2;
-        else ok = 0;
+    static const char *const keys[] = {"hidden", "heads", "kv", "ffn", "vocab"};
+    int *const fields[] = {&d->hidden, &d->heads, &d->kv, &d->ffn, &d->vocab};
+    char *copy = strdup(spec), *save = NULL, opt[64];
+    if (!copy) { fprintf(stderr, "mmm bench: out of memory\n"); return 1; }
+    int rc = 0;
+    for (char *kv = strtok_r(copy, ",", &save); kv && !rc; kv = strtok_r(NULL, ",", &save)) {
+        char *v = strchr(kv, '='), *plus = v ? strchr(v, '+') : NULL;
+        int k = 0;
+        if (v) *v++ = '\0';
+        while (k < 5 && strcmp(kv, keys[k])) k++;
+        snprintf(opt, sizeof opt, "--dims %s", kv);
+        if (v && k < 5) rc = cli_parse_int("bench", opt, v, 1, 1 << 24, fields[k]);
+        else if (v && plus && !strcmp(kv, "layers")) {
+            *plus = '\0';
+            rc = cli_parse_int("bench", opt, v, 0, 1024, &d->emb_layers);
+            if (!rc) rc = cli_parse_int("bench", opt, plus + 1, 1, 1024, &d->llm_layers);
+        } else {
+            rc = cli_usage_error("bench", "--dims '%s': expected hidden=,layers=E+L,heads=,kv=,ffn=,vocab=", spec);
+        }
     }
     free(copy);
-    if (!ok) return mmm_fail(MMM_ERR_ARG, "--dims '%s': expected hidden=,layers=E+L,heads=,kv=,ffn=,vocab=", spec);
-    return MMM_OK;
+    return rc;
 }
 
 /* A text-only HoVLE-layout config of these dimensions. */
@@ -254,8 +261,8 @@ static void write_plot(const char *png, const char *json_rows, int n_ctx, const 
 static int train_steps(const char *model_dir, const dims *d, const char *kinds, int tokens, int steps, int cuda,
                        int bf16, double peak_tflops, const char *json_path) {
     if (!cuda) { fprintf(stderr, "mmm bench: --train-step runs on the GPU: add --device cuda\n"); return 2; }
-    if (tokens < 2 || tokens > (1 << 22) || steps < 1 || steps > 10000 || !(peak_tflops > 0)) {
-        fprintf(stderr, "mmm bench: --tokens must be in 2..4M, --steps in 1..10000, --peak-tflops positive\n");
+    if (steps > 10000 || !(peak_tflops > 0)) {
+        fprintf(stderr, "mmm bench: --train-step takes --steps up to 10000 and a positive --peak-tflops\n");
         return 2;
     }
     FILE *json = NULL;
@@ -333,33 +340,45 @@ int cmd_bench(int argc, char **argv) {
     int child[4], is_child = 0, cuda = 0, bf16 = 0, train_step = 0, tokens = 2048, steps_given = 0;
     double peak_tflops = 989;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (o) {
         case 'm': model_dir = optarg; break;
-        case 'd': if (parse_dims(optarg, &d)) return cli_fail("bench"); break;
+        case 'd': {
+            int rc = parse_dims(optarg, &d);
+            if (rc) return rc;
+            break;
+        }
         case 'c':
             if ((n_ctx = parse_list(optarg, ctx, MAX_POINTS)) < 1) {
                 fprintf(stderr, "mmm bench: --contexts takes positive lengths like 1K,8192,100K\n");
                 return 2;
             }
             break;
-        case 's': steps = atoi(optarg); steps_given = 1; break;
+        case 's':
+            if (cli_parse_int("bench", "--steps", optarg, 1, 100000, &steps)) return 2;
+            steps_given = 1;
+            break;
         case 'S': train_step = 1; break;
-        case 'n': tokens = atoi(optarg); break;
-        case 'F': peak_tflops = atof(optarg); break;
+        case 'n': if (cli_parse_int("bench", "--tokens", optarg, 2, 1 << 22, &tokens)) return 2; break;
+        case 'F': if (cli_parse_double("bench", "--peak-tflops", optarg, 0, HUGE_VAL, &peak_tflops)) return 2; break;
         case 'k': kinds = optarg; break;
         case 'j': json_path = optarg; break;
         case 'p': plot_path = optarg; break;
-        case 'P': prefill_max = atoi(optarg); break;
+        case 'P': if (cli_parse_int("bench", "--prefill-max", optarg, 0, INT_MAX, &prefill_max)) return 2; break;
         case 'C': is_child = sscanf(optarg, "%d,%d,%d,%d", &child[0], &child[1], &child[2], &child[3]) == 4; break;
         case 'D': if (cli_parse_device("bench", optarg, &cuda)) return 2; break;
         case 'T': if (cli_parse_decode_dtype("bench", optarg, &bf16)) return 2; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: return cli_bad_option("bench", o, argv);
         }
     }
-    if (optind < argc) { fprintf(stderr, "mmm bench: unexpected argument '%s'\n", argv[optind]); return 2; }
+    if (optind < argc) return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
     if (cli_check_dtype("bench", cuda, bf16)) return 2;
+    if (!model_dir) { /* dimensions that make no model fail here, once, not in every measurement */
+        mmm_config c;
+        if (make_config(&c, &d)) return cli_fail("bench");
+        mmm_config_free(&c);
+    }
     if (cli_check_device("bench", cuda)) return 1;
     if (is_child) { /* one measurement, for the parent to read */
         result r = measure_decode(model_dir, &d, child[0], child[1], child[2], child[3], cuda, bf16);
@@ -369,7 +388,6 @@ int cmd_bench(int argc, char **argv) {
     }
     if (train_step) return train_steps(model_dir, &d, kinds, tokens, steps_given ? steps : 5, cuda, bf16, peak_tflops,
                                        json_path);
-    if (steps < 1 || steps > 100000) { fprintf(stderr, "mmm bench: --steps must be in 1..100000\n"); return 2; }
     int want[3];
     for (int k = 0; k < 3; k++) want[k] = strstr(kinds, kind_names[k]) != NULL;
     if (!want[0] && !want[1] && !want[2]) { fprintf(stderr, "mmm bench: --kinds names none of teacher, hybrid, linear\n"); return 2; }

@@ -1,5 +1,7 @@
 /* mmm chat: one-shot (-p) or interactive multi-turn conversation, streaming tokens as they come. */
 #include <getopt.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +127,7 @@ int cmd_chat(int argc, char **argv) {
     int n_images = 0, max_new = 256, context = 8192, cuda = 0, bf16 = 0, o;
     mmm_sampler smp = {0, 0, 1.0f, 0};
     optind = 1;
-    while ((o = getopt_long(argc, argv, "hp:", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":hp:", opts, NULL)) != -1) {
         switch (o) {
         case 'm': model_dir = optarg; break;
         case 'i':
@@ -134,24 +136,20 @@ int cmd_chat(int argc, char **argv) {
             break;
         case 'p': prompt = optarg; break;
         case 's': system = optarg; break;
-        case 'x': max_new = atoi(optarg); break;
-        case 'T': smp.temperature = (float)atof(optarg); break;
-        case 'k': smp.top_k = atoi(optarg); break;
-        case 'P': smp.top_p = (float)atof(optarg); break;
-        case 'S': smp.seed = strtoull(optarg, NULL, 10); break;
-        case 'c': context = atoi(optarg); break;
+        case 'x': if (cli_parse_int("chat", "--max-new", optarg, 1, 1 << 20, &max_new)) return 2; break;
+        case 'T': if (cli_parse_float("chat", "--temperature", optarg, 0, HUGE_VAL, &smp.temperature)) return 2; break;
+        case 'k': if (cli_parse_int("chat", "--top-k", optarg, 0, INT_MAX, &smp.top_k)) return 2; break;
+        case 'P': if (cli_parse_float("chat", "--top-p", optarg, 0, 1, &smp.top_p)) return 2; break;
+        case 'S': if (cli_parse_seed("chat", optarg, &smp.seed)) return 2; break;
+        case 'c': if (cli_parse_int("chat", "--context", optarg, 16, INT_MAX, &context)) return 2; break;
         case 'D': if (cli_parse_device("chat", optarg, &cuda)) return 2; break;
         case 't': if (cli_parse_decode_dtype("chat", optarg, &bf16)) return 2; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: return cli_bad_option("chat", o, argv);
         }
     }
-    if (optind < argc) { fprintf(stderr, "mmm chat: unexpected argument '%s'\n", argv[optind]); return 2; }
-    if (!model_dir) { fprintf(stderr, "mmm chat: needs --model (see --help)\n"); return 2; }
-    if (max_new < 1 || context < 16 || smp.temperature < 0 || smp.top_p <= 0 || smp.top_p > 1) {
-        fprintf(stderr, "mmm chat: --max-new >= 1, --context >= 16, --temperature >= 0, 0 < --top-p <= 1\n");
-        return 2;
-    }
+    if (optind < argc) return cli_usage_error("chat", "unexpected argument '%s'", argv[optind]);
+    if (!model_dir) return cli_usage_error("chat", "needs --model");
     if (cli_check_dtype("chat", cuda, bf16)) return 2;
     if (cli_check_device("chat", cuda)) return 1;
     mmm_model *m = NULL;

@@ -1,6 +1,5 @@
 /* mmm data: build the datasets mmm trains on. Today: fashion-mnist, the embedded default's
  * visual question answering dataset (SPEC 5). */
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -32,19 +31,6 @@ static void usage(FILE *f) {
           "                     keep their default weight; weights are relative)\n"
           "  --source DIR       the IDX .gz files (default " MMM_FMNIST_SOURCE_DIR ")\n\n"
           "example: mmm data fashion-mnist --out runs/fmnist --long 20 --long-images 512\n", f);
-}
-
-/* A whole decimal number in [lo, hi], or -1 after printing why not. */
-static int parse_count(const char *opt, const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) {
-        fprintf(stderr, "mmm data: %s must be a whole number from %ld to %ld, not '%s'\n", opt, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 typedef struct {
@@ -107,37 +93,24 @@ static int fashion_mnist(int argc, char **argv) {
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     mmm_fmnist_options o;
     mmm_fmnist_default_options(&o);
-    long v;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'o': o.out_dir = optarg; break;
         case 'S': o.source_dir = optarg; break;
-        case 's': {
-            char *end;
-            errno = 0;
-            o.seed = strtoull(optarg, &end, 10);
-            if (end == optarg || *end || errno || *optarg == '-') {
-                fprintf(stderr, "mmm data: --seed must be a whole number >= 0, not '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        }
-        case 't': if (parse_count("--train", optarg, 0, 10000000, &o.n_train)) return 2; break;
-        case 'e': if (parse_count("--test", optarg, 0, 10000000, &o.n_test)) return 2; break;
-        case 'l': if (parse_count("--long", optarg, 0, 10000000, &o.n_long)) return 2; break;
-        case 'k':
-            if (parse_count("--long-images", optarg, 1, 100000, &v)) return 2;
-            o.long_images = (int)v;
-            break;
+        case 's': if (cli_parse_seed("data", optarg, &o.seed)) return 2; break;
+        case 't': if (cli_parse_long("data", "--train", optarg, 0, 10000000, &o.n_train)) return 2; break;
+        case 'e': if (cli_parse_long("data", "--test", optarg, 0, 10000000, &o.n_test)) return 2; break;
+        case 'l': if (cli_parse_long("data", "--long", optarg, 0, 10000000, &o.n_long)) return 2; break;
+        case 'k': if (cli_parse_int("data", "--long-images", optarg, 1, 100000, &o.long_images)) return 2; break;
         case 'm': if (parse_mix(optarg, o.mix)) return 2; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: return cli_bad_option("data fashion-mnist", c, argv);
         }
     }
-    if (optind < argc) { fprintf(stderr, "mmm data: unexpected argument '%s'\n", argv[optind]); return 2; }
-    if (!o.out_dir) { fprintf(stderr, "mmm data: fashion-mnist needs --out (see --help)\n"); return 2; }
+    if (optind < argc) return cli_usage_error("data fashion-mnist", "unexpected argument '%s'", argv[optind]);
+    if (!o.out_dir) return cli_usage_error("data fashion-mnist", "needs --out");
 
     progress_state p = {isatty(STDERR_FILENO), 0};
     o.progress = progress;

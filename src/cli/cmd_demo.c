@@ -17,6 +17,7 @@
 #include "mmm/error.h"
 #include "mmm/fileio.h"
 #include "mmm/path.h"
+#include "mmm/tokenizer.h"
 
 #define SHIPPED_TEACHER "models/teacher-fmnist"
 
@@ -133,8 +134,63 @@ static void plot_accuracy(const char *out, const eval_summary *e, const char *co
     if (system(cmd) != 0) fprintf(stderr, "mmm demo: gnuplot could not draw %s\n", png);
 }
 
+/* A number of a JSON object, or -1 when it has none. */
+static double number(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+/* The decode benchmark (mmm bench --json) as a table: a row per context length and model. */
+static int write_bench_table(FILE *f, const char *json_path, const char *const *names) {
+    cJSON *j = NULL;
+    int rc = mmm_json_load(json_path, 1 << 20, (void **)&j);
+    if (rc) return rc;
+    const cJSON *results = cJSON_GetObjectItemCaseSensitive(j, "results"), *r;
+    int ctx[32], n_ctx = 0;
+    cJSON_ArrayForEach(r, results) { /* the lengths, in the order they were measured */
+        int c = (int)number(r, "context"), k = 0;
+        while (k < n_ctx && ctx[k] != c) k++;
+        if (k == n_ctx && n_ctx < 32) ctx[n_ctx++] = c;
+    }
+    fprintf(f, "| context | model | decode ms/token | state MB | peak memory MB | prefill ms |\n"
+               "|---:|---|---:|---:|---:|---:|\n");
+    for (int i = 0; i < n_ctx; i++)
+        for (int m = 0; m < 3; m++)
+            cJSON_ArrayForEach(r, results) {
+                const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "model"));
+                if ((int)number(r, "context") != ctx[i] || !model || strcmp(model, names[m])) continue;
+                /* the memory is the resident set on the CPU, the device memory on the GPU */
+                double peak = number(r, "peak_rss_mb"), prefill = number(r, "prefill_ms");
+                fprintf(f, "| %d | %s | %.3f | %.2f | %.1f |", ctx[i], model, number(r, "ms_per_token"),
+                        number(r, "state_mb"), peak >= 0 ? peak : number(r, "gpu_mb"));
+                if (prefill >= 0) fprintf(f, " %.1f |\n", prefill);
+                else fprintf(f, " — |\n");
+            }
+    cJSON_Delete(j);
+    return MMM_OK;
+}
+
+/* --teacher, checked before the data is built: a directory with a teacher's config.json (no
+ * mamba2 layers) and its tokenizer. */
+static int check_teacher(const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return mmm_fail(MMM_ERR_NOT_FOUND, "--teacher %s: no such directory", dir);
+    char *path = mmm_path_join(dir, "config.json");
+    mmm_config c;
+    int rc = path ? mmm_config_load(&c, path) : mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    free(path);
+    if (rc) return rc;
+    int student = mmm_config_n_mamba_layers(&c) > 0;
+    mmm_config_free(&c);
+    if (student) return mmm_fail(MMM_ERR_ARG, "--teacher %s is a student (it has mamba2 layers); the demo distills a teacher", dir);
+    mmm_tokenizer *tok = NULL;
+    if ((rc = mmm_tokenizer_load(dir, &tok))) return rc;
+    mmm_tokenizer_free(tok);
+    return MMM_OK;
+}
+
 static void usage(FILE *f) {
-    fputs("usage: mmm demo [--out DIR] [--quick] [--retrain-teacher] [--teacher DIR]\n\n"
+    fputs("usage: mmm demo [--out DIR] [--quick] [--retrain-teacher] [--teacher DIR] [--teacher-only]\n\n"
           "The main job, offline, on the embedded default (Debian's Fashion-MNIST): builds the VQA\n"
           "data, takes the default teacher (the one shipped in models/teacher-fmnist, or trains it\n"
           "with --retrain-teacher), distills a linear and a hybrid (every 4th layer attention) student\n"
@@ -159,7 +215,7 @@ int cmd_demo(int argc, char **argv) {
     const char *out = "runs/demo", *teacher_arg = NULL;
     int quick = 0, retrain = 0, teacher_only = 0, o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (o) {
         case 'o': out = optarg; break;
         case 'q': quick = 1; break;
@@ -167,11 +223,12 @@ int cmd_demo(int argc, char **argv) {
         case 't': teacher_arg = optarg; break;
         case 'T': teacher_only = retrain = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: return cli_bad_option("demo", o, argv);
         }
     }
-    if (optind < argc) { fprintf(stderr, "mmm demo: unexpected argument '%s'\n", argv[optind]); return 2; }
+    if (optind < argc) return cli_usage_error("demo", "unexpected argument '%s'", argv[optind]);
     if (strchr(out, ' ')) { fprintf(stderr, "mmm demo: --out must not contain spaces\n"); return 2; }
+    if (teacher_arg && check_teacher(teacher_arg)) return cli_fail("demo");
     double t0 = now();
     char data[1100], teacher[PATH_MAX + 64], linear[1100], hybrid[1100], path[PATH_MAX + 4400];
     snprintf(data, sizeof data, "%s/data", out);
@@ -207,8 +264,8 @@ int cmd_demo(int argc, char **argv) {
                      "--special <img> --special </img> --special <IMG_CONTEXT> --out %s", data, tok);
             if (!rc) rc = run(cmd_train, "train --config configs/teacher-fmnist.json --tokenizer %s --data %s/train.jsonl "
                               "--eval %s/test.jsonl --out %s --steps %d --lr 2e-3 --decay 0.6 --accum 2 --batch-tokens 1024 "
-                              "--eval-every %d --eval-samples 500 --save-every 500", tok, data, data, teacher,
-                              quick ? 300 : 8800, quick ? 300 : 2200);
+                              "--hflip 0.5 --eval-every %d --eval-samples 500 --save-every 500", tok, data, data, teacher,
+                              quick ? 300 : 9200, quick ? 300 : 2300);
         }
     }
 
@@ -292,9 +349,12 @@ int cmd_demo(int argc, char **argv) {
             for (int k = 1; k <= 3; k++) fprintf(f, "Stage %d (linear): ![stage%d](linear/stage%d/loss.png)\n\n", k, k, k);
             fprintf(f, "Stage 3 (hybrid): ![hybrid stage3](hybrid/stage3/loss.png)\n\n");
             fprintf(f, "Per-layer stage-2 MSE: `linear/stage2/layer_loss.json`.\n\n");
-            fprintf(f, "## Decode latency and memory against context length\n\n![decode](decode.png)\n\nData: `bench_decode.json`.\n");
+            fprintf(f, "## Decode latency and memory against context length\n\n");
+            snprintf(path, sizeof path, "%s/bench_decode.json", out);
+            rc = write_bench_table(f, path, names);
+            fprintf(f, "\n![decode](decode.png)\n\nData: `bench_decode.json`.\n");
             fclose(f);
-            printf("\nmmm demo: done in %.0f s; report: %s\n", now() - t0, path);
+            if (!rc) printf("\nmmm demo: done in %.0f s; report: %s/REPORT.md\n", now() - t0, out);
         }
     }
     return rc ? (rc > 0 ? rc : cli_fail("demo")) : 0;

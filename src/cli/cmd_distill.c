@@ -10,7 +10,6 @@
 #include "device.h"
 #include "mmm/distill.h"
 #include "mmm/error.h"
-#include "mmm/fileio.h"
 #include "mmm/path.h"
 #include "mmm/seed.h"
 #include "mmm/tokenizer.h"
@@ -68,15 +67,6 @@ static int file_exists(const char *dir, const char *name) {
     return ok;
 }
 
-static int copy_file(const char *from, const char *to) {
-    char *text = NULL;
-    size_t len;
-    int rc = mmm_read_text_file(from, 1u << 30, &text, &len);
-    if (!rc) rc = mmm_write_file_atomic(to, text, len);
-    free(text);
-    return rc;
-}
-
 static void print_layer_table(const char *stage, const mmm_model *s, const double *loss, const char *dir) {
     int L = mmm_config_n_layers(&s->cfg);
     printf("[%s] per-layer MSE of the mixer against the teacher's attention (before Wo):\n", stage);
@@ -132,10 +122,10 @@ int cmd_distill(int argc, char **argv) {
     float lr_scale = 1, tau = 1, ce_weight = 0, clip = 1.0f;
     int train_dt_a = 0, eval_samples = 200, save_every = 100, batch_tokens = 2048, accum = 1, workers = 0, cuda = 0, bf16 = 0, o;
     int lr_set[4] = {0};
-    unsigned long long seed = 0;
+    uint64_t seed = 0;
     mmm_seed_init init = MMM_INIT_MIMIC;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (o) {
         case 't': teacher_dir = optarg; break;
         case 'd': data_path = optarg; break;
@@ -174,17 +164,17 @@ int cmd_distill(int argc, char **argv) {
         case 'c': ce_weight = (float)atof(optarg); break;
         case 'D': train_dt_a = 1; break;
         case 'C': clip = (float)atof(optarg); break;
-        case 'r': seed = strtoull(optarg, NULL, 10); break;
+        case 'r': if (cli_parse_seed("distill", optarg, &seed)) return 2; break;
         case 'n': eval_samples = atoi(optarg); break;
         case 'v': save_every = atoi(optarg); break;
         case 'V': if (cli_parse_device("distill", optarg, &cuda)) return 2; break;
         case 1001: if (cli_parse_decode_dtype("distill", optarg, &bf16)) return 2; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: return cli_bad_option("distill", o, argv);
         }
     }
-    if (optind < argc) { fprintf(stderr, "mmm distill: unexpected argument '%s'\n", argv[optind]); return 2; }
-    if (!teacher_dir || !data_path || !out) { fprintf(stderr, "mmm distill: needs --teacher, --data and --out (see --help)\n"); return 2; }
+    if (optind < argc) return cli_usage_error("distill", "unexpected argument '%s'", argv[optind]);
+    if (!teacher_dir || !data_path || !out) return cli_usage_error("distill", "needs --teacher, --data and --out");
     if (!stages[0]) { fprintf(stderr, "mmm distill: --stages names no stage\n"); return 2; }
     if (tau <= 0 || batch_tokens < 16 || accum < 1 || workers < 0 || workers > MMM_TRAIN_MAX_WORKERS) {
         fprintf(stderr, "mmm distill: --temperature must be positive, --batch-tokens >= 16, --accum >= 1, --workers 0 to %d\n",
@@ -301,26 +291,20 @@ int cmd_distill(int argc, char **argv) {
             for (int w = 0; w < workers; w++) mmm_kl_distill_free(&kd[w]);
         }
         if (rc) break;
-        char log[1200], png[1200], tokp[1200];
+        char log[1200], png[1200];
         snprintf(log, sizeof log, "%s/%s_log.jsonl", dir, name);
         snprintf(png, sizeof png, "%s/loss.png", dir);
         const char *keys[] = {"loss", "accuracy"};
         if (mmm_plot_log(log, png, name, keys, k == 3 && eval_path ? 2 : 1))
             fprintf(stderr, "mmm distill: no plot for %s (%s)\n", name, mmm_last_error());
         /* the stage's result, loadable on its own; written last, it marks the stage done */
-        snprintf(tokp, sizeof tokp, "%s/tokenizer.json", dir);
-        char *src = mmm_path_join(teacher_dir, "tokenizer.json");
-        if (src && file_exists(teacher_dir, "tokenizer.json")) rc = copy_file(src, tokp);
-        free(src);
+        rc = cli_copy_tokenizer(teacher_dir, dir);
         if (!rc) rc = mmm_model_save(student, dir, MMM_DTYPE_F32, 0);
         printf("[%s] done: %ld steps, final loss %.5f, %.0f s\n", name, res.step, res.last_loss, res.seconds);
     }
     if (!rc) {
         rc = mmm_model_save(student, out, MMM_DTYPE_F32, 0);
-        char *src = mmm_path_join(teacher_dir, "tokenizer.json"), *dst = mmm_path_join(out, "tokenizer.json");
-        if (!rc && src && dst && file_exists(teacher_dir, "tokenizer.json")) rc = copy_file(src, dst);
-        free(src);
-        free(dst);
+        if (!rc) rc = cli_copy_tokenizer(teacher_dir, out);
         if (!rc) printf("mmm distill: student (%d mamba2, %d attention layers) written to %s\n",
                         mmm_config_n_mamba_layers(&student->cfg), L - mmm_config_n_mamba_layers(&student->cfg), out);
     }

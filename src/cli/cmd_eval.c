@@ -1,5 +1,6 @@
 /* mmm eval: exact-match accuracy per task, and agreement and KL against a teacher. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,24 +37,23 @@ int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *data = NULL, *teacher_dir = NULL, *tok_path = NULL, *json = NULL;
     int samples = 0, max_new = 16, cuda = 0, bf16 = 0, o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (o) {
         case 'm': model_dir = optarg; break;
         case 'd': data = optarg; break;
         case 't': teacher_dir = optarg; break;
         case 'k': tok_path = optarg; break;
-        case 'n': samples = atoi(optarg); break;
-        case 'x': max_new = atoi(optarg); break;
+        case 'n': if (cli_parse_int("eval", "--samples", optarg, 0, INT_MAX, &samples)) return 2; break;
+        case 'x': if (cli_parse_int("eval", "--max-new", optarg, 1, 1 << 20, &max_new)) return 2; break;
         case 'j': json = optarg; break;
         case 'D': if (cli_parse_device("eval", optarg, &cuda)) return 2; break;
         case 'T': if (cli_parse_decode_dtype("eval", optarg, &bf16)) return 2; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: return cli_bad_option("eval", o, argv);
         }
     }
-    if (optind < argc) { fprintf(stderr, "mmm eval: unexpected argument '%s'\n", argv[optind]); return 2; }
-    if (!model_dir || !data) { fprintf(stderr, "mmm eval: needs --model and --data (see --help)\n"); return 2; }
-    if (samples < 0 || max_new < 1) { fprintf(stderr, "mmm eval: --samples must be >= 0 and --max-new >= 1\n"); return 2; }
+    if (optind < argc) return cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);
+    if (!model_dir || !data) return cli_usage_error("eval", "needs --model and --data");
     if (cli_check_dtype("eval", cuda, bf16)) return 2;
     if (cli_check_device("eval", cuda)) return 1;
 
@@ -73,6 +73,7 @@ int cmd_eval(int argc, char **argv) {
     if (!rc) rc = cli_use_device(cuda, m, t);
     if (!rc) rc = cli_use_bf16(bf16, m, t);
     if (!rc) rc = mmm_evaluate(m, tok, &d, 0, max_new, t, &r);
+    double per_s = !rc && r.seconds > 0 ? 1 / r.seconds : 0;
     if (!rc) {
         int L = mmm_config_n_layers(&m->cfg), nm = mmm_config_n_mamba_layers(&m->cfg);
         printf("%s (%s, %d layers: %d mamba2, %d attention) on %s\n", model_dir,
@@ -87,7 +88,7 @@ int cmd_eval(int argc, char **argv) {
                r.loss_tokens ? r.loss_sum / r.loss_tokens : 0);
         if (t) printf("agreement with the teacher %.4f, mean KL(teacher || model) %.5f\n", r.n ? (double)r.agree / r.n : 0,
                       r.kl_tokens ? r.kl_sum / r.kl_tokens : 0);
-        printf("%.1f s, %.1f samples/s, %.0f generated tokens/s\n", r.seconds, r.n / r.seconds, r.generated_tokens / r.seconds);
+        printf("%.1f s, %.1f samples/s, %.0f generated tokens/s\n", r.seconds, r.n * per_s, r.generated_tokens * per_s);
     }
     if (!rc && json) {
         FILE *f = fopen(json, "w");
@@ -97,7 +98,8 @@ int cmd_eval(int argc, char **argv) {
                     model_dir, data, r.n, r.n ? (double)r.correct / r.n : 0, r.loss_tokens ? r.loss_sum / r.loss_tokens : 0);
             if (t) fprintf(f, " \"teacher\": \"%s\", \"agreement\": %.5f, \"kl\": %.6f,", teacher_dir,
                            r.n ? (double)r.agree / r.n : 0, r.kl_tokens ? r.kl_sum / r.kl_tokens : 0);
-            fprintf(f, " \"seconds\": %.2f, \"tasks\": {", r.seconds);
+            fprintf(f, " \"seconds\": %.2f, \"samples_per_s\": %.2f, \"generated_tokens\": %ld, \"generated_tokens_per_s\": %.1f,"
+                    " \"tasks\": {", r.seconds, r.n * per_s, r.generated_tokens, r.generated_tokens * per_s);
             for (int i = 0; i < r.n_tasks; i++)
                 fprintf(f, "%s\"%s\": {\"samples\": %d, \"accuracy\": %.5f}", i ? ", " : "", r.tasks[i].task,
                         r.tasks[i].n, r.tasks[i].n ? (double)r.tasks[i].correct / r.tasks[i].n : 0);

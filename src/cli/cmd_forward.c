@@ -163,7 +163,7 @@ int cmd_forward(int argc, char **argv) {
     char *images[MAX_IMAGES];
     int n_images = 0, hidden = 0, top = 5, cuda = 0, o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (o) {
         case 'm': model_dir = optarg; break;
         case 'i': ids_text = optarg; break;
@@ -179,14 +179,12 @@ int cmd_forward(int argc, char **argv) {
         case 't': tok_path = optarg; break;
         case 'D': if (cli_parse_device("forward", optarg, &cuda)) return 2; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: return cli_bad_option("forward", o, argv);
         }
     }
-    if (optind < argc) { fprintf(stderr, "mmm forward: unexpected argument '%s'\n", argv[optind]); return 2; }
-    if (!model_dir || (!!ids_text + !!ids_file + !!text) != 1) {
-        fprintf(stderr, "mmm forward: needs --model and one of --ids, --ids-file or --text (see --help)\n");
-        return 2;
-    }
+    if (optind < argc) return cli_usage_error("forward", "unexpected argument '%s'", argv[optind]);
+    if (!model_dir || (!!ids_text + !!ids_file + !!text) != 1)
+        return cli_usage_error("forward", "needs --model and one of --ids, --ids-file or --text");
     if (top < 0) top = 0;
     if (cli_check_device("forward", cuda)) return 1;
 

@@ -15,7 +15,8 @@ static void usage(FILE *f) {
           "Builds an mmMamba student from a HoVLE-layout teacher (SPEC 3): every layer becomes the\n"
           "Mamba-2 mixer, seeded from the layer's attention, except the layers kept as attention.\n\n"
           "  --teacher DIR            the teacher model directory\n"
-          "  --out DIR                where to write the student (config.json + model.safetensors)\n"
+          "  --out DIR                where to write the student (config.json + model.safetensors,\n"
+          "                           and the teacher's tokenizer.json / tokenizer.model)\n"
           "  --init KIND              mimic (default: inherit Q, K, V, O and mimic attention: conv\n"
           "                           passes the current token, A = -e, Wdt = 0), inherit (Q, K, V, O\n"
           "                           only), scratch (the whole mixer random)\n"
@@ -44,10 +45,10 @@ int cmd_seed(int argc, char **argv) {
         {"dtype", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *teacher_dir = NULL, *out_dir = NULL, *choice = NULL, *dtype_name = "f32";
     mmm_seed_init init = MMM_INIT_MIMIC;
-    unsigned long long seed = 0;
+    uint64_t seed = 0;
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (o) {
         case 't': teacher_dir = optarg; break;
         case 'o': out_dir = optarg; break;
@@ -62,13 +63,13 @@ int cmd_seed(int argc, char **argv) {
             if (choice) { fprintf(stderr, "mmm seed: give one of --attention-layers or --hybrid\n"); return 2; }
             choice = optarg;
             break;
-        case 's': seed = strtoull(optarg, NULL, 10); break;
+        case 's': if (cli_parse_seed("seed", optarg, &seed)) return 2; break;
         case 'd': dtype_name = optarg; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: return cli_bad_option("seed", o, argv);
         }
     }
-    if (optind < argc) { fprintf(stderr, "mmm seed: unexpected argument '%s'\n", argv[optind]); return 2; }
+    if (optind < argc) return cli_usage_error("seed", "unexpected argument '%s'", argv[optind]);
     if (!teacher_dir || !out_dir) { fprintf(stderr, "mmm seed: needs --teacher and --out (see --help)\n"); return 2; }
     mmm_dtype dtype;
     if (cli_parse_dtype(dtype_name, &dtype)) return cli_fail("seed");
@@ -81,6 +82,7 @@ int cmd_seed(int argc, char **argv) {
     if (!rc && choice) rc = mmm_parse_layer_choice(keep, L, choice);
     if (!rc) rc = mmm_seed_student(&s, t, keep, init, seed);
     if (!rc) rc = mmm_model_save(s, out_dir, dtype, 0);
+    if (!rc) rc = cli_copy_tokenizer(teacher_dir, out_dir); /* so that chat and eval run on it */
     if (!rc) {
         printf("%s: student with %d mamba2 and %d attention layers", out_dir, mmm_config_n_mamba_layers(&s->cfg),
                L - mmm_config_n_mamba_layers(&s->cfg));

@@ -1,4 +1,5 @@
 /* mmm tokenizer: train a byte-level BPE tokenizer.json; encode text to ids; decode ids to text. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,16 +43,13 @@ static int take_list(int argc, char **argv, int *i, const char **list, int *n, c
         }
         list[(*n)++] = argv[++*i];
     }
-    if (*n == start) {
-        fprintf(stderr, "mmm tokenizer: %s needs a value\n", opt);
-        return 2;
-    }
+    if (*n == start) return cli_usage_error("tokenizer", "%s needs a value", opt);
     return 0;
 }
 
 static const char *take_value(int argc, char **argv, int *i) {
     if (*i + 1 >= argc) {
-        fprintf(stderr, "mmm tokenizer: %s needs a value\n", argv[*i]);
+        cli_usage_error("tokenizer", "%s needs a value", argv[*i]);
         return NULL;
     }
     return argv[++*i];
@@ -118,7 +116,8 @@ int cmd_tokenizer(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--corpus")) rc = take_list(argc, argv, &i, corpus, &n_corpus, a);
         else if (!strcmp(a, "--special")) rc = take_list(argc, argv, &i, specials, &n_special, a);
-        else if (!strcmp(a, "--vocab-size")) rc = (a = take_value(argc, argv, &i)) ? (vocab = atoi(a), 0) : 2;
+        else if (!strcmp(a, "--vocab-size"))
+            rc = (a = take_value(argc, argv, &i)) ? cli_parse_int("tokenizer", "--vocab-size", a, 1, INT_MAX, &vocab) : 2;
         else if (!strcmp(a, "--out")) rc = (out = take_value(argc, argv, &i)) ? 0 : 2;
         else if (!strcmp(a, "--tokenizer")) rc = (tok_path = take_value(argc, argv, &i)) ? 0 : 2;
         else if (!strcmp(a, "--text")) rc = (text = take_value(argc, argv, &i)) ? 0 : 2;
@@ -126,10 +125,7 @@ int cmd_tokenizer(int argc, char **argv) {
         else if (!strcmp(a, "--ids")) rc = (ids = take_value(argc, argv, &i)) ? 0 : 2;
         else if (!strcmp(a, "--no-special")) no_special = 1;
         else if (!strcmp(a, "--skip-special")) skip_special = 1;
-        else {
-            fprintf(stderr, "mmm tokenizer %s: unexpected argument '%s' (see --help)\n", sub, a);
-            rc = 2;
-        }
+        else rc = cli_usage_error("tokenizer", "unexpected argument '%s' for %s", a, sub);
     }
     if (rc) return rc;
     if (!strcmp(sub, "train")) return train(corpus, n_corpus, specials, n_special, vocab, out);

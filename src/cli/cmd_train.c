@@ -21,7 +21,7 @@ static void usage(FILE *f) {
           "                 [--eval TEST.jsonl] [--steps N] [--lr X] [--schedule wsd|cosine|constant]\n"
           "                 [--warmup F] [--decay F] [--batch-tokens N] [--accum N] [--workers N] [--clip X]\n"
           "                 [--weight-decay X] [--eval-every N] [--eval-samples N] [--save-every N]\n"
-          "                 [--seed N] [--init-std X] [--max-tokens N] [--system TEXT] [--strict]\n"
+          "                 [--seed N] [--init-std X] [--hflip P] [--max-tokens N] [--system TEXT] [--strict]\n"
           "                 [--device cpu|cuda] [--dtype f32|bf16]\n\n"
           "Trains a HoVLE-architecture teacher from scratch with AdamW on the answer tokens of\n"
           "LLaVA-style JSONL conversations. Checkpoints go to DIR/checkpoints (atomic; rerunning the\n"
@@ -44,6 +44,8 @@ static void usage(FILE *f) {
           "  --eval-every N      evaluate every N steps (default 200) on --eval-samples (default 200)\n"
           "  --save-every N      checkpoint every N steps (default 200)\n"
           "  --seed N            initialisation and data order (default 0)\n"
+          "  --hflip P           mirror each single-tile image left-right with probability P (default 0;\n"
+          "                      only for data whose questions do not depend on left and right)\n"
           "  --max-tokens N      drop longer samples (default 4096)\n"
           "  --device D          cpu (default) or cuda: forward, backward and AdamW on the GPU\n"
           "                      (one micro-batch at a time)\n"
@@ -110,7 +112,7 @@ int cmd_train(int argc, char **argv) {
         {"save-every", required_argument, 0, 'v'}, {"seed", required_argument, 0, 'r'},
         {"init-std", required_argument, 0, 'i'}, {"max-tokens", required_argument, 0, 'x'},
         {"system", required_argument, 0, 'y'}, {"strict", no_argument, 0, 'T'},
-        {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001}, {"hflip", required_argument, 0, 1002}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *config_path = NULL, *tok_path = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL;
     mmm_train_options o = {.name = "train", .steps = 1000, .accum = 1, .batch_tokens = 2048, .clip = 1.0f,
                            .sched = {MMM_SCHED_WSD, 1e-3f, 0.1f, 0.1f, 0.0f, 0},
@@ -120,7 +122,7 @@ int cmd_train(int argc, char **argv) {
     int eval_samples = 200, cuda = 0, bf16 = 0, o_;
     float init_std = 0.02f;
     optind = 1;
-    while ((o_ = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((o_ = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (o_) {
         case 'c': config_path = optarg; break;
         case 't': tok_path = optarg; break;
@@ -140,24 +142,25 @@ int cmd_train(int argc, char **argv) {
         case 'E': o.eval_every = atoi(optarg); break;
         case 'n': eval_samples = atoi(optarg); break;
         case 'v': o.save_every = atoi(optarg); break;
-        case 'r': o.seed = strtoull(optarg, NULL, 10); break;
+        case 'r': if (cli_parse_seed("train", optarg, &o.seed)) return 2; break;
         case 'i': init_std = (float)atof(optarg); break;
         case 'x': dopt.max_tokens = atoi(optarg); break;
         case 'y': dopt.system = optarg; break;
         case 'T': dopt.strict = 1; break;
         case 'V': if (cli_parse_device("train", optarg, &cuda)) return 2; break;
         case 1001: if (cli_parse_decode_dtype("train", optarg, &bf16)) return 2; break;
+        case 1002: o.hflip = (float)atof(optarg); break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: return cli_bad_option("train", o_, argv);
         }
     }
-    if (optind < argc) { fprintf(stderr, "mmm train: unexpected argument '%s'\n", argv[optind]); return 2; }
-    if (!config_path || !tok_path || !data_path || !out) {
-        fprintf(stderr, "mmm train: needs --config, --tokenizer, --data and --out (see --help)\n");
-        return 2;
-    }
-    if (o.steps < 1 || o.accum < 1 || o.batch_tokens < 16 || o.sched.lr <= 0 || o.workers < 0 || o.workers > MMM_TRAIN_MAX_WORKERS) {
-        fprintf(stderr, "mmm train: --steps, --accum, --lr must be positive, --batch-tokens at least 16, --workers 0 to %d\n", MMM_TRAIN_MAX_WORKERS);
+    if (optind < argc) return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
+    if (!config_path || !tok_path || !data_path || !out)
+        return cli_usage_error("train", "needs --config, --tokenizer, --data and --out");
+    if (o.steps < 1 || o.accum < 1 || o.batch_tokens < 16 || o.sched.lr <= 0 || o.workers < 0 || o.workers > MMM_TRAIN_MAX_WORKERS ||
+        !(o.hflip >= 0 && o.hflip <= 1)) {
+        fprintf(stderr, "mmm train: --steps, --accum, --lr must be positive, --batch-tokens at least 16, --workers 0 to %d, "
+                        "--hflip 0 to 1\n", MMM_TRAIN_MAX_WORKERS);
         return 2;
     }
     if (cli_check_dtype("train", cuda, bf16)) return 2;

@@ -1,17 +1,133 @@
 #include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
 #include <omp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "mmm/error.h"
+#include "mmm/fileio.h"
 #include "mmm/image.h"
+#include "mmm/path.h"
 
 int cli_fail(const char *cmd) {
     fprintf(stderr, "mmm %s: %s\n", cmd, mmm_last_error());
     return 1;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "mmm %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see mmm %s --help)\n", cmd);
+    va_end(ap);
+    return 2;
+}
+
+int cli_bad_option(const char *cmd, int o, char **argv) {
+    const char *arg = argv[optind - 1]; /* getopt has just stepped past it */
+    if (strncmp(arg, "--", 2)) /* a short option: optopt is its letter */
+        return cli_usage_error(cmd, o == ':' ? "-%c needs a value" : "unknown option '-%c'", optopt);
+    /* a long one: optopt is its value when it is known, 0 when not */
+    int len = (int)strcspn(arg, "=");
+    if (!optopt) return cli_usage_error(cmd, "unknown option '%.*s'", len, arg);
+    return cli_usage_error(cmd, arg[len] ? "%.*s takes no value" : "%.*s needs a value", len, arg);
+}
+
+int cli_parse_long(const char *cmd, const char *opt, const char *value, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    /* strtol skips leading blanks: a value must start with its sign or first digit */
+    if (end == value || *end || errno || isspace((unsigned char)*value) || v < lo || v > hi) {
+        if (hi >= INT_MAX) fprintf(stderr, "mmm %s: %s must be a whole number >= %ld, not '%s'\n", cmd, opt, lo, value);
+        else fprintf(stderr, "mmm %s: %s must be a whole number from %ld to %ld, not '%s'\n", cmd, opt, lo, hi, value);
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_int(const char *cmd, const char *opt, const char *value, int lo, int hi, int *out) {
+    long v;
+    int rc = cli_parse_long(cmd, opt, value, lo, hi, &v);
+    if (!rc) *out = (int)v;
+    return rc;
+}
+
+int cli_parse_double(const char *cmd, const char *opt, const char *value, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    /* !(v >= lo) also refuses nan */
+    if (end == value || *end || errno || isspace((unsigned char)*value) || !(v >= lo) || v > hi || isinf(v)) {
+        if (isinf(hi)) fprintf(stderr, "mmm %s: %s must be a number >= %g, not '%s'\n", cmd, opt, lo, value);
+        else fprintf(stderr, "mmm %s: %s must be a number from %g to %g, not '%s'\n", cmd, opt, lo, hi, value);
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_float(const char *cmd, const char *opt, const char *value, double lo, double hi, float *out) {
+    double v;
+    int rc = cli_parse_double(cmd, opt, value, lo, hi, &v);
+    if (!rc) *out = (float)v;
+    return rc;
+}
+
+int cli_parse_seed(const char *cmd, const char *value, uint64_t *seed) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(value, &end, 10);
+    /* strtoull skips blanks and accepts a sign, wrapping "-1" to 2^64 − 1 */
+    if (end == value || *end || errno || !isdigit((unsigned char)*value)) {
+        fprintf(stderr, "mmm %s: --seed must be a whole number from 0 to %llu, not '%s'\n", cmd,
+                (unsigned long long)UINT64_MAX, value);
+        return 2;
+    }
+    *seed = v;
+    return 0;
+}
+
+/* Copies a file byte for byte (tokenizer.model is binary), atomically. */
+static int copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb");
+    if (!in) return mmm_fail(MMM_ERR_IO, "%s: cannot open: %s", from, strerror(errno));
+    char *tmp;
+    FILE *out;
+    int rc = mmm_atomic_open(to, &tmp, &out);
+    if (rc) {
+        fclose(in);
+        return rc;
+    }
+    char buf[1 << 16];
+    size_t n;
+    while (!rc && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) rc = mmm_fail(MMM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    if (!rc && ferror(in)) rc = mmm_fail(MMM_ERR_IO, "%s: read failed", from);
+    fclose(in);
+    return mmm_atomic_finish(to, tmp, out, rc);
+}
+
+int cli_copy_tokenizer(const char *from_dir, const char *to_dir) {
+    static const char *const names[] = {"tokenizer.json", "tokenizer.model"};
+    int rc = MMM_OK;
+    for (int i = 0; i < 2 && !rc; i++) {
+        char *src = mmm_path_join(from_dir, names[i]), *dst = mmm_path_join(to_dir, names[i]);
+        if (!src || !dst) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
+        else if (access(src, F_OK) == 0) rc = copy_file(src, dst);
+        free(src);
+        free(dst);
+    }
+    return rc;
 }
 
 int cli_load_images(const mmm_model *m, char **paths, int n_images, float **pixels, int *n_tiles,

@@ -1,4 +1,5 @@
 /* mmm command-line program: dispatches subcommands. Only this layer decides to exit. */
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,6 +50,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    opterr = 0; /* the commands say what is wrong with their options in one line (cli_bad_option) */
     if (argc < 2) {
         usage(stderr);
         return 2;

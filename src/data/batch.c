@@ -101,6 +101,25 @@ int mmm_sample_pixels(const mmm_sample *s, const mmm_config *cfg, float **pixels
     return MMM_OK;
 }
 
+void mmm_batch_hflip(mmm_batch *b, const mmm_dataset *d, const mmm_config *cfg, float hflip, uint64_t key) {
+    if (hflip <= 0) return;
+    int S = cfg->tile_size;
+    float *tile = b->pixels; /* (n_tiles, 3, S, S), the members' images in order */
+    for (int i = 0; i < b->B; i++) {
+        const mmm_sample *s = &d->samples[b->members[i]];
+        for (int k = 0; k < s->n_images; tile += (size_t)3 * S * S * s->tiles[k], k++) {
+            mmm_rng r = mmm_rng_seed(key ^ ((uint64_t)b->members[i] << 20 | (uint64_t)k) * 0x9E3779B97F4A7C15ull);
+            if (s->tiles[k] != 1 || mmm_rng_uniform(&r) >= hflip) continue;
+            for (float *row = tile; row < tile + (size_t)3 * S * S; row += S)
+                for (int x = 0; x < S / 2; x++) {
+                    float t = row[x];
+                    row[x] = row[S - 1 - x];
+                    row[S - 1 - x] = t;
+                }
+        }
+    }
+}
+
 void mmm_batch_free(mmm_batch *b) {
     free(b->ids);
     free(b->labels);

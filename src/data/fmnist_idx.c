@@ -92,9 +92,11 @@ static uint32_t be32(const uint8_t *p) {
 static gzFile open_gz(const char *path, int *rc) {
     errno = 0;
     gzFile f = gzopen(path, "rb");
-    if (!f)
-        *rc = mmm_fail(errno == ENOENT ? MMM_ERR_NOT_FOUND : errno ? MMM_ERR_IO : MMM_ERR_NOMEM,
-                       "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+    if (!f && errno == ENOENT)
+        *rc = mmm_fail(MMM_ERR_NOT_FOUND, "%s: cannot open: %s (install it with: make deps, or apt-get install "
+                       "dataset-fashion-mnist; or pass --source DIR)", path, strerror(errno));
+    else if (!f)
+        *rc = mmm_fail(errno ? MMM_ERR_IO : MMM_ERR_NOMEM, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
     return f;
 }
 

@@ -27,14 +27,15 @@ static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
     if (n < cap) snprintf(buf + n, cap - n, "]");
 }
 
-/* Checks that the checkpoint has exactly the table's tensors with the table's shapes; one error
- * lists every problem. */
+/* Checks that the checkpoint has exactly the table's tensors (optional ones may be absent) with
+ * the table's shapes; one error lists every problem. */
 static int check_tensors(const mmm_model *m, const mmm_st_model *st, const char *dir) {
     char missing[1024] = "", shaped[1024] = "", extra[1024] = "";
     int n_missing = 0, n_shaped = 0, n_extra = 0;
     for (int i = 0; i < m->n_params; i++) {
         const mmm_param *p = &m->params[i];
         const mmm_st_tensor *t = mmm_st_model_find(st, p->name);
+        if (!t && (p->flags & MMM_PARAM_OPTIONAL)) continue;
         if (!t) {
             note(missing, sizeof missing, &n_missing, "%s%s", n_missing ? ", " : "", p->name);
             continue;
@@ -90,8 +91,10 @@ int mmm_model_load(mmm_model **out, const char *dir) {
     if ((rc = mmm_st_open_model(&st, dir)) || (rc = check_tensors(m, st, dir))) goto done;
     for (int i = 0; i < m->n_params && !rc; i++) {
         const mmm_param *p = &m->params[i];
+        const mmm_st_tensor *t = mmm_st_model_find(st, p->name);
         float *x = m->data + p->offset;
-        if ((rc = mmm_st_read_f32(mmm_st_model_find(st, p->name), x, p->numel))) break;
+        if (!t) continue; /* an optional tensor the checkpoint lacks stays zero */
+        if ((rc = mmm_st_read_f32(t, x, p->numel))) break;
         if (p->flags & MMM_PARAM_UNUSED) continue;
         for (size_t k = 0; k < p->numel; k++)
             if (!isfinite(x[k])) {

@@ -86,6 +86,17 @@ static int parse_stack(const char *path, const char *name, const cJSON *obj, int
     if ((hidden / heads) % 2)
         return mmm_fail(MMM_ERR_FORMAT, "%s: %shead_dim = %d must be even for rotary embeddings",
                         path, where, hidden / heads);
+    /* what mmm does not implement is refused rather than silently computed differently */
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(obj, "hidden_act");
+    if (act && !cJSON_IsNull(act) && !cJSON_IsString(act))
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %shidden_act must be a string", path, where);
+    if (act && cJSON_IsString(act) && strcmp(act->valuestring, "silu"))
+        return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %shidden_act = \"%s\" is not supported (mmm implements "
+                        "only \"silu\")", path, where, act->valuestring);
+    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(obj, "rope_scaling");
+    if (scaling && !cJSON_IsNull(scaling))
+        return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %srope_scaling is not supported (mmm implements plain "
+                        "RoPE: leave it null or absent)", path, where);
     const cJSON *kinds = cJSON_GetObjectItemCaseSensitive(obj, "layers_block_type");
     if (kinds && !cJSON_IsNull(kinds)) {
         if (!cJSON_IsArray(kinds) || cJSON_GetArraySize(kinds) != n)

@@ -136,7 +136,7 @@ int mmm_kl_distill_step(void *ctx, const mmm_model *student, const mmm_batch *b,
     /* the KL op averages over masked rows; weight it back to a per-token sum */
     float kl = mmm_kl_div_forward(ls, lt, d->mask, d->tau, (int)N, V);
     memset(d->dlogits, 0, N * V * sizeof *d->dlogits);
-    mmm_kl_div_backward(d->dlogits, (float)valid, ls, lt, d->mask, d->tau, (int)N, V);
+    mmm_kl_div_backward(d->dlogits, NULL, (float)valid, ls, lt, d->mask, d->tau, (int)N, V);
     double total = (double)kl * valid;
     if (d->ce_weight > 0) {
         float ce;

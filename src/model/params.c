@@ -99,6 +99,11 @@ static int build_table(const mmm_config *c, table *out) {
     ADDG(MMM_ROLE_FINAL_NORM, 0, "language_model.model.norm.weight", C);
     ADDG(MMM_ROLE_LM_HEAD, MMM_PARAM_DECAY, "language_model.output.weight", c->vocab, C);
     ADDG(MMM_ROLE_TOK_EMB, MMM_PARAM_UNUSED, "language_model.model.tok_embeddings.weight", c->vocab, C);
+    /* InternViT's class token, in real HoVLE checkpoints but not in older mmm ones; last in the
+     * table so that random initialisation of everything else stays as it was */
+    if (c->patch_size > 0)
+        ADDG(MMM_ROLE_CLASS_EMB, MMM_PARAM_UNUSED | MMM_PARAM_OPTIONAL,
+             "embedding_model.vision_embeddings.class_embedding", 1, 1, C);
     *out = t;
     return MMM_OK;
 fail:
@@ -127,6 +132,7 @@ int mmm_weights_bind(const mmm_model *m, float *base, mmm_weights *w) {
         case MMM_ROLE_FINAL_NORM: w->final_norm = x; break;
         case MMM_ROLE_LM_HEAD: w->lm_head = x; break;
         case MMM_ROLE_TOK_EMB: w->tok_emb = x; break;
+        case MMM_ROLE_CLASS_EMB: w->class_emb = x; break;
         case MMM_ROLE_ATTN_NORM: lw->attn_norm = x; break;
         case MMM_ROLE_FFN_NORM: lw->ffn_norm = x; break;
         case MMM_ROLE_W1: lw->w1 = x; break;

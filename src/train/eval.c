@@ -57,8 +57,9 @@ int mmm_evaluate(const mmm_model *m, const mmm_tokenizer *tok, const mmm_dataset
     float *tlogits = teacher ? malloc((size_t)V * (size_t)(longest + 1) * sizeof *tlogits) : NULL;
     int32_t *out = malloc((size_t)(max_new + 1) * sizeof *out), *tout = malloc((size_t)(max_new + 1) * sizeof *tout);
     int rc = logits && out && tout && (!teacher || tlogits) ? mmm_state_new(&st, m, longest + max_new + 1)
-                                                           : mmm_fail(MMM_ERR_NOMEM, "eval: out of memory");
-    if (!rc && teacher && teacher->cfg.vocab != V) rc = mmm_fail(MMM_ERR_ARG, "eval: the teacher's vocabulary differs from the model's");
+                                                           : mmm_fail(MMM_ERR_NOMEM, "out of memory for the evaluation");
+    if (!rc && teacher && teacher->cfg.vocab != V)
+        rc = mmm_fail(MMM_ERR_ARG, "the teacher's vocabulary (%d) differs from the model's (%d)", teacher->cfg.vocab, V);
     if (!rc && teacher) rc = mmm_state_new(&tst, teacher, longest + max_new + 1);
     int32_t stop = m->cfg.im_end_id >= 0 ? m->cfg.im_end_id : mmm_tokenizer_token_to_id(tok, "<|im_end|>");
     for (int k = 0; k < n && !rc; k++) {

@@ -140,6 +140,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
                     rc = mmm_batch_plan(order, batch_end, data->n, data, BUCKET_WINDOW, o->batch_tokens, st.seed, st.epoch);
                 }
                 if (!rc) rc = mmm_batch_make(&batch[w], data, order, batch_end[st.position], &st.position, o->batch_tokens, &m->cfg);
+                if (!rc) mmm_batch_hflip(&batch[w], data, &m->cfg, o->hflip, st.seed * 0xD1B54A32D192ED03ull + (uint64_t)st.epoch);
                 made = w + 1;
             }
             if (!rc) {

@@ -686,7 +686,7 @@ TEST(cuda_losses) {
             float got = scalar_of(dl);
             check_close(what, &got, &ref, 1, 1e-4);
         }
-        mmm_kl_div_backward(g2, 1.3f, z, t, mask, 2.0f, N, V);
+        mmm_kl_div_backward(g2, NULL, 1.3f, z, t, mask, 2.0f, N, V);
         snprintf(what, sizeof what, "kl_div_bwd N=%d V=%d tau=2 masked (accumulated)", N, V);
         if (cu_ran(mmm_cuda_kl_div_backward(dg2, 1.3f, dz, dt, dmask, 2.0f, N, V), what)) same(what, dg2, g2, n, F32, 1e-5);
 

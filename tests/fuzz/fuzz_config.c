@@ -16,7 +16,7 @@ static double n_floats(const mmm_config *c) {
     double C = c->hidden, total = 0;
     if (c->patch_size > 0) {
         double p = c->patch_size, g = mmm_config_patch_grid(c), r = mmm_config_shuffle_factor(c);
-        total += C * c->channels * p * p + (1 + g * g) * C + C * r * r * C + C * C + 3 * C;
+        total += C * c->channels * p * p + (1 + g * g) * C + C * r * r * C + C * C + 4 * C; /* 3 biases, class token */
     }
     total += ((double)c->llm_vocab + c->n_special) * C;
     for (int l = 0; l < mmm_config_n_layers(c); l++) {

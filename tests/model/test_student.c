@@ -1,6 +1,7 @@
 /* Student (mmMamba) model: seeding, the mimic conv, layer choice, released-layout round trip,
- * prefill + decode = full forward for linear and hybrid students, gradient checks of every
- * mixer parameter, and a state that does not grow with the sequence. */
+ * prefill + decode = full forward for linear and hybrid students, every Mamba-2 layer of a full
+ * forward against its explicit T×T form, gradient checks of every mixer parameter, and a state
+ * that does not grow with the sequence. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,10 +189,21 @@ TEST(student_prefill_decode_matches_forward) {
         snprintf(what, sizeof what, "%s student: prefill(%d) + decode(%d) = full forward at every position", kinds[k], split, T - split);
         check(rc == MMM_OK, "%s runs", what);
         check_close_f(what, got, mmm_acts_logits(acts), (size_t)T * V, 1e-5);
-        /* prefill of everything in one call (one chunk) and split in two calls */
+        /* prefill of everything in one call */
         mmm_state_reset(st);
         mmm_prefill(s, st, ids, T, pixels, n_tiles, got, NULL);
         snprintf(what, sizeof what, "%s student: one prefill = full forward", kinds[k]);
+        check_close_f(what, got, mmm_acts_logits(acts), (size_t)T * V, 1e-5);
+        /* two prefills, the second continuing a non-empty state (conv and SSM state carried into
+         * a multi-token scan), then decode */
+        memset(got, 0, (size_t)T * V * sizeof *got);
+        mmm_state_reset(st);
+        rc = mmm_prefill(s, st, ids, split, pixels, n_tiles, got, NULL);
+        if (!rc) rc = mmm_prefill(s, st, ids + split, T - 2 - split, NULL, 0, got + (size_t)split * V, NULL);
+        for (int i = T - 2; i < T && !rc; i++) rc = mmm_decode(s, st, ids[i], got + (size_t)i * V);
+        snprintf(what, sizeof what, "%s student: prefill(%d) + prefill(%d) + decode(2) = full forward",
+                 kinds[k], split, T - 2 - split);
+        check(rc == MMM_OK && T - 2 - split > 1, "%s runs", what);
         check_close_f(what, got, mmm_acts_logits(acts), (size_t)T * V, 1e-5);
         mmm_state_free(st);
         mmm_acts_free(acts);
@@ -202,6 +214,117 @@ TEST(student_prefill_decode_matches_forward) {
     mmm_model_free(t);
 }
 
+static double silu(double v) { return v / (1 + exp(-v)); }
+
+/* out = RMSNorm(x; w, eps), float64, n values */
+static void rmsnorm64(double *out, const double *x, const float *w, double eps, int n) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    double r = 1 / sqrt(ss / n + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
+}
+
+/* out (n) = W (n, k) · x (k) */
+static void matvec64(double *out, const float *W, const double *x, int n, int k) {
+    for (int i = 0; i < n; i++) {
+        double acc = 0;
+        for (int j = 0; j < k; j++) acc += (double)W[(size_t)i * k + j] * x[j];
+        out[i] = acc;
+    }
+}
+
+/* Mamba-2 layer l (SPEC 3, then the MLP) in float64 on x (T, C) → out (T, C), with the scan as
+ * its explicit T×T sum y_t = Σ_{s≤t} exp(A·Σ_{s<r≤t} dt_r)·dt_s·(B_s·C_t)·x_s: a form that
+ * shares nothing with the chunked SSD. */
+static void mamba_layer_explicit(double *out, const mmm_model *m, int l, const float *x, int T) {
+    const mmm_layer_desc *d = &m->cfg.layers[l];
+    const mmm_layer_weights *w = &m->w.layers[l];
+    int C = m->cfg.hidden, H = d->n_heads, G = d->n_kv_heads, D = d->head_dim, F = d->ffn;
+    int HD = H * D, KD = G * D, Dc = 2 * KD + HD, Dz = Dc + HD + H, K = MMM_MAMBA_CONV_K;
+    double *xt = malloc(C * sizeof *xt), *h = malloc(C * sizeof *h), *hid = malloc(2 * (size_t)F * sizeof *hid);
+    double *z = malloc((size_t)T * Dz * sizeof *z), *u = malloc((size_t)T * Dc * sizeof *u);
+    double *cum = calloc((size_t)(T + 1) * H, sizeof *cum), *dt = malloc((size_t)T * H * sizeof *dt);
+    double *y = calloc((size_t)HD, sizeof *y), *att = malloc(HD * sizeof *att), *mid = malloc(C * sizeof *mid);
+    for (int t = 0; t < T; t++) { /* z = [v k q | g | dt] = RMSNorm(x)·Wᵀ */
+        for (int i = 0; i < C; i++) xt[i] = x[(size_t)t * C + i];
+        rmsnorm64(h, xt, w->attn_norm, d->rms_eps, C);
+        matvec64(z + (size_t)t * Dz, w->wvkqgdt, h, Dz, C);
+    }
+    for (int t = 0; t < T; t++) {
+        for (int c = 0; c < Dc; c++) { /* causal conv, tap K−1 on the current token, then SiLU */
+            double acc = w->conv_b[c];
+            for (int j = 0; j < K; j++)
+                if (t - (K - 1) + j >= 0) acc += (double)w->conv_w[(size_t)c * K + j] * z[(size_t)(t - (K - 1) + j) * Dz + c];
+            u[(size_t)t * Dc + c] = silu(acc);
+        }
+        for (int hh = 0; hh < H; hh++) {
+            double v = z[(size_t)t * Dz + Dc + HD + hh] + w->dt_bias[hh];
+            dt[(size_t)t * H + hh] = v > 30 ? v : log1p(exp(v));
+            cum[(size_t)(t + 1) * H + hh] = cum[(size_t)t * H + hh] + dt[(size_t)t * H + hh];
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        for (int hh = 0; hh < H; hh++) {
+            int g = hh / (H / G);
+            double A = -exp((double)w->A_log[hh]), *yh = y + (size_t)hh * D;
+            const double *Ct = u + (size_t)t * Dc + 2 * KD + (size_t)hh * D;
+            for (int p = 0; p < D; p++) yh[p] = 0;
+            for (int s = 0; s <= t; s++) {
+                const double *xs = u + (size_t)s * Dc + (size_t)g * D, *Bs = xs + KD;
+                double bc = 0;
+                for (int n = 0; n < D; n++) bc += Bs[n] * Ct[n];
+                double coef = exp(A * (cum[(size_t)(t + 1) * H + hh] - cum[(size_t)(s + 1) * H + hh])) * dt[(size_t)s * H + hh] * bc;
+                for (int p = 0; p < D; p++) yh[p] += coef * xs[p];
+            }
+            double ss = 0; /* gate: per-head RMSNorm of y (eps 1e-5) ⊙ SiLU(g) */
+            for (int p = 0; p < D; p++) ss += yh[p] * yh[p];
+            double r = 1 / sqrt(ss / D + 1e-5);
+            for (int p = 0; p < D; p++)
+                att[hh * D + p] = yh[p] * r * w->gnorm[p] * silu(z[(size_t)t * Dz + Dc + hh * D + p]);
+        }
+        matvec64(mid, w->o_proj, att, C, HD);
+        for (int i = 0; i < C; i++) mid[i] += x[(size_t)t * C + i];
+        rmsnorm64(h, mid, w->ffn_norm, d->rms_eps, C);
+        matvec64(hid, w->w1, h, F, C);
+        matvec64(hid + F, w->w3, h, F, C);
+        for (int f = 0; f < F; f++) hid[f] = silu(hid[f]) * hid[F + f];
+        matvec64(out + (size_t)t * C, w->w2, hid, C, F);
+        for (int i = 0; i < C; i++) out[(size_t)t * C + i] += mid[i];
+    }
+    free(xt); free(h); free(hid); free(z); free(u); free(cum); free(dt); free(y); free(att); free(mid);
+}
+
+/* Every layer of a full student forward (chunked SSD, T = 300: two chunks of 128 and a
+ * remainder) against the explicit form on that layer's input from the same forward. */
+TEST(student_mamba_layers_match_explicit_form) {
+    mmm_model *t = teacher(), *s = NULL;
+    if (!check(t != NULL, "explicit layers: teacher loads")) return;
+    mmm_seed_student(&s, t, NULL, MMM_INIT_MIMIC, 13);
+    perturb_mixers(s, 31);
+    const int T = 300;
+    int32_t ids[300];
+    rng_t rng = rng_new(17);
+    for (int i = 0; i < T; i++) ids[i] = (int32_t)(rng_uniform(&rng) * s->cfg.llm_vocab);
+    mmm_input in = {1, T, ids, NULL, 0};
+    mmm_acts *acts = NULL;
+    int rc = mmm_forward(s, &in, &acts);
+    if (check(rc == MMM_OK, "explicit layers: student forward T=%d%s%s", T, rc ? ": " : "", rc ? mmm_last_error() : "")) {
+        int C = s->cfg.hidden, E = s->cfg.n_emb_layers;
+        double *want = malloc((size_t)T * C * sizeof *want);
+        for (int l = 0; l < mmm_config_n_layers(&s->cfg); l++) {
+            const float *x = l == 0 ? mmm_acts_input_embeds(acts) : l == E ? mmm_acts_encoder_output(acts)
+                                                                           : mmm_acts_layer_output(acts, l - 1);
+            mamba_layer_explicit(want, s, l, x, T);
+            char what[120];
+            snprintf(what, sizeof what, "student layer %d (mamba2, T=%d): chunked SSD forward = explicit T×T form", l, T);
+            check_close(what, mmm_acts_layer_output(acts, l), want, (size_t)T * C, 1e-5);
+        }
+        free(want);
+    }
+    mmm_acts_free(acts);
+    mmm_model_free(s);
+    mmm_model_free(t);
+}
 
 TEST(student_gradcheck_mixer_parameters) {
     mmm_model *t = teacher(), *s = NULL;

@@ -183,6 +183,17 @@ TEST(teacher_rejects_bad_configs_and_weights) {
     expect_load_error("special id beyond the tables",
                       edited_model("embedding_config", "special_token_maps", cJSON_Parse("{\"<img>\": 99}")),
                       "special token \"<img>\" has id 99");
+    expect_load_error("an activation mmm does not implement",
+                      edited_model("llm_config", "hidden_act", cJSON_CreateString("gelu")),
+                      "config.json: llm_config.hidden_act = \"gelu\" is not supported");
+    expect_load_error("RoPE scaling",
+                      edited_model("embedding_config", "rope_scaling", cJSON_Parse("{\"type\": \"linear\", \"factor\": 2.0}")),
+                      "config.json: embedding_config.rope_scaling is not supported");
+    char *plain = edited_model("llm_config", "rope_scaling", cJSON_CreateNull());
+    mmm_model *ok = NULL;
+    int rc = plain ? mmm_model_load(&ok, plain) : -1;
+    check(rc == MMM_OK, "rope_scaling null (with hidden_act \"silu\") is accepted%s%s", rc ? ": " : "", rc ? mmm_last_error() : "");
+    mmm_model_free(ok);
     expect_load_error("tile grid not divisible by the shuffle",
                       edited_model(NULL, "force_image_size", cJSON_CreateNumber(10)),
                       "cannot be pixel-shuffled");
@@ -204,6 +215,82 @@ TEST(teacher_rejects_bad_configs_and_weights) {
     expect_load_error("config not JSON", dir, "config.json: not valid JSON");
     mmm_model_free(m);
     (void)copy_file;
+}
+
+#define CLASS_EMB "embedding_model.vision_embeddings.class_embedding"
+
+/* Saves m to a fresh directory (config.json + model.safetensors) with CLASS_EMB shaped
+ * (1, n, C) from `cls`, or left out when n == 0; the directory, or NULL. */
+static char *save_class_embedding(char *dir, const mmm_model *m, int n, const float *cls /* (n·C) */) {
+    char path[256];
+    mmm_st_writer *w = NULL;
+    int rc = mkdtemp(dir) ? mmm_st_writer_new(&w) : -1;
+    for (int i = 0; i < m->n_params && !rc; i++) {
+        const mmm_param *p = &m->params[i];
+        if (strcmp(p->name, CLASS_EMB))
+            rc = mmm_st_writer_add_f32(w, p->name, MMM_DTYPE_F32, p->ndim, p->shape, m->data + p->offset);
+    }
+    const int64_t shape[3] = {1, n, m->cfg.hidden};
+    if (!rc && n) rc = mmm_st_writer_add_f32(w, CLASS_EMB, MMM_DTYPE_F32, 3, shape, cls);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (!rc) rc = mmm_st_writer_save(w, path);
+    mmm_st_writer_free(w);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!rc) rc = mmm_config_save(&m->cfg, path);
+    return rc ? NULL : dir;
+}
+
+/* Real HoVLE checkpoints carry InternViT's class token, which HoVLE never reads; ours and older
+ * ones do not. Both load, to the same logits; a mis-shaped one is refused by name. */
+TEST(teacher_checkpoint_class_embedding) {
+    mmm_model *m = NULL, *with = NULL, *without = NULL;
+    if (!check(mmm_model_load(&m, CASE_DIR) == MMM_OK, "class_embedding: model loads")) return;
+    const mmm_param *p = mmm_model_param(m, CLASS_EMB);
+    int C = m->cfg.hidden;
+    check(p && p->ndim == 3 && p->shape[0] == 1 && p->shape[1] == 1 && p->shape[2] == C &&
+          (p->flags & MMM_PARAM_UNUSED) && (p->flags & MMM_PARAM_OPTIONAL),
+          "class_embedding: a (1, 1, C) tensor of the table, unused and optional");
+    if (!p) {
+        mmm_model_free(m);
+        return;
+    }
+    rng_t rng = rng_new(3);
+    float *cls = alloc_uniform(&rng, 2 * (size_t)C, -1, 1);
+    char d_without[] = "/tmp/mmm_cls_XXXXXX", d_with[] = "/tmp/mmm_cls_XXXXXX", d_bad[] = "/tmp/mmm_cls_XXXXXX";
+    int rc = save_class_embedding(d_without, m, 0, NULL) ? mmm_model_load(&without, d_without) : -1;
+    if (check(rc == MMM_OK, "class_embedding: a checkpoint without it loads%s%s", rc ? ": " : "", rc ? mmm_last_error() : "")) {
+        float *zero = alloc_zeros((size_t)C);
+        check_close_f("class_embedding: absent, it loads as zeros", without->w.class_emb, zero, (size_t)C, 0);
+        free(zero);
+    }
+    memcpy(m->w.class_emb, cls, (size_t)C * sizeof *cls);
+    rc = mkdtemp(d_with) ? mmm_model_save(m, d_with, MMM_DTYPE_F32, 0) : -1;
+    if (!rc) rc = mmm_model_load(&with, d_with);
+    if (check(rc == MMM_OK, "class_embedding: a checkpoint with it loads%s%s", rc ? ": " : "", rc ? mmm_last_error() : ""))
+        check_close_f("class_embedding: saved and loaded back exactly", with->w.class_emb, cls, (size_t)C, 0);
+    if (with && without) {
+        int T = 0, n_tiles = 0;
+        float *pix = NULL;
+        int32_t *ids = case_ids(CASE_DIR, &T, &pix, &n_tiles, m->cfg.tile_size);
+        mmm_input in = {1, T, ids, pix, n_tiles};
+        mmm_acts *a = NULL, *b = NULL;
+        rc = mmm_forward(with, &in, &a);
+        if (!rc) rc = mmm_forward(without, &in, &b);
+        if (check(rc == MMM_OK && n_tiles > 0, "class_embedding: forward with %d image tiles", n_tiles))
+            check_close_f("class_embedding: logits with it = logits without it", mmm_acts_logits(a),
+                          mmm_acts_logits(b), (size_t)T * m->cfg.vocab, 0);
+        mmm_acts_free(a);
+        mmm_acts_free(b);
+        free(ids);
+        free(pix);
+    }
+    char needle[160];
+    snprintf(needle, sizeof needle, "1 mis-shaped (" CLASS_EMB " is [1, 2, %d], config needs [1, 1, %d])", C, C);
+    expect_load_error("class_embedding of the wrong shape", save_class_embedding(d_bad, m, 2, cls), needle);
+    free(cls);
+    mmm_model_free(with);
+    mmm_model_free(without);
+    mmm_model_free(m);
 }
 
 TEST(teacher_sampling) {

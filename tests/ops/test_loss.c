@@ -152,18 +152,29 @@ static double kl_ref(const float *s, const float *t, const uint8_t *mask, double
     return n ? sum * tau * tau / n : 0;
 }
 
-/* dloss · τ · (softmax(s/τ) − softmax(t/τ)) / count on counted rows */
-static void kl_grad_ref(double *g, const float *s, const float *t, const uint8_t *mask, double tau,
-                        int N, int V, double dloss) {
+/* On counted rows, with p = softmax(t/τ), q = softmax(s/τ), d = log p − log q:
+ * student dloss·τ·(q − p)/count, teacher dloss·τ·p·(d − Σ p·d)/count */
+static void kl_grad_ref(double *gs, double *gt, const float *s, const float *t,
+                        const uint8_t *mask, double tau, int N, int V, double dloss) {
     int n = 0;
     for (int i = 0; i < N; i++) n += !mask || mask[i];
     for (int i = 0; i < N; i++) {
         const float *si = s + (size_t)i * V, *ti = t + (size_t)i * V;
-        int on = !mask || mask[i];
-        double ls = on ? lse_ref(si, V, tau) : 0, lt = on ? lse_ref(ti, V, tau) : 0;
-        for (int v = 0; v < V; v++)
-            g[(size_t)i * V + v] =
-                on ? dloss * tau * (exp(si[v] / tau - ls) - exp(ti[v] / tau - lt)) / n : 0;
+        double *gsi = gs + (size_t)i * V, *gti = gt + (size_t)i * V;
+        if (mask && !mask[i]) {
+            for (int v = 0; v < V; v++) gsi[v] = gti[v] = 0;
+            continue;
+        }
+        double ls = lse_ref(si, V, tau), lt = lse_ref(ti, V, tau), kl = 0;
+        for (int v = 0; v < V; v++) {
+            double logp = ti[v] / tau - lt, logq = si[v] / tau - ls;
+            kl += exp(logp) * (logp - logq);
+        }
+        for (int v = 0; v < V; v++) {
+            double logp = ti[v] / tau - lt, logq = si[v] / tau - ls;
+            gsi[v] = dloss * tau * (exp(logq) - exp(logp)) / n;
+            gti[v] = dloss * tau * exp(logp) * (logp - logq - kl) / n;
+        }
     }
 }
 
@@ -198,23 +209,35 @@ static void kl_case(int N, int V, float tau, float offset, float scale, int mask
     snprintf(name, sizeof name, "forward %s", what);
     check_close(name, &loss, &ref, 1, 1e-5);
 
-    float *g = alloc_zeros(nz);
-    mmm_kl_div_backward(g, c.dloss, c.s, c.t, c.mask, tau, N, V);
-    double *gref = malloc(sizeof *gref * nz);
-    kl_grad_ref(gref, c.s, c.t, c.mask, tau, N, V, c.dloss);
-    snprintf(name, sizeof name, "backward %s vs float64", what);
+    float *g = alloc_zeros(nz), *gt = alloc_zeros(nz);
+    mmm_kl_div_backward(g, gt, c.dloss, c.s, c.t, c.mask, tau, N, V);
+    double *gref = malloc(sizeof *gref * nz), *gtref = malloc(sizeof *gtref * nz);
+    kl_grad_ref(gref, gtref, c.s, c.t, c.mask, tau, N, V, c.dloss);
+    snprintf(name, sizeof name, "backward %s dstudent vs float64", what);
     check_close(name, g, gref, nz, 1e-5);
-    free(gref);
+    snprintf(name, sizeof name, "backward %s dteacher vs float64", what);
+    check_close(name, gt, gtref, nz, 1e-5);
+    free(gref); free(gtref);
     if (grads) {
         snprintf(name, sizeof name, "kl_div dstudent tau=%g N=%d V=%d mask=%d", tau, N, V, masked);
         gradcheck(name, kl_loss, &c, c.s, g, nz, 1e-2, 1e-2);
+        snprintf(name, sizeof name, "kl_div dteacher tau=%g N=%d V=%d mask=%d", tau, N, V, masked);
+        gradcheck(name, kl_loss, &c, c.t, gt, nz, 1e-2, 1e-2);
     }
-    float *before = malloc(sizeof *before * nz);
+    /* a second backward adds the same again; without dteacher, dstudent is unchanged */
+    float *before = malloc(sizeof *before * nz), *tbefore = malloc(sizeof *tbefore * nz);
     memcpy(before, g, sizeof *before * nz);
-    mmm_kl_div_backward(g, c.dloss, c.s, c.t, c.mask, tau, N, V);
+    memcpy(tbefore, gt, sizeof *tbefore * nz);
+    mmm_kl_div_backward(g, gt, c.dloss, c.s, c.t, c.mask, tau, N, V);
     snprintf(name, sizeof name, "%s dstudent", what);
     check_accumulates(name, before, before, g, nz);
-    free(g); free(before); free(c.s); free(c.t); free(c.mask);
+    snprintf(name, sizeof name, "%s dteacher", what);
+    check_accumulates(name, tbefore, tbefore, gt, nz);
+    float *alone = alloc_zeros(nz);
+    mmm_kl_div_backward(alone, NULL, c.dloss, c.s, c.t, c.mask, tau, N, V);
+    snprintf(name, sizeof name, "backward %s dteacher NULL: same dstudent", what);
+    check_close_f(name, alone, before, nz, 0);
+    free(g); free(gt); free(before); free(tbefore); free(alone); free(c.s); free(c.t); free(c.mask);
 }
 
 TEST(test_loss_kl_div) {
@@ -247,12 +270,13 @@ TEST(test_loss_kl_div) {
     float same = mmm_kl_div_forward(z, z, NULL, 2, 3, 11);
     check(fabsf(same) < 1e-6f, "forward kl_div student = teacher: %.1e", same);
     uint8_t off[3] = {0, 0, 0};
-    float *g = alloc_zeros(3 * 11), zero[33] = {0};
+    float *g = alloc_zeros(3 * 11), *gt = alloc_zeros(3 * 11), zero[33] = {0};
     float *t = alloc_uniform(&rng, 3 * 11, -3, 3);
     float masked = mmm_kl_div_forward(z, t, off, 1, 3, 11);
-    mmm_kl_div_backward(g, 1, z, t, off, 1, 3, 11);
-    check(masked == 0 && memcmp(g, zero, sizeof zero) == 0, "kl_div all rows masked: 0");
-    free(z); free(g); free(t);
+    mmm_kl_div_backward(g, gt, 1, z, t, off, 1, 3, 11);
+    check(masked == 0 && memcmp(g, zero, sizeof zero) == 0 && memcmp(gt, zero, sizeof zero) == 0,
+          "kl_div all rows masked: 0");
+    free(z); free(g); free(gt); free(t);
 }
 
 /* ---- MSE ---- */

@@ -343,6 +343,9 @@ TEST(ssd_gradcheck) {
     gradcheck_case((ssd_shape){2, 11, 4, 2, 3, 4}, 4, 1, 301);
     gradcheck_case((ssd_shape){1, 9, 2, 2, 4, 3}, 16, 1, 302); /* one partial chunk, G = H */
     gradcheck_case((ssd_shape){1, 6, 2, 1, 3, 2}, 1, 1, 303);  /* chunks of one token, G = 1 */
+    /* several chunks, the last one partial */
+    gradcheck_case((ssd_shape){2, 37, 4, 2, 3, 2}, 16, 1, 304);
+    gradcheck_case((ssd_shape){1, 130, 2, 1, 2, 3}, 128, 1, 305);
 }
 
 /* Backward adds to what the buffers hold, and NULL gradients change none of the others. */

@@ -73,6 +73,24 @@ TEST(test_cli_pipeline) {
     rc = run_mmm(cmd, out, sizeof out);
     check(rc == 0 && strstr(out, "hybrid student") && strstr(out, "agreement with the teacher") && strstr(out, "all "),
           "cli mmm eval: per-task table, agreement and KL against the teacher");
+    snprintf(path, sizeof path, "%s/ev.json", f->dir);
+    char json[4096] = "";
+    if ((fp = fopen(path, "r"))) {
+        json[fread(json, 1, sizeof json - 1, fp)] = '\0';
+        fclose(fp);
+    }
+    const char *fields[] = {"\"samples\": 12,", "\"accuracy\":", "\"answer_loss\":", "\"agreement\":", "\"kl\":", "\"seconds\":",
+                            "\"samples_per_s\":", "\"generated_tokens\":", "\"generated_tokens_per_s\":", "\"tasks\": {"};
+    for (int i = 0; i < 10; i++) check(strstr(json, fields[i]) != NULL, "cli mmm eval --json has %s", fields[i]);
+    snprintf(cmd, sizeof cmd, "eval --model %s/cli_teacher --data /tmp/no_such.jsonl", f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 1 && count_lines(out) == 1 && strstr(out, "mmm eval: /tmp/no_such.jsonl: cannot open"),
+          "cli mmm eval: a wrong --data path, one line");
+    snprintf(cmd, sizeof cmd, "eval --model %s/cli_teacher --data %s/test.jsonl --samples 2 --teacher tests/data/teacher/one_image",
+             f->dir, f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 1 && strstr(out, "mmm eval: the teacher's vocabulary (55) differs from the model's (384)"),
+          "cli mmm eval: a teacher of another vocabulary, said once");
     snprintf(cmd, sizeof cmd, "eval --model %s/cli_teacher --data %s/test.jsonl --teacher %s/cli_hybrid", f->dir, f->dir, f->dir);
     rc = run_mmm(cmd, out, sizeof out);
     check(rc == 1 && strstr(out, "is a student"), "cli mmm eval: student and teacher swapped is a clear error");
@@ -92,14 +110,18 @@ TEST(test_cli_pipeline) {
     size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
     out[n] = '\0';
     int status = p ? pclose(p) : -1;
-    int lines = 0;
-    for (size_t i = 0; i < n; i++) lines += out[i] == '\n';
+    int lines = count_lines(out);
     check(status == 0 && lines >= 2, "cli mmm chat: two interactive turns with sampling (%d lines)", lines);
     snprintf(cmd, sizeof cmd, "chat --model %s/cli_teacher --image /tmp/no_such.png -p hi", f->dir);
     rc = run_mmm(cmd, out, sizeof out);
     check(rc == 1 && strstr(out, "/tmp/no_such.png"), "cli mmm chat: a missing image is a clear error");
     rc = run_mmm("chat --model /tmp/no_such_model -p hi", out, sizeof out);
     check(rc == 1 && strstr(out, "no such model directory"), "cli mmm chat: wrong model path");
+    snprintf(cmd, sizeof cmd, "seed --teacher %s/cli_teacher --out %s/cli_seeded --hybrid every:2", f->dir, f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    snprintf(cmd, sizeof cmd, "chat --model %s/cli_seeded -p hi --max-new 2", f->dir);
+    if (rc == 0) rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 0, "cli mmm chat on a freshly seeded student (its tokenizer came along)%s%s", rc ? ": " : "", rc ? out : "");
 
     const char *cmds[] = {"train", "distill", "eval", "chat", "demo", "data", "tokenizer", "bench", "seed", "forward"};
     for (int i = 0; i < 10; i++) {

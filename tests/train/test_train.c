@@ -107,6 +107,41 @@ TEST(train_dataset_loading_and_bad_lines) {
     for (int i = 0; i < d.n; i++) once &= seen[i] == 1;
     check(budget_ok && once && tiles_ok, "batch: %d batches within 600 tokens cover every sample once with its tiles", batches);
 
+    /* mirroring: single-tile images only, each either untouched or exactly mirrored, the draw a
+     * function of the key alone, both outcomes for p = 0.5 */
+    {
+        pos = 0;
+        mmm_batch b, a1, a2;
+        int rc_b = mmm_batch_make(&b, &d, order, d.n, &pos, 4000, &f->cfg);
+        pos = 0;
+        rc_b |= mmm_batch_make(&a1, &d, order, d.n, &pos, 4000, &f->cfg);
+        pos = 0;
+        rc_b |= mmm_batch_make(&a2, &d, order, d.n, &pos, 4000, &f->cfg);
+        if (check(rc_b == MMM_OK && b.n_tiles > 0, "hflip: batch of %d tiles", rc_b ? 0 : b.n_tiles)) {
+            mmm_batch_hflip(&a1, &d, &f->cfg, 0.5f, 7);
+            mmm_batch_hflip(&a2, &d, &f->cfg, 0.5f, 7);
+            int S = f->cfg.tile_size, mirrored = 0, kept = 0, wrong = 0, t = 0;
+            size_t tile = (size_t)3 * S * S;
+            for (int i = 0; i < b.B; i++) {
+                const mmm_sample *s = &d.samples[b.members[i]];
+                for (int k = 0; k < s->n_images; t += s->tiles[k], k++) {
+                    const float *o = b.pixels + t * tile, *m = a1.pixels + t * tile;
+                    int same = !memcmp(o, m, s->tiles[k] * tile * sizeof *o), flipped = s->tiles[k] == 1;
+                    for (size_t r = 0; r < 3 * (size_t)S && flipped; r++)
+                        for (int x = 0; x < S; x++) flipped &= m[r * S + x] == o[r * S + S - 1 - x];
+                    mirrored += flipped && !same;
+                    kept += same;
+                    wrong += !same && !flipped;
+                }
+            }
+            check(mirrored > 0 && kept > 0 && wrong == 0, "hflip: %d images mirrored, %d kept, %d otherwise changed", mirrored, kept, wrong);
+            check(!memcmp(a1.pixels, a2.pixels, b.n_tiles * tile * sizeof *b.pixels), "hflip: the same key mirrors the same images");
+        }
+        mmm_batch_free(&b);
+        mmm_batch_free(&a1);
+        mmm_batch_free(&a2);
+    }
+
     /* the epoch plan: a permutation cut into budget batches inside windows, whole batches shuffled */
     int window = 32, *end = malloc((size_t)d.n * sizeof *end), *end2 = malloc((size_t)d.n * sizeof *end2);
     mmm_epoch_order(order, d.n, 5, 0);

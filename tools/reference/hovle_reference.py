@@ -3,7 +3,8 @@ of the mmMamba student, whose layers may swap attention for the Mamba-2 mixer (S
 
 Plain torch.nn, batch of one sequence, no caches and no fused kernels: it exists to be obviously
 right, not fast. Parameter names are exactly the checkpoint's tensor names, so
-`model.load_state_dict(weights)` reads a model.safetensors as is. Where the spec is silent it
+`model.load_state_dict(weights)` reads a model.safetensors as is (one without the optional, unused
+vision_embeddings.class_embedding with strict=False). Where the spec is silent it
 follows the HoVLE / InternLM2 / InternVL PyTorch code: RMSNorm x·rsqrt(mean(x²)+eps)·w, RoPE
 tables computed in fp32 as Hugging Face does (then cast to the working dtype), softmax over
 causally masked scores, InternVL's pixel-shuffle view/permute sequence.
@@ -219,6 +220,8 @@ class VisionEmbeddings(nn.Module):
                                          stride=cfg.patch_size)
         # slot 0 is InternViT's class position, unused by HoVLE
         self.position_embedding = nn.Parameter(torch.zeros(1, 1 + self.grid ** 2, cfg.hidden))
+        # InternViT's class token: in HoVLE's checkpoints, never read on its path
+        self.class_embedding = nn.Parameter(torch.zeros(1, 1, cfg.hidden))
 
     def forward(self, pixel_values):
         x = self.patch_embedding(pixel_values)  # (n, C, H, W)

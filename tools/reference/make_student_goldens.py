@@ -108,7 +108,7 @@ def random_weights(model, seed):
     """The teacher's recipe outside the mixers, mixer_weight inside them."""
     g = torch.Generator().manual_seed(seed)
     weights = {}
-    for name, p in model.named_parameters():
+    for name, p in teacher.drawing_order(model):
         if ".attention." in name and name.endswith(MIXER):
             weights[name] = mixer_weight(name, p.shape, g)
             continue

@@ -92,18 +92,24 @@ def chat(special, user, answer, images=(), tokens_per_tile=0):
 # standard deviation of each random weight, by the end of its name (norms are 1 + 0.1·noise)
 STD = {"patch_embedding.weight": 0.2, "patch_embedding.bias": 0.1,
        "position_embedding": 0.5, "llm_text_embeddings.weight": 0.5,
-       "special_text_embeddings.weight": 0.5, "tok_embeddings.weight": 0.5,
+       "special_text_embeddings.weight": 0.5, "tok_embeddings.weight": 0.5, "class_embedding": 0.5,
        "pixel_shuffle_proj.0.weight": 0.1, "pixel_shuffle_proj.0.bias": 0.1,
        "pixel_shuffle_proj.2.weight": 0.15, "pixel_shuffle_proj.2.bias": 0.1,
        "wqkv.weight": 0.25, "wo.weight": 0.1, "w1.weight": 0.12, "w3.weight": 0.12,
        "w2.weight": 0.1, "output.weight": 0.15}
 
 
+def drawing_order(model):
+    """named_parameters with class_embedding (modelled later than the rest) drawn last, so that
+    every other weight keeps the values it had before."""
+    return sorted(model.named_parameters(), key=lambda kv: kv[0].endswith("class_embedding"))
+
+
 def random_weights(model, seed):
     """fp32 weights with every part mattering: norms near 1, projections of a few tenths."""
     g = torch.Generator().manual_seed(seed)
     weights = {}
-    for name, p in model.named_parameters():
+    for name, p in drawing_order(model):
         noise = torch.randn(p.shape, generator=g, dtype=torch.float32)
         if name.endswith("norm.weight"):
             weights[name] = 1.0 + 0.1 * noise

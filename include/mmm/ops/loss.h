@@ -22,20 +22,29 @@ void mmm_cross_entropy_backward(float *dlogits,        /* (N, V), += */
 
 /* Distillation loss KL(teacher ‖ student) of softmax(logits / tau), times tau² (Hinton's scaling,
  * which keeps gradient magnitudes comparable across temperatures), mean over rows with mask != 0.
- * The teacher is a fixed target, so only the student gets a gradient. */
+ * Distillation holds the teacher fixed and passes dteacher = NULL; the teacher's gradient is there
+ * for a loss that trains both sides. */
 float mmm_kl_div_forward(const float *student,  /* (N, V) logits */
                          const float *teacher,  /* (N, V) logits */
                          const uint8_t *mask,   /* (N) or NULL = all rows */
                          float tau, int N, int V);
 void mmm_kl_div_backward(float *dstudent,       /* (N, V), += */
+                         float *dteacher,       /* (N, V) or NULL, += */
                          float dloss,
-                         const float *student, const float *teacher, const uint8_t *mask,
+                         const float *student,  /* (N, V) logits */
+                         const float *teacher,  /* (N, V) logits */
+                         const uint8_t *mask,   /* (N) or NULL = all rows */
                          float tau, int N, int V);
 
 /* mean((a − b)²) over n values. */
-float mmm_mse_forward(const float *a, const float *b, size_t n); /* (n), (n) */
-void mmm_mse_backward(float *da,  /* (n) or NULL, += */
-                      float *db,  /* (n) or NULL, += */
-                      float dloss, const float *a, const float *b, size_t n);
+float mmm_mse_forward(const float *a, /* (n) */
+                      const float *b, /* (n) */
+                      size_t n);
+void mmm_mse_backward(float *da,      /* (n) or NULL, += */
+                      float *db,      /* (n) or NULL, += */
+                      float dloss,
+                      const float *a, /* (n) */
+                      const float *b, /* (n) */
+                      size_t n);
 
 #endif

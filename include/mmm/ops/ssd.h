@@ -32,8 +32,12 @@ int mmm_ssd_backward(float *dx,                 /* (B, T, G, P) or NULL, += */
                      float *dinit_state,        /* (B, H, P, N) or NULL, += */
                      const float *dy,           /* (B, T, H, P) */
                      const float *dfinal_state, /* (B, H, P, N) or NULL */
-                     const float *x, const float *Bm, const float *C, const float *dt,
-                     const float *A, const float *init_state,
+                     const float *x,            /* (B, T, G, P) */
+                     const float *Bm,           /* (B, T, G, N) */
+                     const float *C,            /* (B, T, H, N) */
+                     const float *dt,           /* (B, T, H) */
+                     const float *A,            /* (H) */
+                     const float *init_state,   /* (B, H, P, N) or NULL (= zeros) */
                      int B, int T, int H, int G, int P, int N, int chunk);
 
 /* One decoding step: updates state in place and writes y. */

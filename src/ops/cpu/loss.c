@@ -113,12 +113,13 @@ float mmm_kl_div_forward(const float *student, const float *teacher, const uint8
     return (float)(sum_parts(part) * tau * tau / n);
 }
 
-void mmm_kl_div_backward(float *dstudent, float dloss, const float *student, const float *teacher,
-                         const uint8_t *mask, float tau, int N, int V) {
+void mmm_kl_div_backward(float *dstudent, float *dteacher, float dloss, const float *student,
+                         const float *teacher, const uint8_t *mask, float tau, int N, int V) {
     int n = kl_rows(mask, N);
     if (!n) return;
     float inv_tau = 1.0f / tau;
-    /* ∂(τ²·KL)/∂s_v = τ²·(q_v − p_v)/τ = τ·(q_v − p_v) */
+    /* ∂(τ²·KL)/∂s_v = τ²·(q_v − p_v)/τ = τ·(q_v − p_v), and with d_v = log p_v − log q_v,
+     * ∂(τ²·KL)/∂t_v = τ²·p_v·(d_v − KL)/τ = τ·p_v·(d_v − KL) */
     float scale = dloss * tau / n;
 #pragma omp parallel for schedule(dynamic)
     for (int i = 0; i < N; i++) {
@@ -132,6 +133,18 @@ void mmm_kl_div_backward(float *dstudent, float dloss, const float *student, con
         float lsf = (float)ls, ltf = (float)lt;
         for (int v = 0; v < V; v++)
             g[v] += scale * (expf(s[v] * inv_tau - ms - lsf) - expf(t[v] * inv_tau - mt - ltf));
+        if (!dteacher) continue;
+        /* d_v and KL as in the forward: from t − s, so they keep their precision when small */
+        double shift = ((double)mt - ms) + (lt - ls), kl = 0;
+        for (int v = 0; v < V; v++) {
+            double pv = expf(t[v] * inv_tau - mt - ltf);
+            kl += pv * ((t[v] - s[v]) * inv_tau - shift);
+        }
+        float *gt = dteacher + (size_t)i * V;
+        for (int v = 0; v < V; v++) {
+            double pv = expf(t[v] * inv_tau - mt - ltf);
+            gt[v] += (float)(scale * pv * ((t[v] - s[v]) * inv_tau - shift - kl));
+        }
     }
 }
 
