@@ -204,6 +204,8 @@ int count_lines(const char *text) {
     return n + (*text && text[strlen(text) - 1] != '\n');
 }
 
+int have_gnuplot(void) { return system("command -v gnuplot >/dev/null 2>&1") == 0; }
+
 static int by_name(const void *a, const void *b) {
     return strcmp(((const test_entry *)a)->name, ((const test_entry *)b)->name);
 }

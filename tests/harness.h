@@ -59,5 +59,7 @@ bool check_accumulates(const char *what, const float *before, const float *fresh
 int run_mmm(const char *args, char *out, size_t cap);
 /* The lines of text: its newlines, and one more for a last line without one. */
 int count_lines(const char *text);
+/* Whether gnuplot is installed (plots are written only then; a GPU machine may lack it). */
+int have_gnuplot(void);
 
 #endif

@@ -167,7 +167,7 @@ TEST(test_cli_seed_and_bench) {
     }
     check(json && strstr(json, "\"model\": \"linear\", \"context\": 256"), "cli mmm bench --json has every point");
     free(json);
-    if (system("command -v gnuplot >/dev/null") == 0) {
+    if (have_gnuplot()) {
         unsigned char magic[4] = {0};
         f = fopen("/tmp/mmm_cli_bench.png", "rb");
         if (f) {

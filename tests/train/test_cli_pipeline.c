@@ -31,7 +31,7 @@ TEST(test_cli_pipeline) {
     char path[256];
     snprintf(path, sizeof path, "%s/cli_teacher/loss.png", f->dir);
     FILE *png = fopen(path, "rb");
-    check(png != NULL, "cli mmm train: loss plot written");
+    if (have_gnuplot()) check(png != NULL, "cli mmm train: loss plot written");
     if (png) fclose(png);
     snprintf(cmd, sizeof cmd, "train --config %s --tokenizer %s/tokenizer.json --data %s/train.jsonl --out %s/cli_teacher --steps 30",
              cfg, f->dir, f->dir, f->dir);
