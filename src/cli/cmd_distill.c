@@ -1,5 +1,6 @@
 /* mmm distill: the three mmMamba stages from a teacher to a linear or hybrid student. */
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +123,7 @@ int cmd_distill(int argc, char **argv) {
     float lr_scale = 1, tau = 1, ce_weight = 0, clip = 1.0f;
     int train_dt_a = 0, eval_samples = 200, save_every = 100, batch_tokens = 2048, accum = 1, workers = 0, cuda = 0, bf16 = 0, o;
     int lr_set[4] = {0};
+    char name[16]; /* --stepsK or --lrK, for messages */
     uint64_t seed = 0;
     mmm_seed_init init = MMM_INIT_MIMIC;
     optind = 1;
@@ -154,19 +156,26 @@ int cmd_distill(int argc, char **argv) {
             if (choice) { fprintf(stderr, "mmm distill: give one of --hybrid or --attention-layers\n"); return 2; }
             choice = optarg;
             break;
-        case '1': case '2': case '3': sc[o - '0'].steps = atol(optarg); break;
-        case '4': case '5': case '6': sc[o - '3'].lr = (float)atof(optarg); lr_set[o - '3'] = 1; break;
-        case 'L': lr_scale = (float)atof(optarg); break;
-        case 'b': batch_tokens = atoi(optarg); break;
-        case 'A': accum = atoi(optarg); break;
-        case 'K': workers = atoi(optarg); break;
-        case 'T': tau = (float)atof(optarg); break;
-        case 'c': ce_weight = (float)atof(optarg); break;
+        case '1': case '2': case '3':
+            snprintf(name, sizeof name, "--steps%c", o);
+            if (cli_parse_long("distill", name, optarg, 0, LONG_MAX, &sc[o - '0'].steps)) return 2;
+            break;
+        case '4': case '5': case '6':
+            snprintf(name, sizeof name, "--lr%d", o - '3');
+            if (cli_parse_float("distill", name, optarg, 0, INFINITY, &sc[o - '3'].lr)) return 2;
+            lr_set[o - '3'] = 1;
+            break;
+        case 'L': if (cli_parse_float("distill", "--lr-scale", optarg, 0, INFINITY, &lr_scale)) return 2; break;
+        case 'b': if (cli_parse_int("distill", "--batch-tokens", optarg, 16, INT_MAX, &batch_tokens)) return 2; break;
+        case 'A': if (cli_parse_int("distill", "--accum", optarg, 1, INT_MAX, &accum)) return 2; break;
+        case 'K': if (cli_parse_int("distill", "--workers", optarg, 0, MMM_TRAIN_MAX_WORKERS, &workers)) return 2; break;
+        case 'T': if (cli_parse_float("distill", "--temperature", optarg, 0, INFINITY, &tau)) return 2; break;
+        case 'c': if (cli_parse_float("distill", "--ce-weight", optarg, 0, INFINITY, &ce_weight)) return 2; break;
         case 'D': train_dt_a = 1; break;
-        case 'C': clip = (float)atof(optarg); break;
+        case 'C': if (cli_parse_float("distill", "--clip", optarg, 0, INFINITY, &clip)) return 2; break;
         case 'r': if (cli_parse_seed("distill", optarg, &seed)) return 2; break;
-        case 'n': eval_samples = atoi(optarg); break;
-        case 'v': save_every = atoi(optarg); break;
+        case 'n': if (cli_parse_int("distill", "--eval-samples", optarg, 0, INT_MAX, &eval_samples)) return 2; break;
+        case 'v': if (cli_parse_int("distill", "--save-every", optarg, 0, INT_MAX, &save_every)) return 2; break;
         case 'V': if (cli_parse_device("distill", optarg, &cuda)) return 2; break;
         case 1001: if (cli_parse_decode_dtype("distill", optarg, &bf16)) return 2; break;
         case 'h': usage(stdout); return 0;

@@ -1,6 +1,7 @@
 /* mmm forward: one forward pass, logits (and optionally every hidden state) dumped to
  * safetensors for parity checks against PyTorch. */
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,7 +175,7 @@ int cmd_forward(int argc, char **argv) {
             break;
         case 'd': dump_path = optarg; break;
         case 'H': hidden = 1; break;
-        case 'k': top = atoi(optarg); break;
+        case 'k': if (cli_parse_int("forward", "--top", optarg, 0, INT_MAX, &top)) return 2; break;
         case 'x': text = optarg; break;
         case 't': tok_path = optarg; break;
         case 'D': if (cli_parse_device("forward", optarg, &cuda)) return 2; break;

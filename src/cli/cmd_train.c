@@ -1,5 +1,7 @@
 /* mmm train: train a teacher from scratch on conversation data. */
 #include <getopt.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,27 +131,27 @@ int cmd_train(int argc, char **argv) {
         case 'd': data_path = optarg; break;
         case 'e': eval_path = optarg; break;
         case 'o': out = optarg; break;
-        case 's': o.steps = atol(optarg); break;
-        case 'l': o.sched.lr = (float)atof(optarg); break;
+        case 's': if (cli_parse_long("train", "--steps", optarg, 1, LONG_MAX, &o.steps)) return 2; break;
+        case 'l': if (cli_parse_float("train", "--lr", optarg, 0, INFINITY, &o.sched.lr)) return 2; break;
         case 'S': if (mmm_parse_schedule(optarg, &o.sched.kind)) return cli_fail("train"); break;
-        case 'w': o.sched.warmup = (float)atof(optarg); break;
-        case 'D': o.sched.decay = (float)atof(optarg); break;
-        case 'b': o.batch_tokens = atoi(optarg); break;
-        case 'a': o.accum = atoi(optarg); break;
-        case 'K': o.workers = atoi(optarg); break;
-        case 'C': o.clip = (float)atof(optarg); break;
-        case 'W': o.adam.weight_decay = (float)atof(optarg); break;
-        case 'E': o.eval_every = atoi(optarg); break;
-        case 'n': eval_samples = atoi(optarg); break;
-        case 'v': o.save_every = atoi(optarg); break;
+        case 'w': if (cli_parse_float("train", "--warmup", optarg, 0, 1, &o.sched.warmup)) return 2; break;
+        case 'D': if (cli_parse_float("train", "--decay", optarg, 0, 1, &o.sched.decay)) return 2; break;
+        case 'b': if (cli_parse_int("train", "--batch-tokens", optarg, 16, INT_MAX, &o.batch_tokens)) return 2; break;
+        case 'a': if (cli_parse_int("train", "--accum", optarg, 1, INT_MAX, &o.accum)) return 2; break;
+        case 'K': if (cli_parse_int("train", "--workers", optarg, 0, MMM_TRAIN_MAX_WORKERS, &o.workers)) return 2; break;
+        case 'C': if (cli_parse_float("train", "--clip", optarg, 0, INFINITY, &o.clip)) return 2; break;
+        case 'W': if (cli_parse_float("train", "--weight-decay", optarg, 0, INFINITY, &o.adam.weight_decay)) return 2; break;
+        case 'E': if (cli_parse_int("train", "--eval-every", optarg, 0, INT_MAX, &o.eval_every)) return 2; break;
+        case 'n': if (cli_parse_int("train", "--eval-samples", optarg, 0, INT_MAX, &eval_samples)) return 2; break;
+        case 'v': if (cli_parse_int("train", "--save-every", optarg, 0, INT_MAX, &o.save_every)) return 2; break;
         case 'r': if (cli_parse_seed("train", optarg, &o.seed)) return 2; break;
-        case 'i': init_std = (float)atof(optarg); break;
-        case 'x': dopt.max_tokens = atoi(optarg); break;
+        case 'i': if (cli_parse_float("train", "--init-std", optarg, 0, INFINITY, &init_std)) return 2; break;
+        case 'x': if (cli_parse_int("train", "--max-tokens", optarg, 1, INT_MAX, &dopt.max_tokens)) return 2; break;
         case 'y': dopt.system = optarg; break;
         case 'T': dopt.strict = 1; break;
         case 'V': if (cli_parse_device("train", optarg, &cuda)) return 2; break;
         case 1001: if (cli_parse_decode_dtype("train", optarg, &bf16)) return 2; break;
-        case 1002: o.hflip = (float)atof(optarg); break;
+        case 1002: if (cli_parse_float("train", "--hflip", optarg, 0, 1, &o.hflip)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("train", o_, argv);
         }
@@ -157,10 +159,8 @@ int cmd_train(int argc, char **argv) {
     if (optind < argc) return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
     if (!config_path || !tok_path || !data_path || !out)
         return cli_usage_error("train", "needs --config, --tokenizer, --data and --out");
-    if (o.steps < 1 || o.accum < 1 || o.batch_tokens < 16 || o.sched.lr <= 0 || o.workers < 0 || o.workers > MMM_TRAIN_MAX_WORKERS ||
-        !(o.hflip >= 0 && o.hflip <= 1)) {
-        fprintf(stderr, "mmm train: --steps, --accum, --lr must be positive, --batch-tokens at least 16, --workers 0 to %d, "
-                        "--hflip 0 to 1\n", MMM_TRAIN_MAX_WORKERS);
+    if (o.sched.lr <= 0) {
+        fprintf(stderr, "mmm train: --lr must be positive\n");
         return 2;
     }
     if (cli_check_dtype("train", cuda, bf16)) return 2;
