@@ -15,6 +15,8 @@ int mmm_read_text_file(const char *path, size_t max_bytes, char **out, size_t *l
 int mmm_atomic_open(const char *path, char **tmp, FILE **fp);
 int mmm_atomic_finish(const char *path, char *tmp, FILE *fp, int rc);
 int mmm_write_file_atomic(const char *path, const void *data, size_t len);
+/* Copies the file `from` byte for byte (binary files too) to `to`, atomically. */
+int mmm_copy_file(const char *from, const char *to);
 
 /* Parses a JSON file (cJSON *) with an error naming the file and the byte where parsing failed. */
 int mmm_json_load(const char *path, size_t max_bytes, void **root);

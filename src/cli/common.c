@@ -97,33 +97,13 @@ int cli_parse_seed(const char *cmd, const char *value, uint64_t *seed) {
     return 0;
 }
 
-/* Copies a file byte for byte (tokenizer.model is binary), atomically. */
-static int copy_file(const char *from, const char *to) {
-    FILE *in = fopen(from, "rb");
-    if (!in) return mmm_fail(MMM_ERR_IO, "%s: cannot open: %s", from, strerror(errno));
-    char *tmp;
-    FILE *out;
-    int rc = mmm_atomic_open(to, &tmp, &out);
-    if (rc) {
-        fclose(in);
-        return rc;
-    }
-    char buf[1 << 16];
-    size_t n;
-    while (!rc && (n = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, n, out) != n) rc = mmm_fail(MMM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-    if (!rc && ferror(in)) rc = mmm_fail(MMM_ERR_IO, "%s: read failed", from);
-    fclose(in);
-    return mmm_atomic_finish(to, tmp, out, rc);
-}
-
 int cli_copy_tokenizer(const char *from_dir, const char *to_dir) {
     static const char *const names[] = {"tokenizer.json", "tokenizer.model"};
     int rc = MMM_OK;
     for (int i = 0; i < 2 && !rc; i++) {
         char *src = mmm_path_join(from_dir, names[i]), *dst = mmm_path_join(to_dir, names[i]);
         if (!src || !dst) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
-        else if (access(src, F_OK) == 0) rc = copy_file(src, dst);
+        else if (access(src, F_OK) == 0) rc = mmm_copy_file(src, dst);
         free(src);
         free(dst);
     }

@@ -116,3 +116,22 @@ int mmm_json_save(const char *path, const void *root) {
     free(text);
     return rc;
 }
+
+int mmm_copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb");
+    if (!in) return mmm_fail(MMM_ERR_IO, "%s: cannot open: %s", from, strerror(errno));
+    char *tmp;
+    FILE *out;
+    int rc = mmm_atomic_open(to, &tmp, &out);
+    if (rc) {
+        fclose(in);
+        return rc;
+    }
+    char buf[1 << 16];
+    size_t n;
+    while (!rc && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) rc = mmm_fail(MMM_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    if (!rc && ferror(in)) rc = mmm_fail(MMM_ERR_IO, "%s: read failed", from);
+    fclose(in);
+    return mmm_atomic_finish(to, tmp, out, rc);
+}
