@@ -6,7 +6,7 @@
  * there), and the distillation steps of include/mmm/distill.h run there when the teacher and the
  * student are both attached. mmm_forward and mmm_backward always run on the CPU;
  * mmm_gpu_forward and mmm_gpu_backward are their twins. Everything is computed in fp32 and gives
- * the CPU's results up to rounding (unless decoding is asked to use bf16 weights,
+ * the CPU's results up to rounding (unless inference is asked to use bf16 weights,
  * mmm_gpu_use_bf16_decode).
  *
  * In training (mmm_train_run) the optimiser runs on the device too (mmm_gpu_optim): gradients,
@@ -38,7 +38,9 @@ int mmm_gpu_mem_used(size_t *bytes);
 int mmm_gpu_attach(mmm_model *m);
 /* Adds bf16 copies of the weight matrices of an attached model: its generation states then
  * decode single tokens with the fused bf16 kernels (half the weight traffic, a few launches per
- * layer); prefill, the caches and everything else stay fp32. Logits move by about 1e-2. */
+ * layer) and prefill in steps of up to 4096 tokens on the tensor cores (bf16 GEMMs; attention at
+ * head_dim 64 or 128 on the flash kernel over bf16 copies of the keys and values); the caches,
+ * the SSD, norms and everything else stay fp32. Logits move by about 1e-2. */
 int mmm_gpu_use_bf16_decode(mmm_model *m);
 /* Makes an attached model's training forward and backward (and prefill) multiply on the bf16
  * tensor cores: a bf16 mirror of the weights (refreshed by mmm_gpu_sync and the device

@@ -20,6 +20,9 @@ struct gpu_bf16_pack {
     pack_layer *layers;
     uint16_t *lm_head;
     float *final_norm;
+    const float **src; /* (n) each bf16 matrix's fp32 source in the weights, for the prefill's */
+    uint16_t **dst;    /* (n) GEMMs to find its copy (gpu_bf16_pack_find) */
+    int n;
 };
 
 /* The pack's tensors in order: (device copy to fill, fp32 source, elements, is bf16). Calls
@@ -30,12 +33,14 @@ static int walk(gpu_bf16_pack *p, const mmm_model *m, char *base, size_t *bytes,
     const mmm_config *c = &m->cfg;
     const mmm_weights *w = &m->gpu->w;
     size_t at = 0;
-#define PUT(field, src, n, bf16) do {                                                        \
-        size_t n_ = (n), sz_ = (n_ * ((bf16) ? 2 : 4) + 15) / 16 * 16;                      \
+    if (base) p->n = 0;
+#define PUT(field, from, count, is_bf16) do {                                                \
+        size_t n_ = (count), sz_ = (n_ * ((is_bf16) ? 2 : 4) + 15) / 16 * 16;               \
         if (base) {                                                                          \
             (field) = (void *)(base + at);                                                   \
-            int rc_ = visit(base + at, (src), n_, (bf16));                                   \
+            int rc_ = visit(base + at, (from), n_, (is_bf16));                               \
             if (rc_) return rc_;                                                             \
+            if (is_bf16) { p->src[p->n] = (from); p->dst[p->n++] = (void *)(base + at); }    \
         }                                                                                    \
         at += sz_;                                                                           \
     } while (0)
@@ -83,6 +88,12 @@ static int check_shapes(const mmm_config *c) {
     return MMM_OK;
 }
 
+const uint16_t *gpu_bf16_pack_find(const gpu_bf16_pack *p, const float *w) {
+    for (int i = 0; i < p->n; i++)
+        if (p->src[i] == w) return p->dst[i];
+    return NULL;
+}
+
 int gpu_bf16_pack_fill(const mmm_model *m) {
     gpu_bf16_pack *p = m->gpu->bf16;
     size_t bytes;
@@ -93,6 +104,8 @@ void gpu_bf16_pack_free(gpu_bf16_pack *p) {
     if (!p) return;
     mmm_cuda_free(p->mem);
     free(p->layers);
+    free(p->src);
+    free(p->dst);
     free(p);
 }
 
@@ -101,8 +114,9 @@ int mmm_gpu_use_bf16_decode(mmm_model *m) {
     if (m->gpu->bf16) return MMM_OK;
     TRY(check_shapes(&m->cfg));
     gpu_bf16_pack *p = calloc(1, sizeof *p);
-    size_t bytes = 0;
-    int rc = p && (p->layers = calloc((size_t)mmm_config_n_layers(&m->cfg) + 1, sizeof *p->layers))
+    size_t bytes = 0, L = (size_t)mmm_config_n_layers(&m->cfg), matrices = 5 * L + 1;
+    int rc = p && (p->layers = calloc(L + 1, sizeof *p->layers)) && (p->src = calloc(matrices, sizeof *p->src)) &&
+                     (p->dst = calloc(matrices, sizeof *p->dst))
                  ? walk(p, m, NULL, &bytes, fill) : mmm_fail(MMM_ERR_NOMEM, "--dtype bf16: out of memory");
     if (!rc) rc = mmm_cuda_malloc(&p->mem, bytes);
     if (rc) {

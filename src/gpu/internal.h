@@ -40,9 +40,15 @@ struct mmm_gpu_model {
     size_t n_floats;
 };
 
-/* The bf16 mirror of weight w (a pointer into g->data), or NULL when GEMMs run in fp32. */
+/* The bf16 copy of weight matrix w (a pointer into g->data) in the decode pack, or NULL. */
+const uint16_t *gpu_bf16_pack_find(const gpu_bf16_pack *p, const float *w);
+
+/* The bf16 copy of weight w (a pointer into g->data) that GEMMs read: the training mirror
+ * (mmm_gpu_use_bf16_train), else the decode pack's (mmm_gpu_use_bf16_decode); NULL when GEMMs
+ * over w run in fp32. */
 static inline const uint16_t *gpu_bf16_of(const mmm_gpu_model *g, const float *w) {
-    return g->data_bf16 && w >= g->data && w < g->data + g->n_floats ? g->data_bf16 + (w - g->data) : NULL;
+    if (g->data_bf16) return w >= g->data && w < g->data + g->n_floats ? g->data_bf16 + (w - g->data) : NULL;
+    return g->bf16 ? gpu_bf16_pack_find(g->bf16, w) : NULL;
 }
 
 /* A device allocation that grows on demand (its contents are lost when it grows). */
@@ -65,6 +71,8 @@ typedef struct {
     float *ssm_state;  /* (B, H, D, D) */
     void *decode_ws;
     int *sync;
+    uint16_t *kv_bf16; /* (2·Tmax·Hkv·D) bf16 workspace: a B = 1 prefill then attends on the
+                        * flash kernel over bf16 copies of the rows [0, Tk); NULL: fp32 rows */
 } gpu_cache;
 
 /* Bytes of the SSD workspaces for the model's largest mamba2 layer (a layer's forward scratch

@@ -19,17 +19,18 @@ size_t gpu_ssd_ws_bytes(const mmm_config *c, int B, int T) {
     return most;
 }
 
-/* Training in bf16 (the keys are this batch's own): the tensor-core flash kernel on bf16 copies
- * of q and the batch's keys and values in scratch (the fused projection there is no longer
- * needed), its output back to fp32 in a->att; the backward reads q, k, v, att and lse as after
- * the fp32 kernel. */
-static int flash_bf16(layer_buf *a, const gpu_cache *cache, float *scratch, int B, int T, int H, int Hkv, int D) {
-    size_t nq = (size_t)B * T * H * D, nk = (size_t)B * T * Hkv * D;
-    uint16_t *q = (uint16_t *)scratch, *k = q + nq, *v = k + nk, *out = v + nk;
+/* Attention on the bf16 tensor-core flash kernel: Tq queries (the last Tq of Tk positions)
+ * against keys and values k, v (B, Tk, Hkv, D) fp32, through bf16 copies: q and the output in
+ * qo (2·B·Tq·H·D bf16), k and v in kv (2·B·Tk·Hkv·D). The output back to fp32 in a->att, the
+ * log-sum-exp in a->lse, as after the fp32 kernel (the training backward reads them). */
+static int flash_bf16(layer_buf *a, const float *k, const float *v, uint16_t *qo, uint16_t *kv, int B, int Tq,
+                      int Tk, int H, int Hkv, int D) {
+    size_t nq = (size_t)B * Tq * H * D, nk = (size_t)B * Tk * Hkv * D;
+    uint16_t *q = qo, *out = q + nq, *kb = kv, *vb = kv + nk;
     TRY(mmm_cuda_convert(q, MMM_DTYPE_BF16, a->q, F32, nq));
-    TRY(mmm_cuda_convert(k, MMM_DTYPE_BF16, cache->k, F32, nk));
-    TRY(mmm_cuda_convert(v, MMM_DTYPE_BF16, cache->v, F32, nk));
-    TRY(mmm_cuda_attention_forward(out, a->lse, q, k, v, B, T, T, H, Hkv, D, MMM_DTYPE_BF16));
+    TRY(mmm_cuda_convert(kb, MMM_DTYPE_BF16, k, F32, nk));
+    TRY(mmm_cuda_convert(vb, MMM_DTYPE_BF16, v, F32, nk));
+    TRY(mmm_cuda_attention_forward(out, a->lse, q, kb, vb, B, Tq, Tk, H, Hkv, D, MMM_DTYPE_BF16));
     return mmm_cuda_convert(a->att, F32, out, MMM_DTYPE_BF16, nq);
 }
 
@@ -56,8 +57,14 @@ static int attention_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, la
     TRY(mmm_cuda_copy_cols(v_new, D, scratch + (size_t)(rep + 1) * D, group, N * Hkv, D));
     TRY(mmm_cuda_rope_forward(a->q, a->q, cos_t, sin_t, B, T, H, D, F32));
     TRY(mmm_cuda_rope_forward(k_new, k_new, cos_t, sin_t, B, T, Hkv, D, F32));
-    if (g->data_bf16 && cache->pos0 == 0 && cache->Tk == T && cache->Tmax == T && (D == 64 || D == 128))
-        return flash_bf16(a, cache, scratch, B, T, H, Hkv, D);
+    int flash = D == 64 || D == 128;
+    /* training in bf16 (the keys are the batch's own): the bf16 copies in scratch, whose fused
+     * projection is no longer needed */
+    if (flash && g->data_bf16 && cache->pos0 == 0 && cache->Tk == T && cache->Tmax == T)
+        return flash_bf16(a, cache->k, cache->v, (uint16_t *)scratch, (uint16_t *)scratch + 2 * (size_t)N * H * D, B,
+                          T, T, H, Hkv, D);
+    if (flash && cache->kv_bf16 && B == 1) /* a bf16 prefill: every key so far */
+        return flash_bf16(a, cache->k, cache->v, (uint16_t *)scratch, cache->kv_bf16, 1, T, cache->Tk, H, Hkv, D);
     return mmm_cuda_attention_forward(a->att, a->lse, a->q, cache->k, cache->v, B, T, cache->Tk, H, Hkv, D, F32);
 }
 

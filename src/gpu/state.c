@@ -1,7 +1,9 @@
 /* The generation state on the GPU: src/model/infer.c's, with the caches and the buffers of one
- * chunk in device memory. Prefill runs chunks of up to CHUNK tokens; a single token (decoding)
- * takes the split-key attention kernel and the recurrent SSD step. Logits come back to the host
- * for sampling. */
+ * chunk in device memory. Prefill runs chunks of up to CHUNK tokens, with bf16 weights
+ * (mmm_gpu_use_bf16_decode) of up to CHUNK_BF16 on the tensor cores: bf16 GEMMs, and attention
+ * on the flash kernel over bf16 copies of the keys so far. A single token (decoding) takes the
+ * split-key attention kernel and the recurrent SSD step. Logits come back to the host for
+ * sampling. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,11 +11,14 @@
 #include "mmm/error.h"
 
 #define CHUNK 256       /* tokens per prefill step, as on the CPU */
+#define CHUNK_BF16 4096 /* the same on the tensor cores, which want long GEMMs and query blocks */
 #define VISION_TILES 16 /* tiles through the vision front end at once */
 
 typedef struct {
     const mmm_model *m;
     int max_tokens, n_layers;
+    int chunk;               /* tokens per prefill step */
+    int32_t *positions;      /* (chunk) host staging of the rotary positions */
     float **k, **v;          /* attention layers: (max_tokens, Hkv, D) */
     float **conv, **ssm;     /* mamba2 layers: (K−1, Dc) and (H, D, D) */
     gpu_buf arena;           /* the chunk buffers below */
@@ -21,11 +26,12 @@ typedef struct {
     float *x, *hf, *rstdf, *norms, *scratch, *rope[2][2];
     gpu_buf ssd_ws, decode_ws;
     int *sync;               /* (L) mmm_cuda_mamba_decode_step's counters, zero between calls */
-    gpu_buf index;           /* 2·CHUNK int64 embedding offsets, then CHUNK int32 positions */
+    gpu_buf index;           /* 2·chunk int64 embedding offsets, then chunk int32 positions */
     gpu_buf logits;          /* (rows, V) of the current chunk */
     gpu_buf dec;             /* the bf16 decode's single-token vectors */
     gpu_buf vis;             /* vision buffers and pixels of VISION_TILES tiles */
     gpu_buf img;             /* (n_tiles·tpt, C) image embeddings of the current prefill */
+    gpu_buf kv_bf16;         /* gpu_cache.kv_bf16 of the widest attention layer, in bf16 mode */
 } gpu_state;
 
 static size_t kv_floats(const mmm_layer_desc *d, int tokens) {
@@ -57,6 +63,8 @@ static void state_free(void *impl) {
     gpu_buf_free(&s->dec);
     gpu_buf_free(&s->vis);
     gpu_buf_free(&s->img);
+    gpu_buf_free(&s->kv_bf16);
+    free(s->positions);
     free(s);
 }
 
@@ -103,9 +111,9 @@ static int state_copy(void *dst_impl, const void *src_impl, int len) {
 /* The rotary tables of both stacks for positions pos0 .. pos0 + T − 1. */
 static int rope_tables(gpu_state *s, int T, int pos0) {
     const mmm_config *c = &s->m->cfg;
-    int32_t pos[CHUNK], *dpos = (int32_t *)((int64_t *)s->index.p + 2 * CHUNK);
-    for (int t = 0; t < T; t++) pos[t] = pos0 + t;
-    TRY(mmm_cuda_upload(dpos, pos, (size_t)T * sizeof *pos));
+    int32_t *dpos = (int32_t *)((int64_t *)s->index.p + 2 * s->chunk);
+    for (int t = 0; t < T; t++) s->positions[t] = pos0 + t;
+    TRY(mmm_cuda_upload(dpos, s->positions, (size_t)T * sizeof *s->positions));
     for (int st = 0; st < 2; st++) {
         int first = st ? c->n_emb_layers : 0, n = st ? c->n_llm_layers : c->n_emb_layers;
         if (n > 0) TRY(mmm_cuda_rope_table(s->rope[st][0], s->rope[st][1], dpos, c->layers[first].rope_theta, T,
@@ -114,11 +122,27 @@ static int rope_tables(gpu_state *s, int T, int pos0) {
     return MMM_OK;
 }
 
-/* Runs T (≤ CHUNK) tokens at positions pos0.. whose embeddings are in s->x through every layer. */
+/* The bf16 workspace of the widest attention layer's keys and values, or NULL in fp32 mode. */
+static int kv_bf16_workspace(gpu_state *s, uint16_t **ws) {
+    const mmm_config *c = &s->m->cfg;
+    size_t most = 0;
+    *ws = NULL;
+    if (!s->m->gpu->bf16) return MMM_OK;
+    for (int l = 0; l < s->n_layers; l++)
+        if (c->layers[l].kind == MMM_MIXER_ATTENTION && 2 * kv_floats(&c->layers[l], s->max_tokens) > most)
+            most = 2 * kv_floats(&c->layers[l], s->max_tokens);
+    if (most) TRY(gpu_buf_reserve(&s->kv_bf16, most * sizeof(uint16_t)));
+    *ws = most ? s->kv_bf16.p : NULL;
+    return MMM_OK;
+}
+
+/* Runs T (≤ s->chunk) tokens at positions pos0.. whose embeddings are in s->x through every layer. */
 static int run_chunk(gpu_state *s, int T, int pos0) {
     const mmm_model *m = s->m;
     const mmm_config *c = &m->cfg;
     int C = c->hidden, L = mmm_config_n_layers(c);
+    uint16_t *kv_bf16;
+    TRY(kv_bf16_workspace(s, &kv_bf16));
     TRY(rope_tables(s, T, pos0));
     for (int l = 0; l < L; l++) {
         const mmm_layer_desc *d = &c->layers[l];
@@ -127,7 +151,7 @@ static int run_chunk(gpu_state *s, int T, int pos0) {
         layer_buf *a = &s->buf[d->kind];
         a->x_in = s->x; /* the layer reads its input in place */
         gpu_cache cache = {s->k[l], s->v[l], pos0, pos0 + T, s->max_tokens, s->conv[l], s->ssm[l], s->decode_ws.p,
-                           s->sync + l};
+                           s->sync + l, kv_bf16};
         TRY(gpu_layer_forward(m->gpu, m, l, a, s->x, 1, T, &cache, s->rope[d->stack][0], s->rope[d->stack][1],
                               s->scratch, s->ssd_ws.p));
         TRY(mmm_cuda_copy(s->x, a->x_out, (size_t)T * C * sizeof(float)));
@@ -199,8 +223,8 @@ static int state_prefill(void *impl, const int32_t *ids, int T, int pos0, const 
         img = s->img.p;
     }
     long cursor = 0;
-    for (int t0 = 0; t0 < T; t0 += CHUNK) {
-        int n = T - t0 < CHUNK ? T - t0 : CHUNK;
+    for (int t0 = 0; t0 < T; t0 += s->chunk) {
+        int n = T - t0 < s->chunk ? T - t0 : s->chunk;
         TRY(gpu_embed(m, s->x, ids + t0, n, img, &cursor, s->index.p));
         TRY(run_chunk(s, n, pos0 + t0));
         int want_all = logits != NULL, want_last = last && t0 + n == T;
@@ -231,25 +255,25 @@ static int alloc_chunk_buffers(gpu_state *s) {
     Hmax = widest[0].n_heads > widest[1].n_heads ? widest[0].n_heads : widest[1].n_heads;
     for (int kind = 0; kind < 2; kind++)
         if (has[kind]) {
-            layer[kind] = layer_floats(&widest[kind], CHUNK, C, 1, CHUNK);
-            if (layer_scratch_floats(&widest[kind], CHUNK) > scratch) scratch = layer_scratch_floats(&widest[kind], CHUNK);
+            layer[kind] = layer_floats(&widest[kind], s->chunk, C, 1, s->chunk);
+            if (layer_scratch_floats(&widest[kind], s->chunk) > scratch) scratch = layer_scratch_floats(&widest[kind], s->chunk);
         }
     size_t row = MMM_ALIGN_FLOATS(C), half = MMM_ALIGN_FLOATS(Dmax / 2);
-    size_t total = layer[0] + layer[1] + MMM_ALIGN_FLOATS(scratch) + (size_t)CHUNK * (2 * row + 2 + 4 * half);
+    size_t total = layer[0] + layer[1] + MMM_ALIGN_FLOATS(scratch) + (size_t)s->chunk * (2 * row + 2 + 4 * half);
     TRY(gpu_buf_reserve(&s->arena, total * sizeof(float)));
-    TRY(gpu_buf_reserve(&s->index, CHUNK * (2 * sizeof(int64_t) + sizeof(int32_t))));
-    TRY(gpu_buf_reserve(&s->ssd_ws, gpu_ssd_ws_bytes(c, 1, CHUNK)));
+    TRY(gpu_buf_reserve(&s->index, s->chunk * (2 * sizeof(int64_t) + sizeof(int32_t))));
+    TRY(gpu_buf_reserve(&s->ssd_ws, gpu_ssd_ws_bytes(c, 1, s->chunk)));
     if (has[MMM_MIXER_ATTENTION])
         TRY(gpu_buf_reserve(&s->decode_ws, mmm_cuda_attention_decode_ws_bytes(1, Hmax, Dmax, s->max_tokens)));
     float *p = s->arena.p;
     for (int kind = 0; kind < 2; kind++)
-        if (has[kind]) layer_carve(&s->buf[kind], &p, &widest[kind], CHUNK, C, 1, CHUNK);
+        if (has[kind]) layer_carve(&s->buf[kind], &p, &widest[kind], s->chunk, C, 1, s->chunk);
     s->scratch = p; p += MMM_ALIGN_FLOATS(scratch);
-    s->x = p; p += (size_t)CHUNK * row;
-    s->hf = p; p += (size_t)CHUNK * row;
-    s->rstdf = p; p += CHUNK;
-    s->norms = p; p += CHUNK;
-    for (int st = 0; st < 2; st++) { s->rope[st][0] = p; p += (size_t)CHUNK * half; s->rope[st][1] = p; p += (size_t)CHUNK * half; }
+    s->x = p; p += (size_t)s->chunk * row;
+    s->hf = p; p += (size_t)s->chunk * row;
+    s->rstdf = p; p += s->chunk;
+    s->norms = p; p += s->chunk;
+    for (int st = 0; st < 2; st++) { s->rope[st][0] = p; p += (size_t)s->chunk * half; s->rope[st][1] = p; p += (size_t)s->chunk * half; }
     return MMM_OK;
 }
 
@@ -271,11 +295,14 @@ int gpu_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
     s->m = m;
     s->max_tokens = max_tokens;
     s->n_layers = L;
+    /* a short context needs no longer steps than itself */
+    s->chunk = m->gpu->bf16 ? (max_tokens < CHUNK_BF16 ? (max_tokens > CHUNK ? max_tokens : CHUNK) : CHUNK_BF16) : CHUNK;
+    s->positions = malloc((size_t)s->chunk * sizeof *s->positions);
     s->k = calloc((size_t)L + 1, sizeof *s->k);
     s->v = calloc((size_t)L + 1, sizeof *s->v);
     s->conv = calloc((size_t)L + 1, sizeof *s->conv);
     s->ssm = calloc((size_t)L + 1, sizeof *s->ssm);
-    int rc = s->k && s->v && s->conv && s->ssm ? MMM_OK : mmm_fail(MMM_ERR_NOMEM, "gpu state: out of memory");
+    int rc = s->k && s->v && s->conv && s->ssm && s->positions ? MMM_OK : mmm_fail(MMM_ERR_NOMEM, "gpu state: out of memory");
     for (int l = 0; l < L && !rc; l++) {
         const mmm_layer_desc *d = &c->layers[l];
         if (d->kind == MMM_MIXER_ATTENTION) {
