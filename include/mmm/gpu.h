@@ -38,9 +38,10 @@ int mmm_gpu_mem_used(size_t *bytes);
 int mmm_gpu_attach(mmm_model *m);
 /* Adds bf16 copies of the weight matrices of an attached model: its generation states then
  * decode single tokens with the fused bf16 kernels (half the weight traffic, a few launches per
- * layer) and prefill in steps of up to 4096 tokens on the tensor cores (bf16 GEMMs; attention at
- * head_dim 64 or 128 on the flash kernel over bf16 copies of the keys and values); the caches,
- * the SSD, norms and everything else stay fp32. Logits move by about 1e-2. */
+ * layer) and prefill in steps of up to 4096 tokens on the tensor cores (bf16 GEMMs). States made
+ * after this keep their KV caches in bf16 where every attention layer has head_dim 64 or 128
+ * (half the memory; prefill attends on the flash kernel over them). The SSD, its state, norms and
+ * everything else stay fp32. Logits move by about 1e-2. */
 int mmm_gpu_use_bf16_decode(mmm_model *m);
 /* Makes an attached model's training forward and backward (and prefill) multiply on the bf16
  * tensor cores: a bf16 mirror of the weights (refreshed by mmm_gpu_sync and the device

@@ -2,7 +2,8 @@
  * decode kernels of mmm/cuda.h, a handful of launches per layer (RMSNorm folded into the
  * projection that follows it, residual adds into the projections that end each half). The
  * kernels want 16-byte aligned operands, so the matrices (as bf16) and the norm weights (fp32)
- * are copied into one pack at aligned offsets; the KV caches and every vector stay fp32. */
+ * are copied into one pack at aligned offsets; the KV caches are the state's (bf16 where it holds
+ * them so), every vector stays fp32. */
 #include <stdlib.h>
 
 #include "internal.h"
@@ -145,8 +146,9 @@ int gpu_decode_bf16(const mmm_model *m, const gpu_decode_bufs *b, int pos, float
         if (l == c->n_emb_layers && c->normalize_encoder_output) TRY(mmm_cuda_l2norm_rows_forward(b->x, b->norm, b->x, 1, C));
         if (d->kind == MMM_MIXER_ATTENTION) {
             TRY(mmm_cuda_decode_linear(b->z, b->x, pl->w_in, pl->norm1, d->rms_eps, C, (H + 2 * Hkv) * D, 0));
-            TRY(mmm_cuda_decode_qkv(b->q, b->k[l], b->v[l], b->z, cos_t, sin_t, pos, 1, b->Tmax, H, Hkv, D, F32));
-            TRY(mmm_cuda_attention_decode(b->y, b->q, b->k[l], b->v[l], b->ws, 1, pos + 1, b->Tmax, H, Hkv, D, F32));
+            TRY(mmm_cuda_decode_qkv(b->q, b->k[l], b->v[l], b->z, cos_t, sin_t, pos, 1, b->Tmax, H, Hkv, D, b->kv_dt));
+            TRY(mmm_cuda_attention_decode(b->y, b->q, b->k[l], b->v[l], b->ws, 1, pos + 1, b->Tmax, H, Hkv, D,
+                                          b->kv_dt));
             TRY(mmm_cuda_decode_linear(b->x, b->y, pl->w_out, NULL, d->rms_eps, HD, C, 1));
         } else {
             int Dz = mamba_conv_channels(d) + HD + H;

@@ -173,7 +173,7 @@ static int forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **pa, i
         }
         if (l == L) break;
         const mmm_layer_desc *d = &c->layers[l];
-        gpu_cache cache = {a->layers[l].k, a->layers[l].v, 0, T, T, NULL, NULL, NULL, NULL, NULL};
+        gpu_cache cache = {a->layers[l].k, a->layers[l].v, 0, T, T, NULL, NULL, NULL, NULL, F32};
         TRY(gpu_layer_forward(g, m, l, &a->layers[l], x, B, T, &cache, a->rope[d->stack][0], a->rope[d->stack][1],
                               a->scratch, a->ws.p));
         x = a->layers[l].x_out;

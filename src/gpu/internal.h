@@ -65,14 +65,14 @@ void gpu_buf_free(gpu_buf *b);
  * (mmm_cuda_attention_decode's workspace) and sync (mmm_cuda_mamba_decode_step's counter) select
  * the fused single-token kernels. */
 typedef struct {
-    float *k, *v;
+    void *k, *v;       /* (B, Tmax, Hkv, D) of kv_dt */
     int pos0, Tk, Tmax;
     float *conv_state; /* (B, K−1, Dc) */
     float *ssm_state;  /* (B, H, D, D) */
     void *decode_ws;
     int *sync;
-    uint16_t *kv_bf16; /* (2·Tmax·Hkv·D) bf16 workspace: a B = 1 prefill then attends on the
-                        * flash kernel over bf16 copies of the rows [0, Tk); NULL: fp32 rows */
+    mmm_dtype kv_dt;   /* F32, or BF16 (a generation state with bf16 weights, B = 1, head_dim 64
+                        * or 128): new rows are rounded into it, attention runs on the flash kernel */
 } gpu_cache;
 
 /* Bytes of the SSD workspaces for the model's largest mamba2 layer (a layer's forward scratch
@@ -133,7 +133,8 @@ typedef struct {
     float *x;               /* (C) the token's residual stream */
     float *z, *q, *y, *s;   /* (widest input projection), (H·D), (H·D), (F) */
     float *norm;            /* (1) */
-    float **k, **v;         /* per attention layer (Tmax, Hkv, D) */
+    void **k, **v;          /* per attention layer (Tmax, Hkv, D) of kv_dt */
+    mmm_dtype kv_dt;
     float **conv, **ssm;    /* per mamba2 layer */
     int *sync;              /* (L) */
     void *ws;               /* mmm_cuda_attention_decode's workspace */

@@ -19,18 +19,16 @@ size_t gpu_ssd_ws_bytes(const mmm_config *c, int B, int T) {
     return most;
 }
 
-/* Attention on the bf16 tensor-core flash kernel: Tq queries (the last Tq of Tk positions)
- * against keys and values k, v (B, Tk, Hkv, D) fp32, through bf16 copies: q and the output in
- * qo (2·B·Tq·H·D bf16), k and v in kv (2·B·Tk·Hkv·D). The output back to fp32 in a->att, the
- * log-sum-exp in a->lse, as after the fp32 kernel (the training backward reads them). */
-static int flash_bf16(layer_buf *a, const float *k, const float *v, uint16_t *qo, uint16_t *kv, int B, int Tq,
-                      int Tk, int H, int Hkv, int D) {
-    size_t nq = (size_t)B * Tq * H * D, nk = (size_t)B * Tk * Hkv * D;
-    uint16_t *q = qo, *out = q + nq, *kb = kv, *vb = kv + nk;
+/* Attention on the bf16 tensor-core flash kernel: Tq queries a->q (the last Tq of Tk positions)
+ * against bf16 keys and values k, v (B, Tk, Hkv, D), through a bf16 copy of q in qo
+ * (2·B·Tq·H·D bf16, the output after it). The output back to fp32 in a->att, the log-sum-exp in
+ * a->lse, as after the fp32 kernel (the training backward reads them). */
+static int flash_bf16(layer_buf *a, const uint16_t *k, const uint16_t *v, uint16_t *qo, int B, int Tq, int Tk, int H,
+                      int Hkv, int D) {
+    size_t nq = (size_t)B * Tq * H * D;
+    uint16_t *q = qo, *out = q + nq;
     TRY(mmm_cuda_convert(q, MMM_DTYPE_BF16, a->q, F32, nq));
-    TRY(mmm_cuda_convert(kb, MMM_DTYPE_BF16, k, F32, nk));
-    TRY(mmm_cuda_convert(vb, MMM_DTYPE_BF16, v, F32, nk));
-    TRY(mmm_cuda_attention_forward(out, a->lse, q, kb, vb, B, Tq, Tk, H, Hkv, D, MMM_DTYPE_BF16));
+    TRY(mmm_cuda_attention_forward(out, a->lse, q, k, v, B, Tq, Tk, H, Hkv, D, MMM_DTYPE_BF16));
     return mmm_cuda_convert(a->att, F32, out, MMM_DTYPE_BF16, nq);
 }
 
@@ -46,25 +44,34 @@ static int attention_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, la
     if (T == 1 && cache->decode_ws) { /* one token: split, rotate and append in one kernel, then
                                          the keys split over the whole GPU */
         TRY(mmm_cuda_decode_qkv(a->q, cache->k, cache->v, scratch, cos_t, sin_t, cache->pos0, B, cache->Tmax, H,
-                                Hkv, D, F32));
+                                Hkv, D, cache->kv_dt));
         return mmm_cuda_attention_decode(a->att, a->q, cache->k, cache->v, cache->decode_ws, B, cache->Tk,
-                                         cache->Tmax, H, Hkv, D, F32);
+                                         cache->Tmax, H, Hkv, D, cache->kv_dt);
     }
-    size_t row0 = (size_t)cache->pos0 * Hkv * D; /* B == 1 whenever pos0 > 0 */
-    float *k_new = cache->k + row0, *v_new = cache->v + row0;
+    /* the new rows: into the fp32 cache at pos0 (B == 1 whenever pos0 > 0), or for a bf16 cache
+     * into a->k, a->v first */
+    int bf16_cache = cache->kv_dt == MMM_DTYPE_BF16;
+    size_t row0 = (size_t)cache->pos0 * Hkv * D, nk = (size_t)N * Hkv * D;
+    float *k_new = bf16_cache ? a->k : (float *)cache->k + row0, *v_new = bf16_cache ? a->v : (float *)cache->v + row0;
     TRY(mmm_cuda_copy_cols(a->q, rep * D, scratch, group, N * Hkv, rep * D));
     TRY(mmm_cuda_copy_cols(k_new, D, scratch + (size_t)rep * D, group, N * Hkv, D));
     TRY(mmm_cuda_copy_cols(v_new, D, scratch + (size_t)(rep + 1) * D, group, N * Hkv, D));
     TRY(mmm_cuda_rope_forward(a->q, a->q, cos_t, sin_t, B, T, H, D, F32));
     TRY(mmm_cuda_rope_forward(k_new, k_new, cos_t, sin_t, B, T, Hkv, D, F32));
-    int flash = D == 64 || D == 128;
-    /* training in bf16 (the keys are the batch's own): the bf16 copies in scratch, whose fused
-     * projection is no longer needed */
-    if (flash && g->data_bf16 && cache->pos0 == 0 && cache->Tk == T && cache->Tmax == T)
-        return flash_bf16(a, cache->k, cache->v, (uint16_t *)scratch, (uint16_t *)scratch + 2 * (size_t)N * H * D, B,
-                          T, T, H, Hkv, D);
-    if (flash && cache->kv_bf16 && B == 1) /* a bf16 prefill: every key so far */
-        return flash_bf16(a, cache->k, cache->v, (uint16_t *)scratch, cache->kv_bf16, 1, T, cache->Tk, H, Hkv, D);
+    uint16_t *qo = (uint16_t *)scratch; /* the fused projection is no longer needed */
+    if (bf16_cache) { /* a generation state's prefill: every key so far, on the flash kernel */
+        uint16_t *k = (uint16_t *)cache->k + row0, *v = (uint16_t *)cache->v + row0;
+        TRY(mmm_cuda_convert(k, MMM_DTYPE_BF16, k_new, F32, nk));
+        TRY(mmm_cuda_convert(v, MMM_DTYPE_BF16, v_new, F32, nk));
+        return flash_bf16(a, cache->k, cache->v, qo, 1, T, cache->Tk, H, Hkv, D);
+    }
+    if (g->data_bf16 && cache->pos0 == 0 && cache->Tk == T && cache->Tmax == T && (D == 64 || D == 128)) {
+        /* training in bf16 (the keys are the batch's own): bf16 copies of them after q and out */
+        uint16_t *k = qo + 2 * (size_t)N * H * D, *v = k + nk;
+        TRY(mmm_cuda_convert(k, MMM_DTYPE_BF16, cache->k, F32, nk));
+        TRY(mmm_cuda_convert(v, MMM_DTYPE_BF16, cache->v, F32, nk));
+        return flash_bf16(a, k, v, qo, B, T, T, H, Hkv, D);
+    }
     return mmm_cuda_attention_forward(a->att, a->lse, a->q, cache->k, cache->v, B, T, cache->Tk, H, Hkv, D, F32);
 }
 

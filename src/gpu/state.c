@@ -1,9 +1,10 @@
 /* The generation state on the GPU: src/model/infer.c's, with the caches and the buffers of one
- * chunk in device memory. Prefill runs chunks of up to CHUNK tokens, with bf16 weights
- * (mmm_gpu_use_bf16_decode) of up to CHUNK_BF16 on the tensor cores: bf16 GEMMs, and attention
- * on the flash kernel over bf16 copies of the keys so far. A single token (decoding) takes the
- * split-key attention kernel and the recurrent SSD step. Logits come back to the host for
- * sampling. */
+ * chunk in device memory. Prefill runs chunks of up to CHUNK tokens; a single token (decoding)
+ * takes the split-key attention kernel and the recurrent SSD step. A state made for a model with
+ * bf16 weights (mmm_gpu_use_bf16_decode) keeps its KV caches in bf16 (where every attention layer
+ * has head_dim 64 or 128: half the memory and the decode's traffic) and prefills up to
+ * CHUNK_BF16 tokens a step on the tensor cores: bf16 GEMMs, attention on the flash kernel over
+ * the cache. Logits come back to the host for sampling. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +20,8 @@ typedef struct {
     int max_tokens, n_layers;
     int chunk;               /* tokens per prefill step */
     int32_t *positions;      /* (chunk) host staging of the rotary positions */
-    float **k, **v;          /* attention layers: (max_tokens, Hkv, D) */
+    mmm_dtype kv_dt;         /* of the KV caches: BF16 or F32 */
+    void **k, **v;           /* attention layers: (max_tokens, Hkv, D) of kv_dt */
     float **conv, **ssm;     /* mamba2 layers: (K−1, Dc) and (H, D, D) */
     gpu_buf arena;           /* the chunk buffers below */
     layer_buf buf[2];        /* per mixer kind, sized for its widest layer */
@@ -31,11 +33,10 @@ typedef struct {
     gpu_buf dec;             /* the bf16 decode's single-token vectors */
     gpu_buf vis;             /* vision buffers and pixels of VISION_TILES tiles */
     gpu_buf img;             /* (n_tiles·tpt, C) image embeddings of the current prefill */
-    gpu_buf kv_bf16;         /* gpu_cache.kv_bf16 of the widest attention layer, in bf16 mode */
 } gpu_state;
 
-static size_t kv_floats(const mmm_layer_desc *d, int tokens) {
-    return (size_t)tokens * d->n_kv_heads * d->head_dim;
+static size_t kv_bytes(const mmm_layer_desc *d, int tokens, mmm_dtype dt) {
+    return (size_t)tokens * d->n_kv_heads * d->head_dim * mmm_dtype_size(dt);
 }
 static size_t conv_floats(const mmm_layer_desc *d) {
     return (size_t)(MMM_MAMBA_CONV_K - 1) * mamba_conv_channels(d);
@@ -63,7 +64,6 @@ static void state_free(void *impl) {
     gpu_buf_free(&s->dec);
     gpu_buf_free(&s->vis);
     gpu_buf_free(&s->img);
-    gpu_buf_free(&s->kv_bf16);
     free(s->positions);
     free(s);
 }
@@ -84,9 +84,11 @@ static int state_fill_synthetic(void *impl, int len, uint64_t seed) {
     for (int l = 0; l < s->n_layers; l++) {
         const mmm_layer_desc *d = &c->layers[l];
         int attn = d->kind == MMM_MIXER_ATTENTION;
-        float *a = attn ? s->k[l] : s->conv[l], *b = attn ? s->v[l] : s->ssm[l];
-        TRY(mmm_cuda_fill_uniform(a, F32, attn ? kv_floats(d, len) : conv_floats(d), -0.5f, 0.5f, seed + 2 * (uint64_t)l));
-        TRY(mmm_cuda_fill_uniform(b, F32, attn ? kv_floats(d, len) : ssm_floats(d), -0.5f, 0.5f, seed + 2 * (uint64_t)l + 1));
+        void *a = attn ? s->k[l] : (void *)s->conv[l], *b = attn ? s->v[l] : (void *)s->ssm[l];
+        mmm_dtype dt = attn ? s->kv_dt : F32;
+        size_t n = (size_t)len * d->n_kv_heads * d->head_dim;
+        TRY(mmm_cuda_fill_uniform(a, dt, attn ? n : conv_floats(d), -0.5f, 0.5f, seed + 2 * (uint64_t)l));
+        TRY(mmm_cuda_fill_uniform(b, dt, attn ? n : ssm_floats(d), -0.5f, 0.5f, seed + 2 * (uint64_t)l + 1));
     }
     return MMM_OK;
 }
@@ -98,8 +100,11 @@ static int state_copy(void *dst_impl, const void *src_impl, int len) {
     for (int l = 0; l < src->n_layers; l++) {
         const mmm_layer_desc *d = &c->layers[l];
         if (d->kind == MMM_MIXER_ATTENTION) {
-            TRY(mmm_cuda_copy(dst->k[l], src->k[l], kv_floats(d, len) * sizeof(float)));
-            TRY(mmm_cuda_copy(dst->v[l], src->v[l], kv_floats(d, len) * sizeof(float)));
+            if (dst->kv_dt != src->kv_dt)
+                return mmm_fail(MMM_ERR_ARG, "state copy: the caches differ in type (one state was made before "
+                                "bf16 weights, the other after)");
+            TRY(mmm_cuda_copy(dst->k[l], src->k[l], kv_bytes(d, len, src->kv_dt)));
+            TRY(mmm_cuda_copy(dst->v[l], src->v[l], kv_bytes(d, len, src->kv_dt)));
         } else {
             TRY(mmm_cuda_copy(dst->conv[l], src->conv[l], conv_floats(d) * sizeof(float)));
             TRY(mmm_cuda_copy(dst->ssm[l], src->ssm[l], ssm_floats(d) * sizeof(float)));
@@ -122,27 +127,11 @@ static int rope_tables(gpu_state *s, int T, int pos0) {
     return MMM_OK;
 }
 
-/* The bf16 workspace of the widest attention layer's keys and values, or NULL in fp32 mode. */
-static int kv_bf16_workspace(gpu_state *s, uint16_t **ws) {
-    const mmm_config *c = &s->m->cfg;
-    size_t most = 0;
-    *ws = NULL;
-    if (!s->m->gpu->bf16) return MMM_OK;
-    for (int l = 0; l < s->n_layers; l++)
-        if (c->layers[l].kind == MMM_MIXER_ATTENTION && 2 * kv_floats(&c->layers[l], s->max_tokens) > most)
-            most = 2 * kv_floats(&c->layers[l], s->max_tokens);
-    if (most) TRY(gpu_buf_reserve(&s->kv_bf16, most * sizeof(uint16_t)));
-    *ws = most ? s->kv_bf16.p : NULL;
-    return MMM_OK;
-}
-
 /* Runs T (≤ s->chunk) tokens at positions pos0.. whose embeddings are in s->x through every layer. */
 static int run_chunk(gpu_state *s, int T, int pos0) {
     const mmm_model *m = s->m;
     const mmm_config *c = &m->cfg;
     int C = c->hidden, L = mmm_config_n_layers(c);
-    uint16_t *kv_bf16;
-    TRY(kv_bf16_workspace(s, &kv_bf16));
     TRY(rope_tables(s, T, pos0));
     for (int l = 0; l < L; l++) {
         const mmm_layer_desc *d = &c->layers[l];
@@ -151,7 +140,7 @@ static int run_chunk(gpu_state *s, int T, int pos0) {
         layer_buf *a = &s->buf[d->kind];
         a->x_in = s->x; /* the layer reads its input in place */
         gpu_cache cache = {s->k[l], s->v[l], pos0, pos0 + T, s->max_tokens, s->conv[l], s->ssm[l], s->decode_ws.p,
-                           s->sync + l, kv_bf16};
+                           s->sync + l, s->kv_dt};
         TRY(gpu_layer_forward(m->gpu, m, l, a, s->x, 1, T, &cache, s->rope[d->stack][0], s->rope[d->stack][1],
                               s->scratch, s->ssd_ws.p));
         TRY(mmm_cuda_copy(s->x, a->x_out, (size_t)T * C * sizeof(float)));
@@ -200,7 +189,7 @@ static int decode_bf16(gpu_state *s, int32_t id, int pos, float *out) {
     TRY(gpu_buf_reserve(&s->logits, (size_t)V * sizeof(float)));
     TRY(gpu_buf_reserve(&s->dec, (MMM_ALIGN_FLOATS(widest) + 2 * MMM_ALIGN_FLOATS(hd) + ffn) * sizeof(float)));
     float *z = s->dec.p, *q = z + MMM_ALIGN_FLOATS(widest), *y = q + MMM_ALIGN_FLOATS(hd), *sw = y + MMM_ALIGN_FLOATS(hd);
-    gpu_decode_bufs b = {s->x, z, q, y, sw, s->norms, s->k, s->v, s->conv, s->ssm, s->sync, s->decode_ws.p,
+    gpu_decode_bufs b = {s->x, z, q, y, sw, s->norms, s->k, s->v, s->kv_dt, s->conv, s->ssm, s->sync, s->decode_ws.p,
                          s->max_tokens, {{s->rope[0][0], s->rope[0][1]}, {s->rope[1][0], s->rope[1][1]}}};
     TRY(gpu_decode_bf16(m, &b, pos, s->logits.p));
     return mmm_cuda_download(out, s->logits.p, (size_t)V * sizeof *out);
@@ -277,13 +266,25 @@ static int alloc_chunk_buffers(gpu_state *s) {
     return MMM_OK;
 }
 
+/* bf16 caches for a model with bf16 weights whose attention layers all suit the flash kernel. */
+static mmm_dtype cache_dtype(const mmm_model *m) {
+    const mmm_config *c = &m->cfg;
+    if (!m->gpu->bf16) return F32;
+    for (int l = 0; l < mmm_config_n_layers(c); l++)
+        if (c->layers[l].kind == MMM_MIXER_ATTENTION && c->layers[l].head_dim != 64 && c->layers[l].head_dim != 128)
+            return F32;
+    return MMM_DTYPE_BF16;
+}
+
 int gpu_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
     const mmm_config *c = &m->cfg;
     int L = mmm_config_n_layers(c);
+    mmm_dtype kv_dt = cache_dtype(m);
     size_t cache = 0, free_bytes = 0, total_bytes = 0;
     for (int l = 0; l < L; l++) {
         const mmm_layer_desc *d = &c->layers[l];
-        cache += (d->kind == MMM_MIXER_ATTENTION ? 2 * kv_floats(d, max_tokens) : conv_floats(d) + ssm_floats(d)) * sizeof(float);
+        cache += d->kind == MMM_MIXER_ATTENTION ? 2 * kv_bytes(d, max_tokens, kv_dt)
+                                                : (conv_floats(d) + ssm_floats(d)) * sizeof(float);
     }
     TRY(mmm_cuda_mem_info(&free_bytes, &total_bytes));
     if (cache > free_bytes / 10 * 9)
@@ -295,6 +296,7 @@ int gpu_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
     s->m = m;
     s->max_tokens = max_tokens;
     s->n_layers = L;
+    s->kv_dt = kv_dt;
     /* a short context needs no longer steps than itself */
     s->chunk = m->gpu->bf16 ? (max_tokens < CHUNK_BF16 ? (max_tokens > CHUNK ? max_tokens : CHUNK) : CHUNK_BF16) : CHUNK;
     s->positions = malloc((size_t)s->chunk * sizeof *s->positions);
@@ -306,8 +308,8 @@ int gpu_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
     for (int l = 0; l < L && !rc; l++) {
         const mmm_layer_desc *d = &c->layers[l];
         if (d->kind == MMM_MIXER_ATTENTION) {
-            rc = mmm_cuda_malloc((void **)&s->k[l], kv_floats(d, max_tokens) * sizeof(float));
-            if (!rc) rc = mmm_cuda_malloc((void **)&s->v[l], kv_floats(d, max_tokens) * sizeof(float));
+            rc = mmm_cuda_malloc(&s->k[l], kv_bytes(d, max_tokens, kv_dt));
+            if (!rc) rc = mmm_cuda_malloc(&s->v[l], kv_bytes(d, max_tokens, kv_dt));
         } else {
             rc = mmm_cuda_malloc((void **)&s->conv[l], conv_floats(d) * sizeof(float));
             if (!rc) rc = mmm_cuda_malloc((void **)&s->ssm[l], ssm_floats(d) * sizeof(float));

@@ -313,8 +313,9 @@ TEST(gpu_model_generation) {
 }
 
 /* bf16 prefill past one bf16 step (4096 tokens) of a teacher, a linear and a hybrid student at
- * head_dim 64, against the CPU forward: in one call, and in three whose steps split elsewhere
- * (the flash kernel's queries then start past earlier keys) within bf16 rounding of the one. */
+ * head_dim 64 (bf16 KV caches), against the CPU forward: in one call, and in three whose steps
+ * split elsewhere (the flash kernel's queries then start past earlier keys) within bf16 rounding
+ * of the one. */
 TEST(gpu_model_bf16_long_prefill) {
     if (!gpu("model bf16 long prefill")) return;
     enum { T = 4500 };
@@ -331,10 +332,17 @@ TEST(gpu_model_bf16_long_prefill) {
         mmm_acts *ca = NULL;
         mmm_state *s = NULL;
         mmm_input in = {1, T, ids, NULL, 0};
+        size_t f32_bytes = 0;
         int rc = m ? mmm_forward(m, &in, &ca) : MMM_ERR_ARG;
         if (!rc) rc = mmm_gpu_attach(m);
+        if (!rc && !(rc = mmm_state_new(&s, m, T + 1))) f32_bytes = mmm_state_bytes(s);
+        mmm_state_free(s);
+        s = NULL;
         if (!rc) rc = mmm_gpu_use_bf16_decode(m);
         if (!rc) rc = mmm_state_new(&s, m, T + 1);
+        if (!rc && k == 0) /* the teacher's state is its KV caches, now bf16 */
+            check(mmm_state_bytes(s) * 2 == f32_bytes, "gpu bf16 state of the teacher: half the fp32 one's bytes "
+                  "(%zu, %zu)", mmm_state_bytes(s), f32_bytes);
         if (!rc) rc = mmm_prefill(m, s, ids, T, NULL, 0, one, NULL);
         if (!rc) mmm_state_reset(s);
         for (int i = 0; i < 3 && !rc; i++)
