@@ -9,6 +9,7 @@
  *   prefill    causal attention forward TFLOP/s and chunked SSD TFLOP/s
  * usage: bench_cuda [--json FILE] [--quick]   (prints a table; --json also writes the numbers)
  *        bench_cuda --ssd-chunks               (the training SSD's time against its chunk length)
+ *        bench_cuda --prefill                  (the prefill kernels alone)
  *        bench_cuda --step MODEL CONTEXT       (three eager decode steps of teacher, hybrid or
  *                                               linear, nothing else: for a profiler) */
 #include <math.h>
@@ -430,12 +431,13 @@ static void eager_steps(int model, int ctx) {
 
 int main(int argc, char **argv) {
     const char *json = NULL;
-    int quick = 0, ceilings_only = 0, ssd_chunks = 0, step_model = -1, step_ctx = 0;
+    int quick = 0, ceilings_only = 0, ssd_chunks = 0, prefill_only = 0, step_model = -1, step_ctx = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--ceilings")) ceilings_only = 1;
         else if (!strcmp(argv[i], "--ssd-chunks")) ssd_chunks = 1;
+        else if (!strcmp(argv[i], "--prefill")) prefill_only = 1;
         else if (!strcmp(argv[i], "--step") && i + 2 < argc) {
             const char *name = argv[++i];
             step_model = !strcmp(name, "teacher") ? 0 : !strcmp(name, "hybrid") ? 1 : !strcmp(name, "linear") ? 2 : -1;
@@ -445,7 +447,7 @@ int main(int argc, char **argv) {
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: bench_cuda [--json FILE] [--quick | --ceilings | --ssd-chunks] | --step MODEL CONTEXT\n");
+            fprintf(stderr, "usage: bench_cuda [--json FILE] [--quick | --ceilings | --ssd-chunks | --prefill] | --step MODEL CONTEXT\n");
             return 2;
         }
     }
@@ -468,11 +470,13 @@ int main(int argc, char **argv) {
     double copy, gemm;
     if (ssd_chunks) {
         ssd_chunk_table();
+    } else if (prefill_only) {
+        prefill_table(quick);
     } else {
         ceilings(&copy, &gemm); /* also loads cuBLAS, whose handle and workspace stay */
         gemm_f32_modes();
     }
-    if (!ceilings_only && !ssd_chunks) {
+    if (!ceilings_only && !ssd_chunks && !prefill_only) {
         g_base_used = used_now();
         gemv_table();
         decode_table(quick);
