@@ -6,8 +6,9 @@
 #                                         for a GPU machine that cannot build
 #   bench/run_gpu.sh [--quick] DIR        run the binaries packed in DIR
 # Runs: the CUDA op and GPU model tests (tests/cuda), bench_cuda (and its SSD chunk-length
-# table), the training-step benchmark
-# (mmm bench --train-step), the PyTorch baselines (if torch is there) and the joined report.
+# table), the training-step benchmark (mmm bench --train-step), the whole model's prefill, decode
+# and memory (mmm bench --device cuda --dtype bf16), the PyTorch baselines (if torch is there)
+# and the joined report.
 # Output: $OUT (default build-gpu/out): tests.log, bench.log, mmm.json,
 # torch.json, report.md; the report is printed last.
 set -euo pipefail
@@ -51,11 +52,22 @@ echo "== training steps at HoVLE-2.6B size (1024 tokens, bf16 GEMMs)"
 "$bin/mmm" bench --train-step --device cuda --dtype bf16 --tokens 1024 \
     --dims hidden=2048,layers=8+24,heads=16,kv=8,ffn=8192,vocab=92544 --json "$out/train_step.json" 2>&1 |
     tee "$out/train_step.log"
+echo "== the whole model at HoVLE-2.6B size: prefill, decode and memory (mmm bench, bf16 weights)"
+contexts=1K,8K,32K,64K,103K
+[ -n "$quick" ] && contexts=1K,32K
+for kind in teacher hybrid linear; do
+    "$bin/mmm" bench --device cuda --dtype bf16 --dims hidden=2048,layers=8+24,heads=16,kv=8,ffn=8192,vocab=92544 \
+        --kinds $kind --contexts $contexts --prefill-max 105472 --steps 8 --json "$out/model_$kind.json" 2>&1 |
+        tee -a "$out/model.log"
+done
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     echo "== PyTorch baseline"
     env -u LD_LIBRARY_PATH python3 bench/cuda/baseline.py $quick --json "$out/torch.json" 2>&1 | tee "$out/torch.log"
     env -u LD_LIBRARY_PATH python3 bench/cuda/baseline_train.py $quick --tokens 1024 --json "$out/torch_train.json" 2>&1 |
         tee "$out/torch_train.log"
+    json=$(cd "$out" && pwd)/torch_prefill.json # baseline_prefill.py runs beside the module it imports
+    (cd bench/cuda && env -u LD_LIBRARY_PATH python3 baseline_prefill.py --contexts $contexts --json "$json") 2>&1 |
+        tee "$out/torch_prefill.log"
     echo "== report"
     python3 bench/cuda/report.py "$out/mmm.json" "$out/torch.json" | tee "$out/report.md"
 fi
