@@ -313,9 +313,9 @@ static void usage(FILE *f) {
           "  --plot OUT.png   plot latency and memory with gnuplot\n"
           "  --device D       cpu (default) or cuda; on the GPU the memory column is the device\n"
           "                   memory the model, the state and their buffers take\n"
-          "  --dtype T        f32 (default) or bf16: with --device cuda, decode with bf16 weight\n"
-          "                   matrices (prefill stays fp32); with --train-step, GEMMs on the bf16\n"
-          "                   tensor cores\n\n"
+          "  --dtype T        f32 (default) or bf16: with --device cuda, bf16 weight matrices for\n"
+          "                   decode and prefill, and bf16 KV caches; with --train-step, GEMMs on\n"
+          "                   the bf16 tensor cores\n\n"
           "Training steps (--train-step, needs --device cuda): tokens/s and model-FLOPs utilisation of\n"
           "the teacher's cross-entropy step and the students' stage-3 distillation step (teacher\n"
           "forward, student forward and backward, KL, AdamW on the device) on one synthetic sequence.\n"
@@ -409,7 +409,7 @@ int cmd_bench(int argc, char **argv) {
     else snprintf(title, sizeof title, "hidden %d, %d+%d layers, %d/%d heads, ffn %d, vocab %d", d.hidden,
                   d.emb_layers, d.llm_layers, d.heads, d.kv, d.ffn, d.vocab);
     char where[64];
-    if (cuda) snprintf(where, sizeof where, "on the GPU%s", bf16 ? ", bf16 decode weights" : "");
+    if (cuda) snprintf(where, sizeof where, "on the GPU%s", bf16 ? ", bf16 weights and KV caches" : "");
     else snprintf(where, sizeof where, "%ld CPU threads", sysconf(_SC_NPROCESSORS_ONLN));
     printf("mmm bench decode: %s; %s; median of %d steps\n", title, where, steps);
     printf("%-8s %9s %12s %10s %12s %12s %12s %12s\n", "model", "context", "ms/token", "tokens/s", "state MB",

@@ -21,7 +21,7 @@ int cli_use_device_train(int cuda, int bf16, mmm_model *m);
 /* --dtype f32|bf16: parses into *bf16; bf16 needs cuda. Prints the error and returns 2. */
 int cli_parse_decode_dtype(const char *cmd, const char *value, int *bf16);
 int cli_check_dtype(const char *cmd, int cuda, int bf16);
-/* With bf16, gives each attached model (NULLs skipped) its bf16 decode weights. */
+/* With bf16, gives each attached model (NULLs skipped) bf16 weight copies for decode and prefill. */
 int cli_use_bf16(int bf16, mmm_model *a, mmm_model *b);
 
 #endif
