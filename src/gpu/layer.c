@@ -58,19 +58,21 @@ static int attention_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, la
     TRY(mmm_cuda_copy_cols(v_new, D, scratch + (size_t)(rep + 1) * D, group, N * Hkv, D));
     TRY(mmm_cuda_rope_forward(a->q, a->q, cos_t, sin_t, B, T, H, D, F32));
     TRY(mmm_cuda_rope_forward(k_new, k_new, cos_t, sin_t, B, T, Hkv, D, F32));
-    uint16_t *qo = (uint16_t *)scratch; /* the fused projection is no longer needed */
-    if (bf16_cache) { /* a generation state's prefill: every key so far, on the flash kernel */
-        uint16_t *k = (uint16_t *)cache->k + row0, *v = (uint16_t *)cache->v + row0;
-        TRY(mmm_cuda_convert(k, MMM_DTYPE_BF16, k_new, F32, nk));
-        TRY(mmm_cuda_convert(v, MMM_DTYPE_BF16, v_new, F32, nk));
-        return flash_bf16(a, cache->k, cache->v, qo, 1, T, cache->Tk, H, Hkv, D);
+    /* on the flash kernel, through bf16 copies of the new keys and values: a generation state's
+     * prefill rounds them into its bf16 cache and attends to every key so far; training in bf16
+     * (the keys are the batch's own) puts them in scratch after q and the output */
+    uint16_t *qo = (uint16_t *)scratch, *kb = NULL, *vb = NULL; /* the fused projection is no longer needed */
+    if (bf16_cache) {
+        kb = (uint16_t *)cache->k + row0;
+        vb = (uint16_t *)cache->v + row0;
+    } else if (g->data_bf16 && cache->pos0 == 0 && cache->Tk == T && cache->Tmax == T && (D == 64 || D == 128)) {
+        kb = qo + 2 * (size_t)N * H * D;
+        vb = kb + nk;
     }
-    if (g->data_bf16 && cache->pos0 == 0 && cache->Tk == T && cache->Tmax == T && (D == 64 || D == 128)) {
-        /* training in bf16 (the keys are the batch's own): bf16 copies of them after q and out */
-        uint16_t *k = qo + 2 * (size_t)N * H * D, *v = k + nk;
-        TRY(mmm_cuda_convert(k, MMM_DTYPE_BF16, cache->k, F32, nk));
-        TRY(mmm_cuda_convert(v, MMM_DTYPE_BF16, cache->v, F32, nk));
-        return flash_bf16(a, k, v, qo, B, T, T, H, Hkv, D);
+    if (kb) {
+        TRY(mmm_cuda_convert(kb, MMM_DTYPE_BF16, k_new, F32, nk));
+        TRY(mmm_cuda_convert(vb, MMM_DTYPE_BF16, v_new, F32, nk));
+        return flash_bf16(a, kb - row0, vb - row0, qo, B, T, cache->Tk, H, Hkv, D);
     }
     return mmm_cuda_attention_forward(a->att, a->lse, a->q, cache->k, cache->v, B, T, cache->Tk, H, Hkv, D, F32);
 }

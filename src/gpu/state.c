@@ -35,8 +35,11 @@ typedef struct {
     gpu_buf img;             /* (n_tiles·tpt, C) image embeddings of the current prefill */
 } gpu_state;
 
+static size_t kv_elems(const mmm_layer_desc *d, int tokens) {
+    return (size_t)tokens * d->n_kv_heads * d->head_dim;
+}
 static size_t kv_bytes(const mmm_layer_desc *d, int tokens, mmm_dtype dt) {
-    return (size_t)tokens * d->n_kv_heads * d->head_dim * mmm_dtype_size(dt);
+    return kv_elems(d, tokens) * mmm_dtype_size(dt);
 }
 static size_t conv_floats(const mmm_layer_desc *d) {
     return (size_t)(MMM_MAMBA_CONV_K - 1) * mamba_conv_channels(d);
@@ -86,9 +89,9 @@ static int state_fill_synthetic(void *impl, int len, uint64_t seed) {
         int attn = d->kind == MMM_MIXER_ATTENTION;
         void *a = attn ? s->k[l] : (void *)s->conv[l], *b = attn ? s->v[l] : (void *)s->ssm[l];
         mmm_dtype dt = attn ? s->kv_dt : F32;
-        size_t n = (size_t)len * d->n_kv_heads * d->head_dim;
-        TRY(mmm_cuda_fill_uniform(a, dt, attn ? n : conv_floats(d), -0.5f, 0.5f, seed + 2 * (uint64_t)l));
-        TRY(mmm_cuda_fill_uniform(b, dt, attn ? n : ssm_floats(d), -0.5f, 0.5f, seed + 2 * (uint64_t)l + 1));
+        TRY(mmm_cuda_fill_uniform(a, dt, attn ? kv_elems(d, len) : conv_floats(d), -0.5f, 0.5f, seed + 2 * (uint64_t)l));
+        TRY(mmm_cuda_fill_uniform(b, dt, attn ? kv_elems(d, len) : ssm_floats(d), -0.5f, 0.5f,
+                                  seed + 2 * (uint64_t)l + 1));
     }
     return MMM_OK;
 }
@@ -297,8 +300,8 @@ int gpu_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
     s->max_tokens = max_tokens;
     s->n_layers = L;
     s->kv_dt = kv_dt;
-    /* a short context needs no longer steps than itself */
-    s->chunk = m->gpu->bf16 ? (max_tokens < CHUNK_BF16 ? (max_tokens > CHUNK ? max_tokens : CHUNK) : CHUNK_BF16) : CHUNK;
+    /* in bf16, a short context needs no longer steps than itself */
+    s->chunk = !m->gpu->bf16 || max_tokens <= CHUNK ? CHUNK : max_tokens < CHUNK_BF16 ? max_tokens : CHUNK_BF16;
     s->positions = malloc((size_t)s->chunk * sizeof *s->positions);
     s->k = calloc((size_t)L + 1, sizeof *s->k);
     s->v = calloc((size_t)L + 1, sizeof *s->v);
