@@ -5,6 +5,13 @@
 #include <stddef.h>
 #include <stdio.h>
 
+/* Opens `path` for reading only if it is a regular file: a FIFO, device, socket or directory is
+ * refused with a message instead of blocking or misreading (a FIFO is opened non-blocking so the
+ * open itself cannot hang). `size` (may be NULL) receives the file's size. Every loader opens its
+ * input through one of these. */
+int mmm_open_regular_fd(const char *path, int *fd, long long *size);
+int mmm_open_regular(const char *path, FILE **fp, long long *size);
+
 /* Reads a text file of at most max_bytes into a NUL-terminated malloc'd buffer; a NUL byte
  * inside the file is a format error (text formats never contain one). */
 int mmm_read_text_file(const char *path, size_t max_bytes, char **out, size_t *len);

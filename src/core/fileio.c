@@ -10,33 +10,79 @@
 
 #include "mmm/error.h"
 
-int mmm_read_text_file(const char *path, size_t max_bytes, char **out, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return mmm_fail(errno == ENOENT ? MMM_ERR_NOT_FOUND : MMM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+static const char *file_kind(mode_t mode) {
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a regular file";
+}
+
+int mmm_open_regular_fd(const char *path, int *fd_out, long long *size) {
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever; it is
+     * cleared again once fstat shows a regular file */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return mmm_fail(errno == ENOENT ? MMM_ERR_NOT_FOUND : MMM_ERR_IO, "%s: cannot open: %s", path,
+                        strerror(errno));
     struct stat st;
-    int rc = MMM_OK;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return mmm_fail(MMM_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return mmm_fail(MMM_ERR_IO, "%s: is %s, expected a regular file", path, file_kind(st.st_mode));
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fd);
+        return mmm_fail(MMM_ERR_IO, "%s: cannot open: %s", path, strerror(e));
+    }
+    *fd_out = fd;
+    if (size) *size = (long long)st.st_size;
+    return MMM_OK;
+}
+
+int mmm_open_regular(const char *path, FILE **fp, long long *size) {
+    int fd = -1;
+    int rc = mmm_open_regular_fd(path, &fd, size);
+    if (rc) return rc;
+    if (!(*fp = fdopen(fd, "rb"))) {
+        int e = errno;
+        close(fd);
+        return mmm_fail(MMM_ERR_IO, "%s: cannot open: %s", path, strerror(e));
+    }
+    return MMM_OK;
+}
+
+int mmm_read_text_file(const char *path, size_t max_bytes, char **out, size_t *len) {
+    FILE *fp = NULL;
+    long long size = 0;
+    int rc = mmm_open_regular(path, &fp, &size);
+    if (rc) return rc;
+    size_t n = (size_t)size;
     char *text = NULL;
-    if (fstat(fileno(fp), &st) != 0)
-        rc = mmm_fail(MMM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    else if (S_ISDIR(st.st_mode))
-        rc = mmm_fail(MMM_ERR_IO, "%s: is a directory, expected a file", path);
-    else if ((size_t)st.st_size > max_bytes)
-        rc = mmm_fail(MMM_ERR_FORMAT, "%s: %lld bytes is more than the %zu this file may have", path,
-                      (long long)st.st_size, max_bytes);
-    else if (!(text = malloc((size_t)st.st_size + 1)))
+    if (n > max_bytes)
+        rc = mmm_fail(MMM_ERR_FORMAT, "%s: %zu bytes is more than the %zu this file may have", path, n,
+                      max_bytes);
+    else if (!(text = malloc(n + 1)))
         rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
-    else if (fread(text, 1, (size_t)st.st_size, fp) != (size_t)st.st_size)
+    else if (fread(text, 1, n, fp) != n)
         rc = mmm_fail(MMM_ERR_IO, "%s: read failed", path);
     fclose(fp);
     if (rc) {
         free(text);
         return rc;
     }
-    text[st.st_size] = '\0';
-    size_t n = strlen(text);
-    if (n != (size_t)st.st_size) {
+    text[n] = '\0';
+    size_t used = strlen(text);
+    if (used != n) {
         free(text);
-        return mmm_fail(MMM_ERR_FORMAT, "%s: unexpected NUL byte at byte %zu of a text file", path, n);
+        return mmm_fail(MMM_ERR_FORMAT, "%s: unexpected NUL byte at byte %zu of a text file", path, used);
     }
     *out = text;
     if (len) *len = n;
@@ -92,7 +138,7 @@ int mmm_write_file_atomic(const char *path, const void *data, size_t len) {
 }
 
 int mmm_json_load(const char *path, size_t max_bytes, void **root) {
-    char *text;
+    char *text = NULL;
     int rc = mmm_read_text_file(path, max_bytes, &text, NULL);
     if (rc) return rc;
     const char *end = NULL;
@@ -118,11 +164,12 @@ int mmm_json_save(const char *path, const void *root) {
 }
 
 int mmm_copy_file(const char *from, const char *to) {
-    FILE *in = fopen(from, "rb");
-    if (!in) return mmm_fail(MMM_ERR_IO, "%s: cannot open: %s", from, strerror(errno));
+    FILE *in;
+    int rc = mmm_open_regular(from, &in, NULL);
+    if (rc) return rc;
     char *tmp;
     FILE *out;
-    int rc = mmm_atomic_open(to, &tmp, &out);
+    rc = mmm_atomic_open(to, &tmp, &out);
     if (rc) {
         fclose(in);
         return rc;
