@@ -3,6 +3,8 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -137,20 +139,93 @@ int mmm_write_file_atomic(const char *path, const void *data, size_t len) {
     return mmm_atomic_finish(path, tmp, fp, rc);
 }
 
-int mmm_json_load(const char *path, size_t max_bytes, void **root) {
-    char *text = NULL;
-    int rc = mmm_read_text_file(path, max_bytes, &text, NULL);
+/* cJSON's CJSON_NESTING_LIMIT: deeper documents are refused by cJSON itself */
+#define JSON_NESTING_CAP 1000
+
+static bool json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+int mmm_json_check(const char *text, size_t len, const mmm_json_limits *lim, const char *name) {
+    if (lim->max_bytes && len > lim->max_bytes)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %zu bytes of JSON is more than the %zu allowed", name, len,
+                        lim->max_bytes);
+    int depth_cap = lim->max_depth > 0 && lim->max_depth < JSON_NESTING_CAP ? lim->max_depth : JSON_NESTING_CAP;
+    /* per open container: members counted so far, where it opened, '[' or '{' */
+    size_t members[JSON_NESTING_CAP], opened_at[JSON_NESTING_CAP];
+    char kind[JSON_NESTING_CAP];
+    int depth = 0;
+    size_t values = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '\0') return mmm_fail(MMM_ERR_FORMAT, "%s: unexpected NUL byte at byte %zu of JSON", name, i);
+        if (json_space(c)) continue;
+        /* cJSON makes one node per array element or object member (the key lives in the member's
+         * node), plus the root: counting a member at its first token and at every comma of its
+         * container counts the nodes without parsing anything */
+        bool counted = false;
+        if (c == ',' && depth > 0) {
+            members[depth - 1]++;
+            counted = true;
+        } else if (c != ']' && c != '}' && (depth == 0 ? values == 0 : members[depth - 1] == 0)) {
+            if (depth > 0) members[depth - 1] = 1;
+            counted = true;
+        }
+        if (counted) {
+            if (++values > lim->max_values && lim->max_values)
+                return mmm_fail(MMM_ERR_FORMAT, "%s: more than %zu JSON values (the limit for this file) at byte %zu",
+                                name, lim->max_values, i);
+            if (depth > 0 && lim->max_members && members[depth - 1] > lim->max_members)
+                return mmm_fail(MMM_ERR_FORMAT, "%s: the JSON %s at byte %zu has more than %zu %s (the limit for this file)",
+                                name, kind[depth - 1] == '[' ? "array" : "object", opened_at[depth - 1],
+                                lim->max_members, kind[depth - 1] == '[' ? "elements" : "members");
+        }
+        if (c == '"') { /* skip the string, escapes included; an unterminated one is cJSON's error */
+            for (i++; i < len && text[i] != '"'; i++)
+                if (text[i] == '\\' && i + 1 < len) i++;
+                else if (text[i] == '\0')
+                    return mmm_fail(MMM_ERR_FORMAT, "%s: unexpected NUL byte at byte %zu of JSON", name, i);
+        } else if (c == '[' || c == '{') {
+            if (depth >= depth_cap)
+                return mmm_fail(MMM_ERR_FORMAT, "%s: JSON nested deeper than %d levels (the limit for this file) at byte %zu",
+                                name, depth_cap, i);
+            members[depth] = 0;
+            opened_at[depth] = i;
+            kind[depth++] = c;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--; /* a mismatched bracket is left for cJSON to report */
+        }
+    }
+    return MMM_OK;
+}
+
+int mmm_json_parse(const char *text, size_t len, const mmm_json_limits *lim, const char *name, void **root) {
+    int rc = mmm_json_check(text, len, lim, name);
     if (rc) return rc;
     const char *end = NULL;
-    cJSON *j = cJSON_ParseWithOpts(text, &end, 1);
-    if (!j) {
-        size_t at = end && end >= text ? (size_t)(end - text) : 0;
-        free(text);
-        return mmm_fail(MMM_ERR_FORMAT, "%s: not valid JSON (error near byte %zu)", path, at);
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    size_t at = end && end >= text ? (size_t)(end - text) : 0;
+    if (j) /* the whole text must be the one value: only whitespace may follow it */
+        while (at < len && json_space(text[at])) at++;
+    if (!j || at < len) {
+        cJSON_Delete(j);
+        return mmm_fail(MMM_ERR_FORMAT, "%s: not valid JSON (error near byte %zu)", name, at);
     }
-    free(text);
     *root = j;
     return MMM_OK;
+}
+
+int mmm_json_load_limits(const char *path, const mmm_json_limits *lim, void **root) {
+    char *text = NULL;
+    size_t len = 0;
+    int rc = mmm_read_text_file(path, lim->max_bytes ? lim->max_bytes : SIZE_MAX - 1, &text, &len);
+    if (rc) return rc;
+    rc = mmm_json_parse(text, len, lim, path, root);
+    free(text);
+    return rc;
+}
+
+int mmm_json_load(const char *path, size_t max_bytes, void **root) {
+    mmm_json_limits lim = {.max_bytes = max_bytes};
+    return mmm_json_load_limits(path, &lim, root);
 }
 
 int mmm_json_save(const char *path, const void *root) {
