@@ -1,11 +1,11 @@
 /* Opening one safetensors file: mmap it, parse the JSON header and validate every entry against
  * the format rules the official reader enforces, so later reads can trust the table. */
 #include "mmm/error.h"
+#include "mmm/fileio.h"
 #include "mmm/safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
@@ -13,13 +13,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "safetensors data is little-endian and is read in place");
 
 #define MAX_HEADER_BYTES 100000000u /* the official reader's limit */
+/* Tensors in one file: far more than any real checkpoint shard holds (HoVLE-2.6B has ~500 in
+ * all), and with the caps below it bounds the JSON tree before it is built: an entry is at most
+ * 14 values (itself, dtype, shape and its ≤ 8 dims, data_offsets and its 2), ~80 bytes each, so
+ * a header costs at most ~85 MB of tree however it is written. */
+#define MAX_TENSORS 65536
+static const mmm_json_limits header_limits = {
+    .max_bytes = MAX_HEADER_BYTES,
+    .max_values = 16 * MAX_TENSORS, /* 14 per tensor, the rest for __metadata__ */
+    .max_members = MAX_TENSORS,     /* tensors, __metadata__ entries, or dims of a shape */
+    .max_depth = 3,                 /* header → entry → shape or data_offsets */
+};
 
 struct mmm_st_file {
     char *path;
@@ -265,17 +275,11 @@ static int parse_header(mmm_st_file *f) {
     if (nul)
         return mmm_fail(MMM_ERR_FORMAT, "%s: header is not valid JSON (NUL byte at header byte "
                         "%zu)", f->path, (size_t)((const unsigned char *)nul - bytes - 8));
-    char *text = malloc((size_t)hlen + 1);
-    if (!text) return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory for the header", f->path);
-    memcpy(text, bytes + 8, (size_t)hlen);
-    text[hlen] = '\0';
-    const char *stop = NULL;
-    f->header = cJSON_ParseWithOpts(text, &stop, 1);
-    size_t stop_at = stop ? (size_t)(stop - text) : 0;
-    free(text);
-    if (!f->header)
-        return mmm_fail(MMM_ERR_FORMAT, "%s: header is not valid JSON (error near header byte "
-                        "%zu)", f->path, stop_at);
+    /* parsed in place in the mapping: the caps are checked before any tree is built */
+    char name[64 + 4096];
+    snprintf(name, sizeof name, "%s: header", f->path);
+    int rc = mmm_json_parse((const char *)bytes + 8, (size_t)hlen, &header_limits, name, (void **)&f->header);
+    if (rc) return rc;
     if (!cJSON_IsObject(f->header))
         return mmm_fail(MMM_ERR_FORMAT, "%s: header is not a JSON object", f->path);
 
@@ -288,7 +292,6 @@ static int parse_header(mmm_st_file *f) {
         if (f->metadata) return mmm_fail(MMM_ERR_FORMAT, "%s: __metadata__ appears twice", f->path);
         f->metadata = c;
     }
-    int rc;
     if (f->metadata && (rc = check_metadata(f->path, f->metadata))) return rc;
 
     f->tensors = calloc(n_entries ? n_entries : 1, sizeof *f->tensors);
@@ -325,22 +328,18 @@ int mmm_st_open(mmm_st_file **out, const char *path) {
         free(f);
         return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int code = errno == ENOENT ? MMM_ERR_NOT_FOUND : MMM_ERR_IO;
+    int fd = -1;
+    long long size = 0;
+    int rc = mmm_open_regular_fd(path, &fd, &size);
+    if (rc) {
         mmm_st_close(f);
-        return mmm_fail(code, "%s: cannot open: %s", path, strerror(errno));
+        return rc;
     }
-    struct stat st;
-    int rc = MMM_OK;
-    if (fstat(fd, &st) != 0)
-        rc = mmm_fail(MMM_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode)) rc = mmm_fail(MMM_ERR_IO, "%s: not a regular file", path);
-    else if (st.st_size < 8)
+    if (size < 8)
         rc = mmm_fail(MMM_ERR_FORMAT, "%s: file is %lld bytes, shorter than the 8-byte header "
-                      "length", path, (long long)st.st_size);
+                      "length", path, size);
     if (!rc) {
-        f->map_size = (size_t)st.st_size;
+        f->map_size = (size_t)size;
         f->map = mmap(NULL, f->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (f->map == MAP_FAILED) {
             f->map = NULL;

@@ -16,7 +16,16 @@
 
 #define SINGLE_NAME "model.safetensors"
 #define INDEX_NAME "model.safetensors.index.json"
-#define MAX_INDEX_BYTES 100000000u
+/* Tensors a whole model's index may list: several times the largest published checkpoints
+ * (~100K tensors). weight_map holds one value per tensor, so with the caps below the JSON tree
+ * (~80 bytes a value) stays under ~45 MB before any of it is built. */
+#define MAX_INDEX_TENSORS (1 << 19)
+static const mmm_json_limits index_limits = {
+    .max_bytes = 100000000u,
+    .max_values = MAX_INDEX_TENSORS + 4096, /* weight_map, and a small metadata object */
+    .max_members = MAX_INDEX_TENSORS,
+    .max_depth = 4, /* root → metadata → (one level of nesting inside metadata) */
+};
 
 struct mmm_st_model {
     char *path;
@@ -60,7 +69,7 @@ static int gather(mmm_st_model *m) {
 /* Reads the weight_map of the index at `path` into entries (sorted by tensor name, names
  * pointing into *root). */
 static int parse_index(const char *path, cJSON **root, map_entry **entries, size_t *n_entries) {
-    int rc = mmm_json_load(path, MAX_INDEX_BYTES, (void **)root);
+    int rc = mmm_json_load_limits(path, &index_limits, (void **)root);
     if (rc) return rc;
     if (!cJSON_IsObject(*root)) return mmm_fail(MMM_ERR_FORMAT, "%s: not a JSON object", path);
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(*root, "metadata");
@@ -183,9 +192,10 @@ static int open_single(mmm_st_model *m, const char *path) {
     return gather(m);
 }
 
-static bool is_file(const char *path) {
+/* Any kind of file: one that is not regular is then refused by name when opened. */
+static bool exists(const char *path) {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
 }
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -208,8 +218,8 @@ int mmm_st_open_model(mmm_st_model **out, const char *path) {
     } else if (S_ISDIR(st.st_mode)) {
         char *single = mmm_path_join(path, SINGLE_NAME), *index = mmm_path_join(path, INDEX_NAME);
         if (!single || !index) rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
-        else if (is_file(single)) rc = open_single(m, single);
-        else if (is_file(index)) rc = open_index(m, index);
+        else if (exists(single)) rc = open_single(m, single);
+        else if (exists(index)) rc = open_index(m, index);
         else rc = mmm_fail(MMM_ERR_NOT_FOUND, "%s: holds neither %s nor %s", path, SINGLE_NAME,
                            INDEX_NAME);
         free(single);

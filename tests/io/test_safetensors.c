@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define FIXTURES "tests/data/safetensors"
 
@@ -826,11 +827,11 @@ TEST(safetensors_reject_malformed) {
 
     p = tpath("json.safetensors");
     write_st(p, "{\"w\": {\"dtype\": ", 0);
-    expect_reject("header not JSON", p, MMM_ERR_FORMAT, "header is not valid JSON");
+    expect_reject("header not JSON", p, MMM_ERR_FORMAT, "header: not valid JSON");
 
     p = tpath("trailing_json.safetensors");
     write_st(p, "{} {}", 0);
-    expect_reject("JSON with trailing garbage", p, MMM_ERR_FORMAT, "header is not valid JSON");
+    expect_reject("JSON with trailing garbage", p, MMM_ERR_FORMAT, "header: not valid JSON");
 
     p = tpath("array.safetensors");
     write_st(p, "[1, 2]  ", 0);
@@ -997,7 +998,7 @@ TEST(safetensors_reject_malformed) {
     expect_reject("__metadata__ key twice", p, MMM_ERR_FORMAT,
                   "__metadata__ key 'a' appears twice");
 
-    expect_reject("a directory", tmp_dir(), MMM_ERR_IO, "not a regular file");
+    expect_reject("a directory", tmp_dir(), MMM_ERR_IO, "is a directory, expected a regular file");
     p = tpath("does_not_exist.safetensors");
     expect_reject("a missing file", p, MMM_ERR_NOT_FOUND, "cannot open");
 
@@ -1108,4 +1109,63 @@ TEST(safetensors_reject_bad_index) {
                         "holds neither model.safetensors nor model.safetensors.index.json");
     expect_model_reject("missing model path", tpath("no_such_model"), MMM_ERR_NOT_FOUND,
                         "cannot open");
+}
+
+/* A JSON array of n zeros between prefix and suffix (malloc'd). */
+static char *zeros_json(const char *prefix, size_t n, const char *suffix) {
+    size_t a = strlen(prefix), b = strlen(suffix);
+    char *s = malloc(a + 2 * n + b + 1);
+    memcpy(s, prefix, a);
+    size_t k = a;
+    for (size_t i = 0; i < n; i++) {
+        if (i) s[k++] = ',';
+        s[k++] = '0';
+    }
+    memcpy(s + k, suffix, b + 1);
+    return s;
+}
+
+/* Headers and indexes whose JSON would build a tree many times their size are refused before
+ * cJSON builds it, naming the file and the limit; FIFOs in place of a shard, a model file or an
+ * index are refused without blocking. */
+TEST(safetensors_caps_and_fifos) {
+    char *h = zeros_json("{\"w\":{\"dtype\":\"F32\",\"shape\":[", 65537, "],\"data_offsets\":[0,0]}}");
+    const char *p = tpath("huge_shape.safetensors");
+    write_st(p, h, 0);
+    free(h);
+    expect_reject("a header array of 65537 elements", p, MMM_ERR_FORMAT,
+                  "header: the JSON array at byte 28 has more than 65536 elements");
+    p = tpath("deep_header.safetensors");
+    write_st(p, "{\"__metadata__\":{\"a\":[[1]]}}", 0);
+    expect_reject("a header nested 4 deep", p, MMM_ERR_FORMAT, "nested deeper than 3 levels");
+
+    const char *dir = tpath("capidx");
+    mkdir(dir, 0777);
+    const char *a[] = {"a"};
+    make_shard(dir, "s1.safetensors", a, 1);
+    char *j = zeros_json("{\"metadata\":{\"x\":[", 524289, "]},\"weight_map\":{\"a\":\"s1.safetensors\"}}");
+    write_index(dir, j);
+    free(j);
+    expect_model_reject("an index array of 524289 elements", dir, MMM_ERR_FORMAT,
+                        "index.json: the JSON array at byte 17 has more than 524288 elements");
+
+    const char *fifo = tpath("fifo.safetensors");
+    check(mkfifo(fifo, 0600) == 0, "safetensors: mkfifo");
+    expect_reject("a FIFO", fifo, MMM_ERR_IO, "is a FIFO, expected a regular file");
+    expect_model_reject("a FIFO given as the model", fifo, MMM_ERR_IO, "is a FIFO");
+    write_index(dir, "{\"weight_map\":{\"a\":\"s1.safetensors\",\"b\":\"fifo2.safetensors\"}}");
+    char shard[512];
+    snprintf(shard, sizeof shard, "%s/fifo2.safetensors", dir);
+    check(mkfifo(shard, 0600) == 0, "safetensors: mkfifo shard");
+    expect_model_reject("a FIFO shard", dir, MMM_ERR_IO, "shard 'fifo2.safetensors': ");
+    unlink(write_index(dir, "{}"));
+    const char *fdir = tpath("fifomodel");
+    mkdir(fdir, 0777);
+    char single[512];
+    snprintf(single, sizeof single, "%s/model.safetensors", fdir);
+    check(mkfifo(single, 0600) == 0, "safetensors: mkfifo model.safetensors");
+    expect_model_reject("a FIFO model.safetensors", fdir, MMM_ERR_IO, "model.safetensors: is a FIFO");
+    snprintf(single, sizeof single, "%s/model.safetensors.index.json", dir);
+    check(mkfifo(single, 0600) == 0, "safetensors: mkfifo index");
+    expect_model_reject("a FIFO index", dir, MMM_ERR_IO, "model.safetensors.index.json: is a FIFO");
 }
