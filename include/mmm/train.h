@@ -37,6 +37,31 @@ typedef int (*mmm_eval_fn)(void *ctx, const mmm_model *m, long step, char *json,
 
 #define MMM_TRAIN_MAX_WORKERS 16
 
+/* What defines a run: recorded in every checkpoint's trainer_state.json ("run") and compared when
+ * the run resumes, so a rerun with other data, tokenizer, config, teacher or settings is refused
+ * with what changed rather than continued as if nothing had. */
+typedef struct {
+    char key[32];   /* the JSON key */
+    char *what;     /* for messages: "the data file runs/fmnist/train.jsonl" (malloc'd) */
+    char value[80]; /* a content hash ("fnv1a64:...") or a setting's value */
+} mmm_run_fact;
+
+typedef struct {
+    mmm_run_fact *facts;
+    int n, cap;
+} mmm_run_facts;
+
+/* A file's contents (mmm_hash_file). */
+int mmm_run_facts_file(mmm_run_facts *r, const char *key, const char *what, const char *path);
+/* The files of dir whose names end in one of the suffixes, with their names, in name order (a
+ * model directory's config.json and weights, whatever the sharding). At least one must exist. */
+int mmm_run_facts_dir(mmm_run_facts *r, const char *key, const char *what, const char *dir,
+                      const char *const *suffixes, int n_suffixes);
+/* A setting's value (printf-style; a long text is kept as its hash). */
+int mmm_run_facts_value(mmm_run_facts *r, const char *key, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void mmm_run_facts_free(mmm_run_facts *r);
+
 typedef struct {
     const char *out_dir;       /* checkpoints, log and plot go here */
     const char *name;          /* shown in progress lines and the log ("train", "stage1", ...) */
@@ -54,6 +79,8 @@ typedef struct {
     float hflip;               /* probability of mirroring a single-tile image (mmm_batch_hflip) */
     int keep_checkpoints;      /* how many to keep (>= 1) */
     int quiet;                 /* no progress lines */
+    const mmm_run_facts *run;  /* what defines the run (NULL: only the seed and the model are checked) */
+    int force_resume;          /* resume even when the checkpoint's run differs (said on stdout) */
 } mmm_train_options;
 
 typedef struct {
@@ -61,6 +88,7 @@ typedef struct {
     double last_loss;
     double seconds;
     int resumed;               /* 1 when the run continued from a checkpoint */
+    int run_differs;           /* 1 when it was refused because the checkpoint's run differs */
 } mmm_train_result;
 
 /* The trainable part of one tensor: elements [begin, end) (whole rows of a fused matrix, such as

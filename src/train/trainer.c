@@ -12,6 +12,7 @@
 #include "mmm/error.h"
 #include "mmm/fileio.h"
 #include "mmm/gpu.h"
+#include "mmm/plot.h"
 #include "train_internal.h"
 
 /* samples sorted by length together (mmm_batch_plan): large enough for batches of similar
@@ -63,6 +64,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         return mmm_fail(MMM_ERR_ARG, "train: steps, accumulation and batch tokens must be positive");
     if (o->workers > MMM_TRAIN_MAX_WORKERS)
         return mmm_fail(MMM_ERR_ARG, "train: at most %d workers", MMM_TRAIN_MAX_WORKERS);
+    if (result) memset(result, 0, sizeof *result);
     /* a model on the GPU computes one micro-batch at a time */
     int workers = o->workers < 1 || m->gpu ? 1 : o->workers < o->accum ? o->workers : o->accum, made = 0;
     size_t n = m->n_floats;
@@ -73,10 +75,10 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
     double wls[MMM_TRAIN_MAX_WORKERS];
     long wlt[MMM_TRAIN_MAX_WORKERS];
     int wrc[MMM_TRAIN_MAX_WORKERS];
-    char werr[MMM_TRAIN_MAX_WORKERS * 512], log_path[1100], ckpt[1200];
-    snprintf(log_path, sizeof log_path, "%s/%s_log.jsonl", o->out_dir, o->name);
-    if (!grads || !adam_m || !adam_v || !order || (o->accum > 1 && !wgrads)) {
-        free(grads); free(adam_m); free(adam_v); free(wgrads); free(order);
+    char werr[MMM_TRAIN_MAX_WORKERS * 512], *ckpt = NULL, *log_path = NULL;
+    if (asprintf(&log_path, "%s/%s_log.jsonl", o->out_dir, o->name) < 0) log_path = NULL;
+    if (!grads || !adam_m || !adam_v || !order || (o->accum > 1 && !wgrads) || !log_path) {
+        free(grads); free(adam_m); free(adam_v); free(wgrads); free(order); free(log_path);
         return mmm_fail(MMM_ERR_NOMEM, "train: cannot allocate gradients and optimizer state (%.1f MB)",
                         n * (12 + 4.0 * (o->accum > 1 ? workers : 0)) * 1e-6);
     }
@@ -84,7 +86,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
     int lock_fd = -1;
     int rc = ckpt_lock(o->out_dir, &lock_fd);
     if (rc) {
-        free(grads); free(adam_m); free(adam_v); free(wgrads); free(order);
+        free(grads); free(adam_m); free(adam_v); free(wgrads); free(order); free(log_path);
         return rc;
     }
     /* a model on the GPU keeps its gradients, moments and weights there between checkpoints */
@@ -93,16 +95,20 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
     trainer_state st = {0, 0, 0, o->seed, 0, 0, ""};
     snprintf(st.name, sizeof st.name, "%s", o->name);
     int resumed = 0;
-    rc = ckpt_latest(o->out_dir, ckpt, sizeof ckpt);
+    rc = ckpt_latest(o->out_dir, &ckpt);
     if (rc == MMM_OK) {
-        if ((rc = ckpt_load(ckpt, m, adam_m, adam_v, &st)) ||
+        /* the state first: nothing is loaded from a checkpoint of another run */
+        ckpt_expect want = {o->name, o->steps, data->n, o->seed, o->run};
+        int differs = 0;
+        rc = ckpt_load_state(ckpt, &want, &st, &differs);
+        if (rc && differs && o->force_resume) {
+            if (!o->quiet) printf("[%s] resuming anyway, as asked: %s\n", o->name, mmm_last_error());
+            rc = MMM_OK;
+        }
+        if (rc && differs && result) result->run_differs = 1;
+        if (rc || (rc = ckpt_load_weights(ckpt, m, adam_m, adam_v)) ||
             (gopt && ((rc = mmm_gpu_sync(m, NULL)) || (rc = mmm_gpu_optim_upload(gopt, adam_m, adam_v)))))
             goto done;
-        if (st.seed != o->seed) {
-            rc = mmm_fail(MMM_ERR_ARG, "%s: was trained with data seed %llu, not %llu", ckpt,
-                          (unsigned long long)st.seed, (unsigned long long)o->seed);
-            goto done;
-        }
         resumed = 1;
         if (!o->quiet) printf("[%s] resuming from %s (step %ld)\n", o->name, ckpt, st.step);
         if ((rc = trim_log(log_path, st.step))) goto done;
@@ -240,7 +246,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
             trainer_state snap = st;
             snap.seconds += t_save - t_start;
             if (gopt && (rc = mmm_gpu_optim_download(gopt, adam_m, adam_v))) break;
-            if ((rc = ckpt_save(o->out_dir, m, adam_m, adam_v, &snap, o->keep_checkpoints > 0 ? o->keep_checkpoints : 2)))
+            if ((rc = ckpt_save(o->out_dir, m, adam_m, adam_v, &snap, o->run, o->keep_checkpoints > 0 ? o->keep_checkpoints : 2)))
                 break;
         }
     }
@@ -254,7 +260,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
 done:
     mmm_gpu_optim_free(gopt);
     close(lock_fd);
-    free(grads); free(adam_m); free(adam_v); free(wgrads); free(order);
+    free(grads); free(adam_m); free(adam_v); free(wgrads); free(order); free(log_path); free(ckpt);
     return rc;
 }
 
@@ -262,11 +268,11 @@ int mmm_plot_log(const char *log_path, const char *png_path, const char *title, 
     char *text = NULL;
     int rc = mmm_read_text_file(log_path, 1u << 30, &text, NULL);
     if (rc) return rc;
-    char dat[1100], gp[1100];
-    snprintf(dat, sizeof dat, "%s.dat", png_path);
-    snprintf(gp, sizeof gp, "%s.gp", png_path);
-    FILE *f = fopen(dat, "w");
-    if (!f) { free(text); return mmm_fail(MMM_ERR_IO, "%s: cannot write", dat); }
+    mmm_plot p;
+    if ((rc = mmm_plot_begin(&p, png_path, 900, 500))) {
+        free(text);
+        return rc;
+    }
     int rows = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         cJSON *j = cJSON_Parse(line);
@@ -274,30 +280,31 @@ int mmm_plot_log(const char *log_path, const char *png_path, const char *title, 
         const cJSON *ev = cJSON_GetObjectItemCaseSensitive(j, "eval");
         const cJSON *src = cJSON_IsObject(ev) ? ev : j;
         if (cJSON_IsNumber(step)) {
-            fprintf(f, "%g", step->valuedouble);
+            fprintf(p.dat, "%g", step->valuedouble);
             for (int k = 0; k < n_keys; k++) {
                 const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, keys[k]);
-                fprintf(f, " %s", cJSON_IsNumber(v) ? "" : "?");
-                if (cJSON_IsNumber(v)) fprintf(f, "%g", v->valuedouble);
+                fprintf(p.dat, " %s", cJSON_IsNumber(v) ? "" : "?");
+                if (cJSON_IsNumber(v)) fprintf(p.dat, "%g", v->valuedouble);
             }
-            fprintf(f, "\n");
+            fprintf(p.dat, "\n");
             rows++;
         }
         cJSON_Delete(j);
     }
-    fclose(f);
     free(text);
-    if (!(f = fopen(gp, "w"))) return mmm_fail(MMM_ERR_IO, "%s: cannot write", gp);
-    fprintf(f, "set terminal pngcairo size 900,500 font ',10'\nset output '%s'\nset title '%s'\n"
-               "set datafile missing '?'\nset xlabel 'step'\nset grid\nset key top right\nplot ",
-            png_path, title);
-    for (int k = 0; k < n_keys; k++)
-        fprintf(f, "%s'%s' using 1:%d with %s title '%s'", k ? ", " : "", dat, k + 2,
-                strstr(keys[k], "eval") || strstr(keys[k], "acc") ? "linespoints" : "lines", keys[k]);
-    fprintf(f, "\n");
-    fclose(f);
-    char cmd[2400];
-    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>/dev/null", gp);
-    if (rows == 0 || system(cmd) != 0) return mmm_fail(MMM_ERR_IO, "%s: gnuplot could not draw the plot", png_path);
-    return MMM_OK;
+    if (rows == 0) {
+        mmm_plot_free(&p);
+        return mmm_fail(MMM_ERR_FORMAT, "%s: no steps to plot", log_path);
+    }
+    fputs("set title ", p.gp);
+    mmm_plot_string(p.gp, title);
+    fputs("\nset datafile missing '?'\nset xlabel 'step'\nset grid\nset key top right\nplot ", p.gp);
+    for (int k = 0; k < n_keys; k++) {
+        fputs(k ? ", " : "", p.gp);
+        mmm_plot_path(p.gp, p.dat_path);
+        fprintf(p.gp, " using 1:%d with %s title ", k + 2, strstr(keys[k], "eval") || strstr(keys[k], "acc") ? "linespoints" : "lines");
+        mmm_plot_string(p.gp, keys[k]);
+    }
+    fputs("\n", p.gp);
+    return mmm_plot_finish(&p);
 }
