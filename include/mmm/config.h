@@ -3,6 +3,8 @@
 #ifndef MMM_CONFIG_H
 #define MMM_CONFIG_H
 
+#include "mmm/ops/rope.h"
+
 typedef enum {
     MMM_MIXER_ATTENTION = 0, /* "mha": causal GQA self-attention */
     MMM_MIXER_MAMBA2 = 1,    /* "mamba2": the mmMamba SSD mixer */
@@ -16,6 +18,9 @@ typedef struct {
     mmm_mixer_kind kind;
     int n_heads, n_kv_heads, head_dim, ffn;
     float rms_eps, rope_theta;
+    mmm_rope_kind rope_kind;    /* rope_scaling.type (MMM_ROPE_PLAIN when null or absent) */
+    double rope_factor;         /* rope_scaling.factor */
+    int max_pos;                /* max_position_embeddings: where dynamic scaling starts */
 } mmm_layer_desc;
 
 typedef struct {
@@ -67,6 +72,8 @@ int mmm_config_n_mamba_layers(const mmm_config *cfg);
 /* For each mixer kind, a layer as wide as the widest of that kind in every field (heads, kv
  * heads, head_dim, ffn), for sizing buffers the layers of a kind share; has[kind]: any layer. */
 void mmm_config_widest(const mmm_config *cfg, mmm_layer_desc widest[2], int has[2]);
+/* The rotary embedding settings of layer d (its stack's rope_theta and rope_scaling). */
+mmm_rope_scaling mmm_layer_rope(const mmm_layer_desc *d);
 /* id of a special token by its text, or -1 */
 int mmm_config_token_id(const mmm_config *cfg, const char *token);
 

@@ -25,6 +25,7 @@ extern "C" {
 
 #include "mmm/dtype.h"
 #include "mmm/optim.h"
+#include "mmm/ops/rope.h"
 
 /* ---- device, memory, streams, graphs, timing ---- */
 
@@ -169,6 +170,12 @@ int mmm_cuda_rope_table(float *cos_t,       /* (T, D/2) */
                         float *sin_t,       /* (T, D/2) */
                         const int32_t *pos, /* (T) */
                         float theta, int T, int D);
+/* The same with RoPE scaling r, for a forward call whose keys end at seq_len positions
+ * (mmm_rope_table_scaled). */
+int mmm_cuda_rope_table_scaled(float *cos_t,       /* (T, D/2) */
+                               float *sin_t,       /* (T, D/2) */
+                               const int32_t *pos, /* (T) */
+                               const mmm_rope_scaling *r, long seq_len, int T, int D);
 int mmm_cuda_rope_forward(void *out,          /* (B, T, H, D) T, may alias inp */
                           const void *inp,    /* (B, T, H, D) T */
                           const float *cos_t, /* (T, D/2) */

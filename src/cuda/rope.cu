@@ -9,23 +9,35 @@ static __device__ __forceinline__ float inv_freq(float theta, int i, int D) {
     return 1.0f / p;
 }
 
-__global__ void k_rope_table(float *cos_t, float *sin_t, const int32_t *pos, float theta, int T,
+/* angle = (pos / div)·inv_freq, div 1 or the linear scaling factor (src/ops/cpu/rope.c) */
+__global__ void k_rope_table(float *cos_t, float *sin_t, const int32_t *pos, float theta, float div, int T,
                              int D) {
     int half = D / 2;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)T * half;
          i += (size_t)gridDim.x * blockDim.x) {
         int t = (int)(i / half), f = (int)(i % half);
-        float angle = (float)pos[t] * inv_freq(theta, f, D);
+        float angle = __fdiv_rn((float)pos[t], div) * inv_freq(theta, f, D);
         cos_t[i] = cosf(angle);
         sin_t[i] = sinf(angle);
     }
 }
 
-int mmm_cuda_rope_table(float *cos_t, float *sin_t, const int32_t *pos, float theta, int T, int D) {
+static int rope_table(float *cos_t, float *sin_t, const int32_t *pos, float theta, float div, int T, int D) {
     if (T == 0 || D < 2) return MMM_OK;
-    k_rope_table<<<grid_for((size_t)T * (D / 2), 256), 256, 0, cu_stream()>>>(cos_t, sin_t, pos,
-                                                                             theta, T, D);
+    k_rope_table<<<grid_for((size_t)T * (D / 2), 256), 256, 0, cu_stream()>>>(cos_t, sin_t, pos, theta, div,
+                                                                             T, D);
     return cu_launched("rope table");
+}
+
+int mmm_cuda_rope_table(float *cos_t, float *sin_t, const int32_t *pos, float theta, int T, int D) {
+    return rope_table(cos_t, sin_t, pos, theta, 1.0f, T, D);
+}
+
+int mmm_cuda_rope_table_scaled(float *cos_t, float *sin_t, const int32_t *pos, const mmm_rope_scaling *r,
+                               long seq_len, int T, int D) {
+    /* the base is computed on the host exactly as the CPU table does */
+    return rope_table(cos_t, sin_t, pos, (float)mmm_rope_base(r, seq_len, D),
+                      r->kind == MMM_ROPE_LINEAR ? (float)r->factor : 1.0f, T, D);
 }
 
 /* the forward rotation, or (BACKWARD) its transpose, the rotation by −angle, accumulated */

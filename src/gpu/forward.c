@@ -134,8 +134,10 @@ static int rope_tables(mmm_gpu_acts *a, const mmm_model *m, int T) {
     free(pos);
     for (int s = 0; s < 2 && !rc; s++) {
         int first = s ? m->cfg.n_emb_layers : 0, n = s ? m->cfg.n_llm_layers : m->cfg.n_emb_layers;
-        if (n > 0) rc = mmm_cuda_rope_table(a->rope[s][0], a->rope[s][1], dpos, m->cfg.layers[first].rope_theta, T,
-                                            m->cfg.layers[first].head_dim);
+        if (n == 0) continue;
+        mmm_rope_scaling r = mmm_layer_rope(&m->cfg.layers[first]);
+        /* the whole sequence in one call: its length decides the dynamic base */
+        rc = mmm_cuda_rope_table_scaled(a->rope[s][0], a->rope[s][1], dpos, &r, T, T, m->cfg.layers[first].head_dim);
     }
     return rc;
 }

@@ -116,26 +116,29 @@ static int state_copy(void *dst_impl, const void *src_impl, int len) {
     return MMM_OK;
 }
 
-/* The rotary tables of both stacks for positions pos0 .. pos0 + T − 1. */
-static int rope_tables(gpu_state *s, int T, int pos0) {
+/* The rotary tables of both stacks for positions pos0 .. pos0 + T − 1, of a prefill call that
+ * ends at seq_end tokens (the dynamic RoPE base depends on it: docs/model-format.md). */
+static int rope_tables(gpu_state *s, int T, int pos0, int seq_end) {
     const mmm_config *c = &s->m->cfg;
     int32_t *dpos = (int32_t *)((int64_t *)s->index.p + 2 * s->chunk);
     for (int t = 0; t < T; t++) s->positions[t] = pos0 + t;
     TRY(mmm_cuda_upload(dpos, s->positions, (size_t)T * sizeof *s->positions));
     for (int st = 0; st < 2; st++) {
         int first = st ? c->n_emb_layers : 0, n = st ? c->n_llm_layers : c->n_emb_layers;
-        if (n > 0) TRY(mmm_cuda_rope_table(s->rope[st][0], s->rope[st][1], dpos, c->layers[first].rope_theta, T,
-                                           c->layers[first].head_dim));
+        if (n == 0) continue;
+        mmm_rope_scaling r = mmm_layer_rope(&c->layers[first]);
+        TRY(mmm_cuda_rope_table_scaled(s->rope[st][0], s->rope[st][1], dpos, &r, seq_end, T, c->layers[first].head_dim));
     }
     return MMM_OK;
 }
 
-/* Runs T (≤ s->chunk) tokens at positions pos0.. whose embeddings are in s->x through every layer. */
-static int run_chunk(gpu_state *s, int T, int pos0) {
+/* Runs T (≤ s->chunk) tokens at positions pos0.. whose embeddings are in s->x through every layer;
+ * their prefill call ends at seq_end tokens. */
+static int run_chunk(gpu_state *s, int T, int pos0, int seq_end) {
     const mmm_model *m = s->m;
     const mmm_config *c = &m->cfg;
     int C = c->hidden, L = mmm_config_n_layers(c);
-    TRY(rope_tables(s, T, pos0));
+    TRY(rope_tables(s, T, pos0, seq_end));
     for (int l = 0; l < L; l++) {
         const mmm_layer_desc *d = &c->layers[l];
         if (l == c->n_emb_layers && c->normalize_encoder_output)
@@ -188,7 +191,7 @@ static int decode_bf16(gpu_state *s, int32_t id, int pos, float *out) {
     }
     long cursor = 0;
     TRY(gpu_embed(m, s->x, &id, 1, NULL, &cursor, s->index.p));
-    TRY(rope_tables(s, 1, pos));
+    TRY(rope_tables(s, 1, pos, pos + 1));
     TRY(gpu_buf_reserve(&s->logits, (size_t)V * sizeof(float)));
     TRY(gpu_buf_reserve(&s->dec, (MMM_ALIGN_FLOATS(widest) + 2 * MMM_ALIGN_FLOATS(hd) + ffn) * sizeof(float)));
     float *z = s->dec.p, *q = z + MMM_ALIGN_FLOATS(widest), *y = q + MMM_ALIGN_FLOATS(hd), *sw = y + MMM_ALIGN_FLOATS(hd);
@@ -218,7 +221,7 @@ static int state_prefill(void *impl, const int32_t *ids, int T, int pos0, const 
     for (int t0 = 0; t0 < T; t0 += s->chunk) {
         int n = T - t0 < s->chunk ? T - t0 : s->chunk;
         TRY(gpu_embed(m, s->x, ids + t0, n, img, &cursor, s->index.p));
-        TRY(run_chunk(s, n, pos0 + t0));
+        TRY(run_chunk(s, n, pos0 + t0, pos0 + T));
         int want_all = logits != NULL, want_last = last && t0 + n == T;
         if (!want_all && !want_last) continue;
         int first = want_all ? 0 : n - 1, rows = n - first;

@@ -8,11 +8,26 @@
 
 #include "mmm/error.h"
 #include "mmm/fileio.h"
+#include "mmm/model.h"
 
 #define MAX_CONFIG_BYTES (16u << 20)
 #define MAX_LAYERS 1024
+#define MAX_GRID 1024             /* patches along a side of the position grid or a tile */
+#define MAX_TENSOR 2147483648.0   /* elements of one weight tensor (8 GiB in fp32) */
+#define MAX_PARAMS 1e11           /* parameters of the whole model (400 GB in fp32) */
 
-/* Reads key from obj as an integer in [lo, hi]; absent → def (or an error when required). */
+/* What a JSON value is, for messages: a field of the wrong kind names what it got. */
+static const char *kind_of(const cJSON *v) {
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsArray(v)) return "a list";
+    if (cJSON_IsObject(v)) return "an object";
+    if (cJSON_IsNull(v)) return "null";
+    return "a number";
+}
+
+/* Reads key from obj as an integer in [lo, hi]; absent or null → def (or an error when
+ * required). Only a JSON number with no fraction is an integer: true, "8" and 1.5 are refused. */
 static int get_int(const char *path, const char *where, const cJSON *obj, const char *key, int def,
                    int required, int lo, int hi, int *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -21,35 +36,44 @@ static int get_int(const char *path, const char *where, const cJSON *obj, const 
         *out = def;
         return MMM_OK;
     }
-    if (cJSON_IsBool(v)) {
-        *out = cJSON_IsTrue(v);
-    } else if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble)) {
-        return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" must be an integer", path, where, key);
-    } else if (v->valuedouble < lo || v->valuedouble > hi) {
+    if (!cJSON_IsNumber(v))
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" must be an integer, not %s", path, where, key, kind_of(v));
+    if (v->valuedouble != floor(v->valuedouble))
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" must be an integer, not %g", path, where, key, v->valuedouble);
+    if (v->valuedouble < lo || v->valuedouble > hi)
         return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" = %g is outside [%d, %d]", path, where, key,
                         v->valuedouble, lo, hi);
-    } else {
-        *out = (int)v->valuedouble;
+    *out = (int)v->valuedouble;
+    return MMM_OK;
+}
+
+/* A JSON number in [lo, hi] (booleans and strings are not numbers). */
+static int get_number(const char *path, const char *where, const cJSON *obj, const char *key,
+                      double def, int required, double lo, double hi, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required) return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" is missing", path, where, key);
+        *out = def;
+        return MMM_OK;
     }
+    if (!cJSON_IsNumber(v))
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" must be a number, not %s", path, where, key, kind_of(v));
+    if (!(v->valuedouble >= lo && v->valuedouble <= hi))
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" = %g is outside [%g, %g]", path, where, key,
+                        v->valuedouble, lo, hi);
+    *out = v->valuedouble;
     return MMM_OK;
 }
 
 static int get_float(const char *path, const char *where, const cJSON *obj, const char *key,
                      double def, int required, double lo, double hi, float *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || cJSON_IsNull(v)) {
-        if (required) return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" is missing", path, where, key);
-        *out = (float)def;
-        return MMM_OK;
-    }
-    if (!cJSON_IsNumber(v)) return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" must be a number", path, where, key);
-    if (!(v->valuedouble >= lo && v->valuedouble <= hi))
-        return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" = %g is outside [%g, %g]", path, where, key,
-                        v->valuedouble, lo, hi);
-    *out = (float)v->valuedouble;
-    return MMM_OK;
+    double d;
+    int rc = get_number(path, where, obj, key, def, required, lo, hi, &d);
+    if (!rc) *out = (float)d;
+    return rc;
 }
 
+/* true or false; absent or null → def. Numbers are not booleans. */
 static int get_bool(const char *path, const char *where, const cJSON *obj, const char *key, int def,
                     int *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -57,25 +81,85 @@ static int get_bool(const char *path, const char *where, const cJSON *obj, const
         *out = def;
         return MMM_OK;
     }
-    if (cJSON_IsBool(v)) *out = cJSON_IsTrue(v);
-    else if (cJSON_IsNumber(v) && (v->valuedouble == 0 || v->valuedouble == 1)) *out = (int)v->valuedouble;
-    else return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" must be true or false", path, where, key);
+    if (!cJSON_IsBool(v))
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" must be true or false, not %s", path, where, key, kind_of(v));
+    *out = cJSON_IsTrue(v);
     return MMM_OK;
 }
 
-/* Reads one stack's layer shapes (and layer kinds from layers_block_type) into layers[0..n). */
+/* A string, or NULL when absent or null. */
+static int get_string(const char *path, const char *where, const cJSON *obj, const char *key,
+                      const char **out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    *out = NULL;
+    if (!v || cJSON_IsNull(v)) return MMM_OK;
+    if (!cJSON_IsString(v))
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" must be a string, not %s", path, where, key, kind_of(v));
+    *out = v->valuestring;
+    return MMM_OK;
+}
+
+/* A boolean whose `bad` value selects something mmm does not implement: refused with why. */
+static int refuse_bool(const char *path, const char *where, const cJSON *obj, const char *key, int def,
+                       int bad, const char *why) {
+    int v = def, rc = get_bool(path, where, obj, key, def, &v);
+    if (rc) return rc;
+    if (v == bad)
+        return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %s%s = %s is not supported (%s)", path, where, key,
+                        bad ? "true" : "false", why);
+    return MMM_OK;
+}
+
+/* rope_scaling: null/absent, or {"type": "linear" | "dynamic", "factor": >= 1} as InternLM2's
+ * configuration accepts it (exactly those two keys). */
+static int parse_rope_scaling(const char *path, const char *where, const cJSON *obj, int head_dim,
+                              mmm_rope_kind *kind, double *factor) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "rope_scaling");
+    *kind = MMM_ROPE_PLAIN;
+    *factor = 1;
+    if (!v || cJSON_IsNull(v)) return MMM_OK;
+    if (!cJSON_IsObject(v))
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %srope_scaling must be null or an object {\"type\": ..., "
+                        "\"factor\": ...}, not %s", path, where, kind_of(v));
+    for (const cJSON *e = v->child; e; e = e->next)
+        if (strcmp(e->string, "type") && strcmp(e->string, "factor"))
+            return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %srope_scaling.%s is not supported (mmm reads "
+                            "\"type\" and \"factor\" only, as InternLM2 does)", path, where, e->string);
+    char inner[96];
+    snprintf(inner, sizeof inner, "%srope_scaling.", where);
+    const char *type;
+    int rc = get_string(path, inner, v, "type", &type);
+    if (rc) return rc;
+    if (!type) return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"type\" is missing", path, inner);
+    if (!strcmp(type, "linear")) *kind = MMM_ROPE_LINEAR;
+    else if (!strcmp(type, "dynamic")) *kind = MMM_ROPE_DYNAMIC;
+    else
+        return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %srope_scaling.type = \"%s\" is not supported (mmm "
+                        "implements \"linear\" and \"dynamic\", InternLM2's two)", path, where, type);
+    if ((rc = get_number(path, inner, v, "factor", 1, 1, 1, 1e6, factor))) return rc;
+    if (*kind == MMM_ROPE_DYNAMIC && head_dim <= 2)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %srope_scaling \"dynamic\" needs head_dim > 2 (its exponent "
+                        "is head_dim / (head_dim - 2)), not %d", path, where, head_dim);
+    return MMM_OK;
+}
+
+/* Reads one stack's layer shapes (and layer kinds from layers_block_type) into layers[0..n).
+ * Every dimension is checked here, before anything is sized from it. */
 static int parse_stack(const char *path, const char *name, const cJSON *obj, int stack, int hidden,
                        mmm_layer_desc **layers, int *n_layers) {
     char where[64];
     snprintf(where, sizeof where, "%s.", name);
-    int n = 0, heads = 1, kv = 1, ffn = 1, rc;
+    int n = 0, heads = 1, kv = 1, ffn = 1, head_dim, max_pos, rc;
     float eps = 0, theta = 0;
+    /* the upstream defaults: InternLM2's configuration 2048, HoVLE's embedding configuration 4096 */
+    int default_max_pos = stack ? 2048 : 4096;
     if ((rc = get_int(path, where, obj, "num_hidden_layers", 0, 1, 0, MAX_LAYERS, &n)) ||
         (rc = get_int(path, where, obj, "num_attention_heads", 0, 1, 1, 4096, &heads)) ||
         (rc = get_int(path, where, obj, "num_key_value_heads", heads, 0, 1, 4096, &kv)) ||
         (rc = get_int(path, where, obj, "intermediate_size", 0, 1, 1, 1 << 20, &ffn)) ||
         (rc = get_float(path, where, obj, "rms_norm_eps", 1e-6, 0, 0, 1, &eps)) ||
-        (rc = get_float(path, where, obj, "rope_theta", 10000.0, 0, 1, 1e12, &theta)))
+        (rc = get_float(path, where, obj, "rope_theta", 10000.0, 0, 1, 1e12, &theta)) ||
+        (rc = get_int(path, where, obj, "max_position_embeddings", default_max_pos, 0, 1, 1 << 30, &max_pos)))
         return rc;
     if (hidden % heads)
         return mmm_fail(MMM_ERR_FORMAT, "%s: %snum_attention_heads = %d does not divide hidden_size = %d",
@@ -83,20 +167,27 @@ static int parse_stack(const char *path, const char *name, const cJSON *obj, int
     if (heads % kv)
         return mmm_fail(MMM_ERR_FORMAT, "%s: %snum_key_value_heads = %d does not divide "
                         "num_attention_heads = %d", path, where, kv, heads);
-    if ((hidden / heads) % 2)
+    /* InternLM2 derives head_dim = hidden_size / num_attention_heads; a config may state it */
+    if ((rc = get_int(path, where, obj, "head_dim", hidden / heads, 0, 1, 1 << 16, &head_dim))) return rc;
+    if (head_dim != hidden / heads)
+        return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %shead_dim = %d differs from hidden_size / "
+                        "num_attention_heads = %d (mmm derives it, as InternLM2 does)", path, where,
+                        head_dim, hidden / heads);
+    if (head_dim % 2)
         return mmm_fail(MMM_ERR_FORMAT, "%s: %shead_dim = %d must be even for rotary embeddings",
-                        path, where, hidden / heads);
+                        path, where, head_dim);
     /* what mmm does not implement is refused rather than silently computed differently */
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(obj, "hidden_act");
-    if (act && !cJSON_IsNull(act) && !cJSON_IsString(act))
-        return mmm_fail(MMM_ERR_FORMAT, "%s: %shidden_act must be a string", path, where);
-    if (act && cJSON_IsString(act) && strcmp(act->valuestring, "silu"))
+    const char *act;
+    if ((rc = get_string(path, where, obj, "hidden_act", &act))) return rc;
+    if (act && strcmp(act, "silu"))
         return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %shidden_act = \"%s\" is not supported (mmm implements "
-                        "only \"silu\")", path, where, act->valuestring);
-    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(obj, "rope_scaling");
-    if (scaling && !cJSON_IsNull(scaling))
-        return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %srope_scaling is not supported (mmm implements plain "
-                        "RoPE: leave it null or absent)", path, where);
+                        "only \"silu\")", path, where, act);
+    if ((rc = refuse_bool(path, where, obj, "bias", 0, 1, "mmm's attention has no biases")) ||
+        (rc = refuse_bool(path, where, obj, "attention_bias", 0, 1, "mmm's attention has no biases")))
+        return rc;
+    mmm_rope_kind rope_kind;
+    double rope_factor;
+    if ((rc = parse_rope_scaling(path, where, obj, head_dim, &rope_kind, &rope_factor))) return rc;
     const cJSON *kinds = cJSON_GetObjectItemCaseSensitive(obj, "layers_block_type");
     if (kinds && !cJSON_IsNull(kinds)) {
         if (!cJSON_IsArray(kinds) || cJSON_GetArraySize(kinds) != n)
@@ -108,7 +199,8 @@ static int parse_stack(const char *path, const char *name, const cJSON *obj, int
     *layers = grown;
     for (int i = 0; i < n; i++) {
         mmm_layer_desc *d = &grown[*n_layers + i];
-        *d = (mmm_layer_desc){stack, i, MMM_MIXER_ATTENTION, heads, kv, hidden / heads, ffn, eps, theta};
+        *d = (mmm_layer_desc){stack, i, MMM_MIXER_ATTENTION, heads, kv, head_dim, ffn, eps, theta,
+                              rope_kind, rope_factor, max_pos};
         if (kinds && !cJSON_IsNull(kinds)) {
             const cJSON *k = cJSON_GetArrayItem(kinds, i);
             if (cJSON_IsString(k) && !strcmp(k->valuestring, "mha")) d->kind = MMM_MIXER_ATTENTION;
@@ -148,6 +240,37 @@ int mmm_config_token_id(const mmm_config *cfg, const char *token) {
     return -1;
 }
 
+/* The parameters the config describes (src/model/params.c lays them out), in doubles so that
+ * nothing overflows; *largest: the elements of its largest tensor. */
+static double param_count(const mmm_config *c, double *largest) {
+    double C = c->hidden, total = 0, big = 0;
+#define T_(n) do { double n_ = (n); total += n_; if (n_ > big) big = n_; } while (0)
+    if (c->patch_size > 0) {
+        double p = c->patch_size, g = mmm_config_patch_grid(c), r = mmm_config_shuffle_factor(c);
+        T_(C * c->channels * p * p);
+        T_((1 + g * g) * C);
+        T_(C * r * r * C);
+        T_(C * C);
+        T_(4 * C);
+    }
+    T_((double)c->llm_vocab * C);
+    T_((double)c->n_special * C);
+    for (int l = 0; l < mmm_config_n_layers(c); l++) {
+        const mmm_layer_desc *d = &c->layers[l];
+        double H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;
+        T_((2 * Hkv * D + 2 * H * D + H) * C); /* a mamba2 mixer's wvkqgdt, wider than wqkv */
+        T_(C * H * D);
+        T_((2 * Hkv + H) * D * (MMM_MAMBA_CONV_K + 1) + 2 * H + D);
+        for (int w = 0; w < 3; w++) T_((double)d->ffn * C);
+        T_(2 * C);
+    }
+    T_((double)c->vocab * C);
+    T_((double)c->vocab * C);
+#undef T_
+    *largest = big;
+    return total;
+}
+
 /* Cross-field rules the model code relies on. */
 static int validate(const char *path, mmm_config *c) {
     if (c->n_emb_layers + c->n_llm_layers == 0)
@@ -172,7 +295,15 @@ static int validate(const char *path, mmm_config *c) {
                             "by %d", path, mmm_config_tile_grid(c), r);
         if (c->min_tiles < 1 || c->max_tiles < c->min_tiles)
             return mmm_fail(MMM_ERR_FORMAT, "%s: need 1 <= min_dynamic_patch <= max_dynamic_patch", path);
+        if (mmm_config_patch_grid(c) < 1 || mmm_config_tile_grid(c) < 1 || mmm_config_patch_grid(c) > MAX_GRID ||
+            mmm_config_tile_grid(c) > MAX_GRID)
+            return mmm_fail(MMM_ERR_FORMAT, "%s: image size %d and tile size %d must hold 1 to %d patches of "
+                            "%d pixels a side", path, c->image_size, c->tile_size, MAX_GRID, c->patch_size);
     }
+    double largest, n = param_count(c, &largest);
+    if (largest > MAX_TENSOR || n > MAX_PARAMS)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: absurd sizes: %.3g parameters, the largest tensor %.3g elements "
+                        "(mmm takes at most %.3g and %.3g)", path, n, largest, MAX_PARAMS, MAX_TENSOR);
     return MMM_OK;
 }
 
@@ -227,6 +358,38 @@ static int parse(const char *path, const cJSON *root, mmm_config *c) {
                       mmm_config_token_id(c, "<IMG_CONTEXT>"), 0, -1, 1 << 24, &ctx_emb)) ||
         (rc = get_int(path, "", root, "img_context_token_id", ctx_emb, 0, -1, 1 << 24, &c->img_context_id)))
         return rc;
+    /* fields that select something mmm does not compute (docs/model-format.md, "Field policy") */
+    int llm_hidden, lora;
+    const char *loc;
+    if ((rc = get_int(path, "embedding_config.", emb, "llm_hidden_size", c->hidden, 0, 2, 1 << 16, &llm_hidden)))
+        return rc;
+    if (llm_hidden != c->hidden)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: embedding_config.llm_hidden_size = %d differs from "
+                        "llm_config.hidden_size = %d", path, llm_hidden, c->hidden);
+    if ((rc = refuse_bool(path, "embedding_config.", emb, "use_ls", 0, 1, "HoVLE's embedding model asserts "
+                          "it off; mmm has no layer scales")) ||
+        (rc = refuse_bool(path, "llm_config.", llm, "tie_word_embeddings", 0, 1, "mmm reads the LM head "
+                          "from language_model.output.weight")) ||
+        (rc = get_string(path, "embedding_config.", emb, "pixel_shuffle_loc", &loc)))
+        return rc;
+    if (c->patch_size > 0 &&
+        (rc = refuse_bool(path, "embedding_config.", emb, "use_pixel_shuffle_proj", 1, 0, "mmm always "
+                          "pixel-shuffles the patches and projects them")))
+        return rc;
+    if (loc && !strcmp(loc, "post"))
+        return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: embedding_config.pixel_shuffle_loc = \"post\" is not "
+                        "supported (mmm pixel-shuffles the patches before the embedding layers, \"pre\"; "
+                        "\"post\" runs them over the unshuffled patches and needs other input ids)", path);
+    if (loc && strcmp(loc, "pre"))
+        return mmm_fail(MMM_ERR_FORMAT, "%s: embedding_config.pixel_shuffle_loc must be \"pre\" or \"post\", "
+                        "not \"%s\"", path, loc);
+    static const char *const lora_keys[] = {"use_backbone_lora", "use_llm_lora"};
+    for (int i = 0; i < 2; i++) {
+        if ((rc = get_int(path, "", root, lora_keys[i], 0, 0, 0, 1 << 16, &lora))) return rc;
+        if (lora)
+            return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %s = %d is not supported (mmm has no LoRA adapters; "
+                            "merge them into the weights first)", path, lora_keys[i], lora);
+    }
     c->img_start_id = mmm_config_token_id(c, "<img>");
     c->img_end_id = mmm_config_token_id(c, "</img>");
     c->im_start_id = mmm_config_token_id(c, "<|im_start|>");
@@ -316,6 +479,13 @@ static void put_stack(cJSON *obj, const mmm_config *c, int stack) {
         put(obj, "intermediate_size", cJSON_CreateNumber(d->ffn));
         put(obj, "rms_norm_eps", cJSON_CreateNumber(d->rms_eps));
         put(obj, "rope_theta", cJSON_CreateNumber(d->rope_theta));
+        put(obj, "max_position_embeddings", cJSON_CreateNumber(d->max_pos));
+        if (d->rope_kind != MMM_ROPE_PLAIN) {
+            cJSON *scaling = cJSON_CreateObject();
+            cJSON_AddStringToObject(scaling, "type", d->rope_kind == MMM_ROPE_LINEAR ? "linear" : "dynamic");
+            cJSON_AddNumberToObject(scaling, "factor", d->rope_factor);
+            put(obj, "rope_scaling", scaling);
+        }
     }
     int any_mamba = 0;
     for (int i = 0; i < n; i++) any_mamba |= d[i].kind == MMM_MIXER_MAMBA2;
@@ -368,6 +538,10 @@ int mmm_config_save(const mmm_config *c, const char *path) {
 }
 
 int mmm_config_n_layers(const mmm_config *c) { return c->n_emb_layers + c->n_llm_layers; }
+
+mmm_rope_scaling mmm_layer_rope(const mmm_layer_desc *d) {
+    return (mmm_rope_scaling){d->rope_theta, d->rope_kind, d->rope_factor, d->max_pos};
+}
 
 void mmm_config_widest(const mmm_config *c, mmm_layer_desc widest[2], int has[2]) {
     memset(widest, 0, 2 * sizeof *widest);

@@ -114,8 +114,10 @@ static void rope_tables(mmm_acts *a, const mmm_model *m, int T) {
     for (int t = 0; t < T && pos; t++) pos[t] = t;
     for (int s = 0; s < 2 && pos; s++) {
         int first = s ? m->cfg.n_emb_layers : 0, n = s ? m->cfg.n_llm_layers : m->cfg.n_emb_layers;
-        if (n > 0) mmm_rope_table(a->rope[s][0], a->rope[s][1], pos, m->cfg.layers[first].rope_theta, T,
-                                  m->cfg.layers[first].head_dim);
+        if (n == 0) continue;
+        mmm_rope_scaling r = mmm_layer_rope(&m->cfg.layers[first]);
+        /* the whole sequence in one call: its length decides the dynamic base */
+        mmm_rope_table_scaled(a->rope[s][0], a->rope[s][1], pos, &r, T, T, m->cfg.layers[first].head_dim);
     }
     free(pos);
 }

@@ -200,15 +200,19 @@ int mmm_state_copy(mmm_state *dst, const mmm_state *src) {
     return MMM_OK;
 }
 
-/* Runs T (≤ CHUNK) tokens whose embeddings are in s->x through every layer. */
-static int run_chunk(const mmm_model *m, mmm_state *s, int T) {
+/* Runs T (≤ CHUNK) tokens whose embeddings are in s->x through every layer; the prefill call
+ * they belong to ends at seq_end tokens. */
+static int run_chunk(const mmm_model *m, mmm_state *s, int T, int seq_end) {
     const mmm_config *c = &m->cfg;
     int C = c->hidden, L = mmm_config_n_layers(c);
     for (int t = 0; t < T; t++) s->pos[t] = s->len + t;
     for (int st = 0; st < 2; st++) {
         int first = st ? c->n_emb_layers : 0, n = st ? c->n_llm_layers : c->n_emb_layers;
-        if (n > 0) mmm_rope_table(s->rope[st][0], s->rope[st][1], s->pos, c->layers[first].rope_theta, T,
-                                  c->layers[first].head_dim);
+        if (n == 0) continue;
+        mmm_rope_scaling r = mmm_layer_rope(&c->layers[first]);
+        /* InternLM2 sizes the dynamic base by the keys the whole call ends with (kv_seq_len), so
+         * every chunk of one prefill shares it (docs/model-format.md, RoPE scaling) */
+        mmm_rope_table_scaled(s->rope[st][0], s->rope[st][1], s->pos, &r, seq_end, T, c->layers[first].head_dim);
     }
     for (int l = 0; l < L; l++) {
         const mmm_layer_desc *d = &c->layers[l];
@@ -243,7 +247,7 @@ int mmm_prefill(const mmm_model *m, mmm_state *s, const int32_t *ids, int T, con
     int C = c->hidden, tpt = c->patch_size ? mmm_config_tokens_per_tile(c) : 0;
     size_t tile_floats = (size_t)3 * c->tile_size * c->tile_size;
     long img_cursor = 0;
-    int cached_tile = -1;
+    int cached_tile = -1, seq_end = s->len + T;
     for (int t0 = 0; t0 < T; t0 += CHUNK) {
         int n = T - t0 < CHUNK ? T - t0 : CHUNK;
         for (int i = 0; i < n; i++) {
@@ -260,7 +264,7 @@ int mmm_prefill(const mmm_model *m, mmm_state *s, const int32_t *ids, int T, con
             }
             memcpy(row, s->vis.img + (img_cursor++ % tpt) * C, (size_t)C * sizeof *row);
         }
-        if ((rc = run_chunk(m, s, n))) return rc;
+        if ((rc = run_chunk(m, s, n, seq_end))) return rc;
         int want_all = logits != NULL, want_last = last && t0 + n == T;
         if (want_all || want_last) {
             int first = want_all ? 0 : n - 1, rows = n - first;

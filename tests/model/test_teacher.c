@@ -186,9 +186,9 @@ TEST(teacher_rejects_bad_configs_and_weights) {
     expect_load_error("an activation mmm does not implement",
                       edited_model("llm_config", "hidden_act", cJSON_CreateString("gelu")),
                       "config.json: llm_config.hidden_act = \"gelu\" is not supported");
-    expect_load_error("RoPE scaling",
-                      edited_model("embedding_config", "rope_scaling", cJSON_Parse("{\"type\": \"linear\", \"factor\": 2.0}")),
-                      "config.json: embedding_config.rope_scaling is not supported");
+    expect_load_error("a RoPE scaling mmm does not implement",
+                      edited_model("embedding_config", "rope_scaling", cJSON_Parse("{\"type\": \"yarn\", \"factor\": 2.0}")),
+                      "config.json: embedding_config.rope_scaling.type = \"yarn\" is not supported");
     char *plain = edited_model("llm_config", "rope_scaling", cJSON_CreateNull());
     mmm_model *ok = NULL;
     int rc = plain ? mmm_model_load(&ok, plain) : -1;
