@@ -28,7 +28,7 @@ static void usage(FILE *f) {
           "                   [--hybrid CHOICE | --attention-layers LIST|auto:K]\n"
           "                   [--steps1 N --steps2 N --steps3 N] [--lr1 X --lr2 X --lr3 X]\n"
           "                   [--batch-tokens N] [--accum N] [--workers N] [--temperature T] [--ce-weight W]\n"
-          "                   [--train-dt-a] [--clip X] [--seed N] [--eval-samples N] [--save-every N]\n"
+          "                   [--train-dt-a] [--clip X] [--seed N] [--eval-samples N] [--save-every N] [--force-resume]\n"
           "                   [--device cpu|cuda] [--dtype f32|bf16]\n\n"
           "Distills a teacher into an mmMamba student in three stages (SPEC 4):\n"
           "  stage 1: per-layer MSE of each student mixer against the teacher's attention output,\n"
@@ -48,6 +48,8 @@ static void usage(FILE *f) {
           "                          the paper's 1e-3 / 5e-4 / 5e-5 scaled by --lr-scale)\n"
           "  --lr-scale X            multiplies the three default learning rates (default 1)\n"
           "  --train-dt-a            also train dt_bias and A_log in stage 3 (paper: frozen)\n"
+          "  --force-resume          resume a stage's checkpoint even though its run had another teacher,\n"
+          "                          data or settings (without it that is refused, naming what changed)\n"
           "  --accum N, --workers N  micro-batches per step (default 1), computed N at once on one\n"
           "                          thread each (default: one per thread); the result depends on\n"
           "                          --workers only by float rounding\n"
@@ -71,9 +73,9 @@ static int file_exists(const char *dir, const char *name) {
 static void print_layer_table(const char *stage, const mmm_model *s, const double *loss, const char *dir) {
     int L = mmm_config_n_layers(&s->cfg);
     printf("[%s] per-layer MSE of the mixer against the teacher's attention (before Wo):\n", stage);
-    char path[1200];
-    snprintf(path, sizeof path, "%s/layer_loss.json", dir);
-    FILE *f = fopen(path, "w");
+    char *path = mmm_path_join(dir, "layer_loss.json");
+    FILE *f = path ? fopen(path, "w") : NULL;
+    free(path);
     if (f) fprintf(f, "{\"stage\": \"%s\", \"layer_mse\": [", stage);
     double mx = 0;
     for (int l = 0; l < L; l++) if (isfinite(loss[l]) && loss[l] > mx) mx = loss[l];
@@ -89,6 +91,46 @@ static void print_layer_table(const char *stage, const mmm_model *s, const doubl
         fprintf(f, "]}\n");
         fclose(f);
     }
+}
+
+/* What defines a stage's run: the teacher (config and weights) and its tokenizer, the data, and
+ * the settings that change the stage's result. */
+typedef struct {
+    const char *teacher_dir, *data_path;
+    int stage;
+    mmm_seed_init init;
+    const char *choice; /* --hybrid or --attention-layers; NULL: linear */
+    long steps;
+    float lr;
+    int batch_tokens, accum;
+    float tau, ce_weight;
+    int train_dt_a;
+    float clip;
+    uint64_t seed;
+} stage_run_facts;
+
+static int stage_facts(mmm_run_facts *r, const stage_run_facts *s) {
+    static const char *const model_files[] = {"config.json", ".safetensors", ".safetensors.index.json"};
+    static const char *const tok_files[] = {"tokenizer.json", "tokenizer.model"};
+    int rc = mmm_run_facts_dir(r, "teacher", "the teacher (--teacher: config and weights)", s->teacher_dir, model_files, 3);
+    if (!rc) rc = mmm_run_facts_dir(r, "tokenizer", "the teacher's tokenizer", s->teacher_dir, tok_files, 2);
+    if (!rc) rc = mmm_run_facts_file(r, "data", "the data file (--data)", s->data_path);
+    if (!rc) rc = mmm_run_facts_value(r, "stage", "the stage", "%d", s->stage);
+    if (!rc) rc = mmm_run_facts_value(r, "init", "--init", "%d", (int)s->init);
+    if (!rc) rc = mmm_run_facts_value(r, "steps", "--steps", "%ld", s->steps);
+    if (!rc) rc = mmm_run_facts_value(r, "lr", "the learning rate (--lr, --lr-scale)", "%.9g", s->lr);
+    if (!rc) rc = mmm_run_facts_value(r, "batch_tokens", "--batch-tokens", "%d", s->batch_tokens);
+    if (!rc) rc = mmm_run_facts_value(r, "accum", "--accum", "%d", s->accum);
+    if (!rc) rc = mmm_run_facts_value(r, "clip", "--clip", "%.9g", s->clip);
+    if (!rc) rc = mmm_run_facts_value(r, "seed", "--seed", "%llu", (unsigned long long)s->seed);
+    if (!rc && s->stage == 3) { /* only the end-to-end stage sees these */
+        rc = mmm_run_facts_value(r, "layers", "the attention layers (--hybrid, --attention-layers)", "%s",
+                                 s->choice ? s->choice : "(none)");
+        if (!rc) rc = mmm_run_facts_value(r, "temperature", "--temperature", "%.9g", s->tau);
+        if (!rc) rc = mmm_run_facts_value(r, "ce_weight", "--ce-weight", "%.9g", s->ce_weight);
+        if (!rc) rc = mmm_run_facts_value(r, "train_dt_a", "--train-dt-a", "%d", s->train_dt_a);
+    }
+    return rc;
 }
 
 /* The K layers with the largest loss. */
@@ -115,14 +157,14 @@ int cmd_distill(int argc, char **argv) {
         {"accum", required_argument, 0, 'A'}, {"workers", required_argument, 0, 'K'}, {"temperature", required_argument, 0, 'T'},
         {"ce-weight", required_argument, 0, 'c'}, {"train-dt-a", no_argument, 0, 'D'},
         {"clip", required_argument, 0, 'C'}, {"seed", required_argument, 0, 'r'},
-        {"eval-samples", required_argument, 0, 'n'}, {"save-every", required_argument, 0, 'v'},
+        {"eval-samples", required_argument, 0, 'n'}, {"save-every", required_argument, 0, 'v'}, {"force-resume", no_argument, 0, 1010},
         {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *teacher_dir = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL, *choice = NULL;
     char stages[8] = "123";
     stage_cfg sc[4] = {{0}, {300, 1e-3f, 2048, 1}, {300, 5e-4f, 2048, 1}, {300, 5e-5f, 2048, 1}};
     float lr_scale = 1, tau = 1, ce_weight = 0, clip = 1.0f;
     int train_dt_a = 0, eval_samples = 200, save_every = 100, batch_tokens = 2048, accum = 1, workers = 0, cuda = 0, bf16 = 0, o;
-    int lr_set[4] = {0};
+    int lr_set[4] = {0}, force_resume = 0, run_differs = 0;
     char name[16]; /* --stepsK or --lrK, for messages */
     uint64_t seed = 0;
     mmm_seed_init init = MMM_INIT_MIMIC;
@@ -176,6 +218,7 @@ int cmd_distill(int argc, char **argv) {
         case 'r': if (cli_parse_seed("distill", optarg, &seed)) return 2; break;
         case 'n': if (cli_parse_int("distill", "--eval-samples", optarg, 0, INT_MAX, &eval_samples)) return 2; break;
         case 'v': if (cli_parse_int("distill", "--save-every", optarg, 0, INT_MAX, &save_every)) return 2; break;
+        case 1010: force_resume = 1; break;
         case 'V': if (cli_parse_device("distill", optarg, &cuda)) return 2; break;
         case 1001: if (cli_parse_decode_dtype("distill", optarg, &bf16)) return 2; break;
         case 'h': usage(stdout); return 0;
@@ -233,11 +276,14 @@ int cmd_distill(int argc, char **argv) {
     if (!rc && !(tr = calloc((size_t)student->n_params, sizeof *tr))) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
     if (!rc) mkdir(out, 0755);
     cli_eval_ctx ev = {tok, &test, eval_samples};
+    mmm_run_facts facts = {0};
+    char *stage_dir = NULL; /* the current stage's directory (malloc'd) */
     for (const char *sp = stages; *sp && !rc; sp++) {
         int k = *sp - '0';
-        char dir[1100], name[16];
-        snprintf(dir, sizeof dir, "%s/stage%d", out, k);
+        char name[16], *dir = NULL;
         snprintf(name, sizeof name, "stage%d", k);
+        free(stage_dir);
+        if (!(stage_dir = dir = mmm_path_join(out, name))) { rc = mmm_fail(MMM_ERR_NOMEM, "out of memory"); break; }
         if ((rc = cli_use_device_train(cuda, bf16, student))) break; /* each student in turn goes to the GPU */
         if (k == 3 && (choice || auto_k)) { /* the hybrid takes the teacher's attention in the kept layers */
             if (auto_k) {
@@ -275,8 +321,13 @@ int cmd_distill(int argc, char **argv) {
                                .adam = {sc[k].lr, 0.9f, 0.999f, 1e-8f, 0.05f},
                                .eval_every = k == 3 && eval_path ? (int)(sc[k].steps / 3 > 0 ? sc[k].steps / 3 : 1) : 0,
                                .save_every = save_every, .log_every = 10, .seed = seed + (uint64_t)k,
-                               .keep_checkpoints = 2};
-        mmm_train_result res;
+                               .keep_checkpoints = 2, .force_resume = force_resume};
+        mmm_train_result res = {0};
+        mmm_run_facts_free(&facts);
+        stage_run_facts sf = {teacher_dir, data_path, k, init, choice, sc[k].steps, sc[k].lr, sc[k].batch_tokens, sc[k].accum,
+                              tau, ce_weight, train_dt_a, clip, seed};
+        if ((rc = stage_facts(&facts, &sf))) break;
+        o.run = &facts;
         printf("[%s] %ld steps, lr %.1e, %s\n", name, o.steps, sc[k].lr,
                k == 3 ? "KL(teacher || student) end to end" : "per-layer MSE against the teacher's attention");
         void *ctx[MMM_TRAIN_MAX_WORKERS];
@@ -299,13 +350,15 @@ int cmd_distill(int argc, char **argv) {
             rc = mmm_train_run(student, tr, &train, &o, mmm_kl_distill_step, ctx, eval_path ? cli_eval_during_training : NULL, &ev, &res);
             for (int w = 0; w < workers; w++) mmm_kl_distill_free(&kd[w]);
         }
+        run_differs = res.run_differs;
         if (rc) break;
-        char log[1200], png[1200];
-        snprintf(log, sizeof log, "%s/%s_log.jsonl", dir, name);
-        snprintf(png, sizeof png, "%s/loss.png", dir);
+        char *log = NULL, *png = mmm_path_join(dir, "loss.png");
+        if (asprintf(&log, "%s/%s_log.jsonl", dir, name) < 0) log = NULL;
         const char *keys[] = {"loss", "accuracy"};
-        if (mmm_plot_log(log, png, name, keys, k == 3 && eval_path ? 2 : 1))
+        if (!log || !png || mmm_plot_log(log, png, name, keys, k == 3 && eval_path ? 2 : 1))
             fprintf(stderr, "mmm distill: no plot for %s (%s)\n", name, mmm_last_error());
+        free(log);
+        free(png);
         /* the stage's result, loadable on its own; written last, it marks the stage done */
         rc = cli_copy_tokenizer(teacher_dir, dir);
         if (!rc) rc = mmm_model_save(student, dir, MMM_DTYPE_F32, 0);
@@ -318,6 +371,10 @@ int cmd_distill(int argc, char **argv) {
                         mmm_config_n_mamba_layers(&student->cfg), L - mmm_config_n_mamba_layers(&student->cfg), out);
     }
     int status = rc ? cli_fail("distill") : 0;
+    if (rc && run_differs) /* the one line names the way on */
+        fprintf(stderr, "mmm distill: rerun with --force-resume to continue that run anyway, or give a fresh --out\n");
+    mmm_run_facts_free(&facts);
+    free(stage_dir);
     free(tr); free(keep); free(layer_loss);
     mmm_dataset_free(&train);
     mmm_dataset_free(&test);

@@ -22,12 +22,13 @@ static void usage(FILE *f) {
     fputs("usage: mmm train --config CONFIG.json --tokenizer TOKENIZER --data TRAIN.jsonl --out DIR\n"
           "                 [--eval TEST.jsonl] [--steps N] [--lr X] [--schedule wsd|cosine|constant]\n"
           "                 [--warmup F] [--decay F] [--batch-tokens N] [--accum N] [--workers N] [--clip X]\n"
-          "                 [--weight-decay X] [--eval-every N] [--eval-samples N] [--save-every N]\n"
+          "                 [--weight-decay X] [--eval-every N] [--eval-samples N] [--save-every N] [--force-resume]\n"
           "                 [--seed N] [--init-std X] [--hflip P] [--max-tokens N] [--system TEXT] [--strict]\n"
           "                 [--device cpu|cuda] [--dtype f32|bf16]\n\n"
           "Trains a HoVLE-architecture teacher from scratch with AdamW on the answer tokens of\n"
           "LLaVA-style JSONL conversations. Checkpoints go to DIR/checkpoints (atomic; rerunning the\n"
-          "same command after a kill resumes exactly); the final model (config.json,\n"
+          "same command after a kill resumes exactly, and a checkpoint of other data, tokenizer, config\n"
+          "or settings is refused, naming what changed); the final model (config.json,\n"
           "model.safetensors, tokenizer.json) to DIR, the log to DIR/train_log.jsonl and the loss\n"
           "curve to DIR/loss.png.\n\n"
           "  --config FILE       model config (config.json layout, docs/model-format.md)\n"
@@ -46,6 +47,7 @@ static void usage(FILE *f) {
           "  --eval-every N      evaluate every N steps (default 200) on --eval-samples (default 200)\n"
           "  --save-every N      checkpoint every N steps (default 200)\n"
           "  --seed N            initialisation and data order (default 0)\n"
+          "  --force-resume      resume DIR's checkpoint even though its run had other inputs or settings\n"
           "  --hflip P           mirror each single-tile image left-right with probability P (default 0;\n"
           "                      only for data whose questions do not depend on left and right)\n"
           "  --max-tokens N      drop longer samples (default 4096)\n"
@@ -101,6 +103,33 @@ int cli_check_tokenizer(const mmm_config *c, const mmm_tokenizer *tok, const cha
     return MMM_OK;
 }
 
+/* What defines a teacher's training run: its inputs' contents and the settings that change the
+ * result (not the device, the workers or how often it evaluates and saves). */
+static int run_facts(mmm_run_facts *r, const char *config_path, const char *tok_path, const char *data_path,
+                     const mmm_train_options *o, float init_std, const mmm_data_options *dopt) {
+    static const char *const tok_files[] = {"tokenizer.json", "tokenizer.model"};
+    static const char *const schedules[] = {"wsd", "cosine", "constant"};
+    struct stat st;
+    int rc = mmm_run_facts_file(r, "config", "the model config (--config)", config_path);
+    if (!rc) rc = mmm_run_facts_file(r, "data", "the data file (--data)", data_path);
+    if (!rc && stat(tok_path, &st) == 0 && S_ISDIR(st.st_mode))
+        rc = mmm_run_facts_dir(r, "tokenizer", "the tokenizer (--tokenizer)", tok_path, tok_files, 2);
+    else if (!rc)
+        rc = mmm_run_facts_file(r, "tokenizer", "the tokenizer (--tokenizer)", tok_path);
+    const struct { const char *key, *opt; double v; } num[] = {
+        {"steps", "--steps", (double)o->steps}, {"lr", "--lr", o->sched.lr}, {"warmup", "--warmup", o->sched.warmup},
+        {"decay", "--decay", o->sched.decay}, {"batch_tokens", "--batch-tokens", o->batch_tokens},
+        {"accum", "--accum", o->accum}, {"clip", "--clip", o->clip}, {"weight_decay", "--weight-decay", o->adam.weight_decay},
+        {"init_std", "--init-std", init_std}, {"hflip", "--hflip", o->hflip}, {"max_tokens", "--max-tokens", dopt->max_tokens}};
+    for (size_t i = 0; i < sizeof num / sizeof num[0] && !rc; i++)
+        rc = mmm_run_facts_value(r, num[i].key, num[i].opt, "%.9g", num[i].v);
+    if (!rc) rc = mmm_run_facts_value(r, "schedule", "--schedule", "%s", schedules[o->sched.kind]);
+    if (!rc) rc = mmm_run_facts_value(r, "seed", "--seed", "%llu", (unsigned long long)o->seed);
+    if (!rc) rc = mmm_run_facts_value(r, "system", "--system", "%s", dopt->system ? dopt->system : "(default)");
+    if (!rc) rc = mmm_run_facts_value(r, "strict", "--strict", "%d", dopt->strict);
+    return rc;
+}
+
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'}, {"tokenizer", required_argument, 0, 't'},
@@ -114,7 +143,7 @@ int cmd_train(int argc, char **argv) {
         {"save-every", required_argument, 0, 'v'}, {"seed", required_argument, 0, 'r'},
         {"init-std", required_argument, 0, 'i'}, {"max-tokens", required_argument, 0, 'x'},
         {"system", required_argument, 0, 'y'}, {"strict", no_argument, 0, 'T'},
-        {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001}, {"hflip", required_argument, 0, 1002}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001}, {"hflip", required_argument, 0, 1002}, {"force-resume", no_argument, 0, 1010}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *config_path = NULL, *tok_path = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL;
     mmm_train_options o = {.name = "train", .steps = 1000, .accum = 1, .batch_tokens = 2048, .clip = 1.0f,
                            .sched = {MMM_SCHED_WSD, 1e-3f, 0.1f, 0.1f, 0.0f, 0},
@@ -152,6 +181,7 @@ int cmd_train(int argc, char **argv) {
         case 'V': if (cli_parse_device("train", optarg, &cuda)) return 2; break;
         case 1001: if (cli_parse_decode_dtype("train", optarg, &bf16)) return 2; break;
         case 1002: if (cli_parse_float("train", "--hflip", optarg, 0, 1, &o.hflip)) return 2; break;
+        case 1010: o.force_resume = 1; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("train", o_, argv);
         }
@@ -174,6 +204,8 @@ int cmd_train(int argc, char **argv) {
     mmm_dataset train = {0}, test = {0};
     mmm_train_range *trainable = NULL;
     mmm_ce_train ce[MMM_TRAIN_MAX_WORKERS] = {{0}};
+    mmm_run_facts facts = {0};
+    mmm_train_result res = {0};
     void *ce_ctxs[MMM_TRAIN_MAX_WORKERS];
     for (int w = 0; w < MMM_TRAIN_MAX_WORKERS; w++) ce_ctxs[w] = &ce[w];
     int rc = mmm_config_load(&cfg, config_path), have_cfg = !rc;
@@ -197,13 +229,15 @@ int cmd_train(int argc, char **argv) {
         printf("mmm train: %.2f M parameters, %d training samples, %d eval samples, %ld steps of %d x %d tokens\n",
                m->n_floats * 1e-6, train.n, test.n, o.steps, o.accum, o.batch_tokens);
         cli_eval_ctx ev = {tok, &test, eval_samples};
-        mmm_train_result res;
         o.workers = cli_workers(o.workers, o.accum);
-        rc = mmm_train_run(m, trainable, &train, &o, mmm_ce_step, ce_ctxs, eval_path ? cli_eval_during_training : NULL, &ev, &res);
+        rc = run_facts(&facts, config_path, tok_path, data_path, &o, init_std, &dopt);
+        o.run = &facts;
+        if (!rc) rc = mmm_train_run(m, trainable, &train, &o, mmm_ce_step, ce_ctxs, eval_path ? cli_eval_during_training : NULL, &ev, &res);
         if (!rc) {
-            char path[1100];
+            char *path = mmm_path_join(out, "tokenizer.json"), *log = mmm_path_join(out, "train_log.jsonl");
+            char *png = mmm_path_join(out, "loss.png");
+            if (!path || !log || !png) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
             rc = mmm_model_save(m, out, MMM_DTYPE_F32, 0);
-            snprintf(path, sizeof path, "%s/tokenizer.json", out);
             if (!rc && mmm_tokenizer_kind_of(tok) == MMM_TOK_BPE_JSON) {
                 char *text = NULL, *src = NULL;
                 struct stat st;
@@ -213,17 +247,20 @@ int cmd_train(int argc, char **argv) {
                 free(text);
                 free(src);
             }
-            char log[1100], png[1100];
-            snprintf(log, sizeof log, "%s/train_log.jsonl", out);
-            snprintf(png, sizeof png, "%s/loss.png", out);
             const char *keys[] = {"loss", "eval_loss", "accuracy"};
             if (!rc && mmm_plot_log(log, png, "mmm train", keys, eval_path ? 3 : 1))
                 fprintf(stderr, "mmm train: no loss plot (%s)\n", mmm_last_error());
             if (!rc) printf("mmm train: %ld steps in %.0f s%s; model written to %s\n", res.step, res.seconds,
                             res.resumed ? " (resumed)" : "", out);
+            free(path);
+            free(log);
+            free(png);
         }
     }
     int status = rc ? cli_fail("train") : 0;
+    if (rc && res.run_differs) /* the one line names the way on */
+        fprintf(stderr, "mmm train: rerun with --force-resume to continue that run anyway, or give a fresh --out\n");
+    mmm_run_facts_free(&facts);
     for (int w = 0; w < MMM_TRAIN_MAX_WORKERS; w++) {
         mmm_ce_train_free(&ce[w]);
     }
