@@ -1,8 +1,10 @@
-/* Conversation data: the internlm2-chat template, <image> expansion, label masks, and
- * LLaVA/InternVL-style JSONL datasets with deterministic shuffling and token-budget batching. */
+/* Conversation data: the chat templates (chatml, internlm2-chat), <image> expansion, label masks,
+ * and LLaVA/InternVL-style datasets (JSON Lines, LLaVA's JSON arrays, InternVL meta files) with
+ * deterministic shuffling and token-budget batching. */
 #ifndef MMM_DATA_H
 #define MMM_DATA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mmm/model.h"
@@ -17,24 +19,36 @@ typedef struct {
     int32_t *ids, *labels; /* (n) */
     int n;
     int prompt_len;       /* tokens up to and including the last "<|im_start|>assistant\n" */
-    char **images;        /* n_images paths, resolved against the JSONL file's directory */
+    char **images;        /* n_images paths, resolved against the image folder */
     int *tiles;           /* tiles per image (dynamic tiling of its size) */
     int n_images, n_tiles;
     char *id, *task, *answer; /* answer: the last assistant turn's text */
 } mmm_sample;
 
+/* A record (a line, or an element of a JSON array) longer than this is refused: one record is
+ * held at a time, so this bounds what reading a dataset can cost, whatever its size. LLaVA and
+ * InternVL records are kilobytes; the longest conversations a few hundred. */
+#define MMM_DATA_MAX_RECORD_BYTES (16u << 20)
+
 typedef struct {
     const char *system;   /* system message; NULL or "" leaves the system turn out */
     int max_tokens;       /* longer samples are dropped (0 = no limit) */
-    int strict;           /* 1: the first bad line is an error; 0: bad lines are skipped and counted */
+    int strict;           /* 1: the first bad record is an error; 0: bad records are skipped and counted */
     int max_samples;      /* read at most this many samples (0 = all) */
+    const char *image_root; /* folder relative image paths resolve against (NULL: the data file's) */
+    size_t max_record_bytes; /* 0: MMM_DATA_MAX_RECORD_BYTES */
+    /* called every few thousand records and once at the end (done == total): bytes read of
+     * the total (all files of a meta file), and records so far */
+    void (*progress)(void *ctx, long long done, long long total, long records);
+    void *progress_ctx;
 } mmm_data_options;
 
 typedef struct {
     mmm_sample *samples;
     int n;
-    int n_lines, n_skipped;
-    char skipped_report[1024]; /* the first few skipped lines and why */
+    long n_records;       /* records read (a meta file's: of all its datasets, before repeats) */
+    int n_skipped;
+    char skipped_report[1024]; /* the first few skipped records and why */
 } mmm_dataset;
 
 /* Tokenises one conversation. turns: alternating human/gpt texts (n_turns, starting with human);
@@ -44,7 +58,16 @@ int mmm_chat_tokenize(mmm_sample *s, const mmm_tokenizer *tok, const mmm_config 
                       const char *const *turns, int n_turns, const int *tiles, int n_images,
                       const char *system, int generation_prompt);
 
-/* Loads a JSONL file; image paths are relative to its directory. */
+/* Loads a dataset; its kind comes from its content:
+ *   JSON Lines: one record per line (blank lines allowed);
+ *   a JSON array of records (LLaVA's llava_v1_5_mix665k.json), read element by element;
+ *   an InternVL meta file: {"name": {"annotation": FILE, "root": DIR, "repeat_time": X}, ...},
+ *   each annotation (JSON Lines or array) with its images under its root; relative paths are
+ *   relative to the meta file.
+ * A record: {"id": ..., "task": ..., "image": PATH | [PATH, ...] (optional), "conversations":
+ * [{"from": "human"|"user"|"system", "value": "<image>\n..."}, {"from": "gpt"|"assistant", ...}, ...]}.
+ * Relative image paths resolve against opt->image_root, else the data file's folder. Bad
+ * records are skipped and counted, or with opt->strict an error "FILE:LINE: why". */
 int mmm_dataset_load(mmm_dataset *d, const char *path, const mmm_tokenizer *tok,
                      const mmm_config *cfg, const mmm_data_options *opt);
 void mmm_dataset_free(mmm_dataset *d);

@@ -38,8 +38,8 @@ int mmm_fuzz_jsonl(const uint8_t *data, size_t size) {
     mmm_dataset d;
     int rc = mmm_dataset_load(&d, path, tok, &cfg, &opt);
     if (rc) return rc;
-    if (d.n < 1 || d.n + d.n_skipped > d.n_lines)
-        fuzz_bug("dataset counts: %d samples, %d skipped, %d lines", d.n, d.n_skipped, d.n_lines);
+    if (d.n < 1 || d.n + d.n_skipped > d.n_records)
+        fuzz_bug("dataset counts: %d samples, %d skipped, %ld records", d.n, d.n_skipped, d.n_records);
     for (int i = 0; i < d.n; i++) {
         const mmm_sample *s = &d.samples[i];
         if (s->n < 1 || s->n > opt.max_tokens || s->prompt_len < 0 || s->prompt_len > s->n)
