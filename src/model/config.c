@@ -39,7 +39,8 @@ static int get_int(const char *path, const char *where, const cJSON *obj, const 
     if (!cJSON_IsNumber(v))
         return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" must be an integer, not %s", path, where, key, kind_of(v));
     if (v->valuedouble != floor(v->valuedouble))
-        return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" must be an integer, not %g", path, where, key, v->valuedouble);
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" must be an integer, not %.15g", path, where, key,
+                        v->valuedouble);
     if (v->valuedouble < lo || v->valuedouble > hi)
         return mmm_fail(MMM_ERR_FORMAT, "%s: %s\"%s\" = %g is outside [%d, %d]", path, where, key,
                         v->valuedouble, lo, hi);
