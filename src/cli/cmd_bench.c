@@ -2,6 +2,7 @@
  * linear student, at a model's dimensions or at dimensions given on the command line, on the CPU
  * or the GPU. Each measurement runs in its own process, so its peak resident memory (or the GPU
  * memory it adds) is its own. */
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -18,7 +19,9 @@
 #include "mmm/forward.h"
 #include "mmm/gpu.h"
 #include "mmm/model.h"
+#include "mmm/plot.h"
 #include "mmm/seed.h"
+#include "mmm/spawn.h"
 #include "mmm/version.h"
 
 #define MAX_POINTS 32
@@ -199,24 +202,29 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
 static result run_child(const char *model_dir, const dims *d, int kind, int ctx, int steps, int prefill_max, int cuda,
                         int bf16) {
     result r = {0};
-    char exe[64], cmd[8192];
-    if (model_dir && strchr(model_dir, '\'')) return r;
+    char exe[64], point[64], shape[160];
     snprintf(exe, sizeof exe, "/proc/%ld/exe", (long)getpid());
-    if (model_dir)
-        snprintf(cmd, sizeof cmd, "'%s' bench --child %d,%d,%d,%d --device %s --dtype %s --model '%s'", exe, kind, ctx,
-                 steps, prefill_max, cuda ? "cuda" : "cpu", bf16 ? "bf16" : "f32", model_dir);
-    else
-        snprintf(cmd, sizeof cmd, "'%s' bench --child %d,%d,%d,%d --device %s --dtype %s --dims hidden=%d,layers=%d+%d,"
-                 "heads=%d,kv=%d,ffn=%d,vocab=%d", exe, kind, ctx, steps, prefill_max, cuda ? "cuda" : "cpu",
-                 bf16 ? "bf16" : "f32", d->hidden, d->emb_layers, d->llm_layers, d->heads, d->kv, d->ffn, d->vocab);
-    FILE *p = popen(cmd, "r");
-    if (!p) return r;
-    char line[512];
-    while (fgets(line, sizeof line, p))
+    snprintf(point, sizeof point, "%d,%d,%d,%d", kind, ctx, steps, prefill_max);
+    snprintf(shape, sizeof shape, "hidden=%d,layers=%d+%d,heads=%d,kv=%d,ffn=%d,vocab=%d", d->hidden, d->emb_layers,
+             d->llm_layers, d->heads, d->kv, d->ffn, d->vocab);
+    /* an argument vector, no shell: the model directory reaches the child as it is */
+    const char *argv[] = {exe, "bench", "--child", point, "--device", cuda ? "cuda" : "cpu", "--dtype", bf16 ? "bf16" : "f32",
+                          model_dir ? "--model" : "--dims", model_dir ? model_dir : shape, NULL};
+    mmm_spawn_options so = {.capture_stdout = 1, .stdin_path = "/dev/null"};
+    char *text = NULL;
+    int status;
+    if (mmm_spawn(argv, &so, &status, &text)) {
+        fprintf(stderr, "mmm bench: %s\n", mmm_last_error());
+        return r;
+    }
+    for (char *line = text, *end; line && *line; line = end ? end + 1 : NULL) {
+        end = strchr(line, '\n');
         if (sscanf(line, "RESULT %lf %lf %lf %lf %lf", &r.ms_per_token, &r.state_mb, &r.peak_mb, &r.model_mb,
                    &r.prefill_ms) == 5)
             r.ok = 1;
-    if (pclose(p) != 0) r.ok = 0;
+    }
+    free(text);
+    if (status != 0) r.ok = 0;
     return r;
 }
 
@@ -234,30 +242,29 @@ static int parse_list(const char *s, int *out, int max) {
     return n;
 }
 
-static void write_plot(const char *png, const char *json_rows, int n_ctx, const int *ctx,
-                       result res[3][MAX_POINTS], const char *title) {
-    char dat[512], gp[512];
-    snprintf(dat, sizeof dat, "%s.dat", png);
-    snprintf(gp, sizeof gp, "%s.gp", png);
-    FILE *f = fopen(dat, "w");
-    if (!f) return;
+static void write_plot(const char *png, int n_ctx, const int *ctx, result res[3][MAX_POINTS], const char *title) {
+    mmm_plot p;
+    if (mmm_plot_begin(&p, png, 1100, 450)) {
+        fprintf(stderr, "mmm bench: no plot: %s\n", mmm_last_error());
+        return;
+    }
     for (int i = 0; i < n_ctx; i++)
-        fprintf(f, "%d %g %g %g %g %g %g\n", ctx[i], res[0][i].ms_per_token, res[1][i].ms_per_token,
+        fprintf(p.dat, "%d %g %g %g %g %g %g\n", ctx[i], res[0][i].ms_per_token, res[1][i].ms_per_token,
                 res[2][i].ms_per_token, res[0][i].peak_mb, res[1][i].peak_mb, res[2][i].peak_mb);
-    fclose(f);
-    if (!(f = fopen(gp, "w"))) return;
-    fprintf(f, "set terminal pngcairo size 1100,450 font ',10'\nset output '%s'\nset multiplot layout 1,2 title '%s'\n"
-               "set logscale x 2\nset xlabel 'context (tokens)'\nset key top left\nset grid\n"
-               "set ylabel 'ms per decoded token'\n"
-               "plot '%s' u 1:2 w lp t 'teacher', '' u 1:3 w lp t 'hybrid', '' u 1:4 w lp t 'linear'\n"
-               "set ylabel 'peak memory (MB)'\n"
-               "plot '%s' u 1:5 w lp t 'teacher', '' u 1:6 w lp t 'hybrid', '' u 1:7 w lp t 'linear'\n"
-               "unset multiplot\n", png, title, dat, dat);
-    fclose(f);
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>/dev/null", gp);
-    if (system(cmd) != 0) fprintf(stderr, "mmm bench: gnuplot failed; data in %s\n", dat);
-    (void)json_rows;
+    fputs("set multiplot layout 1,2 title ", p.gp);
+    mmm_plot_string(p.gp, title);
+    fputs("\nset logscale x 2\nset xlabel 'context (tokens)'\nset key top left\nset grid\n", p.gp);
+    const char *ylabel[2] = {"ms per decoded token", "peak memory (MB)"};
+    for (int panel = 0; panel < 2; panel++) {
+        fprintf(p.gp, "set ylabel '%s'\nplot ", ylabel[panel]);
+        mmm_plot_path(p.gp, p.dat_path);
+        fprintf(p.gp, " u 1:%d w lp t 'teacher', '' u 1:%d w lp t 'hybrid', '' u 1:%d w lp t 'linear'\n", 2 + 3 * panel,
+                3 + 3 * panel, 4 + 3 * panel);
+    }
+    fputs("unset multiplot\n", p.gp);
+    char *dat = strdup(p.dat_path);
+    if (mmm_plot_finish(&p)) fprintf(stderr, "mmm bench: no plot (%s); the data are in %s\n", mmm_last_error(), dat ? dat : "?");
+    free(dat);
 }
 
 static int train_steps(const char *model_dir, const dims *d, const char *kinds, int tokens, int steps, int cuda,
@@ -404,10 +411,12 @@ int cmd_bench(int argc, char **argv) {
         }
     }
 
-    char title[256];
-    if (model_dir) snprintf(title, sizeof title, "%s", model_dir);
-    else snprintf(title, sizeof title, "hidden %d, %d+%d layers, %d/%d heads, ffn %d, vocab %d", d.hidden,
-                  d.emb_layers, d.llm_layers, d.heads, d.kv, d.ffn, d.vocab);
+    char *title = NULL; /* the model directory, whatever its length */
+    if (model_dir) title = strdup(model_dir);
+    else if (asprintf(&title, "hidden %d, %d+%d layers, %d/%d heads, ffn %d, vocab %d", d.hidden, d.emb_layers,
+                      d.llm_layers, d.heads, d.kv, d.ffn, d.vocab) < 0)
+        title = NULL;
+    if (!title) { fprintf(stderr, "mmm bench: out of memory\n"); return 1; }
     char where[64];
     if (cuda) snprintf(where, sizeof where, "on the GPU%s", bf16 ? ", bf16 weights and KV caches" : "");
     else snprintf(where, sizeof where, "%ld CPU threads", sysconf(_SC_NPROCESSORS_ONLN));
@@ -431,9 +440,14 @@ int cmd_bench(int argc, char **argv) {
     }
     if (json_path) {
         FILE *f = fopen(json_path, "w");
-        if (!f) { fprintf(stderr, "mmm bench: cannot write %s\n", json_path); return 1; }
-        fprintf(f, "{\"benchmark\": \"decode\", \"model\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", \"threads\": %ld, "
-                "\"steps\": %d, \"results\": [", title, cuda ? "cuda" : "cpu", bf16 ? "bf16" : "f32", sysconf(_SC_NPROCESSORS_ONLN), steps);
+        if (!f) { fprintf(stderr, "mmm bench: cannot write %s\n", json_path); free(title); return 1; }
+        cJSON *model = cJSON_CreateString(title); /* a path may hold quotes, backslashes, newlines */
+        char *model_json = model ? cJSON_PrintUnformatted(model) : NULL;
+        cJSON_Delete(model);
+        fprintf(f, "{\"benchmark\": \"decode\", \"model\": %s, \"device\": \"%s\", \"dtype\": \"%s\", \"threads\": %ld, "
+                "\"steps\": %d, \"results\": [", model_json ? model_json : "null", cuda ? "cuda" : "cpu", bf16 ? "bf16" : "f32",
+                sysconf(_SC_NPROCESSORS_ONLN), steps);
+        free(model_json);
         int first = 1;
         for (int k = 0; k < 3; k++)
             for (int i = 0; i < n_ctx && want[k]; i++) {
@@ -449,6 +463,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(f, "\n]}\n");
         fclose(f);
     }
-    if (plot_path) write_plot(plot_path, NULL, n_ctx, ctx, res, title);
+    if (plot_path) write_plot(plot_path, n_ctx, ctx, res, title);
+    free(title);
     return failed;
 }

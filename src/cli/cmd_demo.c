@@ -17,6 +17,7 @@
 #include "mmm/error.h"
 #include "mmm/fileio.h"
 #include "mmm/path.h"
+#include "mmm/plot.h"
 #include "mmm/tokenizer.h"
 
 #define SHIPPED_TEACHER "models/teacher-fmnist"
@@ -112,26 +113,29 @@ static double task_acc(const eval_summary *e, const char *task) {
 
 /* Accuracy per task for the three models as a grouped bar chart. */
 static void plot_accuracy(const char *out, const eval_summary *e, const char *const *names) {
-    char dat[1100], gp[1100], png[1100], cmd[2400];
-    snprintf(dat, sizeof dat, "%s/accuracy.dat", out);
-    snprintf(gp, sizeof gp, "%s/accuracy.gp", out);
-    snprintf(png, sizeof png, "%s/accuracy.png", out);
-    FILE *f = fopen(dat, "w");
-    if (!f) return;
-    fprintf(f, "task %s %s %s\n", names[0], names[1], names[2]);
-    for (int i = 0; i < e[0].n_tasks; i++)
-        fprintf(f, "%s %g %g %g\n", e[0].tasks[i], task_acc(&e[0], e[0].tasks[i]), task_acc(&e[1], e[0].tasks[i]),
+    char *png = mmm_path_join(out, "accuracy.png");
+    mmm_plot p;
+    if (!png || mmm_plot_begin(&p, png, 900, 450)) {
+        fprintf(stderr, "mmm demo: no accuracy plot (%s)\n", png ? mmm_last_error() : "out of memory");
+        free(png);
+        return;
+    }
+    fprintf(p.dat, "task %s %s %s\n", names[0], names[1], names[2]);
+    for (int i = 0; i < e[0].n_tasks; i++) {
+        char label[sizeof e[0].tasks[0]]; /* one whitespace-free column of the data file */
+        snprintf(label, sizeof label, "%s", e[0].tasks[i]);
+        for (char *c = label; *c; c++)
+            if ((unsigned char)*c <= ' ' || *c == '"' || *c == '\'' || *c == '#' || *c == 0x7f) *c = '_';
+        fprintf(p.dat, "%s %g %g %g\n", label, task_acc(&e[0], e[0].tasks[i]), task_acc(&e[1], e[0].tasks[i]),
                 task_acc(&e[2], e[0].tasks[i]));
-    fclose(f);
-    if (!(f = fopen(gp, "w"))) return;
-    fprintf(f, "set terminal pngcairo size 900,450 font ',10'\nset output '%s'\nset title 'Exact-match accuracy per task (test split)'\n"
-               "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
-               "set yrange [0:1.05]\nset grid ytics\nset key top right\nset ylabel 'accuracy'\n"
-               "plot '%s' using 2:xtic(1) title columnheader(2), '' using 3 title columnheader(3), '' using 4 title columnheader(4)\n",
-            png, dat);
-    fclose(f);
-    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>/dev/null", gp);
-    if (system(cmd) != 0) fprintf(stderr, "mmm demo: gnuplot could not draw %s\n", png);
+    }
+    fputs("set title 'Exact-match accuracy per task (test split)'\nset style data histograms\n"
+          "set style histogram clustered gap 1\nset style fill solid 0.8 border -1\nset yrange [0:1.05]\n"
+          "set grid ytics\nset key top right\nset ylabel 'accuracy'\nplot ", p.gp);
+    mmm_plot_path(p.gp, p.dat_path);
+    fputs(" using 2:xtic(1) title columnheader(2), '' using 3 title columnheader(3), '' using 4 title columnheader(4)\n", p.gp);
+    if (mmm_plot_finish(&p)) fprintf(stderr, "mmm demo: no accuracy plot (%s)\n", mmm_last_error());
+    free(png);
 }
 
 /* A number of a JSON object, or -1 when it has none. */
