@@ -129,7 +129,7 @@ TEST(test_cli_seed_and_bench) {
     check(rc == 0 && strstr(out, "2 mamba2 and 2 attention layers (attention: 0 2)"), "cli mmm seed --hybrid every:2");
     rc = run_mmm("forward --model /tmp/mmm_cli_hybrid --ids 53,7,-1,8 --image tests/data/images/fmnist_28.png", out, sizeof out);
     check(rc == 0 && strstr(out, "(2 mamba2)"), "cli mmm forward on the seeded hybrid student");
-    rc = run_mmm("seed --teacher tests/data/teacher/one_image --out /tmp/mmm_cli_linear --init inherit --dtype bf16", out, sizeof out);
+    rc = run_mmm("seed --teacher tests/data/teacher/one_image --out /tmp/mmm_cli_linear --init inherit --save-dtype bf16", out, sizeof out);
     check(rc == 0 && strstr(out, "4 mamba2 and 0 attention"), "cli mmm seed linear, inherit init, bf16");
     rc = run_mmm("seed --teacher /tmp/mmm_cli_hybrid --out /tmp/mmm_cli_x", out, sizeof out);
     check(rc == 1 && strstr(out, "already has 2 mamba2 layers"), "cli mmm seed: a student given as teacher is refused");

@@ -94,8 +94,11 @@ void mmm_model_free(mmm_model *m);
  * MMM_PARAM_OPTIONAL ones), unexpected and mis-shaped tensors are all listed in one error. */
 int mmm_model_load(mmm_model **out, const char *dir);
 /* Saves config.json + weights (F32, BF16 or F16) to `dir` (created if needed); shards of at most
- * max_shard_bytes when > 0. Every file is written atomically. */
+ * max_shard_bytes when > 0. Every file is written atomically. config.json names the dtype
+ * (torch_dtype) and, for a model with mamba2 layers, upstream mmMamba's model classes. */
 int mmm_model_save(const mmm_model *m, const char *dir, mmm_dtype dtype, size_t max_shard_bytes);
+/* The dtype (F32, BF16 or F16) holding most elements of the safetensors weights in `dir`. */
+int mmm_model_weights_dtype(const char *dir, mmm_dtype *out);
 
 /* Points w's fields into `base`, a buffer of n_floats with the parameter layout (gradients,
  * optimiser moments). w->layers is malloc'd: free it with mmm_weights_free. */

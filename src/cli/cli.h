@@ -21,6 +21,9 @@ int cmd_tokenizer(int argc, char **argv);
 
 /* "f32" | "bf16" | "f16" */
 int cli_parse_dtype(const char *s, mmm_dtype *out);
+/* --save-dtype (the dtype of the exported weights): prints the one-line error and returns 2
+ * (the usage exit status) when value is not f32, bf16 or f16. */
+int cli_parse_save_dtype(const char *cmd, const char *value, mmm_dtype *out);
 /* Prints "mmm <cmd>: <message> (see mmm <cmd> --help)", the one line of a usage mistake, and
  * returns 2, the usage exit status. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

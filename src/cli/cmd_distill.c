@@ -29,7 +29,7 @@ static void usage(FILE *f) {
           "                   [--steps1 N --steps2 N --steps3 N] [--lr1 X --lr2 X --lr3 X]\n"
           "                   [--batch-tokens N] [--accum N] [--workers N] [--temperature T] [--ce-weight W]\n"
           "                   [--train-dt-a] [--clip X] [--seed N] [--eval-samples N] [--save-every N] [--force-resume]\n"
-          "                   [--device cpu|cuda] [--dtype f32|bf16]\n\n"
+          "                   [--device cpu|cuda] [--dtype f32|bf16] [--save-dtype f32|bf16|f16]\n\n"
           "Distills a teacher into an mmMamba student in three stages (SPEC 4):\n"
           "  stage 1: per-layer MSE of each student mixer against the teacher's attention output,\n"
           "           both before Wo, on the teacher's hidden states; trains the new parameters only\n"
@@ -38,7 +38,8 @@ static void usage(FILE *f) {
           "           --ce-weight x cross-entropy on answers); hybrid layers take the teacher's\n"
           "           attention here, frozen\n"
           "Each stage starts from the previous one's result and writes DIR/stageK (checkpoints, log,\n"
-          "loss.png); the final student goes to DIR. Rerunning after a kill resumes where it stopped.\n\n"
+          "loss.png); the final student goes to DIR, its config.json naming upstream mmMamba's model\n"
+          "classes (docs/model-format.md). Rerunning after a kill resumes where it stopped.\n\n"
           "  --stages LIST           which stages to run (default 1,2,3; e.g. 2,3 skips stage 1)\n"
           "  --init KIND             how the student is seeded (default mimic)\n"
           "  --hybrid CHOICE         every:4, head-interleaved:K, tail-interleaved:K, head-stacked:K,\n"
@@ -58,6 +59,8 @@ static void usage(FILE *f) {
           "  --dtype T               f32 (default) or bf16: with --device cuda, the GEMMs and the attention\n"
           "                          forward on the bf16 tensor cores (fp32 master weights,\n"
           "                          accumulation and the rest)\n\n"
+          "  --save-dtype T          dtype of the final student's weights in DIR (default: the\n"
+          "                          teacher's); the stages and checkpoints stay f32 for resuming\n\n"
           "example: mmm distill --teacher runs/teacher --data runs/fmnist/train.jsonl \\\n"
           "             --eval runs/fmnist/test.jsonl --out runs/hybrid --hybrid every:4\n", f);
 }
@@ -158,7 +161,8 @@ int cmd_distill(int argc, char **argv) {
         {"ce-weight", required_argument, 0, 'c'}, {"train-dt-a", no_argument, 0, 'D'},
         {"clip", required_argument, 0, 'C'}, {"seed", required_argument, 0, 'r'},
         {"eval-samples", required_argument, 0, 'n'}, {"save-every", required_argument, 0, 'v'}, {"force-resume", no_argument, 0, 1010},
-        {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001},
+        {"save-dtype", required_argument, 0, 1002}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *teacher_dir = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL, *choice = NULL;
     char stages[8] = "123";
     stage_cfg sc[4] = {{0}, {300, 1e-3f, 2048, 1}, {300, 5e-4f, 2048, 1}, {300, 5e-5f, 2048, 1}};
@@ -168,6 +172,8 @@ int cmd_distill(int argc, char **argv) {
     char name[16]; /* --stepsK or --lrK, for messages */
     uint64_t seed = 0;
     mmm_seed_init init = MMM_INIT_MIMIC;
+    mmm_dtype save_dtype = MMM_DTYPE_F32;
+    int save_dtype_set = 0;
     optind = 1;
     while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (o) {
@@ -221,6 +227,10 @@ int cmd_distill(int argc, char **argv) {
         case 1010: force_resume = 1; break;
         case 'V': if (cli_parse_device("distill", optarg, &cuda)) return 2; break;
         case 1001: if (cli_parse_decode_dtype("distill", optarg, &bf16)) return 2; break;
+        case 1002:
+            if (cli_parse_save_dtype("distill", optarg, &save_dtype)) return 2;
+            save_dtype_set = 1;
+            break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("distill", o, argv);
         }
@@ -252,6 +262,7 @@ int cmd_distill(int argc, char **argv) {
     int rc = mmm_model_load(&teacher, teacher_dir);
     if (!rc && mmm_config_n_mamba_layers(&teacher->cfg))
         rc = mmm_fail(MMM_ERR_ARG, "%s is a student (it has mamba2 layers); --teacher takes the attention model", teacher_dir);
+    if (!rc && !save_dtype_set) rc = mmm_model_weights_dtype(teacher_dir, &save_dtype);
     if (!rc) rc = mmm_tokenizer_load(teacher_dir, &tok);
     if (!rc) rc = cli_use_device_train(cuda, bf16, teacher);
     int L = rc ? 0 : mmm_config_n_layers(&teacher->cfg), auto_k = 0;
@@ -365,7 +376,7 @@ int cmd_distill(int argc, char **argv) {
         printf("[%s] done: %ld steps, final loss %.5f, %.0f s\n", name, res.step, res.last_loss, res.seconds);
     }
     if (!rc) {
-        rc = mmm_model_save(student, out, MMM_DTYPE_F32, 0);
+        rc = mmm_model_save(student, out, save_dtype, 0);
         if (!rc) rc = cli_copy_tokenizer(teacher_dir, out);
         if (!rc) printf("mmm distill: student (%d mamba2, %d attention layers) written to %s\n",
                         mmm_config_n_mamba_layers(&student->cfg), L - mmm_config_n_mamba_layers(&student->cfg), out);

@@ -11,7 +11,7 @@
 
 static void usage(FILE *f) {
     fputs("usage: mmm seed --teacher DIR --out DIR [--init mimic|inherit|scratch]\n"
-          "                [--attention-layers LIST | --hybrid CHOICE] [--seed N] [--dtype f32|bf16|f16]\n\n"
+          "                [--attention-layers LIST | --hybrid CHOICE] [--seed N] [--save-dtype f32|bf16|f16]\n\n"
           "Builds an mmMamba student from a HoVLE-layout teacher (SPEC 3): every layer becomes the\n"
           "Mamba-2 mixer, seeded from the layer's attention, except the layers kept as attention.\n\n"
           "  --teacher DIR            the teacher model directory\n"
@@ -25,7 +25,8 @@ static void usage(FILE *f) {
           "                           every:4), or head-interleaved:K, tail-interleaved:K,\n"
           "                           head-stacked:K, tail-stacked:K (K attention layers)\n"
           "  --seed N                 random seed for the new parameters (default 0)\n"
-          "  --dtype T                weight dtype written (default f32)\n\n"
+          "  --save-dtype T           dtype of the written weights (default: the teacher's)\n\n"
+          "The student's config.json names upstream mmMamba's model classes (docs/model-format.md).\n\n"
           "example: mmm seed --teacher runs/teacher --out runs/hybrid --hybrid every:4\n", f);
 }
 
@@ -37,13 +38,21 @@ int cli_parse_dtype(const char *s, mmm_dtype *out) {
     return MMM_OK;
 }
 
+int cli_parse_save_dtype(const char *cmd, const char *value, mmm_dtype *out) {
+    if (!cli_parse_dtype(value, out)) return 0;
+    fprintf(stderr, "mmm %s: --save-dtype must be f32, bf16 or f16, not '%s'\n", cmd, value);
+    return 2;
+}
+
 int cmd_seed(int argc, char **argv) {
     static const struct option opts[] = {
         {"teacher", required_argument, 0, 't'}, {"out", required_argument, 0, 'o'},
         {"init", required_argument, 0, 'i'}, {"attention-layers", required_argument, 0, 'a'},
         {"hybrid", required_argument, 0, 'y'}, {"seed", required_argument, 0, 's'},
-        {"dtype", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *teacher_dir = NULL, *out_dir = NULL, *choice = NULL, *dtype_name = "f32";
+        {"save-dtype", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *teacher_dir = NULL, *out_dir = NULL, *choice = NULL;
+    mmm_dtype dtype = MMM_DTYPE_F32;
+    int dtype_set = 0;
     mmm_seed_init init = MMM_INIT_MIMIC;
     uint64_t seed = 0;
     int o;
@@ -64,19 +73,21 @@ int cmd_seed(int argc, char **argv) {
             choice = optarg;
             break;
         case 's': if (cli_parse_seed("seed", optarg, &seed)) return 2; break;
-        case 'd': dtype_name = optarg; break;
+        case 'd':
+            if (cli_parse_save_dtype("seed", optarg, &dtype)) return 2;
+            dtype_set = 1;
+            break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("seed", o, argv);
         }
     }
     if (optind < argc) return cli_usage_error("seed", "unexpected argument '%s'", argv[optind]);
     if (!teacher_dir || !out_dir) { fprintf(stderr, "mmm seed: needs --teacher and --out (see --help)\n"); return 2; }
-    mmm_dtype dtype;
-    if (cli_parse_dtype(dtype_name, &dtype)) return cli_fail("seed");
 
     mmm_model *t = NULL, *s = NULL;
     uint8_t *keep = NULL;
     int rc = mmm_model_load(&t, teacher_dir);
+    if (!rc && !dtype_set) rc = mmm_model_weights_dtype(teacher_dir, &dtype);
     int L = rc ? 0 : mmm_config_n_layers(&t->cfg);
     if (!rc && !(keep = calloc((size_t)L + 1, 1))) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
     if (!rc && choice) rc = mmm_parse_layer_choice(keep, L, choice);
@@ -91,7 +102,7 @@ int cmd_seed(int argc, char **argv) {
             for (int l = 0; l < L; l++) if (keep[l]) printf(" %d", l);
             printf(")");
         }
-        printf(", %.2f M parameters\n", s->n_floats * 1e-6);
+        printf(", %.2f M parameters, %s weights\n", s->n_floats * 1e-6, mmm_dtype_name(dtype));
     }
     int status = rc ? cli_fail("seed") : 0;
     free(keep);

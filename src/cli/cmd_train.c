@@ -24,7 +24,7 @@ static void usage(FILE *f) {
           "                 [--warmup F] [--decay F] [--batch-tokens N] [--accum N] [--workers N] [--clip X]\n"
           "                 [--weight-decay X] [--eval-every N] [--eval-samples N] [--save-every N] [--force-resume]\n"
           "                 [--seed N] [--init-std X] [--hflip P] [--max-tokens N] [--system TEXT] [--strict]\n"
-          "                 [--device cpu|cuda] [--dtype f32|bf16]\n\n"
+          "                 [--device cpu|cuda] [--dtype f32|bf16] [--save-dtype f32|bf16|f16]\n\n"
           "Trains a HoVLE-architecture teacher from scratch with AdamW on the answer tokens of\n"
           "LLaVA-style JSONL conversations. Checkpoints go to DIR/checkpoints (atomic; rerunning the\n"
           "same command after a kill resumes exactly, and a checkpoint of other data, tokenizer, config\n"
@@ -55,7 +55,10 @@ static void usage(FILE *f) {
           "                      (one micro-batch at a time)\n"
           "  --dtype T           f32 (default) or bf16: with --device cuda, the GEMMs and the attention\n"
           "                      forward on the bf16 tensor cores (fp32 master weights, accumulation\n"
-          "                      and the rest)\n\n"
+          "                      and the rest)\n"
+          "  --save-dtype T      dtype of the final model's weights in DIR (default f32); the\n"
+          "                      checkpoints stay f32 for resuming. A config with mamba2 layers\n"
+          "                      gives a student whose config.json names upstream mmMamba's classes\n\n"
           "example: mmm train --config configs/teacher-fmnist.json --tokenizer runs/tok.json \\\n"
           "             --data runs/fmnist/train.jsonl --eval runs/fmnist/test.jsonl --out runs/teacher\n", f);
 }
@@ -143,7 +146,8 @@ int cmd_train(int argc, char **argv) {
         {"save-every", required_argument, 0, 'v'}, {"seed", required_argument, 0, 'r'},
         {"init-std", required_argument, 0, 'i'}, {"max-tokens", required_argument, 0, 'x'},
         {"system", required_argument, 0, 'y'}, {"strict", no_argument, 0, 'T'},
-        {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001}, {"hflip", required_argument, 0, 1002}, {"force-resume", no_argument, 0, 1010}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001}, {"hflip", required_argument, 0, 1002}, {"force-resume", no_argument, 0, 1010},
+        {"save-dtype", required_argument, 0, 1003}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *config_path = NULL, *tok_path = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL;
     mmm_train_options o = {.name = "train", .steps = 1000, .accum = 1, .batch_tokens = 2048, .clip = 1.0f,
                            .sched = {MMM_SCHED_WSD, 1e-3f, 0.1f, 0.1f, 0.0f, 0},
@@ -151,6 +155,7 @@ int cmd_train(int argc, char **argv) {
                            .eval_every = 200, .save_every = 200, .log_every = 10, .keep_checkpoints = 2};
     mmm_data_options dopt = {NULL, 4096, 0, 0};
     int eval_samples = 200, cuda = 0, bf16 = 0, o_;
+    mmm_dtype save_dtype = MMM_DTYPE_F32; /* a model trained from scratch has no other dtype to follow */
     float init_std = 0.02f;
     optind = 1;
     while ((o_ = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -182,6 +187,7 @@ int cmd_train(int argc, char **argv) {
         case 1001: if (cli_parse_decode_dtype("train", optarg, &bf16)) return 2; break;
         case 1002: if (cli_parse_float("train", "--hflip", optarg, 0, 1, &o.hflip)) return 2; break;
         case 1010: o.force_resume = 1; break;
+        case 1003: if (cli_parse_save_dtype("train", optarg, &save_dtype)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("train", o_, argv);
         }
@@ -237,7 +243,7 @@ int cmd_train(int argc, char **argv) {
             char *path = mmm_path_join(out, "tokenizer.json"), *log = mmm_path_join(out, "train_log.jsonl");
             char *png = mmm_path_join(out, "loss.png");
             if (!path || !log || !png) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
-            rc = mmm_model_save(m, out, MMM_DTYPE_F32, 0);
+            rc = mmm_model_save(m, out, save_dtype, 0);
             if (!rc && mmm_tokenizer_kind_of(tok) == MMM_TOK_BPE_JSON) {
                 char *text = NULL, *src = NULL;
                 struct stat st;

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
+
 #include "mmm/error.h"
 #include "mmm/model.h"
 #include "mmm/path.h"
@@ -113,6 +115,78 @@ done:
     return MMM_OK;
 }
 
+int mmm_model_weights_dtype(const char *dir, mmm_dtype *out) {
+    mmm_st_model *st = NULL;
+    int rc = mmm_st_open_model(&st, dir);
+    if (rc) return rc;
+    size_t count[MMM_DTYPE_COUNT] = {0};
+    for (size_t i = 0; i < mmm_st_model_count(st); i++) {
+        const mmm_st_tensor *t = mmm_st_model_tensor_at(st, i);
+        count[t->dtype] += t->numel;
+    }
+    mmm_st_close_model(st);
+    /* the float type holding most elements: a bf16 checkpoint may keep a few tensors in F32 */
+    mmm_dtype best = MMM_DTYPE_F32;
+    if (count[MMM_DTYPE_BF16] > count[best]) best = MMM_DTYPE_BF16;
+    if (count[MMM_DTYPE_F16] > count[best]) best = MMM_DTYPE_F16;
+    if (!count[best])
+        return mmm_fail(MMM_ERR_FORMAT, "%s: the weights hold no F32, BF16 or F16 tensor", dir);
+    *out = best;
+    return MMM_OK;
+}
+
+/* Sets obj[key] = value (consumed), replacing an earlier value. */
+static void put(cJSON *obj, const char *key, cJSON *value) {
+    if (cJSON_GetObjectItemCaseSensitive(obj, key)) cJSON_ReplaceItemInObjectCaseSensitive(obj, key, value);
+    else cJSON_AddItemToObject(obj, key, value);
+}
+
+static cJSON *object_at(cJSON *parent, const char *key) {
+    cJSON *o = cJSON_GetObjectItemCaseSensitive(parent, key);
+    if (!cJSON_IsObject(o)) put(parent, key, o = cJSON_CreateObject());
+    return o;
+}
+
+/* An auto_map naming the remote-code classes for AutoConfig, AutoModel, AutoModelForCausalLM. */
+static cJSON *auto_map(const char *config_class, const char *model_class) {
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "AutoConfig", config_class);
+    cJSON_AddStringToObject(m, "AutoModel", model_class);
+    cJSON_AddStringToObject(m, "AutoModelForCausalLM", model_class);
+    return m;
+}
+
+static cJSON *one_string_list(const char *s) {
+    cJSON *a = cJSON_CreateArray();
+    cJSON_AddItemToArray(a, cJSON_CreateString(s));
+    return a;
+}
+
+/* The keys by which transformers builds a model from its directory. A student gets the ones
+ * upstream mmMamba's conversion script writes (docs/model-format.md), so that
+ * AutoModel.from_pretrained(..., trust_remote_code=True) builds the mmMamba modules around the
+ * mamba2 weights rather than the teacher's attention model; layers_block_type is written by
+ * mmm_config_save. torch_dtype tells the stored weights' dtype. */
+static void export_keys(cJSON *root, const mmm_config *c, const char *dir, mmm_dtype dtype) {
+    const char *torch_dtype = dtype == MMM_DTYPE_BF16 ? "bfloat16" : dtype == MMM_DTYPE_F16 ? "float16" : "float32";
+    cJSON *emb = object_at(root, "embedding_config"), *llm = object_at(root, "llm_config");
+    put(root, "torch_dtype", cJSON_CreateString(torch_dtype));
+    put(emb, "torch_dtype", cJSON_CreateString(torch_dtype));
+    put(llm, "torch_dtype", cJSON_CreateString(torch_dtype));
+    if (!mmm_config_n_mamba_layers(c)) return;
+    put(root, "_name_or_path", cJSON_CreateString(dir));
+    put(root, "model_type", cJSON_CreateString("mmMamba_chat"));
+    /* upstream's script stores the two architectures as bare strings; transformers expects
+     * lists (the teacher's config class reads architectures[0]) */
+    put(root, "architectures", one_string_list("mmMambaChatModel"));
+    put(root, "auto_map", auto_map("configuration_mmMamba_chat.mmMambaChatConfig",
+                                   "modeling_mmMamba_chat.mmMambaChatModel"));
+    put(emb, "model_type", cJSON_CreateString("mmMamba_embedding"));
+    put(llm, "model_type", cJSON_CreateString("mmMamba"));
+    put(llm, "architectures", one_string_list("mmMambaForCausalLM"));
+    put(llm, "auto_map", auto_map("configuration_mmMamba.mmMambaConfig", "modeling_mmMamba.mmMambaForCausalLM"));
+}
+
 int mmm_model_save(const mmm_model *m, const char *dir, mmm_dtype dtype, size_t max_shard_bytes) {
     if (dtype != MMM_DTYPE_F32 && dtype != MMM_DTYPE_BF16 && dtype != MMM_DTYPE_F16)
         return mmm_fail(MMM_ERR_ARG, "%s: weights are saved as F32, BF16 or F16", dir);
@@ -130,8 +204,14 @@ int mmm_model_save(const mmm_model *m, const char *dir, mmm_dtype dtype, size_t 
     if (rc) return rc;
     /* config last: a directory with a config.json always has its weights */
     char *cfg_path = mmm_path_join(dir, "config.json");
-    if (!cfg_path) return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", dir);
-    rc = mmm_config_save(&m->cfg, cfg_path);
+    mmm_config c = m->cfg; /* the same config with the export keys in its JSON */
+    c.json = m->cfg.json ? cJSON_Duplicate(m->cfg.json, 1) : cJSON_CreateObject();
+    if (!cfg_path || !c.json) rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", dir);
+    if (!rc) {
+        export_keys(c.json, &m->cfg, dir, dtype);
+        rc = mmm_config_save(&c, cfg_path);
+    }
+    cJSON_Delete(c.json);
     free(cfg_path);
     return rc;
 }

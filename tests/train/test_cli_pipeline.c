@@ -5,6 +5,7 @@
 
 #include "../harness.h"
 #include "fixture.h"
+#include "mmm/model.h"
 
 static char out[65536];
 
@@ -61,6 +62,23 @@ TEST(test_cli_pipeline) {
           strstr(out, "2 attention layers) written"), "cli mmm distill: three stages, layer table, hybrid every:2");
     rc = run_mmm(cmd, out, sizeof out);
     check(rc == 0 && strstr(out, "[stage1] already done") && strstr(out, "[stage3] already done"), "cli mmm distill: rerun skips finished stages");
+    /* the final student in another dtype; the stage results it resumes from stay f32 */
+    size_t len = strlen(cmd);
+    snprintf(cmd + len, sizeof cmd - len, " --save-dtype bf16");
+    rc = run_mmm(cmd, out, sizeof out);
+    mmm_dtype final_dtype = MMM_DTYPE_F32, stage_dtype = MMM_DTYPE_BF16;
+    char dir[160];
+    snprintf(dir, sizeof dir, "%s/cli_hybrid", f->dir);
+    if (!rc) rc = mmm_model_weights_dtype(dir, &final_dtype);
+    snprintf(dir, sizeof dir, "%s/cli_hybrid/stage3", f->dir);
+    if (!rc) rc = mmm_model_weights_dtype(dir, &stage_dtype);
+    check(rc == 0 && final_dtype == MMM_DTYPE_BF16 && stage_dtype == MMM_DTYPE_F32,
+          "cli mmm distill --save-dtype bf16: the student in DIR is BF16, its stages stay F32");
+    cmd[len] = '\0';
+    rc = run_mmm(cmd, out, sizeof out); /* back to the teacher's f32 for the commands below */
+    snprintf(dir, sizeof dir, "%s/cli_hybrid", f->dir);
+    check(rc == 0 && !mmm_model_weights_dtype(dir, &final_dtype) && final_dtype == MMM_DTYPE_F32,
+          "cli mmm distill: by default the student takes the teacher's dtype (F32)");
     snprintf(cmd, sizeof cmd, "distill --teacher %s/cli_hybrid --data %s/train.jsonl --out %s/x", f->dir, f->dir, f->dir);
     rc = run_mmm(cmd, out, sizeof out);
     check(rc == 1 && strstr(out, "is a student"), "cli mmm distill: a student given as teacher is refused");
