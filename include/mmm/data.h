@@ -31,7 +31,7 @@ typedef struct {
 #define MMM_DATA_MAX_RECORD_BYTES (16u << 20)
 
 typedef struct {
-    const char *system;   /* system message; NULL or "" leaves the system turn out */
+    const char *system;   /* system message; NULL: the template's default (mmm_chat_tokenize) */
     int max_tokens;       /* longer samples are dropped (0 = no limit) */
     int strict;           /* 1: the first bad record is an error; 0: bad records are skipped and counted */
     int max_samples;      /* read at most this many samples (0 = all) */
@@ -51,12 +51,41 @@ typedef struct {
     char skipped_report[1024]; /* the first few skipped records and why */
 } mmm_dataset;
 
-/* Tokenises one conversation. turns: alternating human/gpt texts (n_turns, starting with human);
- * each "<image>" in a human turn becomes <img> <IMG_CONTEXT>×(tiles·tokens per tile) </img> for
- * the next image in turn. images/tiles describe those images. */
+/* The conversation layouts a model may be trained with, chosen by config.json's "template"
+ * (docs/model-format.md writes both out):
+ *   chatml          (also when "template" is absent; the embedded default)
+ *                   <|im_start|>role\ntext<|im_end|>\n per turn; no BOS; a system turn only when a
+ *                   system message is given.
+ *   internlm2-chat  InternVL's conversation template of that name, as HoVLE's chat() and
+ *                   InternVL's training build it: BOS, then <|im_start|>system\n{system}<|im_end|>
+ *                   always (InternVL's default message unless one is given), then
+ *                   <|im_start|>role\ntext<|im_end|> per turn with nothing between turns. */
+typedef enum { MMM_CHAT_CHATML = 0, MMM_CHAT_INTERNLM2 = 1 } mmm_chat_template;
+
+/* The template cfg's config.json names; an unknown name or a non-string is MMM_ERR_FORMAT with a
+ * message listing the known ones. */
+int mmm_chat_template_of(const mmm_config *cfg, mmm_chat_template *out);
+const char *mmm_chat_template_name(mmm_chat_template t);
+/* The system message used when none is given: NULL for chatml (no system turn). */
+const char *mmm_chat_default_system(mmm_chat_template t);
+
+#define MMM_CHAT_GENERATE 1 /* end with "<|im_start|>assistant\n": the prompt to generate an answer */
+#define MMM_CHAT_CONTINUE 2 /* the turns go on a conversation already fed: no BOS, no system turn */
+
+/* Tokenises one conversation with cfg's template. turns: alternating human/gpt texts (n_turns,
+ * starting with human); each "<image>" in a human turn becomes <img> <IMG_CONTEXT>×(tiles·tokens
+ * per tile) </img> for the next image in turn. images/tiles describe those images. system: the
+ * system message, NULL for the template's default; with chatml "" also leaves the system turn
+ * out, with internlm2-chat it is an empty message (the turn is always there). flags:
+ * MMM_CHAT_GENERATE, MMM_CHAT_CONTINUE or both. Text between special tokens is encoded as one
+ * piece each, as Hugging Face tokenizers do after splitting the special tokens out. */
 int mmm_chat_tokenize(mmm_sample *s, const mmm_tokenizer *tok, const mmm_config *cfg,
                       const char *const *turns, int n_turns, const int *tiles, int n_images,
-                      const char *system, int generation_prompt);
+                      const char *system, int flags);
+/* The tokens that close an assistant's answer in cfg's template (<|im_end|>, and with chatml the
+ * newline after it): what a conversation feeds after a generated answer before the next turn.
+ * *ids is malloc'd. */
+int mmm_chat_turn_end(const mmm_tokenizer *tok, const mmm_config *cfg, int32_t **ids, int *n);
 
 /* Loads a dataset; its kind comes from its content:
  *   JSON Lines: one record per line (blank lines allowed);

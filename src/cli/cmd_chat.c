@@ -26,6 +26,8 @@ static void usage(FILE *f) {
           "Images go with the first turn: each <image> in its text marks where the next --image\n"
           "goes; without any <image>, the images come first.\n\n"
           "  --temperature T  0 (default) is greedy; --top-k and --top-p filter the sampling\n"
+          "  --system TEXT    the system message (default: the model's chat template's: none for\n"
+          "                   chatml, InternVL's for internlm2-chat)\n"
           "  --max-new N      longest answer (default 256)\n"
           "  --context N      tokens the conversation may reach (default 8192)\n"
           CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
@@ -88,7 +90,8 @@ static int turn(const mmm_model *m, const mmm_tokenizer *tok, mmm_state *st, con
     }
     mmm_sample s = {0};
     const char *turns[1] = {text};
-    if (!rc) rc = mmm_chat_tokenize(&s, tok, &m->cfg, turns, 1, tiles, first ? n_images : 0, first ? system : NULL, 1);
+    if (!rc) rc = mmm_chat_tokenize(&s, tok, &m->cfg, turns, 1, tiles, first ? n_images : 0, system,
+                                    MMM_CHAT_GENERATE | (first ? 0 : MMM_CHAT_CONTINUE));
     float *logits = rc ? NULL : malloc((size_t)m->cfg.vocab * sizeof *logits);
     if (!rc && !logits) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
     if (!rc && mmm_state_length(st) + s.n + max_new + 2 > mmm_state_capacity(st))
@@ -101,14 +104,13 @@ static int turn(const mmm_model *m, const mmm_tokenizer *tok, mmm_state *st, con
     if (!rc && !out) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
     if (!rc) rc = mmm_generate(m, st, logits, max_new, sc.stop, smp, out, &n, on_token, &sc);
     printf("\n");
-    /* close the turn in the state with <|im_end|> and the newline: generation samples the stop
-     * token but never feeds it, and a cut-short answer has none */
-    if (!rc) rc = mmm_decode(m, st, sc.stop, logits);
-    int32_t *nl = NULL;
-    int n_nl = 0;
-    if (!rc) rc = mmm_tokenizer_encode(tok, "\n", 1, 0, &nl, &n_nl);
-    for (int i = 0; i < n_nl && !rc; i++) rc = mmm_decode(m, st, nl[i], logits);
-    free(nl); free(out); free(sc.ids); free(logits); free(pixels); free(with_markers);
+    /* close the turn in the state as the template does (<|im_end|>, with chatml a newline after
+     * it): generation samples the stop token but never feeds it, and a cut-short answer has none */
+    int32_t *end = NULL;
+    int n_end = 0;
+    if (!rc) rc = mmm_chat_turn_end(tok, &m->cfg, &end, &n_end);
+    for (int i = 0; i < n_end && !rc; i++) rc = mmm_decode(m, st, end[i], logits);
+    free(end); free(out); free(sc.ids); free(logits); free(pixels); free(with_markers);
     mmm_sample_free(&s);
     return rc;
 }

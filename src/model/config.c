@@ -531,8 +531,8 @@ int mmm_config_save(const mmm_config *c, const char *path) {
     }
     if (!cJSON_GetObjectItemCaseSensitive(root, "model_type"))
         put(root, "model_type", cJSON_CreateString(mmm_config_n_mamba_layers(c) ? "mmMamba" : "hovle"));
-    if (!cJSON_GetObjectItemCaseSensitive(root, "template"))
-        put(root, "template", cJSON_CreateString("internlm2-chat"));
+    /* "template" is written back only as given: its absence means chatml (mmm_chat_template_of),
+     * so naming one here would change how the saved model is prompted */
     int rc = mmm_json_save(path, root);
     cJSON_Delete(root);
     return rc;
