@@ -162,6 +162,8 @@ static int parse_stack(const char *path, const char *name, const cJSON *obj, int
         (rc = get_float(path, where, obj, "rope_theta", 10000.0, 0, 1, 1e12, &theta)) ||
         (rc = get_int(path, where, obj, "max_position_embeddings", default_max_pos, 0, 1, 1 << 30, &max_pos)))
         return rc;
+    if (!(eps > 0)) /* a zero row would normalise to 0/0 */
+        return mmm_fail(MMM_ERR_FORMAT, "%s: %srms_norm_eps must be positive, not %g", path, where, eps);
     if (hidden % heads)
         return mmm_fail(MMM_ERR_FORMAT, "%s: %snum_attention_heads = %d does not divide hidden_size = %d",
                         path, where, heads, hidden);

@@ -1,5 +1,7 @@
 /* Fuzz target: a model config.json through mmm_config_parse; when it parses, the derived sizes,
- * a copy, a save and reload, and (for configs of at most MAX_FLOATS parameters) the model. */
+ * a copy, a save and reload, (for configs of at most MAX_FLOATS parameters) the model, and (at
+ * most RUN_FLOATS) a forward and a prefill + decode of a few text tokens: what a config lets
+ * through must not crash the code that runs it (a `false` head count once divided by zero). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,9 +9,30 @@
 #include "fuzz.h"
 #include "mmm/config.h"
 #include "mmm/error.h"
+#include "mmm/forward.h"
 #include "mmm/model.h"
 
 #define MAX_FLOATS 2e6 /* larger models are not built, so the fuzzer does not run out of memory */
+#define RUN_FLOATS 2e5 /* nor run, so it stays fast */
+
+/* Three text tokens through the training forward and through a state (prefill 2, decode 1):
+ * positions 0..2 cross a small max_position_embeddings, so RoPE scaling runs both ways. */
+static void run_model(const mmm_model *m) {
+    const mmm_config *c = &m->cfg;
+    int32_t ids[3] = {0, 1, 2};
+    for (int i = 0; i < 3; i++)
+        if (ids[i] >= c->llm_vocab + c->n_special || ids[i] == c->img_context_id) return;
+    mmm_input in = {1, 3, ids, NULL, 0};
+    mmm_acts *a = NULL;
+    mmm_forward(m, &in, &a);
+    mmm_acts_free(a);
+    mmm_state *s = NULL;
+    float *logits = malloc((size_t)c->vocab * sizeof *logits);
+    if (logits && mmm_state_new(&s, m, 4) == MMM_OK && mmm_prefill(m, s, ids, 2, NULL, 0, NULL, logits) == MMM_OK)
+        mmm_decode(m, s, ids[2], logits);
+    mmm_state_free(s);
+    free(logits);
+}
 
 /* The parameter count mmm_model_create would allocate, in doubles so nothing overflows. */
 static double n_floats(const mmm_config *c) {
@@ -61,6 +84,7 @@ int mmm_fuzz_config(const uint8_t *data, size_t size) {
         if (mmm_model_create(&m, &cfg) == MMM_OK) {
             if ((double)m->n_floats != expect)
                 fuzz_bug("model has %zu parameters, the config says %.0f", m->n_floats, expect);
+            if (expect <= RUN_FLOATS) run_model(m);
             mmm_model_free(m);
         }
     }

@@ -93,6 +93,7 @@ TEST(config_integer_fields) {
 TEST(config_number_and_bool_and_string_fields) {
     refused("llm_config", "rms_norm_eps", "true", "\"rms_norm_eps\" must be a number, not a boolean");
     refused("llm_config", "rope_theta", "\"1e6\"", "\"rope_theta\" must be a number, not a string");
+    refused("embedding_config", "rms_norm_eps", "0", "rms_norm_eps must be positive, not 0");
     refused("llm_config", "rope_theta", "0.5", "\"rope_theta\" = 0.5 is outside");
     refused(NULL, "downsample_ratio", "[0.5]", "\"downsample_ratio\" must be a number, not a list");
     refused(NULL, "use_thumbnail", "1", "\"use_thumbnail\" must be true or false, not a number");
