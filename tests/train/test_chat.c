@@ -193,6 +193,20 @@ TEST(chat_template_from_config) {
           "chat template: \"internlm2-chat\"");
     if (!rc) mmm_config_free(&cfg);
 
+    /* saving writes "template" back as given and adds none, so a model is prompted as before */
+    const char *names[] = {NULL, "internlm2-chat"};
+    for (int k = 0; k < 2; k++) {
+        mmm_config back;
+        rc = make_config(&cfg, names[k], 767, ids);
+        if (!rc) rc = mmm_config_save(&cfg, "/tmp/mmm_test_chat_config.json");
+        if (!rc) mmm_config_free(&cfg);
+        rc = rc ? rc : mmm_config_load(&back, "/tmp/mmm_test_chat_config.json");
+        check(rc == MMM_OK && mmm_chat_template_of(&back, &t) == MMM_OK && t == (k ? MMM_CHAT_INTERNLM2 : MMM_CHAT_CHATML),
+              "chat template: a saved and reloaded config keeps its template (%s)", k ? names[k] : "none");
+        if (!rc) mmm_config_free(&back);
+    }
+    remove("/tmp/mmm_test_chat_config.json");
+
     /* an unknown name or a non-string is refused, naming the known ones, by the tokeniser too */
     mmm_tokenizer *tok = NULL;
     int tok_rc = mmm_tokenizer_load("tests/data/tokenizers/bpe_gpt2.json", &tok);
