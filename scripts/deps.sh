@@ -9,7 +9,7 @@ packages=(
   libcjson-dev         # JSON (safetensors headers, configs, JSONL)
   libstb-dev           # stb_image (PNG/JPEG/BMP/PPM)
   zlib1g-dev           # gzip (Fashion-MNIST files)
-  libturbojpeg0-dev    # JPEG through libjpeg-turbo, the decoder Pillow uses (pixel-exact tiles)
+  libjpeg62-turbo-dev  # JPEG through libjpeg-turbo (libjpeg API), the decoder Pillow uses (pixel-exact tiles)
   libwebp-dev          # WebP images
   libonig-dev          # Oniguruma: the regex engine of Hugging Face tokenizers' Split pre-tokenizers
   libomp-dev           # OpenMP runtime for clang builds (fuzzing, sanitizers)

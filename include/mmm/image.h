@@ -7,22 +7,46 @@
 #include <stdint.h>
 
 #define MMM_IMAGE_MAX_SIDE 16384 /* larger images are refused before decoding */
+/* The default pixel budget: 2^24 pixels (4096 × 4096; a 4000 × 3000 photo fits). Decoding holds up
+ * to about 12 bytes per pixel at once, so it keeps `mmm forward` with an image under ~256 MB,
+ * whatever the file's size; see mmm_image_set_max_pixels. */
+#define MMM_IMAGE_MAX_PIXELS (1LL << 24)
 
 typedef struct {
     int w, h;
     uint8_t *rgb; /* (h, w, 3), row-major, malloc'd */
 } mmm_image;
 
-/* Decodes a PNG, JPEG, BMP, PPM/PGM, GIF (first frame), TGA or PSD file into RGB, as PIL's
- * Image.open(path).convert("RGB") does: gray is replicated into the three channels, alpha is
- * dropped (not composited), palettes are expanded. Differences from PIL: JPEG decoding is
- * stb_image's, a few levels off libjpeg's (≤ 2 on the test photo); 16-bit gray PNGs keep their
- * high byte, where PIL clips the 16-bit value to 255 (16-bit colour: both keep the high byte).
- * Errors: MMM_ERR_NOT_FOUND (no such file), MMM_ERR_IO, MMM_ERR_FORMAT (empty, not an image,
- * corrupt or truncated, 0 pixels), MMM_ERR_UNSUPPORTED (a side over MMM_IMAGE_MAX_SIDE, HDR). */
+/* Decodes a PNG, JPEG, WebP, BMP, PPM/PGM (binary), GIF (first frame), TGA or PSD file into RGB
+ * exactly as PIL's Image.open(path).convert("RGB") does: gray is replicated into the three
+ * channels, alpha is dropped (not composited), palettes are expanded, CMYK JPEGs are converted
+ * with Pillow's formula, EXIF orientation is ignored. JPEG goes through libjpeg-turbo and WebP
+ * through libwebp, set up as Pillow sets them up (the same pixels); the rest through stb_image.
+ * One difference from PIL: 16-bit gray PNGs keep their high byte, where PIL clips the 16-bit
+ * value to 255 (16-bit colour: both keep the high byte).
+ * Before anything is decoded, the header's dimensions must be within MMM_IMAGE_MAX_SIDE per side
+ * and the pixel limit (mmm_image_max_pixels(); 16-bit images count twice), and an uncompressed
+ * format's pixel data (BMP, PNM) must be in the file; a PNG whose data inflates to more than its
+ * header's image is refused. Only regular files are opened (a FIFO is refused, not waited on).
+ * Errors: MMM_ERR_NOT_FOUND (no such file), MMM_ERR_IO (unreadable, not a regular file),
+ * MMM_ERR_FORMAT (empty, not an image, corrupt or truncated, 0 pixels), MMM_ERR_UNSUPPORTED (over
+ * the side or pixel limit, HDR, animated WebP, JPEG of 2 or 5+ components). */
 int mmm_image_load(mmm_image *img, const char *path);
+/* The same with its own pixel limit instead of the process-wide one. */
+int mmm_image_load_limit(mmm_image *img, const char *path, long long max_pixels);
 /* The same from an encoded file in memory; `name` is used in messages. */
 int mmm_image_from_memory(mmm_image *img, const void *data, size_t size, const char *name);
+int mmm_image_decode(mmm_image *img, const void *data, size_t size, const char *name,
+                     long long max_pixels);
+/* The dimensions from the header alone, after the same checks as mmm_image_load (decoding
+ * aside). */
+int mmm_image_info(const char *path, int *w, int *h);
+
+/* The process-wide pixel limit of mmm_image_load, mmm_image_from_memory and mmm_image_info
+ * (default MMM_IMAGE_MAX_PIXELS); MMM_ERR_ARG below 1. Raising it raises the memory a single
+ * small file can make decoding take, by up to about 12 bytes per pixel. */
+int mmm_image_set_max_pixels(long long max_pixels);
+long long mmm_image_max_pixels(void);
 /* Frees img->rgb and zeroes img; a zeroed image is fine. */
 void mmm_image_free(mmm_image *img);
 

@@ -40,6 +40,12 @@ int cli_parse_float(const char *cmd, const char *opt, const char *value, double 
 /* --seed: a whole number in [0, 2^64). Prints the error and returns 2 (the usage exit status)
  * when it is not one. */
 int cli_parse_seed(const char *cmd, const char *value, uint64_t *seed);
+/* --max-image-pixels N (the commands that read images): sets the pixel limit of every image the
+ * command loads (mmm_image_set_max_pixels). Prints the error and returns 2 unless N >= 1. */
+int cli_parse_image_limit(const char *cmd, const char *value);
+#define CLI_IMAGE_LIMIT_HELP \
+    "  --max-image-pixels N  refuse an image of more than N pixels before decoding it (default\n" \
+    "                     16777216 = 4096x4096; decoding takes up to ~12 bytes a pixel)\n"
 
 /* Copies the tokenizer files (tokenizer.json, tokenizer.model) that from_dir has into to_dir,
  * so that a model made from another keeps its tokenizer. */

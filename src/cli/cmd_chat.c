@@ -19,7 +19,7 @@
 static void usage(FILE *f) {
     fputs("usage: mmm chat --model DIR [--image FILE]... [-p PROMPT] [--system TEXT] [--max-new N]\n"
           "                [--temperature T] [--top-k K] [--top-p P] [--seed N] [--context N]\n"
-          "                [--device cpu|cuda] [--dtype f32|bf16]\n\n"
+          "                [--device cpu|cuda] [--dtype f32|bf16] [--max-image-pixels N]\n\n"
           "Talks with a teacher or a student. With -p, answers one prompt and exits; otherwise reads\n"
           "one user turn per line from standard input (an empty line or end of input ends the\n"
           "conversation, /reset starts a new one) and streams each answer as it is generated.\n"
@@ -30,7 +30,7 @@ static void usage(FILE *f) {
           "                   chatml, InternVL's for internlm2-chat)\n"
           "  --max-new N      longest answer (default 256)\n"
           "  --context N      tokens the conversation may reach (default 8192)\n"
-          CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
+          CLI_IMAGE_LIMIT_HELP CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
           "example: mmm chat --model runs/demo/hybrid --image tests/data/images/fmnist_28.png -p \"What item is this?\"\n", f);
 }
 
@@ -123,6 +123,7 @@ int cmd_chat(int argc, char **argv) {
         {"top-k", required_argument, 0, 'k'}, {"top-p", required_argument, 0, 'P'},
         {"seed", required_argument, 0, 'S'}, {"context", required_argument, 0, 'c'},
         {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 't'},
+        {"max-image-pixels", required_argument, 0, 1400},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = NULL, *system = NULL;
     char *images[MAX_IMAGES];
@@ -146,6 +147,7 @@ int cmd_chat(int argc, char **argv) {
         case 'c': if (cli_parse_int("chat", "--context", optarg, 16, INT_MAX, &context)) return 2; break;
         case 'D': if (cli_parse_device("chat", optarg, &cuda)) return 2; break;
         case 't': if (cli_parse_decode_dtype("chat", optarg, &bf16)) return 2; break;
+        case 1400: if (cli_parse_image_limit("chat", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("chat", o, argv);
         }

@@ -54,6 +54,7 @@ static void usage(FILE *f) {
           "  --accum N, --workers N  micro-batches per step (default 1), computed N at once on one\n"
           "                          thread each (default: one per thread); the result depends on\n"
           "                          --workers only by float rounding\n"
+          CLI_IMAGE_LIMIT_HELP
           "  --device D              cpu (default) or cuda: teacher and student forward and backward\n"
           "                          and AdamW on the GPU (one micro-batch at a time)\n"
           "  --dtype T               f32 (default) or bf16: with --device cuda, the GEMMs and the attention\n"
@@ -161,6 +162,7 @@ int cmd_distill(int argc, char **argv) {
         {"ce-weight", required_argument, 0, 'c'}, {"train-dt-a", no_argument, 0, 'D'},
         {"clip", required_argument, 0, 'C'}, {"seed", required_argument, 0, 'r'},
         {"eval-samples", required_argument, 0, 'n'}, {"save-every", required_argument, 0, 'v'}, {"force-resume", no_argument, 0, 1010},
+        {"max-image-pixels", required_argument, 0, 1400},
         {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001},
         {"save-dtype", required_argument, 0, 1002}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *teacher_dir = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL, *choice = NULL;
@@ -226,6 +228,7 @@ int cmd_distill(int argc, char **argv) {
         case 'v': if (cli_parse_int("distill", "--save-every", optarg, 0, INT_MAX, &save_every)) return 2; break;
         case 1010: force_resume = 1; break;
         case 'V': if (cli_parse_device("distill", optarg, &cuda)) return 2; break;
+        case 1400: if (cli_parse_image_limit("distill", optarg)) return 2; break;
         case 1001: if (cli_parse_decode_dtype("distill", optarg, &bf16)) return 2; break;
         case 1002:
             if (cli_parse_save_dtype("distill", optarg, &save_dtype)) return 2;

@@ -23,7 +23,7 @@ static void usage(FILE *f) {
           "  --max-new N      longest answer generated (default 16)\n"
           "  --tokenizer P    default: the model directory's tokenizer\n"
           "  --json OUT       also write the results as JSON\n"
-          CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
+          CLI_IMAGE_LIMIT_HELP CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
           "example: mmm eval --model runs/linear --data runs/fmnist/test.jsonl --teacher runs/teacher\n", f);
 }
 
@@ -33,6 +33,7 @@ int cmd_eval(int argc, char **argv) {
         {"teacher", required_argument, 0, 't'}, {"tokenizer", required_argument, 0, 'k'},
         {"samples", required_argument, 0, 'n'}, {"max-new", required_argument, 0, 'x'},
         {"json", required_argument, 0, 'j'}, {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 'T'},
+        {"max-image-pixels", required_argument, 0, 1400},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *data = NULL, *teacher_dir = NULL, *tok_path = NULL, *json = NULL;
     int samples = 0, max_new = 16, cuda = 0, bf16 = 0, o;
@@ -48,6 +49,7 @@ int cmd_eval(int argc, char **argv) {
         case 'j': json = optarg; break;
         case 'D': if (cli_parse_device("eval", optarg, &cuda)) return 2; break;
         case 'T': if (cli_parse_decode_dtype("eval", optarg, &bf16)) return 2; break;
+        case 1400: if (cli_parse_image_limit("eval", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("eval", o, argv);
         }

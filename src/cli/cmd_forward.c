@@ -31,7 +31,8 @@ static void usage(FILE *f) {
           "                     text, such as <|im_start|>, become their ids); each <image> marks\n"
           "                     where the next --image goes\n"
           "  --tokenizer PATH   for --text (default: the model directory's)\n"
-          "  --image FILE       an image (PNG/JPEG/BMP/PPM); repeat for several, in order\n"
+          "  --image FILE       an image (PNG/JPEG/WebP/BMP/PPM/GIF); repeat for several, in order\n"
+          CLI_IMAGE_LIMIT_HELP
           "  --dump OUT         write 'logits' (T, V) as F32 safetensors, plus 'input_ids'\n"
           "  --hidden           with --dump, also 'hidden_states' (E+L, T, C) (every layer's\n"
           "                     output), 'input_embeds', 'encoder_output', 'image_embeds'\n"
@@ -159,6 +160,7 @@ int cmd_forward(int argc, char **argv) {
         {"dump", required_argument, 0, 'd'}, {"hidden", no_argument, 0, 'H'},
         {"top", required_argument, 0, 'k'}, {"text", required_argument, 0, 'x'},
         {"tokenizer", required_argument, 0, 't'}, {"device", required_argument, 0, 'D'},
+        {"max-image-pixels", required_argument, 0, 1400},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *ids_text = NULL, *ids_file = NULL, *dump_path = NULL, *text = NULL, *tok_path = NULL;
     char *images[MAX_IMAGES];
@@ -179,6 +181,7 @@ int cmd_forward(int argc, char **argv) {
         case 'x': text = optarg; break;
         case 't': tok_path = optarg; break;
         case 'D': if (cli_parse_device("forward", optarg, &cuda)) return 2; break;
+        case 1400: if (cli_parse_image_limit("forward", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("forward", o, argv);
         }

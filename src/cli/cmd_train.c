@@ -51,6 +51,7 @@ static void usage(FILE *f) {
           "  --hflip P           mirror each single-tile image left-right with probability P (default 0;\n"
           "                      only for data whose questions do not depend on left and right)\n"
           "  --max-tokens N      drop longer samples (default 4096)\n"
+          CLI_IMAGE_LIMIT_HELP
           "  --device D          cpu (default) or cuda: forward, backward and AdamW on the GPU\n"
           "                      (one micro-batch at a time)\n"
           "  --dtype T           f32 (default) or bf16: with --device cuda, the GEMMs and the attention\n"
@@ -146,6 +147,7 @@ int cmd_train(int argc, char **argv) {
         {"save-every", required_argument, 0, 'v'}, {"seed", required_argument, 0, 'r'},
         {"init-std", required_argument, 0, 'i'}, {"max-tokens", required_argument, 0, 'x'},
         {"system", required_argument, 0, 'y'}, {"strict", no_argument, 0, 'T'},
+        {"max-image-pixels", required_argument, 0, 1400},
         {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001}, {"hflip", required_argument, 0, 1002}, {"force-resume", no_argument, 0, 1010},
         {"save-dtype", required_argument, 0, 1003}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *config_path = NULL, *tok_path = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL;
@@ -184,6 +186,7 @@ int cmd_train(int argc, char **argv) {
         case 'y': dopt.system = optarg; break;
         case 'T': dopt.strict = 1; break;
         case 'V': if (cli_parse_device("train", optarg, &cuda)) return 2; break;
+        case 1400: if (cli_parse_image_limit("train", optarg)) return 2; break;
         case 1001: if (cli_parse_decode_dtype("train", optarg, &bf16)) return 2; break;
         case 1002: if (cli_parse_float("train", "--hflip", optarg, 0, 1, &o.hflip)) return 2; break;
         case 1010: o.force_resume = 1; break;

@@ -55,6 +55,12 @@ int cli_parse_long(const char *cmd, const char *opt, const char *value, long lo,
     return 0;
 }
 
+int cli_parse_image_limit(const char *cmd, const char *value) {
+    long v;
+    if (cli_parse_long(cmd, "--max-image-pixels", value, 1, LONG_MAX, &v)) return 2;
+    return mmm_image_set_max_pixels(v) ? 2 : 0;
+}
+
 int cli_parse_int(const char *cmd, const char *opt, const char *value, int lo, int hi, int *out) {
     long v;
     int rc = cli_parse_long(cmd, opt, value, lo, hi, &v);

@@ -2,12 +2,9 @@
  * human/gpt turns (an optional system turn first), "<image>" markers matching "image" (a path, a
  * list of paths, or none), optional "id" and "task". */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <stb/stb_image.h>
 
 #include "dataset_internal.h"
 #include "mmm/error.h"
@@ -19,15 +16,11 @@
 
 /* Tiles InternVL's dynamic tiling makes of an image, from its header alone. */
 static int image_tiles(const char *path, const mmm_config *cfg, int *tiles) {
-    int w, h, comp;
-    if (!stbi_info(path, &w, &h, &comp)) {
-        FILE *f = fopen(path, "rb");
-        if (!f) return mmm_fail(MMM_ERR_NOT_FOUND, "image '%s': %s", path, strerror(errno));
-        fclose(f);
-        return mmm_fail(MMM_ERR_FORMAT, "image '%s': not a readable image (%s)", path, stbi_failure_reason());
-    }
+    int w, h;
+    int rc = mmm_image_info(path, &w, &h); /* a FIFO is refused; the pixel limit applies */
+    if (rc) return rc;
     int cols, rows;
-    int rc = mmm_image_tile_grid(&cols, &rows, w, h, cfg->tile_size, cfg->min_tiles, cfg->max_tiles);
+    rc = mmm_image_tile_grid(&cols, &rows, w, h, cfg->tile_size, cfg->min_tiles, cfg->max_tiles);
     if (rc) return rc;
     *tiles = cols * rows + (cfg->use_thumbnail && cols * rows > 1);
     return MMM_OK;

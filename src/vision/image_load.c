@@ -1,17 +1,25 @@
-/* Image decoding through stb_image (Debian's libstb), into 8-bit RGB. The file is read whole,
- * so every error can name it, and its dimensions are checked from the header before any pixel
- * is decoded. */
-#include "mmm/error.h"
-#include "mmm/image.h"
+/* Image files into 8-bit RGB: the file is opened only if it is a regular file and read whole,
+ * so every error can name it; its format is recognised from its first bytes, and the header's
+ * dimensions are checked against the pixel budget before any decoder allocates pixels. */
+#include "image_internal.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#include <stb/stb_image.h>
+#include "mmm/error.h"
+#include "mmm/fileio.h"
+
+static long long max_pixels = MMM_IMAGE_MAX_PIXELS;
+
+int mmm_image_set_max_pixels(long long n) {
+    if (n < 1) return mmm_fail(MMM_ERR_ARG, "image pixel limit %lld: must be at least 1", n);
+    max_pixels = n;
+    return MMM_OK;
+}
+
+long long mmm_image_max_pixels(void) { return max_pixels; }
 
 void mmm_image_free(mmm_image *img) {
     if (!img) return;
@@ -19,82 +27,124 @@ void mmm_image_free(mmm_image *img) {
     memset(img, 0, sizeof *img);
 }
 
-int mmm_image_from_memory(mmm_image *img, const void *data, size_t size, const char *name) {
-    memset(img, 0, sizeof *img);
+typedef int (*header_fn)(mmm_image_header *, const uint8_t *, size_t, const char *);
+typedef int (*decode_fn)(mmm_image *, const uint8_t *, size_t, const char *);
+
+/* The decoder for the file's first bytes: JPEG and WebP go to the libraries Pillow decodes
+ * them with, everything else to stb_image, which recognises (or refuses) it itself. */
+static void pick(const uint8_t *d, size_t size, header_fn *header, decode_fn *decode) {
+    if (size >= 2 && d[0] == 0xFF && d[1] == 0xD8) {
+        *header = mmm_jpeg_header;
+        *decode = mmm_jpeg_decode;
+    } else if (size >= 12 && !memcmp(d, "RIFF", 4) && !memcmp(d + 8, "WEBP", 4)) {
+        *header = mmm_webp_header;
+        *decode = mmm_webp_decode;
+    } else {
+        *header = mmm_stb_header;
+        *decode = mmm_stb_decode;
+    }
+}
+
+/* Reads and checks the header: the dimensions are positive, within MMM_IMAGE_MAX_SIDE per side
+ * and within `limit` pixels (16-bit images counting twice). */
+static int checked_header(mmm_image_header *hd, decode_fn *decode, const uint8_t *d, size_t size,
+                          const char *name, long long limit) {
+    memset(hd, 0, sizeof *hd);
+    header_fn header;
+    pick(d, size, &header, decode);
     if (size == 0) return mmm_fail(MMM_ERR_FORMAT, "%s: empty file, not an image", name);
-    if (size > INT_MAX)
+    if (size > INT_MAX) /* stb_image takes an int size */
         return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %zu bytes is too large an image file", name,
                         size);
-    const stbi_uc *bytes = data;
-    int w, h, comp;
-    if (!stbi_info_from_memory(bytes, (int)size, &w, &h, &comp)) {
-        /* stbi_info's reason is always "unknown image type"; a load attempt stops at the same
-         * bad header and names what is wrong with it (e.g. "too large") */
-        stbi_image_free(stbi_load_from_memory(bytes, (int)size, &w, &h, &comp, 3));
-        return mmm_fail(MMM_ERR_FORMAT, "%s: not a readable image (%s)", name,
-                        stbi_failure_reason());
-    }
-    if (stbi_is_hdr_from_memory(bytes, (int)size))
-        return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: HDR images are not supported", name);
-    if (w <= 0 || h <= 0)
-        return mmm_fail(MMM_ERR_FORMAT, "%s: image has no pixels (%d×%d)", name, w, h);
-    if (w > MMM_IMAGE_MAX_SIDE || h > MMM_IMAGE_MAX_SIDE)
+    hd->cost = 1;
+    int rc = header(hd, d, size, name);
+    if (rc) return rc;
+    if (hd->w <= 0 || hd->h <= 0)
+        return mmm_fail(MMM_ERR_FORMAT, "%s: image has no pixels (%d×%d)", name, hd->w, hd->h);
+    if (hd->w > MMM_IMAGE_MAX_SIDE || hd->h > MMM_IMAGE_MAX_SIDE)
         return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: image is %d×%d pixels, more than %d per side",
-                        name, w, h, MMM_IMAGE_MAX_SIDE);
-    /* req_comp = 3 replicates gray and drops alpha, as PIL's convert("RGB") does. But stb's PNM
-     * loader runs 16-bit samples through its 8-bit channel converter when asked for another
-     * channel count (a heap over-read), so 16-bit gray decodes as gray, replicated below. */
-    int gray16 = comp == 1 && stbi_is_16_bit_from_memory(bytes, (int)size);
-    stbi_uc *px = stbi_load_from_memory(bytes, (int)size, &w, &h, &comp, gray16 ? 1 : 3);
-    if (!px)
-        return mmm_fail(MMM_ERR_FORMAT, "%s: corrupt or truncated image data (%s)", name,
-                        stbi_failure_reason());
-    size_t n = (size_t)w * h * 3;
-    img->rgb = malloc(n);
-    if (!img->rgb) {
-        stbi_image_free(px);
-        return mmm_fail(MMM_ERR_NOMEM, "%s: cannot allocate %zu bytes of pixels", name, n);
-    }
-    if (gray16) /* stb's buffer must go back through stbi_image_free */
-        for (size_t i = 0; i < n; i++) img->rgb[i] = px[i / 3];
-    else memcpy(img->rgb, px, n);
-    stbi_image_free(px);
-    img->w = w;
-    img->h = h;
+                        name, hd->w, hd->h, MMM_IMAGE_MAX_SIDE);
+    if ((long long)hd->w * hd->h * hd->cost > limit)
+        return mmm_fail(MMM_ERR_UNSUPPORTED,
+                        "%s: image is %d×%d pixels%s, over the limit of %lld pixels", name, hd->w,
+                        hd->h, hd->cost > 1 ? " of 16-bit samples (counted twice)" : "", limit);
     return MMM_OK;
 }
 
-int mmm_image_load(mmm_image *img, const char *path) {
+int mmm_image_decode(mmm_image *img, const void *data, size_t size, const char *name,
+                     long long limit) {
     memset(img, 0, sizeof *img);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return mmm_fail(errno == ENOENT ? MMM_ERR_NOT_FOUND : MMM_ERR_IO, "%s: cannot open: %s",
-                        path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
-        int err = errno;
+    mmm_image_header hd;
+    decode_fn decode;
+    int rc = checked_header(&hd, &decode, data, size, name, limit);
+    if (!rc) rc = decode(img, data, size, name);
+    if (!rc && (img->w != hd.w || img->h != hd.h)) /* a decoder must honour what was checked */
+        rc = mmm_fail(MMM_ERR_FORMAT, "%s: decoded %d×%d pixels where the header says %d×%d",
+                      name, img->w, img->h, hd.w, hd.h);
+    if (rc) mmm_image_free(img);
+    return rc;
+}
+
+int mmm_image_from_memory(mmm_image *img, const void *data, size_t size, const char *name) {
+    return mmm_image_decode(img, data, size, name, max_pixels);
+}
+
+/* The whole file, through mmm_open_regular (a FIFO or device is refused, not waited on). */
+static int read_file(const char *path, uint8_t **buf, size_t *size) {
+    FILE *f;
+    long long n;
+    *buf = NULL;
+    *size = 0;
+    int rc = mmm_open_regular(path, &f, &n);
+    if (rc) return rc;
+    if (n > INT_MAX) {
         fclose(f);
-        return mmm_fail(MMM_ERR_IO, "%s: cannot stat: %s", path, strerror(err));
+        return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %lld bytes is too large an image file", path,
+                        n);
     }
-    if (!S_ISREG(st.st_mode)) {
+    *size = (size_t)n;
+    *buf = malloc(*size ? *size : 1);
+    if (!*buf) {
         fclose(f);
-        return mmm_fail(MMM_ERR_IO, "%s: not a regular file", path);
+        return mmm_fail(MMM_ERR_NOMEM, "%s: cannot allocate %zu bytes to read it", path, *size);
     }
-    size_t size = (size_t)st.st_size;
-    uint8_t *buf = malloc(size ? size : 1);
-    if (!buf) {
-        fclose(f);
-        return mmm_fail(MMM_ERR_NOMEM, "%s: cannot allocate %zu bytes to read it", path, size);
-    }
-    size_t got = fread(buf, 1, size, f);
+    size_t got = fread(*buf, 1, *size, f);
     int read_err = ferror(f);
     fclose(f);
-    if (got != size) {
-        free(buf);
-        return mmm_fail(MMM_ERR_IO, "%s: read %zu of %zu bytes%s", path, got, size,
+    if (got != *size) {
+        free(*buf);
+        *buf = NULL;
+        return mmm_fail(MMM_ERR_IO, "%s: read %zu of %zu bytes%s", path, got, *size,
                         read_err ? " (read error)" : "");
     }
-    int rc = mmm_image_from_memory(img, buf, size, path);
+    return MMM_OK;
+}
+
+int mmm_image_load_limit(mmm_image *img, const char *path, long long limit) {
+    memset(img, 0, sizeof *img);
+    uint8_t *buf;
+    size_t size;
+    int rc = read_file(path, &buf, &size);
+    if (!rc) rc = mmm_image_decode(img, buf, size, path, limit);
     free(buf);
     return rc;
+}
+
+int mmm_image_load(mmm_image *img, const char *path) {
+    return mmm_image_load_limit(img, path, max_pixels);
+}
+
+int mmm_image_info(const char *path, int *w, int *h) {
+    *w = *h = 0;
+    uint8_t *buf;
+    size_t size;
+    int rc = read_file(path, &buf, &size);
+    mmm_image_header hd;
+    decode_fn decode;
+    if (!rc) rc = checked_header(&hd, &decode, buf, size, path, max_pixels);
+    free(buf);
+    if (rc) return rc;
+    *w = hd.w;
+    *h = hd.h;
+    return MMM_OK;
 }

@@ -2,8 +2,10 @@
 """Writes the image fixtures under tests/data/images/ and what Pillow (and PyTorch) make of them,
 for tests/vision/test_image.c and tests/ops/test_interpolate.c.
 
-  - small images in several formats (PNG gray / RGB / RGBA / gray+alpha / palette, JPEG, BMP,
-    PPM) and broken files (empty, truncated, garbage, absurd dimensions);
+  - small images in several formats (PNG gray / RGB / RGBA / gray+alpha / palette; JPEG baseline
+    4:2:0 / 4:2:2 / 4:4:4, gray, progressive, CMYK; WebP lossy / lossless / lossy with alpha;
+    BMP, a top-down BMP written byte by byte (Pillow writes only bottom-up ones); PPM) and broken
+    files (empty, truncated, garbage, absurd dimensions);
   - pillow.safetensors: for each image, the pixels of Image.open(p).convert("RGB"), its
     Image.resize((w, h), Image.BICUBIC) at several sizes (uint8 values, stored as F16, which holds
     them exactly), InternVL's dynamic_preprocess + ToTensor + Normalize (F32 tiles and the grid)
@@ -111,6 +113,43 @@ def make_images(rng):
     return imgs
 
 
+# (file, width, height, mode, Pillow save options)
+JPEGS = [
+    ("jpeg420_37x23.jpg", 37, 23, "RGB", dict(quality=85, subsampling=2)),
+    ("jpeg422_45x31.jpg", 45, 31, "RGB", dict(quality=90, subsampling=1)),
+    ("jpeg444_29x17.jpg", 29, 17, "RGB", dict(quality=95, subsampling=0)),
+    ("gray_33x21.jpg", 33, 21, "L", dict(quality=80)),
+    ("progressive_41x27.jpg", 41, 27, "RGB", dict(quality=75, progressive=True)),
+    ("cmyk_26x19.jpg", 26, 19, "CMYK", dict(quality=90)),
+]
+WEBPS = [
+    ("lossy_37x23.webp", 37, 23, "RGB", dict(quality=80)),
+    ("lossless_37x23.webp", 37, 23, "RGB", dict(lossless=True)),
+    ("alpha_31x19.webp", 31, 19, "RGBA", dict(quality=70)),
+]
+
+
+def textured(rng, w, h, alpha=False):
+    """Smooth gradients with edges and noise: every DCT frequency and chroma detail matters."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([128 + 110 * np.sin(xx / 3.0 + yy / 7.0), 128 + 110 * np.cos(yy / 2.5),
+                    (xx * 9 + yy * 5) % 256 * ((xx // 4 + yy // 4) % 2)], -1)
+    img = img + rng.integers(-25, 26, img.shape)
+    if alpha:
+        img = np.concatenate([img, (xx * 255 // max(w - 1, 1))[..., None]], -1)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGBA" if alpha else "RGB")
+
+
+def topdown_bmp(rng, w, h):
+    """A 24-bit BMP with a negative height: rows stored top first."""
+    px = rng.integers(0, 256, (h, w, 3), np.uint8)
+    stride = (w * 3 + 3) & ~3
+    rows = b"".join(px[y, :, ::-1].tobytes() + b"\0" * (stride - w * 3) for y in range(h))
+    info = struct.pack("<IiiHHIIiiII", 40, w, -h, 1, 24, 0, len(rows), 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 14 + len(info) + len(rows), 0, 0, 14 + len(info)) + \
+        info + rows
+
+
 def png_chunk(kind, data):
     return struct.pack(">I", len(data)) + kind + data + struct.pack(
         ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
@@ -139,6 +178,18 @@ def main():
     save(imgs["thin_5x90"], "thin_5x90.bmp", "BMP")
     save(imgs["rgba_37x23"].convert("RGB"), "rgb_37x23.ppm", "PPM")
     files["photo_40x30.jpg"] = "photo_40x30"
+    # JPEG and WebP at odd sizes (partial MCUs, odd chroma columns and rows), each decoded by
+    # Pillow with libjpeg-turbo / libwebp, which mmm uses the same way (their own random stream,
+    # so the older fixtures keep their bytes)
+    rng2 = np.random.default_rng(20261207)
+    for name, w, h, mode, kw in JPEGS:
+        save(textured(rng2, w, h).convert(mode), name, "JPEG", **kw)
+        files[name] = name.replace(".", "_")
+    for name, w, h, mode, kw in WEBPS:
+        save(textured(rng2, w, h, mode == "RGBA").convert(mode), name, "WEBP", **kw)
+        files[name] = name.replace(".", "_")
+    write(os.path.join(OUT, "topdown_7x5.bmp"), topdown_bmp(rng2, 7, 5))
+    files["topdown_7x5.bmp"] = "topdown_7x5_bmp"
 
     # broken files
     png = open(os.path.join(OUT, "noise_48x40.png"), "rb").read()
@@ -160,8 +211,8 @@ def main():
         rgb[key] = Image.open(os.path.join(OUT, fname)).convert("RGB")
     # the pixels PIL loads (uint8, exact in F16); noise and grid are covered by the goldens
     # below, which would fail if their pixels did
-    for key in ("fmnist_28", "rgba_37x23", "thin_5x90", "la_9x7", "palette_12x10",
-                "photo_40x30"):
+    for key in ["fmnist_28", "rgba_37x23", "thin_5x90", "la_9x7", "palette_12x10",
+                "photo_40x30", "topdown_7x5_bmp"] + [n.replace(".", "_") for n, *_ in JPEGS + WEBPS]:
         im = rgb[key]
         t[key + ".rgb"] = ("F16", [im.height, im.width, 3],
                            np.asarray(im).astype(np.float64).ravel().tolist())
@@ -181,7 +232,8 @@ def main():
 
     # dynamic_preprocess cases: (image, tile, max_tiles), min 1, thumbnails on
     cases = [("fmnist_28", 32, 6), ("grid_56", 28, 6), ("rgba_37x23", 12, 6),
-             ("thin_5x90", 10, 6), ("noise_48x40", 12, 6)]
+             ("thin_5x90", 10, 6), ("noise_48x40", 12, 6), ("photo_40x30", 12, 6),
+             ("jpeg444_29x17_jpg", 8, 6), ("lossy_37x23_webp", 10, 6)]
     for key, tile, max_num in cases:
         tiles, (cols, rows) = dynamic_preprocess(rgb[key], 1, max_num, tile, True)
         arr = np.stack([to_tensor_normalize(x) for x in tiles])

@@ -1,0 +1,31 @@
+/* The image decoders behind mmm_image_load: image_load.c reads the file, recognises the format
+ * and enforces the pixel budget on what each format's header says; image_jpeg.c (libjpeg-turbo),
+ * image_webp.c (libwebp) and image_stb.c (stb_image: PNG, BMP, PNM, GIF, TGA, PSD) read the
+ * headers and decode. */
+#ifndef MMM_VISION_IMAGE_INTERNAL_H
+#define MMM_VISION_IMAGE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mmm/image.h"
+
+/* What a header promises. `cost` is how many budget pixels one pixel counts as: 2 for 16-bit
+ * samples, whose decoders hold twice the bytes per pixel, else 1. */
+typedef struct {
+    int w, h;
+    int cost;
+} mmm_image_header;
+
+/* Each reads the header of an encoded file of `size` bytes (messages name `name`) and checks
+ * what it can without decoding: dimensions, and for uncompressed formats that the pixel data the
+ * header promises is in the file. The decoders are called only once the header has passed the
+ * pixel budget; they fill img->w, img->h and img->rgb. */
+int mmm_jpeg_header(mmm_image_header *hd, const uint8_t *data, size_t size, const char *name);
+int mmm_jpeg_decode(mmm_image *img, const uint8_t *data, size_t size, const char *name);
+int mmm_webp_header(mmm_image_header *hd, const uint8_t *data, size_t size, const char *name);
+int mmm_webp_decode(mmm_image *img, const uint8_t *data, size_t size, const char *name);
+int mmm_stb_header(mmm_image_header *hd, const uint8_t *data, size_t size, const char *name);
+int mmm_stb_decode(mmm_image *img, const uint8_t *data, size_t size, const char *name);
+
+#endif
