@@ -1,15 +1,24 @@
-/* Tokenizers: Hugging Face byte-level BPE (tokenizer.json, GPT-2 / Llama-3 / Qwen2 style) and
- * SentencePiece BPE with byte fallback (tokenizer.model, Llama / InternLM2 style), plus a
- * byte-level BPE trainer that writes a tokenizer.json Hugging Face `tokenizers` loads.
+/* Tokenizers: Hugging Face tokenizer.json with a BPE model (byte-level: GPT-2 / Llama-3 / Qwen2;
+ * converted from SentencePiece: Llama / InternLM2, with byte fallback), SentencePiece BPE
+ * tokenizer.model (Llama / InternLM2 style), and Hugging Face model directories with their
+ * tokenizer_config.json / added_tokens.json / special_tokens_map.json / generation_config.json,
+ * plus a byte-level BPE trainer that writes a tokenizer.json Hugging Face `tokenizers` loads.
  *
  * Encoding follows the reference libraries exactly (tests/data/tokenizers holds their goldens):
  *   tokenizer.json   added tokens are split out first (longest match, lstrip/rstrip/single_word,
- *                    normalized or not), then NFC if the normalizer says so, the pre-tokenizer
- *                    regex, the byte-to-character map and the ranked merges. Like
- *                    `encode(text, add_special_tokens=False)`: no post-processor template.
+ *                    normalized or not), then the normalizer, the pre-tokenizers (any Split
+ *                    regex, through Oniguruma as `tokenizers` does), the BPE model. Like
+ *                    `tokenizers`' encode(text, add_special_tokens=False) unless asked for the
+ *                    BOS/EOS (MMM_ENCODE_ADD_SPECIAL).
  *   tokenizer.model  `SentencePieceProcessor.encode(text)`: the normalizer (whitespace rules,
  *                    rule-based charsmap, ▁ escaping, dummy prefix), score-ordered merges,
  *                    <0xNN> byte pieces (or one <unk> per run) for what the vocabulary lacks.
+ *   a directory      as transformers' AutoTokenizer (the lookup order is in src/text/tokenizer.c):
+ *                    with tokenizer.model, the added tokens of the config files are split out of
+ *                    the raw text first and each stretch between them goes to sentencepiece, as
+ *                    transformers' slow (sentencepiece-based, legacy) tokenizers do; the config
+ *                    files' names win for ids they rename (InternLM2's [UNUSED_TOKEN_146] is
+ *                    <|im_start|>), and ids past the model's vocabulary (InternVL's <img>) exist.
  * Text is UTF-8; malformed bytes do not fail (byte-level BPE keeps them as bytes, SentencePiece
  * maps each to U+FFFD as it does). */
 #ifndef MMM_TOKENIZER_H
@@ -23,33 +32,48 @@ typedef struct mmm_tokenizer mmm_tokenizer;
 typedef enum { MMM_TOK_BPE_JSON = 1, MMM_TOK_SENTENCEPIECE = 2 } mmm_tokenizer_kind;
 
 /* Loads `path`: a tokenizer.json, a tokenizer.model, or a model directory holding either
- * (tokenizer.json preferred). Unsupported components fail with MMM_ERR_UNSUPPORTED and a
- * message naming the file and the component ("unsupported normalizer 'Lowercase'"). */
+ * (tokenizer.json preferred) and the configuration files beside it. Unsupported components fail
+ * with MMM_ERR_UNSUPPORTED and a message naming the file and the component ("unsupported
+ * normalizer 'Lowercase'"); malformed files with MMM_ERR_FORMAT naming the file. */
 int mmm_tokenizer_load(const char *path, mmm_tokenizer **out);
 void mmm_tokenizer_free(mmm_tokenizer *t); /* NULL is fine */
 
 mmm_tokenizer_kind mmm_tokenizer_kind_of(const mmm_tokenizer *t);
 /* One more than the largest id (model vocabulary and added tokens together). */
 int mmm_tokenizer_vocab_size(const mmm_tokenizer *t);
-/* The id of a token string (a vocabulary entry as stored: "Ġthe", "▁the", "<0x0A>"), or -1. */
+/* The id of a token string: an added token ("<|im_start|>", also where the model's vocabulary
+ * stores that id under another name) or a vocabulary entry as stored ("Ġthe", "▁the",
+ * "<0x0A>"); -1 if none. */
 int32_t mmm_tokenizer_token_to_id(const mmm_tokenizer *t, const char *token);
-/* The stored string of an id, or NULL when no token has that id. Valid until freed. */
+/* The string of an id (the added token's content before the model's own string), or NULL when
+ * no token has that id. Valid until freed. */
 const char *mmm_tokenizer_id_to_token(const mmm_tokenizer *t, int32_t id);
-/* 1 for special tokens: added tokens with "special": true, SentencePiece control pieces. */
+/* 1 for special tokens: added tokens with "special": true (and those the configuration files
+ * name: bos/eos/unk/pad, additional_special_tokens), SentencePiece control pieces. */
 int mmm_tokenizer_is_special(const mmm_tokenizer *t, int32_t id);
+/* The ids generation stops at, from the directory's generation_config.json eos_token_id (an id
+ * or a list): *ids (owned by t) and their count; 0 without that file. */
+int mmm_tokenizer_stop_ids(const mmm_tokenizer *t, const int32_t **ids);
 
-/* Encodes len bytes of text into a malloc'd array *ids of *n ids (*ids may be NULL when *n is 0).
- * parse_special = 1: special tokens written in the text become their ids (Hugging Face's
- * default; SentencePiece control pieces such as <s> too, the text between them encoded piece by
- * piece as transformers does); 0: they are ordinary text (`encode_special_tokens = True`, or plain
- * `sp.encode`). Non-special added tokens and SentencePiece user-defined pieces always match. */
-int mmm_tokenizer_encode(const mmm_tokenizer *t, const char *text, size_t len, int parse_special,
+/* Flags of mmm_tokenizer_encode. MMM_ENCODE_PARSE_SPECIAL: special tokens written in the text
+ * become their ids (Hugging Face's default; a plain tokenizer.model's control pieces such as <s>
+ * too, the text between them encoded piece by piece as transformers does); without it they are
+ * ordinary text (`encode_special_tokens = True`, or plain `sp.encode`); non-special added tokens
+ * and SentencePiece user-defined pieces always match. MMM_ENCODE_ADD_SPECIAL: the BOS/EOS ids
+ * the tokenizer puts around a text (tokenizer.json's post-processor, or add_bos_token /
+ * add_eos_token of tokenizer_config.json), i.e. Hugging Face's add_special_tokens=True. */
+enum { MMM_ENCODE_PARSE_SPECIAL = 1, MMM_ENCODE_ADD_SPECIAL = 2 };
+/* Encodes len bytes of text into a malloc'd array *ids of *n ids (*ids may be NULL when *n is 0);
+ * flags as above (0 or 1 keep their old meaning: parse special tokens or not). */
+int mmm_tokenizer_encode(const mmm_tokenizer *t, const char *text, size_t len, int flags,
                          int32_t **ids, int *n);
 /* Decodes ids into malloc'd NUL-terminated UTF-8 *text (*len bytes, if len is not NULL).
- * skip_special = 1 leaves special added tokens out (tokenizer.json; SentencePiece control
- * pieces decode to nothing either way, as in sentencepiece). Incomplete or invalid UTF-8 from
- * byte tokens becomes U+FFFD as the reference libraries do. An id outside the vocabulary is
- * MMM_ERR_ARG. */
+ * skip_special = 1 leaves special added tokens out; added tokens otherwise decode to their
+ * content (tokenizer.json: through its decoder, as `tokenizers` does; a directory's
+ * tokenizer.model: between runs of pieces decoded as sentencepiece does). A plain
+ * tokenizer.model's control pieces decode to nothing either way, as in sentencepiece.
+ * Incomplete or invalid UTF-8 from byte tokens becomes U+FFFD as the reference libraries do. An
+ * id outside the vocabulary is MMM_ERR_ARG. */
 int mmm_tokenizer_decode(const mmm_tokenizer *t, const int32_t *ids, int n, int skip_special,
                          char **text, size_t *len);
 

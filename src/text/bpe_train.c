@@ -87,10 +87,13 @@ static int add_token(trainer *tr, const char *s, size_t len, int32_t *id) {
 
 typedef struct { trainer *tr; const char *line; } count_ctx;
 
-static int count_word(void *ctx, size_t off, size_t len) {
+/* One segment of the GPT-2 pre-tokenizer, match or gap: a word (empty ones are none). */
+static int count_word(void *ctx, size_t start, size_t end, bool match) {
     count_ctx *c = ctx;
     trainer *tr = c->tr;
-    const char *w = c->line + off;
+    const char *w = c->line + start;
+    size_t len = end - start;
+    if (!len) return 0;
     int32_t id = mmm_strmap_get(&tr->word_ids, w, len);
     if (id >= 0) {
         tr->word_count[id]++;
@@ -124,15 +127,18 @@ static int count_word(void *ctx, size_t off, size_t len) {
 static int count_file(trainer *tr, const char *path) {
     uint8_t *data = NULL;
     size_t n = 0;
+    mmm_regex *re = NULL;
     int rc = mmm_tok_read_file(path, MAX_CORPUS_BYTES, &data, &n);
+    if (!rc) rc = mmm_regex_new(MMM_GPT2_PATTERN, strlen(MMM_GPT2_PATTERN), false, "GPT-2 pre-tokenizer", &re);
     for (size_t start = 0; !rc && start < n;) {
         const char *line = (const char *)data + start;
         const char *nl = memchr(line, '\n', n - start);
         size_t len = nl ? (size_t)(nl - line) + 1 : n - start;
         count_ctx c = {tr, line};
-        rc = mmm_pretokenize(MMM_SPLIT_GPT2, line, len, count_word, &c);
+        rc = mmm_regex_segments(re, line, len, count_word, &c);
         start += len;
     }
+    mmm_regex_free(re);
     free(data);
     return rc;
 }

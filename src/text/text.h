@@ -86,17 +86,61 @@ const mmm_pattern *mmm_matcher_find(const mmm_matcher *m, const char *s, size_t 
 typedef struct mmm_bpe_json mmm_bpe_json; /* bpe_json.h */
 typedef struct mmm_sp_model mmm_sp_model; /* sp.h */
 
+/* A token of the added vocabulary (tokenizer.json's added_tokens, tokenizer_config.json's
+ * added_tokens_decoder, added_tokens.json, special_tokens_map.json): matched in the text before
+ * the model sees it, and it names its id ahead of the model's own string for that id. */
+typedef struct {
+    char *content;     /* NUL-terminated, owned */
+    uint32_t len;
+    int32_t id;
+    bool special, lstrip, rstrip, single_word, normalized;
+} mmm_added_token;
+
+/* Where an encoding goes: a piece of text between added tokens is handed to `model` together
+ * with whether it starts the input (Metaspace's prepend_scheme "first" needs that). */
+typedef int (*mmm_piece_fn)(void *ctx, const char *s, size_t n, bool at_start);
+
 struct mmm_tokenizer {
     mmm_tokenizer_kind kind;
-    int32_t n_vocab;    /* one more than the largest id */
+    int32_t n_vocab;    /* one more than the largest id, model and added tokens together */
     int32_t cap;        /* allocated entries of the three id tables */
-    char **tokens;      /* id → NUL-terminated string, NULL for ids without a token */
+    char **tokens;      /* id → the MODEL's NUL-terminated string, NULL for ids it lacks */
     uint32_t *lens;     /* their lengths */
-    uint8_t *special;   /* id → 1 if special */
-    mmm_strmap lookup;  /* string → id, for token_to_id */
+    uint8_t *special;   /* id → 1 if the model marks it special (SentencePiece control pieces) */
+    mmm_strmap lookup;  /* model string → id */
+    /* the added vocabulary */
+    mmm_added_token *added;
+    int n_added, added_cap;
+    mmm_strmap added_lookup; /* content → id */
+    int32_t *added_at;       /* id → index into added, or -1 (n_vocab entries once built) */
+    char *norm_pool;         /* normalized contents of the normalized added tokens */
+    mmm_matcher raw, norm;   /* added tokens matched before / after normalization; tag = index */
+    /* encode(..., MMM_ENCODE_ADD_SPECIAL): ids before and after the text (BOS, EOS) */
+    int32_t prefix[4], suffix[4];
+    int n_prefix, n_suffix;
+    int32_t *stop;           /* generation_config.json's eos_token_id */
+    int n_stop;
     mmm_bpe_json *bpe;
     mmm_sp_model *sp;
 };
+
+/* ---- the added vocabulary (added.c) ---- */
+/* Adds (or, for the same content and id, updates) an added token; fails naming `where` when the
+ * content already has another id or the id another added content. */
+int mmm_added_put(mmm_tokenizer *t, const char *where, const char *s, size_t len, int32_t id,
+                  const mmm_added_token *flags);
+/* The added token with this id, or NULL. Valid once mmm_added_build has run. */
+const mmm_added_token *mmm_added_of(const mmm_tokenizer *t, int32_t id);
+/* Builds the id index and the matchers; normalized tokens are matched in the text after
+ * `normalize` (NULL: never normalized, every token matched in the raw text). */
+int mmm_added_build(mmm_tokenizer *t, int (*normalize)(const mmm_tokenizer *, const char *, size_t, mmm_sbuf *));
+/* Splits s at the added tokens of m as `tokenizers` does (leftmost-longest matches; special ones
+ * only with parse_special; single_word needs non-word characters around it; lstrip/rstrip take
+ * the whitespace beside the token with it): tokens go to out, the text between them to fn.
+ * at_start: s starts the input. */
+int mmm_added_split(const mmm_tokenizer *t, const mmm_matcher *m, const char *s, size_t n, bool at_start,
+                    int parse_special, mmm_piece_fn fn, void *ctx, mmm_ibuf *out);
+void mmm_added_free(mmm_tokenizer *t);
 
 /* Reads a whole file (binary) into a malloc'd buffer, at most max_bytes. */
 int mmm_tok_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *len);
@@ -108,6 +152,8 @@ int mmm_tok_set(mmm_tokenizer *t, int32_t id, const char *s, size_t len);
 int mmm_bpe_json_load(mmm_tokenizer *t, const char *path);
 int mmm_bpe_json_encode(const mmm_tokenizer *t, const char *text, size_t len, int parse_special,
                         mmm_ibuf *out);
+/* What tokenizer.json's normalizer makes of s (appended to out). */
+int mmm_bpe_json_normalize(const mmm_tokenizer *t, const char *s, size_t n, mmm_sbuf *out);
 int mmm_bpe_json_decode(const mmm_tokenizer *t, const int32_t *ids, int n, int skip_special,
                         mmm_sbuf *out);
 void mmm_bpe_json_free(mmm_bpe_json *b);
@@ -116,16 +162,26 @@ int mmm_sp_load(mmm_tokenizer *t, const char *path);
 int mmm_sp_encode(const mmm_tokenizer *t, const char *text, size_t len, int parse_special,
                   mmm_ibuf *out);
 int mmm_sp_decode(const mmm_tokenizer *t, const int32_t *ids, int n, mmm_sbuf *out);
+
+/* ---- a model directory's configuration files (hf_dir.c) ---- */
+/* Reads tokenizer_config.json, added_tokens.json, special_tokens_map.json and
+ * generation_config.json from dir (each optional) into t's added vocabulary, BOS/EOS and stop
+ * ids. */
+int mmm_hf_dir_load(mmm_tokenizer *t, const char *dir);
 void mmm_sp_free(mmm_sp_model *s);
 
-/* ---- byte-level pre-tokenisation (pretok.c) ---- */
-typedef enum { MMM_SPLIT_GPT2, MMM_SPLIT_LLAMA3, MMM_SPLIT_QWEN2 } mmm_split_regex;
-/* The regex a Split pre-tokenizer's pattern names, or -1 when it is none of the known ones. */
-int mmm_split_regex_of(const char *pattern);
-/* Splits s into the pieces the regex matches and the gaps between them ("isolated"), calling
- * fn(ctx, offset, length) for each in order; a non-zero return stops and is returned. */
-int mmm_pretokenize(mmm_split_regex re, const char *s, size_t n,
-                    int (*fn)(void *ctx, size_t off, size_t len), void *ctx);
+/* ---- pre-tokenizer regexes (regex.c, Oniguruma) ---- */
+typedef struct mmm_regex mmm_regex;
+extern const char MMM_GPT2_PATTERN[]; /* ByteLevel's regex, the trainer's pre-tokenisation */
+/* Compiles a pattern (literal: matched as plain text, Split's {"String": ...}); errors name
+ * `where`. */
+int mmm_regex_new(const char *pattern, size_t len, bool literal, const char *where, mmm_regex **out);
+void mmm_regex_free(mmm_regex *r); /* NULL is fine */
+/* Cuts s into the pattern's matches and the gaps between them, calling fn(ctx, start, end,
+ * match) for each segment in order (one empty gap for an empty s), as `tokenizers`' regex
+ * patterns do; a non-zero return stops and is returned. */
+int mmm_regex_segments(const mmm_regex *r, const char *s, size_t n,
+                       int (*fn)(void *ctx, size_t start, size_t end, bool match), void *ctx);
 
 /* GPT-2's byte ↔ printable character map: byte b is the code point mmm_byte_char(b). */
 uint32_t mmm_byte_char(uint8_t b);

@@ -87,10 +87,21 @@ static int sniff_json(const char *path, bool *json) {
     return 0;
 }
 
+/* Which files make the tokenizer of a model directory, in the order transformers' AutoTokenizer
+ * takes them:
+ *   1. tokenizer.json (a "fast" tokenizer) if present, else tokenizer.model (SentencePiece, the
+ *      "slow" one: every added token is matched in the raw text, the text between them goes to
+ *      sentencepiece, with the dummy prefix each time, as transformers' slow tokenizers do);
+ *   2. then tokenizer_config.json's added_tokens_decoder, added_tokens.json, the special tokens of
+ *      tokenizer_config.json and special_tokens_map.json, and add_bos_token / add_eos_token
+ *      (which, when given, replace tokenizer.json's post-processor as transformers does);
+ *   3. generation_config.json's eos_token_id for the stop tokens.
+ * A file path (not a directory) is that one file alone. */
 int mmm_tokenizer_load(const char *path, mmm_tokenizer **out) {
     *out = NULL;
     char *file = NULL;
-    if (is_dir(path)) {
+    bool dir = is_dir(path);
+    if (dir) {
         const char *names[] = {"tokenizer.json", "tokenizer.model"};
         for (int i = 0; i < 2 && !file; i++) {
             if (!(file = mmm_path_join(path, names[i]))) return mmm_fail(MMM_ERR_NOMEM, "out of memory");
@@ -105,10 +116,13 @@ int mmm_tokenizer_load(const char *path, mmm_tokenizer **out) {
     mmm_tokenizer *t = rc ? NULL : calloc(1, sizeof *t);
     if (!rc && !t) rc = mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", file);
     if (!rc) rc = mmm_strmap_init(&t->lookup, 1024);
+    if (!rc) rc = mmm_strmap_init(&t->added_lookup, 64);
     if (!rc) {
         t->kind = json ? MMM_TOK_BPE_JSON : MMM_TOK_SENTENCEPIECE;
         rc = json ? mmm_bpe_json_load(t, file) : mmm_sp_load(t, file);
     }
+    if (!rc && dir) rc = mmm_hf_dir_load(t, path);
+    if (!rc) rc = mmm_added_build(t, json ? mmm_bpe_json_normalize : NULL);
     free(file);
     if (rc) {
         mmm_tokenizer_free(t);
@@ -120,11 +134,13 @@ int mmm_tokenizer_load(const char *path, mmm_tokenizer **out) {
 
 void mmm_tokenizer_free(mmm_tokenizer *t) {
     if (!t) return;
-    for (int32_t i = 0; i < t->n_vocab; i++) free(t->tokens[i]);
+    for (int32_t i = 0; i < t->cap; i++) free(t->tokens[i]);
     free(t->tokens);
     free(t->lens);
     free(t->special);
     mmm_strmap_free(&t->lookup);
+    mmm_added_free(t);
+    free(t->stop);
     mmm_bpe_json_free(t->bpe);
     mmm_sp_free(t->sp);
     free(t);
@@ -134,25 +150,58 @@ mmm_tokenizer_kind mmm_tokenizer_kind_of(const mmm_tokenizer *t) { return t->kin
 int mmm_tokenizer_vocab_size(const mmm_tokenizer *t) { return t->n_vocab; }
 
 int32_t mmm_tokenizer_token_to_id(const mmm_tokenizer *t, const char *token) {
-    return mmm_strmap_get(&t->lookup, token, strlen(token));
+    size_t len = strlen(token);
+    int32_t id = mmm_strmap_get(&t->added_lookup, token, len);
+    return id >= 0 ? id : mmm_strmap_get(&t->lookup, token, len);
+}
+
+static const char *model_token(const mmm_tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->cap ? t->tokens[id] : NULL;
 }
 
 const char *mmm_tokenizer_id_to_token(const mmm_tokenizer *t, int32_t id) {
-    return id >= 0 && id < t->n_vocab ? t->tokens[id] : NULL;
+    const mmm_added_token *a = mmm_added_of(t, id);
+    return a ? a->content : model_token(t, id);
 }
 
 int mmm_tokenizer_is_special(const mmm_tokenizer *t, int32_t id) {
-    return id >= 0 && id < t->n_vocab && t->special[id];
+    const mmm_added_token *a = mmm_added_of(t, id);
+    return a ? a->special : id >= 0 && id < t->cap && t->special[id];
 }
 
-int mmm_tokenizer_encode(const mmm_tokenizer *t, const char *text, size_t len, int parse_special,
+int mmm_tokenizer_stop_ids(const mmm_tokenizer *t, const int32_t **ids) {
+    *ids = t->stop;
+    return t->n_stop;
+}
+
+typedef struct { const mmm_tokenizer *t; mmm_ibuf *out; } sp_ctx;
+
+static int sp_piece(void *ctx, const char *s, size_t n, bool at_start) {
+    sp_ctx *c = ctx;
+    return mmm_sp_encode(c->t, s, n, 0, c->out);
+}
+
+int mmm_tokenizer_encode(const mmm_tokenizer *t, const char *text, size_t len, int flags,
                          int32_t **ids, int *n) {
     *ids = NULL;
     *n = 0;
     if (len > (size_t)INT32_MAX / 2) return mmm_fail(MMM_ERR_ARG, "encode: text of %zu bytes is too long", len);
+    int parse_special = flags & MMM_ENCODE_PARSE_SPECIAL, rc = 0;
     mmm_ibuf out = {0};
-    int rc = t->kind == MMM_TOK_BPE_JSON ? mmm_bpe_json_encode(t, text, len, parse_special, &out)
-                                         : mmm_sp_encode(t, text, len, parse_special, &out);
+    if (flags & MMM_ENCODE_ADD_SPECIAL)
+        for (int i = 0; i < t->n_prefix && !rc; i++) rc = mmm_ibuf_add(&out, t->prefix[i]);
+    if (rc) {
+    } else if (t->kind == MMM_TOK_BPE_JSON) {
+        rc = mmm_bpe_json_encode(t, text, len, parse_special, &out);
+    } else if (t->n_added) { /* a model directory's added tokens come first, then sentencepiece */
+        sp_ctx c = {t, &out};
+        rc = mmm_added_split(t, &t->raw, text, len, true, parse_special, sp_piece, &c, &out);
+    } else {
+        rc = mmm_sp_encode(t, text, len, parse_special, &out);
+    }
+    if (flags & MMM_ENCODE_ADD_SPECIAL)
+        for (int i = 0; i < t->n_suffix && !rc; i++) rc = mmm_ibuf_add(&out, t->suffix[i]);
+    if (!rc && out.n > INT32_MAX) rc = mmm_fail(MMM_ERR_ARG, "encode: more than %d ids", INT32_MAX);
     if (rc) {
         free(out.v);
         return rc;
@@ -162,18 +211,32 @@ int mmm_tokenizer_encode(const mmm_tokenizer *t, const char *text, size_t len, i
     return 0;
 }
 
+/* SentencePiece with added tokens: runs of model ids decoded by sentencepiece's rules, each added
+ * token its content (special ones left out with skip_special). */
+static int sp_decode_added(const mmm_tokenizer *t, const int32_t *ids, int n, int skip_special, mmm_sbuf *out) {
+    int rc = 0, start = 0;
+    for (int i = 0; i <= n && !rc; i++) {
+        const mmm_added_token *a = i < n ? mmm_added_of(t, ids[i]) : NULL;
+        if (i < n && !a) continue;
+        if (start < i) rc = mmm_sp_decode(t, ids + start, i - start, out);
+        if (!rc && a && !(skip_special && a->special)) rc = mmm_sbuf_add(out, a->content, a->len);
+        start = i + 1;
+    }
+    return rc;
+}
+
 int mmm_tokenizer_decode(const mmm_tokenizer *t, const int32_t *ids, int n, int skip_special,
                          char **text, size_t *len) {
     *text = NULL;
     if (len) *len = 0;
     for (int i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= t->n_vocab || !t->tokens[ids[i]])
+        if (!mmm_tokenizer_id_to_token(t, ids[i]))
             return mmm_fail(MMM_ERR_ARG, "decode: id %d (position %d) is not in the vocabulary of %d tokens",
                             ids[i], i, t->n_vocab);
     mmm_sbuf out = {0};
     int rc = mmm_sbuf_add(&out, "", 0);
     if (!rc) rc = t->kind == MMM_TOK_BPE_JSON ? mmm_bpe_json_decode(t, ids, n, skip_special, &out)
-                                              : mmm_sp_decode(t, ids, n, &out);
+                                              : sp_decode_added(t, ids, n, skip_special, &out);
     if (rc) {
         free(out.s);
         return rc;

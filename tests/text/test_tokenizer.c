@@ -143,6 +143,81 @@ TEST(test_tokenizer_hf_goldens) {
     check_goldens("bpe_prefix", "bpe_prefix.json", "bpe_prefix.golden.json");
 }
 
+/* Split pre-tokenizers through Oniguruma: a regex none of the above uses (o200k's) and every
+ * behavior, one inverted, one with a literal pattern. */
+TEST(test_tokenizer_split_goldens) {
+    const char *names[] = {"bpe_o200k", "bpe_merged_prev", "bpe_merged_next", "bpe_removed_invert", "bpe_contiguous"};
+    for (int i = 0; i < 5; i++) {
+        char file[64], golden[64];
+        snprintf(file, sizeof file, "%s.json", names[i]);
+        snprintf(golden, sizeof golden, "%s.golden.json", names[i]);
+        check_goldens(names[i], file, golden);
+    }
+}
+
+/* A model directory against its golden.json (tools/reference/make_tokenizer_goldens.py --only
+ * dirs): encoding without and with BOS (and with special tokens as text where the reference
+ * has that), decoding with and without special tokens, named lookups, stop ids. */
+static void check_dir_goldens(const char *name) {
+    char path[256];
+    snprintf(path, sizeof path, DIR "%s/golden.json", name);
+    cJSON *g = NULL;
+    mmm_tokenizer *t = NULL;
+    if (!check(mmm_json_load(path, 1 << 24, (void **)&g) == MMM_OK, "tokenizer dir %s golden file loads", name)) return;
+    snprintf(path, sizeof path, DIR "%s", name);
+    int rc = mmm_tokenizer_load(path, &t);
+    if (!check(rc == MMM_OK, "tokenizer dir %s loads %s", name, rc ? mmm_last_error() : "")) {
+        cJSON_Delete(g);
+        return;
+    }
+    int vocab = (int)cJSON_GetObjectItemCaseSensitive(g, "vocab_size")->valuedouble;
+    check(mmm_tokenizer_vocab_size(t) == vocab, "tokenizer dir %s vocab size %d (want %d)", name, mmm_tokenizer_vocab_size(t), vocab);
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(g, "token_ids"))
+        check(mmm_tokenizer_token_to_id(t, c->string) == (int32_t)c->valuedouble, "tokenizer dir %s token_to_id(%s) = %d (want %d)",
+              name, c->string, mmm_tokenizer_token_to_id(t, c->string), (int)c->valuedouble);
+    const int32_t *stop = NULL;
+    int32_t *want_stop = NULL;
+    int n_stop = mmm_tokenizer_stop_ids(t, &stop), n_want = json_ids(cJSON_GetObjectItemCaseSensitive(g, "stop_ids"), &want_stop);
+    check(n_stop == n_want && !memcmp(stop, want_stop, (size_t)n_want * sizeof *stop), "tokenizer dir %s stop ids from generation_config.json", name);
+    free(want_stop);
+    const cJSON *cases = cJSON_GetObjectItemCaseSensitive(g, "cases");
+    int i = 0, n = cJSON_GetArraySize(cases);
+    cJSON_ArrayForEach(c, cases) {
+        size_t len;
+        char *text = golden_text(c, "text", &len);
+        char why[320] = "";
+        const cJSON *plain = cJSON_GetObjectItemCaseSensitive(c, "ids_plain");
+        bool ok = encodes_to(t, text, len, MMM_ENCODE_PARSE_SPECIAL, cJSON_GetObjectItemCaseSensitive(c, "ids"), "encode", why, sizeof why) &&
+                  encodes_to(t, text, len, MMM_ENCODE_PARSE_SPECIAL | MMM_ENCODE_ADD_SPECIAL, cJSON_GetObjectItemCaseSensitive(c, "ids_bos"),
+                             "encode with BOS", why, sizeof why) &&
+                  (!cJSON_IsArray(plain) || encodes_to(t, text, len, 0, plain, "encode plain", why, sizeof why)) &&
+                  decodes_to(t, c, "ids", 0, "decoded", "decode", why, sizeof why) &&
+                  decodes_to(t, c, "ids", 1, "decoded_skip", "decode skip", why, sizeof why);
+        check(ok, "tokenizer dir %s encode+decode golden %d/%d%s%s", name, ++i, n, ok ? "" : " ", why);
+        free(text);
+    }
+    const cJSON *dcases = cJSON_GetObjectItemCaseSensitive(g, "decode_cases");
+    i = 0, n = cJSON_GetArraySize(dcases);
+    cJSON_ArrayForEach(c, dcases) {
+        char why[320] = "";
+        bool ok = decodes_to(t, c, "ids", 0, "text", "decode", why, sizeof why) &&
+                  decodes_to(t, c, "ids", 1, "text_skip", "decode skip", why, sizeof why);
+        check(ok, "tokenizer dir %s decode golden %d/%d%s%s", name, ++i, n, ok ? "" : " ", why);
+    }
+    mmm_tokenizer_free(t);
+    cJSON_Delete(g);
+}
+
+/* InternLM2 / InternVL shaped directories: tokenizer.model whose [UNUSED_TOKEN_145/146] the
+ * config renames to <|im_end|> / <|im_start|>, image tokens past the vocabulary, BOS added;
+ * the same converted to tokenizer.json (legacy normalizer; Metaspace). */
+TEST(test_tokenizer_dir_goldens) {
+    check_dir_goldens("internlm2_sp");
+    check_dir_goldens("internlm2_fast");
+    check_dir_goldens("internlm2_meta");
+}
+
 static const char *const SPECIALS[] = {"<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>"};
 
 static mmm_tokenizer *load(const char *path) {
@@ -326,15 +401,38 @@ TEST(test_tokenizer_bad_files) {
     bad_file("unsupported normalizer", s, strlen(s), MMM_ERR_UNSUPPORTED, "unsupported normalizer 'Lowercase'");
     s = "{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}}";
     bad_file("unsupported pre-tokenizer", s, strlen(s), MMM_ERR_UNSUPPORTED, "unsupported pre_tokenizer 'Whitespace'");
-    s = "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\w+\"}, \"behavior\": \"Isolated\"}, "
+    s = "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\\\\w+\"}, \"behavior\": \"Isolated\"}, "
         "\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}}";
-    bad_file("unknown Split regex", s, strlen(s), MMM_ERR_UNSUPPORTED, "unsupported pre_tokenizer Split regex");
-    s = "{" BYTELEVEL "\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": [], \"byte_fallback\": true}}";
-    bad_file("byte fallback in tokenizer.json", s, strlen(s), MMM_ERR_UNSUPPORTED, "byte_fallback");
+    bad_file("Split regex that does not compile", s, strlen(s), MMM_ERR_FORMAT, "bad regex '(\\w+'");
+    s = "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \" \"}, \"behavior\": \"Sideways\"}, "
+        "\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}}";
+    bad_file("Split behavior unknown", s, strlen(s), MMM_ERR_FORMAT, "Split has no known behavior");
+    s = "{\"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"Regex\": \" +\"}, \"content\": \" \"}, " BYTELEVEL
+        "\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}}";
+    bad_file("Replace normalizer with a regex", s, strlen(s), MMM_ERR_UNSUPPORTED, "normalizer Replace with a Regex");
+    s = "{" BYTELEVEL "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"\xff\": 1}, \"merges\": []}}";
+    bad_file("vocab string not UTF-8", s, strlen(s), MMM_ERR_FORMAT, "model.vocab entry");
+    s = "{" BYTELEVEL "\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}, \"added_tokens\": "
+        "[{\"id\": 3, \"content\": \"\xc3\x28\"}]}";
+    bad_file("added token not UTF-8", s, strlen(s), MMM_ERR_FORMAT, "added token");
     s = "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"decoder\": {\"type\": \"WordPiece\"}, \"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}}";
     bad_file("unsupported decoder", s, strlen(s), MMM_ERR_UNSUPPORTED, "unsupported decoder 'WordPiece'");
     s = "{" BYTELEVEL "\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}, \"added_tokens\": [{\"id\": 1, \"content\": \"<x>\"}]}";
-    bad_file("added token on a taken id", s, strlen(s), MMM_ERR_FORMAT, "id 1 is given to both 'b' and '<x>'");
+    bad_file("added token written on a taken id", s, strlen(s), MMM_ERR_FORMAT, "'<x>' is written with id 1 but takes id 3");
+    s = "{" BYTELEVEL "\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": []}, \"added_tokens\": [{\"id\": 0, \"content\": \"a\"}, "
+        "{\"id\": 3, \"content\": \"<x>\"}, {\"id\": 4, \"content\": \"<x>\"}]}";
+    bad_file("added token listed twice with two ids", s, strlen(s), MMM_ERR_FORMAT, "'<x>' is written with id 4 but takes id 3");
+    /* A tokenizer.json whose merges list is absurdly long is refused before cJSON builds a
+     * tree for it: 3M elements (the cap is 2M). */
+    {
+        size_t n = 3u << 20, len = 0;
+        char *big = malloc(2 * n + 256);
+        len += (size_t)sprintf(big, "{" BYTELEVEL "\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": [0");
+        for (size_t i = 1; i < n; i++) big[len++] = ',', big[len++] = '0';
+        len += (size_t)sprintf(big + len, "]}}");
+        bad_file("3M merges", big, len, MMM_ERR_FORMAT, "2097152");
+        free(big);
+    }
 
     uint8_t *model = NULL;
     FILE *f = fopen(DIR "sp_bpe.model", "rb");

@@ -3,10 +3,33 @@
 libraries: Hugging Face `tokenizers` (byte-level BPE tokenizer.json) and `sentencepiece`
 (tokenizer.model). mmm's tests compare its own encoder and decoder against these files.
 
-    python3 tools/reference/make_tokenizer_goldens.py [--only hf|sp|nfc] [--check-sp] [--dir tests/data/tokenizers]
+    python3 tools/reference/make_tokenizer_goldens.py [--only hf|sp|nfc|dirs] [--check-sp] [--dir tests/data/tokenizers]
 
 hf needs `tokenizers` (made on the GPU device machine: tokenizers 0.23.2), sp needs `sentencepiece`
-(Debian's python3-sentencepiece 0.1.97, run with /usr/bin/python3), nfc only the standard library.
+(Debian's python3-sentencepiece 0.1.97, run with /usr/bin/python3), nfc only the standard library,
+dirs all three and `transformers` (made on the GPU device machine: transformers 5.17.0,
+tokenizers 0.23.2, sentencepiece 0.2.2).
+
+dirs writes Hugging Face model DIRECTORIES (tokenizer files + tokenizer_config.json,
+special_tokens_map.json, added_tokens.json, generation_config.json) shaped like InternLM2's /
+InternVL's, each with a golden.json:
+  internlm2_sp/     tokenizer.model only (the slow, sentencepiece-based tokenizer InternVL loads
+                    with use_fast=False): its vocabulary ends in [UNUSED_TOKEN_141..146] which
+                    tokenizer_config.json renames (145 = <|im_end|>, 146 = <|im_start|>), and
+                    <img>, </img>, <IMG_CONTEXT>, ... are added past the vocabulary.
+                    Reference: transformers' SentencePieceBackend (legacy=True, the slow
+                    tokenizer InternLM2Tokenizer is a copy of), checked against a direct
+                    emulation (split at the added tokens, sentencepiece on each stretch).
+  internlm2_fast/   the same converted to tokenizer.json by transformers' LlamaConverter with
+                    legacy=True (normalizer Prepend+Replace, byte_fallback BPE, decoder
+                    Replace/ByteFallback/Fuse/Strip): reference `tokenizers`.
+  internlm2_meta/   the same with a Metaspace pre-tokenizer (prepend_scheme first, split) and a
+                    ByteFallback + Metaspace decoder.
+In both, model.vocab holds the renamed strings (<|im_start|> at [UNUSED_TOKEN_146]'s id): tokenizers
+does not read the ids written in added_tokens (a content outside model.vocab takes the next free
+id), so that is the only way a tokenizer.json can keep InternLM2's ids.
+plus byte-level tokenizer.json files with Split patterns other than GPT-2/Llama-3/Qwen2's
+(bpe_o200k, and one per Split behavior) with `tokenizers` goldens.
 
 Everything is deterministic: a rerun with the same library versions rewrites identical files.
 If tests/data/tokenizers/mmm_trained.json exists (written by `mmm tokenizer train` with the
@@ -105,9 +128,40 @@ RANDOM_POOL = ["a", "Z", "the", " the", "\u00e9", "\u00df", "\u017f", "'", "s", 
                "<think>", "<mask>", "<sep>", "na\u00efve", "nai\u0308ve", "zzz", "<", "|", "\x00"]
 
 
-def random_texts(n, seed=1234):
+def random_texts(n, seed=1234, pool=RANDOM_POOL):
     rng = random.Random(seed)
-    return ["".join(rng.choice(RANDOM_POOL) for _ in range(rng.randint(1, 14))) for _ in range(n)]
+    return ["".join(rng.choice(pool) for _ in range(rng.randint(1, 14))) for _ in range(n)]
+
+
+# Texts for the model directories: chat markers and image tokens next to text, repeated, inside
+# words, between spaces and newlines; the names the model's vocabulary stores them under;
+# multilingual text and whitespace runs.
+DIR_TEXTS = [
+    "<|im_start|>system\nYou are InternVL.<|im_end|>\n<|im_start|>user\n<img><IMG_CONTEXT><IMG_CONTEXT></img>\n"
+    "\u63cf\u8ff0\u8fd9\u5f20\u56fe\u7247\u3002<|im_end|>\n<|im_start|>assistant\n",
+    "<|im_start|><|im_start|><|im_end|><|im_end|>",
+    "a<|im_start|>b",
+    " <|im_start|> ",
+    "  <|im_end|>  \n",
+    "\n<|im_end|>\n",
+    "word<img>word</img>word",
+    "inside<IMG_CONTEXT>a<IMG_CONTEXT>word",
+    "<im_start|> <|im_start <|im_start| |im_start|>",
+    "[UNUSED_TOKEN_146]user\nhi[UNUSED_TOKEN_145]",
+    "<s>hello</s> <unk> x",
+    "x <mask> y  <mask>z\t<mask>",
+    "x<sep>  y <sep>\nz<sep>",
+    "<think> thinking </think><think>",
+    "\u0645\u0631\u062d\u0628\u0627 <|im_end|>\u0628\u0627\u0644\u0639\u0627\u0644\u0645",
+    "\u4f60\u597d<|im_end|>\u4e16\u754c <img>\u65e5\u672c\u8a9e</img>",
+    "\U0001f468\u200d\U0001f469\u200d\U0001f467<|im_start|>\U0001f44d\U0001f3fd",
+    "cafe\u0301 n\u0303 a\u030a<|im_end|>e\u0301",
+    "\n\n\n   \t  ",
+    "   leading and trailing   ",
+    "tab\there\r\nand\u3000ideographic\u00a0nbsp",
+]
+DIR_POOL = RANDOM_POOL + ["<|im_start|>", "<|im_end|>", "</img>", "[UNUSED_TOKEN_146]", "<s>", "</s>",
+                          "\u0645\u0631\u062d", "\u3002", "\u200d", " ", "\n\n"]
 
 
 def byte_chars():
@@ -408,6 +462,287 @@ def make_sp(d):
         print("wrote", name)
 
 
+# ---------------------------------------------------------------------------------------------
+# Model directories (InternLM2 / InternVL shaped) and byte-level Split patterns
+
+O200K_PATTERN = "|".join([
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""\p{N}{1,3}""", r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""", r"""\s*[\r\n]+""", r"""\s+(?!\S)""", r"""\s+"""])
+
+# Split pre-tokenizers with each behavior (before a ByteLevel without its own regex).
+SPLIT_VARIANTS = [
+    ("bpe_o200k.json", ("regex", O200K_PATTERN), "isolated", False),
+    ("bpe_merged_prev.json", ("regex", r"\s+"), "merged_with_previous", False),
+    ("bpe_merged_next.json", ("regex", r"\p{P}+|\d"), "merged_with_next", False),
+    ("bpe_removed_invert.json", ("regex", r"[\p{L}\p{N}]+"), "removed", True),
+    ("bpe_contiguous.json", ("string", "a"), "contiguous", False),
+]
+
+
+def split_variants(corpus):
+    from tokenizers import Regex, Tokenizer, pre_tokenizers
+    base = json.loads(dict(hf_variants(corpus))["bpe_gpt2.json"])
+    out = []
+    for name, (kind, pat), behavior, invert in SPLIT_VARIANTS:
+        tok = Tokenizer.from_str(json.dumps(base))
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(pat) if kind == "regex" else pat, behavior=behavior, invert=invert),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        out.append((name, tok.to_str(pretty=True)))
+    return out
+
+
+SP_DIR_VOCAB = 1000
+UNUSED = ["[UNUSED_TOKEN_%d]" % k for k in range(141, 147)]  # ids 1000..1005, as InternLM2 ends its vocabulary
+# id -> (content, special, lstrip, rstrip): InternLM2's renamings, InternVL's image tokens past the
+# vocabulary, and added tokens with the strip flags.
+DIR_ADDED = {
+    0: ("<unk>", True, False, False), 1: ("<s>", True, False, False), 2: ("</s>", True, False, False),
+    1004: ("<|im_end|>", True, False, False), 1005: ("<|im_start|>", True, False, False),
+    1006: ("<img>", True, False, False), 1007: ("</img>", True, False, False), 1008: ("<IMG_CONTEXT>", True, False, False),
+    1009: ("<think>", False, False, False), 1010: ("</think>", False, False, False),
+    1011: ("<mask>", True, True, False), 1012: ("<sep>", True, False, True),
+}
+ADDITIONAL = ["<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<mask>", "<sep>"]
+
+
+def added_entry(content, special, lstrip, rstrip):
+    return {"content": content, "lstrip": lstrip, "normalized": False, "rstrip": rstrip, "single_word": False,
+            "special": special}
+
+
+def internlm2_model(corpus, tmp):
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    blob = sp_train(corpus, os.path.join(tmp, "internlm2"), model_type="bpe", vocab_size=SP_DIR_VOCAB,
+                    byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
+                    split_digits=True)
+    m = pb.ModelProto()
+    m.ParseFromString(blob)
+    assert len(m.pieces) == SP_DIR_VOCAB, len(m.pieces)
+    for name in UNUSED:  # user-defined pieces at the end of the vocabulary
+        p = m.pieces.add()
+        p.piece, p.score, p.type = name, 0.0, pb.ModelProto.SentencePiece.USER_DEFINED
+    return m.SerializeToString()
+
+
+def write_config_files(d, add_bos=True):
+    cfg = {"add_bos_token": add_bos, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+           "unk_token": "<unk>", "pad_token": "</s>", "clean_up_tokenization_spaces": False, "legacy": True,
+           "model_max_length": 4096, "tokenizer_class": "LlamaTokenizer",
+           "added_tokens_decoder": {str(i): added_entry(*v) for i, v in sorted(DIR_ADDED.items())},
+           "additional_special_tokens": ADDITIONAL}
+    tok = lambda c: {"content": c, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
+    stm = {"bos_token": tok("<s>"), "eos_token": tok("</s>"), "unk_token": tok("<unk>"), "pad_token": tok("</s>"),
+           "additional_special_tokens": ADDITIONAL}
+    added = {v[0]: i for i, v in DIR_ADDED.items() if i >= SP_DIR_VOCAB + len(UNUSED)}
+    gen = {"bos_token_id": 1, "eos_token_id": [2, 1004], "pad_token_id": 2}
+    for name, obj in (("tokenizer_config.json", cfg), ("special_tokens_map.json", stm), ("added_tokens.json", added),
+                      ("generation_config.json", gen)):
+        with open(os.path.join(d, name), "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+
+
+def slow_reference(d):
+    """transformers' slow sentencepiece tokenizer (legacy=True) over the directory."""
+    from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+
+    class SlowSentencePiece(SentencePieceBackend):
+        vocab_files_names = {"vocab_file": "tokenizer.model"}
+        model_input_names = ["input_ids", "attention_mask"]
+
+    return SlowSentencePiece.from_pretrained(d, legacy=True)
+
+
+def emulate_slow(sp, text):
+    """What transformers' slow tokenizers do, written out: the added tokens (leftmost, longest
+    first) split out of the raw text, lstrip/rstrip taking the whitespace beside them, each
+    stretch between them encoded by sentencepiece on its own."""
+    by_len = sorted(((v[0], i, v[2], v[3]) for i, v in DIR_ADDED.items()), key=lambda x: -len(x[0]))
+    parts, i, start = [], 0, 0
+    while i < len(text):
+        hit = next((a for a in by_len if text.startswith(a[0], i)), None)
+        if hit is None:
+            i += 1
+            continue
+        parts += [text[start:i], hit]
+        i = start = i + len(hit[0])
+    parts.append(text[start:])
+    for k, p in enumerate(parts):
+        if isinstance(p, tuple):
+            if p[2] and k > 0: parts[k - 1] = parts[k - 1].rstrip()
+            if p[3] and k + 1 < len(parts): parts[k + 1] = parts[k + 1].lstrip()
+    ids = []
+    for p in parts:
+        ids += [p[1]] if isinstance(p, tuple) else (sp.encode(p) if p else [])
+    return ids
+
+
+def slow_decode(sp, ids, skip):
+    """Runs of model ids decoded by sentencepiece, each added token its content (special ones
+    left out with skip): the rule mmm implements for a tokenizer.model directory."""
+    out, run = "", []
+    for i in ids + [None]:
+        if i is not None and i not in DIR_ADDED:
+            run.append(i)
+            continue
+        out += sp.decode(run) if run else ""
+        run = []
+        if i is not None and not (skip and DIR_ADDED[i][1]):
+            out += DIR_ADDED[i][0]
+    return out
+
+
+def dir_texts():
+    return TEXTS + DIR_TEXTS + random_texts(60, seed=77, pool=DIR_POOL)
+
+
+def make_sp_dir(d, corpus, tmp):
+    import sentencepiece as spm
+    os.makedirs(d, exist_ok=True)
+    blob = internlm2_model(corpus, tmp)
+    with open(os.path.join(d, "tokenizer.model"), "wb") as f:
+        f.write(blob)
+    write_config_files(d)
+    sp = spm.SentencePieceProcessor(model_proto=blob)
+    ref, agree_emul, agree_bos = None, 0, 0
+    try:
+        ref = slow_reference(d)
+    except Exception:
+        traceback.print_exc()
+    cases = []
+    texts = dir_texts()
+    for t in texts:
+        emul = emulate_slow(sp, t)
+        ids = ref.encode(t, add_special_tokens=False) if ref else emul
+        agree_emul += ids == emul
+        bos = [1] + ids
+        if ref:
+            agree_bos += ref.encode(t, add_special_tokens=True) == bos
+        cases.append({"text": t, "ids": ids, "ids_bos": bos, "decoded": slow_decode(sp, ids, False),
+                      "decoded_skip": slow_decode(sp, ids, True)})
+    print(f"internlm2_sp: transformers slow vs emulation agree on {agree_emul}/{len(texts)}, "
+          f"add_special_tokens=True gives [<s>] + ids on {agree_bos}/{len(texts)}")
+    hello = sp.encode("Hello")
+    seqs = [[1005] + hello + [1004, 13], [1006, 1008, 1008, 1007] + hello, hello + [1009] + hello + [1012, 1011],
+            [1, 2, 0] + hello, list(range(990, 1013)), [sp.piece_to_id("<0xE4>"), sp.piece_to_id("<0xB8>")] + [1004]]
+    golden = {"tokenizer": "internlm2_sp", "reference": (
+                  "transformers %s SentencePieceBackend(legacy=True), sentencepiece %s" % (transformers_version(), spm.__version__)
+                  if ref else "emulation over sentencepiece %s" % spm.__version__),
+              "vocab_size": SP_DIR_VOCAB + len(UNUSED) + 7, "stop_ids": [2, 1004],
+              "token_ids": {"<|im_start|>": 1005, "<|im_end|>": 1004, "[UNUSED_TOKEN_146]": 1005, "<img>": 1006,
+                            "<IMG_CONTEXT>": 1008, "<s>": 1, "<think>": 1009, "<0x0A>": sp.piece_to_id("<0x0A>")},
+              "cases": cases,
+              "decode_cases": [{"ids": q, "text": slow_decode(sp, q, False), "text_skip": slow_decode(sp, q, True)}
+                               for q in seqs]}
+    write_json(os.path.join(d, "golden.json"), golden)
+    return blob
+
+
+def transformers_version():
+    import transformers
+    return transformers.__version__
+
+
+def convert_dir(sp_dir, d, legacy):
+    """The HF-converted tokenizer.json of the sentencepiece directory: transformers' LlamaTokenizer
+    converts tokenizer.model (vocab and merges; Metaspace with prepend_scheme "first", the
+    Replace/ByteFallback/Fuse/Strip decoder); legacy swaps in what LlamaConverter writes for
+    legacy=True, the normalizer Prepend("▁") + Replace(" ", "▁") and no pre-tokenizer. Then the
+    renamed and added tokens with their ids, and the BOS post-processor of add_bos_token."""
+    from tokenizers import Tokenizer, processors
+    from transformers import LlamaTokenizer
+    os.makedirs(d, exist_ok=True)
+    tok = Tokenizer.from_str(LlamaTokenizer.from_pretrained(sp_dir).backend_tokenizer.to_str())
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+    j = json.loads(tok.to_str())
+    if legacy:
+        j["normalizer"] = {"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "\u2581"}, {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]}
+        j["pre_tokenizer"] = None
+    else:  # Metaspace both ways, prepend_scheme "first", split into words
+        j["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True}
+        j["decoder"] = {"type": "Sequence", "decoders": [
+            {"type": "ByteFallback"}, {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True}]}
+    # tokenizers gives an added token the model's id when model.vocab has its content, else the
+    # next free id (the ids written in added_tokens are not read): the renamed pieces are renamed
+    # in model.vocab itself, so that <|im_start|> keeps [UNUSED_TOKEN_146]'s id.
+    vocab = j["model"]["vocab"]
+    for i, (content, *_) in DIR_ADDED.items():
+        old = next((k for k, v in vocab.items() if v == i), None)
+        if old is not None and old != content:
+            vocab[content] = vocab.pop(old)
+            j["model"]["merges"] = [m for m in j["model"]["merges"] if "".join(m) != old]
+    j["added_tokens"] = [dict(added_entry(*v), id=i) for i, v in sorted(DIR_ADDED.items())]
+    text = json.dumps(j, ensure_ascii=False, indent=1)
+    loaded = Tokenizer.from_str(text)  # tokenizers must load it, with the ids written
+    assert all(loaded.token_to_id(v[0]) == i for i, v in DIR_ADDED.items()), "added token ids moved"
+    with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    write_config_files(d)
+    return text
+
+
+def fast_dir_golden(name, d, text):
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_str(text)
+    cases = []
+    for t in dir_texts():
+        ids = tok.encode(t, add_special_tokens=False).ids
+        cases.append({"text": t, "ids": ids, "ids_plain": encode_plain(tok, t),
+                      "ids_bos": tok.encode(t, add_special_tokens=True).ids,
+                      "decoded": tok.decode(ids, skip_special_tokens=False),
+                      "decoded_skip": tok.decode(ids, skip_special_tokens=True)})
+    agree = 0
+    try:
+        from transformers import AutoTokenizer
+        at = AutoTokenizer.from_pretrained(d)
+        agree = sum(at.encode(c["text"]) == c["ids_bos"] for c in cases)
+    except Exception:
+        traceback.print_exc()
+    print(f"{name}: transformers AutoTokenizer(...).encode(text) equals tokenizers' ids with BOS on {agree}/{len(cases)}")
+    hello = tok.encode("Hello", add_special_tokens=False).ids
+    byte = lambda b: tok.token_to_id("<0x%02X>" % b)
+    seqs = [[1005] + hello + [1004], [1006, 1008, 1007] + hello, [1, 2, 0] + hello, hello + [1009, 1011] + hello,
+            [byte(0xE4), byte(0xB8)], [byte(0xE4), byte(0xB8), byte(0xAD)] + hello + [byte(0x80)], list(range(990, 1013)),
+            [tok.token_to_id("\u2581")] * 3 + hello]
+    golden = {"tokenizer": name, "reference": "tokenizers " + tokenizers_version(),
+              "vocab_size": tok.get_vocab_size(with_added_tokens=True), "stop_ids": [2, 1004],
+              "token_ids": {"<|im_start|>": 1005, "<|im_end|>": 1004, "[UNUSED_TOKEN_146]": 1005, "<img>": 1006,
+                            "<IMG_CONTEXT>": 1008, "<s>": 1, "<think>": 1009},
+              "cases": cases,
+              "decode_cases": [{"ids": q, "text": tok.decode(q, skip_special_tokens=False),
+                                "text_skip": tok.decode(q, skip_special_tokens=True)} for q in seqs if None not in q]}
+    write_json(os.path.join(d, "golden.json"), golden)
+
+
+def make_dirs(d):
+    import tempfile
+    print("tokenizers", tokenizers_version(), "transformers", transformers_version())
+    corpus = os.path.join(d, "corpus.txt")
+    tmp = tempfile.mkdtemp()
+    sp_dir = os.path.join(d, "internlm2_sp")
+    make_sp_dir(sp_dir, corpus, tmp)
+    print("wrote internlm2_sp")
+    for name, legacy in (("internlm2_fast", True), ("internlm2_meta", False)):
+        try:
+            text = convert_dir(sp_dir, os.path.join(d, name), legacy)
+            fast_dir_golden(name, os.path.join(d, name), text)
+            print("wrote", name)
+        except Exception:
+            traceback.print_exc()
+    for name, text in split_variants(corpus):
+        with open(os.path.join(d, name), "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        try:
+            write_json(os.path.join(d, name.replace(".json", ".golden.json")), hf_goldens(name, text))
+            print("wrote", name)
+        except Exception:
+            traceback.print_exc()
+
+
+
 def make_nfc(d):
     """NFC of random strings rich in what composition has to get right (Python's unicodedata, the
     Unicode version src/text/unicode_tables.c is generated from): combining marks in and out of
@@ -444,11 +779,12 @@ def check_sp(d):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default="tests/data/tokenizers")
-    ap.add_argument("--only", choices=["hf", "sp", "nfc"])
+    ap.add_argument("--only", choices=["hf", "sp", "nfc", "dirs"])
     ap.add_argument("--check-sp", action="store_true", help="compare this sentencepiece with the SP goldens")
     a = ap.parse_args()
     failed = 0
-    steps = [step for name, step in (("hf", make_hf), ("sp", make_sp), ("nfc", make_nfc)) if a.only in (None, name)]
+    steps = [step for name, step in (("hf", make_hf), ("sp", make_sp), ("nfc", make_nfc), ("dirs", make_dirs))
+             if a.only in (None, name)]
     steps += [check_sp] if a.check_sp else []
     for step in steps:  # one failing step must not cost the others' files
         try:
