@@ -68,6 +68,11 @@ int cli_parse_ids(const char *text, int32_t **ids, int *n);
 int cli_expand_image_markers(const mmm_model *m, const int32_t *ids, int n,
                              const int *tiles_per_image, int n_images, int32_t **out, int *n_out);
 
+/* mmm_dataset_load with a progress line on stderr while a large dataset loads, and a line
+ * there saying how many records were skipped and why. */
+int cli_load_dataset(const char *cmd, mmm_dataset *d, const char *path, const mmm_tokenizer *tok,
+                     const mmm_config *cfg, const mmm_data_options *opt);
+
 /* The tokenizer and the model agree on vocabulary size and special-token ids. */
 int cli_check_tokenizer(const mmm_config *c, const mmm_tokenizer *tok, const char *tok_path);
 /* Prints an evaluation line (label, accuracy, per task) and fills its JSON. */

@@ -141,6 +141,8 @@ int rec_next(rec_reader *r, char **text, size_t *len, long *line) {
         total++;
     }
     if (c == EOF && ferror(r->f)) return mmm_fail(MMM_ERR_IO, "%s: read error", r->path);
+    int cut = r->array && !ended; /* the file ends inside the record: nothing follows it */
+    if (cut) r->array_done = 1;
     if (r->array_done) {
         int rc = after_array(r);
         if (rc) return rc;
@@ -152,7 +154,7 @@ int rec_next(rec_reader *r, char **text, size_t *len, long *line) {
         limit_text(lim, sizeof lim, r->limit);
         return mmm_fail(MMM_ERR_FORMAT, "record of %zu bytes is more than the %s limit", total, lim), REC_BAD;
     }
-    if (r->array && !ended) return mmm_fail(MMM_ERR_FORMAT, "the file ends inside this record, before the JSON array's closing ]"), REC_BAD;
+    if (cut) return mmm_fail(MMM_ERR_FORMAT, "the file ends inside this record, before the JSON array's closing ]"), REC_BAD;
     if (n == 0) return mmm_fail(MMM_ERR_FORMAT, "empty array element"), REC_BAD;
     if (nul) return mmm_fail(MMM_ERR_FORMAT, "NUL byte inside the record"), REC_BAD;
     if (max_depth > MAX_DEPTH) return mmm_fail(MMM_ERR_FORMAT, "JSON nested %d deep, more than %d", max_depth, MAX_DEPTH), REC_BAD;

@@ -4,16 +4,24 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
 #include "mmm/error.h"
+#include "mmm/fileio.h"
 #include "mmm/path.h"
 
 #define IDX_IMAGES_MAGIC 2051
 #define IDX_LABELS_MAGIC 2049
 #define MAX_IMAGES 10000000 /* refuses absurd headers before allocating */
+/* A header's count is also checked against the file's size before anything is allocated: an
+ * uncompressed body is exactly what the header announces; a gzip'd one may hold up to 1032
+ * times its size (deflate's limit), but real IDX images compress 2-5 times (Fashion-MNIST:
+ * 1.8), so a body over MAX_RATIO times the file plus a megabyte is refused as a decompression
+ * bomb: a 1.5 MB file announcing 2M images would otherwise take 1.5 GB. */
+#define MAX_RATIO 64
 
 static const char *const class_names[MMM_FMNIST_CLASSES] = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -89,15 +97,34 @@ static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static gzFile open_gz(const char *path, int *rc) {
-    errno = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f && errno == ENOENT)
+/* Opens a regular file only (a FIFO is refused, not waited on) and reads it through zlib;
+ * *size: the file's size. */
+static gzFile open_gz(const char *path, long long *size, int *rc) {
+    int fd = -1;
+    *rc = mmm_open_regular_fd(path, &fd, size);
+    if (*rc == MMM_ERR_NOT_FOUND)
         *rc = mmm_fail(MMM_ERR_NOT_FOUND, "%s: cannot open: %s (install it with: make deps, or apt-get install "
-                       "dataset-fashion-mnist; or pass --source DIR)", path, strerror(errno));
-    else if (!f)
-        *rc = mmm_fail(errno ? MMM_ERR_IO : MMM_ERR_NOMEM, "%s: cannot open: %s", path, errno ? strerror(errno) : "out of memory");
+                       "dataset-fashion-mnist; or pass --source DIR)", path, strerror(ENOENT));
+    if (*rc) return NULL;
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        *rc = mmm_fail(MMM_ERR_NOMEM, "%s: cannot open: out of memory", path);
+    }
     return f;
+}
+
+/* The n body bytes a header announces must fit what a file of `size` bytes can hold. */
+static int check_body(gzFile f, const char *path, long long size, size_t header, size_t n, const char *what) {
+    if (gzdirect(f)) {
+        if ((long long)(n + header) != size)
+            return mmm_fail(MMM_ERR_FORMAT, "%s: the header announces %zu bytes of %s, but the file has %lld after it",
+                            path, n, what, size - (long long)header);
+    } else if ((double)n > (double)MAX_RATIO * (double)size + (1 << 20)) {
+        return mmm_fail(MMM_ERR_FORMAT, "%s: the header announces %zu bytes of %s, more than %d times the %lld bytes "
+                        "of the gzip file (a decompression bomb, or a damaged header)", path, n, what, MAX_RATIO, size);
+    }
+    return MMM_OK;
 }
 
 static int close_gz(gzFile f, const char *path, int rc) {
@@ -105,49 +132,43 @@ static int close_gz(gzFile f, const char *path, int rc) {
     return rc;
 }
 
-static int load_images(mmm_fmnist_split *s, const char *path) {
-    int rc = MMM_OK;
-    gzFile f = open_gz(path, &rc);
-    if (!f) return rc;
-    uint8_t h[16];
-    rc = read_exact(f, path, h, sizeof h, "the IDX image header");
-    if (!rc && be32(h) != IDX_IMAGES_MAGIC)
-        rc = mmm_fail(MMM_ERR_FORMAT, "%s: not an IDX image file (magic %u, expected %d)", path, be32(h), IDX_IMAGES_MAGIC);
-    if (!rc && (be32(h + 8) != MMM_FMNIST_SIDE || be32(h + 12) != MMM_FMNIST_SIDE))
-        rc = mmm_fail(MMM_ERR_FORMAT, "%s: images are %u×%u, expected %d×%d", path, be32(h + 8), be32(h + 12),
-                      MMM_FMNIST_SIDE, MMM_FMNIST_SIDE);
-    if (!rc && (be32(h + 4) == 0 || be32(h + 4) > MAX_IMAGES))
-        rc = mmm_fail(MMM_ERR_FORMAT, "%s: the header announces %u images (1 to %d expected)", path, be32(h + 4), MAX_IMAGES);
-    size_t bytes = rc ? 0 : (size_t)be32(h + 4) * MMM_FMNIST_SIDE * MMM_FMNIST_SIDE;
-    if (!rc) rc = read_rest(f, path, &s->pixels, bytes, "the pixels");
-    if (!rc) s->n = (int)be32(h + 4);
-    return close_gz(f, path, rc);
-}
-
-static int load_labels(mmm_fmnist_split *s, const char *path, const char *images_path) {
-    int rc = MMM_OK;
-    gzFile f = open_gz(path, &rc);
-    if (!f) return rc;
-    uint8_t h[8];
-    rc = read_exact(f, path, h, sizeof h, "the IDX label header");
-    if (!rc && be32(h) != IDX_LABELS_MAGIC)
-        rc = mmm_fail(MMM_ERR_FORMAT, "%s: not an IDX label file (magic %u, expected %d)", path, be32(h), IDX_LABELS_MAGIC);
-    if (!rc && be32(h + 4) != (uint32_t)s->n)
-        rc = mmm_fail(MMM_ERR_FORMAT, "%s: %u labels, but %s has %d images", path, be32(h + 4), images_path, s->n);
-    if (!rc) rc = read_rest(f, path, &s->labels, (size_t)s->n, "the labels");
-    for (int i = 0; !rc && i < s->n; i++)
-        if (s->labels[i] >= MMM_FMNIST_CLASSES)
-            rc = mmm_fail(MMM_ERR_FORMAT, "%s: label %d of image %d is not a class (0 to %d)", path, s->labels[i], i,
-                          MMM_FMNIST_CLASSES - 1);
-    return close_gz(f, path, rc);
-}
-
+/* Each header is checked against its file's size before its body is read, so a lying header
+ * costs nothing. */
 int mmm_fmnist_load_idx(mmm_fmnist_split *s, const char *images_path, const char *labels_path) {
     memset(s, 0, sizeof *s);
-    int rc = load_images(s, images_path);
-    if (!rc) rc = load_labels(s, labels_path, images_path);
-    if (rc) mmm_fmnist_free(s);
-    return rc;
+    long long im_size = 0, lb_size = 0;
+    int rc = MMM_OK, rc2;
+    gzFile im = open_gz(images_path, &im_size, &rc), lb = NULL;
+    uint8_t h[16], hl[8];
+    if (!rc) rc = read_exact(im, images_path, h, sizeof h, "the IDX image header");
+    if (!rc && be32(h) != IDX_IMAGES_MAGIC)
+        rc = mmm_fail(MMM_ERR_FORMAT, "%s: not an IDX image file (magic %u, expected %d)", images_path, be32(h), IDX_IMAGES_MAGIC);
+    if (!rc && (be32(h + 8) != MMM_FMNIST_SIDE || be32(h + 12) != MMM_FMNIST_SIDE))
+        rc = mmm_fail(MMM_ERR_FORMAT, "%s: images are %u×%u, expected %d×%d", images_path, be32(h + 8), be32(h + 12),
+                      MMM_FMNIST_SIDE, MMM_FMNIST_SIDE);
+    if (!rc && (be32(h + 4) == 0 || be32(h + 4) > MAX_IMAGES))
+        rc = mmm_fail(MMM_ERR_FORMAT, "%s: the header announces %u images (1 to %d expected)", images_path, be32(h + 4), MAX_IMAGES);
+    size_t n = rc ? 0 : be32(h + 4), bytes = n * MMM_FMNIST_SIDE * MMM_FMNIST_SIDE;
+    if (!rc) rc = check_body(im, images_path, im_size, sizeof h, bytes, "pixels");
+    if (!rc) rc = read_rest(im, images_path, &s->pixels, bytes, "the pixels");
+    if (!rc) lb = open_gz(labels_path, &lb_size, &rc);
+    if (!rc) rc = read_exact(lb, labels_path, hl, sizeof hl, "the IDX label header");
+    if (!rc && be32(hl) != IDX_LABELS_MAGIC)
+        rc = mmm_fail(MMM_ERR_FORMAT, "%s: not an IDX label file (magic %u, expected %d)", labels_path, be32(hl), IDX_LABELS_MAGIC);
+    if (!rc && be32(hl + 4) != n)
+        rc = mmm_fail(MMM_ERR_FORMAT, "%s: %u labels, but %s has %zu images", labels_path, be32(hl + 4), images_path, n);
+    if (!rc) rc = check_body(lb, labels_path, lb_size, sizeof hl, n, "labels");
+    if (!rc) rc = read_rest(lb, labels_path, &s->labels, n, "the labels");
+    for (size_t i = 0; !rc && i < n; i++)
+        if (s->labels[i] >= MMM_FMNIST_CLASSES)
+            rc = mmm_fail(MMM_ERR_FORMAT, "%s: label %d of image %zu is not a class (0 to %d)", labels_path, s->labels[i], i,
+                          MMM_FMNIST_CLASSES - 1);
+    rc2 = rc;
+    if (im) rc2 = close_gz(im, images_path, rc2);
+    if (lb) rc2 = close_gz(lb, labels_path, rc2);
+    if (!rc2) s->n = (int)n;
+    else mmm_fmnist_free(s);
+    return rc2;
 }
 
 int mmm_fmnist_load(mmm_fmnist_split *s, const char *dir, mmm_fmnist_split_id split) {

@@ -640,7 +640,7 @@ static int train_run(const mmm_config *cfg, const mmm_dataset *d, const char *di
 static int load_data(fixture *f, const mmm_config *cfg, mmm_dataset *d) {
     char path[128];
     snprintf(path, sizeof path, "%s/train.jsonl", f->dir);
-    mmm_data_options opt = {NULL, 4096, 0, 0};
+    mmm_data_options opt = {.max_tokens = 4096};
     return mmm_dataset_load(d, path, f->tok, cfg, &opt);
 }
 

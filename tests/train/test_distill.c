@@ -26,7 +26,7 @@ static distill_fixture *get_distill(void) {
     if (!f) return NULL;
     char path[128];
     snprintf(path, sizeof path, "%s/train.jsonl", f->dir);
-    mmm_data_options opt = {NULL, 4096, 0, 0};
+    mmm_data_options opt = {.max_tokens = 4096};
     if (mmm_dataset_load(&d.data, path, f->tok, &f->cfg, &opt) || mmm_model_create(&d.teacher, &f->cfg)) return NULL;
     mmm_model_init_random(d.teacher, 17, 0.1f);
     d.ok = 1;
