@@ -33,7 +33,8 @@ static void usage(FILE *f) {
           "  --tokenizer PATH   for --text (default: the model directory's)\n"
           "  --image FILE       an image (PNG/JPEG/WebP/BMP/PPM/GIF); repeat for several, in order\n"
           CLI_IMAGE_LIMIT_HELP
-          "  --dump OUT         write 'logits' (T, V) as F32 safetensors, plus 'input_ids'\n"
+          "  --dump OUT         write 'logits' (T, V) as F32 safetensors, plus 'input_ids' and, with\n"
+          "                     images, the tiles as the model saw them, 'pixel_values' (N, 3, S, S)\n"
           "  --hidden           with --dump, also 'hidden_states' (E+L, T, C) (every layer's\n"
           "                     output), 'input_embeds', 'encoder_output', 'image_embeds'\n"
           "  --top K            how many next-token candidates to print (default 5)\n"
@@ -82,13 +83,17 @@ static void outputs_free(outputs *o) {
     else free(o->hidden);
 }
 
-static int dump(const char *path, const mmm_model *m, const outputs *o, const int32_t *ids, int T, int hidden) {
+static int dump(const char *path, const mmm_model *m, const outputs *o, const int32_t *ids, int T, int hidden,
+                const float *pixels, int n_tiles) {
     const mmm_config *c = &m->cfg;
     int C = c->hidden, L = mmm_config_n_layers(c);
     mmm_st_writer *w = NULL;
     int rc = mmm_st_writer_new(&w);
     if (!rc) rc = mmm_st_writer_add(w, "logits", MMM_DTYPE_F32, 2, (int64_t[]){T, c->vocab}, o->logits);
     if (!rc) rc = mmm_st_writer_add(w, "input_ids", MMM_DTYPE_I32, 1, (int64_t[]){T}, ids);
+    if (!rc && n_tiles) /* so that another implementation can be fed the same tiles */
+        rc = mmm_st_writer_add(w, "pixel_values", MMM_DTYPE_F32, 4,
+                               (int64_t[]){n_tiles, c->channels, c->tile_size, c->tile_size}, pixels);
     if (!rc && hidden) {
         if (L) rc = mmm_st_writer_add(w, "hidden_states", MMM_DTYPE_F32, 3, (int64_t[]){L, T, C}, o->hidden);
         if (!rc) rc = mmm_st_writer_add(w, "input_embeds", MMM_DTYPE_F32, 2, (int64_t[]){T, C}, o->embeds);
@@ -212,7 +217,7 @@ int cmd_forward(int argc, char **argv) {
         rc = cuda ? mmm_gpu_forward(m, &in, &gacts) : mmm_forward(m, &in, &acts);
     }
     if (!rc) rc = cuda ? gpu_outputs(&out, m, gacts, T, hidden && dump_path) : cpu_outputs(&out, m, acts, T, hidden && dump_path);
-    if (!rc && dump_path) rc = dump(dump_path, m, &out, ids, T, hidden);
+    if (!rc && dump_path) rc = dump(dump_path, m, &out, ids, T, hidden, pixels, n_tiles);
     if (!rc) {
         printf("%s: %d tokens (%d image tiles), %d layers (%d mamba2), vocab %d\n", model_dir, T, n_tiles,
                mmm_config_n_layers(&m->cfg), mmm_config_n_mamba_layers(&m->cfg), m->cfg.vocab);

@@ -220,6 +220,26 @@ TEST(export_cli_seed_save_dtype) {
     snprintf(cmd, sizeof cmd, "forward --model /tmp/mmm_export_s3 --ids 53,7,8");
     rc = run_mmm(cmd, out, sizeof out);
     check(rc == 0 && strstr(out, "(4 mamba2)"), "export cli: mmm forward runs on the F16 student");
+    /* the dump carries the tiles the model saw, so that another implementation gets the same input */
+    rc = run_mmm("forward --model /tmp/mmm_export_s2 --ids 53,7,-1,8 --image tests/data/images/fmnist_28.png "
+                 "--dump /tmp/mmm_export_dump.safetensors --top 0", out, sizeof out);
+    mmm_st_file *f = NULL;
+    const mmm_st_tensor *px = NULL, *ids = NULL;
+    if (rc == 0 && mmm_st_open(&f, "/tmp/mmm_export_dump.safetensors") == MMM_OK) {
+        px = mmm_st_find(f, "pixel_values");
+        ids = mmm_st_find(f, "input_ids");
+    }
+    check(px && ids && px->dtype == MMM_DTYPE_F32 && px->ndim == 4 && px->shape[0] == 5 && px->shape[1] == 3 &&
+          px->shape[2] == 8 && px->shape[3] == 8 && ids->shape[0] == 3 + 2 + 5 * 4,
+          "export cli: forward --dump writes the image's 5 tiles as pixel_values (5, 3, 8, 8)");
+    mmm_st_close(f);
+    f = NULL;
+    rc = run_mmm("forward --model /tmp/mmm_export_s2 --ids 53,7,8 --dump /tmp/mmm_export_dump.safetensors --top 0",
+                 out, sizeof out);
+    check(rc == 0 && mmm_st_open(&f, "/tmp/mmm_export_dump.safetensors") == MMM_OK && !mmm_st_find(f, "pixel_values"),
+          "export cli: a text-only dump has no pixel_values");
+    mmm_st_close(f);
+    remove("/tmp/mmm_export_dump.safetensors");
     rc = run_mmm("seed --teacher " TEACHER " --out /tmp/mmm_export_x --save-dtype f64", out, sizeof out);
     check(rc == 2 && strstr(out, "mmm seed: --save-dtype must be f32, bf16 or f16, not 'f64'"),
           "export cli: an unknown --save-dtype is a usage error");
