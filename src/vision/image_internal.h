@@ -15,11 +15,12 @@
 typedef struct {
     int w, h;
     int cost;
+    size_t file_size; /* set by the caller: the header may be read from the first bytes only */
 } mmm_image_header;
 
-/* Each reads the header of an encoded file of `size` bytes (messages name `name`) and checks
- * what it can without decoding: dimensions, and for uncompressed formats that the pixel data the
- * header promises is in the file. The decoders are called only once the header has passed the
+/* Each reads the header from the first `size` bytes of an encoded file of hd->file_size bytes
+ * (messages name `name`) and checks what it can without decoding: dimensions, and for
+ * uncompressed formats that the pixel data the header promises is in the file. The decoders are called only once the header has passed the
  * pixel budget; they fill img->w, img->h and img->rgb. */
 int mmm_jpeg_header(mmm_image_header *hd, const uint8_t *data, size_t size, const char *name);
 int mmm_jpeg_decode(mmm_image *img, const uint8_t *data, size_t size, const char *name);

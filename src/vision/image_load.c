@@ -4,6 +4,7 @@
 #include "image_internal.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,18 +46,20 @@ static void pick(const uint8_t *d, size_t size, header_fn *header, decode_fn *de
     }
 }
 
-/* Reads and checks the header: the dimensions are positive, within MMM_IMAGE_MAX_SIDE per side
- * and within `limit` pixels (16-bit images counting twice). */
+/* Reads and checks the header from the file's first `size` bytes (of file_size): the dimensions
+ * are positive, within MMM_IMAGE_MAX_SIDE per side and within `limit` pixels (16-bit images
+ * counting twice). */
 static int checked_header(mmm_image_header *hd, decode_fn *decode, const uint8_t *d, size_t size,
-                          const char *name, long long limit) {
+                          size_t file_size, const char *name, long long limit) {
     memset(hd, 0, sizeof *hd);
     header_fn header;
     pick(d, size, &header, decode);
-    if (size == 0) return mmm_fail(MMM_ERR_FORMAT, "%s: empty file, not an image", name);
-    if (size > INT_MAX) /* stb_image takes an int size */
+    if (file_size == 0) return mmm_fail(MMM_ERR_FORMAT, "%s: empty file, not an image", name);
+    if (file_size > INT_MAX) /* stb_image takes an int size */
         return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %zu bytes is too large an image file", name,
-                        size);
+                        file_size);
     hd->cost = 1;
+    hd->file_size = file_size;
     int rc = header(hd, d, size, name);
     if (rc) return rc;
     if (hd->w <= 0 || hd->h <= 0)
@@ -76,7 +79,7 @@ int mmm_image_decode(mmm_image *img, const void *data, size_t size, const char *
     memset(img, 0, sizeof *img);
     mmm_image_header hd;
     decode_fn decode;
-    int rc = checked_header(&hd, &decode, data, size, name, limit);
+    int rc = checked_header(&hd, &decode, data, size, size, name, limit);
     if (!rc) rc = decode(img, data, size, name);
     if (!rc && (img->w != hd.w || img->h != hd.h)) /* a decoder must honour what was checked */
         rc = mmm_fail(MMM_ERR_FORMAT, "%s: decoded %d×%d pixels where the header says %d×%d",
@@ -89,12 +92,14 @@ int mmm_image_from_memory(mmm_image *img, const void *data, size_t size, const c
     return mmm_image_decode(img, data, size, name, max_pixels);
 }
 
-/* The whole file, through mmm_open_regular (a FIFO or device is refused, not waited on). */
-static int read_file(const char *path, uint8_t **buf, size_t *size) {
+/* The file's first min(max, its size) bytes into *buf (*size of them) and its size, through
+ * mmm_open_regular (a FIFO or device is refused, not waited on). */
+static int read_file(const char *path, size_t max, uint8_t **buf, size_t *size,
+                     size_t *file_size) {
     FILE *f;
     long long n;
     *buf = NULL;
-    *size = 0;
+    *size = *file_size = 0;
     int rc = mmm_open_regular(path, &f, &n);
     if (rc) return rc;
     if (n > INT_MAX) {
@@ -102,19 +107,20 @@ static int read_file(const char *path, uint8_t **buf, size_t *size) {
         return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %lld bytes is too large an image file", path,
                         n);
     }
-    *size = (size_t)n;
-    *buf = malloc(*size ? *size : 1);
+    *file_size = (size_t)n;
+    size_t want = *file_size < max ? *file_size : max;
+    *buf = malloc(want ? want : 1);
     if (!*buf) {
         fclose(f);
-        return mmm_fail(MMM_ERR_NOMEM, "%s: cannot allocate %zu bytes to read it", path, *size);
+        return mmm_fail(MMM_ERR_NOMEM, "%s: cannot allocate %zu bytes to read it", path, want);
     }
-    size_t got = fread(*buf, 1, *size, f);
+    *size = fread(*buf, 1, want, f);
     int read_err = ferror(f);
     fclose(f);
-    if (got != *size) {
+    if (*size != want) {
         free(*buf);
         *buf = NULL;
-        return mmm_fail(MMM_ERR_IO, "%s: read %zu of %zu bytes%s", path, got, *size,
+        return mmm_fail(MMM_ERR_IO, "%s: read %zu of %zu bytes%s", path, *size, want,
                         read_err ? " (read error)" : "");
     }
     return MMM_OK;
@@ -123,8 +129,8 @@ static int read_file(const char *path, uint8_t **buf, size_t *size) {
 int mmm_image_load_limit(mmm_image *img, const char *path, long long limit) {
     memset(img, 0, sizeof *img);
     uint8_t *buf;
-    size_t size;
-    int rc = read_file(path, &buf, &size);
+    size_t size, file_size;
+    int rc = read_file(path, SIZE_MAX, &buf, &size, &file_size);
     if (!rc) rc = mmm_image_decode(img, buf, size, path, limit);
     free(buf);
     return rc;
@@ -134,14 +140,24 @@ int mmm_image_load(mmm_image *img, const char *path) {
     return mmm_image_load_limit(img, path, max_pixels);
 }
 
+/* Headers sit in a file's first bytes, but a JPEG's frame header comes after its APP segments
+ * (EXIF, ICC profiles), tens of KB in a photo: a header that cannot be read from this much is
+ * read again from the whole file. */
+#define INFO_PREFIX ((size_t)256 << 10)
+
 int mmm_image_info(const char *path, int *w, int *h) {
     *w = *h = 0;
     uint8_t *buf;
-    size_t size;
-    int rc = read_file(path, &buf, &size);
+    size_t size, file_size;
     mmm_image_header hd;
     decode_fn decode;
-    if (!rc) rc = checked_header(&hd, &decode, buf, size, path, max_pixels);
+    int rc = read_file(path, INFO_PREFIX, &buf, &size, &file_size);
+    if (!rc) rc = checked_header(&hd, &decode, buf, size, file_size, path, max_pixels);
+    if (rc && size < file_size) {
+        free(buf);
+        rc = read_file(path, SIZE_MAX, &buf, &size, &file_size);
+        if (!rc) rc = checked_header(&hd, &decode, buf, size, file_size, path, max_pixels);
+    }
     free(buf);
     if (rc) return rc;
     *w = hd.w;

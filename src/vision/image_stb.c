@@ -152,7 +152,8 @@ static int bmp_header(mmm_image_header *hd, const uint8_t *d, size_t size, const
     if (compression == 0 || compression == 3) { /* BI_RGB, BI_BITFIELDS */
         unsigned long long row = ((unsigned long long)w * bpp + 31) / 32 * 4;
         unsigned long long start = offset > 14 + hsz ? offset : 14 + hsz;
-        if (start + row * h > size) return truncated(name, "BMP", hd->w, hd->h, start + row * h, size);
+        if (start + row * h > hd->file_size)
+            return truncated(name, "BMP", hd->w, hd->h, start + row * h, hd->file_size);
     }
     return MMM_OK;
 }
@@ -174,7 +175,8 @@ static int pnm_number(const uint8_t *d, size_t size, size_t *at, unsigned long l
     return 1;
 }
 
-static int pnm_check_size(const uint8_t *d, size_t size, const char *name, int w, int h) {
+static int pnm_check_size(const uint8_t *d, size_t size, size_t file_size, const char *name,
+                          int w, int h) {
     size_t at = 2;
     unsigned long long pw, ph, maxval;
     if (!pnm_number(d, size, &at, &pw) || !pnm_number(d, size, &at, &ph) ||
@@ -182,7 +184,7 @@ static int pnm_check_size(const uint8_t *d, size_t size, const char *name, int w
         return MMM_OK; /* stb accepted it, so there is nothing to add */
     unsigned long long need = at + 1 + (unsigned long long)w * h * (d[1] == '6' ? 3 : 1) *
                                            (maxval > 255 ? 2 : 1);
-    return need > size ? truncated(name, "PNM", w, h, need, size) : MMM_OK;
+    return need > file_size ? truncated(name, "PNM", w, h, need, file_size) : MMM_OK;
 }
 
 int mmm_stb_header(mmm_image_header *hd, const uint8_t *d, size_t size, const char *name) {
@@ -206,7 +208,7 @@ int mmm_stb_header(mmm_image_header *hd, const uint8_t *d, size_t size, const ch
     if (d[0] == 'B' && d[1] == 'M') return bmp_header(hd, d, size, name);
     int sane = w > 0 && h > 0 && w <= MMM_IMAGE_MAX_SIDE && h <= MMM_IMAGE_MAX_SIDE;
     if (d[0] == 'P' && (d[1] == '5' || d[1] == '6') && sane)
-        return pnm_check_size(d, size, name, w, h);
+        return pnm_check_size(d, size, hd->file_size, name, w, h);
     return MMM_OK;
 }
 

@@ -161,6 +161,60 @@ TEST(test_image_pixel_limit) {
     free(png);
 }
 
+static const char *write_tmp(char *path, const uint8_t *data, size_t n) {
+    int fd = mkstemp(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (f) fwrite(data, 1, n, f), fclose(f);
+    return path;
+}
+
+/* mmm_image_info reads headers from a file's first 256 KB: a JPEG whose frame header comes after
+ * 300 KB of APP segments is read again whole, and a BMP's pixel rows are checked against the
+ * file's real size. */
+TEST(test_image_info_large_files) {
+    uint8_t *big = calloc(400 << 10, 1);
+    FILE *f = fopen("tests/data/images/photo_40x30.jpg", "rb");
+    size_t jn = f ? fread(big + 300 * 1024 + 2, 1, (100 << 10) - 2, f) : 0;
+    if (f) fclose(f);
+    /* SOI, then five 60 KB APP1 segments, then the photo after its own SOI */
+    big[0] = 0xFF, big[1] = 0xD8;
+    size_t at = 2;
+    for (int k = 0; k < 5; k++, at += 2 + 61440) {
+        big[at] = 0xFF, big[at + 1] = 0xE1, big[at + 2] = 61440 >> 8, big[at + 3] = 61440 & 255;
+        memset(big + at + 4, 'x', 61440 - 2);
+    }
+    memmove(big + at, big + 300 * 1024 + 4, jn - 2);
+    size_t n = at + jn - 2;
+    char path[] = "/tmp/mmm_image_info_XXXXXX";
+    write_tmp(path, big, n);
+    int w = 0, h = 0;
+    int rc = mmm_image_info(path, &w, &h);
+    check(rc == MMM_OK && w == 40 && h == 30, "image info: a JPEG with its frame header at byte "
+          "%zu: %d×%d (%s)", at, w, h, rc ? mmm_last_error() : "ok");
+    mmm_image img;
+    rc = mmm_image_load(&img, path);
+    check(rc == MMM_OK && img.w == 40, "image load: the same JPEG decodes (%s)",
+          rc ? mmm_last_error() : "ok");
+    mmm_image_free(&img);
+    unlink(path);
+
+    /* a 300×300 24-bit BMP one byte short */
+    memset(big, 0, 400 << 10);
+    memcpy(big, (uint8_t[]){'B', 'M', [10] = 54, [14] = 40, [18] = 0x2c, [19] = 1, [22] = 0x2c,
+                            [23] = 1, [26] = 1, [28] = 24, [29] = 0}, 30);
+    char bpath[] = "/tmp/mmm_image_info_XXXXXX";
+    write_tmp(bpath, big, 54 + 900 * 300 - 1);
+    rc = mmm_image_info(bpath, &w, &h);
+    check(rc == MMM_ERR_FORMAT && strstr(mmm_last_error(), "needs 270054 bytes, the file has 270053"),
+          "image info: a BMP one byte short of its rows: %s", mmm_last_error());
+    unlink(bpath);
+    write_tmp(strcpy(bpath, "/tmp/mmm_image_info_XXXXXX"), big, 54 + 900 * 300);
+    rc = mmm_image_info(bpath, &w, &h);
+    check(rc == MMM_OK && w == 300 && h == 300, "image info: the whole BMP is 300×300");
+    unlink(bpath);
+    free(big);
+}
+
 /* A FIFO given as an image or a dataset image: refused at once, where opening it waited for a
  * writer forever (the alarm turns a hang into a failure). */
 TEST(test_image_fifo) {
