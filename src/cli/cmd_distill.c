@@ -29,7 +29,8 @@ static void usage(FILE *f) {
           "                   [--steps1 N --steps2 N --steps3 N] [--lr1 X --lr2 X --lr3 X]\n"
           "                   [--batch-tokens N] [--accum N] [--workers N] [--temperature T] [--ce-weight W]\n"
           "                   [--train-dt-a] [--clip X] [--seed N] [--eval-samples N] [--save-every N] [--force-resume]\n"
-          "                   [--device cpu|cuda] [--dtype f32|bf16] [--save-dtype f32|bf16|f16]\n\n"
+          "                   [--device cpu|cuda] [--dtype f32|bf16] [--save-dtype f32|bf16|f16]\n"
+          "                   [--image-root DIR] [--strict]\n\n"
           "Distills a teacher into an mmMamba student in three stages (SPEC 4):\n"
           "  stage 1: per-layer MSE of each student mixer against the teacher's attention output,\n"
           "           both before Wo, on the teacher's hidden states; trains the new parameters only\n"
@@ -59,7 +60,10 @@ static void usage(FILE *f) {
           "                          and AdamW on the GPU (one micro-batch at a time)\n"
           "  --dtype T               f32 (default) or bf16: with --device cuda, the GEMMs and the attention\n"
           "                          forward on the bf16 tensor cores (fp32 master weights,\n"
-          "                          accumulation and the rest)\n\n"
+          "                          accumulation and the rest)\n"
+          "  --image-root DIR        relative image paths of --data and --eval resolve against DIR\n"
+          "                          (default: the data file's folder)\n"
+          "  --strict                a bad record is an error (default: skipped and reported)\n\n"
           "  --save-dtype T          dtype of the final student's weights in DIR (default: the\n"
           "                          teacher's); the stages and checkpoints stay f32 for resuming\n\n"
           "example: mmm distill --teacher runs/teacher --data runs/fmnist/train.jsonl \\\n"
@@ -164,7 +168,7 @@ int cmd_distill(int argc, char **argv) {
         {"eval-samples", required_argument, 0, 'n'}, {"save-every", required_argument, 0, 'v'}, {"force-resume", no_argument, 0, 1010},
         {"max-image-pixels", required_argument, 0, 1400},
         {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001},
-        {"save-dtype", required_argument, 0, 1002}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"save-dtype", required_argument, 0, 1002}, {"image-root", required_argument, 0, 1101}, {"strict", no_argument, 0, 1102}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *teacher_dir = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL, *choice = NULL;
     char stages[8] = "123";
     stage_cfg sc[4] = {{0}, {300, 1e-3f, 2048, 1}, {300, 5e-4f, 2048, 1}, {300, 5e-5f, 2048, 1}};
@@ -174,6 +178,7 @@ int cmd_distill(int argc, char **argv) {
     char name[16]; /* --stepsK or --lrK, for messages */
     uint64_t seed = 0;
     mmm_seed_init init = MMM_INIT_MIMIC;
+    mmm_data_options dopt = {.max_tokens = 4096};
     mmm_dtype save_dtype = MMM_DTYPE_F32;
     int save_dtype_set = 0;
     optind = 1;
@@ -230,6 +235,8 @@ int cmd_distill(int argc, char **argv) {
         case 'V': if (cli_parse_device("distill", optarg, &cuda)) return 2; break;
         case 1400: if (cli_parse_image_limit("distill", optarg)) return 2; break;
         case 1001: if (cli_parse_decode_dtype("distill", optarg, &bf16)) return 2; break;
+        case 1101: dopt.image_root = optarg; break;
+        case 1102: dopt.strict = 1; break;
         case 1002:
             if (cli_parse_save_dtype("distill", optarg, &save_dtype)) return 2;
             save_dtype_set = 1;
@@ -281,10 +288,8 @@ int cmd_distill(int argc, char **argv) {
             rc = mmm_parse_layer_choice(keep, L, choice);
         }
     }
-    mmm_data_options dopt = {NULL, 4096, 0, 0};
-    if (!rc) rc = mmm_dataset_load(&train, data_path, tok, &teacher->cfg, &dopt);
-    if (!rc && train.n_skipped) printf("%s: skipped %d of %d lines (%s)\n", data_path, train.n_skipped, train.n_lines, train.skipped_report);
-    if (!rc && eval_path) rc = mmm_dataset_load(&test, eval_path, tok, &teacher->cfg, &dopt);
+    if (!rc) rc = cli_load_dataset("distill", &train, data_path, tok, &teacher->cfg, &dopt);
+    if (!rc && eval_path) rc = cli_load_dataset("distill", &test, eval_path, tok, &teacher->cfg, &dopt);
     /* stages 1-2 convert every layer; the student starts from the seed */
     if (!rc) rc = mmm_seed_student(&student, teacher, NULL, init, seed);
     if (!rc && !(tr = calloc((size_t)student->n_params, sizeof *tr))) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");

@@ -14,7 +14,8 @@
 
 static void usage(FILE *f) {
     fputs("usage: mmm eval --model DIR --data FILE.jsonl [--teacher DIR] [--tokenizer PATH]\n"
-          "                [--samples N] [--max-new N] [--json OUT] [--device cpu|cuda] [--dtype f32|bf16]\n\n"
+          "                [--samples N] [--max-new N] [--json OUT] [--device cpu|cuda] [--dtype f32|bf16]\n"
+          "                [--image-root DIR] [--strict]\n\n"
           "Scores a model on LLaVA-style JSONL conversations: exact match of its greedy answer to\n"
           "the last assistant turn, per task kind (the records' \"task\" field) and overall, and the\n"
           "answer tokens' cross-entropy. With --teacher, also how often the two give the same answer\n"
@@ -23,6 +24,10 @@ static void usage(FILE *f) {
           "  --max-new N      longest answer generated (default 16)\n"
           "  --tokenizer P    default: the model directory's tokenizer\n"
           "  --json OUT       also write the results as JSON\n"
+          "  --image-root DIR relative image paths resolve against DIR (default: the data file's\n"
+          "                   folder); --data takes JSON Lines, a JSON array of records (LLaVA) or\n"
+          "                   an InternVL meta file\n"
+          "  --strict         a bad record is an error (default: skipped and reported)\n"
           CLI_IMAGE_LIMIT_HELP CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
           "example: mmm eval --model runs/linear --data runs/fmnist/test.jsonl --teacher runs/teacher\n", f);
 }
@@ -33,10 +38,12 @@ int cmd_eval(int argc, char **argv) {
         {"teacher", required_argument, 0, 't'}, {"tokenizer", required_argument, 0, 'k'},
         {"samples", required_argument, 0, 'n'}, {"max-new", required_argument, 0, 'x'},
         {"json", required_argument, 0, 'j'}, {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 'T'},
+        {"image-root", required_argument, 0, 1101}, {"strict", no_argument, 0, 1102},
         {"max-image-pixels", required_argument, 0, 1400},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *data = NULL, *teacher_dir = NULL, *tok_path = NULL, *json = NULL;
     int samples = 0, max_new = 16, cuda = 0, bf16 = 0, o;
+    mmm_data_options dopt = {0};
     optind = 1;
     while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (o) {
@@ -49,6 +56,8 @@ int cmd_eval(int argc, char **argv) {
         case 'j': json = optarg; break;
         case 'D': if (cli_parse_device("eval", optarg, &cuda)) return 2; break;
         case 'T': if (cli_parse_decode_dtype("eval", optarg, &bf16)) return 2; break;
+        case 1101: dopt.image_root = optarg; break;
+        case 1102: dopt.strict = 1; break;
         case 1400: if (cli_parse_image_limit("eval", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("eval", o, argv);
@@ -63,15 +72,14 @@ int cmd_eval(int argc, char **argv) {
     mmm_tokenizer *tok = NULL;
     mmm_dataset d = {0};
     mmm_eval_result r;
-    mmm_data_options dopt = {NULL, 0, 0, samples};
+    dopt.max_samples = samples;
     int rc = mmm_model_load(&m, model_dir);
     if (!rc && teacher_dir) rc = mmm_model_load(&t, teacher_dir);
     if (!rc && t && mmm_config_n_mamba_layers(&t->cfg))
         rc = mmm_fail(MMM_ERR_ARG, "%s is a student (it has mamba2 layers); --teacher takes the attention model", teacher_dir);
     if (!rc) rc = mmm_tokenizer_load(tok_path ? tok_path : model_dir, &tok);
     if (!rc) rc = cli_check_tokenizer(&m->cfg, tok, tok_path ? tok_path : model_dir);
-    if (!rc) rc = mmm_dataset_load(&d, data, tok, &m->cfg, &dopt);
-    if (!rc && d.n_skipped) printf("%s: skipped %d of %d lines (%s)\n", data, d.n_skipped, d.n_lines, d.skipped_report);
+    if (!rc) rc = cli_load_dataset("eval", &d, data, tok, &m->cfg, &dopt);
     if (!rc) rc = cli_use_device(cuda, m, t);
     if (!rc) rc = cli_use_bf16(bf16, m, t);
     if (!rc) rc = mmm_evaluate(m, tok, &d, 0, max_new, t, &r);

@@ -24,6 +24,7 @@ static void usage(FILE *f) {
           "                 [--warmup F] [--decay F] [--batch-tokens N] [--accum N] [--workers N] [--clip X]\n"
           "                 [--weight-decay X] [--eval-every N] [--eval-samples N] [--save-every N] [--force-resume]\n"
           "                 [--seed N] [--init-std X] [--hflip P] [--max-tokens N] [--system TEXT] [--strict]\n"
+          "                 [--image-root DIR]\n"
           "                 [--device cpu|cuda] [--dtype f32|bf16] [--save-dtype f32|bf16|f16]\n\n"
           "Trains a HoVLE-architecture teacher from scratch with AdamW on the answer tokens of\n"
           "LLaVA-style JSONL conversations. Checkpoints go to DIR/checkpoints (atomic; rerunning the\n"
@@ -51,6 +52,10 @@ static void usage(FILE *f) {
           "  --hflip P           mirror each single-tile image left-right with probability P (default 0;\n"
           "                      only for data whose questions do not depend on left and right)\n"
           "  --max-tokens N      drop longer samples (default 4096)\n"
+          "  --strict            a bad record is an error (default: skipped, counted and reported)\n"
+          "  --image-root DIR    relative image paths resolve against DIR (default: the data file's\n"
+          "                      folder). --data and --eval take JSON Lines, a JSON array of records\n"
+          "                      (LLaVA) or an InternVL meta file (each dataset names its own root)\n"
           CLI_IMAGE_LIMIT_HELP
           "  --device D          cpu (default) or cuda: forward, backward and AdamW on the GPU\n"
           "                      (one micro-batch at a time)\n"
@@ -148,14 +153,14 @@ int cmd_train(int argc, char **argv) {
         {"init-std", required_argument, 0, 'i'}, {"max-tokens", required_argument, 0, 'x'},
         {"system", required_argument, 0, 'y'}, {"strict", no_argument, 0, 'T'},
         {"max-image-pixels", required_argument, 0, 1400},
-        {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001}, {"hflip", required_argument, 0, 1002}, {"force-resume", no_argument, 0, 1010},
+        {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001}, {"hflip", required_argument, 0, 1002}, {"force-resume", no_argument, 0, 1010}, {"image-root", required_argument, 0, 1101},
         {"save-dtype", required_argument, 0, 1003}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *config_path = NULL, *tok_path = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL;
     mmm_train_options o = {.name = "train", .steps = 1000, .accum = 1, .batch_tokens = 2048, .clip = 1.0f,
                            .sched = {MMM_SCHED_WSD, 1e-3f, 0.1f, 0.1f, 0.0f, 0},
                            .adam = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f},
                            .eval_every = 200, .save_every = 200, .log_every = 10, .keep_checkpoints = 2};
-    mmm_data_options dopt = {NULL, 4096, 0, 0};
+    mmm_data_options dopt = {.max_tokens = 4096};
     int eval_samples = 200, cuda = 0, bf16 = 0, o_;
     mmm_dtype save_dtype = MMM_DTYPE_F32; /* a model trained from scratch has no other dtype to follow */
     float init_std = 0.02f;
@@ -185,6 +190,7 @@ int cmd_train(int argc, char **argv) {
         case 'x': if (cli_parse_int("train", "--max-tokens", optarg, 1, INT_MAX, &dopt.max_tokens)) return 2; break;
         case 'y': dopt.system = optarg; break;
         case 'T': dopt.strict = 1; break;
+        case 1101: dopt.image_root = optarg; break;
         case 'V': if (cli_parse_device("train", optarg, &cuda)) return 2; break;
         case 1400: if (cli_parse_image_limit("train", optarg)) return 2; break;
         case 1001: if (cli_parse_decode_dtype("train", optarg, &bf16)) return 2; break;
@@ -223,13 +229,11 @@ int cmd_train(int argc, char **argv) {
     if (!rc) rc = mmm_model_create(&m, &cfg);
     if (!rc) mmm_model_init_random(m, o.seed, init_std);
     if (!rc) rc = cli_use_device_train(cuda, bf16, m);
-    if (!rc) rc = mmm_dataset_load(&train, data_path, tok, &cfg, &dopt);
-    if (!rc && train.n_skipped) printf("%s: skipped %d of %d lines (%s)\n", data_path, train.n_skipped, train.n_lines, train.skipped_report);
+    if (!rc) rc = cli_load_dataset("train", &train, data_path, tok, &cfg, &dopt);
     if (!rc && eval_path) {
         mmm_data_options eopt = dopt;
         eopt.max_samples = 0;
-        rc = mmm_dataset_load(&test, eval_path, tok, &cfg, &eopt);
-        if (!rc && test.n_skipped) printf("%s: skipped %d of %d lines (%s)\n", eval_path, test.n_skipped, test.n_lines, test.skipped_report);
+        rc = cli_load_dataset("train", &test, eval_path, tok, &cfg, &eopt);
     }
     if (!rc && !(trainable = calloc((size_t)m->n_params, sizeof *trainable))) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
     if (!rc) {
