@@ -9,6 +9,7 @@ typedef struct {
     const char *stdin_path;   /* the program's standard input is this file; NULL: /dev/null */
     int discard_stderr;       /* its standard error goes to /dev/null instead of ours */
     int capture_stdout;       /* its standard output comes back in *out (NUL-terminated, malloc'd) */
+    int stderr_too;           /* with capture_stdout: its standard error comes back there too */
     size_t max_output;        /* with capture_stdout: at most this many bytes are kept (0: 1 MiB) */
 } mmm_spawn_options;
 

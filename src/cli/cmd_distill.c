@@ -389,9 +389,11 @@ int cmd_distill(int argc, char **argv) {
         if (!rc) printf("mmm distill: student (%d mamba2, %d attention layers) written to %s\n",
                         mmm_config_n_mamba_layers(&student->cfg), L - mmm_config_n_mamba_layers(&student->cfg), out);
     }
-    int status = rc ? cli_fail("distill") : 0;
-    if (rc && run_differs) /* the one line names the way on */
-        fprintf(stderr, "mmm distill: rerun with --force-resume to continue that run anyway, or give a fresh --out\n");
+    int status = rc ? 1 : 0;
+    if (rc && run_differs) /* the one line also names the ways on */
+        fprintf(stderr, "mmm distill: %s (--force-resume continues it anyway, or give a fresh --out)\n", mmm_last_error());
+    else if (rc)
+        cli_fail("distill");
     mmm_run_facts_free(&facts);
     free(stage_dir);
     free(tr); free(keep); free(layer_loss);

@@ -270,9 +270,11 @@ int cmd_train(int argc, char **argv) {
             free(png);
         }
     }
-    int status = rc ? cli_fail("train") : 0;
-    if (rc && res.run_differs) /* the one line names the way on */
-        fprintf(stderr, "mmm train: rerun with --force-resume to continue that run anyway, or give a fresh --out\n");
+    int status = rc ? 1 : 0;
+    if (rc && res.run_differs) /* the one line also names the ways on */
+        fprintf(stderr, "mmm train: %s (--force-resume continues it anyway, or give a fresh --out)\n", mmm_last_error());
+    else if (rc)
+        cli_fail("train");
     mmm_run_facts_free(&facts);
     for (int w = 0; w < MMM_TRAIN_MAX_WORKERS; w++) {
         mmm_ce_train_free(&ce[w]);

@@ -56,6 +56,7 @@ int mmm_spawn(const char *const *argv, const mmm_spawn_options *o, int *exit_cod
             return mmm_fail(MMM_ERR_IO, "%s: cannot make a pipe: %s", argv[0], strerror(errno));
         }
         rc |= posix_spawn_file_actions_adddup2(&fa, pipe_fd[1], 1); /* dup2 clears close-on-exec */
+        if (o->stderr_too && !o->discard_stderr) rc |= posix_spawn_file_actions_adddup2(&fa, pipe_fd[1], 2);
     }
     /* the child starts with the default signal handling, whatever this process ignores */
     posix_spawnattr_t attr;

@@ -41,6 +41,11 @@ static char *pathf(const char *fmt, ...) {
 
 static int mkdir_p(const char *dir) {
     if (mkdir(dir, 0755) == 0 || errno == EEXIST) return MMM_OK;
+    /* a path too long for the OS is shown by its ends, so the one-line message keeps the reason */
+    size_t len = strlen(dir);
+    if (len > 1000)
+        return mmm_fail(MMM_ERR_IO, "%.400s...%s (%zu characters): cannot create directory: %s", dir, dir + len - 400, len,
+                        strerror(errno));
     return mmm_fail(MMM_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
 }
 
@@ -323,11 +328,11 @@ int ckpt_load_state(const char *dir, const ckpt_expect *e, trainer_state *st, in
         const char *was = cJSON_IsObject(run) ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(run, f->key)) : NULL;
         if (!cJSON_IsObject(run))
             rc = mmm_fail(MMM_ERR_ARG, "%s: records nothing of what defines its run (written by an older mmm), so "
-                          "%s and the rest cannot be checked", dir, f->what);
+                          "%s and the rest cannot be checked", path, f->what);
         else if (!was)
-            rc = mmm_fail(MMM_ERR_ARG, "%s: records no %s (\"%s\") for its run", dir, f->what, f->key);
+            rc = mmm_fail(MMM_ERR_ARG, "%s: records no %s (\"%s\") for its run", path, f->what, f->key);
         else if (strcmp(was, f->value))
-            rc = mmm_fail(MMM_ERR_ARG, "%s: %s differs from the run's (now %s, was %s)", dir, f->what, f->value, was);
+            rc = mmm_fail(MMM_ERR_ARG, "%s: %s differs from the run's (now %s, was %s)", path, f->what, f->value, was);
         *run_differs = rc != MMM_OK;
     }
     cJSON_Delete(j);

@@ -34,8 +34,9 @@ TEST(test_cli_pipeline) {
     FILE *png = fopen(path, "rb");
     if (have_gnuplot()) check(png != NULL, "cli mmm train: loss plot written");
     if (png) fclose(png);
-    snprintf(cmd, sizeof cmd, "train --config %s --tokenizer %s/tokenizer.json --data %s/train.jsonl --out %s/cli_teacher --steps 30",
-             cfg, f->dir, f->dir, f->dir);
+    /* the same run (its evaluation settings aside); another learning rate would be another run */
+    snprintf(cmd, sizeof cmd, "train --config %s --tokenizer %s/tokenizer.json --data %s/train.jsonl --out %s/cli_teacher --steps 30 "
+             "--lr 3e-3 --batch-tokens 1024", cfg, f->dir, f->dir, f->dir);
     rc = run_mmm(cmd, out, sizeof out);
     check(rc == 0 && strstr(out, "resuming from"), "cli mmm train: rerunning a finished run resumes, nothing lost");
     snprintf(cmd, sizeof cmd, "train --config configs/teacher-fmnist.json --tokenizer %s/tokenizer.json --data /tmp/no_such.jsonl --out %s/x",
