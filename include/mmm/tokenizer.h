@@ -54,6 +54,9 @@ int mmm_tokenizer_is_special(const mmm_tokenizer *t, int32_t id);
 /* The ids generation stops at, from the directory's generation_config.json eos_token_id (an id
  * or a list): *ids (owned by t) and their count; 0 without that file. */
 int mmm_tokenizer_stop_ids(const mmm_tokenizer *t, const int32_t **ids);
+/* The ids MMM_ENCODE_ADD_SPECIAL puts before a text (the BOS, for a chat template's start):
+ * *ids (owned by t) and their count. */
+int mmm_tokenizer_prefix_ids(const mmm_tokenizer *t, const int32_t **ids);
 
 /* Flags of mmm_tokenizer_encode. MMM_ENCODE_PARSE_SPECIAL: special tokens written in the text
  * become their ids (Hugging Face's default; a plain tokenizer.model's control pieces such as <s>

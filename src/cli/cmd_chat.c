@@ -46,6 +46,9 @@ typedef struct {
 static int on_token(int32_t id, void *user) {
     stream_ctx *s = user;
     if (id == s->stop) return 0;
+    const int32_t *eos = NULL; /* generation_config.json's eos_token_id ends the answer too */
+    for (int i = 0, n = mmm_tokenizer_stop_ids(s->tok, &eos); i < n; i++)
+        if (id == eos[i]) return 1;
     if (s->n == s->cap) {
         s->cap = s->cap ? 2 * s->cap : 64;
         int32_t *grown = realloc(s->ids, (size_t)s->cap * sizeof *grown);

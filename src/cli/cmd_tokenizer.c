@@ -13,7 +13,7 @@
 
 static void usage(FILE *f) {
     fputs("usage: mmm tokenizer train --corpus FILE... --vocab-size N [--special TOKEN...] --out tokenizer.json\n"
-          "       mmm tokenizer encode --tokenizer PATH (--text TEXT | --file FILE) [--no-special]\n"
+          "       mmm tokenizer encode --tokenizer PATH (--text TEXT | --file FILE) [--no-special] [--add-special]\n"
           "       mmm tokenizer decode --tokenizer PATH --ids LIST [--skip-special]\n\n"
           "Byte-level BPE (Hugging Face tokenizer.json) and SentencePiece BPE (tokenizer.model).\n\n"
           "train     learns merges from the corpus files (each line one text, GPT-2 pre-tokenisation)\n"
@@ -26,6 +26,7 @@ static void usage(FILE *f) {
           "  --tokenizer PATH   tokenizer.json, tokenizer.model, or a model directory with either\n"
           "  --text TEXT | --file FILE\n"
           "  --no-special       special tokens written in the text are plain text\n"
+          "  --add-special      add the BOS/EOS the tokenizer puts around a text (add_bos_token, ...)\n"
           "decode    prints the text of the ids\n"
           "  --ids LIST         comma or space separated ids\n"
           "  --skip-special     leave special tokens out\n\n"
@@ -66,13 +67,14 @@ static int train(const char **corpus, int n_corpus, const char **specials, int n
     return 0;
 }
 
-static int encode(mmm_tokenizer *t, const char *text, const char *file, int no_special) {
+static int encode(mmm_tokenizer *t, const char *text, const char *file, int no_special, int add_special) {
     char *file_text = NULL;
     size_t len = text ? strlen(text) : 0;
     if (file && mmm_read_text_file(file, (size_t)1 << 30, &file_text, &len)) return cli_fail("tokenizer encode");
     int32_t *ids = NULL;
     int n = 0;
-    if (mmm_tokenizer_encode(t, file ? file_text : text, len, !no_special, &ids, &n)) {
+    int flags = (no_special ? 0 : MMM_ENCODE_PARSE_SPECIAL) | (add_special ? MMM_ENCODE_ADD_SPECIAL : 0);
+    if (mmm_tokenizer_encode(t, file ? file_text : text, len, flags, &ids, &n)) {
         free(file_text);
         return cli_fail("tokenizer encode");
     }
@@ -109,7 +111,7 @@ int cmd_tokenizer(int argc, char **argv) {
         return 2;
     }
     static const char *corpus[MAX_LIST], *specials[MAX_LIST];
-    int n_corpus = 0, n_special = 0, vocab = 0, no_special = 0, skip_special = 0, rc = 0;
+    int n_corpus = 0, n_special = 0, vocab = 0, no_special = 0, add_special = 0, skip_special = 0, rc = 0;
     const char *out = NULL, *tok_path = NULL, *text = NULL, *file = NULL, *ids = NULL;
     for (int i = 2; i < argc && !rc; i++) {
         const char *a = argv[i];
@@ -124,6 +126,7 @@ int cmd_tokenizer(int argc, char **argv) {
         else if (!strcmp(a, "--file")) rc = (file = take_value(argc, argv, &i)) ? 0 : 2;
         else if (!strcmp(a, "--ids")) rc = (ids = take_value(argc, argv, &i)) ? 0 : 2;
         else if (!strcmp(a, "--no-special")) no_special = 1;
+        else if (!strcmp(a, "--add-special")) add_special = 1;
         else if (!strcmp(a, "--skip-special")) skip_special = 1;
         else rc = cli_usage_error("tokenizer", "unexpected argument '%s' for %s", a, sub);
     }
@@ -136,7 +139,7 @@ int cmd_tokenizer(int argc, char **argv) {
     }
     mmm_tokenizer *t = NULL;
     if (mmm_tokenizer_load(tok_path, &t)) return cli_fail("tokenizer");
-    rc = !strcmp(sub, "encode") ? encode(t, text, file, no_special) : decode(t, ids, skip_special);
+    rc = !strcmp(sub, "encode") ? encode(t, text, file, no_special, add_special) : decode(t, ids, skip_special);
     mmm_tokenizer_free(t);
     return rc;
 }

@@ -123,6 +123,11 @@ int mmm_tokenizer_load(const char *path, mmm_tokenizer **out) {
     }
     if (!rc && dir) rc = mmm_hf_dir_load(t, path);
     if (!rc) rc = mmm_added_build(t, json ? mmm_bpe_json_normalize : NULL);
+    for (int i = 0; !rc && i < t->n_prefix + t->n_suffix; i++) {
+        int32_t id = i < t->n_prefix ? t->prefix[i] : t->suffix[i - t->n_prefix];
+        if (!mmm_tokenizer_id_to_token(t, id))
+            rc = mmm_fail(MMM_ERR_FORMAT, "%s: the post-processor adds id %d, which no token has", dir ? path : file, id);
+    }
     free(file);
     if (rc) {
         mmm_tokenizer_free(t);
@@ -172,6 +177,11 @@ int mmm_tokenizer_is_special(const mmm_tokenizer *t, int32_t id) {
 int mmm_tokenizer_stop_ids(const mmm_tokenizer *t, const int32_t **ids) {
     *ids = t->stop;
     return t->n_stop;
+}
+
+int mmm_tokenizer_prefix_ids(const mmm_tokenizer *t, const int32_t **ids) {
+    *ids = t->prefix;
+    return t->n_prefix;
 }
 
 typedef struct { const mmm_tokenizer *t; mmm_ibuf *out; } sp_ctx;

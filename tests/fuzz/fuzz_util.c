@@ -80,10 +80,10 @@ void fuzz_tokenizer_roundtrip(const mmm_tokenizer *t) {
     static const char text[] = "<|im_start|>user\nHello,  world! It's 2024:\t caf\xc3\xa9 cafe\xcc\x81 "
                                "\xe4\xbd\xa0\xe5\xa5\xbd \xf0\x9f\x98\x80 <s> </s> <unk> \xff\xfe <|im_end|>\n";
     int n_vocab = mmm_tokenizer_vocab_size(t);
-    for (int special = 0; special < 2; special++) {
+    for (int flags = 0; flags < 4; flags++) { /* MMM_ENCODE_PARSE_SPECIAL, MMM_ENCODE_ADD_SPECIAL */
         int32_t *ids = NULL;
         int n = 0;
-        if (mmm_tokenizer_encode(t, text, sizeof text - 1, special, &ids, &n) != MMM_OK) continue;
+        if (mmm_tokenizer_encode(t, text, sizeof text - 1, flags, &ids, &n) != MMM_OK) continue;
         for (int i = 0; i < n; i++) {
             if (ids[i] < 0 || ids[i] >= n_vocab || !mmm_tokenizer_id_to_token(t, ids[i]))
                 fuzz_bug("encode gave id %d, outside the vocabulary of %d", ids[i], n_vocab);

@@ -564,6 +564,9 @@ TEST(test_tokenizer_cli) {
     snprintf(args, sizeof args, "tokenizer decode --tokenizer %s --ids 44,295,80,83,285,277,705,1 --skip-special", json);
     rc = run_mmm(args, out, sizeof out);
     check(rc == 0 && !strcmp(out, "Hello world\n"), "tokenizer cli decode prints the text");
+    rc = run_mmm("tokenizer encode --tokenizer " DIR "internlm2_sp --text '<|im_start|>user<img>' --add-special", out, sizeof out);
+    check(rc == 0 && !strncmp(out, "1,1005,", 7) && strstr(out, ",1006\n"),
+          "tokenizer cli encode --add-special of a directory: BOS, renamed and added tokens (%s)", out);
     rc = run_mmm("tokenizer encode --tokenizer /nonexistent --text x", out, sizeof out);
     check(rc == 1 && strstr(out, "/nonexistent"), "tokenizer cli missing tokenizer is a clear error");
     rc = run_mmm("tokenizer train --corpus " DIR "corpus.txt", out, sizeof out);
