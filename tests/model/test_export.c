@@ -251,7 +251,7 @@ TEST(export_cli_seed_save_dtype) {
 
 TEST(export_cli_train_student_save_dtype) {
     fixture *f = get_fixture();
-    if (!check(f != NULL, "export train: fixture")) return;
+    if (!check(f != NULL, "export train: fixture%s%s", f ? "" : ": ", f ? "" : mmm_last_error())) return;
     char cfg[128], dir[128], cmd[1024], out[16384];
     snprintf(cfg, sizeof cfg, "%s/export_student.json", f->dir);
     snprintf(dir, sizeof dir, "%s/export_student", f->dir);
