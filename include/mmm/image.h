@@ -20,10 +20,10 @@ typedef struct {
 /* Decodes a PNG, JPEG, WebP, BMP, PPM/PGM (binary), GIF (first frame), TGA or PSD file into RGB
  * exactly as PIL's Image.open(path).convert("RGB") does: gray is replicated into the three
  * channels, alpha is dropped (not composited), palettes are expanded, CMYK JPEGs are converted
- * with Pillow's formula, EXIF orientation is ignored. JPEG goes through libjpeg-turbo and WebP
- * through libwebp, set up as Pillow sets them up (the same pixels); the rest through stb_image.
- * One difference from PIL: 16-bit gray PNGs keep their high byte, where PIL clips the 16-bit
- * value to 255 (16-bit colour: both keep the high byte).
+ * with Pillow's formula, EXIF orientation is ignored, 16-bit gray is clipped to 255 (16-bit
+ * colour keeps its high byte), PGM/PPM samples are rescaled from their maxval as Pillow's PPM
+ * plugin rescales them. JPEG goes through libjpeg-turbo and WebP through libwebp, set up as
+ * Pillow sets them up (the same pixels); PNG, BMP, GIF, TGA and PSD through stb_image.
  * Before anything is decoded, the header's dimensions must be within MMM_IMAGE_MAX_SIDE per side
  * and the pixel limit (mmm_image_max_pixels(); 16-bit images count twice), and an uncompressed
  * format's pixel data (BMP, PNM) must be in the file; a PNG whose data inflates to more than its

@@ -1,8 +1,8 @@
-/* PNG, BMP, PNM (P5/P6), GIF (first frame), TGA and PSD through stb_image (Debian's libstb).
+/* PNG, BMP, GIF (first frame), TGA and PSD through stb_image (Debian's libstb).
  * stb trusts headers: it allocates what they declare and fills what the file lacks with zeros,
  * and it inflates a PNG's data into a buffer that grows with whatever the stream holds. So before
- * stb sees a file, the headers of BMP and PNM are read here and the pixel data they promise must
- * be in the file, a top-down BMP (negative height) gets its real height, and a PNG's compressed
+ * stb sees a file, a BMP's header is read here and the pixel rows it promises must be in the
+ * file, a top-down BMP (negative height) gets its real height, and a PNG's compressed
  * data is inflated once, without keeping it, to make sure it holds no more than its IHDR's
  * image. A GIF is checked by its logical screen, which stb allocates whatever its frames are. */
 #include "image_internal.h"
@@ -158,35 +158,6 @@ static int bmp_header(mmm_image_header *hd, const uint8_t *d, size_t size, const
     return MMM_OK;
 }
 
-/* stb's PNM header grammar: P5 or P6, then width, height and maxval, each after whitespace and
- * '#' comments, then one byte (whitespace) and the samples, two bytes each above maxval 255. */
-static int pnm_number(const uint8_t *d, size_t size, size_t *at, unsigned long long *v) {
-    for (;;) {
-        while (*at < size && strchr(" \t\n\v\f\r", d[*at])) ++*at;
-        if (*at >= size || d[*at] != '#') break;
-        while (*at < size && d[*at] != '\n' && d[*at] != '\r') ++*at;
-    }
-    if (*at >= size || d[*at] < '0' || d[*at] > '9') return 0;
-    *v = 0;
-    while (*at < size && d[*at] >= '0' && d[*at] <= '9') {
-        if (*v < (1ull << 40)) *v = *v * 10 + (unsigned)(d[*at] - '0');
-        ++*at;
-    }
-    return 1;
-}
-
-static int pnm_check_size(const uint8_t *d, size_t size, size_t file_size, const char *name,
-                          int w, int h) {
-    size_t at = 2;
-    unsigned long long pw, ph, maxval;
-    if (!pnm_number(d, size, &at, &pw) || !pnm_number(d, size, &at, &ph) ||
-        !pnm_number(d, size, &at, &maxval))
-        return MMM_OK; /* stb accepted it, so there is nothing to add */
-    unsigned long long need = at + 1 + (unsigned long long)w * h * (d[1] == '6' ? 3 : 1) *
-                                           (maxval > 255 ? 2 : 1);
-    return need > file_size ? truncated(name, "PNM", w, h, need, file_size) : MMM_OK;
-}
-
 int mmm_stb_header(mmm_image_header *hd, const uint8_t *d, size_t size, const char *name) {
     png_ihdr p;
     if (is_png(d, size) && png_read_ihdr(&p, d, size) &&
@@ -206,9 +177,6 @@ int mmm_stb_header(mmm_image_header *hd, const uint8_t *d, size_t size, const ch
     hd->h = h;
     hd->cost = stbi_is_16_bit_from_memory(d, (int)size) ? 2 : 1;
     if (d[0] == 'B' && d[1] == 'M') return bmp_header(hd, d, size, name);
-    int sane = w > 0 && h > 0 && w <= MMM_IMAGE_MAX_SIDE && h <= MMM_IMAGE_MAX_SIDE;
-    if (d[0] == 'P' && (d[1] == '5' || d[1] == '6') && sane)
-        return pnm_check_size(d, size, hd->file_size, name, w, h);
     return MMM_OK;
 }
 
@@ -219,11 +187,12 @@ int mmm_stb_decode(mmm_image *img, const uint8_t *d, size_t size, const char *na
     }
     int w, h, comp;
     stbi_info_from_memory(d, (int)size, &w, &h, &comp);
-    /* req_comp = 3 replicates gray and drops alpha, as PIL's convert("RGB") does. But stb's PNM
-     * loader runs 16-bit samples through its 8-bit channel converter when asked for another
-     * channel count (a heap over-read), so 16-bit gray decodes as gray, replicated below. */
+    /* req_comp = 3 replicates gray and drops alpha, as PIL's convert("RGB") does. 16-bit gray is
+     * the exception: PIL opens it as 32-bit integers (mode "I"), which convert("RGB") clips to
+     * 255; here it is loaded as 16-bit gray and clipped the same way. */
     int gray16 = comp == 1 && stbi_is_16_bit_from_memory(d, (int)size);
-    stbi_uc *px = stbi_load_from_memory(d, (int)size, &w, &h, &comp, gray16 ? 1 : 3);
+    void *px = gray16 ? (void *)stbi_load_16_from_memory(d, (int)size, &w, &h, &comp, 1)
+                      : (void *)stbi_load_from_memory(d, (int)size, &w, &h, &comp, 3);
     if (!px)
         return mmm_fail(MMM_ERR_FORMAT, "%s: corrupt or truncated image data (%s)", name,
                         stbi_failure_reason());
@@ -233,9 +202,10 @@ int mmm_stb_decode(mmm_image *img, const uint8_t *d, size_t size, const char *na
         stbi_image_free(px);
         return mmm_fail(MMM_ERR_NOMEM, "%s: cannot allocate %zu bytes of pixels", name, n);
     }
-    if (gray16) /* stb's buffer must go back through stbi_image_free */
-        for (size_t i = 0; i < n; i++) img->rgb[i] = px[i / 3];
-    else memcpy(img->rgb, px, n);
+    if (gray16) { /* stb's buffer must go back through stbi_image_free */
+        const uint16_t *v = px;
+        for (size_t i = 0; i < n; i++) img->rgb[i] = (uint8_t)(v[i / 3] > 255 ? 255 : v[i / 3]);
+    } else memcpy(img->rgb, px, n);
     stbi_image_free(px);
     img->w = w;
     img->h = h;

@@ -94,6 +94,19 @@ TEST(test_image_load_formats) {
     load_vs_pil(f, "alpha_31x19.webp", "alpha_31x19_webp.rgb", 0, "webp lossy+alpha");
     /* rows stored top first (negative height), once refused as having no pixels */
     load_vs_pil(f, "topdown_7x5.bmp", "topdown_7x5_bmp.rgb", 0, "bmp top-down");
+    /* 16-bit gray (values up to 539): clipped to 255 as PIL's mode "I" → RGB */
+    load_vs_pil(f, "gray16_13x11.png", "gray16_13x11_png.rgb", 0, "png 16-bit gray");
+    load_vs_pil(f, "gray16_13x11.pgm", "gray16_13x11_pgm.rgb", 0, "pgm 16-bit gray");
+    /* other maxvals: Pillow rescales to 255 (16-bit gray: to 65535, then clips) */
+    static const char *const pnms[] = {"maxval10_7x3.pgm", "maxval1023_7x3.pgm",
+                                       "maxval300_7x3.pgm", "maxval100_5x3.ppm",
+                                       "maxval1000_5x3.ppm", "maxval65535_5x3.ppm"};
+    for (int i = 0; i < 6; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "%.*s_%s.rgb", (int)(strchr(pnms[i], '.') - pnms[i]), pnms[i],
+                 strchr(pnms[i], '.') + 1);
+        load_vs_pil(f, pnms[i], key, 0, "pnm maxval");
+    }
     same_pixels("thin_5x90.png", "thin_5x90.bmp", "bmp");
     same_pixels("rgba_37x23.png", "rgb_37x23.ppm", "ppm");
     mmm_st_close(f);

@@ -4,7 +4,8 @@ for tests/vision/test_image.c and tests/ops/test_interpolate.c.
 
   - small images in several formats (PNG gray / RGB / RGBA / gray+alpha / palette; JPEG baseline
     4:2:0 / 4:2:2 / 4:4:4, gray, progressive, CMYK; WebP lossy / lossless / lossy with alpha;
-    BMP, a top-down BMP written byte by byte (Pillow writes only bottom-up ones); PPM) and broken
+    BMP, a top-down BMP written byte by byte (Pillow writes only bottom-up ones); PPM; 16-bit
+    gray PNG and PGM; PGM/PPM at maxvals Pillow rescales) and broken
     files (empty, truncated, garbage, absurd dimensions);
   - pillow.safetensors: for each image, the pixels of Image.open(p).convert("RGB"), its
     Image.resize((w, h), Image.BICUBIC) at several sizes (uint8 values, stored as F16, which holds
@@ -140,6 +141,20 @@ def textured(rng, w, h, alpha=False):
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGBA" if alpha else "RGB")
 
 
+PNMS = [("maxval10_7x3.pgm", 10), ("maxval1023_7x3.pgm", 1023), ("maxval300_7x3.pgm", 300),
+        ("maxval100_5x3.ppm", 100), ("maxval1000_5x3.ppm", 1000), ("maxval65535_5x3.ppm", 65535)]
+
+
+def pnm_bytes(rng, name, maxval):
+    """A binary PGM (P5) or PPM (P6) of random samples up to maxval + maxval // 8."""
+    w, h = (int(v) for v in name.split("_")[1].split(".")[0].split("x"))
+    n = w * h * (3 if name.endswith(".ppm") else 1)
+    v = rng.integers(0, maxval + maxval // 8 + 1, n)
+    data = v.astype(">u2").tobytes() if maxval > 255 else np.minimum(v, 255).astype(np.uint8).tobytes()
+    return b"P%d\n# maxval %d\n%d %d\n%d\n" % (6 if name.endswith(".ppm") else 5, maxval, w, h,
+                                                maxval) + data
+
+
 def topdown_bmp(rng, w, h):
     """A 24-bit BMP with a negative height: rows stored top first."""
     px = rng.integers(0, 256, (h, w, 3), np.uint8)
@@ -190,6 +205,18 @@ def main():
         files[name] = name.replace(".", "_")
     write(os.path.join(OUT, "topdown_7x5.bmp"), topdown_bmp(rng2, 7, 5))
     files["topdown_7x5.bmp"] = "topdown_7x5_bmp"
+    # 16-bit gray: PIL opens it as 32-bit integers, which convert("RGB") clips to 255
+    g16 = rng2.integers(0, 600, (11, 13)) * rng2.integers(1, 110, (11, 13)) // 100
+    g16 = Image.fromarray(g16.astype(np.uint16), "I;16")
+    save(g16, "gray16_13x11.png", "PNG")
+    save(g16.convert("I"), "gray16_13x11.pgm", "PPM")
+    files["gray16_13x11.png"] = "gray16_13x11_png"
+    files["gray16_13x11.pgm"] = "gray16_13x11_pgm"
+    # PGM/PPM at other maxvals, which Pillow rescales (written byte by byte: Pillow writes only
+    # 255 and 65535); a few samples above maxval, which it clips
+    for name, maxval in PNMS:
+        write(os.path.join(OUT, name), pnm_bytes(rng2, name, maxval))
+        files[name] = name.replace(".", "_")
 
     # broken files
     png = open(os.path.join(OUT, "noise_48x40.png"), "rb").read()
@@ -212,7 +239,8 @@ def main():
     # the pixels PIL loads (uint8, exact in F16); noise and grid are covered by the goldens
     # below, which would fail if their pixels did
     for key in ["fmnist_28", "rgba_37x23", "thin_5x90", "la_9x7", "palette_12x10",
-                "photo_40x30", "topdown_7x5_bmp"] + [n.replace(".", "_") for n, *_ in JPEGS + WEBPS]:
+                "photo_40x30", "topdown_7x5_bmp", "gray16_13x11_png", "gray16_13x11_pgm"] + \
+               [n.replace(".", "_") for n, _ in PNMS] + [n.replace(".", "_") for n, *_ in JPEGS + WEBPS]:
         im = rgb[key]
         t[key + ".rgb"] = ("F16", [im.height, im.width, 3],
                            np.asarray(im).astype(np.float64).ravel().tolist())
