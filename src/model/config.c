@@ -124,7 +124,7 @@ static int parse_rope_scaling(const char *path, const char *where, const cJSON *
                         "\"factor\": ...}, not %s", path, where, kind_of(v));
     for (const cJSON *e = v->child; e; e = e->next)
         if (strcmp(e->string, "type") && strcmp(e->string, "factor"))
-            return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %srope_scaling.%s is not supported (mmm reads "
+            return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %srope_scaling.%.64s is not supported (mmm reads "
                             "\"type\" and \"factor\" only, as InternLM2 does)", path, where, e->string);
     char inner[96];
     snprintf(inner, sizeof inner, "%srope_scaling.", where);
@@ -135,7 +135,7 @@ static int parse_rope_scaling(const char *path, const char *where, const cJSON *
     if (!strcmp(type, "linear")) *kind = MMM_ROPE_LINEAR;
     else if (!strcmp(type, "dynamic")) *kind = MMM_ROPE_DYNAMIC;
     else
-        return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %srope_scaling.type = \"%s\" is not supported (mmm "
+        return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %srope_scaling.type = \"%.64s\" is not supported (mmm "
                         "implements \"linear\" and \"dynamic\", InternLM2's two)", path, where, type);
     if ((rc = get_number(path, inner, v, "factor", 1, 1, 1, 1e6, factor))) return rc;
     if (*kind == MMM_ROPE_DYNAMIC && head_dim <= 2)
@@ -183,7 +183,7 @@ static int parse_stack(const char *path, const char *name, const cJSON *obj, int
     const char *act;
     if ((rc = get_string(path, where, obj, "hidden_act", &act))) return rc;
     if (act && strcmp(act, "silu"))
-        return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %shidden_act = \"%s\" is not supported (mmm implements "
+        return mmm_fail(MMM_ERR_UNSUPPORTED, "%s: %shidden_act = \"%.64s\" is not supported (mmm implements "
                         "only \"silu\")", path, where, act);
     if ((rc = refuse_bool(path, where, obj, "bias", 0, 1, "mmm's attention has no biases")) ||
         (rc = refuse_bool(path, where, obj, "attention_bias", 0, 1, "mmm's attention has no biases")))
@@ -228,7 +228,7 @@ static int parse_special(const char *path, const cJSON *emb, mmm_config *c) {
     for (const cJSON *e = map->child; e; e = e->next) {
         if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || e->valuedouble < 0 ||
             e->valuedouble > 1e9)
-            return mmm_fail(MMM_ERR_FORMAT, "%s: embedding_config.special_token_maps[\"%s\"] must be "
+            return mmm_fail(MMM_ERR_FORMAT, "%s: embedding_config.special_token_maps[\"%.64s\"] must be "
                             "a token id", path, e->string);
         mmm_special_token *s = &c->special[c->n_special++];
         s->id = (int)e->valuedouble;
@@ -282,7 +282,7 @@ static int validate(const char *path, mmm_config *c) {
         return mmm_fail(MMM_ERR_FORMAT, "%s: vocabulary sizes must be positive", path);
     for (int i = 0; i < c->n_special; i++)
         if (c->special[i].id >= c->llm_vocab + c->n_special)
-            return mmm_fail(MMM_ERR_FORMAT, "%s: special token \"%s\" has id %d, but the embedding "
+            return mmm_fail(MMM_ERR_FORMAT, "%s: special token \"%.64s\" has id %d, but the embedding "
                             "tables hold only %d + %d ids", path, c->special[i].token,
                             c->special[i].id, c->llm_vocab, c->n_special);
     if (c->patch_size > 0) {
@@ -385,7 +385,7 @@ static int parse(const char *path, const cJSON *root, mmm_config *c) {
                         "\"post\" runs them over the unshuffled patches and needs other input ids)", path);
     if (loc && strcmp(loc, "pre"))
         return mmm_fail(MMM_ERR_FORMAT, "%s: embedding_config.pixel_shuffle_loc must be \"pre\" or \"post\", "
-                        "not \"%s\"", path, loc);
+                        "not \"%.64s\"", path, loc);
     static const char *const lora_keys[] = {"use_backbone_lora", "use_llm_lora"};
     for (int i = 0; i < 2; i++) {
         if ((rc = get_int(path, "", root, lora_keys[i], 0, 0, 0, 1 << 16, &lora))) return rc;
