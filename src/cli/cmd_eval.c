@@ -9,19 +9,22 @@
 #include "device.h"
 #include "mmm/data.h"
 #include "mmm/error.h"
+#include "mmm/forward.h"
 #include "mmm/tokenizer.h"
 #include "mmm/train.h"
 
 static void usage(FILE *f) {
     fputs("usage: mmm eval --model DIR --data FILE.jsonl [--teacher DIR] [--tokenizer PATH]\n"
           "                [--samples N] [--max-new N] [--json OUT] [--device cpu|cuda] [--dtype f32|bf16]\n"
-          "                [--image-root DIR] [--strict]\n\n"
+          "                [--max-tokens N] [--image-root DIR] [--strict]\n\n"
           "Scores a model on LLaVA-style JSONL conversations: exact match of its greedy answer to\n"
           "the last assistant turn, per task kind (the records' \"task\" field) and overall, and the\n"
           "answer tokens' cross-entropy. With --teacher, also how often the two give the same answer\n"
           "and the mean KL(teacher || model) of their next-token distributions on the answers.\n\n"
           "  --samples N      at most N samples, spread evenly over the file (default: all)\n"
           "  --max-new N      longest answer generated (default 16)\n"
+          "  --max-tokens N   samples longer than N tokens are skipped and reported (default: the\n"
+          "                   model's max_position_embeddings x rope_scaling factor, else 32768)\n"
           "  --tokenizer P    default: the model directory's tokenizer\n"
           "  --json OUT       also write the results as JSON\n"
           "  --image-root DIR relative image paths resolve against DIR (default: the data file's\n"
@@ -37,12 +40,13 @@ int cmd_eval(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
         {"teacher", required_argument, 0, 't'}, {"tokenizer", required_argument, 0, 'k'},
         {"samples", required_argument, 0, 'n'}, {"max-new", required_argument, 0, 'x'},
+        {"max-tokens", required_argument, 0, 'L'},
         {"json", required_argument, 0, 'j'}, {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 'T'},
         {"image-root", required_argument, 0, 1101}, {"strict", no_argument, 0, 1102},
         {"max-image-pixels", required_argument, 0, 1400},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *data = NULL, *teacher_dir = NULL, *tok_path = NULL, *json = NULL;
-    int samples = 0, max_new = 16, cuda = 0, bf16 = 0, o;
+    int samples = 0, max_new = 16, max_tokens = 0, cuda = 0, bf16 = 0, o;
     mmm_data_options dopt = {0};
     optind = 1;
     while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -53,6 +57,7 @@ int cmd_eval(int argc, char **argv) {
         case 'k': tok_path = optarg; break;
         case 'n': if (cli_parse_int("eval", "--samples", optarg, 0, INT_MAX, &samples)) return 2; break;
         case 'x': if (cli_parse_int("eval", "--max-new", optarg, 1, 1 << 20, &max_new)) return 2; break;
+        case 'L': if (cli_parse_int("eval", "--max-tokens", optarg, 1, INT_MAX, &max_tokens)) return 2; break;
         case 'j': json = optarg; break;
         case 'D': if (cli_parse_device("eval", optarg, &cuda)) return 2; break;
         case 'T': if (cli_parse_decode_dtype("eval", optarg, &bf16)) return 2; break;
@@ -79,10 +84,11 @@ int cmd_eval(int argc, char **argv) {
         rc = mmm_fail(MMM_ERR_ARG, "%s is a student (it has mamba2 layers); --teacher takes the attention model", teacher_dir);
     if (!rc) rc = mmm_tokenizer_load(tok_path ? tok_path : model_dir, &tok);
     if (!rc) rc = cli_check_tokenizer(&m->cfg, tok, tok_path ? tok_path : model_dir);
+    if (!rc) dopt.max_tokens = max_tokens ? max_tokens : mmm_default_max_tokens(&m->cfg);
     if (!rc) rc = cli_load_dataset("eval", &d, data, tok, &m->cfg, &dopt);
     if (!rc) rc = cli_use_device(cuda, m, t);
     if (!rc) rc = cli_use_bf16(bf16, m, t);
-    if (!rc) rc = mmm_evaluate(m, tok, &d, 0, max_new, t, &r);
+    if (!rc && (rc = mmm_evaluate(m, tok, &d, 0, max_new, t, &r))) mmm_fail_context(rc, "%s on %s", model_dir, data);
     double per_s = !rc && r.seconds > 0 ? 1 / r.seconds : 0;
     if (!rc) {
         int L = mmm_config_n_layers(&m->cfg), nm = mmm_config_n_mamba_layers(&m->cfg);

@@ -21,7 +21,8 @@
 
 static void usage(FILE *f) {
     fputs("usage: mmm forward --model DIR (--ids LIST | --ids-file FILE | --text TEXT) [--image FILE]...\n"
-          "                   [--dump OUT.safetensors] [--hidden] [--top K] [--device cpu|cuda]\n\n"
+          "                   [--dump OUT.safetensors] [--hidden] [--top K] [--max-tokens N]\n"
+          "                   [--device cpu|cuda]\n\n"
           "Runs one forward pass of a teacher or student and prints the most likely next tokens.\n\n"
           "  --model DIR        model directory (config.json + safetensors)\n"
           "  --ids LIST         token ids, comma or space separated; -1 marks where the next\n"
@@ -38,6 +39,8 @@ static void usage(FILE *f) {
           "  --hidden           with --dump, also 'hidden_states' (E+L, T, C) (every layer's\n"
           "                     output), 'input_embeds', 'encoder_output', 'image_embeds'\n"
           "  --top K            how many next-token candidates to print (default 5)\n"
+          "  --max-tokens N     refuse longer inputs (default: the model's max_position_embeddings x\n"
+          "                     rope_scaling factor, else 32768)\n"
           CLI_DEVICE_HELP "\n"
           "example: mmm forward --model tests/data/teacher/one_image --ids 53,7,-1,8 \\\n"
           "             --image tests/data/images/fmnist_28.png --dump out.safetensors --hidden\n", f);
@@ -166,10 +169,11 @@ int cmd_forward(int argc, char **argv) {
         {"top", required_argument, 0, 'k'}, {"text", required_argument, 0, 'x'},
         {"tokenizer", required_argument, 0, 't'}, {"device", required_argument, 0, 'D'},
         {"max-image-pixels", required_argument, 0, 1400},
+        {"max-tokens", required_argument, 0, 'L'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *ids_text = NULL, *ids_file = NULL, *dump_path = NULL, *text = NULL, *tok_path = NULL;
     char *images[MAX_IMAGES];
-    int n_images = 0, hidden = 0, top = 5, cuda = 0, o;
+    int n_images = 0, hidden = 0, top = 5, cuda = 0, max_tokens = 0, o;
     optind = 1;
     while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (o) {
@@ -187,6 +191,7 @@ int cmd_forward(int argc, char **argv) {
         case 't': tok_path = optarg; break;
         case 'D': if (cli_parse_device("forward", optarg, &cuda)) return 2; break;
         case 1400: if (cli_parse_image_limit("forward", optarg)) return 2; break;
+        case 'L': if (cli_parse_int("forward", "--max-tokens", optarg, 1, INT_MAX, &max_tokens)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("forward", o, argv);
         }
@@ -211,6 +216,10 @@ int cmd_forward(int argc, char **argv) {
     if (!rc) rc = mmm_model_load(&m, model_dir);
     if (!rc) rc = cli_load_images(m, images, n_images, &pixels, &n_tiles, tiles_per_image);
     if (!rc) rc = cli_expand_image_markers(m, raw, n_raw, tiles_per_image, n_images, &ids, &T);
+    if (!rc && !max_tokens) max_tokens = mmm_default_max_tokens(&m->cfg);
+    if (!rc && T > max_tokens)
+        rc = mmm_fail(MMM_ERR_ARG, "%s: %d tokens, more than --max-tokens %d (default: the model's longest context)",
+                      text ? "--text" : ids_text ? "--ids" : ids_file, T, max_tokens);
     if (!rc) rc = cli_use_device(cuda, m, NULL);
     if (!rc) {
         mmm_input in = {1, T, ids, pixels, n_tiles};

@@ -4,6 +4,7 @@
 
 #include "internal.h"
 #include "mmm/error.h"
+#include "mmm/memory.h"
 #include "mmm/ops/activation.h"
 #include "mmm/ops/attention.h"
 #include "mmm/ops/conv1d.h"
@@ -82,6 +83,13 @@ static int acts_prepare(mmm_acts **pa, const mmm_model *m, const mmm_input *in) 
     size_t need = acts_layout(a, m, in->B, in->T, in->n_tiles, NULL);
     if (need > a->cap) {
         free(a->arena);
+        a->arena = NULL;
+        a->cap = 0;
+        /* every layer's activations for the whole batch: refused with the numbers rather than
+         * overcommitted and killed halfway */
+        int rc = mmm_memory_check(need * sizeof *a->arena, "a forward pass over a %d x %d batch (%d layers' "
+                                  "activations)", in->B, in->T, L);
+        if (rc) return rc;
         if (!(a->arena = malloc(need * sizeof *a->arena))) {
             a->cap = 0;
             return mmm_fail(MMM_ERR_NOMEM, "forward: cannot allocate %.1f MB of activations for a "

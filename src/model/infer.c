@@ -1,10 +1,12 @@
 /* Inference: a per-sequence state (KV caches) fed by chunked prefill and single-token decode. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "internal.h"
 #include "mmm/error.h"
+#include "mmm/memory.h"
 #include "mmm/rng.h"
 #include "mmm/ops/dense.h"
 #include "mmm/ops/norm.h"
@@ -36,11 +38,6 @@ static size_t cache_floats(const mmm_config *c, int l, int max_tokens) {
     return (size_t)(MMM_MAMBA_CONV_K - 1) * mamba_conv_channels(d) + (size_t)d->n_heads * d->head_dim * d->head_dim;
 }
 
-static size_t physical_memory(void) {
-    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
-    return pages > 0 && size > 0 ? (size_t)pages * (size_t)size : (size_t)-1;
-}
-
 int state_new_backend(mmm_state **out, const mmm_model *m, int max_tokens, size_t bytes,
                       const state_backend *be, void *impl) {
     mmm_state *s = calloc(1, sizeof *s);
@@ -53,18 +50,66 @@ int state_new_backend(mmm_state **out, const mmm_model *m, int max_tokens, size_
     return MMM_OK;
 }
 
+/* Floats of the chunk scratch: for each mixer kind one set of buffers shared by its layers, each
+ * buffer as large as the largest layer of that kind needs, then the rest of one chunk. */
+static size_t scratch_floats(const mmm_config *c, mmm_layer_desc widest[2], int has[2], size_t layer[2], size_t *qkv,
+                             size_t *vis) {
+    int C = c->hidden, Dmax = max_head_dim(c);
+    layer[0] = layer[1] = *qkv = 0;
+    mmm_config_widest(c, widest, has);
+    for (int kind = 0; kind < 2; kind++)
+        if (has[kind]) {
+            layer[kind] = layer_floats(&widest[kind], CHUNK, C, 1, CHUNK);
+            if (layer_scratch_floats(&widest[kind], CHUNK) > *qkv) *qkv = layer_scratch_floats(&widest[kind], CHUNK);
+        }
+    *vis = c->patch_size ? vision_buf_floats(c, 1) : 0;
+    return layer[0] + layer[1] + *qkv + *vis + (size_t)CHUNK * (2 * C + 2 + 2 * Dmax);
+}
+
+static size_t cache_bytes(const mmm_config *c, int max_tokens) {
+    size_t cache = 0;
+    for (int l = 0; l < mmm_config_n_layers(c); l++) cache += cache_floats(c, l, max_tokens) * sizeof(float);
+    return cache;
+}
+
+size_t mmm_state_estimate_bytes(const mmm_model *m, int max_tokens) {
+    mmm_layer_desc widest[2];
+    int has[2];
+    size_t layer[2], qkv, vis;
+    return cache_bytes(&m->cfg, max_tokens) +
+           scratch_floats(&m->cfg, widest, has, layer, &qkv, &vis) * sizeof(float) + CHUNK * sizeof(int32_t);
+}
+
+int mmm_default_max_tokens(const mmm_config *c) {
+    const cJSON *root = c->json;
+    const char *stacks[2] = {"llm_config", "embedding_config"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, stacks[i]);
+        const cJSON *mp = cJSON_GetObjectItemCaseSensitive(st, "max_position_embeddings");
+        if (!cJSON_IsNumber(mp) || mp->valuedouble < 1) continue;
+        const cJSON *sc = cJSON_GetObjectItemCaseSensitive(st, "rope_scaling");
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(sc, "factor");
+        double n = mp->valuedouble * (cJSON_IsNumber(f) && f->valuedouble > 1 ? f->valuedouble : 1);
+        return n < 1 << 30 ? (int)n : 1 << 30;
+    }
+    return MMM_DEFAULT_MAX_TOKENS;
+}
+
 int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
     const mmm_config *c = &m->cfg;
     int L = mmm_config_n_layers(c), C = c->hidden, Dmax = max_head_dim(c);
     if (max_tokens < 1) return mmm_fail(MMM_ERR_ARG, "state: max_tokens must be positive");
     if (m->gpu) return gpu_state_new(out, m, max_tokens);
-    size_t cache = 0;
-    for (int l = 0; l < L; l++) cache += cache_floats(c, l, max_tokens) * sizeof(float);
-    size_t phys = physical_memory();
-    if (cache > phys / 10 * 9)
-        return mmm_fail(MMM_ERR_NOMEM, "a %d-token context needs %.2f GB of KV cache, more than this "
-                        "machine's %.2f GB of memory allows (at most about %d tokens)", max_tokens,
-                        cache * 1e-9, phys * 1e-9, (int)((double)max_tokens * (phys / 10 * 9) / cache));
+    size_t cache = cache_bytes(c, max_tokens), need = mmm_state_estimate_bytes(m, max_tokens);
+    if (mmm_memory_check(need, "a %d-token context", max_tokens)) {
+        /* the tokens that would fit: the cache is linear in them, the scratch is not */
+        size_t room = mmm_memory_limit(NULL) / 10 * 9, fixed = need - cache;
+        double fit = room > fixed && cache ? (double)max_tokens * (double)(room - fixed) / (double)cache : 0;
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", mmm_last_error());
+        return mmm_fail(MMM_ERR_NOMEM, "%s; %.2f GB of KV cache, at most about %.0f tokens fit", msg, cache * 1e-9,
+                        fit);
+    }
 
     mmm_state *s = calloc(1, sizeof *s);
     if (!s) return mmm_fail(MMM_ERR_NOMEM, "state: out of memory");
@@ -86,19 +131,10 @@ int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
             ok = (s->conv[l] = calloc((size_t)(MMM_MAMBA_CONV_K - 1) * mamba_conv_channels(d), sizeof(float))) &&
                  (s->ssm[l] = calloc((size_t)d->n_heads * d->head_dim * d->head_dim, sizeof(float)));
     }
-    /* chunk scratch: for each mixer kind one set of buffers shared by its layers, each buffer as
-     * large as the largest layer of that kind needs */
     mmm_layer_desc widest[2];
     int has[2];
-    size_t layer[2] = {0, 0}, qkv = 0;
-    mmm_config_widest(c, widest, has);
-    for (int kind = 0; kind < 2; kind++)
-        if (has[kind]) {
-            layer[kind] = layer_floats(&widest[kind], CHUNK, C, 1, CHUNK);
-            if (layer_scratch_floats(&widest[kind], CHUNK) > qkv) qkv = layer_scratch_floats(&widest[kind], CHUNK);
-        }
-    size_t vis = c->patch_size ? vision_buf_floats(c, 1) : 0;
-    size_t total = layer[0] + layer[1] + qkv + vis + (size_t)CHUNK * (2 * C + 2 + 2 * Dmax);
+    size_t layer[2], qkv, vis;
+    size_t total = scratch_floats(c, widest, has, layer, &qkv, &vis);
     if (ok) ok = (s->arena = malloc(total * sizeof(float))) && (s->pos = malloc(CHUNK * sizeof *s->pos));
     if (!ok) {
         mmm_state_free(s);

@@ -9,6 +9,7 @@
 
 #include "mmm/error.h"
 #include "mmm/forward.h"
+#include "mmm/memory.h"
 #include "mmm/ops/loss.h"
 #include "mmm/train.h"
 
@@ -52,15 +53,26 @@ int mmm_evaluate(const mmm_model *m, const mmm_tokenizer *tok, const mmm_dataset
         const mmm_sample *s = &d->samples[(long)k * d->n / n];
         if (s->n > longest) longest = s->n;
     }
+    if (teacher && teacher->cfg.vocab != V)
+        return mmm_fail(MMM_ERR_ARG, "the teacher's vocabulary (%d) differs from the model's (%d)", teacher->cfg.vocab, V);
+    /* everything below is sized by the longest sample: checked as a whole before any of it is
+     * allocated (a GPU model's state is on the device, which checks its own) */
+    int ctx = longest + max_new + 1;
+    size_t logit_bytes = (size_t)V * (size_t)(longest + 1) * sizeof(float);
+    size_t need = logit_bytes * (teacher ? 2 : 1) + (m->gpu ? 0 : mmm_state_estimate_bytes(m, ctx)) +
+                  (teacher && !teacher->gpu ? mmm_state_estimate_bytes(teacher, ctx) : 0);
+    int rc = mmm_memory_check(need, "evaluating a %d-token sample (%.2f GB of logits%s, and a %d-token context)",
+                              longest, logit_bytes * 1e-9, teacher ? " per model" : "", ctx);
+    if (rc) return rc;
     mmm_state *st = NULL, *tst = NULL;
-    float *logits = malloc((size_t)V * (size_t)(longest + 1) * sizeof *logits);
-    float *tlogits = teacher ? malloc((size_t)V * (size_t)(longest + 1) * sizeof *tlogits) : NULL;
+    float *logits = malloc(logit_bytes);
+    float *tlogits = teacher ? malloc(logit_bytes) : NULL;
     int32_t *out = malloc((size_t)(max_new + 1) * sizeof *out), *tout = malloc((size_t)(max_new + 1) * sizeof *tout);
-    int rc = logits && out && tout && (!teacher || tlogits) ? mmm_state_new(&st, m, longest + max_new + 1)
-                                                           : mmm_fail(MMM_ERR_NOMEM, "out of memory for the evaluation");
-    if (!rc && teacher && teacher->cfg.vocab != V)
-        rc = mmm_fail(MMM_ERR_ARG, "the teacher's vocabulary (%d) differs from the model's (%d)", teacher->cfg.vocab, V);
-    if (!rc && teacher) rc = mmm_state_new(&tst, teacher, longest + max_new + 1);
+    rc = logits && out && tout && (!teacher || tlogits)
+             ? mmm_state_new(&st, m, ctx)
+             : mmm_fail(MMM_ERR_NOMEM, "evaluating a %d-token sample: cannot allocate %.2f GB of logits", longest,
+                        logit_bytes * (teacher ? 2 : 1) * 1e-9);
+    if (!rc && teacher) rc = mmm_state_new(&tst, teacher, ctx);
     int32_t stop = m->cfg.im_end_id >= 0 ? m->cfg.im_end_id : mmm_tokenizer_token_to_id(tok, "<|im_end|>");
     for (int k = 0; k < n && !rc; k++) {
         const mmm_sample *s = &d->samples[(long)k * d->n / n];
