@@ -38,6 +38,11 @@ typedef enum { MMM_TOK_BPE_JSON = 1, MMM_TOK_SENTENCEPIECE = 2 } mmm_tokenizer_k
 int mmm_tokenizer_load(const char *path, mmm_tokenizer **out);
 void mmm_tokenizer_free(mmm_tokenizer *t); /* NULL is fine */
 
+/* The files a model directory's tokenizer is made of (those present are read; see
+ * mmm_tokenizer_load), MMM_TOKENIZER_N_FILES of them: copying those that exist copies it. */
+#define MMM_TOKENIZER_N_FILES 6
+extern const char *const mmm_tokenizer_files[MMM_TOKENIZER_N_FILES];
+
 mmm_tokenizer_kind mmm_tokenizer_kind_of(const mmm_tokenizer *t);
 /* One more than the largest id (model vocabulary and added tokens together). */
 int mmm_tokenizer_vocab_size(const mmm_tokenizer *t);

@@ -119,9 +119,9 @@ typedef struct {
 
 static int stage_facts(mmm_run_facts *r, const stage_run_facts *s) {
     static const char *const model_files[] = {"config.json", ".safetensors", ".safetensors.index.json"};
-    static const char *const tok_files[] = {"tokenizer.json", "tokenizer.model"};
     int rc = mmm_run_facts_dir(r, "teacher", "the teacher (--teacher: config and weights)", s->teacher_dir, model_files, 3);
-    if (!rc) rc = mmm_run_facts_dir(r, "tokenizer", "the teacher's tokenizer", s->teacher_dir, tok_files, 2);
+    if (!rc) rc = mmm_run_facts_dir(r, "tokenizer", "the teacher's tokenizer", s->teacher_dir, mmm_tokenizer_files,
+                                    MMM_TOKENIZER_N_FILES);
     if (!rc) rc = mmm_run_facts_file(r, "data", "the data file (--data)", s->data_path);
     if (!rc) rc = mmm_run_facts_value(r, "stage", "the stage", "%d", s->stage);
     if (!rc) rc = mmm_run_facts_value(r, "init", "--init", "%d", (int)s->init);

@@ -116,13 +116,12 @@ int cli_check_tokenizer(const mmm_config *c, const mmm_tokenizer *tok, const cha
  * result (not the device, the workers or how often it evaluates and saves). */
 static int run_facts(mmm_run_facts *r, const char *config_path, const char *tok_path, const char *data_path,
                      const mmm_train_options *o, float init_std, const mmm_data_options *dopt) {
-    static const char *const tok_files[] = {"tokenizer.json", "tokenizer.model"};
     static const char *const schedules[] = {"wsd", "cosine", "constant"};
     struct stat st;
     int rc = mmm_run_facts_file(r, "config", "the model config (--config)", config_path);
     if (!rc) rc = mmm_run_facts_file(r, "data", "the data file (--data)", data_path);
     if (!rc && stat(tok_path, &st) == 0 && S_ISDIR(st.st_mode))
-        rc = mmm_run_facts_dir(r, "tokenizer", "the tokenizer (--tokenizer)", tok_path, tok_files, 2);
+        rc = mmm_run_facts_dir(r, "tokenizer", "the tokenizer (--tokenizer)", tok_path, mmm_tokenizer_files, MMM_TOKENIZER_N_FILES);
     else if (!rc)
         rc = mmm_run_facts_file(r, "tokenizer", "the tokenizer (--tokenizer)", tok_path);
     const struct { const char *key, *opt; double v; } num[] = {

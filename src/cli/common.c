@@ -104,10 +104,9 @@ int cli_parse_seed(const char *cmd, const char *value, uint64_t *seed) {
 }
 
 int cli_copy_tokenizer(const char *from_dir, const char *to_dir) {
-    static const char *const names[] = {"tokenizer.json", "tokenizer.model"};
     int rc = MMM_OK;
-    for (int i = 0; i < 2 && !rc; i++) {
-        char *src = mmm_path_join(from_dir, names[i]), *dst = mmm_path_join(to_dir, names[i]);
+    for (int i = 0; i < MMM_TOKENIZER_N_FILES && !rc; i++) {
+        char *src = mmm_path_join(from_dir, mmm_tokenizer_files[i]), *dst = mmm_path_join(to_dir, mmm_tokenizer_files[i]);
         if (!src || !dst) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
         else if (access(src, F_OK) == 0) rc = mmm_copy_file(src, dst);
         free(src);

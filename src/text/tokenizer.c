@@ -87,6 +87,10 @@ static int sniff_json(const char *path, bool *json) {
     return 0;
 }
 
+const char *const mmm_tokenizer_files[MMM_TOKENIZER_N_FILES] = {
+    "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "added_tokens.json", "special_tokens_map.json",
+    "generation_config.json"};
+
 /* Which files make the tokenizer of a model directory, in the order transformers' AutoTokenizer
  * takes them:
  *   1. tokenizer.json (a "fast" tokenizer) if present, else tokenizer.model (SentencePiece, the
