@@ -246,25 +246,23 @@ int cmd_train(int argc, char **argv) {
         o.run = &facts;
         if (!rc) rc = mmm_train_run(m, trainable, &train, &o, mmm_ce_step, ce_ctxs, eval_path ? cli_eval_during_training : NULL, &ev, &res);
         if (!rc) {
-            char *path = mmm_path_join(out, "tokenizer.json"), *log = mmm_path_join(out, "train_log.jsonl");
-            char *png = mmm_path_join(out, "loss.png");
-            if (!path || !log || !png) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
+            char *log = mmm_path_join(out, "train_log.jsonl"), *png = mmm_path_join(out, "loss.png");
+            if (!log || !png) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
             rc = mmm_model_save(m, out, save_dtype, 0);
-            if (!rc && mmm_tokenizer_kind_of(tok) == MMM_TOK_BPE_JSON) {
-                char *text = NULL, *src = NULL;
+            if (!rc) { /* the tokenizer goes with the model: all of a directory's tokenizer files */
                 struct stat st;
-                src = stat(tok_path, &st) == 0 && S_ISDIR(st.st_mode) ? mmm_path_join(tok_path, "tokenizer.json") : strdup(tok_path);
-                size_t len;
-                if (src && !(rc = mmm_read_text_file(src, 1u << 30, &text, &len))) rc = mmm_write_file_atomic(path, text, len);
-                free(text);
-                free(src);
+                char *dst = NULL;
+                if (stat(tok_path, &st) == 0 && S_ISDIR(st.st_mode)) rc = cli_copy_tokenizer(tok_path, out);
+                else if (!(dst = mmm_path_join(out, mmm_tokenizer_kind_of(tok) == MMM_TOK_BPE_JSON ? "tokenizer.json" : "tokenizer.model")))
+                    rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
+                else rc = mmm_copy_file(tok_path, dst);
+                free(dst);
             }
             const char *keys[] = {"loss", "eval_loss", "accuracy"};
             if (!rc && mmm_plot_log(log, png, "mmm train", keys, eval_path ? 3 : 1))
                 fprintf(stderr, "mmm train: no loss plot (%s)\n", mmm_last_error());
             if (!rc) printf("mmm train: %ld steps in %.0f s%s; model written to %s\n", res.step, res.seconds,
                             res.resumed ? " (resumed)" : "", out);
-            free(path);
             free(log);
             free(png);
         }
