@@ -34,6 +34,8 @@ fixture *get_fixture(void) {
     for (int s = 0; s < 2; s++) {
         cJSON *c = cJSON_GetObjectItemCaseSensitive(root, stacks[s]);
         cJSON_ReplaceItemInObjectCaseSensitive(c, "hidden_size", cJSON_CreateNumber(32));
+        if (cJSON_GetObjectItemCaseSensitive(c, "llm_hidden_size")) /* must equal hidden_size */
+            cJSON_ReplaceItemInObjectCaseSensitive(c, "llm_hidden_size", cJSON_CreateNumber(32));
         cJSON_ReplaceItemInObjectCaseSensitive(c, "intermediate_size", cJSON_CreateNumber(64));
         cJSON_ReplaceItemInObjectCaseSensitive(c, "num_hidden_layers", cJSON_CreateNumber(1));
     }
