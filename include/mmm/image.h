@@ -22,8 +22,9 @@ typedef struct {
  * channels, alpha is dropped (not composited), palettes are expanded, CMYK JPEGs are converted
  * with Pillow's formula, EXIF orientation is ignored, 16-bit gray is clipped to 255 (16-bit
  * colour keeps its high byte), PGM/PPM samples are rescaled from their maxval as Pillow's PPM
- * plugin rescales them. JPEG goes through libjpeg-turbo and WebP through libwebp, set up as
- * Pillow sets them up (the same pixels); PNG, BMP, GIF, TGA and PSD through stb_image.
+ * plugin rescales them, a GIF's first frame is composited on its screen by Pillow's rules. JPEG
+ * goes through libjpeg-turbo and WebP through libwebp, set up as Pillow sets them up (the same
+ * pixels); PNG, BMP, TGA and PSD through stb_image.
  * Before anything is decoded, the header's dimensions must be within MMM_IMAGE_MAX_SIDE per side
  * and the pixel limit (mmm_image_max_pixels(); 16-bit images count twice), and an uncompressed
  * format's pixel data (BMP, PNM) must be in the file; a PNG whose data inflates to more than its

@@ -1,10 +1,10 @@
-/* PNG, BMP, GIF (first frame), TGA and PSD through stb_image (Debian's libstb).
+/* PNG, BMP, TGA and PSD through stb_image (Debian's libstb).
  * stb trusts headers: it allocates what they declare and fills what the file lacks with zeros,
  * and it inflates a PNG's data into a buffer that grows with whatever the stream holds. So before
  * stb sees a file, a BMP's header is read here and the pixel rows it promises must be in the
  * file, a top-down BMP (negative height) gets its real height, and a PNG's compressed
  * data is inflated once, without keeping it, to make sure it holds no more than its IHDR's
- * image. A GIF is checked by its logical screen, which stb allocates whatever its frames are. */
+ * image. */
 #include "image_internal.h"
 
 #include <limits.h>

@@ -97,6 +97,14 @@ TEST(test_image_load_formats) {
     /* 16-bit gray (values up to 539): clipped to 255 as PIL's mode "I" → RGB */
     load_vs_pil(f, "gray16_13x11.png", "gray16_13x11_png.rgb", 0, "png 16-bit gray");
     load_vs_pil(f, "gray16_13x11.pgm", "gray16_13x11_pgm.rgb", 0, "pgm 16-bit gray");
+    /* GIF first frames by Pillow's rules: partial frames, a frame past the screen, indices past
+     * the palette */
+    load_vs_pil(f, "interlaced_97x61.gif", "interlaced_97x61_gif.rgb", 0, "gif interlaced");
+    load_vs_pil(f, "partial_9x7.gif", "partial_9x7_gif.rgb", 0, "gif partial frame");
+    load_vs_pil(f, "partial_transp_9x7.gif", "partial_transp_9x7_gif.rgb", 0,
+                "gif partial frame, transparency");
+    load_vs_pil(f, "beyond_screen_6x5.gif", "beyond_screen_6x5_gif.rgb", 0,
+                "gif frame past the screen");
     /* other maxvals: Pillow rescales to 255 (16-bit gray: to 65535, then clips) */
     static const char *const pnms[] = {"maxval10_7x3.pgm", "maxval1023_7x3.pgm",
                                        "maxval300_7x3.pgm", "maxval100_5x3.ppm",

@@ -81,6 +81,13 @@ TEST(test_image_hostile_headers) {
     mmm_image_free(&img);
     expect_refused("screen_64.gif", small, sizeof small, 4095, MMM_ERR_UNSUPPORTED,
                    "64×64 pixels, over the limit of 4095 pixels");
+    /* a 1×1 screen whose first frame is 4096×4097: the image grows to hold it (as in Pillow), so
+     * the frame counts too */
+    memcpy(small, gif, sizeof gif);
+    small[6] = small[8] = 1, small[7] = small[9] = 0;
+    small[24] = 0, small[25] = 0x10, small[26] = 1, small[27] = 0x10;
+    expect_refused("frame_4096x4097.gif", small, sizeof small, MMM_IMAGE_MAX_PIXELS,
+                   MMM_ERR_UNSUPPORTED, "4096×4097 pixels, over the limit of 16777216 pixels");
 
     /* BMP and PPM headers promising 16384² pixels with none in the file (54 and 19 bytes that
      * took 1.5 GB and decoded black), and a small BMP short of a few bytes */

@@ -5,7 +5,7 @@ for tests/vision/test_image.c and tests/ops/test_interpolate.c.
   - small images in several formats (PNG gray / RGB / RGBA / gray+alpha / palette; JPEG baseline
     4:2:0 / 4:2:2 / 4:4:4, gray, progressive, CMYK; WebP lossy / lossless / lossy with alpha;
     BMP, a top-down BMP written byte by byte (Pillow writes only bottom-up ones); PPM; 16-bit
-    gray PNG and PGM; PGM/PPM at maxvals Pillow rescales) and broken
+    gray PNG and PGM; PGM/PPM at maxvals Pillow rescales; GIF first frames) and broken
     files (empty, truncated, garbage, absurd dimensions);
   - pillow.safetensors: for each image, the pixels of Image.open(p).convert("RGB"), its
     Image.resize((w, h), Image.BICUBIC) at several sizes (uint8 values, stored as F16, which holds
@@ -155,6 +155,48 @@ def pnm_bytes(rng, name, maxval):
                                                 maxval) + data
 
 
+def gif_lzw(indices, m):
+    """LZW data that only ever sends literals, clearing before the code width would grow."""
+    clear = 1 << m
+    codes = []
+    for i, v in enumerate(indices):
+        if i % (clear - 2) == 0:
+            codes.append(clear)
+        codes.append(int(v))
+    codes.append(clear + 1)
+    acc = nbits = 0
+    out = bytearray()
+    for c in codes:
+        acc |= c << nbits
+        nbits += m + 1
+        while nbits >= 8:
+            out.append(acc & 255)
+            acc >>= 8
+            nbits -= 8
+    if nbits:
+        out.append(acc)
+    return b"".join(bytes([len(out[i:i + 255])]) + out[i:i + 255] for i in range(0, len(out), 255))
+
+
+def small_gifs(rng):
+    """(file, bytes): GIFs written byte by byte."""
+    specs = [  # name, screen, frame (x, y, w, h), background, transparency
+        ("partial_9x7.gif", (9, 7), (2, 3, 4, 2), 1, None),
+        ("partial_transp_9x7.gif", (9, 7), (2, 3, 4, 2), 1, 2),
+        ("beyond_screen_6x5.gif", (4, 3), (3, 1, 3, 4), 0, None),
+    ]
+    out = []
+    for name, (sw, sh), (x, y, w, h), bg, transp in specs:
+        pal = rng.integers(0, 256, 4 * 3, np.uint8).tobytes()  # 4 entries; indices go to 7
+        data = b"GIF89a" + struct.pack("<HHBBB", sw, sh, 0x81, bg, 0) + pal
+        if transp is not None:
+            data += b"\x21\xf9\x04\x01\x00\x00" + bytes([transp]) + b"\x00"
+        data += b"\x2c" + struct.pack("<HHHHB", x, y, w, h, 0) + b"\x03"
+        data += gif_lzw(rng.integers(0, 8, w * h), 3) + b"\x00\x3b"
+        out.append((name, data))
+    return out
+
+
 def topdown_bmp(rng, w, h):
     """A 24-bit BMP with a negative height: rows stored top first."""
     px = rng.integers(0, 256, (h, w, 3), np.uint8)
@@ -217,6 +259,15 @@ def main():
     for name, maxval in PNMS:
         write(os.path.join(OUT, name), pnm_bytes(rng2, name, maxval))
         files[name] = name.replace(".", "_")
+    # GIF first frames: Pillow's (interlaced, 256 colours: LZW codes up to 12 bits), and byte-built
+    # ones where Pillow's rules show: a frame smaller than the screen (the rest is the
+    # transparency index, else index 0, not the background), a frame reaching past the screen
+    # (which grows), indices past the palette's end
+    save(textured(rng2, 97, 61).quantize(256), "interlaced_97x61.gif", "GIF", interlace=True)
+    files["interlaced_97x61.gif"] = "interlaced_97x61_gif"
+    for name, data in small_gifs(rng2):
+        write(os.path.join(OUT, name), data)
+        files[name] = name.replace(".", "_")
 
     # broken files
     png = open(os.path.join(OUT, "noise_48x40.png"), "rb").read()
@@ -238,9 +289,7 @@ def main():
         rgb[key] = Image.open(os.path.join(OUT, fname)).convert("RGB")
     # the pixels PIL loads (uint8, exact in F16); noise and grid are covered by the goldens
     # below, which would fail if their pixels did
-    for key in ["fmnist_28", "rgba_37x23", "thin_5x90", "la_9x7", "palette_12x10",
-                "photo_40x30", "topdown_7x5_bmp", "gray16_13x11_png", "gray16_13x11_pgm"] + \
-               [n.replace(".", "_") for n, _ in PNMS] + [n.replace(".", "_") for n, *_ in JPEGS + WEBPS]:
+    for key in [k for k in files.values() if k not in ("noise_48x40", "grid_56")]:
         im = rgb[key]
         t[key + ".rgb"] = ("F16", [im.height, im.width, 3],
                            np.asarray(im).astype(np.float64).ravel().tolist())
