@@ -114,8 +114,6 @@ static int32_t special_id(const mmm_tokenizer *tok, int cfg_id, const char *name
     return cfg_id >= 0 ? cfg_id : mmm_tokenizer_token_to_id(tok, name);
 }
 
-/* The BOS InternLM2's tokenizer puts first (add_bos_token): its <s>, when it has one. */
-static int32_t bos_id(const mmm_tokenizer *tok) { return mmm_tokenizer_token_to_id(tok, "<s>"); }
 
 static int build(seq *s, const mmm_tokenizer *tok, const mmm_config *cfg, mmm_chat_template t,
                  const char *const *turns, int n_turns, const int *tiles, int n_images,
@@ -131,8 +129,11 @@ static int build(seq *s, const mmm_tokenizer *tok, const mmm_config *cfg, mmm_ch
     int rc = MMM_OK, image = 0, chatml = t == MMM_CHAT_CHATML;
     if (!system) system = mmm_chat_default_system(t);
     if (!(flags & MMM_CHAT_CONTINUE)) {
-        int32_t bos = chatml ? -1 : bos_id(tok);
-        if (bos >= 0) rc = push(s, bos, 0);
+        /* InternVL tokenises the prompt with tokenizer(query): the ids the tokenizer puts before a
+         * text (InternLM2's add_bos_token: its <s>) come first */
+        const int32_t *pre = NULL;
+        int n_pre = chatml ? 0 : mmm_tokenizer_prefix_ids(tok, &pre);
+        for (int i = 0; i < n_pre && !rc; i++) rc = push(s, pre[i], 0);
         if (!rc && chatml && system && *system) {
             rc = push(s, im_start, 0);
             if (!rc) rc = push_text(s, tok, "system\n", 7, 0);

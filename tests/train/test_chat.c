@@ -174,7 +174,29 @@ static void check_goldens(const char *tok_name, const char *tok_file, int byte_l
 
 TEST(chat_goldens_bpe_gpt2) { check_goldens("bpe_gpt2", "tests/data/tokenizers/bpe_gpt2.json", 1); }
 
-TEST(chat_goldens_sp_bpe) { check_goldens("sp_bpe", "tests/data/tokenizers/sp_bpe.model", 0); }
+/* An InternLM2-shaped tokenizer directory: the SentencePiece model (its user-defined pieces are
+ * the five special tokens) and a tokenizer_config.json that puts the BOS first. */
+TEST(chat_goldens_sp_bpe) {
+    const char *dir = "/tmp/mmm_test_chat_sp";
+    int rc = system("rm -rf /tmp/mmm_test_chat_sp && mkdir /tmp/mmm_test_chat_sp && "
+                    "cp tests/data/tokenizers/sp_bpe.model /tmp/mmm_test_chat_sp/tokenizer.model");
+    FILE *f = rc == 0 ? fopen("/tmp/mmm_test_chat_sp/tokenizer_config.json", "w") : NULL;
+    if (f) {
+        fputs("{\"add_bos_token\": true, \"add_eos_token\": false, \"bos_token\": \"<s>\", \"eos_token\": \"</s>\", "
+              "\"unk_token\": \"<unk>\"}\n", f);
+        rc = fclose(f);
+    }
+    if (check(rc == 0 && f, "chat goldens sp_bpe: an InternLM2-shaped tokenizer directory in %s", dir)) check_goldens("sp_bpe", dir, 0);
+    rc = system("rm -rf /tmp/mmm_test_chat_sp");
+    (void)rc;
+}
+
+/* tests/data/tokenizers' InternLM2-shaped directories as mmm loads them: <|im_start|> is the
+ * model's [UNUSED_TOKEN_146] renamed, InternVL's image tokens lie past its vocabulary, and
+ * add_bos_token puts <s> first; slow (tokenizer.model) and fast (tokenizer.json). */
+TEST(chat_goldens_internlm2_sp) { check_goldens("internlm2_sp", "tests/data/tokenizers/internlm2_sp", 0); }
+
+TEST(chat_goldens_internlm2_fast) { check_goldens("internlm2_fast", "tests/data/tokenizers/internlm2_fast", 0); }
 
 TEST(chat_template_from_config) {
     static const int ids[5] = {0, 1, 2, 3, 4};

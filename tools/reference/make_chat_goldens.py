@@ -10,8 +10,9 @@ Without --ids only the standard library is needed (/usr/bin/python3 here): promp
 each case's prompt text and the text of the spans training puts the loss on. With --ids (the GPU
 device machine: transformers, tokenizers, sentencepiece) ids_<tokenizer>.json also holds each
 case's token ids and InternVL's training targets for the repository's test tokenizers
-tests/data/tokenizers/bpe_gpt2.json and sp_bpe.model (the latter in a tokenizer shaped like
-InternLM2's: SentencePiece, the five special tokens added after its 1000 pieces, BOS first).
+tests/data/tokenizers/bpe_gpt2.json, sp_bpe.model (in a tokenizer shaped like InternLM2's:
+SentencePiece, BOS first) and the InternLM2-shaped directories internlm2_sp (transformers' slow
+sentencepiece tokenizer, the one InternVL loads) and internlm2_fast (the same as tokenizer.json).
 
 The upstream code (InternVL's internvl_chat/internvl/conversation.py, the same in HoVLE's and
 mmMamba's copies, and preprocess_internlm in internvl/train/dataset.py) cannot be imported here,
@@ -157,19 +158,51 @@ def internlm2_shaped(sp_path):
     return tok
 
 
+def internlm2_dir(d):
+    """tests/data/tokenizers' InternLM2-shaped directory (tokenizer.model, tokenizer_config.json
+    renaming [UNUSED_TOKEN_146] to <|im_start|>, InternVL's image tokens past the vocabulary) as
+    transformers' slow sentencepiece tokenizer reads it (legacy=True, as InternLM2Tokenizer)."""
+    from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+
+    class SlowSentencePiece(SentencePieceBackend):
+        vocab_files_names = {"vocab_file": "tokenizer.model"}
+        model_input_names = ["input_ids", "attention_mask"]
+
+    tok = SlowSentencePiece.from_pretrained(d, legacy=True)
+    bos = tok.convert_tokens_to_ids("<s>")
+    # InternLM2Tokenizer's build_inputs_with_special_tokens puts <s> first (add_bos_token);
+    # transformers 5's generic backend adds nothing, so the rule is applied here.
+    return lambda text: [bos] + tok(text, add_special_tokens=False).input_ids, tok, bos
+
+
 def load_tokenizers(tok_dir):
-    """(name, transformers tokenizer, BOS id or None, chunk encoder) for the test tokenizers. The
-    chunk encoder is the bare library (tokenizers, sentencepiece) on text without special tokens."""
+    """(name, file, tokenizer(text) ids, token-to-id, BOS id or None, chunk encoder, len(vocab))
+    for the test tokenizers. The chunk encoder is the bare library (tokenizers, sentencepiece) on
+    text without special tokens."""
     import sentencepiece as spm
     import tokenizers
     from transformers import PreTrainedTokenizerFast
-    gpt2_path, sp_path = os.path.join(tok_dir, "bpe_gpt2.json"), os.path.join(tok_dir, "sp_bpe.model")
+    out = []
+    gpt2_path = os.path.join(tok_dir, "bpe_gpt2.json")
     gpt2 = PreTrainedTokenizerFast(tokenizer_file=gpt2_path)
     gpt2_raw = tokenizers.Tokenizer.from_file(gpt2_path)
+    out.append(("bpe_gpt2", "bpe_gpt2.json", lambda t: gpt2(t).input_ids, gpt2.convert_tokens_to_ids, None,
+                lambda t: gpt2_raw.encode(t, add_special_tokens=False).ids, len(gpt2)))
+    sp_path = os.path.join(tok_dir, "sp_bpe.model")
     sp = internlm2_shaped(sp_path)
     sp_raw = spm.SentencePieceProcessor(model_file=sp_path)
-    return [("bpe_gpt2", gpt2, None, lambda t: gpt2_raw.encode(t, add_special_tokens=False).ids),
-            ("sp_bpe", sp, sp.bos_token_id, lambda t: sp_raw.encode(t))]
+    out.append(("sp_bpe", "sp_bpe.model", lambda t: sp(t).input_ids, sp.convert_tokens_to_ids, sp.bos_token_id,
+                lambda t: sp_raw.encode(t), len(sp)))
+    d = os.path.join(tok_dir, "internlm2_sp")
+    slow_ids, slow, bos = internlm2_dir(d)
+    raw = spm.SentencePieceProcessor(model_file=os.path.join(d, "tokenizer.model"))
+    out.append(("internlm2_sp", "internlm2_sp", slow_ids, slow.convert_tokens_to_ids, bos, lambda t: raw.encode(t), len(slow)))
+    d = os.path.join(tok_dir, "internlm2_fast")
+    fast = PreTrainedTokenizerFast.from_pretrained(d)
+    fast_raw = tokenizers.Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    out.append(("internlm2_fast", "internlm2_fast", lambda t: fast(t).input_ids, fast.convert_tokens_to_ids,
+                fast.convert_tokens_to_ids("<s>"), lambda t: fast_raw.encode(t, add_special_tokens=False).ids, len(fast)))
+    return out
 
 
 def manual_ids(enc, sid, text, bos):
@@ -189,11 +222,11 @@ def manual_ids(enc, sid, text, bos):
         i = start = i + len(hit)
 
 
-def internvl_targets(tok, text, ids):
+def internvl_targets(tokenize, text, ids):
     """preprocess_internlm's target mask for one conversation (unshifted; -100 = ignored)."""
     user, assistant = "<|im_start|>user\n", "<|im_start|>assistant\n"
-    bos = len(tok("").input_ids)  # upstream's "- 1" and cur_len = 1 take InternLM2's BOS off
-    n = lambda s: len(tok(s).input_ids) - bos
+    bos = len(tokenize(""))  # upstream's "- 1" and cur_len = 1 take InternLM2's BOS off
+    n = lambda s: len(tokenize(s)) - bos
     target = list(ids)
     cur = bos
     target[:cur] = [-100] * cur
@@ -247,27 +280,29 @@ def chatml_ids(enc_raw, sid, system, turns, tiles, generate):
 
 def id_goldens(tok_dir, text):
     import transformers
+    import tokenizers
     out = {}
-    for name, tok, bos, enc in load_tokenizers(tok_dir):
-        sid = tok.convert_tokens_to_ids
+    for name, file, tokenize, sid, bos, enc, vocab in load_tokenizers(tok_dir):
         cases = []
         for c in text["cases"]:
             if c["template"] == "internlm2-chat":
-                ids = tok(c["text"]).input_ids
+                ids = tokenize(c["text"])
                 assert ids == manual_ids(enc, sid, c["text"], bos), (name, c["name"], "transformers and the spelt-out split differ")
-                targets, ok = (None, None) if c["generate"] else internvl_targets(tok, c["text"], ids)
+                targets, ok = (None, None) if c["generate"] else internvl_targets(tokenize, c["text"], ids)
             else:
                 ids, targets = chatml_ids(enc, sid, c["system"], c["turns"], c["tiles"], c["generate"])
                 ok = None if c["generate"] else True
                 if name == "bpe_gpt2":  # byte-level pieces do not depend on where the text is cut
-                    assert ids == tok(c["text"]).input_ids, (name, c["name"])
+                    assert ids == tokenize(c["text"]), (name, c["name"])
                 if c["generate"]:
                     targets = None
             cases.append({"name": c["name"], "template": c["template"], "ids": ids, "targets": targets,
                           "length_check": ok})
-        out[name] = {"tokenizer": {"bpe_gpt2": "bpe_gpt2.json", "sp_bpe": "sp_bpe.model"}[name],
-                     "reference": "transformers %s, tokenizers %s" % (transformers.__version__, __import__("tokenizers").__version__),
-                     "bos_id": bos, "vocab_size": len(tok), "special_ids": {s: sid(s) for s in SPECIALS}, "cases": cases}
+        out[name] = {"tokenizer": file, "reference": "transformers %s, tokenizers %s" % (transformers.__version__, tokenizers.__version__),
+                     "bos_id": bos, "vocab_size": vocab, "special_ids": {s: sid(s) for s in SPECIALS}, "cases": cases}
+    # the InternLM2-shaped directory, slow (tokenizer.model) and fast (tokenizer.json), agree
+    assert [c["ids"] for c in out["internlm2_sp"]["cases"] if c["template"] == "internlm2-chat"] == \
+        [c["ids"] for c in out["internlm2_fast"]["cases"] if c["template"] == "internlm2-chat"], "slow and fast InternLM2 differ"
     return out
 
 
