@@ -95,10 +95,10 @@ crash-test: deps
 	@$(MAKE) --no-print-directory $(BUILD)/mmm
 	@bash tests/crash/kill_resume.sh $(BUILD)/mmm
 
-# libFuzzer harnesses, each run for FUZZ_SECONDS (default 30)
+# libFuzzer harnesses, each run for FUZZ_SECONDS (default 30), FUZZ_JOBS at a time (default 1)
 fuzz:
 	@bash scripts/deps.sh fuzz
-	@bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+	@FUZZ_JOBS=$(FUZZ_JOBS) bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/mmm
