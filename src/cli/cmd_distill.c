@@ -30,7 +30,7 @@ static void usage(FILE *f) {
           "                   [--batch-tokens N] [--accum N] [--workers N] [--temperature T] [--ce-weight W]\n"
           "                   [--train-dt-a] [--clip X] [--seed N] [--eval-samples N] [--save-every N] [--force-resume]\n"
           "                   [--device cpu|cuda] [--dtype f32|bf16] [--save-dtype f32|bf16|f16]\n"
-          "                   [--image-root DIR] [--strict]\n\n"
+          "                   [--image-root DIR] [--strict] [--system TEXT]\n\n"
           "Distills a teacher into an mmMamba student in three stages (SPEC 4):\n"
           "  stage 1: per-layer MSE of each student mixer against the teacher's attention output,\n"
           "           both before Wo, on the teacher's hidden states; trains the new parameters only\n"
@@ -63,7 +63,10 @@ static void usage(FILE *f) {
           "                          accumulation and the rest)\n"
           "  --image-root DIR        relative image paths of --data and --eval resolve against DIR\n"
           "                          (default: the data file's folder)\n"
-          "  --strict                a bad record is an error (default: skipped and reported)\n\n"
+          "  --strict                a bad record is an error (default: skipped and reported)\n"
+          "  --system TEXT           the system message of records without one (default: the\n"
+          "                          teacher's chat template's: none for chatml, InternVL's for\n"
+          "                          internlm2-chat)\n"
           "  --save-dtype T          dtype of the final student's weights in DIR (default: the\n"
           "                          teacher's); the stages and checkpoints stay f32 for resuming\n\n"
           "example: mmm distill --teacher runs/teacher --data runs/fmnist/train.jsonl \\\n"
@@ -168,7 +171,8 @@ int cmd_distill(int argc, char **argv) {
         {"eval-samples", required_argument, 0, 'n'}, {"save-every", required_argument, 0, 'v'}, {"force-resume", no_argument, 0, 1010},
         {"max-image-pixels", required_argument, 0, 1400},
         {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001},
-        {"save-dtype", required_argument, 0, 1002}, {"image-root", required_argument, 0, 1101}, {"strict", no_argument, 0, 1102}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"save-dtype", required_argument, 0, 1002}, {"image-root", required_argument, 0, 1101}, {"strict", no_argument, 0, 1102},
+        {"system", required_argument, 0, 1201}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *teacher_dir = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL, *choice = NULL;
     char stages[8] = "123";
     stage_cfg sc[4] = {{0}, {300, 1e-3f, 2048, 1}, {300, 5e-4f, 2048, 1}, {300, 5e-5f, 2048, 1}};
@@ -237,6 +241,7 @@ int cmd_distill(int argc, char **argv) {
         case 1001: if (cli_parse_decode_dtype("distill", optarg, &bf16)) return 2; break;
         case 1101: dopt.image_root = optarg; break;
         case 1102: dopt.strict = 1; break;
+        case 1201: dopt.system = optarg; break;
         case 1002:
             if (cli_parse_save_dtype("distill", optarg, &save_dtype)) return 2;
             save_dtype_set = 1;

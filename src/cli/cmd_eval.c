@@ -16,7 +16,7 @@
 static void usage(FILE *f) {
     fputs("usage: mmm eval --model DIR --data FILE.jsonl [--teacher DIR] [--tokenizer PATH]\n"
           "                [--samples N] [--max-new N] [--json OUT] [--device cpu|cuda] [--dtype f32|bf16]\n"
-          "                [--max-tokens N] [--image-root DIR] [--strict]\n\n"
+          "                [--max-tokens N] [--image-root DIR] [--strict] [--system TEXT]\n\n"
           "Scores a model on LLaVA-style JSONL conversations: exact match of its greedy answer to\n"
           "the last assistant turn, per task kind (the records' \"task\" field) and overall, and the\n"
           "answer tokens' cross-entropy. With --teacher, also how often the two give the same answer\n"
@@ -31,6 +31,8 @@ static void usage(FILE *f) {
           "                   folder); --data takes JSON Lines, a JSON array of records (LLaVA) or\n"
           "                   an InternVL meta file\n"
           "  --strict         a bad record is an error (default: skipped and reported)\n"
+          "  --system TEXT    the system message of records without one (default: the model's chat\n"
+          "                   template's: none for chatml, InternVL's for internlm2-chat)\n"
           CLI_IMAGE_LIMIT_HELP CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
           "example: mmm eval --model runs/linear --data runs/fmnist/test.jsonl --teacher runs/teacher\n", f);
 }
@@ -42,8 +44,9 @@ int cmd_eval(int argc, char **argv) {
         {"samples", required_argument, 0, 'n'}, {"max-new", required_argument, 0, 'x'},
         {"max-tokens", required_argument, 0, 'L'},
         {"json", required_argument, 0, 'j'}, {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 'T'},
-        {"image-root", required_argument, 0, 1101}, {"strict", no_argument, 0, 1102},
         {"max-image-pixels", required_argument, 0, 1400},
+        {"image-root", required_argument, 0, 1101}, {"strict", no_argument, 0, 1102},
+        {"system", required_argument, 0, 1201},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *data = NULL, *teacher_dir = NULL, *tok_path = NULL, *json = NULL;
     int samples = 0, max_new = 16, max_tokens = 0, cuda = 0, bf16 = 0, o;
@@ -61,9 +64,10 @@ int cmd_eval(int argc, char **argv) {
         case 'j': json = optarg; break;
         case 'D': if (cli_parse_device("eval", optarg, &cuda)) return 2; break;
         case 'T': if (cli_parse_decode_dtype("eval", optarg, &bf16)) return 2; break;
+        case 1400: if (cli_parse_image_limit("eval", optarg)) return 2; break;
         case 1101: dopt.image_root = optarg; break;
         case 1102: dopt.strict = 1; break;
-        case 1400: if (cli_parse_image_limit("eval", optarg)) return 2; break;
+        case 1201: dopt.system = optarg; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("eval", o, argv);
         }
@@ -82,6 +86,12 @@ int cmd_eval(int argc, char **argv) {
     if (!rc && teacher_dir) rc = mmm_model_load(&t, teacher_dir);
     if (!rc && t && mmm_config_n_mamba_layers(&t->cfg))
         rc = mmm_fail(MMM_ERR_ARG, "%s is a student (it has mamba2 layers); --teacher takes the attention model", teacher_dir);
+    /* the samples are tokenised once, in the model's chat template: a teacher trained with
+     * another would be scored on prompts laid out unlike its training data */
+    mmm_chat_template tm, tt;
+    if (!rc && t && !(rc = mmm_chat_template_of(&m->cfg, &tm)) && !(rc = mmm_chat_template_of(&t->cfg, &tt)) && tm != tt)
+        rc = mmm_fail(MMM_ERR_ARG, "%s uses the %s chat template but the teacher %s uses %s (config.json \"template\")",
+                      model_dir, mmm_chat_template_name(tm), teacher_dir, mmm_chat_template_name(tt));
     if (!rc) rc = mmm_tokenizer_load(tok_path ? tok_path : model_dir, &tok);
     if (!rc) rc = cli_check_tokenizer(&m->cfg, tok, tok_path ? tok_path : model_dir);
     if (!rc) dopt.max_tokens = max_tokens ? max_tokens : mmm_default_max_tokens(&m->cfg);

@@ -53,6 +53,8 @@ static void usage(FILE *f) {
           "                      only for data whose questions do not depend on left and right)\n"
           "  --max-tokens N      drop longer samples (default 4096)\n"
           "  --strict            a bad record is an error (default: skipped, counted and reported)\n"
+          "  --system TEXT       the system message of records without one (default: the config's\n"
+          "                      chat template's: none for chatml, InternVL's for internlm2-chat)\n"
           "  --image-root DIR    relative image paths resolve against DIR (default: the data file's\n"
           "                      folder). --data and --eval take JSON Lines, a JSON array of records\n"
           "                      (LLaVA) or an InternVL meta file (each dataset names its own root)\n"

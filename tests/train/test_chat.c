@@ -298,3 +298,18 @@ TEST(chat_continued_conversation) {
     }
     mmm_tokenizer_free(tok);
 }
+
+/* The CLI: eval refuses a teacher whose chat template differs from the model's (the samples are
+ * tokenised once, for both), before reading anything else. */
+TEST(chat_cli_eval_templates_must_agree) {
+    int rc = system("rm -rf /tmp/mmm_test_chat_t && cp -r tests/data/teacher/one_image /tmp/mmm_test_chat_t && "
+                    "sed -i 's/\"template\": \"internlm2-chat\"/\"template\": \"chatml\"/' /tmp/mmm_test_chat_t/config.json");
+    if (!check(rc == 0, "chat cli: a copy of the one_image teacher with template chatml")) return;
+    char out[4096];
+    rc = run_mmm("eval --model /tmp/mmm_test_chat_t --teacher tests/data/teacher/one_image --data /tmp/no_such.jsonl", out, sizeof out);
+    check(rc == 1 && count_lines(out) == 1 &&
+              strstr(out, "uses the chatml chat template but the teacher tests/data/teacher/one_image uses internlm2-chat"),
+          "chat cli: eval refuses a teacher with another chat template, one line%s%s", rc == 1 ? "" : ": ", rc == 1 ? "" : out);
+    rc = system("rm -rf /tmp/mmm_test_chat_t");
+    (void)rc;
+}
