@@ -116,7 +116,10 @@ void mmm_ce_train_free(mmm_ce_train *c);
 
 /* Trains the parts trainable[param index] names. Resumes from out_dir's latest checkpoint
  * when there is one (the model's weights, AdamW moments, the data position and the step all
- * continue exactly). step_ctx: one context per worker (o->workers, at least one). */
+ * continue exactly) and it belongs to this run: its name, seed and o->run agree, and its state
+ * is in range for the data and the steps (otherwise an error saying what differs, with
+ * result->run_differs set when o->run did; o->force_resume continues anyway). step_ctx: one
+ * context per worker (o->workers, at least one). */
 int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_dataset *data,
                   const mmm_train_options *o, mmm_step_fn step, void *const *step_ctx, mmm_eval_fn eval,
                   void *eval_ctx, mmm_train_result *result);

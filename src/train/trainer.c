@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,8 +81,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         return mmm_fail(MMM_ERR_NOMEM, "train: cannot allocate gradients and optimizer state (%.1f MB)",
                         n * (12 + 4.0 * (o->accum > 1 ? workers : 0)) * 1e-6);
     }
-    mkdir(o->out_dir, 0755);
-    int lock_fd = -1;
+    int lock_fd = -1; /* ckpt_lock creates out_dir, or says why it cannot */
     int rc = ckpt_lock(o->out_dir, &lock_fd);
     if (rc) {
         free(grads); free(adam_m); free(adam_v); free(wgrads); free(order); free(log_path);
