@@ -26,9 +26,10 @@ typedef struct {
 } mmm_sample;
 
 /* A record (a line, or an element of a JSON array) longer than this is refused: one record is
- * held at a time, so this bounds what reading a dataset can cost, whatever its size. LLaVA and
- * InternVL records are kilobytes; the longest conversations a few hundred. */
-#define MMM_DATA_MAX_RECORD_BYTES (16u << 20)
+ * held at a time, so this bounds what reading a dataset can cost, whatever its size (tokenising
+ * a record takes up to ~40 times its bytes). LLaVA and InternVL records are kilobytes; 4 MB of
+ * text is about a million tokens, past any context mmm trains or evaluates at. */
+#define MMM_DATA_MAX_RECORD_BYTES (4u << 20)
 
 typedef struct {
     const char *system;   /* system message; NULL: the template's default (mmm_chat_tokenize) */
