@@ -16,21 +16,40 @@
 #define RUN_FLOATS 2e5 /* nor run, so it stays fast */
 
 /* Three text tokens through the training forward and through a state (prefill 2, decode 1):
- * positions 0..2 cross a small max_position_embeddings, so RoPE scaling runs both ways. */
+ * positions 0..2 cross a small max_position_embeddings, so RoPE scaling runs both ways. Then,
+ * with a vision front end, one image tile and a text token after it. */
 static void run_model(const mmm_model *m) {
     const mmm_config *c = &m->cfg;
-    int32_t ids[3] = {0, 1, 2};
-    for (int i = 0; i < 3; i++)
-        if (ids[i] >= c->llm_vocab + c->n_special || ids[i] == c->img_context_id) return;
+    int limit = c->llm_vocab + c->n_special;
+    int32_t ids[3] = {0, 1 % limit, 2 % limit};
     mmm_input in = {1, 3, ids, NULL, 0};
     mmm_acts *a = NULL;
     mmm_forward(m, &in, &a);
-    mmm_acts_free(a);
     mmm_state *s = NULL;
     float *logits = malloc((size_t)c->vocab * sizeof *logits);
     if (logits && mmm_state_new(&s, m, 4) == MMM_OK && mmm_prefill(m, s, ids, 2, NULL, 0, NULL, logits) == MMM_OK)
         mmm_decode(m, s, ids[2], logits);
     mmm_state_free(s);
+    s = NULL;
+    int tpt = c->patch_size ? mmm_config_tokens_per_tile(c) : 0;
+    if (tpt > 0 && tpt <= 256 && c->tile_size <= 128 && c->img_context_id >= 0 && c->img_context_id < limit) {
+        size_t n_px = (size_t)3 * c->tile_size * c->tile_size;
+        int32_t *img_ids = malloc((size_t)(tpt + 1) * sizeof *img_ids);
+        float *pixels = malloc(n_px * sizeof *pixels);
+        if (img_ids && pixels) {
+            for (int t = 0; t < tpt; t++) img_ids[t] = c->img_context_id;
+            img_ids[tpt] = c->img_context_id == 0 ? 1 % limit : 0;
+            for (size_t i = 0; i < n_px; i++) pixels[i] = (float)((i * 37) % 17) / 8 - 1;
+            mmm_input im = {1, tpt + 1, img_ids, pixels, 1};
+            mmm_forward(m, &im, &a);
+            if (mmm_state_new(&s, m, tpt + 1) == MMM_OK)
+                mmm_prefill(m, s, img_ids, tpt + 1, pixels, 1, NULL, logits);
+            mmm_state_free(s);
+        }
+        free(img_ids);
+        free(pixels);
+    }
+    mmm_acts_free(a);
     free(logits);
 }
 
