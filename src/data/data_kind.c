@@ -23,14 +23,15 @@ static int is_meta(const cJSON *root) {
     return 0;
 }
 
-/* The first JSON value of f (its "{" already read) while it fits in limit bytes: *buf
- * (malloc'd, NUL-terminated), *multi_line when it spans lines. 0 bytes when it does not fit
- * or does not close. */
+/* The first JSON value of f (its "{" already read) while it fits in limit bytes and the record
+ * caps on depth and values: *buf (malloc'd, NUL-terminated), *multi_line when it spans lines.
+ * 0 bytes when it does not fit or does not close (the record reader then says why). */
 static int first_value(FILE *f, size_t limit, char **buf, size_t *n, int *multi_line) {
     char *b = malloc(limit + 1);
     if (!b) return MMM_ERR_NOMEM;
     size_t k = 0;
-    int depth = 1, in_str = 0, esc = 0, c;
+    int depth = 1, max_depth = 1, in_str = 0, esc = 0, c;
+    long values = 1;
     b[k++] = '{';
     *multi_line = 0;
     while (depth > 0 && k < limit && (c = getc(f)) != EOF) {
@@ -41,12 +42,15 @@ static int first_value(FILE *f, size_t limit, char **buf, size_t *n, int *multi_
             else if (c == '\\') esc = 1;
             else if (c == '"') in_str = 0;
         } else if (c == '"') in_str = 1;
-        else if (c == '{' || c == '[') depth++;
-        else if (c == '}' || c == ']') depth--;
+        else if (c == '{' || c == '[') {
+            if (++depth > max_depth) max_depth = depth;
+            values++;
+        } else if (c == '}' || c == ']') depth--;
+        else if (c == ',' || c == ':') values++;
     }
     b[k] = '\0';
     *buf = b;
-    *n = depth == 0 ? k : 0;
+    *n = depth == 0 && max_depth <= DATA_MAX_DEPTH && values <= DATA_MAX_VALUES ? k : 0;
     return MMM_OK;
 }
 

@@ -10,11 +10,6 @@
 #include "mmm/error.h"
 #include "mmm/fileio.h"
 
-/* LLaVA and InternVL records are 3-4 levels deep and hold tens of values (thousands with many
- * images or turns); these bound what one record may cost cJSON. */
-#define MAX_DEPTH 32
-#define MAX_VALUES (1 << 18)
-
 int rec_open(rec_reader *r, const char *path, data_kind kind, size_t limit) {
     memset(r, 0, sizeof *r);
     r->path = path;
@@ -157,8 +152,9 @@ int rec_next(rec_reader *r, char **text, size_t *len, long *line) {
     if (cut) return mmm_fail(MMM_ERR_FORMAT, "the file ends inside this record, before the JSON array's closing ]"), REC_BAD;
     if (n == 0) return mmm_fail(MMM_ERR_FORMAT, "empty array element"), REC_BAD;
     if (nul) return mmm_fail(MMM_ERR_FORMAT, "NUL byte inside the record"), REC_BAD;
-    if (max_depth > MAX_DEPTH) return mmm_fail(MMM_ERR_FORMAT, "JSON nested %d deep, more than %d", max_depth, MAX_DEPTH), REC_BAD;
-    if (values > MAX_VALUES) return mmm_fail(MMM_ERR_FORMAT, "more than %d JSON values in one record", MAX_VALUES), REC_BAD;
+    if (max_depth > DATA_MAX_DEPTH)
+        return mmm_fail(MMM_ERR_FORMAT, "JSON nested %d deep, more than %d", max_depth, DATA_MAX_DEPTH), REC_BAD;
+    if (values > DATA_MAX_VALUES) return mmm_fail(MMM_ERR_FORMAT, "more than %d JSON values in one record", DATA_MAX_VALUES), REC_BAD;
     size_t ok = utf8_valid((const unsigned char *)r->buf, n);
     if (ok < n) return mmm_fail(MMM_ERR_FORMAT, "invalid UTF-8 at byte %zu of the record", ok + 1), REC_BAD;
     *text = r->buf;

@@ -10,6 +10,11 @@
 
 typedef enum { DATA_JSONL, DATA_ARRAY, DATA_META } data_kind;
 
+/* LLaVA and InternVL records are 3-4 levels deep and hold tens of values (thousands with many
+ * images or turns); these bound what one record may cost cJSON. */
+#define DATA_MAX_DEPTH 32
+#define DATA_MAX_VALUES (1 << 18)
+
 /* What rec_next found. */
 enum { REC_END = 0, REC_OK = 1, REC_BAD = 2 };
 
