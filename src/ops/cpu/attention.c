@@ -108,9 +108,9 @@ static inline float exp_softmax(float x) {
     p = p * f + 0.5f;
     p = p * f + 1.0f;
     p = p * f + 1.0f;
-    int32_t bits;
+    uint32_t bits; /* unsigned: a NaN or huge x must not make the shift undefined behaviour */
     memcpy(&bits, &t, sizeof bits);
-    bits = (bits - 0x4B400000 + 127) << 23; /* t's bits are 0x4B400000 + n; build 2^n */
+    bits = (bits - 0x4B400000u + 127u) << 23; /* t's bits are 0x4B400000 + n; build 2^n */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
