@@ -169,6 +169,12 @@ int mmm_hf_dir_load(mmm_tokenizer *t, const char *dir) {
     int rc = 0;
     for (int k = 0; k < 4 && !rc; k++) rc = load_optional(dir, files[k], &path[k], &root[k]);
     const char *bos = NULL, *eos = NULL;
+    /* legacy = false changes where a sentencepiece model's dummy prefix goes, differently from
+     * one transformers version to the next; InternLM2 / Llama-2 tokenizer.model directories are
+     * legacy (the default) */
+    if (!rc && root[0] && t->kind == MMM_TOK_SENTENCEPIECE && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(root[0], "legacy")))
+        rc = mmm_fail(MMM_ERR_UNSUPPORTED, "%s: unsupported \"legacy\": false with a tokenizer.model (only the legacy "
+                      "sentencepiece tokenizer)", path[0]);
     if (!rc && root[0]) rc = added_tokens_decoder(t, path[0], cJSON_GetObjectItemCaseSensitive(root[0], "added_tokens_decoder"));
     if (!rc && root[1]) rc = added_tokens_json(t, path[1], root[1]);
     if (!rc && root[0]) rc = special_tokens(t, path[0], root[0], &bos, &eos);

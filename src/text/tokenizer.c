@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "mmm/error.h"
+#include "mmm/fileio.h"
 #include "mmm/path.h"
 #include "text.h"
 
@@ -47,9 +48,9 @@ int mmm_tok_set(mmm_tokenizer *t, int32_t id, const char *s, size_t len) {
 int mmm_tok_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *len) {
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return mmm_fail(errno == ENOENT ? MMM_ERR_NOT_FOUND : MMM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    int rc = 0;
+    FILE *f = NULL;
+    int rc = mmm_open_regular(path, &f, NULL); /* a FIFO or directory is refused, not waited on */
+    if (rc) return rc;
     long size = fseek(f, 0, SEEK_END) ? -1 : ftell(f);
     if (size < 0 || fseek(f, 0, SEEK_SET)) rc = mmm_fail(MMM_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
     else if ((size_t)size > max_bytes) rc = mmm_fail(MMM_ERR_FORMAT, "%s: %ld bytes is more than the %zu allowed", path, size, max_bytes);
@@ -77,8 +78,9 @@ static bool exists(const char *path) {
 
 /* JSON starts with '{' (after blanks); a ModelProto starts with field 1's tag byte 0x0A. */
 static int sniff_json(const char *path, bool *json) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return mmm_fail(errno == ENOENT ? MMM_ERR_NOT_FOUND : MMM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = NULL;
+    int rc = mmm_open_regular(path, &f, NULL);
+    if (rc) return rc;
     int c;
     while ((c = fgetc(f)) == ' ' || c == '\t' || c == '\r' || c == '\n') {}
     fclose(f);
@@ -95,7 +97,8 @@ const char *const mmm_tokenizer_files[MMM_TOKENIZER_N_FILES] = {
  * takes them:
  *   1. tokenizer.json (a "fast" tokenizer) if present, else tokenizer.model (SentencePiece, the
  *      "slow" one: every added token is matched in the raw text, the text between them goes to
- *      sentencepiece, with the dummy prefix each time, as transformers' slow tokenizers do);
+ *      sentencepiece, with the dummy prefix each time, as transformers' slow legacy tokenizers
+ *      do; lstrip / rstrip as there, single_word as in `tokenizers`);
  *   2. then tokenizer_config.json's added_tokens_decoder, added_tokens.json, the special tokens of
  *      tokenizer_config.json and special_tokens_map.json, and add_bos_token / add_eos_token
  *      (which, when given, replace tokenizer.json's post-processor as transformers does);

@@ -119,15 +119,21 @@ TEST(test_tokenizer_dir_bad_configs) {
     bad_config("BOS asked, none named", "tokenizer_config.json", "{\"add_bos_token\": true}", "{}", "add_bos_token is true but the BOS");
     bad_config("eos_token_id of strings", "generation_config.json", "{\"eos_token_id\": [\"</s>\"]}", NULL, "eos_token_id is not an id");
     bad_config("content not UTF-8", "added_tokens.json", "{\"\xc3(\": 1020}", NULL, "not valid UTF-8");
-    /* each file is optional */
-    char dir[64];
+    char dir[64], path[128];
     snprintf(dir, sizeof dir, "/tmp/mmm_tok_cfg_%d", (int)getpid());
+    make_dir(dir, "tokenizer_config.json", "{\"legacy\": false}");
+    mmm_tokenizer *bad = NULL;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    int rc = mmm_tokenizer_load(dir, &bad);
+    check(rc == MMM_ERR_UNSUPPORTED && strstr(mmm_last_error(), path) && strstr(mmm_last_error(), "legacy"),
+          "tokenizer dir tokenizer.model with legacy false: %s", mmm_last_error());
+    /* each file is optional */
     const char *names[] = {"generation_config.json", "added_tokens.json"};
     for (int i = 0; i < 2; i++) {
         make_dir(dir, names[i], NULL);
         mmm_tokenizer *t = NULL;
         const int32_t *stop;
-        int rc = mmm_tokenizer_load(dir, &t);
+        rc = mmm_tokenizer_load(dir, &t);
         check(rc == MMM_OK && mmm_tokenizer_token_to_id(t, "<img>") == 1006 && mmm_tokenizer_stop_ids(t, &stop) == (i ? 2 : 0),
               "tokenizer dir without %s loads", names[i]);
         mmm_tokenizer_free(t);
