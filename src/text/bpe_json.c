@@ -240,7 +240,7 @@ static int run_steps(encoder *e, int step, const char *s, size_t n, bool at_star
 
 static int replace_all(const char *s, size_t n, const char *from, const char *to, mmm_sbuf *out) {
     size_t fl = strlen(from), tl = strlen(to);
-    int rc = mmm_sbuf_add(out, "", 0);
+    int rc = 0;
     for (size_t i = 0; i < n && !rc;) {
         if (fl && n - i >= fl && !memcmp(s + i, from, fl)) {
             rc = mmm_sbuf_add(out, to, tl);
@@ -260,11 +260,11 @@ int mmm_bpe_json_normalize(const mmm_tokenizer *t, const char *s, size_t n, mmm_
     for (int i = 0; i < b->n_norms && !rc; i++) {
         const norm_step *st = &b->norms[i];
         next.n = 0;
-        if (st->kind == NORM_NFC) rc = mmm_sbuf_add(&next, "", 0), rc = rc ? rc : mmm_nfc(cur.s, cur.n, &next);
+        if ((rc = mmm_sbuf_add(&next, "", 0))) break;
+        if (st->kind == NORM_NFC) rc = mmm_nfc(cur.s, cur.n, &next);
         else if (st->kind == NORM_REPLACE) rc = replace_all(cur.s, cur.n, st->from, st->to, &next);
-        else if (cur.n) rc = mmm_sbuf_add(&next, st->to, strlen(st->to)), rc = rc ? rc : mmm_sbuf_add(&next, cur.s, cur.n);
-        else rc = mmm_sbuf_add(&next, "", 0); /* Prepend leaves an empty text empty */
-        mmm_sbuf swap = cur;
+        else if (cur.n && !(rc = mmm_sbuf_add(&next, st->to, strlen(st->to)))) rc = mmm_sbuf_add(&next, cur.s, cur.n);
+        mmm_sbuf swap = cur; /* (Prepend leaves an empty text empty) */
         cur = next, next = swap;
     }
     if (!rc) rc = mmm_sbuf_add(out, cur.s, cur.n);

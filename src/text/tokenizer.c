@@ -207,15 +207,12 @@ int mmm_tokenizer_encode(const mmm_tokenizer *t, const char *text, size_t len, i
     mmm_ibuf out = {0};
     if (flags & MMM_ENCODE_ADD_SPECIAL)
         for (int i = 0; i < t->n_prefix && !rc; i++) rc = mmm_ibuf_add(&out, t->prefix[i]);
-    if (rc) {
-    } else if (t->kind == MMM_TOK_BPE_JSON) {
-        rc = mmm_bpe_json_encode(t, text, len, parse_special, &out);
-    } else if (t->n_added) { /* a model directory's added tokens come first, then sentencepiece */
-        sp_ctx c = {t, &out};
-        rc = mmm_added_split(t, &t->raw, text, len, true, parse_special, sp_piece, &c, &out);
-    } else {
-        rc = mmm_sp_encode(t, text, len, parse_special, &out);
-    }
+    sp_ctx c = {t, &out};
+    if (!rc)
+        rc = t->kind == MMM_TOK_BPE_JSON ? mmm_bpe_json_encode(t, text, len, parse_special, &out)
+             /* a model directory's added tokens come first, then sentencepiece */
+             : t->n_added ? mmm_added_split(t, &t->raw, text, len, true, parse_special, sp_piece, &c, &out)
+                          : mmm_sp_encode(t, text, len, parse_special, &out);
     if (flags & MMM_ENCODE_ADD_SPECIAL)
         for (int i = 0; i < t->n_suffix && !rc; i++) rc = mmm_ibuf_add(&out, t->suffix[i]);
     if (!rc && out.n > INT32_MAX) rc = mmm_fail(MMM_ERR_ARG, "encode: more than %d ids", INT32_MAX);
