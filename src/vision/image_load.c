@@ -150,22 +150,21 @@ int mmm_image_load(mmm_image *img, const char *path) {
 }
 
 /* Headers sit in a file's first bytes, but a JPEG's frame header comes after its APP segments
- * (EXIF, ICC profiles), tens of KB in a photo: a header that cannot be read from this much is
- * read again from the whole file. */
-#define INFO_PREFIX ((size_t)256 << 10)
-
+ * (EXIF with a thumbnail, ICC profiles: tens of KB in a photo): a header that cannot be read from
+ * the first 16 KB is read again from the first 256 KB, then from the whole file. */
 int mmm_image_info(const char *path, int *w, int *h) {
     *w = *h = 0;
-    uint8_t *buf;
+    static const size_t prefix[3] = {16 << 10, 256 << 10, SIZE_MAX};
+    uint8_t *buf = NULL;
     size_t size, file_size;
     mmm_image_header hd;
     decode_fn decode;
-    int rc = read_file(path, INFO_PREFIX, &buf, &size, &file_size);
-    if (!rc) rc = checked_header(&hd, &decode, buf, size, file_size, path, max_pixels);
-    if (rc && size < file_size) {
+    int rc;
+    for (int i = 0;; i++) {
         free(buf);
-        rc = read_file(path, SIZE_MAX, &buf, &size, &file_size);
+        rc = read_file(path, prefix[i], &buf, &size, &file_size);
         if (!rc) rc = checked_header(&hd, &decode, buf, size, file_size, path, max_pixels);
+        if (!rc || size == file_size || i == 2) break;
     }
     free(buf);
     if (rc) return rc;

@@ -175,9 +175,9 @@ static const char *write_tmp(char *path, const uint8_t *data, size_t n) {
     return path;
 }
 
-/* mmm_image_info reads headers from a file's first 256 KB: a JPEG whose frame header comes after
- * 300 KB of APP segments is read again whole, and a BMP's pixel rows are checked against the
- * file's real size. */
+/* mmm_image_info reads headers from a file's first 16 KB, then 256 KB: a JPEG whose frame header
+ * comes after 300 KB of APP segments is read again whole, and a BMP's pixel rows are checked
+ * against the file's real size. */
 TEST(test_image_info_large_files) {
     uint8_t *big = calloc(400 << 10, 1);
     FILE *f = fopen("tests/data/images/photo_40x30.jpg", "rb");
