@@ -27,6 +27,7 @@ static const struct {
     {"st_index", mmm_fuzz_st_index},
     {"checkpoint", mmm_fuzz_checkpoint},
     {"idx", mmm_fuzz_idx},
+    {"trainer_state", mmm_fuzz_trainer_state},
 };
 
 static int name_cmp(const void *a, const void *b) {
