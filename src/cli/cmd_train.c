@@ -250,7 +250,7 @@ int cmd_train(int argc, char **argv) {
         if (!rc) {
             char *log = mmm_path_join(out, "train_log.jsonl"), *png = mmm_path_join(out, "loss.png");
             if (!log || !png) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
-            rc = mmm_model_save(m, out, save_dtype, 0);
+            if (!rc) rc = mmm_model_save(m, out, save_dtype, 0);
             if (!rc) { /* the tokenizer goes with the model: all of a directory's tokenizer files */
                 struct stat st;
                 char *dst = NULL;
