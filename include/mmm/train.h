@@ -124,6 +124,11 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
                   const mmm_train_options *o, mmm_step_fn step, void *const *step_ctx, mmm_eval_fn eval,
                   void *eval_ctx, mmm_train_result *result);
 
+/* Whether out_dir's latest checkpoint was written by a run with these facts, for a finished
+ * stage whose result is reused instead of resumed: MMM_OK when they agree or there is no
+ * checkpoint; otherwise MMM_ERR_ARG saying what differs, with *differs = 1. */
+int mmm_train_check_run(const char *out_dir, const mmm_run_facts *run, int *differs);
+
 /* Plots columns of a JSONL log (x = "step", y = each key) into a PNG with gnuplot. */
 int mmm_plot_log(const char *log_path, const char *png_path, const char *title, const char *const *keys, int n_keys);
 

@@ -324,7 +324,13 @@ int cmd_distill(int argc, char **argv) {
             for (int l = 0; l < L; l++) if (keep[l]) printf(" %d", l);
             printf(", %d mamba2 layers\n", mmm_config_n_mamba_layers(&student->cfg));
         }
+        mmm_run_facts_free(&facts);
+        stage_run_facts sf = {teacher_dir, data_path, k, init, choice, sc[k].steps, sc[k].lr, sc[k].batch_tokens, sc[k].accum,
+                              tau, ce_weight, train_dt_a, clip, seed};
+        if ((rc = stage_facts(&facts, &sf))) break;
         if (file_exists(dir, "model.safetensors") && file_exists(dir, "config.json")) { /* stage done */
+            /* reused only if it was done with this teacher, data and settings */
+            if (!force_resume && (rc = mmm_train_check_run(dir, &facts, &run_differs))) break;
             mmm_model *done = NULL;
             if ((rc = mmm_model_load(&done, dir))) break;
             if (done->n_floats != student->n_floats) {
@@ -347,10 +353,6 @@ int cmd_distill(int argc, char **argv) {
                                .save_every = save_every, .log_every = 10, .seed = seed + (uint64_t)k,
                                .keep_checkpoints = 2, .force_resume = force_resume};
         mmm_train_result res = {0};
-        mmm_run_facts_free(&facts);
-        stage_run_facts sf = {teacher_dir, data_path, k, init, choice, sc[k].steps, sc[k].lr, sc[k].batch_tokens, sc[k].accum,
-                              tau, ce_weight, train_dt_a, clip, seed};
-        if ((rc = stage_facts(&facts, &sf))) break;
         o.run = &facts;
         printf("[%s] %ld steps, lr %.1e, %s\n", name, o.steps, sc[k].lr,
                k == 3 ? "KL(teacher || student) end to end" : "per-layer MSE against the teacher's attention");

@@ -266,6 +266,24 @@ static int whole(const cJSON *v, double lo, double hi) {
            v->valuedouble >= lo && v->valuedouble <= hi;
 }
 
+/* The "run" object a checkpoint recorded against this run's facts (path: its trainer_state.json). */
+static int compare_run(const char *path, const cJSON *recorded, const mmm_run_facts *run, int *differs) {
+    int rc = MMM_OK;
+    for (int i = 0; !rc && run && i < run->n; i++) {
+        const mmm_run_fact *f = &run->facts[i];
+        const char *was = cJSON_IsObject(recorded) ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(recorded, f->key)) : NULL;
+        if (!cJSON_IsObject(recorded))
+            rc = mmm_fail(MMM_ERR_ARG, "%s: records nothing of what defines its run (written by an older mmm), so "
+                          "%s and the rest cannot be checked", path, f->what);
+        else if (!was)
+            rc = mmm_fail(MMM_ERR_ARG, "%s: records no %s (\"%s\") for its run", path, f->what, f->key);
+        else if (strcmp(was, f->value))
+            rc = mmm_fail(MMM_ERR_ARG, "%s: %s differs from the run's (now %s, was %s)", path, f->what, f->value, was);
+        *differs = rc != MMM_OK;
+    }
+    return rc;
+}
+
 int ckpt_load_state(const char *dir, const ckpt_expect *e, trainer_state *st, int *run_differs) {
     *run_differs = 0;
     char *path = pathf("%s/trainer_state.json", dir);
@@ -323,20 +341,24 @@ int ckpt_load_state(const char *dir, const ckpt_expect *e, trainer_state *st, in
         snprintf(st->name, sizeof st->name, "%s", e->name);
     }
     /* last, so that a forced resume has a complete state: what defines the run */
-    for (int i = 0; !rc && e->run && i < e->run->n; i++) {
-        const mmm_run_fact *f = &e->run->facts[i];
-        const char *was = cJSON_IsObject(run) ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(run, f->key)) : NULL;
-        if (!cJSON_IsObject(run))
-            rc = mmm_fail(MMM_ERR_ARG, "%s: records nothing of what defines its run (written by an older mmm), so "
-                          "%s and the rest cannot be checked", path, f->what);
-        else if (!was)
-            rc = mmm_fail(MMM_ERR_ARG, "%s: records no %s (\"%s\") for its run", path, f->what, f->key);
-        else if (strcmp(was, f->value))
-            rc = mmm_fail(MMM_ERR_ARG, "%s: %s differs from the run's (now %s, was %s)", path, f->what, f->value, was);
-        *run_differs = rc != MMM_OK;
-    }
+    if (!rc) rc = compare_run(path, run, e->run, run_differs);
     cJSON_Delete(j);
     free(path);
+    return rc;
+}
+
+int mmm_train_check_run(const char *out_dir, const mmm_run_facts *run, int *differs) {
+    *differs = 0;
+    char *dir = NULL, *path = NULL;
+    int rc = ckpt_latest(out_dir, &dir);
+    if (rc == MMM_ERR_NOT_FOUND) return MMM_OK; /* nothing recorded to compare with */
+    cJSON *j = NULL;
+    if (!rc && !(path = pathf("%s/trainer_state.json", dir))) rc = MMM_ERR_NOMEM;
+    if (!rc) rc = mmm_json_load(path, 1 << 20, (void **)&j);
+    if (!rc) rc = compare_run(path, cJSON_GetObjectItemCaseSensitive(j, "run"), run, differs);
+    cJSON_Delete(j);
+    free(path);
+    free(dir);
     return rc;
 }
 

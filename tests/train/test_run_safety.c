@@ -504,5 +504,14 @@ TEST(run_safety_cli_distill_refuses_another_teacher) {
                "--batch-tokens", "512", "--save-every", "2", NULL);
     check(rc == 0 && strstr(out, "resuming from"), "distill identity: the same teacher resumes%s%s", rc ? ": " : "",
           rc ? out : "");
+    /* a finished stage is reused only by the run that made it */
+    rc = mmm_v("distill", "--teacher", teacher2, "--data", data, "--out", dir, "--stages", "1", "--steps1", "2",
+               "--batch-tokens", "512", "--save-every", "2", NULL);
+    ok = rc == 1 && strstr(out, "the teacher (--teacher: config and weights) differs from the run's") && !strstr(out, "already done");
+    check(ok, "distill identity: a finished stage is not taken over by another teacher%s%s", ok ? "" : ": ", ok ? "" : out);
+    rc = mmm_v("distill", "--teacher", teacher2, "--data", data, "--out", dir, "--stages", "1", "--steps1", "2",
+               "--batch-tokens", "512", "--save-every", "2", "--force-resume", NULL);
+    check(rc == 0 && strstr(out, "[stage1] already done"), "distill identity: ... unless asked to (--force-resume)%s%s",
+          rc ? ": " : "", rc ? out : "");
     free(data); free(tok); free(teacher); free(teacher2); free(dir); free(done);
 }
