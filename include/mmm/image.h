@@ -17,21 +17,21 @@ typedef struct {
     uint8_t *rgb; /* (h, w, 3), row-major, malloc'd */
 } mmm_image;
 
-/* Decodes a PNG, JPEG, WebP, BMP, PPM/PGM (binary), GIF (first frame), TGA or PSD file into RGB
- * exactly as PIL's Image.open(path).convert("RGB") does: gray is replicated into the three
- * channels, alpha is dropped (not composited), palettes are expanded, CMYK JPEGs are converted
- * with Pillow's formula, EXIF orientation is ignored, 16-bit gray is clipped to 255 (16-bit
- * colour keeps its high byte), PGM/PPM samples are rescaled from their maxval as Pillow's PPM
- * plugin rescales them, a GIF's first frame is composited on its screen by Pillow's rules. JPEG
- * goes through libjpeg-turbo and WebP through libwebp, set up as Pillow sets them up (the same
- * pixels); PNG, BMP, TGA and PSD through stb_image.
+/* Decodes a PNG, JPEG, WebP, BMP, PPM/PGM (binary), GIF, TGA or PSD file (the first frame of an
+ * animation) into RGB exactly as PIL's Image.open(path).convert("RGB") does: gray is replicated
+ * into the three channels, alpha is dropped (not composited), palettes are expanded, CMYK JPEGs
+ * are converted with Pillow's formula, EXIF orientation is ignored, 16-bit gray is clipped to 255
+ * (16-bit colour keeps its high byte), PGM/PPM samples are rescaled from their maxval as Pillow's
+ * PPM plugin rescales them, a GIF's first frame is composited on its screen by Pillow's rules.
+ * JPEG goes through libjpeg-turbo and WebP through libwebp, set up as Pillow sets them up (the
+ * same pixels); PNG, BMP, TGA and PSD through stb_image.
  * Before anything is decoded, the header's dimensions must be within MMM_IMAGE_MAX_SIDE per side
  * and the pixel limit (mmm_image_max_pixels(); 16-bit images count twice), and an uncompressed
  * format's pixel data (BMP, PNM) must be in the file; a PNG whose data inflates to more than its
  * header's image is refused. Only regular files are opened (a FIFO is refused, not waited on).
  * Errors: MMM_ERR_NOT_FOUND (no such file), MMM_ERR_IO (unreadable, not a regular file),
  * MMM_ERR_FORMAT (empty, not an image, corrupt or truncated, 0 pixels), MMM_ERR_UNSUPPORTED (over
- * the side or pixel limit, HDR, animated WebP, JPEG of 2 or 5+ components). */
+ * the side or pixel limit, HDR, JPEG of 2 or 5+ components). */
 int mmm_image_load(mmm_image *img, const char *path);
 /* The same with its own pixel limit instead of the process-wide one. */
 int mmm_image_load_limit(mmm_image *img, const char *path, long long max_pixels);

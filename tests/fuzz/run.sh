@@ -33,7 +33,7 @@ echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { (void)d; (void)n; retu
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -Wno-pass-failed
         -fopenmp -Iinclude -I/usr/include/x86_64-linux-gnu/openblas-openmp"
-LDLIBS="-lstb -ljpeg -lwebp -lonig -lopenblas -lcjson -lz -lm -fopenmp"
+LDLIBS="-lstb -ljpeg -lwebpdemux -lwebp -lonig -lopenblas -lcjson -lz -lm -fopenmp"
 # Objects are reused while their sources and headers are older; other flags rebuild them all.
 if [ "$("$CC" --version | head -1) $SAN $CFLAGS" != "$(cat "$OUT/flags" 2>/dev/null)" ]; then
     rm -rf "$OUT/obj"

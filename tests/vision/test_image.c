@@ -92,6 +92,9 @@ TEST(test_image_load_formats) {
     load_vs_pil(f, "lossy_37x23.webp", "lossy_37x23_webp.rgb", 0, "webp lossy");
     load_vs_pil(f, "lossless_37x23.webp", "lossless_37x23_webp.rgb", 0, "webp lossless");
     load_vs_pil(f, "alpha_31x19.webp", "alpha_31x19_webp.rgb", 0, "webp lossy+alpha");
+    load_vs_pil(f, "anim_23x19.webp", "anim_23x19_webp.rgb", 0, "webp animated, first frame");
+    load_vs_pil(f, "anim_alpha_23x19.webp", "anim_alpha_23x19_webp.rgb", 0,
+                "webp animated lossy+alpha, first frame");
     /* rows stored top first (negative height), once refused as having no pixels */
     load_vs_pil(f, "topdown_7x5.bmp", "topdown_7x5_bmp.rgb", 0, "bmp top-down");
     /* 16-bit gray (values up to 539): clipped to 255 as PIL's mode "I" → RGB */

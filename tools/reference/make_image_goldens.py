@@ -268,6 +268,12 @@ def main():
     for name, data in small_gifs(rng2):
         write(os.path.join(OUT, name), data)
         files[name] = name.replace(".", "_")
+    # animated WebP: Pillow keeps the first frame (libwebp's animation decoder, RGBA)
+    for name, mode, kw in [("anim_23x19.webp", "RGB", dict(lossless=True)),
+                           ("anim_alpha_23x19.webp", "RGBA", dict(quality=70))]:
+        frames = [textured(rng2, 23, 19, mode == "RGBA") for _ in range(2)]
+        save(frames[0], name, "WEBP", save_all=True, append_images=frames[1:], **kw)
+        files[name] = name.replace(".", "_")
 
     # broken files
     png = open(os.path.join(OUT, "noise_48x40.png"), "rb").read()
