@@ -83,7 +83,7 @@ $(BUILD)/%.o: %.cu
 $(BUILD)/bench_cuda: $(BUILD)/bench/cuda/bench_cuda.o $(LIB)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-# Tests: unit tests, the same under ASan + UBSan, and the kill-and-resume script (tests/run_all.sh);
+# Tests: unit tests, the same under ASan + UBSan, kill-and-resume, small hostile inputs (tests/run_all.sh);
 # `make test T="ssd attention"` runs only the unit tests whose names contain those words.
 test: deps
 	@$(MAKE) --no-print-directory $(BUILD)/mmm $(BUILD)/mmm_tests

@@ -17,6 +17,7 @@ packages=(
   # plots: the `gnuplot` program. Debian's `gnuplot` package is only a choice of builds whose first,
   # gnuplot-qt, brings a Qt/X11 stack; gnuplot-nox provides `gnuplot` without one (same program).
   gnuplot-nox
+  time                 # /usr/bin/time: peak memory of each case in tests/robust/small_inputs.sh
 )
 
 # `scripts/deps.sh fuzz` also installs what the libFuzzer harnesses need

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test suite: the unit tests, the same tests under AddressSanitizer + UBSan, and the
-# kill-and-resume script. Ends with the total "N passed, N failed".
+# The test suite: the unit tests, the same tests under AddressSanitizer + UBSan, the
+# kill-and-resume script and the small-hostile-inputs script (tests/robust/small_inputs.sh).
+# Ends with the total "N passed, N failed".
 # usage: tests/run_all.sh [FILTER...]   (with a filter: only the matching unit tests)
 set -u
 cd "$(dirname "$0")/.."
@@ -31,6 +32,7 @@ else
     stage "unit tests under ASan + UBSan" env MMM_BIN=build-asan/mmm ASAN_OPTIONS=detect_leaks=1 \
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ./build-asan/mmm_tests
     stage "kill and resume" bash tests/crash/kill_resume.sh build/mmm
+    stage "small hostile inputs" bash tests/robust/small_inputs.sh build/mmm
 fi
 echo "$total_passed passed, $total_failed failed"
 exit $status

@@ -45,9 +45,10 @@ int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens);
 /* Host memory a CPU state of max_tokens would take: the caches and one prefill chunk's scratch. */
 size_t mmm_state_estimate_bytes(const mmm_model *m, int max_tokens);
 /* The longest sequence the CLI runs unless told otherwise (eval, forward: --max-tokens): the
- * config's max_position_embeddings (language model's, else the embedding module's) times its
- * rope_scaling factor when it has one, else MMM_DEFAULT_MAX_TOKENS (HoVLE's own 32768). It
- * bounds the time of a CPU prefill as much as its memory: one stray 1 MB turn is ~350K tokens. */
+ * model's max_position_embeddings times its rope_scaling factor, but at least
+ * MMM_DEFAULT_MAX_TOKENS (HoVLE's own max_position_embeddings; mmm's small models say 2048 yet
+ * run their long-context tests past it). It bounds the time of a CPU prefill as much as its
+ * memory: one stray 1 MB turn is ~350K tokens. */
 #define MMM_DEFAULT_MAX_TOKENS 32768
 int mmm_default_max_tokens(const mmm_config *c);
 void mmm_state_reset(mmm_state *s);

@@ -24,7 +24,7 @@ static void usage(FILE *f) {
           "  --samples N      at most N samples, spread evenly over the file (default: all)\n"
           "  --max-new N      longest answer generated (default 16)\n"
           "  --max-tokens N   samples longer than N tokens are skipped and reported (default: the\n"
-          "                   model's max_position_embeddings x rope_scaling factor, else 32768)\n"
+          "                   model's max_position_embeddings x rope_scaling factor, at least 32768)\n"
           "  --tokenizer P    default: the model directory's tokenizer\n"
           "  --json OUT       also write the results as JSON\n"
           "  --image-root DIR relative image paths resolve against DIR (default: the data file's\n"

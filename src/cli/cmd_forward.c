@@ -40,7 +40,7 @@ static void usage(FILE *f) {
           "                     output), 'input_embeds', 'encoder_output', 'image_embeds'\n"
           "  --top K            how many next-token candidates to print (default 5)\n"
           "  --max-tokens N     refuse longer inputs (default: the model's max_position_embeddings x\n"
-          "                     rope_scaling factor, else 32768)\n"
+          "                     rope_scaling factor, at least 32768)\n"
           CLI_DEVICE_HELP "\n"
           "example: mmm forward --model tests/data/teacher/one_image --ids 53,7,-1,8 \\\n"
           "             --image tests/data/images/fmnist_28.png --dump out.safetensors --hidden\n", f);

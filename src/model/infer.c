@@ -1,5 +1,4 @@
 /* Inference: a per-sequence state (KV caches) fed by chunked prefill and single-token decode. */
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,18 +80,13 @@ size_t mmm_state_estimate_bytes(const mmm_model *m, int max_tokens) {
 }
 
 int mmm_default_max_tokens(const mmm_config *c) {
-    const cJSON *root = c->json;
-    const char *stacks[2] = {"llm_config", "embedding_config"};
-    for (int i = 0; i < 2; i++) {
-        const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, stacks[i]);
-        const cJSON *mp = cJSON_GetObjectItemCaseSensitive(st, "max_position_embeddings");
-        if (!cJSON_IsNumber(mp) || mp->valuedouble < 1) continue;
-        const cJSON *sc = cJSON_GetObjectItemCaseSensitive(st, "rope_scaling");
-        const cJSON *f = cJSON_GetObjectItemCaseSensitive(sc, "factor");
-        double n = mp->valuedouble * (cJSON_IsNumber(f) && f->valuedouble > 1 ? f->valuedouble : 1);
-        return n < 1 << 30 ? (int)n : 1 << 30;
+    double longest = MMM_DEFAULT_MAX_TOKENS;
+    for (int l = 0; l < mmm_config_n_layers(c); l++) {
+        const mmm_layer_desc *d = &c->layers[l];
+        double n = (double)d->max_pos * (d->rope_kind != MMM_ROPE_PLAIN && d->rope_factor > 1 ? d->rope_factor : 1);
+        if (n > longest) longest = n;
     }
-    return MMM_DEFAULT_MAX_TOKENS;
+    return longest < 1 << 30 ? (int)longest : 1 << 30;
 }
 
 int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
