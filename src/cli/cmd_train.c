@@ -227,7 +227,7 @@ int cmd_train(int argc, char **argv) {
     int rc = mmm_config_load(&cfg, config_path), have_cfg = !rc;
     if (!rc) rc = mmm_tokenizer_load(tok_path, &tok);
     if (!rc) rc = cli_check_tokenizer(&cfg, tok, tok_path);
-    if (!rc) rc = mmm_model_create(&m, &cfg);
+    if (!rc && (rc = mmm_model_create(&m, &cfg))) mmm_fail_context(rc, "%s", config_path);
     if (!rc) mmm_model_init_random(m, o.seed, init_std);
     if (!rc) rc = cli_use_device_train(cuda, bf16, m);
     if (!rc) rc = cli_load_dataset("train", &train, data_path, tok, &cfg, &dopt);

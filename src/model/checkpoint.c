@@ -87,7 +87,7 @@ int mmm_model_load(mmm_model **out, const char *dir) {
     mmm_model *m = NULL;
     rc = mmm_model_create(&m, &cfg);
     mmm_config_free(&cfg);
-    if (rc) return rc;
+    if (rc) return mmm_fail_context(rc, "%s", dir);
 
     mmm_st_model *st = NULL;
     if ((rc = mmm_st_open_model(&st, dir)) || (rc = check_tensors(m, st, dir))) goto done;

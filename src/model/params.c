@@ -6,6 +6,7 @@
 
 #include "mmm/error.h"
 #include "mmm/gpu.h"
+#include "mmm/memory.h"
 #include "mmm/model.h"
 #include "mmm/rng.h"
 #include "mmm/seed.h"
@@ -178,6 +179,11 @@ int mmm_model_create(mmm_model **out, const mmm_config *cfg) {
     m->params = t.items;
     m->n_params = t.n;
     m->n_floats = t.total;
+    /* refused with the numbers before allocating: the size comes from a config file */
+    if ((rc = mmm_memory_check(t.total * sizeof *m->data, "a model of %zu parameters", t.total))) {
+        mmm_model_free(m);
+        return rc;
+    }
     m->data = calloc(t.total ? t.total : 1, sizeof *m->data);
     if (!m->data) {
         mmm_model_free(m);

@@ -11,6 +11,7 @@
 #include "mmm/error.h"
 #include "mmm/fileio.h"
 #include "mmm/gpu.h"
+#include "mmm/memory.h"
 #include "mmm/plot.h"
 #include "train_internal.h"
 
@@ -67,6 +68,10 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
     /* a model on the GPU computes one micro-batch at a time */
     int workers = o->workers < 1 || m->gpu ? 1 : o->workers < o->accum ? o->workers : o->accum, made = 0;
     size_t n = m->n_floats;
+    /* gradients, two AdamW moments and the workers' gradient copies, checked before allocating */
+    int mrc = mmm_memory_check(n * (12 + 4 * (size_t)(o->accum > 1 ? workers : 0)), "training %s in %s: gradients "
+                               "and optimizer state of %zu parameters", o->name, o->out_dir, n);
+    if (mrc) return mrc;
     float *grads = calloc(n, sizeof *grads), *adam_m = calloc(n, sizeof *adam_m), *adam_v = calloc(n, sizeof *adam_v);
     float *wgrads = o->accum > 1 ? malloc((size_t)workers * n * sizeof *wgrads) : NULL;
     int *order = malloc(2 * (size_t)data->n * sizeof *order), *batch_end = order + data->n;

@@ -90,6 +90,16 @@ with_file "$work/fifo_weights" model.safetensors fifo
 with_file "$work/fifo_tokenizer" tokenizer.json fifo
 with_file "$work/fifo_checkpoint" checkpoints/step-0000001/trainer_state.json fifo
 mkfifo "$h/fifo.png" "$h/fifo.jsonl"
+# a config.json whose sizes pass the config checks but make a 49-billion-parameter model
+with_file "$work/huge_config" config.json "$model/config.json"
+python3 - "$work/huge_config/config.json" <<'EOF' || exit 1
+import json, sys
+c = json.load(open(sys.argv[1]))
+for s in ("embedding_config", "llm_config"):
+    c[s].update(hidden_size=8192, intermediate_size=32768, num_hidden_layers=24)
+c["embedding_config"]["llm_hidden_size"] = 8192
+json.dump(c, open(sys.argv[1], "w"))
+EOF
 
 # ---- running a case ----
 # run NAME ARGS...: runs mmm ARGS under the time and memory limits (stdin empty) and checks the
@@ -134,10 +144,11 @@ run json_array_dataset_line eval --model "$model" --data "$h/array.jsonl"
 run idx_promises_2m_images data fashion-mnist --source "$h/idx" --out "$work/idx_out" --train 4 --test 4
 run long_word_dataset_line eval --model "$model" --data "$h/long_word.jsonl"
 run long_turn_over_max_tokens eval --model "$model" --data "$h/long_turn.jsonl"
-# a 30M-token context needs ~15 GB of KV cache: over the address-space limit set here, or the
-# machine's memory, and refused before allocating either way
+# a 30M-token context needs ~23 GB of KV cache, the 49B-parameter model 195 GB: over the
+# address-space limit set here, or the machine's memory, and refused before allocating either way
 run_limited() { (ulimit -v 16000000; run "$@"; echo "$passed $failed" > "$work/counts"); read -r passed failed < "$work/counts"; }
 run_limited context_over_memory chat --model "$model" --context 30000000 -p hi
+run_limited model_over_memory forward --model "$work/huge_config" --ids 1,2
 run fifo_config forward --model "$work/fifo_config" --ids 1,2
 run fifo_weights forward --model "$work/fifo_weights" --ids 1,2
 run fifo_tokenizer forward --model "$work/fifo_tokenizer" --text hello
