@@ -245,6 +245,17 @@ TEST(run_safety_cli_train_and_bench_hostile_paths) {
           rc ? ": " : "", rc ? out : "");
     if (have_gnuplot()) check(is_png(png), "hostile cli: mmm train's loss.png lands in the hostile --out");
     check(canaries() == 0, "hostile cli: mmm train ran no injected command");
+    /* mmm distill from that teacher into another hostile --out: stage 1's loss.png and layer table */
+    char *dh = hostile("distill"), *ddir = joinf("%s/%s", base, dh), *dpng = joinf("%s/stage1/loss.png", ddir);
+    char *dtable = joinf("%s/stage1/layer_loss.json", ddir);
+    check(make_dirs(ddir), "hostile cli: the distill --out");
+    rc = mmm_v("distill", "--teacher", dir, "--data", data, "--out", ddir, "--stages", "1", "--steps1", "2",
+               "--batch-tokens", "512", NULL);
+    check(rc == 0 && exists(dtable), "hostile cli: mmm distill from and into hostile directories%s%s", rc ? ": " : "",
+          rc ? out : "");
+    if (have_gnuplot()) check(is_png(dpng), "hostile cli: mmm distill's stage1/loss.png lands in the hostile --out");
+    check(canaries() == 0, "hostile cli: mmm distill ran no injected command");
+    free(dh); free(ddir); free(dpng); free(dtable);
     /* the plain injection (a quote and ';'), which a shell parses and runs: the example */
     char *plain = joinf("%s/run'; touch %s/canary-13; '", base, base), *plain_png = joinf("%s/loss.png", plain);
     check(make_dirs(plain), "hostile cli: the plain injection's directories");
