@@ -88,6 +88,8 @@ rm "$work/index_array/model.safetensors"
 with_file "$work/fifo_config" config.json fifo
 with_file "$work/fifo_weights" model.safetensors fifo
 with_file "$work/fifo_tokenizer" tokenizer.json fifo
+with_file "$work/fifo_sp_model" tokenizer.model fifo
+rm "$work/fifo_sp_model/tokenizer.json"
 with_file "$work/fifo_checkpoint" checkpoints/step-0000001/trainer_state.json fifo
 mkfifo "$h/fifo.png" "$h/fifo.jsonl"
 # a config.json whose sizes pass the config checks but make a 49-billion-parameter model
@@ -152,6 +154,7 @@ run_limited model_over_memory forward --model "$work/huge_config" --ids 1,2
 run fifo_config forward --model "$work/fifo_config" --ids 1,2
 run fifo_weights forward --model "$work/fifo_weights" --ids 1,2
 run fifo_tokenizer forward --model "$work/fifo_tokenizer" --text hello
+run fifo_tokenizer_model forward --model "$work/fifo_sp_model" --text hello
 run fifo_image "${img[@]}" --image "$h/fifo.png"
 run fifo_dataset eval --model "$model" --data "$h/fifo.jsonl"
 run fifo_checkpoint train --config "$fx/config.json" --tokenizer "$fx/tok.json" --data "$fx/data/train.jsonl" \
