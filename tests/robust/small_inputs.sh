@@ -19,7 +19,8 @@ passed=0 failed=0
 
 # ---- fixtures: a tiny trained model with its tokenizer and data (seconds) ----
 fx=$work/fx
-"$mmm" data fashion-mnist --out "$fx/data" --train 16 --test 4 > /dev/null || { echo "FAIL robust: fixture data"; exit 1; }
+"$mmm" data fashion-mnist --out "$fx/data" --train 16 --test 4 > /dev/null 2> "$work/fixture.err" ||
+    { echo "FAIL robust: fixture data: $(tail -n 1 "$work/fixture.err")"; exit 1; }
 "$mmm" tokenizer train --corpus "$fx/data/corpus.txt" --vocab-size 300 --special "<|im_start|>" --special "<|im_end|>" \
     --special "<img>" --special "</img>" --special "<IMG_CONTEXT>" --out "$fx/tok.json" > /dev/null || exit 1
 sed -e 's/"hidden_size": 128/"hidden_size": 32/; s/"llm_hidden_size": 128/"llm_hidden_size": 32/' \
