@@ -426,11 +426,19 @@ TEST(test_tokenizer_bad_files) {
      * tree for it: 3M elements (the cap is 2M). */
     {
         size_t n = 3u << 20, len = 0;
-        char *big = malloc(2 * n + 256);
+        char *big = malloc(4 * n + 256);
         len += (size_t)sprintf(big, "{" BYTELEVEL "\"model\": {\"type\": \"BPE\", " VOCAB ", \"merges\": [0");
         for (size_t i = 1; i < n; i++) big[len++] = ',', big[len++] = '0';
         len += (size_t)sprintf(big + len, "]}}");
         bad_file("3M merges", big, len, MMM_ERR_FORMAT, "2097152");
+        /* three arrays of 1.5M, each under that cap, 4.5M values together (the cap is 4M) */
+        len = (size_t)sprintf(big, "{\"a\": [0");
+        for (int k = 0; k < 3; k++) {
+            if (k) len += (size_t)sprintf(big + len, "], \"%c\": [0", 'a' + k);
+            for (size_t i = 1; i < n / 2; i++) big[len++] = ',', big[len++] = '0';
+        }
+        len += (size_t)sprintf(big + len, "]}");
+        bad_file("4.5M values", big, len, MMM_ERR_FORMAT, "4194304");
         free(big);
     }
 
