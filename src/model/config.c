@@ -404,7 +404,10 @@ static int parse(const char *path, const cJSON *root, mmm_config *c) {
 int mmm_config_load(mmm_config *cfg, const char *path) {
     memset(cfg, 0, sizeof *cfg);
     cJSON *root = NULL;
-    int rc = mmm_json_load(path, MAX_CONFIG_BYTES, (void **)&root);
+    /* a config is a few hundred values: the caps bound the tree (~80 bytes a value) to ~80 MB
+     * before it is built, whatever the file holds */
+    static const mmm_json_limits limits = {MAX_CONFIG_BYTES, 1 << 20, 1 << 16, 64};
+    int rc = mmm_json_load_limits(path, &limits, (void **)&root);
     if (rc) return rc;
     cfg->json = root;
     if ((rc = parse(path, root, cfg))) mmm_config_free(cfg);

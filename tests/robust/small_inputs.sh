@@ -103,6 +103,14 @@ for s in ("embedding_config", "llm_config"):
 c["embedding_config"]["llm_hidden_size"] = 8192
 json.dump(c, open(sys.argv[1], "w"))
 EOF
+# a config.json with a 400K-element array beside the real keys
+with_file "$work/config_array" config.json "$model/config.json"
+python3 - "$work/config_array/config.json" <<'EOF' || exit 1
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["x"] = [0] * 400000
+json.dump(c, open(sys.argv[1], "w"), separators=(",", ":"))
+EOF
 
 # ---- running a case ----
 # run NAME ARGS...: runs mmm ARGS under the time and memory limits (stdin empty) and checks the
@@ -140,6 +148,7 @@ run bmp_16384_header "${img[@]}" --image "$h/huge.bmp"
 run ppm_16384_header "${img[@]}" --image "$h/huge.ppm"
 run png_16384_zeros "${img[@]}" --image "$h/zero.png"
 run png_16384_zeros_eval eval --model "$model" --data "$h/zero_png.jsonl"
+run json_array_config forward --model "$work/config_array" --ids 1,2
 run json_array_safetensors_header forward --model "$work/st_array" --ids 1,2
 run json_array_shard_index forward --model "$work/index_array" --ids 1,2
 run json_array_tokenizer forward --model "$model" --text hello --tokenizer "$h/array.tokenizer.json"
