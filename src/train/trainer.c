@@ -277,8 +277,11 @@ int mmm_plot_log(const char *log_path, const char *png_path, const char *title, 
         return rc;
     }
     int rows = 0;
+    /* a log line holds a few dozen values; one that would build a bigger tree is skipped unread */
+    const mmm_json_limits line_caps = {.max_values = 4096};
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        cJSON *j = cJSON_Parse(line);
+        void *parsed = NULL;
+        cJSON *j = mmm_json_parse(line, strlen(line), &line_caps, log_path, &parsed) ? NULL : parsed;
         const cJSON *step = cJSON_GetObjectItemCaseSensitive(j, "step");
         const cJSON *ev = cJSON_GetObjectItemCaseSensitive(j, "eval");
         const cJSON *src = cJSON_IsObject(ev) ? ev : j;
