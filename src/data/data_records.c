@@ -18,8 +18,16 @@ int rec_open(rec_reader *r, const char *path, data_kind kind, size_t limit) {
     r->line = 1;
     if (!(r->buf = malloc(limit + 1))) return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
     int rc = mmm_open_regular(path, &r->f, NULL);
-    if (rc) { free(r->buf); r->buf = NULL; }
-    return rc;
+    if (rc) {
+        free(r->buf);
+        r->buf = NULL;
+        return rc;
+    }
+    /* a UTF-8 byte order mark is not part of the first record */
+    unsigned char bom[3];
+    if (fread(bom, 1, 3, r->f) == 3 && bom[0] == 0xEF && bom[1] == 0xBB && bom[2] == 0xBF) r->offset = 3;
+    else rewind(r->f);
+    return MMM_OK;
 }
 
 void rec_close(rec_reader *r) {
@@ -39,14 +47,10 @@ static int next_byte(rec_reader *r) {
 
 static int is_space(int c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-/* The first non-space byte (EOF at the end), after a UTF-8 byte order mark at the start. */
+/* The first non-space byte (EOF at the end). */
 static int skip_space(rec_reader *r) {
     int c;
     while ((c = next_byte(r)) != EOF && is_space(c)) {}
-    if (c == 0xEF && r->offset == 1) {
-        if (next_byte(r) != 0xBB || next_byte(r) != 0xBF) return 0xEF; /* not a BOM: garbage anyway */
-        return skip_space(r);
-    }
     return c;
 }
 
@@ -90,8 +94,9 @@ int rec_next(rec_reader *r, char **text, size_t *len, long *line) {
     int c;
     if (r->array) {
         if (r->array_done) return REC_END;
-        int first = r->offset == 0;
+        int first = !r->array_open;
         if (first && skip_space(r) != '[') return mmm_fail(MMM_ERR_FORMAT, "%s: not a JSON array", r->path);
+        r->array_open = 1;
         c = skip_space(r);
         if (c == ']') {
             r->array_done = 1;

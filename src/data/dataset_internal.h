@@ -22,6 +22,7 @@ typedef struct {
     FILE *f;
     const char *path;
     int array;         /* 1: elements of one top-level JSON array; 0: one record per line */
+    int array_open;    /* the opening [ was read */
     int array_done;    /* the closing ] was read */
     size_t limit;      /* longest record kept; longer ones are read past and refused */
     char *buf;         /* (limit + 1) */

@@ -217,6 +217,12 @@ TEST(data_file_kinds_and_hint) {
     rc = mmm_dataset_load(&d, at(0, dir, "bom.json"), f->tok, &f->cfg, &opt);
     check(rc == MMM_OK && d.n == 1, "data kinds: an array after a UTF-8 byte order mark loads");
     if (!rc) mmm_dataset_free(&d);
+    snprintf(text, sizeof text, "\xEF\xBB\xBF%s\n%s\n", rec, rec);
+    write_text(at(0, dir, "bom.jsonl"), text);
+    rc = mmm_dataset_load(&d, at(0, dir, "bom.jsonl"), f->tok, &f->cfg, &opt);
+    check(rc == MMM_OK && d.n == 2 && d.n_skipped == 0, "data kinds: JSON Lines after a UTF-8 byte order mark load whole (%s)",
+          rc ? mmm_last_error() : d.skipped_report);
+    if (!rc) mmm_dataset_free(&d);
 }
 
 /* Peak memory of loading path in a child process, in MB above what it had at the start, and
