@@ -1,7 +1,8 @@
 /* The image decoders behind mmm_image_load: image_load.c reads the file, recognises the format
  * and enforces the pixel budget on what each format's header says; image_jpeg.c (libjpeg-turbo),
- * image_webp.c (libwebp), image_pnm.c (binary PGM/PPM), image_gif.c (GIF, first frame) and
- * image_stb.c (stb_image: PNG, BMP, TGA, PSD) read the headers and decode. */
+ * image_webp.c (libwebp), image_pnm.c (binary PGM/PPM), image_gif.c (GIF, first frame),
+ * image_bmp.c (BMP headers, 16-bit BMPs) and image_stb.c (stb_image: PNG, TGA, PSD, other BMPs)
+ * read the headers and decode. */
 #ifndef MMM_VISION_IMAGE_INTERNAL_H
 #define MMM_VISION_IMAGE_INTERNAL_H
 
@@ -30,6 +31,8 @@ int mmm_pnm_header(mmm_image_header *hd, const uint8_t *data, size_t size, const
 int mmm_pnm_decode(mmm_image *img, const uint8_t *data, size_t size, const char *name);
 int mmm_gif_header(mmm_image_header *hd, const uint8_t *data, size_t size, const char *name);
 int mmm_gif_decode(mmm_image *img, const uint8_t *data, size_t size, const char *name);
+int mmm_bmp_header(mmm_image_header *hd, const uint8_t *data, size_t size, const char *name);
+int mmm_bmp_decode(mmm_image *img, const uint8_t *data, size_t size, const char *name);
 int mmm_stb_header(mmm_image_header *hd, const uint8_t *data, size_t size, const char *name);
 int mmm_stb_decode(mmm_image *img, const uint8_t *data, size_t size, const char *name);
 

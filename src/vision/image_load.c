@@ -32,8 +32,8 @@ typedef int (*header_fn)(mmm_image_header *, const uint8_t *, size_t, const char
 typedef int (*decode_fn)(mmm_image *, const uint8_t *, size_t, const char *);
 
 /* The decoder for the file's first bytes: JPEG and WebP go to the libraries Pillow decodes
- * them with, binary PGM/PPM and GIF to Pillow's rules, everything else to stb_image, which
- * recognises (or refuses) it itself. */
+ * them with, binary PGM/PPM, GIF and BMP to Pillow's rules (BMP mostly through stb), everything
+ * else to stb_image, which recognises (or refuses) it itself. */
 static void pick(const uint8_t *d, size_t size, header_fn *header, decode_fn *decode) {
     /* stb_image would take FF FF … FF D8 for a JPEG too (and its JPEG decoder reads out of
      * bounds on some); libjpeg refuses it as Pillow does */
@@ -49,6 +49,9 @@ static void pick(const uint8_t *d, size_t size, header_fn *header, decode_fn *de
     } else if (size >= 6 && (!memcmp(d, "GIF87a", 6) || !memcmp(d, "GIF89a", 6))) {
         *header = mmm_gif_header;
         *decode = mmm_gif_decode;
+    } else if (size >= 2 && d[0] == 'B' && d[1] == 'M') {
+        *header = mmm_bmp_header;
+        *decode = mmm_bmp_decode;
     } else {
         *header = mmm_stb_header;
         *decode = mmm_stb_decode;

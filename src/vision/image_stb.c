@@ -1,10 +1,8 @@
-/* PNG, BMP, TGA and PSD through stb_image (Debian's libstb).
- * stb trusts headers: it allocates what they declare and fills what the file lacks with zeros,
- * and it inflates a PNG's data into a buffer that grows with whatever the stream holds. So before
- * stb sees a file, a BMP's header is read here and the pixel rows it promises must be in the
- * file, a top-down BMP (negative height) gets its real height, and a PNG's compressed
- * data is inflated once, without keeping it, to make sure it holds no more than its IHDR's
- * image. */
+/* PNG, TGA, PSD and most BMPs (image_bmp.c reads their headers first) through stb_image
+ * (Debian's libstb). stb trusts headers: it allocates what they declare and fills what the file
+ * lacks with zeros, and it inflates a PNG's data into a buffer that grows with whatever the
+ * stream holds. So before stb sees a PNG, its compressed data is inflated once, without keeping
+ * it, to make sure it holds no more than its IHDR's image. */
 #include "image_internal.h"
 
 #include <limits.h>
@@ -18,17 +16,6 @@
 
 static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static uint32_t le32(const uint8_t *p) {
-    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
-}
-static uint32_t le16(const uint8_t *p) { return (uint32_t)p[1] << 8 | p[0]; }
-
-static int truncated(const char *name, const char *fmt, int w, int h, unsigned long long need,
-                     size_t size) {
-    return mmm_fail(MMM_ERR_FORMAT,
-                    "%s: truncated %s: its %d×%d header needs %llu bytes, the file has %zu", name,
-                    fmt, w, h, need, size);
 }
 
 static int is_png(const uint8_t *d, size_t size) {
@@ -128,36 +115,6 @@ static int png_check_inflate(const uint8_t *d, size_t size, const char *name) {
     return MMM_OK;
 }
 
-/* The real height of a BMP (negative: rows stored top-down) and the file size its pixel rows
- * need, for the uncompressed kinds (stb reads no other). */
-static int bmp_header(mmm_image_header *hd, const uint8_t *d, size_t size, const char *name) {
-    if (size < 30) return mmm_fail(MMM_ERR_FORMAT, "%s: truncated BMP header", name);
-    uint32_t offset = le32(d + 10), hsz = le32(d + 14), compression = 0, bpp;
-    int64_t w, h;
-    if (hsz == 12) {
-        w = le16(d + 18);
-        h = le16(d + 20);
-        bpp = le16(d + 24);
-    } else {
-        if (size < 34) return mmm_fail(MMM_ERR_FORMAT, "%s: truncated BMP header", name);
-        w = (int32_t)le32(d + 18);
-        h = (int32_t)le32(d + 22);
-        bpp = le16(d + 28);
-        compression = le32(d + 30);
-    }
-    if (h < 0) h = -h;
-    hd->w = w > INT_MAX ? INT_MAX : (int)w;
-    hd->h = h > INT_MAX ? INT_MAX : (int)h;
-    if (w <= 0 || h <= 0 || w > MMM_IMAGE_MAX_SIDE || h > MMM_IMAGE_MAX_SIDE) return MMM_OK;
-    if (compression == 0 || compression == 3) { /* BI_RGB, BI_BITFIELDS */
-        unsigned long long row = ((unsigned long long)w * bpp + 31) / 32 * 4;
-        unsigned long long start = offset > 14 + hsz ? offset : 14 + hsz;
-        if (start + row * h > hd->file_size)
-            return truncated(name, "BMP", hd->w, hd->h, start + row * h, hd->file_size);
-    }
-    return MMM_OK;
-}
-
 int mmm_stb_header(mmm_image_header *hd, const uint8_t *d, size_t size, const char *name) {
     png_ihdr p;
     if (is_png(d, size) && png_read_ihdr(&p, d, size) &&
@@ -176,7 +133,6 @@ int mmm_stb_header(mmm_image_header *hd, const uint8_t *d, size_t size, const ch
     hd->w = w;
     hd->h = h;
     hd->cost = stbi_is_16_bit_from_memory(d, (int)size) ? 2 : 1;
-    if (d[0] == 'B' && d[1] == 'M') return bmp_header(hd, d, size, name);
     return MMM_OK;
 }
 

@@ -97,6 +97,9 @@ TEST(test_image_load_formats) {
                 "webp animated lossy+alpha, first frame");
     /* rows stored top first (negative height), once refused as having no pixels */
     load_vs_pil(f, "topdown_7x5.bmp", "topdown_7x5_bmp.rgb", 0, "bmp top-down");
+    /* 16-bit BMPs: Pillow's v·255/31 (or /63), not stb's bit replication */
+    load_vs_pil(f, "bgr555_9x5.bmp", "bgr555_9x5_bmp.rgb", 0, "bmp 16-bit 5-5-5");
+    load_vs_pil(f, "rgb565_9x5.bmp", "rgb565_9x5_bmp.rgb", 0, "bmp 16-bit 5-6-5 top-down");
     /* 16-bit gray (values up to 539): clipped to 255 as PIL's mode "I" → RGB */
     load_vs_pil(f, "gray16_13x11.png", "gray16_13x11_png.rgb", 0, "png 16-bit gray");
     load_vs_pil(f, "gray16_13x11.pgm", "gray16_13x11_pgm.rgb", 0, "pgm 16-bit gray");

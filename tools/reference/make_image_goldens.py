@@ -5,7 +5,8 @@ for tests/vision/test_image.c and tests/ops/test_interpolate.c.
   - small images in several formats (PNG gray / RGB / RGBA / gray+alpha / palette; JPEG baseline
     4:2:0 / 4:2:2 / 4:4:4, gray, progressive, CMYK; WebP lossy / lossless / lossy with alpha;
     BMP, a top-down BMP written byte by byte (Pillow writes only bottom-up ones); PPM; 16-bit
-    gray PNG and PGM; PGM/PPM at maxvals Pillow rescales; GIF first frames) and broken
+    gray PNG and PGM; PGM/PPM at maxvals Pillow rescales; GIF first frames; 16-bit BMPs; animated
+    WebP) and broken
     files (empty, truncated, garbage, absurd dimensions);
   - pillow.safetensors: for each image, the pixels of Image.open(p).convert("RGB"), its
     Image.resize((w, h), Image.BICUBIC) at several sizes (uint8 values, stored as F16, which holds
@@ -197,6 +198,24 @@ def small_gifs(rng):
     return out
 
 
+def bmp16s(rng):
+    """(file, bytes): 16-bit BMPs of 9x5 random pixels, the first two all-zero and all-one."""
+    out = []
+    for name, masks, hsz, h in [("bgr555_9x5.bmp", None, 40, 5),
+                                ("rgb565_9x5.bmp", (0xF800, 0x7E0, 0x1F), 124, -5)]:
+        v = rng.integers(0, 1 << 16, (5, 9))
+        v.flat[0], v.flat[1] = 0, 0xFFFF
+        stride = (9 * 2 + 3) & ~3
+        rows = b"".join(v[y].astype("<u2").tobytes() + b"\0" * (stride - 18) for y in range(5))
+        info = struct.pack("<IiiHHIIiiII", hsz, 9, h, 1, 16, 3 if masks else 0, len(rows), 2835,
+                           2835, 0, 0)
+        if hsz > 40:
+            info += struct.pack("<IIII", *masks, 0) + b"\0" * (hsz - 56)
+        off = 14 + len(info)
+        out.append((name, b"BM" + struct.pack("<IHHI", off + len(rows), 0, 0, off) + info + rows))
+    return out
+
+
 def topdown_bmp(rng, w, h):
     """A 24-bit BMP with a negative height: rows stored top first."""
     px = rng.integers(0, 256, (h, w, 3), np.uint8)
@@ -273,6 +292,10 @@ def main():
                            ("anim_alpha_23x19.webp", "RGBA", dict(quality=70))]:
         frames = [textured(rng2, 23, 19, mode == "RGBA") for _ in range(2)]
         save(frames[0], name, "WEBP", save_all=True, append_images=frames[1:], **kw)
+        files[name] = name.replace(".", "_")
+    # 16-bit BMPs (5-5-5, and 5-6-5 bit fields, top-down): Pillow expands a channel as v·255/31
+    for name, data in bmp16s(rng2):
+        write(os.path.join(OUT, name), data)
         files[name] = name.replace(".", "_")
 
     # broken files
