@@ -3,12 +3,17 @@
  * hostile small input within 256 MB) is tests/robust/small_inputs.sh. */
 #include "../harness.h"
 
+#include "mmm/data.h"
 #include "mmm/error.h"
+#include "mmm/fileio.h"
 #include "mmm/forward.h"
 #include "mmm/memory.h"
 #include "mmm/model.h"
+#include "mmm/train.h"
 
+#include <cjson/cJSON.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -61,4 +66,37 @@ TEST(memory_default_max_tokens) {
     check(mmm_default_max_tokens(&c) == 100000, "max tokens: 40000 positions x linear factor 2.5 (%d)",
           mmm_default_max_tokens(&c));
     mmm_config_free(&c);
+}
+
+/* An evaluation sized by its longest sample (logits of every position for a 1M-token vocabulary)
+ * is refused with the numbers before anything is allocated. */
+TEST(memory_eval_refused_before_allocating) {
+    cJSON *root = NULL;
+    if (!check(mmm_json_load("tests/data/teacher/one_image/config.json", 1 << 20, (void **)&root) == MMM_OK,
+               "eval memory: config loads"))
+        return;
+    cJSON *llm = cJSON_GetObjectItemCaseSensitive(root, "llm_config");
+    cJSON_ReplaceItemInObjectCaseSensitive(llm, "vocab_size", cJSON_CreateNumber(1000000));
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    mmm_config cfg;
+    mmm_model *m = NULL;
+    int ok = text && mmm_config_parse(&cfg, text, "wide vocabulary") == MMM_OK;
+    free(text);
+    if (!check(ok, "eval memory: a 1M-token vocabulary config parses (%s)", mmm_last_error())) return;
+    ok = mmm_model_create(&m, &cfg) == MMM_OK;
+    mmm_config_free(&cfg);
+    if (!check(ok, "eval memory: the model (a 128 MB head) is made (%s)", mmm_last_error())) return;
+    enum { N = 200000 }; /* 200K positions x 1M logits = 800 GB */
+    int32_t *ids = calloc(N, sizeof *ids), *labels = calloc(N, sizeof *labels);
+    mmm_sample s = {.ids = ids, .labels = labels, .n = N, .prompt_len = N - 1};
+    mmm_dataset d = {.samples = &s, .n = 1};
+    mmm_eval_result r;
+    int rc = ids && labels ? mmm_evaluate(m, NULL, &d, 0, 16, NULL, &r) : MMM_ERR_NOMEM;
+    check(rc == MMM_ERR_NOMEM && strstr(mmm_last_error(), "evaluating a 200000-token sample (800.00 GB of logits") &&
+              strstr(mmm_last_error(), "GB of memory, more than the"),
+          "eval memory: refused up front (%s)", mmm_last_error());
+    free(ids);
+    free(labels);
+    mmm_model_free(m);
 }
