@@ -68,13 +68,11 @@ TEST(memory_default_max_tokens) {
     mmm_config_free(&c);
 }
 
-/* An evaluation sized by its longest sample (logits of every position for a 1M-token vocabulary)
- * is refused with the numbers before anything is allocated. */
-TEST(memory_eval_refused_before_allocating) {
+/* one_image's model with a 1M-token vocabulary: a 128 MB head (calloc'd, untouched), and a
+ * million logits per position, so any long sequence needs hundreds of GB. */
+static mmm_model *wide_vocab_model(void) {
     cJSON *root = NULL;
-    if (!check(mmm_json_load("tests/data/teacher/one_image/config.json", 1 << 20, (void **)&root) == MMM_OK,
-               "eval memory: config loads"))
-        return;
+    if (mmm_json_load("tests/data/teacher/one_image/config.json", 1 << 20, (void **)&root)) return NULL;
     cJSON *llm = cJSON_GetObjectItemCaseSensitive(root, "llm_config");
     cJSON_ReplaceItemInObjectCaseSensitive(llm, "vocab_size", cJSON_CreateNumber(1000000));
     char *text = cJSON_PrintUnformatted(root);
@@ -83,13 +81,20 @@ TEST(memory_eval_refused_before_allocating) {
     mmm_model *m = NULL;
     int ok = text && mmm_config_parse(&cfg, text, "wide vocabulary") == MMM_OK;
     free(text);
-    if (!check(ok, "eval memory: a 1M-token vocabulary config parses (%s)", mmm_last_error())) return;
-    ok = mmm_model_create(&m, &cfg) == MMM_OK;
-    mmm_config_free(&cfg);
-    if (!check(ok, "eval memory: the model (a 128 MB head) is made (%s)", mmm_last_error())) return;
-    enum { N = 200000 }; /* 200K positions x 1M logits = 800 GB */
-    int32_t *ids = calloc(N, sizeof *ids), *labels = calloc(N, sizeof *labels);
-    mmm_sample s = {.ids = ids, .labels = labels, .n = N, .prompt_len = N - 1};
+    if (ok && mmm_model_create(&m, &cfg)) m = NULL;
+    if (ok) mmm_config_free(&cfg);
+    return m;
+}
+
+enum { LONG_T = 200000 }; /* 200K positions x 1M logits = 800 GB */
+
+/* An evaluation sized by its longest sample is refused with the numbers before anything is
+ * allocated. */
+TEST(memory_eval_refused_before_allocating) {
+    mmm_model *m = wide_vocab_model();
+    if (!check(m != NULL, "eval memory: a 1M-token vocabulary model (%s)", mmm_last_error())) return;
+    int32_t *ids = calloc(LONG_T, sizeof *ids), *labels = calloc(LONG_T, sizeof *labels);
+    mmm_sample s = {.ids = ids, .labels = labels, .n = LONG_T, .prompt_len = LONG_T - 1};
     mmm_dataset d = {.samples = &s, .n = 1};
     mmm_eval_result r;
     int rc = ids && labels ? mmm_evaluate(m, NULL, &d, 0, 16, NULL, &r) : MMM_ERR_NOMEM;
@@ -98,5 +103,21 @@ TEST(memory_eval_refused_before_allocating) {
           "eval memory: refused up front (%s)", mmm_last_error());
     free(ids);
     free(labels);
+    mmm_model_free(m);
+}
+
+/* So is a forward whose activations (logits of every position among them) cannot fit. */
+TEST(memory_forward_refused_before_allocating) {
+    mmm_model *m = wide_vocab_model();
+    if (!check(m != NULL, "forward memory: a 1M-token vocabulary model (%s)", mmm_last_error())) return;
+    int32_t *ids = calloc(LONG_T, sizeof *ids);
+    mmm_input in = {1, LONG_T, ids, NULL, 0};
+    mmm_acts *acts = NULL;
+    int rc = ids ? mmm_forward(m, &in, &acts) : MMM_ERR_NOMEM;
+    check(rc == MMM_ERR_NOMEM && strstr(mmm_last_error(), "a forward pass over a 1 x 200000 batch") &&
+              strstr(mmm_last_error(), "GB of memory, more than the"),
+          "forward memory: refused up front (%s)", mmm_last_error());
+    mmm_acts_free(acts);
+    free(ids);
     mmm_model_free(m);
 }
