@@ -87,9 +87,10 @@ int cmd_eval(int argc, char **argv) {
     if (!rc && t && mmm_config_n_mamba_layers(&t->cfg))
         rc = mmm_fail(MMM_ERR_ARG, "%s is a student (it has mamba2 layers); --teacher takes the attention model", teacher_dir);
     /* the samples are tokenised once, in the model's chat template: a teacher trained with
-     * another would be scored on prompts laid out unlike its training data */
+     * another would be scored on prompts laid out unlike its training data (a teacher of
+     * another vocabulary is refused by mmm_evaluate, with that reason) */
     mmm_chat_template tm, tt;
-    if (!rc && t && !(rc = mmm_chat_template_of(&m->cfg, &tm)) && !(rc = mmm_chat_template_of(&t->cfg, &tt)) && tm != tt)
+    if (!rc && t && t->cfg.vocab == m->cfg.vocab && !(rc = mmm_chat_template_of(&m->cfg, &tm)) && !(rc = mmm_chat_template_of(&t->cfg, &tt)) && tm != tt)
         rc = mmm_fail(MMM_ERR_ARG, "%s uses the %s chat template but the teacher %s uses %s (config.json \"template\")",
                       model_dir, mmm_chat_template_name(tm), teacher_dir, mmm_chat_template_name(tt));
     if (!rc) rc = mmm_tokenizer_load(tok_path ? tok_path : model_dir, &tok);
