@@ -33,6 +33,7 @@ else
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ./build-asan/mmm_tests
     stage "kill and resume" bash tests/crash/kill_resume.sh build/mmm
     stage "small hostile inputs" bash tests/robust/small_inputs.sh build/mmm
+    stage "a HoVLE-shaped model directory end to end" bash tests/robust/hovle_shaped.sh build/mmm
 fi
 echo "$total_passed passed, $total_failed failed"
 exit $status
