@@ -3,7 +3,7 @@
 teacher CE      the teacher (every layer causal GQA attention) forward, cross-entropy on next tokens,
                 backward, fused AdamW; fp32 master weights under bf16 autocast
 hybrid stage 3  bf16 teacher forward without grad, then the student (attention kept in layers 0, 4, 8, ...,
-                the Mamba-2 mixer of SPEC section 3 elsewhere, chunked SSD in einsum form under autograd)
+                the Mamba-2 mixer of docs/design.md §3 elsewhere, chunked SSD in einsum form under autograd)
                 forward, KL(teacher || student) at temperature 1 over all positions, backward, fused AdamW
                 on all of the student's parameters
 linear stage 3  the same with every layer converted
@@ -74,7 +74,7 @@ def ssd(x, B, C, dt, A, L):
 
 
 def check_ssd(dev):
-    """The baseline must compute the same function as mmm: compare with the recurrence (SPEC 3.5)."""
+    """The baseline must compute the same function as mmm: compare with the recurrence (docs/design.md §3, step 5)."""
     T, H, G, P, N = 100, 4, 2, 8, 8
     g = torch.Generator(device="cpu").manual_seed(1)
     r = lambda *s, lo=-1.0, hi=1.0: (torch.rand(*s, generator=g) * (hi - lo) + lo).to(dev)

@@ -219,7 +219,7 @@ int mmm_cuda_attention_decode(float *out,      /* (B, H, D) */
                               const void *v,   /* (B, Tmax, Hkv, D) T */
                               void *ws, int B, int Tk, int Tmax, int H, int Hkv, int D,
                               mmm_dtype dt);
-/* Splits one token's fused wqkv output (rows grouped per kv head as [q × H/Hkv, k, v], SPEC 2),
+/* Splits one token's fused wqkv output (rows grouped per kv head as [q × H/Hkv, k, v], docs/design.md §2),
  * rotates q and k with the rotary table row of position pos (mmm_cuda_rope_table with T = 1,
  * shared by every layer) and appends k and v to the caches at row pos. */
 int mmm_cuda_decode_qkv(float *q,           /* (B, H, D) */
@@ -310,7 +310,7 @@ int mmm_cuda_decode_gated_linear(float *out,          /* (OC) */
                                  const uint16_t *W,   /* (OC, H·P) bf16 */
                                  const float *gnorm_w,/* (P) */
                                  float eps, int H, int P, int OC, int accumulate);
-/* The mmMamba mixer's recurrent step (SPEC 3) from the token's fused projection
+/* The mmMamba mixer's recurrent step (docs/design.md §3) from the token's fused projection
  * z = [v k q (Dc) | g (H·P) | dt (H)], Dc = (2·G + H)·P with N = P: conv over [v k q] with its
  * state, SiLU, dt = softplus(dt + dt_bias), then the SSD step with x = v, B = k, C = q. Writes
  * y (before the gate) and updates both states. sync is one int per call site, zero before the

@@ -1,4 +1,4 @@
-/* The three distillation stages (SPEC 4): what each trains, and the step callbacks the trainer
+/* The three distillation stages (docs/design.md §4): what each trains, and the step callbacks the trainer
  * runs. Stages 1 and 2 match every student mixer's output to the teacher attention's (both
  * before Wo), each layer fed the teacher's hidden states; stage 3 matches next-token
  * distributions end to end. */

@@ -1,6 +1,6 @@
-/* Fashion-MNIST (SPEC 5): reading the IDX files Debian's dataset-fashion-mnist ships, and
+/* Fashion-MNIST (docs/design.md §5): reading the IDX files Debian's dataset-fashion-mnist ships, and
  * generating from them the visual question answering dataset the embedded default trains on,
- * as JSON Lines in the LLaVA/InternVL style (SPEC 6) with PNG images. */
+ * as JSON Lines in the LLaVA/InternVL style (docs/design.md §6) with PNG images. */
 #ifndef MMM_FASHION_MNIST_H
 #define MMM_FASHION_MNIST_H
 

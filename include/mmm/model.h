@@ -46,9 +46,9 @@ typedef struct {
     float *w1, *w3;              /* (F, C) */
     float *w2;                   /* (C, F) */
     /* attention */
-    float *wqkv;                 /* ((H + 2·Hkv)·D, C), rows grouped per kv head (SPEC 2) */
+    float *wqkv;                 /* ((H + 2·Hkv)·D, C), rows grouped per kv head (docs/design.md §2) */
     float *wo;                   /* (C, H·D) */
-    /* mamba2 (SPEC 3), with Dc = 2·Hkv·D + H·D conv channels [v, k, q] */
+    /* mamba2 (docs/design.md §3), with Dc = 2·Hkv·D + H·D conv channels [v, k, q] */
     float *wvkqgdt;              /* (Dc + H·D + H, C): rows [v | k | q | g | dt] */
     float *conv_w;               /* (Dc, 1, K) */
     float *conv_b;               /* (Dc) */

@@ -1,4 +1,4 @@
-/* Seeding a Mamba-2 student from a teacher's attention weights (SPEC 3), and choosing which
+/* Seeding a Mamba-2 student from a teacher's attention weights (docs/design.md §4), and choosing which
  * layers a hybrid keeps as attention. */
 #ifndef MMM_SEED_H
 #define MMM_SEED_H
@@ -8,7 +8,7 @@
 #include "mmm/model.h"
 
 typedef enum {
-    MMM_INIT_MIMIC,   /* Wq, Wk, Wv, Wo inherited; conv passes the current token; SPEC's init */
+    MMM_INIT_MIMIC,   /* Wq, Wk, Wv, Wo inherited; conv passes the current token; the paper's init, docs/design.md §4 */
     MMM_INIT_INHERIT, /* Wq, Wk, Wv, Wo inherited; conv, A, Wdt at Mamba-2's usual random init */
     MMM_INIT_SCRATCH, /* the whole mixer random (norms, MLP, embeddings still inherited) */
 } mmm_seed_init;

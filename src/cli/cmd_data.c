@@ -1,5 +1,5 @@
 /* mmm data: build the datasets mmm trains on. Today: fashion-mnist, the embedded default's
- * visual question answering dataset (SPEC 5). */
+ * visual question answering dataset (docs/design.md §5). */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -135,7 +135,7 @@ int cmd_data(int argc, char **argv) {
         FILE *f = argc < 2 ? stderr : stdout;
         fputs("usage: mmm data <dataset> [options]   (mmm data <dataset> --help for its options)\n\n"
               "datasets:\n"
-              "  fashion-mnist   visual question answering over Fashion-MNIST (SPEC 5)\n", f);
+              "  fashion-mnist   visual question answering over Fashion-MNIST (docs/design.md §5)\n", f);
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "fashion-mnist")) return fashion_mnist(argc - 1, argv + 1);

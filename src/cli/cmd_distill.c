@@ -31,7 +31,7 @@ static void usage(FILE *f) {
           "                   [--train-dt-a] [--clip X] [--seed N] [--eval-samples N] [--save-every N] [--force-resume]\n"
           "                   [--device cpu|cuda] [--dtype f32|bf16] [--save-dtype f32|bf16|f16]\n"
           "                   [--image-root DIR] [--strict] [--system TEXT]\n\n"
-          "Distills a teacher into an mmMamba student in three stages (SPEC 4):\n"
+          "Distills a teacher into an mmMamba student in three stages (docs/design.md §4):\n"
           "  stage 1: per-layer MSE of each student mixer against the teacher's attention output,\n"
           "           both before Wo, on the teacher's hidden states; trains the new parameters only\n"
           "  stage 2: the same, also training Wq, Wk, Wv\n"

@@ -12,7 +12,7 @@
 static void usage(FILE *f) {
     fputs("usage: mmm seed --teacher DIR --out DIR [--init mimic|inherit|scratch]\n"
           "                [--attention-layers LIST | --hybrid CHOICE] [--seed N] [--save-dtype f32|bf16|f16]\n\n"
-          "Builds an mmMamba student from a HoVLE-layout teacher (SPEC 3): every layer becomes the\n"
+          "Builds an mmMamba student from a HoVLE-layout teacher (docs/design.md §3-4): every layer becomes the\n"
           "Mamba-2 mixer, seeded from the layer's attention, except the layers kept as attention.\n\n"
           "  --teacher DIR            the teacher model directory\n"
           "  --out DIR                where to write the student (config.json + model.safetensors,\n"

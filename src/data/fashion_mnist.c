@@ -1,4 +1,4 @@
-/* mmm's Fashion-MNIST question answering dataset (SPEC 5): plans the samples of each split,
+/* mmm's Fashion-MNIST question answering dataset (docs/design.md §5): plans the samples of each split,
  * writes the images they use, then the JSONL files and the tokenizer corpus (images first, so
  * that a JSONL file never names a missing image). */
 #include <cjson/cJSON.h>

@@ -38,7 +38,7 @@ static int attention_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, la
     const mmm_layer_weights *w = &g->w.layers[l];
     int C = m->cfg.hidden, H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim, rep = H / Hkv;
     int N = B * T, group = (rep + 2) * D;
-    /* q, k, v = split(h · Wqkvᵀ): per kv head the fused rows are [q × rep, k, v] (SPEC 2), so
+    /* q, k, v = split(h · Wqkvᵀ): per kv head the fused rows are [q × rep, k, v] (docs/design.md §2), so
      * the output is (N·Hkv) rows of `group` floats to cut into three column blocks */
     TRY(gpu_linear_forward(g, scratch, a->h1, w->wqkv, NULL, N, C, (H + 2 * Hkv) * D));
     if (T == 1 && cache->decode_ws) { /* one token: split, rotate and append in one kernel, then
@@ -77,7 +77,7 @@ static int attention_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, la
     return mmm_cuda_attention_forward(a->att, a->lse, a->q, cache->k, cache->v, B, T, cache->Tk, H, Hkv, D, F32);
 }
 
-/* The mmMamba mixer (SPEC 3): z = h·Wᵀ split [v k q | g | dt]; conv1d + SiLU over [v k q];
+/* The mmMamba mixer (docs/design.md §3): z = h·Wᵀ split [v k q | g | dt]; conv1d + SiLU over [v k q];
  * dt = softplus(dt + dt_bias); SSD with x = v, B = k, C = q; out = RMSNorm_head(y) ⊙ SiLU(g). */
 int gpu_mamba_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf *a, int B, int T,
                     const gpu_cache *cache, float *scratch, void *ssd_ws) {

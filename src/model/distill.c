@@ -1,4 +1,4 @@
-/* Distillation losses and trainable sets (SPEC 4). */
+/* Distillation losses and trainable sets (docs/design.md §4). */
 #include "mmm/distill.h"
 
 #include <math.h>

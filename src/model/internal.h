@@ -8,8 +8,8 @@
 #include "mmm/forward.h"
 #include "mmm/model.h"
 
-#define MMM_SSD_CHUNK 128  /* SPEC 3: chunk length of the SSD scan */
-#define MMM_GNORM_EPS 1e-5f /* SPEC 3: the gated per-head RMSNorm */
+#define MMM_SSD_CHUNK 128  /* docs/design.md §3: chunk length of the SSD scan */
+#define MMM_GNORM_EPS 1e-5f /* docs/design.md §3: the gated per-head RMSNorm */
 /* Buffers carved from one allocation start on 16-byte boundaries: the GPU runtime carves its
  * device buffers with these layouts, and its kernels load rows as float2/float4. */
 #define MMM_ALIGN_FLOATS(n) (((size_t)(n) + 3) & ~(size_t)3)

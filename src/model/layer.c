@@ -77,7 +77,7 @@ int max_head_dim(const mmm_config *c) {
     return D;
 }
 
-/* Splits the fused wqkv output, whose rows are grouped per kv head as [q × rep, k, v] (SPEC 2). */
+/* Splits the fused wqkv output, whose rows are grouped per kv head as [q × rep, k, v] (docs/design.md §2). */
 static void split_qkv(float *q, float *k, float *v, const float *qkv, long N, int H, int Hkv, int D) {
     int rep = H / Hkv, width = (H + 2 * Hkv) * D;
 #pragma omp parallel for if (N * width > 65536)
@@ -117,7 +117,7 @@ static void attention_mixer(const mmm_model *m, int l, layer_buf *a, int B, int 
     mmm_attention_forward(a->att, a->lse, a->q, cache->k, cache->v, B, T, cache->Tk, H, Hkv, D);
 }
 
-/* The mmMamba mixer (SPEC 3): z = h·Wᵀ split [v k q | g | dt]; conv1d + SiLU over [v k q];
+/* The mmMamba mixer (docs/design.md §3): z = h·Wᵀ split [v k q | g | dt]; conv1d + SiLU over [v k q];
  * dt = softplus(dt + dt_bias); A = −exp(A_log); SSD with x = v, B = k (per kv group), C = q;
  * out = RMSNorm_head(y) ⊙ SiLU(g). */
 int mamba_mixer(const mmm_model *m, int l, layer_buf *a, int B, int T,

@@ -1,4 +1,4 @@
-/* Seeding a student from a teacher (SPEC 3) and hybrid layer placement. */
+/* Seeding a student from a teacher (docs/design.md §4) and hybrid layer placement. */
 #include "mmm/seed.h"
 
 #include <ctype.h>

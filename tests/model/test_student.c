@@ -233,7 +233,7 @@ static void matvec64(double *out, const float *W, const double *x, int n, int k)
     }
 }
 
-/* Mamba-2 layer l (SPEC 3, then the MLP) in float64 on x (T, C) → out (T, C), with the scan as
+/* Mamba-2 layer l (docs/design.md §3, then the MLP) in float64 on x (T, C) → out (T, C), with the scan as
  * its explicit T×T sum y_t = Σ_{s≤t} exp(A·Σ_{s<r≤t} dt_r)·dt_s·(B_s·C_t)·x_s: a form that
  * shares nothing with the chunked SSD. */
 static void mamba_layer_explicit(double *out, const mmm_model *m, int l, const float *x, int T) {

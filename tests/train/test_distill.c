@@ -1,4 +1,4 @@
-/* Distillation: each stage trains exactly its set (SPEC 4), each stage's loss falls, the per-layer
+/* Distillation: each stage trains exactly its set (docs/design.md §4), each stage's loss falls, the per-layer
  * table, the hybrid for stage 3, and an interrupted stage resuming exactly. */
 #include <math.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
-"""Independent PyTorch reference of the HoVLE teacher (SPEC section 2, docs/model-format.md) and
-of the mmMamba student, whose layers may swap attention for the Mamba-2 mixer (SPEC section 3).
+"""Independent PyTorch reference of the HoVLE teacher (docs/design.md §2, docs/model-format.md) and
+of the mmMamba student, whose layers may swap attention for the Mamba-2 mixer (docs/design.md §3).
 
 Plain torch.nn, batch of one sequence, no caches and no fused kernels: it exists to be obviously
 right, not fast. Parameter names are exactly the checkpoint's tensor names, so
@@ -136,7 +136,7 @@ class FeedForward(nn.Module):
 
 
 class Mamba2Mixer(nn.Module):
-    """mmMamba's attention replacement (SPEC section 3), with P = N = head_dim. wvkqgdt rows:
+    """mmMamba's attention replacement (docs/design.md §3), with P = N = head_dim. wvkqgdt rows:
     [v (n_kv·P) | k (n_kv·N) | q (n·N) | g (n·P) | dt (n)], each block head-major."""
 
     GATE_NORM_EPS = 1e-5

@@ -8,7 +8,7 @@ Regenerate (deterministic: fixed seeds, the same bytes every run), from the repo
 It writes tests/data/student/<case>/ with the file set of make_teacher_goldens.py (see there):
 config.json (with layers_block_type in embedding_config and llm_config), model.safetensors,
 inputs.safetensors, expected.safetensors (float64 computation of the fp32 weights, stored F32).
-A "mamba2" layer holds, instead of wqkv / wo (SPEC section 3, n heads, n_kv groups, P = N =
+A "mamba2" layer holds, instead of wqkv / wo (docs/design.md §3, n heads, n_kv groups, P = N =
 head_dim, D hidden):
   attention.wvkqgdt.weight             (2·n_kv·P + 2·n·P + n, D), rows [v | k | q | g | dt]
   attention.conv1d.weight              (2·n_kv·P + n·P, 1, 2); [:, 0, 1] is the current token's

@@ -8,7 +8,7 @@ Regenerate (deterministic: fixed seeds, the same bytes every run), from the repo
 (Debian's python3-torch and python3-numpy; no network, no transformers.) It writes, for each case,
 tests/data/teacher/<case>/:
   config.json            docs/model-format.md schema
-  model.safetensors      random fp32 weights under the checkpoint's tensor names (SPEC section 2)
+  model.safetensors      random fp32 weights under the checkpoint's tensor names (docs/design.md §2)
   inputs.safetensors     input_ids I32 (T,); labels I32 (T,) with -100 = ignored;
                          pixel_values F32 (n_tiles, 3, S, S), already normalised (image cases only)
   expected.safetensors   F32, computed in float64 from the fp32 weights cast up:

@@ -1,4 +1,4 @@
-/* Mamba-2 state-space duality (SSD) scan, the core of the mmMamba mixer (SPEC section 3).
+/* Mamba-2 state-space duality (SSD) scan, the core of the mmMamba mixer (docs/design.md §3).
  * H heads in G groups (H % G == 0); head h reads x and Bm from group g = h / (H/G) (repeat-kv)
  * and C from its own head. Per head, with state S (P × N):
  *     S_t = exp(dt_t·A_h) · S_{t−1} + dt_t · x_t ⊗ B_t        y_t = S_t · C_t

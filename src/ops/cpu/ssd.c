@@ -1,4 +1,4 @@
-/* Mamba-2 SSD scan on CPU (SPEC section 3): the chunked "state space duality" forward, its
+/* Mamba-2 SSD scan on CPU (docs/design.md §3): the chunked "state space duality" forward, its
  * hand-derived backward, and the one-token recurrent step.
  *
  * For one head and one chunk of n ≤ L tokens (i, j are token indices inside the chunk):
