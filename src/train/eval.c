@@ -11,6 +11,7 @@
 #include "mmm/forward.h"
 #include "mmm/memory.h"
 #include "mmm/ops/loss.h"
+#include "mmm/tokenizer.h"
 #include "mmm/train.h"
 
 static mmm_task_score *task_slot(mmm_eval_result *r, const char *task) {
@@ -32,14 +33,23 @@ static int same_answer(const char *a, const char *b) {
     return la == lb && !memcmp(a, b, la);
 }
 
+/* generation_config.json's eos_token_id (the tokenizer's stop ids) ends an answer as the chat
+ * template's <|im_end|> does (docs/model-format.md, "Tokenizer files") */
+static int is_stop_id(int32_t id, void *tok) {
+    const int32_t *ids = NULL;
+    for (int i = 0, n = mmm_tokenizer_stop_ids(tok, &ids); i < n; i++)
+        if (id == ids[i]) return 1;
+    return 0;
+}
+
 /* Greedy answer of `m` to the sample's prompt: n_gen tokens in out, the stop token dropped. */
-static int generate_answer(const mmm_model *m, mmm_state *st, const mmm_sample *s, const float *pixels,
-                           float *logits, int max_new, int32_t stop, int32_t *out, int *n_gen) {
+static int generate_answer(const mmm_model *m, const mmm_tokenizer *tok, mmm_state *st, const mmm_sample *s,
+                           const float *pixels, float *logits, int max_new, int32_t stop, int32_t *out, int *n_gen) {
     mmm_sampler greedy = {0, 0, 1, 0};
     mmm_state_reset(st);
     int rc = mmm_prefill(m, st, s->ids, s->prompt_len, pixels, s->n_tiles, NULL, logits);
-    if (!rc) rc = mmm_generate(m, st, logits, max_new, stop, &greedy, out, n_gen, NULL, NULL);
-    if (!rc && *n_gen && out[*n_gen - 1] == stop) (*n_gen)--;
+    if (!rc) rc = mmm_generate(m, st, logits, max_new, stop, &greedy, out, n_gen, is_stop_id, (void *)tok);
+    if (!rc && *n_gen && (out[*n_gen - 1] == stop || is_stop_id(out[*n_gen - 1], (void *)tok))) (*n_gen)--;
     return rc;
 }
 
@@ -111,9 +121,9 @@ int mmm_evaluate(const mmm_model *m, const mmm_tokenizer *tok, const mmm_dataset
                 r->kl_sum += kl;
                 r->kl_tokens++;
             }
-            if (!rc) rc = generate_answer(teacher, tst, s, pixels, tlogits, max_new, stop, tout, &n_tgen);
+            if (!rc) rc = generate_answer(teacher, tok, tst, s, pixels, tlogits, max_new, stop, tout, &n_tgen);
         }
-        if (!rc) rc = generate_answer(m, st, s, pixels, logits, max_new, stop, out, &n_gen);
+        if (!rc) rc = generate_answer(m, tok, st, s, pixels, logits, max_new, stop, out, &n_gen);
         free(pixels);
         if (rc) break;
         if (teacher) r->agree += n_gen == n_tgen && !memcmp(out, tout, (size_t)n_gen * sizeof *out);
