@@ -105,22 +105,28 @@ static int byte_fallback(const strlist *in, strlist *out) {
     return rc;
 }
 
-static int replace(const dec_step *d, const strlist *in, strlist *out) {
-    size_t fl = strlen(d->from), tl = strlen(d->to);
+/* Every `from` in each token becomes `to`, except in the first token when drop_in_first (the
+ * Metaspace decoder drops its replacement character there, as tokenizers does). */
+static int replace_all(const strlist *in, strlist *out, const char *from, const char *to, bool drop_in_first) {
+    size_t fl = strlen(from);
     int rc = 0;
     for (int i = 0; i < in->n && !rc; i++) {
         mmm_sbuf *b = push(out);
         if (!b) return mmm_fail(MMM_ERR_NOMEM, "decode: out of memory");
-        const char *s = in->v[i].s;
-        size_t n = in->v[i].n;
+        const char *s = in->v[i].s, *rep = i == 0 && drop_in_first ? "" : to;
+        size_t n = in->v[i].n, rl = strlen(rep);
         rc = mmm_sbuf_add(b, "", 0);
         for (size_t k = 0; k < n && !rc;) {
-            bool hit = fl && n - k >= fl && !memcmp(s + k, d->from, fl);
-            rc = hit ? mmm_sbuf_add(b, d->to, tl) : mmm_sbuf_add(b, s + k, 1);
+            bool hit = fl && n - k >= fl && !memcmp(s + k, from, fl);
+            rc = hit ? mmm_sbuf_add(b, rep, rl) : mmm_sbuf_add(b, s + k, 1);
             k += hit ? fl : 1;
         }
     }
     return rc;
+}
+
+static int replace(const dec_step *d, const strlist *in, strlist *out) {
+    return replace_all(in, out, d->from, d->to, false);
 }
 
 /* Strip: up to `start` leading and `stop` trailing copies of one character, per token. */
@@ -137,25 +143,10 @@ static int strip(const dec_step *d, const strlist *in, strlist *out) {
     return rc;
 }
 
-/* Metaspace: the replacement is a space, except in the first token where (unless the scheme is
- * "never") it is dropped. */
+/* Metaspace: the replacement character becomes a space, except in the first token where (unless
+ * the scheme is "never") it is dropped. */
 static int metaspace(const dec_step *d, const strlist *in, strlist *out) {
-    size_t rl = strlen(d->from);
-    int rc = 0;
-    for (int i = 0; i < in->n && !rc; i++) {
-        mmm_sbuf *b = push(out);
-        if (!b) return mmm_fail(MMM_ERR_NOMEM, "decode: out of memory");
-        const char *s = in->v[i].s;
-        size_t n = in->v[i].n;
-        rc = mmm_sbuf_add(b, "", 0);
-        for (size_t k = 0; k < n && !rc;) {
-            bool hit = n - k >= rl && !memcmp(s + k, d->from, rl);
-            if (!hit) rc = mmm_sbuf_add(b, s + k, 1);
-            else if (i || d->prepend == PREPEND_NEVER) rc = mmm_sbuf_add(b, " ", 1);
-            k += hit ? rl : 1;
-        }
-    }
-    return rc;
+    return replace_all(in, out, d->from, " ", d->prepend != PREPEND_NEVER);
 }
 
 static int fuse(const strlist *in, strlist *out) {

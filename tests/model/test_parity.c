@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../harness.h"
+#include "golden_io.h"
 #include "mmm/error.h"
 #include "mmm/forward.h"
 #include "mmm/model.h"
@@ -16,25 +17,6 @@
 
 static const char *cases[] = {"teacher/text_only", "teacher/one_image", "teacher/two_images_resized_grid",
                               "student/linear_image", "student/hybrid_text", "student/linear_long"};
-
-/* Reads tensor `name` of file `f` as floats (malloc'd); NULL when absent. */
-static float *read_f32(const mmm_st_file *f, const char *name, size_t *n) {
-    const mmm_st_tensor *t = mmm_st_find(f, name);
-    if (!t) return NULL;
-    float *x = malloc((t->numel ? t->numel : 1) * sizeof *x);
-    if (mmm_st_read_f32(t, x, t->numel)) { free(x); return NULL; }
-    if (n) *n = t->numel;
-    return x;
-}
-
-static int32_t *read_i32(const mmm_st_file *f, const char *name, size_t *n) {
-    const mmm_st_tensor *t = mmm_st_find(f, name);
-    if (!t) return NULL;
-    int32_t *x = malloc((t->numel ? t->numel : 1) * sizeof *x);
-    if (mmm_st_read_i32(t, x, t->numel)) { free(x); return NULL; }
-    *n = t->numel;
-    return x;
-}
 
 typedef struct {
     mmm_model *m;
@@ -56,11 +38,11 @@ static int open_case(parity_case *pc, const char *name) {
     snprintf(path, sizeof path, "%s/expected.safetensors", dir);
     if (mmm_st_open(&pc->expected, path)) return check(0, "%s expected [%s]", name, mmm_last_error());
     size_t n = 0, nl = 0;
-    pc->ids = read_i32(pc->inputs, "input_ids", &n);
-    pc->labels = read_i32(pc->inputs, "labels", &nl);
+    pc->ids = golden_read_i32(pc->inputs, "input_ids", &n);
+    pc->labels = golden_read_i32(pc->inputs, "labels", &nl);
     pc->T = (int)n;
     size_t np = 0;
-    pc->pixels = read_f32(pc->inputs, "pixel_values", &np);
+    pc->pixels = golden_read_f32(pc->inputs, "pixel_values", &np);
     int S = pc->m->cfg.tile_size;
     pc->n_tiles = pc->pixels ? (int)(np / (3 * (size_t)S * S)) : 0;
     return pc->ids && pc->labels && nl == n;
@@ -77,7 +59,7 @@ static void compare(const char *what, const char *name, const float *got, const 
                     const char *key, size_t offset, size_t n, double tol) {
     size_t total;
     if (strcmp(key, "logits") && strcmp(key, "hidden_states") && !mmm_st_find(exp, key)) return; /* optional */
-    float *ref = read_f32(exp, key, &total);
+    float *ref = golden_read_f32(exp, key, &total);
     char label[200];
     snprintf(label, sizeof label, "parity %s %s", name, what);
     if (!ref || offset + n > total) {
@@ -118,7 +100,7 @@ TEST(parity_forward_and_gradients) {
         /* loss and gradients */
         float loss;
         mmm_cross_entropy_forward(&loss, NULL, mmm_acts_logits(acts), pc.labels, T, V);
-        float *ref_loss = read_f32(pc.expected, "loss", NULL);
+        float *ref_loss = golden_read_f32(pc.expected, "loss", NULL);
         double ref_l = ref_loss ? ref_loss[0] : NAN;
         check(ref_loss && fabs(loss - ref_l) <= 1e-5 * fabs(ref_l) + 1e-6, "parity %s loss %.7f vs %.7f",
               cases[c], loss, ref_l);
@@ -134,7 +116,7 @@ TEST(parity_forward_and_gradients) {
             char key[200];
             snprintf(key, sizeof key, "grad.%s", p->name);
             size_t n;
-            float *ref = read_f32(pc.expected, key, &n);
+            float *ref = golden_read_f32(pc.expected, key, &n);
             /* goldens from before an optional tensor was modelled lack it: unused, it gets zero */
             if (!ref && (p->flags & MMM_PARAM_OPTIONAL) && (p->flags & MMM_PARAM_UNUSED))
                 ref = alloc_zeros(n = p->numel);

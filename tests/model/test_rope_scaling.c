@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../harness.h"
+#include "golden_io.h"
 #include "mmm/error.h"
 #include "mmm/fileio.h"
 #include "mmm/forward.h"
@@ -36,24 +37,6 @@ static int load_case(mmm_model **m, const char *name) {
     return rc;
 }
 
-static float *read_f32(const mmm_st_file *f, const char *name, size_t *n) {
-    const mmm_st_tensor *t = mmm_st_find(f, name);
-    if (!t) return NULL;
-    float *x = malloc((t->numel ? t->numel : 1) * sizeof *x);
-    if (mmm_st_read_f32(t, x, t->numel)) { free(x); return NULL; }
-    if (n) *n = t->numel;
-    return x;
-}
-
-static int32_t *read_i32(const mmm_st_file *f, const char *name, size_t *n) {
-    const mmm_st_tensor *t = mmm_st_find(f, name);
-    if (!t) return NULL;
-    int32_t *x = malloc((t->numel ? t->numel : 1) * sizeof *x);
-    if (mmm_st_read_i32(t, x, t->numel)) { free(x); return NULL; }
-    *n = t->numel;
-    return x;
-}
-
 /* Every parameter's gradient against grad.<name>: the worst error relative to the largest
  * gradient of its tensor. */
 static double worst_gradient(const mmm_model *m, const float *grads, const mmm_st_file *expected, int *missing,
@@ -65,7 +48,7 @@ static double worst_gradient(const mmm_model *m, const float *grads, const mmm_s
         char key[200];
         snprintf(key, sizeof key, "grad.%s", p->name);
         size_t n = 0;
-        float *ref = read_f32(expected, key, &n);
+        float *ref = golden_read_f32(expected, key, &n);
         if (!ref || n != p->numel) {
             if (!(p->flags & MMM_PARAM_OPTIONAL)) (*missing)++;
             free(ref);
@@ -94,10 +77,10 @@ TEST(rope_scaling_parity) {
         snprintf(path, sizeof path, "tests/data/rope/%s/expected.safetensors", name);
         ok = ok && mmm_st_open(&ex, path) == MMM_OK;
         size_t T = 0, nl = 0, np = 0, nlog = 0, nstep = 0;
-        int32_t *ids = ok ? read_i32(in, "input_ids", &T) : NULL, *labels = ok ? read_i32(in, "labels", &nl) : NULL;
-        int32_t *prefill = ok ? read_i32(in, "prefill", &np) : NULL;
-        float *logits = ok ? read_f32(ex, "logits", &nlog) : NULL, *steps = ok ? read_f32(ex, "step_logits", &nstep) : NULL;
-        float *ref_loss = ok ? read_f32(ex, "loss", NULL) : NULL;
+        int32_t *ids = ok ? golden_read_i32(in, "input_ids", &T) : NULL, *labels = ok ? golden_read_i32(in, "labels", &nl) : NULL;
+        int32_t *prefill = ok ? golden_read_i32(in, "prefill", &np) : NULL;
+        float *logits = ok ? golden_read_f32(ex, "logits", &nlog) : NULL, *steps = ok ? golden_read_f32(ex, "step_logits", &nstep) : NULL;
+        float *ref_loss = ok ? golden_read_f32(ex, "loss", NULL) : NULL;
         int V = m->cfg.vocab;
         if (!check(ids && labels && prefill && logits && steps && ref_loss && nl == T && np == 1 &&
                    nlog == T * V && nstep == T * V && prefill[0] >= 1 && (size_t)prefill[0] < T,
