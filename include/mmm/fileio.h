@@ -47,5 +47,9 @@ int mmm_json_load_limits(const char *path, const mmm_json_limits *lim, void **ro
 int mmm_json_load(const char *path, size_t max_bytes, void **root);
 /* Writes a cJSON value pretty-printed, atomically. */
 int mmm_json_save(const char *path, const void *root);
+/* Sets obj[key] = value (cJSON *, consumed), replacing an earlier value. */
+void mmm_json_put(void *obj, const char *key, void *value);
+/* obj[key] as an object (cJSON *), made (replacing a non-object) when it is not one. */
+void *mmm_json_object_at(void *obj, const char *key);
 
 #endif

@@ -257,3 +257,14 @@ int mmm_copy_file(const char *from, const char *to) {
     fclose(in);
     return mmm_atomic_finish(to, tmp, out, rc);
 }
+
+void mmm_json_put(void *obj, const char *key, void *value) {
+    if (cJSON_GetObjectItemCaseSensitive(obj, key)) cJSON_ReplaceItemInObjectCaseSensitive(obj, key, value);
+    else cJSON_AddItemToObject(obj, key, value);
+}
+
+void *mmm_json_object_at(void *obj, const char *key) {
+    cJSON *o = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsObject(o)) mmm_json_put(obj, key, o = cJSON_CreateObject());
+    return o;
+}

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "mmm/error.h"
+#include "mmm/fileio.h"
 #include "mmm/model.h"
 #include "mmm/path.h"
 #include "mmm/safetensors.h"
@@ -135,18 +136,6 @@ int mmm_model_weights_dtype(const char *dir, mmm_dtype *out) {
     return MMM_OK;
 }
 
-/* Sets obj[key] = value (consumed), replacing an earlier value. */
-static void put(cJSON *obj, const char *key, cJSON *value) {
-    if (cJSON_GetObjectItemCaseSensitive(obj, key)) cJSON_ReplaceItemInObjectCaseSensitive(obj, key, value);
-    else cJSON_AddItemToObject(obj, key, value);
-}
-
-static cJSON *object_at(cJSON *parent, const char *key) {
-    cJSON *o = cJSON_GetObjectItemCaseSensitive(parent, key);
-    if (!cJSON_IsObject(o)) put(parent, key, o = cJSON_CreateObject());
-    return o;
-}
-
 /* An auto_map naming the remote-code classes for AutoConfig, AutoModel, AutoModelForCausalLM. */
 static cJSON *auto_map(const char *config_class, const char *model_class) {
     cJSON *m = cJSON_CreateObject();
@@ -169,22 +158,22 @@ static cJSON *one_string_list(const char *s) {
  * mmm_config_save. torch_dtype tells the stored weights' dtype. */
 static void export_keys(cJSON *root, const mmm_config *c, const char *dir, mmm_dtype dtype) {
     const char *torch_dtype = dtype == MMM_DTYPE_BF16 ? "bfloat16" : dtype == MMM_DTYPE_F16 ? "float16" : "float32";
-    cJSON *emb = object_at(root, "embedding_config"), *llm = object_at(root, "llm_config");
-    put(root, "torch_dtype", cJSON_CreateString(torch_dtype));
-    put(emb, "torch_dtype", cJSON_CreateString(torch_dtype));
-    put(llm, "torch_dtype", cJSON_CreateString(torch_dtype));
+    cJSON *emb = mmm_json_object_at(root, "embedding_config"), *llm = mmm_json_object_at(root, "llm_config");
+    mmm_json_put(root, "torch_dtype", cJSON_CreateString(torch_dtype));
+    mmm_json_put(emb, "torch_dtype", cJSON_CreateString(torch_dtype));
+    mmm_json_put(llm, "torch_dtype", cJSON_CreateString(torch_dtype));
     if (!mmm_config_n_mamba_layers(c)) return;
-    put(root, "_name_or_path", cJSON_CreateString(dir));
-    put(root, "model_type", cJSON_CreateString("mmMamba_chat"));
+    mmm_json_put(root, "_name_or_path", cJSON_CreateString(dir));
+    mmm_json_put(root, "model_type", cJSON_CreateString("mmMamba_chat"));
     /* upstream's script stores the two architectures as bare strings; transformers expects
      * lists (the teacher's config class reads architectures[0]) */
-    put(root, "architectures", one_string_list("mmMambaChatModel"));
-    put(root, "auto_map", auto_map("configuration_mmMamba_chat.mmMambaChatConfig",
+    mmm_json_put(root, "architectures", one_string_list("mmMambaChatModel"));
+    mmm_json_put(root, "auto_map", auto_map("configuration_mmMamba_chat.mmMambaChatConfig",
                                    "modeling_mmMamba_chat.mmMambaChatModel"));
-    put(emb, "model_type", cJSON_CreateString("mmMamba_embedding"));
-    put(llm, "model_type", cJSON_CreateString("mmMamba"));
-    put(llm, "architectures", one_string_list("mmMambaForCausalLM"));
-    put(llm, "auto_map", auto_map("configuration_mmMamba.mmMambaConfig", "modeling_mmMamba.mmMambaForCausalLM"));
+    mmm_json_put(emb, "model_type", cJSON_CreateString("mmMamba_embedding"));
+    mmm_json_put(llm, "model_type", cJSON_CreateString("mmMamba"));
+    mmm_json_put(llm, "architectures", one_string_list("mmMambaForCausalLM"));
+    mmm_json_put(llm, "auto_map", auto_map("configuration_mmMamba.mmMambaConfig", "modeling_mmMamba.mmMambaForCausalLM"));
 }
 
 int mmm_model_save(const mmm_model *m, const char *dir, mmm_dtype dtype, size_t max_shard_bytes) {

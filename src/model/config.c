@@ -459,38 +459,23 @@ int mmm_config_copy(mmm_config *dst, const mmm_config *src) {
     return MMM_OK;
 }
 
-/* Sets obj[key] = value, replacing any earlier value. */
-static void put(cJSON *obj, const char *key, cJSON *value) {
-    if (cJSON_GetObjectItemCaseSensitive(obj, key)) cJSON_ReplaceItemInObjectCaseSensitive(obj, key, value);
-    else cJSON_AddItemToObject(obj, key, value);
-}
-
-static cJSON *child_object(cJSON *root, const char *key) {
-    cJSON *o = cJSON_GetObjectItemCaseSensitive(root, key);
-    if (!cJSON_IsObject(o)) {
-        o = cJSON_CreateObject();
-        put(root, key, o);
-    }
-    return o;
-}
-
 static void put_stack(cJSON *obj, const mmm_config *c, int stack) {
     int first = stack ? c->n_emb_layers : 0, n = stack ? c->n_llm_layers : c->n_emb_layers;
     const mmm_layer_desc *d = &c->layers[first];
-    put(obj, "hidden_size", cJSON_CreateNumber(c->hidden));
-    put(obj, "num_hidden_layers", cJSON_CreateNumber(n));
+    mmm_json_put(obj, "hidden_size", cJSON_CreateNumber(c->hidden));
+    mmm_json_put(obj, "num_hidden_layers", cJSON_CreateNumber(n));
     if (n > 0) {
-        put(obj, "num_attention_heads", cJSON_CreateNumber(d->n_heads));
-        put(obj, "num_key_value_heads", cJSON_CreateNumber(d->n_kv_heads));
-        put(obj, "intermediate_size", cJSON_CreateNumber(d->ffn));
-        put(obj, "rms_norm_eps", cJSON_CreateNumber(d->rms_eps));
-        put(obj, "rope_theta", cJSON_CreateNumber(d->rope_theta));
-        put(obj, "max_position_embeddings", cJSON_CreateNumber(d->max_pos));
+        mmm_json_put(obj, "num_attention_heads", cJSON_CreateNumber(d->n_heads));
+        mmm_json_put(obj, "num_key_value_heads", cJSON_CreateNumber(d->n_kv_heads));
+        mmm_json_put(obj, "intermediate_size", cJSON_CreateNumber(d->ffn));
+        mmm_json_put(obj, "rms_norm_eps", cJSON_CreateNumber(d->rms_eps));
+        mmm_json_put(obj, "rope_theta", cJSON_CreateNumber(d->rope_theta));
+        mmm_json_put(obj, "max_position_embeddings", cJSON_CreateNumber(d->max_pos));
         if (d->rope_kind != MMM_ROPE_PLAIN) {
             cJSON *scaling = cJSON_CreateObject();
             cJSON_AddStringToObject(scaling, "type", d->rope_kind == MMM_ROPE_LINEAR ? "linear" : "dynamic");
             cJSON_AddNumberToObject(scaling, "factor", d->rope_factor);
-            put(obj, "rope_scaling", scaling);
+            mmm_json_put(obj, "rope_scaling", scaling);
         }
     }
     int any_mamba = 0;
@@ -499,43 +484,43 @@ static void put_stack(cJSON *obj, const mmm_config *c, int stack) {
         cJSON *kinds = cJSON_CreateArray();
         for (int i = 0; i < n; i++)
             cJSON_AddItemToArray(kinds, cJSON_CreateString(d[i].kind == MMM_MIXER_MAMBA2 ? "mamba2" : "mha"));
-        put(obj, "layers_block_type", kinds);
+        mmm_json_put(obj, "layers_block_type", kinds);
     }
-    if (!cJSON_GetObjectItemCaseSensitive(obj, "hidden_act")) put(obj, "hidden_act", cJSON_CreateString("silu"));
+    if (!cJSON_GetObjectItemCaseSensitive(obj, "hidden_act")) mmm_json_put(obj, "hidden_act", cJSON_CreateString("silu"));
 }
 
 int mmm_config_save(const mmm_config *c, const char *path) {
     cJSON *root = c->json ? cJSON_Duplicate(c->json, 1) : cJSON_CreateObject();
     if (!root) return mmm_fail(MMM_ERR_NOMEM, "%s: out of memory", path);
-    cJSON *emb = child_object(root, "embedding_config"), *llm = child_object(root, "llm_config");
+    cJSON *emb = mmm_json_object_at(root, "embedding_config"), *llm = mmm_json_object_at(root, "llm_config");
     put_stack(emb, c, 0);
     put_stack(llm, c, 1);
-    if (c->n_llm_layers > 0) put(llm, "rms_norm_eps", cJSON_CreateNumber(c->final_norm_eps));
-    put(llm, "vocab_size", cJSON_CreateNumber(c->vocab));
-    put(emb, "llm_hidden_size", cJSON_CreateNumber(c->hidden));
-    put(emb, "llm_vocab_size", cJSON_CreateNumber(c->llm_vocab));
+    if (c->n_llm_layers > 0) mmm_json_put(llm, "rms_norm_eps", cJSON_CreateNumber(c->final_norm_eps));
+    mmm_json_put(llm, "vocab_size", cJSON_CreateNumber(c->vocab));
+    mmm_json_put(emb, "llm_hidden_size", cJSON_CreateNumber(c->hidden));
+    mmm_json_put(emb, "llm_vocab_size", cJSON_CreateNumber(c->llm_vocab));
     cJSON *map = cJSON_CreateObject();
     for (int i = 0; i < c->n_special; i++) cJSON_AddNumberToObject(map, c->special[i].token, c->special[i].id);
-    put(emb, "special_token_maps", map);
+    mmm_json_put(emb, "special_token_maps", map);
     if (c->patch_size > 0) {
-        put(emb, "image_size", cJSON_CreateNumber(c->image_size));
-        put(emb, "patch_size", cJSON_CreateNumber(c->patch_size));
-        put(emb, "num_channels", cJSON_CreateNumber(c->channels));
-        put(emb, "downsample_ratio", cJSON_CreateNumber(c->downsample_ratio));
-        put(emb, "use_pixel_shuffle_proj", cJSON_CreateTrue());
-        put(root, "force_image_size", cJSON_CreateNumber(c->tile_size));
-        put(root, "downsample_ratio", cJSON_CreateNumber(c->downsample_ratio));
-        put(root, "use_thumbnail", cJSON_CreateBool(c->use_thumbnail));
-        put(root, "min_dynamic_patch", cJSON_CreateNumber(c->min_tiles));
-        put(root, "max_dynamic_patch", cJSON_CreateNumber(c->max_tiles));
+        mmm_json_put(emb, "image_size", cJSON_CreateNumber(c->image_size));
+        mmm_json_put(emb, "patch_size", cJSON_CreateNumber(c->patch_size));
+        mmm_json_put(emb, "num_channels", cJSON_CreateNumber(c->channels));
+        mmm_json_put(emb, "downsample_ratio", cJSON_CreateNumber(c->downsample_ratio));
+        mmm_json_put(emb, "use_pixel_shuffle_proj", cJSON_CreateTrue());
+        mmm_json_put(root, "force_image_size", cJSON_CreateNumber(c->tile_size));
+        mmm_json_put(root, "downsample_ratio", cJSON_CreateNumber(c->downsample_ratio));
+        mmm_json_put(root, "use_thumbnail", cJSON_CreateBool(c->use_thumbnail));
+        mmm_json_put(root, "min_dynamic_patch", cJSON_CreateNumber(c->min_tiles));
+        mmm_json_put(root, "max_dynamic_patch", cJSON_CreateNumber(c->max_tiles));
     }
-    put(root, "normalize_encoder_output", cJSON_CreateBool(c->normalize_encoder_output));
+    mmm_json_put(root, "normalize_encoder_output", cJSON_CreateBool(c->normalize_encoder_output));
     if (c->img_context_id >= 0) {
-        put(emb, "img_context_token_id", cJSON_CreateNumber(c->img_context_id));
-        put(root, "img_context_token_id", cJSON_CreateNumber(c->img_context_id));
+        mmm_json_put(emb, "img_context_token_id", cJSON_CreateNumber(c->img_context_id));
+        mmm_json_put(root, "img_context_token_id", cJSON_CreateNumber(c->img_context_id));
     }
     if (!cJSON_GetObjectItemCaseSensitive(root, "model_type"))
-        put(root, "model_type", cJSON_CreateString(mmm_config_n_mamba_layers(c) ? "mmMamba" : "hovle"));
+        mmm_json_put(root, "model_type", cJSON_CreateString(mmm_config_n_mamba_layers(c) ? "mmMamba" : "hovle"));
     /* "template" is written back only as given: its absence means chatml (mmm_chat_template_of),
      * so naming one here would change how the saved model is prompted */
     int rc = mmm_json_save(path, root);
