@@ -21,14 +21,17 @@ int cli_check_device(const char *cmd, int cuda) {
     return cuda && mmm_gpu_init() ? cli_fail(cmd) : 0;
 }
 
+/* the library's GPU messages name what failed; the CLI says which option asked for it */
 int cli_use_device(int cuda, mmm_model *a, mmm_model *b) {
     int rc = cuda && a ? mmm_gpu_attach(a) : MMM_OK;
-    return !rc && cuda && b ? mmm_gpu_attach(b) : rc;
+    if (!rc && cuda && b) rc = mmm_gpu_attach(b);
+    return rc ? mmm_fail_context(rc, "--device cuda") : rc;
 }
 
 int cli_use_device_train(int cuda, int bf16, mmm_model *m) {
     int rc = cuda ? mmm_gpu_attach(m) : MMM_OK;
-    return !rc && bf16 ? mmm_gpu_use_bf16_train(m) : rc;
+    if (rc) return mmm_fail_context(rc, "--device cuda");
+    return bf16 ? mmm_gpu_use_bf16_train(m) : rc;
 }
 
 int cli_parse_decode_dtype(const char *cmd, const char *value, int *bf16) {
@@ -48,5 +51,6 @@ int cli_check_dtype(const char *cmd, int cuda, int bf16) {
 
 int cli_use_bf16(int bf16, mmm_model *a, mmm_model *b) {
     int rc = bf16 && a ? mmm_gpu_use_bf16_decode(a) : MMM_OK;
-    return !rc && bf16 && b ? mmm_gpu_use_bf16_decode(b) : rc;
+    if (!rc && bf16 && b) rc = mmm_gpu_use_bf16_decode(b);
+    return rc ? mmm_fail_context(rc, "--dtype bf16") : rc;
 }

@@ -82,7 +82,7 @@ static int check_shapes(const mmm_config *c) {
         int widths[3] = {C, d->n_heads * d->head_dim, d->ffn};
         for (int i = 0; i < 3; i++)
             if (widths[i] % 8 || widths[i] > 12288 || d->head_dim % 4)
-                return mmm_fail(MMM_ERR_UNSUPPORTED, "--dtype bf16: layer %d has a width of %d and head_dim %d; "
+                return mmm_fail(MMM_ERR_UNSUPPORTED, "bf16 decode: layer %d has a width of %d and head_dim %d; "
                                 "the fused decode kernels take multiples of 8 up to 12288 and head_dim a "
                                 "multiple of 4", l, widths[i], d->head_dim);
     }
@@ -111,14 +111,14 @@ void gpu_bf16_pack_free(gpu_bf16_pack *p) {
 }
 
 int mmm_gpu_use_bf16_decode(mmm_model *m) {
-    if (!m->gpu) return mmm_fail(MMM_ERR_ARG, "--dtype bf16: the model is not on the GPU");
+    if (!m->gpu) return mmm_fail(MMM_ERR_ARG, "bf16 decode: the model is not on the GPU");
     if (m->gpu->bf16) return MMM_OK;
     TRY(check_shapes(&m->cfg));
     gpu_bf16_pack *p = calloc(1, sizeof *p);
     size_t bytes = 0, L = (size_t)mmm_config_n_layers(&m->cfg), matrices = 5 * L + 1;
     int rc = p && (p->layers = calloc(L + 1, sizeof *p->layers)) && (p->src = calloc(matrices, sizeof *p->src)) &&
                      (p->dst = calloc(matrices, sizeof *p->dst))
-                 ? walk(p, m, NULL, &bytes, fill) : mmm_fail(MMM_ERR_NOMEM, "--dtype bf16: out of memory");
+                 ? walk(p, m, NULL, &bytes, fill) : mmm_fail(MMM_ERR_NOMEM, "bf16 decode: out of memory");
     if (!rc) rc = mmm_cuda_malloc(&p->mem, bytes);
     if (rc) {
         gpu_bf16_pack_free(p);

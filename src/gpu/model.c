@@ -33,7 +33,7 @@ static int check_supported(const mmm_config *c) {
         int D = d->head_dim;
         if (d->kind == MMM_MIXER_ATTENTION && ((D != 32 && D != 64 && D != 128) ||
                                                (rep != 1 && rep != 2 && rep != 4 && rep != 8)))
-            return mmm_fail(MMM_ERR_UNSUPPORTED, "--device cuda: layer %d's attention has head_dim %d and "
+            return mmm_fail(MMM_ERR_UNSUPPORTED, "layer %d's attention has head_dim %d and "
                             "%d query heads per kv head; the CUDA attention kernels take head_dim 32, 64 "
                             "or 128 and 1, 2, 4 or 8 heads per kv head", l, D, rep);
     }
@@ -47,7 +47,7 @@ int mmm_gpu_init(void) {
         char why[512]; /* CUDA's reason, without its "cuda: " */
         const char *e = mmm_last_error();
         snprintf(why, sizeof why, "%s", strncmp(e, "cuda: ", 6) ? e : e + 6);
-        return mmm_fail(MMM_ERR_UNSUPPORTED, "--device cuda: %s", why);
+        return mmm_fail(MMM_ERR_UNSUPPORTED, "%s", why);
     }
     ready = 1;
     return MMM_OK;
@@ -74,7 +74,7 @@ int mmm_gpu_attach(mmm_model *m) {
     mmm_gpu_model *g = calloc(1, sizeof *g);
     if (!g || !(g->A = calloc((size_t)L + 1, sizeof *g->A))) {
         free(g);
-        return mmm_fail(MMM_ERR_NOMEM, "--device cuda: out of memory");
+        return mmm_fail(MMM_ERR_NOMEM, "placing the model on the GPU: out of memory");
     }
     m->gpu = g;
     g->n_floats = m->n_floats;
@@ -102,7 +102,7 @@ static int derive(mmm_model *m) {
     float *host = NULL;
     size_t pos_floats = g->pos ? (size_t)mmm_config_tile_grid(c) * mmm_config_tile_grid(c) * c->hidden : 0;
     size_t need = (size_t)H > pos_floats ? (size_t)H : pos_floats;
-    if (need && !(host = malloc(need * sizeof *host))) return mmm_fail(MMM_ERR_NOMEM, "--device cuda: out of memory");
+    if (need && !(host = malloc(need * sizeof *host))) return mmm_fail(MMM_ERR_NOMEM, "placing the model on the GPU: out of memory");
     int rc = MMM_OK;
     for (int l = 0; l < L && !rc; l++) {
         if (!g->A[l]) continue;

@@ -5,7 +5,7 @@
 #include "mmm/gpu.h"
 
 static int no_cuda(void) {
-    return mmm_fail(MMM_ERR_UNSUPPORTED, "--device cuda: mmm was built without CUDA (rebuild where nvcc "
+    return mmm_fail(MMM_ERR_UNSUPPORTED, "mmm was built without CUDA (rebuild where nvcc "
                     "and the CUDA toolkit are installed)");
 }
 
