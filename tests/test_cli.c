@@ -199,11 +199,18 @@ TEST(test_cli_demo) {
     check(rc == 1 && count_lines(out) == 1 && strstr(out, "linear_image is a student"), "cli mmm demo: a student as --teacher, one line");
     check(access("/tmp/mmm_cli_demo", F_OK) != 0, "cli mmm demo: nothing written before --teacher is checked");
 
-    rc = run_mmm("demo --quick --out /tmp/mmm_cli_demo", out, sizeof out);
+    /* the quick run's --out is hostile: spaces, $(...) and ; reach no shell and split nothing */
+#define DEMO_OUT "/tmp/mmm_cli demo $(touch /tmp/mmm_demo_pwned);x"
+    if (!check(system("rm -rf '" DEMO_OUT "' /tmp/mmm_demo_pwned") == 0, "cli mmm demo: a fresh hostile output directory")) return;
+    rc = run_mmm("demo --quick --out '" DEMO_OUT "'", out, sizeof out);
     size_t len = strlen(out);
     if (!check(rc == 0, "cli mmm demo --quick runs%s%s", rc ? ": ..." : "", rc ? out + (len > 2000 ? len - 2000 : 0) : "")) return;
+    check(access("/tmp/mmm_demo_pwned", F_OK) != 0, "cli mmm demo: nothing in --out ran as a command");
+    if (have_gnuplot())
+        check(access(DEMO_OUT "/accuracy.png", F_OK) == 0 && access(DEMO_OUT "/decode.png", F_OK) == 0,
+              "cli mmm demo: the plots land in the hostile --out");
     char report[16384] = "";
-    FILE *f = fopen("/tmp/mmm_cli_demo/REPORT.md", "r");
+    FILE *f = fopen(DEMO_OUT "/REPORT.md", "r");
     if (f) {
         report[fread(report, 1, sizeof report - 1, f)] = '\0';
         fclose(f);

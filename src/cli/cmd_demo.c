@@ -33,24 +33,35 @@ static int exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-/* Runs a subcommand given as a printf-style command line ("eval --model ..."), split at spaces
- * (paths here have none). */
-static int run(int (*cmd)(int, char **), const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run(int (*cmd)(int, char **), const char *fmt, ...) {
-    char line[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    char *argv[96];
+/* Runs a subcommand with the arguments given (NULL-terminated), each one argument as it is:
+ * nothing is split at spaces, so paths with spaces or quotes pass through unchanged. */
+static int run(int (*cmd)(int, char **), ...) {
+    char *argv[64];
     int argc = 0;
-    for (char *tok = strtok(line, " "); tok && argc < 95; tok = strtok(NULL, " ")) argv[argc++] = tok;
+    va_list ap;
+    va_start(ap, cmd);
+    for (char *a; argc < 63 && (a = va_arg(ap, char *));) argv[argc++] = a;
+    va_end(ap);
     argv[argc] = NULL;
-    printf("\n$ mmm %s", argc ? argv[0] : "");
-    for (int i = 1; i < argc; i++) printf(" %s", argv[i]);
+    printf("\n$ mmm");
+    for (int i = 0; i < argc; i++) { /* shown as a shell would need it */
+        if (argv[i][strcspn(argv[i], " \t\n'\"\\$`;&|<>()*?[]#~")]) {
+            fputs(" '", stdout);
+            for (const char *c = argv[i]; *c; c++) fputs(*c == '\'' ? "'\\''" : (char[]){*c, 0}, stdout);
+            fputs("'", stdout);
+        } else {
+            printf(" %s", argv[i]);
+        }
+    }
     printf("\n");
     fflush(stdout);
     return cmd(argc, argv);
+}
+
+/* An integer as an argument (the caller's buffer). */
+static char *num(char buf[24], long v) {
+    snprintf(buf, 24, "%ld", v);
+    return buf;
 }
 
 static void banner(int step, int total, const char *what, double t0) {
@@ -58,8 +69,9 @@ static void banner(int step, int total, const char *what, double t0) {
     fflush(stdout);
 }
 
-/* The shipped teacher: beside the binary's repository, or in the working directory. */
-static int find_shipped(char *out, size_t cap) {
+/* The shipped teacher (malloc'd): beside the binary's repository, or in the working directory;
+ * NULL when neither has it. */
+static char *find_shipped(void) {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
@@ -67,14 +79,22 @@ static int find_shipped(char *out, size_t cap) {
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0'; /* build/ */
-            snprintf(out, cap, "%s/../%s", exe, SHIPPED_TEACHER);
-            char probe[PATH_MAX + 4200];
-            snprintf(probe, sizeof probe, "%s/model.safetensors", out);
-            if (exists(probe)) return 1;
+            char *dir = mmm_path_join(exe, "../" SHIPPED_TEACHER), *probe = dir ? mmm_path_join(dir, "model.safetensors") : NULL;
+            int found = probe && exists(probe);
+            free(probe);
+            if (found) return dir;
+            free(dir);
         }
     }
-    snprintf(out, cap, "%s", SHIPPED_TEACHER);
-    return exists(SHIPPED_TEACHER "/model.safetensors");
+    return exists(SHIPPED_TEACHER "/model.safetensors") ? strdup(SHIPPED_TEACHER) : NULL;
+}
+
+/* dir/name exists */
+static int exists_in(const char *dir, const char *name) {
+    char *path = mmm_path_join(dir, name);
+    int found = path && exists(path);
+    free(path);
+    return found;
 }
 
 typedef struct {
@@ -231,107 +251,114 @@ int cmd_demo(int argc, char **argv) {
         }
     }
     if (optind < argc) return cli_usage_error("demo", "unexpected argument '%s'", argv[optind]);
-    if (strchr(out, ' ')) { fprintf(stderr, "mmm demo: --out must not contain spaces\n"); return 2; }
     if (teacher_arg && check_teacher(teacher_arg)) return cli_fail("demo");
     double t0 = now();
-    char data[1100], teacher[PATH_MAX + 64], linear[1100], hybrid[1100], path[PATH_MAX + 4400];
-    snprintf(data, sizeof data, "%s/data", out);
-    snprintf(linear, sizeof linear, "%s/linear", out);
-    snprintf(hybrid, sizeof hybrid, "%s/hybrid", out);
+    char *data = mmm_path_join(out, "data"), *linear = mmm_path_join(out, "linear"), *hybrid = mmm_path_join(out, "hybrid");
+    char *teacher = NULL, *tok = NULL, *path = NULL, *parent = strdup(out);
+    int rc = data && linear && hybrid && parent ? MMM_OK : mmm_fail(MMM_ERR_NOMEM, "demo: out of memory");
     /* runs/ may not exist yet */
-    char parent[1100];
-    snprintf(parent, sizeof parent, "%s", out);
-    for (char *p = parent + 1; *p; p++) if (*p == '/') { *p = '\0'; mkdir(parent, 0755); *p = '/'; }
-    if (mkdir(out, 0755) != 0 && errno != EEXIST) { fprintf(stderr, "mmm demo: cannot create %s: %s\n", out, strerror(errno)); return 1; }
+    for (char *p = parent && *parent ? parent + 1 : NULL; !rc && p && *p; p++)
+        if (*p == '/') { *p = '\0'; mkdir(parent, 0755); *p = '/'; }
+    if (!rc && mkdir(out, 0755) != 0 && errno != EEXIST) rc = mmm_fail(MMM_ERR_IO, "%s: cannot create: %s", out, strerror(errno));
     const int total = 6;
-    int rc = 0;
+    char n1[24], n2[24], n3[24], n4[24];
+    char *train_jsonl = data ? mmm_path_join(data, "train.jsonl") : NULL, *test_jsonl = data ? mmm_path_join(data, "test.jsonl") : NULL;
+    if (!rc && (!train_jsonl || !test_jsonl)) rc = mmm_fail(MMM_ERR_NOMEM, "demo: out of memory");
 
     /* 1. data */
-    banner(1, total, "Fashion-MNIST visual question answering data", t0);
-    snprintf(path, sizeof path, "%s/test.jsonl", data);
-    if (exists(path)) printf("%s: already there\n", data);
-    else rc = run(cmd_data, "data fashion-mnist --out %s --train %d --test %d --long 1 --long-images %d", data,
-                  quick ? 12000 : 100000, quick ? 300 : 2000, quick ? 64 : 512);
+    if (!rc) banner(1, total, "Fashion-MNIST visual question answering data", t0);
+    if (!rc && exists(test_jsonl)) printf("%s: already there\n", data);
+    else if (!rc)
+        rc = run(cmd_data, "data", "fashion-mnist", "--out", data, "--train", num(n1, quick ? 12000 : 100000), "--test",
+                 num(n2, quick ? 300 : 2000), "--long", "1", "--long-images", num(n3, quick ? 64 : 512), NULL);
 
     /* 2. teacher */
     if (!rc) banner(2, total, "the default teacher", t0);
-    if (!rc && teacher_arg) snprintf(teacher, sizeof teacher, "%s", teacher_arg);
-    else if (!rc && !retrain && find_shipped(teacher, sizeof teacher)) printf("using the shipped teacher %s\n", teacher);
+    if (!rc && teacher_arg) teacher = strdup(teacher_arg);
+    else if (!rc && !retrain && (teacher = find_shipped())) printf("using the shipped teacher %s\n", teacher);
+    else if (!rc && !(teacher = mmm_path_join(out, "teacher"))) rc = mmm_fail(MMM_ERR_NOMEM, "demo: out of memory");
+    else if (!rc && exists_in(teacher, "model.safetensors")) printf("%s: already trained\n", teacher);
     else if (!rc) {
-        snprintf(teacher, sizeof teacher, "%s/teacher", out);
-        snprintf(path, sizeof path, "%s/model.safetensors", teacher);
-        if (exists(path)) printf("%s: already trained\n", teacher);
-        else {
-            char tok[1200];
-            snprintf(tok, sizeof tok, "%s/tokenizer.json", data);
-            rc = run(cmd_tokenizer, "tokenizer train --corpus %s/corpus.txt --vocab-size 384 --special <|im_start|> --special <|im_end|> "
-                     "--special <img> --special </img> --special <IMG_CONTEXT> --out %s", data, tok);
-            if (!rc) rc = run(cmd_train, "train --config configs/teacher-fmnist.json --tokenizer %s --data %s/train.jsonl "
-                              "--eval %s/test.jsonl --out %s --steps %d --lr 2e-3 --decay 0.6 --accum 2 --batch-tokens 1024 "
-                              "--hflip 0.5 --eval-every %d --eval-samples 500 --save-every 500", tok, data, data, teacher,
-                              quick ? 300 : 9200, quick ? 300 : 2300);
-        }
+        char *corpus = mmm_path_join(data, "corpus.txt");
+        tok = mmm_path_join(data, "tokenizer.json");
+        rc = corpus && tok ? run(cmd_tokenizer, "tokenizer", "train", "--corpus", corpus, "--vocab-size", "384", "--special",
+                                 "<|im_start|>", "--special", "<|im_end|>", "--special", "<img>", "--special", "</img>",
+                                 "--special", "<IMG_CONTEXT>", "--out", tok, NULL)
+                           : mmm_fail(MMM_ERR_NOMEM, "demo: out of memory");
+        if (!rc)
+            rc = run(cmd_train, "train", "--config", "configs/teacher-fmnist.json", "--tokenizer", tok, "--data", train_jsonl,
+                     "--eval", test_jsonl, "--out", teacher, "--steps", num(n1, quick ? 300 : 9200), "--lr", "2e-3", "--decay",
+                     "0.6", "--accum", "2", "--batch-tokens", "1024", "--hflip", "0.5", "--eval-every",
+                     num(n2, quick ? 300 : 2300), "--eval-samples", "500", "--save-every", "500", NULL);
+        free(corpus);
     }
+    if (!rc && !teacher) rc = mmm_fail(MMM_ERR_NOMEM, "demo: out of memory");
 
-    if (!rc && teacher_only) {
-        printf("\nmmm demo: teacher trained in %s (%.0f s)\n", teacher, now() - t0);
-        return 0;
-    }
+    if (!rc && teacher_only) printf("\nmmm demo: teacher trained in %s (%.0f s)\n", teacher, now() - t0);
 
     /* 3-4. students: stages 1-2 are shared (they always convert every layer); the hybrid differs in stage 3 */
     /* the paper's learning rates (1e-3, 5e-4, 5e-5) are for a pretrained 2.6B model; this 1.4M
      * model distills best at ten times those (bench/RESULTS.md) */
     int s1 = quick ? 40 : 200, s2 = quick ? 40 : 200, s3 = quick ? 80 : 800;
-    if (!rc) {
+    num(n1, s1), num(n2, s2), num(n3, s3), num(n4, quick ? 100 : 300);
+    if (!rc && !teacher_only) {
         banner(3, total, "linear student: three-stage distillation", t0);
-        rc = run(cmd_distill, "distill --teacher %s --data %s/train.jsonl --eval %s/test.jsonl --out %s --steps1 %d --steps2 %d "
-                 "--steps3 %d --lr-scale 10 --accum 2 --batch-tokens 1024 --eval-samples %d", teacher, data, data, linear, s1, s2,
-                 s3, quick ? 100 : 300);
+        rc = run(cmd_distill, "distill", "--teacher", teacher, "--data", train_jsonl, "--eval", test_jsonl, "--out", linear,
+                 "--steps1", n1, "--steps2", n2, "--steps3", n3, "--lr-scale", "10", "--accum", "2", "--batch-tokens", "1024",
+                 "--eval-samples", n4, NULL);
     }
-    if (!rc) {
+    if (!rc && !teacher_only) {
         banner(4, total, "hybrid student (every 4th layer attention): stage 3 from the shared stages 1-2", t0);
         mkdir(hybrid, 0755);
-        for (int k = 1; k <= 2; k++) {
-            char link[1200], target[64];
-            snprintf(link, sizeof link, "%s/stage%d", hybrid, k);
+        for (int k = 1; k <= 2 && !rc; k++) {
+            char target[64], name[16];
             snprintf(target, sizeof target, "../linear/stage%d", k);
-            if (!exists(link) && symlink(target, link) != 0) { rc = mmm_fail(MMM_ERR_IO, "%s: %s", link, strerror(errno)); cli_fail("demo"); }
+            snprintf(name, sizeof name, "stage%d", k);
+            char *link = mmm_path_join(hybrid, name);
+            if (!link) rc = mmm_fail(MMM_ERR_NOMEM, "demo: out of memory");
+            else if (!exists(link) && symlink(target, link) != 0) rc = mmm_fail(MMM_ERR_IO, "%s: %s", link, strerror(errno));
+            free(link);
         }
-        if (!rc) rc = run(cmd_distill, "distill --teacher %s --data %s/train.jsonl --eval %s/test.jsonl --out %s --hybrid every:4 "
-                          "--steps1 %d --steps2 %d --steps3 %d --lr-scale 10 --accum 2 --batch-tokens 1024 --eval-samples %d",
-                          teacher, data, data, hybrid,
-                          s1, s2, s3, quick ? 100 : 300);
+        if (!rc)
+            rc = run(cmd_distill, "distill", "--teacher", teacher, "--data", train_jsonl, "--eval", test_jsonl, "--out", hybrid,
+                     "--hybrid", "every:4", "--steps1", n1, "--steps2", n2, "--steps3", n3, "--lr-scale", "10", "--accum", "2",
+                     "--batch-tokens", "1024", "--eval-samples", n4, NULL);
     }
 
     /* 5. evaluation */
     eval_summary ev[3];
     const char *names[3] = {"teacher", "hybrid", "linear"};
     const char *dirs[3] = {teacher, hybrid, linear};
-    if (!rc) banner(5, total, "evaluation on the test split", t0);
-    for (int i = 0; i < 3 && !rc; i++) {
-        snprintf(path, sizeof path, "%s/eval_%s.json", out, names[i]);
-        if (exists(path)) { /* evaluated by an earlier run */
-            rc = read_eval(path, &ev[i]);
-            continue;
-        }
-        rc = i == 0 ? run(cmd_eval, "eval --model %s --data %s/test.jsonl --json %s", dirs[i], data, path)
-                    : run(cmd_eval, "eval --model %s --data %s/test.jsonl --teacher %s --json %s", dirs[i], data, teacher, path);
+    if (!rc && !teacher_only) banner(5, total, "evaluation on the test split", t0);
+    for (int i = 0; i < 3 && !rc && !teacher_only; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "eval_%s.json", names[i]);
+        free(path);
+        if (!(path = mmm_path_join(out, name))) { rc = mmm_fail(MMM_ERR_NOMEM, "demo: out of memory"); break; }
+        if (!exists(path)) /* else evaluated by an earlier run */
+            rc = i == 0 ? run(cmd_eval, "eval", "--model", dirs[i], "--data", test_jsonl, "--json", path, NULL)
+                        : run(cmd_eval, "eval", "--model", dirs[i], "--data", test_jsonl, "--teacher", teacher, "--json", path, NULL);
         if (!rc) rc = read_eval(path, &ev[i]);
     }
-    if (!rc) plot_accuracy(out, ev, names);
+    if (!rc && !teacher_only) plot_accuracy(out, ev, names);
 
     /* 6. benchmarks */
-    if (!rc) {
+    char *bench_json = mmm_path_join(out, "bench_decode.json"), *decode_png = mmm_path_join(out, "decode.png");
+    if (!rc && !teacher_only) {
         banner(6, total, "decode latency and memory against context length", t0);
-        rc = run(cmd_bench, "bench --model %s --contexts %s --steps 8 --json %s/bench_decode.json --plot %s/decode.png", teacher,
-                 quick ? "256,1024,4096" : "1024,4096,16384,65536", out, out);
+        rc = bench_json && decode_png
+                 ? run(cmd_bench, "bench", "--model", teacher, "--contexts", quick ? "256,1024,4096" : "1024,4096,16384,65536",
+                       "--steps", "8", "--json", bench_json, "--plot", decode_png, NULL)
+                 : mmm_fail(MMM_ERR_NOMEM, "demo: out of memory");
     }
 
     /* REPORT.md */
-    if (!rc) {
-        snprintf(path, sizeof path, "%s/REPORT.md", out);
+    free(path);
+    path = rc || teacher_only ? NULL : mmm_path_join(out, "REPORT.md");
+    if (!rc && !teacher_only && !path) rc = mmm_fail(MMM_ERR_NOMEM, "demo: out of memory");
+    if (path) {
         FILE *f = fopen(path, "w");
-        if (!f) rc = mmm_fail(MMM_ERR_IO, "%s: cannot write", path);
+        if (!f) rc = mmm_fail(MMM_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
         else {
             fprintf(f, "# mmm demo report%s\n\nTeacher: `%s`. Data: `%s` (Fashion-MNIST VQA, test split, %d samples). "
                        "This run took %.0f s on this machine (a rerun skips what an earlier run finished).\n\n## Accuracy (exact match, test split)\n\n| task |",
@@ -354,12 +381,13 @@ int cmd_demo(int argc, char **argv) {
             fprintf(f, "Stage 3 (hybrid): ![hybrid stage3](hybrid/stage3/loss.png)\n\n");
             fprintf(f, "Per-layer stage-2 MSE: `linear/stage2/layer_loss.json`.\n\n");
             fprintf(f, "## Decode latency and memory against context length\n\n");
-            snprintf(path, sizeof path, "%s/bench_decode.json", out);
-            rc = write_bench_table(f, path, names);
+            rc = write_bench_table(f, bench_json, names);
             fprintf(f, "\n![decode](decode.png)\n\nData: `bench_decode.json`.\n");
             fclose(f);
-            if (!rc) printf("\nmmm demo: done in %.0f s; report: %s/REPORT.md\n", now() - t0, out);
+            if (!rc) printf("\nmmm demo: done in %.0f s; report: %s\n", now() - t0, path);
         }
     }
+    free(data), free(linear), free(hybrid), free(teacher), free(tok), free(path), free(parent);
+    free(train_jsonl), free(test_jsonl), free(bench_json), free(decode_png);
     return rc ? (rc > 0 ? rc : cli_fail("demo")) : 0;
 }
