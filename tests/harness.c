@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #define MAX_TESTS 512
 
@@ -226,4 +227,41 @@ int main(int argc, char **argv) {
     if (ran == 0) fprintf(stderr, "no test matched\n");
     printf("%d passed, %d failed\n", n_passed, n_failed);
     return n_failed || ran == 0 ? 1 : 0;
+}
+
+/* A /proc/self/status field in kB, 0 when absent. */
+static long status_kb(const char *field) {
+    char line[256];
+    long v = 0;
+    size_t n = strlen(field);
+    FILE *st = fopen("/proc/self/status", "r");
+    while (st && fgets(line, sizeof line, st))
+        if (!strncmp(line, field, n) && line[n] == ':') v = atol(line + n + 1);
+    if (st) fclose(st);
+    return v;
+}
+
+long peak_mb_in_child(int (*fn)(void *arg), void *arg, int *verdict) {
+    int fds[2];
+    *verdict = 0;
+    if (pipe(fds)) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        alarm(60);
+        FILE *clear = fopen("/proc/self/clear_refs", "w"); /* "5": the peak restarts from now */
+        if (clear) { fputs("5", clear); fclose(clear); }
+        long before = status_kb("VmRSS");
+        long out[2] = {fn(arg), 0};
+        out[1] = (status_kb("VmHWM") - before) / 1024;
+        if (write(fds[1], out, sizeof out) != sizeof out) _exit(1);
+        _exit(0);
+    }
+    close(fds[1]);
+    long in[2] = {0, -1};
+    ssize_t got = pid > 0 ? read(fds[0], in, sizeof in) : 0;
+    close(fds[0]);
+    if (pid > 0) waitpid(pid, NULL, 0);
+    *verdict = got == sizeof in && in[0];
+    return got == sizeof in ? in[1] : -1;
 }

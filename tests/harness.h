@@ -62,4 +62,9 @@ int count_lines(const char *text);
 /* Whether gnuplot is installed (plots are written only then; a GPU machine may lack it). */
 int have_gnuplot(void);
 
+/* Runs fn(arg) in a forked child (with a 60 s alarm, so a blocked read fails instead of hanging)
+ * and returns how many MB its peak resident memory rose above where it stood before fn ran (-1
+ * when it could not be measured); *verdict gets fn's answer (0 when the child died). */
+long peak_mb_in_child(int (*fn)(void *arg), void *arg, int *verdict);
+
 #endif

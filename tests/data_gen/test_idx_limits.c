@@ -43,39 +43,24 @@ static void write_idx(const char *path, int images, uint32_t count, size_t body,
     free(zeros);
 }
 
+typedef struct { const char *images, *labels, *expect; } idx_load;
+
+/* Loads the pair: 1 when it failed with `expect` in the message. */
+static int load_refused(void *arg) {
+    const idx_load *l = arg;
+    mmm_fmnist_split s;
+    int rc = mmm_fmnist_load_idx(&s, l->images, l->labels);
+    if (rc == MMM_OK) mmm_fmnist_free(&s);
+    int refused = rc != MMM_OK && strstr(mmm_last_error(), l->expect) != NULL;
+    if (!refused) fprintf(stderr, "load_refused: %s\n", rc ? mmm_last_error() : "loaded");
+    return refused;
+}
+
 /* Loads the pair in a child process: its peak memory above the start in MB (-1 when it could not
  * be measured), and whether the load failed with `expect` in the message. */
 static long load_in_child(const char *images, const char *labels, const char *expect, int *refused) {
-    int fds[2];
-    if (pipe(fds)) return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        alarm(20); /* a blocked read would be the bug */
-        FILE *clear = fopen("/proc/self/clear_refs", "w");
-        if (clear) { fputs("5", clear); fclose(clear); }
-        long before = 0, peak = 0;
-        char line[256];
-        FILE *st = fopen("/proc/self/status", "r");
-        while (st && fgets(line, sizeof line, st)) sscanf(line, "VmRSS: %ld", &before);
-        if (st) fclose(st);
-        mmm_fmnist_split s;
-        int rc = mmm_fmnist_load_idx(&s, images, labels);
-        st = fopen("/proc/self/status", "r");
-        while (st && fgets(line, sizeof line, st)) sscanf(line, "VmHWM: %ld", &peak);
-        if (st) fclose(st);
-        long out[2] = {rc != MMM_OK && strstr(mmm_last_error(), expect) != NULL, (peak - before) / 1024};
-        if (!out[0]) fprintf(stderr, "load_in_child: %s\n", rc ? mmm_last_error() : "loaded");
-        if (write(fds[1], out, sizeof out) != sizeof out) _exit(1);
-        _exit(0);
-    }
-    close(fds[1]);
-    long in[2] = {0, -1};
-    ssize_t got = pid > 0 ? read(fds[0], in, sizeof in) : 0;
-    close(fds[0]);
-    if (pid > 0) waitpid(pid, NULL, 0);
-    *refused = got == sizeof in && in[0];
-    return got == sizeof in ? in[1] : -1;
+    idx_load l = {images, labels, expect};
+    return peak_mb_in_child(load_refused, &l, refused);
 }
 
 TEST(test_idx_lying_headers) {

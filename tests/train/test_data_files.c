@@ -225,41 +225,25 @@ TEST(data_file_kinds_and_hint) {
     if (!rc) mmm_dataset_free(&d);
 }
 
+typedef struct { fixture *f; const char *path, *expect; } data_load;
+
+/* 1 when the load was refused with `expect` in the message (or loaded, when expect is NULL). */
+static int load_verdict(void *arg) {
+    const data_load *l = arg;
+    mmm_data_options opt = {0};
+    mmm_dataset d;
+    int rc = mmm_dataset_load(&d, l->path, l->f->tok, &l->f->cfg, &opt);
+    int ok = !l->expect ? rc == MMM_OK
+             : rc ? strstr(mmm_last_error(), l->expect) != NULL : d.n_skipped == 1 && strstr(d.skipped_report, l->expect);
+    if (!rc) mmm_dataset_free(&d);
+    return ok;
+}
+
 /* Peak memory of loading path in a child process, in MB above what it had at the start, and
- * the child's verdict: 1 when the load was refused with `expect` in the message (or loaded,
- * when expect is NULL). -1 when it could not be measured. */
+ * the child's verdict (load_verdict). -1 when it could not be measured. */
 static long load_peak_mb(fixture *f, const char *path, const char *expect, int *verdict) {
-    int fds[2];
-    if (pipe(fds)) return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        FILE *clear = fopen("/proc/self/clear_refs", "w"); /* "5": the peak restarts from now */
-        if (clear) { fputs("5", clear); fclose(clear); }
-        long before = 0, peak = 0;
-        char line[256];
-        FILE *st = fopen("/proc/self/status", "r");
-        while (st && fgets(line, sizeof line, st)) sscanf(line, "VmRSS: %ld", &before);
-        if (st) fclose(st);
-        mmm_data_options opt = {0};
-        mmm_dataset d;
-        int rc = mmm_dataset_load(&d, path, f->tok, &f->cfg, &opt);
-        int ok = !expect ? rc == MMM_OK
-                 : rc ? strstr(mmm_last_error(), expect) != NULL : d.n_skipped == 1 && strstr(d.skipped_report, expect);
-        st = fopen("/proc/self/status", "r");
-        while (st && fgets(line, sizeof line, st)) sscanf(line, "VmHWM: %ld", &peak);
-        if (st) fclose(st);
-        long out[2] = {ok, (peak - before) / 1024};
-        if (write(fds[1], out, sizeof out) != sizeof out) _exit(1);
-        _exit(0);
-    }
-    close(fds[1]);
-    long in[2] = {0, -1};
-    ssize_t got = pid > 0 ? read(fds[0], in, sizeof in) : 0;
-    close(fds[0]);
-    if (pid > 0) waitpid(pid, NULL, 0);
-    *verdict = got == sizeof in && in[0];
-    return got == sizeof in ? in[1] : -1;
+    data_load l = {f, path, expect};
+    return peak_mb_in_child(load_verdict, &l, verdict);
 }
 
 #if defined(__SANITIZE_ADDRESS__)
