@@ -18,7 +18,9 @@ int cli_parse_device(const char *cmd, const char *value, int *cuda) {
 }
 
 int cli_check_device(const char *cmd, int cuda) {
-    return cuda && mmm_gpu_init() ? cli_fail(cmd) : 0;
+    int rc = cuda ? mmm_gpu_init() : MMM_OK;
+    if (rc) mmm_fail_context(rc, "--device cuda");
+    return rc ? cli_fail(cmd) : 0;
 }
 
 /* the library's GPU messages name what failed; the CLI says which option asked for it */
