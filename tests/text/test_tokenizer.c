@@ -79,20 +79,25 @@ static bool decodes_to(const mmm_tokenizer *t, const cJSON *obj, const char *ids
     return ok;
 }
 
+/* The golden file and the tokenizer (both under DIR) of one golden test; false (after a failed
+ * check naming what did not load) when either is missing. */
+static bool open_golden(const char *name, const char *golden_file, const char *tokenizer, cJSON **g, mmm_tokenizer **t) {
+    char path[256];
+    snprintf(path, sizeof path, DIR "%s", golden_file);
+    if (!check(mmm_json_load(path, 1 << 24, (void **)g) == MMM_OK, "tokenizer %s golden file loads", name)) return false;
+    snprintf(path, sizeof path, DIR "%s", tokenizer);
+    int rc = mmm_tokenizer_load(path, t);
+    if (check(rc == MMM_OK, "tokenizer %s loads %s", name, rc ? mmm_last_error() : "")) return true;
+    cJSON_Delete(*g);
+    return false;
+}
+
 /* Every golden case of one tokenizer: encoding with and without special-token parsing,
  * decoding with and without skipping special tokens, and the id sequences to decode. */
 static void check_goldens(const char *name, const char *model_file, const char *golden_file) {
-    char path[256];
-    snprintf(path, sizeof path, DIR "%s", golden_file);
     cJSON *g = NULL;
     mmm_tokenizer *t = NULL;
-    if (!check(mmm_json_load(path, 1 << 24, (void **)&g) == MMM_OK, "tokenizer %s golden file loads", name)) return;
-    snprintf(path, sizeof path, DIR "%s", model_file);
-    int rc = mmm_tokenizer_load(path, &t);
-    if (!check(rc == MMM_OK, "tokenizer %s loads %s", name, rc ? mmm_last_error() : "")) {
-        cJSON_Delete(g);
-        return;
-    }
+    if (!open_golden(name, golden_file, model_file, &g, &t)) return;
     bool sp = mmm_tokenizer_kind_of(t) == MMM_TOK_SENTENCEPIECE;
     int vocab = (int)cJSON_GetObjectItemCaseSensitive(g, "vocab_size")->valuedouble;
     check(mmm_tokenizer_vocab_size(t) == vocab, "tokenizer %s vocab size %d (want %d)", name,
@@ -159,17 +164,11 @@ TEST(test_tokenizer_split_goldens) {
  * dirs): encoding without and with BOS (and with special tokens as text where the reference
  * has that), decoding with and without special tokens, named lookups, stop ids. */
 static void check_dir_goldens(const char *name) {
-    char path[256];
-    snprintf(path, sizeof path, DIR "%s/golden.json", name);
+    char golden[256];
+    snprintf(golden, sizeof golden, "%s/golden.json", name);
     cJSON *g = NULL;
     mmm_tokenizer *t = NULL;
-    if (!check(mmm_json_load(path, 1 << 24, (void **)&g) == MMM_OK, "tokenizer dir %s golden file loads", name)) return;
-    snprintf(path, sizeof path, DIR "%s", name);
-    int rc = mmm_tokenizer_load(path, &t);
-    if (!check(rc == MMM_OK, "tokenizer dir %s loads %s", name, rc ? mmm_last_error() : "")) {
-        cJSON_Delete(g);
-        return;
-    }
+    if (!open_golden(name, golden, name, &g, &t)) return;
     int vocab = (int)cJSON_GetObjectItemCaseSensitive(g, "vocab_size")->valuedouble;
     check(mmm_tokenizer_vocab_size(t) == vocab, "tokenizer dir %s vocab size %d (want %d)", name, mmm_tokenizer_vocab_size(t), vocab);
     const cJSON *c;
