@@ -9,8 +9,8 @@
 
 typedef enum {
     MMM_INIT_MIMIC,   /* Wq, Wk, Wv, Wo inherited; conv passes the current token; the paper's init, docs/design.md §4 */
-    MMM_INIT_INHERIT, /* Wq, Wk, Wv, Wo inherited; conv, A, Wdt at Mamba-2's usual random init */
-    MMM_INIT_SCRATCH, /* the whole mixer random (norms, MLP, embeddings still inherited) */
+    MMM_INIT_INHERIT, /* Wq, Wk, Wv, Wo inherited; Wdt, conv, A at PyTorch's default init, dt_bias 0 (upstream's) */
+    MMM_INIT_SCRATCH, /* as inherit, with Wq, Wk, Wv at PyTorch's default init too; Wo still the teacher's */
 } mmm_seed_init;
 
 /* Builds the student: layers with keep_attention[l] set stay attention (copied), every other

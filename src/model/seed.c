@@ -10,28 +10,33 @@
 #include "mmm/error.h"
 #include "mmm/rng.h"
 
-static void xavier_uniform(float *w, int rows, int cols, float gain, mmm_rng *rng) {
-    double bound = gain * sqrt(6.0 / (rows + cols));
-    for (long i = 0; i < (long)rows * cols; i++) w[i] = (float)((2 * mmm_rng_uniform(rng) - 1) * bound);
+/* w (n) ~ U(−bound, bound) */
+static void uniform(float *w, size_t n, double bound, mmm_rng *rng) {
+    for (size_t i = 0; i < n; i++) w[i] = (float)((2 * mmm_rng_uniform(rng) - 1) * bound);
 }
 
+/* The three inits are upstream mmMamba's (docs/design.md §4): mimic = inherit_qkv + mimic_init,
+ * inherit = inherit_qkv alone, scratch = neither. o_proj is never touched (the teacher's Wo
+ * under all three). Where upstream draws from torch's RNG, the distribution is matched, not the
+ * bits (docs/design.md §4). */
 void mmm_seed_mamba_layer(mmm_model *m, int l, mmm_seed_init init, uint64_t seed) {
     const mmm_layer_desc *d = &m->cfg.layers[l];
     mmm_layer_weights *w = &m->w.layers[l];
     int C = m->cfg.hidden, H = d->n_heads, D = d->head_dim, HD = H * D;
     int Dc = mamba_conv_channels(d), K = MMM_MAMBA_CONV_K;
     mmm_rng rng = mmm_rng_seed(seed * 1000003u + (uint64_t)l);
-    const float gain = 0.17677669529663687f; /* 2^-2.5 */
+    /* nn.Linear's default init is U(±1/sqrt(fan_in)); every new matrix here reads h (fan_in = hidden) */
+    const double linear_bound = 1.0 / sqrt((double)C);
 
-    /* the gate rows g: Xavier-uniform; the dt rows: zero (mimic) or Xavier like g */
-    xavier_uniform(w->wvkqgdt + (size_t)Dc * C, HD, C, gain, &rng);
+    /* Wg: Xavier-uniform with gain 2^-2.5 under every init; the gain rounded to float, as mimic
+     * has always drawn it (its hash in tests/model/test_seed.c) */
+    uniform(w->wvkqgdt + (size_t)Dc * C, (size_t)HD * C, 0.17677669529663687f * sqrt(6.0 / (HD + C)), &rng);
+    /* Wdt: zero (mimic), else nn.Linear's default */
     float *wdt = w->wvkqgdt + (size_t)(Dc + HD) * C;
     if (init == MMM_INIT_MIMIC) memset(wdt, 0, (size_t)H * C * sizeof *wdt);
-    else xavier_uniform(wdt, H, C, gain, &rng);
-    if (init == MMM_INIT_SCRATCH) { /* v, k, q and the output projection too */
-        xavier_uniform(w->wvkqgdt, Dc, C, gain, &rng);
-        xavier_uniform(w->o_proj, C, HD, gain, &rng);
-    }
+    else uniform(wdt, (size_t)H * C, linear_bound, &rng);
+    /* scratch: Wv, Wk, Wq at nn.Linear's default instead of the teacher's */
+    if (init == MMM_INIT_SCRATCH) uniform(w->wvkqgdt, (size_t)Dc * C, linear_bound, &rng);
     /* conv: mimic passes the current token through (SiLU aside); otherwise PyTorch's Conv1d
      * default, U(±1/sqrt(fan_in)) with fan_in = K for a depthwise kernel */
     double cb = 1.0 / sqrt((double)K);
@@ -42,12 +47,17 @@ void mmm_seed_mamba_layer(mmm_model *m, int l, mmm_seed_init init, uint64_t seed
         w->conv_b[c] = init == MMM_INIT_MIMIC ? 0.0f : (float)((2 * mmm_rng_uniform(&rng) - 1) * cb);
     }
     for (int h = 0; h < H; h++) {
-        /* dt0 log-uniform in [1e-3, 1e-1], clamped >= 1e-3; dt_bias = softplus⁻¹(dt0) */
-        double dt0 = exp(log(1e-3) + mmm_rng_uniform(&rng) * (log(1e-1) - log(1e-3)));
-        if (dt0 < 1e-3) dt0 = 1e-3;
-        w->dt_bias[h] = (float)(dt0 + log(-expm1(-dt0)));
-        /* mimic: A_log = 1 (A = −e); otherwise Mamba-2's A ~ U[1, 16] */
-        w->A_log[h] = init == MMM_INIT_MIMIC ? 1.0f : (float)log(1.0 + 15.0 * mmm_rng_uniform(&rng));
+        if (init == MMM_INIT_MIMIC) {
+            /* dt0 log-uniform in [1e-3, 1e-1], clamped >= 1e-3; dt_bias = softplus⁻¹(dt0); A_log = 1 (A = −e) */
+            double dt0 = exp(log(1e-3) + mmm_rng_uniform(&rng) * (log(1e-1) - log(1e-3)));
+            if (dt0 < 1e-3) dt0 = 1e-3;
+            w->dt_bias[h] = (float)(dt0 + log(-expm1(-dt0)));
+            w->A_log[h] = 1.0f;
+        } else {
+            /* dt_bias = 0 (dt = softplus(0) ≈ 0.69 before Wdt's term); Mamba-2's A ~ U[1, 16] */
+            w->dt_bias[h] = 0.0f;
+            w->A_log[h] = (float)log(1.0 + 15.0 * mmm_rng_uniform(&rng));
+        }
     }
     for (int p = 0; p < D; p++) w->gnorm[p] = 1.0f;
 }

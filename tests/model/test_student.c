@@ -89,18 +89,11 @@ TEST(student_seeding_places_teacher_weights) {
     check_close_f("seed: mimic conv output = its input", y, x, (size_t)T * Dc, 0);
     free(x); free(y);
 
-    /* determinism, and the other inits differ where they should */
-    mmm_model *s2 = NULL, *inh = NULL, *scr = NULL;
+    /* determinism (the inherit and scratch inits: tests/model/test_seed.c) */
+    mmm_model *s2 = NULL;
     mmm_seed_student(&s2, t, NULL, MMM_INIT_MIMIC, 7);
     check(same(s2->data, s->data, s->n_floats), "seed: same seed, same student");
-    mmm_seed_student(&inh, t, NULL, MMM_INIT_INHERIT, 7);
-    mmm_seed_student(&scr, t, NULL, MMM_INIT_SCRATCH, 7);
-    const mmm_layer_weights *wi = &inh->w.layers[0], *ws = &scr->w.layers[0], *wm = &s->w.layers[0];
-    check(same(wi->wvkqgdt, wm->wvkqgdt, (size_t)Dc * C) && !same(wi->conv_w, wm->conv_w, 2) &&
-          wi->A_log[0] != 1.0f, "seed: inherit keeps Wq/Wk/Wv but not the mimic conv or A");
-    check(!same(ws->wvkqgdt, wm->wvkqgdt, (size_t)Dc * C) && !same(ws->o_proj, wm->o_proj, (size_t)C * C),
-          "seed: scratch re-initialises the whole mixer");
-    mmm_model_free(s2); mmm_model_free(inh); mmm_model_free(scr);
+    mmm_model_free(s2);
 
     /* a student is refused as a teacher */
     rc = mmm_seed_student(&s2, s, NULL, MMM_INIT_MIMIC, 7);
