@@ -1,11 +1,11 @@
-/* Training forward and backward over a batch on the GPU: src/model/forward.c, op for op. The
- * activations live in one device arena carved with the CPU's layouts. */
+/* Training forward and backward over a batch on the GPU: the layers and the vision front end are
+ * src/model's, through the CUDA executor; the activations live in one device arena carved with
+ * the same layouts. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 #include "mmm/error.h"
-#include "mmm/ops/interpolate.h"
 
 struct mmm_gpu_acts {
     const mmm_model *m;
@@ -155,32 +155,33 @@ static int forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **pa, i
     TRY(acts_prepare(pa, m, in, keep));
     mmm_gpu_acts *a = *pa;
     int B = in->B, T = in->T, C = c->hidden, L = mmm_config_n_layers(c), N = B * T;
+    model_exec x = exec_cuda(m, a->ws.p, NULL);
 
     if (in->n_tiles > 0) {
         TRY(mmm_cuda_upload(a->pixels, in->pixels, (size_t)in->n_tiles * 3 * c->tile_size * c->tile_size * sizeof(float)));
-        TRY(gpu_vision_forward(g, m, a->pixels, in->n_tiles, &a->vis));
+        TRY(vision_forward(&x, a->pixels, in->n_tiles, &a->vis));
     }
     long cursor = 0;
     TRY(gpu_embed(m, a->embeds, in->ids, N, in->n_tiles ? a->vis.img : NULL, &cursor, a->index.p));
     TRY(rope_tables(a, m, T));
 
-    const float *x = a->embeds;
+    const float *h = a->embeds;
     for (int l = 0; l <= L; l++) {
         if (l == c->n_emb_layers) { /* between the stacks */
             if (c->normalize_encoder_output) {
-                TRY(mmm_cuda_l2norm_rows_forward(a->enc_out, a->enc_norms, x, N, C));
-                x = a->enc_out;
+                TRY(mmm_cuda_l2norm_rows_forward(a->enc_out, a->enc_norms, h, N, C));
+                h = a->enc_out;
             }
-            a->llm_input = x;
+            a->llm_input = h;
         }
         if (l == L) break;
         const mmm_layer_desc *d = &c->layers[l];
-        gpu_cache cache = {a->layers[l].k, a->layers[l].v, 0, T, T, NULL, NULL, NULL, NULL, F32};
-        TRY(gpu_layer_forward(g, m, l, &a->layers[l], x, B, T, &cache, a->rope[d->stack][0], a->rope[d->stack][1],
-                              a->scratch, a->ws.p));
-        x = a->layers[l].x_out;
+        layer_cache cache = {a->layers[l].k, a->layers[l].v, 0, T, T, NULL, NULL, F32};
+        TRY(layer_forward(&x, l, &a->layers[l], h, B, T, &cache, a->rope[d->stack][0], a->rope[d->stack][1],
+                          a->scratch));
+        h = a->layers[l].x_out;
     }
-    TRY(mmm_cuda_rmsnorm_forward(a->hf, a->rstdf, x, g->w.final_norm, c->final_norm_eps, N, C, F32));
+    TRY(mmm_cuda_rmsnorm_forward(a->hf, a->rstdf, h, g->w.final_norm, c->final_norm_eps, N, C, F32));
     return gpu_linear_forward(g, a->logits, a->hf, g->w.lm_head, NULL, N, C, c->vocab);
 }
 
@@ -220,32 +221,6 @@ static int embed_backward(const mmm_model *m, mmm_gpu_acts *a, const mmm_weights
     return rc;
 }
 
-/* Maps the gradient of the resized position grid back to the stored one, on the host. */
-static int pos_backward(const mmm_model *m, const float *dpos, float *grads) {
-    const mmm_config *c = &m->cfg;
-    int gp = mmm_config_patch_grid(c), gt = mmm_config_tile_grid(c);
-    size_t n = (size_t)gt * gt * c->hidden;
-    float *host = malloc(n * sizeof *host);
-    if (!host) return mmm_fail(MMM_ERR_NOMEM, "gpu backward: out of memory");
-    int rc = mmm_cuda_download(host, dpos, n * sizeof *host);
-    size_t at = (size_t)(m->w.pos_emb - m->data) + c->hidden, ng = (size_t)gp * gp * c->hidden;
-    if (!rc && grads) mmm_bicubic_resize_backward(grads + at, host, gp, gp, gt, gt, c->hidden);
-    float *grid = NULL;
-    if (!rc && !grads) { /* into the device gradients: mapped back here, added there */
-        gpu_buf d = {0};
-        if (!(grid = calloc(ng, sizeof *grid))) rc = mmm_fail(MMM_ERR_NOMEM, "gpu backward: out of memory");
-        if (!rc) mmm_bicubic_resize_backward(grid, host, gp, gp, gt, gt, c->hidden);
-        if (!rc) rc = gpu_buf_reserve(&d, ng * sizeof *grid);
-        if (!rc) rc = mmm_cuda_upload(d.p, grid, ng * sizeof *grid);
-        if (!rc) rc = mmm_cuda_add(m->gpu->grads + at, m->gpu->grads + at, d.p, ng, F32);
-        if (!rc) rc = mmm_cuda_sync();
-        gpu_buf_free(&d);
-    }
-    free(grid);
-    free(host);
-    return rc;
-}
-
 static int backward_layers(const mmm_model *m, mmm_gpu_acts *a, const mmm_weights *gw, const float *dlogits,
                            float **dx_out) {
     const mmm_config *c = &m->cfg;
@@ -267,10 +242,11 @@ static int backward_layers(const mmm_model *m, mmm_gpu_acts *a, const mmm_weight
         TRY(mmm_cuda_memset(dx, 0, NC * sizeof *dx));
         TRY(mmm_cuda_l2norm_rows_backward(dx, dtmp, a->enc_out, a->enc_norms, N, C));
     }
+    model_exec x = exec_cuda(m, a->ws.p, NULL);
     for (int l = L - 1; l >= 0; l--) {
         const mmm_layer_desc *d = &c->layers[l];
-        TRY(gpu_layer_backward(g, m, l, &a->layers[l], &gw->layers[l], dx, B, T, a->rope[d->stack][0],
-                               a->rope[d->stack][1], scratch, a->ws.p));
+        TRY(layer_backward(&x, l, &a->layers[l], &gw->layers[l], dx, B, T, a->rope[d->stack][0], a->rope[d->stack][1],
+                           scratch));
         if (l == c->n_emb_layers && c->normalize_encoder_output) {
             TRY(mmm_cuda_copy(dtmp, dx, NC * sizeof *dx));
             TRY(mmm_cuda_memset(dx, 0, NC * sizeof *dx));
@@ -288,16 +264,16 @@ int gpu_backward(const mmm_model *m, mmm_gpu_acts *a, const float *dlogits, floa
     TRY(gpu_grads_begin(m, &gw, grads));
     size_t NC = MMM_ALIGN_FLOATS((size_t)a->B * a->T * m->cfg.hidden);
     /* after the layers, dtmp takes the image rows' gradients and what follows it is scratch */
-    float *dx = NULL, *dpos = NULL, *dimg = a->n_tiles ? a->scratch + NC : NULL;
+    float *dx = NULL, *dimg = a->n_tiles ? a->scratch + NC : NULL;
+    model_exec x = exec_cuda(m, a->ws.p, NULL);
     int rc = backward_layers(m, a, &gw, dlogits, &dx);
     if (!rc) rc = embed_backward(m, a, &gw, dx, dimg);
-    if (!rc && a->n_tiles) rc = gpu_vision_backward(m->gpu, m, &gw, dimg, a->n_tiles, &a->vis, dimg + NC, &dpos);
+    if (!rc && a->n_tiles) rc = vision_backward(&x, &gw, dimg, a->n_tiles, &a->vis, dimg + NC);
     if (rc) {
         mmm_weights_free(&gw);
         return rc;
     }
-    TRY(gpu_grads_end(m, &gw, grads));
-    return dpos ? pos_backward(m, dpos, grads) : MMM_OK;
+    return gpu_grads_end(m, &gw, grads);
 }
 
 int mmm_gpu_backward(const mmm_model *m, mmm_gpu_acts *a, const float *dlogits, float *grads) {

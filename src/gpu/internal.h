@@ -1,6 +1,6 @@
-/* Pieces shared by the GPU runtime's files. The device buffers reuse the CPU runtime's layouts
- * (layer_buf, vision_buf and their carving in src/model/internal.h): the same fields, holding
- * device pointers. */
+/* Pieces shared by the GPU runtime's files. The model itself is src/model's, run through the
+ * CUDA executor (exec_cuda.c); the device buffers use its layouts (layer_buf, vision_buf and
+ * their carving in src/model/internal.h) with device pointers. */
 #ifndef MMM_GPU_INTERNAL_H
 #define MMM_GPU_INTERNAL_H
 
@@ -20,8 +20,6 @@
 static inline int gpu_ssd_chunk(int B, int T, int H) {
     return (long)B * H * ((T + MMM_SSD_CHUNK - 1) / MMM_SSD_CHUNK) < 256 ? MMM_SSD_CHUNK / 2 : MMM_SSD_CHUNK;
 }
-/* returns the status of a failing call */
-#define TRY(call) do { int rc_ = (call); if (rc_) return rc_; } while (0)
 
 typedef struct mmm_gpu_model mmm_gpu_model;
 typedef struct gpu_bf16_pack gpu_bf16_pack;
@@ -59,22 +57,6 @@ typedef struct {
 int gpu_buf_reserve(gpu_buf *b, size_t bytes);
 void gpu_buf_free(gpu_buf *b);
 
-/* A layer's memory across calls, as layer_cache: new keys/values go to row pos0 of k/v
- * (B, Tk, Hkv, D) with rows Tmax apart per sequence; the recurrent states are updated in place
- * (NULL: start from zero, keep nothing). In a generation state (B = 1), decode_ws
- * (mmm_cuda_attention_decode's workspace) and sync (mmm_cuda_mamba_decode_step's counter) select
- * the fused single-token kernels. */
-typedef struct {
-    void *k, *v;       /* (B, Tmax, Hkv, D) of kv_dt */
-    int pos0, Tk, Tmax;
-    float *conv_state; /* (B, K−1, Dc) */
-    float *ssm_state;  /* (B, H, D, D) */
-    void *decode_ws;
-    int *sync;
-    mmm_dtype kv_dt;   /* F32, or BF16 (a generation state with bf16 weights, B = 1, head_dim 64
-                        * or 128): new rows are rounded into it, attention runs on the flash kernel */
-} gpu_cache;
-
 /* Bytes of the SSD workspaces for the model's largest mamba2 layer (a layer's forward scratch
  * is layer_scratch_floats, as on the CPU). */
 size_t gpu_ssd_ws_bytes(const mmm_config *c, int B, int T);
@@ -90,32 +72,10 @@ int gpu_linear_backward(const mmm_gpu_model *g, float *dinp /* (N, C) or NULL, +
                         const float *dout /* (N, OC) */, const float *inp /* (N, C) */,
                         const float *w /* (OC, C) */, int N, int C, int OC);
 
-int gpu_layer_forward(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf *a,
-                      const float *x_in, int B, int T, const gpu_cache *cache, const float *cos_t,
-                      const float *sin_t, float *scratch, void *ssd_ws);
-/* The mamba2 mixer alone: reads a->h1, writes a->att and what its backward needs. */
-int gpu_mamba_mixer(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf *a, int B, int T,
-                    const gpu_cache *cache, float *scratch, void *ssd_ws);
-
-/* Backward of a layer: dx (N, C) holds d(x_out) on entry and d(x_in) on return; parameter
- * gradients accumulate into gw (device). scratch: backward_scratch(d, N, C) floats, as on the
- * CPU; ssd_ws: gpu_ssd_backward_ws_bytes. */
-int gpu_layer_backward(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf *a,
-                       mmm_layer_weights *gw, float *dx, int B, int T, const float *cos_t,
-                       const float *sin_t, float *scratch, void *ssd_ws);
-/* The mamba2 mixer's backward from datt: d(h1) accumulates into dh. */
-int gpu_mamba_backward(const mmm_gpu_model *g, const mmm_model *m, int l, layer_buf *a,
-                       mmm_layer_weights *gw, float *dh, const float *datt, int B, int T,
-                       float *scratch, void *ssd_ws);
-
-/* Vision front end over n tiles of device pixels (n, 3, S, S) into v (carved on the device). */
-int gpu_vision_forward(const mmm_gpu_model *g, const mmm_model *m, const float *pixels, int n,
-                       vision_buf *v);
-/* Its backward from dimg (n·tpt, C): gradients into gw, except the position grid's when it was
- * resized, which is left (gt², C) in dpos for the host to map back. scratch:
- * vision_buf_floats(c, n). */
-int gpu_vision_backward(const mmm_gpu_model *g, const mmm_model *m, const mmm_weights *gw,
-                        const float *dimg, int n, vision_buf *v, float *scratch, float **dpos);
+/* The CUDA executor of an attached model (src/model/exec.h) with the SSD's workspace (forward
+ * or backward, as large as the calls need) and, in a generation state, the single-query
+ * attention's (NULL elsewhere). */
+model_exec exec_cuda(const mmm_model *m, void *ssd_ws, void *attn_ws);
 
 /* Embedding rows of ids (n) into x (n, C) on the device: the text and special tables, and for
  * ids that are <IMG_CONTEXT> with img != NULL, the next rows of img (device, (·, C)) from

@@ -139,16 +139,15 @@ static int run_chunk(gpu_state *s, int T, int pos0, int seq_end) {
     const mmm_config *c = &m->cfg;
     int C = c->hidden, L = mmm_config_n_layers(c);
     TRY(rope_tables(s, T, pos0, seq_end));
+    model_exec x = exec_cuda(m, s->ssd_ws.p, s->decode_ws.p);
     for (int l = 0; l < L; l++) {
         const mmm_layer_desc *d = &c->layers[l];
         if (l == c->n_emb_layers && c->normalize_encoder_output)
             TRY(mmm_cuda_l2norm_rows_forward(s->x, s->norms, s->x, T, C));
         layer_buf *a = &s->buf[d->kind];
         a->x_in = s->x; /* the layer reads its input in place */
-        gpu_cache cache = {s->k[l], s->v[l], pos0, pos0 + T, s->max_tokens, s->conv[l], s->ssm[l], s->decode_ws.p,
-                           s->sync + l, s->kv_dt};
-        TRY(gpu_layer_forward(m->gpu, m, l, a, s->x, 1, T, &cache, s->rope[d->stack][0], s->rope[d->stack][1],
-                              s->scratch, s->ssd_ws.p));
+        layer_cache cache = {s->k[l], s->v[l], pos0, pos0 + T, s->max_tokens, s->conv[l], s->ssm[l], s->kv_dt};
+        TRY(layer_forward(&x, l, a, s->x, 1, T, &cache, s->rope[d->stack][0], s->rope[d->stack][1], s->scratch));
         TRY(mmm_cuda_copy(s->x, a->x_out, (size_t)T * C * sizeof(float)));
     }
     if (c->n_llm_layers == 0 && c->normalize_encoder_output) TRY(mmm_cuda_l2norm_rows_forward(s->x, s->norms, s->x, T, C));
@@ -164,12 +163,13 @@ static int image_embeddings(gpu_state *s, const float *pixels, int n_tiles) {
     TRY(gpu_buf_reserve(&s->img, (size_t)n_tiles * tpt * C * sizeof(float)));
     TRY(gpu_buf_reserve(&s->vis, (nv + group * tile) * sizeof(float)));
     float *px = (float *)s->vis.p + nv, *img = s->img.p;
+    model_exec x = exec_cuda(m, s->ssd_ws.p, NULL);
     for (int t0 = 0; t0 < n_tiles; t0 += group) {
         int n = n_tiles - t0 < group ? n_tiles - t0 : group;
         vision_buf v;
         vision_buf_carve(&v, s->vis.p, c, n);
         TRY(mmm_cuda_upload(px, pixels + t0 * tile, n * tile * sizeof(float)));
-        TRY(gpu_vision_forward(m->gpu, m, px, n, &v));
+        TRY(vision_forward(&x, px, n, &v));
         TRY(mmm_cuda_copy(img + (size_t)t0 * tpt * C, v.img, (size_t)n * tpt * C * sizeof(float)));
     }
     return MMM_OK;

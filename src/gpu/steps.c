@@ -166,6 +166,7 @@ int mmm_gpu_mixer_distill_step(mmm_mixer_distill *d, const mmm_model *student, c
         return rc;
     }
     double total = 0;
+    model_exec x = exec_cuda(student, s->ws.p, NULL);
     for (int l = 0; l < L && !rc; l++) {
         const mmm_layer_desc *ld = &c->layers[l];
         if (ld->kind != MMM_MIXER_MAMBA2) continue;
@@ -178,8 +179,8 @@ int mmm_gpu_mixer_distill_step(mmm_mixer_distill *d, const mmm_model *student, c
         float *dh = dy + MMM_ALIGN_FLOATS((size_t)N * HD);
         const layer_buf *t = gpu_acts_layer(s->tacts, l);
         a.h1 = t->h1; /* the teacher's normed hidden state (the student's norm is the teacher's, frozen) */
-        gpu_cache none = {0};
-        if ((rc = gpu_mamba_mixer(student->gpu, student, l, &a, B, T, &none, scratch, s->ws.p))) break;
+        layer_cache none = {0};
+        if ((rc = mamba_mixer(&x, l, &a, B, T, &none, scratch))) break;
         /* loss_l = mean over real tokens and channels of (y − target)²; the batch's share of
          * scale · mean_l loss_l is summed per token, the trainer divides by the tokens */
         float k = (float)(d->scale * 2.0 / ((double)HD * n_mamba));
@@ -192,7 +193,7 @@ int mmm_gpu_mixer_distill_step(mmm_mixer_distill *d, const mmm_model *student, c
         d->layer_n[l] += (double)valid * HD;
         total += d->scale * layer_sq / ((double)HD * n_mamba);
         if (!(rc = mmm_cuda_memset(dh, 0, (size_t)N * C * sizeof *dh)))
-            rc = gpu_mamba_backward(student->gpu, student, l, &a, &gw.layers[l], dh, dy, B, T, scratch, s->ws.p);
+            rc = mamba_backward(&x, l, &a, &gw.layers[l], dh, dy, B, T, scratch);
     }
     free(sq_host);
     if (rc) {

@@ -62,6 +62,7 @@ int mmm_mixer_distill_step(void *ctx, const mmm_model *student, const mmm_batch 
     long valid = 0;
     for (int i = 0; i < B; i++) valid += b->lengths[i];
     double total = 0;
+    model_exec x = exec_cpu(student);
     for (int l = 0; l < L && !rc; l++) {
         const mmm_layer_desc *ld = &c->layers[l];
         if (ld->kind != MMM_MIXER_MAMBA2) continue;
@@ -76,7 +77,7 @@ int mmm_mixer_distill_step(void *ctx, const mmm_model *student, const mmm_batch 
         const layer_buf *t = acts_layer(d->tacts, l);
         a.h1 = t->h1; /* the teacher's normed hidden state (the student's norm is the teacher's, frozen) */
         layer_cache none = {0};
-        if ((rc = mamba_mixer(student, l, &a, B, T, &none, d->scratch))) break;
+        if ((rc = mamba_mixer(&x, l, &a, B, T, &none, d->scratch))) break;
         /* loss_l = mean over real tokens and channels of (y − target)²; the batch's share of
          * scale · mean_l loss_l is summed per token, the trainer divides by the tokens */
         double sq = 0, k = d->scale * 2.0 / ((double)HD * n_mamba);
@@ -94,7 +95,7 @@ int mmm_mixer_distill_step(void *ctx, const mmm_model *student, const mmm_batch 
         d->layer_n[l] += (double)valid * HD;
         total += d->scale * sq / ((double)HD * n_mamba);
         memset(d->dh, 0, (size_t)N * C * sizeof *d->dh);
-        rc = mamba_backward(student, l, &a, &g.layers[l], d->dh, d->dy, B, T, d->scratch);
+        rc = mamba_backward(&x, l, &a, &g.layers[l], d->dh, d->dy, B, T, d->scratch);
     }
     mmm_weights_free(&g);
     *loss_sum = total;

@@ -143,156 +143,31 @@ int mmm_forward(const mmm_model *m, const mmm_input *in, mmm_acts **pa) {
     int B = in->B, T = in->T, C = c->hidden, L = mmm_config_n_layers(c);
     long N = (long)B * T;
 
-    if (in->n_tiles > 0) vision_forward(m, in->pixels, in->n_tiles, &a->vis);
+    model_exec x = exec_cpu(m);
+    if (in->n_tiles > 0 && (rc = vision_forward(&x, in->pixels, in->n_tiles, &a->vis))) return rc;
     long cursor = 0;
     embed_tokens(m, a->embeds, in->ids, N, in->n_tiles ? a->vis.img : NULL, &cursor);
     rope_tables(a, m, T);
 
-    const float *x = a->embeds;
+    const float *h = a->embeds;
     for (int l = 0; l <= L; l++) {
         if (l == c->n_emb_layers) { /* between the stacks */
             if (c->normalize_encoder_output) {
-                l2norm_rows_forward(a->enc_out, a->enc_norms, x, N, C);
-                x = a->enc_out;
+                l2norm_rows_forward(a->enc_out, a->enc_norms, h, N, C);
+                h = a->enc_out;
             }
-            a->llm_input = x;
+            a->llm_input = h;
         }
         if (l == L) break;
         const mmm_layer_desc *d = &c->layers[l];
-        layer_cache cache = {a->layers[l].k, a->layers[l].v, 0, T, NULL, NULL};
-        if ((rc = layer_forward(m, l, &a->layers[l], x, B, T, &cache, a->rope[d->stack][0], a->rope[d->stack][1], a->scratch)))
+        layer_cache cache = {a->layers[l].k, a->layers[l].v, 0, T, T, NULL, NULL, MMM_DTYPE_F32};
+        if ((rc = layer_forward(&x, l, &a->layers[l], h, B, T, &cache, a->rope[d->stack][0], a->rope[d->stack][1],
+                                a->scratch)))
             return rc;
-        x = a->layers[l].x_out;
+        h = a->layers[l].x_out;
     }
-    mmm_rmsnorm_forward(a->hf, a->rstdf, x, m->w.final_norm, c->final_norm_eps, (int)N, C);
+    mmm_rmsnorm_forward(a->hf, a->rstdf, h, m->w.final_norm, c->final_norm_eps, (int)N, C);
     mmm_linear_forward(a->logits, a->hf, m->w.lm_head, NULL, (int)N, C, c->vocab);
-    return MMM_OK;
-}
-
-/* Reverse of split_qkv: scatters dq, dk, dv into the fused row layout. */
-static void merge_qkv(float *dqkv, const float *dq, const float *dk, const float *dv, long N, int H,
-                      int Hkv, int D) {
-    int rep = H / Hkv, width = (H + 2 * Hkv) * D;
-#pragma omp parallel for if (N * width > 65536)
-    for (long i = 0; i < N; i++) {
-        float *row = dqkv + i * width;
-        for (int g = 0; g < Hkv; g++) {
-            float *grp = row + (size_t)g * (rep + 2) * D;
-            memcpy(grp, dq + (i * H + (size_t)g * rep) * D, (size_t)rep * D * sizeof *grp);
-            memcpy(grp + (size_t)rep * D, dk + (i * Hkv + g) * D, (size_t)D * sizeof *grp);
-            memcpy(grp + (size_t)(rep + 1) * D, dv + (i * Hkv + g) * D, (size_t)D * sizeof *grp);
-        }
-    }
-}
-
-/* Scratch floats of one layer's backward. */
-size_t backward_scratch(const mmm_layer_desc *d, long N, int C) {
-    size_t H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim, HD = H * D;
-    size_t mixer = d->kind == MMM_MIXER_ATTENTION
-        ? 2 * (HD + Hkv * D) + (HD + 2 * Hkv * D) + (HD + Hkv * D)  /* datt dq dk dv, dqkv, dpre */
-        /* datt dy dg dCs, ddt ddt_raw, dxs dBs, dact dconv, dz */
-        : 4 * HD + 2 * H + 2 * Hkv * D + 2 * (size_t)mamba_conv_channels(d) + layer_scratch_floats(d, 1);
-    size_t ffn = 3 * (size_t)d->ffn;
-    return (size_t)N * (C + (mixer > ffn ? mixer : ffn)) + H; /* + dA */
-}
-
-static void attention_backward(const mmm_model *m, int l, layer_buf *a, mmm_layer_weights *g,
-                               float *dh, const float *datt, int B, int T, const float *cos_t,
-                               const float *sin_t, float *scratch) {
-    const mmm_layer_desc *d = &m->cfg.layers[l];
-    const mmm_layer_weights *w = &m->w.layers[l];
-    int C = m->cfg.hidden, H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;
-    long N = (long)B * T;
-    size_t nq = (size_t)N * H * D, nk = (size_t)N * Hkv * D;
-    float *dq = scratch, *dk = dq + nq, *dv = dk + nk, *dqkv = dv + nk;
-    float *dpre = dqkv + (size_t)N * (H + 2 * Hkv) * D;
-    memset(dq, 0, (nq + 2 * nk) * sizeof *dq);
-    mmm_attention_backward(dq, dk, dv, datt, a->q, a->k, a->v, a->att, a->lse, B, T, T, H, Hkv, D);
-    memset(dpre, 0, (nq + nk) * sizeof *dpre);
-    for (int b = 0; b < B; b++) {
-        mmm_rope_backward(dpre + (size_t)b * T * H * D, dq + (size_t)b * T * H * D, cos_t, sin_t, T, H, D);
-        mmm_rope_backward(dpre + nq + (size_t)b * T * Hkv * D, dk + (size_t)b * T * Hkv * D, cos_t, sin_t, T, Hkv, D);
-    }
-    merge_qkv(dqkv, dpre, dpre + nq, dv, N, H, Hkv, D);
-    mmm_linear_backward(dh, g->wqkv, NULL, dqkv, a->h1, w->wqkv, (int)N, C, (H + 2 * Hkv) * D);
-}
-
-/* Writes a dense (N, w) block into columns [c0, c0 + w) of rows of width `width`. */
-static void put_cols(float *dst, const float *src, long N, int width, int c0, int w) {
-    for (long i = 0; i < N; i++) memcpy(dst + i * width + c0, src + i * w, (size_t)w * sizeof *dst);
-}
-
-int mamba_backward(const mmm_model *m, int l, layer_buf *a, mmm_layer_weights *g, float *dh,
-                   const float *datt, int B, int T, float *scratch) {
-    const mmm_layer_desc *d = &m->cfg.layers[l];
-    const mmm_layer_weights *w = &m->w.layers[l];
-    int C = m->cfg.hidden, H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;
-    int Dc = mamba_conv_channels(d), HD = H * D, KD = Hkv * D, Dz = Dc + HD + H;
-    long N = (long)B * T;
-    float *dy = scratch, *dg = dy + N * HD, *dact = dg + N * HD, *dconv = dact + N * Dc;
-    float *dxs = dconv + N * Dc, *dBs = dxs + N * KD, *dCs = dBs + N * KD, *ddt = dCs + N * HD;
-    float *ddt_raw = ddt + N * H, *dz = ddt_raw + N * H, *dA = dz + N * Dz;
-    memset(scratch, 0, (size_t)(dA + H - scratch) * sizeof *scratch);
-
-    mmm_gated_rmsnorm_backward(dy, dg, g->gnorm, datt, a->y, a->g, w->gnorm, a->rstd_g, (int)N, H, D);
-    int rc = mmm_ssd_backward(dxs, dBs, dCs, ddt, dA, NULL, dy, NULL, a->xs, a->Bs, a->Cs, a->dt, a->A,
-                              NULL, B, T, H, Hkv, D, D, MMM_SSD_CHUNK);
-    if (rc) return rc;
-    for (int h = 0; h < H; h++) g->A_log[h] += dA[h] * a->A[h]; /* dA/dA_log = A */
-    /* ddt_raw = ddt · softplus'(dt_raw + dt_bias); the input of softplus is rebuilt in dz */
-    for (long i = 0; i < N; i++)
-        for (int h = 0; h < H; h++) dz[i * H + h] = a->dt_raw[i * H + h] + w->dt_bias[h];
-    mmm_softplus_backward(ddt_raw, ddt, dz, (size_t)N * H);
-    for (long i = 0; i < N; i++)
-        for (int h = 0; h < H; h++) g->dt_bias[h] += ddt_raw[i * H + h];
-
-    /* back through SiLU and the conv to the projection */
-    put_cols(dact, dxs, N, Dc, 0, KD);
-    put_cols(dact, dBs, N, Dc, KD, KD);
-    put_cols(dact, dCs, N, Dc, 2 * KD, HD);
-    mmm_silu_backward(dconv, dact, a->vkq_conv, (size_t)N * Dc);
-    memset(dact, 0, (size_t)N * Dc * sizeof *dact); /* now d(vkq_pre) */
-    mmm_conv1d_backward(dact, NULL, g->conv_w, g->conv_b, dconv, a->vkq_pre, NULL, w->conv_w, B, T, Dc,
-                        MMM_MAMBA_CONV_K);
-    put_cols(dz, dact, N, Dz, 0, Dc);
-    put_cols(dz, dg, N, Dz, Dc, HD);
-    put_cols(dz, ddt_raw, N, Dz, Dc + HD, H);
-    mmm_linear_backward(dh, g->wvkqgdt, NULL, dz, a->h1, w->wvkqgdt, (int)N, C, Dz);
-    return MMM_OK;
-}
-
-/* dx (N, C) holds d(x_out) on entry and d(x_in) on return. */
-static int layer_backward(const mmm_model *m, int l, layer_buf *a, mmm_layer_weights *g, float *dx,
-                          int B, int T, const float *cos_t, const float *sin_t, float *scratch) {
-    const mmm_layer_desc *d = &m->cfg.layers[l];
-    const mmm_layer_weights *w = &m->w.layers[l];
-    int C = m->cfg.hidden, HD = d->n_heads * d->head_dim, F = d->ffn;
-    long N = (long)B * T;
-    float *dh = scratch, *rest = dh + (size_t)N * C;
-
-    /* FFN: x_out = x_mid + W2·s; dx keeps flowing through the residual */
-    float *ds = rest, *da = ds + N * F, *db = da + N * F;
-    memset(ds, 0, (size_t)N * 3 * F * sizeof *ds);
-    mmm_linear_backward(ds, g->w2, NULL, dx, a->s, w->w2, (int)N, F, C);
-    mmm_swiglu_backward(da, db, ds, a->a, a->b, (size_t)N * F);
-    memset(dh, 0, (size_t)N * C * sizeof *dh);
-    mmm_linear_backward(dh, g->w1, NULL, da, a->h2, w->w1, (int)N, C, F);
-    mmm_linear_backward(dh, g->w3, NULL, db, a->h2, w->w3, (int)N, C, F);
-    mmm_rmsnorm_backward(dx, g->ffn_norm, dh, a->x_mid, w->ffn_norm, a->rstd2, (int)N, C);
-
-    /* mixer: x_mid = x_in + Wo·att */
-    int attention = d->kind == MMM_MIXER_ATTENTION;
-    float *datt = rest, *mixer_scratch = datt + (size_t)N * HD;
-    memset(datt, 0, (size_t)N * HD * sizeof *datt);
-    mmm_linear_backward(datt, attention ? g->wo : g->o_proj, NULL, dx, a->att, attention ? w->wo : w->o_proj,
-                        (int)N, HD, C);
-    memset(dh, 0, (size_t)N * C * sizeof *dh);
-    if (attention) attention_backward(m, l, a, g, dh, datt, B, T, cos_t, sin_t, mixer_scratch);
-    else {
-        int rc = mamba_backward(m, l, a, g, dh, datt, B, T, mixer_scratch);
-        if (rc) return rc;
-    }
-    mmm_rmsnorm_backward(dx, g->attn_norm, dh, a->x_in, w->attn_norm, a->rstd1, (int)N, C);
     return MMM_OK;
 }
 
@@ -328,9 +203,10 @@ int mmm_backward(const mmm_model *m, mmm_acts *a, const float *dlogits, float *g
         memset(dx, 0, (size_t)N * C * sizeof *dx);
         l2norm_rows_backward(dx, dtmp, a->enc_out, a->enc_norms, N, C);
     }
+    model_exec x = exec_cpu(m);
     for (int l = L - 1; l >= 0; l--) {
         const mmm_layer_desc *d = &c->layers[l];
-        if ((rc = layer_backward(m, l, &a->layers[l], &g.layers[l], dx, B, T, a->rope[d->stack][0],
+        if ((rc = layer_backward(&x, l, &a->layers[l], &g.layers[l], dx, B, T, a->rope[d->stack][0],
                                  a->rope[d->stack][1], scratch)))
             break;
         if (l == c->n_emb_layers && c->normalize_encoder_output) {
@@ -358,10 +234,10 @@ int mmm_backward(const mmm_model *m, mmm_acts *a, const float *dlogits, float *g
         if (is_img) memcpy(dst, src, (size_t)C * sizeof *dst);
         else for (int j = 0; j < C; j++) dst[j] += src[j];
     }
-    if (a->n_tiles) vision_backward(m, &g, dimg, a->n_tiles, &a->vis, a->scratch);
+    if (a->n_tiles) rc = vision_backward(&x, &g, dimg, a->n_tiles, &a->vis, a->scratch);
     free(dx);
     mmm_weights_free(&g);
-    return MMM_OK;
+    return rc;
 }
 
 float *mmm_acts_logits(const mmm_acts *a) { return a->logits; }

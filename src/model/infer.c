@@ -244,14 +244,15 @@ static int run_chunk(const mmm_model *m, mmm_state *s, int T, int seq_end) {
          * every chunk of one prefill shares it (docs/model-format.md, RoPE scaling) */
         mmm_rope_table_scaled(s->rope[st][0], s->rope[st][1], s->pos, &r, seq_end, T, c->layers[first].head_dim);
     }
+    model_exec x = exec_cpu(m);
     for (int l = 0; l < L; l++) {
         const mmm_layer_desc *d = &c->layers[l];
         if (l == c->n_emb_layers && c->normalize_encoder_output)
             l2norm_rows_forward(s->x, s->norms, s->x, T, C);
         layer_buf *a = &s->buf[d->kind];
         a->x_in = s->x; /* layer_forward reads x_in in place */
-        layer_cache cache = {s->k[l], s->v[l], s->len, s->len + T, s->conv[l], s->ssm[l]};
-        int rc = layer_forward(m, l, a, s->x, 1, T, &cache, s->rope[d->stack][0], s->rope[d->stack][1], s->qkv);
+        layer_cache cache = {s->k[l], s->v[l], s->len, s->len + T, s->max_tokens, s->conv[l], s->ssm[l], MMM_DTYPE_F32};
+        int rc = layer_forward(&x, l, a, s->x, 1, T, &cache, s->rope[d->stack][0], s->rope[d->stack][1], s->qkv);
         if (rc) return rc;
         memcpy(s->x, a->x_out, (size_t)T * C * sizeof *s->x);
     }
@@ -289,7 +290,8 @@ int mmm_prefill(const mmm_model *m, mmm_state *s, const int32_t *ids, int T, con
             }
             int tile = (int)(img_cursor / tpt);
             if (tile != cached_tile) { /* image embeddings are made one tile at a time, when needed */
-                vision_forward(m, pixels + tile * tile_floats, 1, &s->vis);
+                model_exec x = exec_cpu(m);
+                if ((rc = vision_forward(&x, pixels + tile * tile_floats, 1, &s->vis))) return rc;
                 cached_tile = tile;
             }
             memcpy(row, s->vis.img + (img_cursor++ % tpt) * C, (size_t)C * sizeof *row);

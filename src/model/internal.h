@@ -5,24 +5,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "exec.h"
+#include "mmm/dtype.h"
 #include "mmm/forward.h"
 #include "mmm/model.h"
 
 #define MMM_SSD_CHUNK 128  /* docs/design.md §3: chunk length of the SSD scan */
 #define MMM_GNORM_EPS 1e-5f /* docs/design.md §3: the gated per-head RMSNorm */
+/* returns the status of a failing call */
+#define TRY(call) do { int rc_ = (call); if (rc_) return rc_; } while (0)
 /* Buffers carved from one allocation start on 16-byte boundaries: the GPU runtime carves its
  * device buffers with these layouts, and its kernels load rows as float2/float4. */
 #define MMM_ALIGN_FLOATS(n) (((size_t)(n) + 3) & ~(size_t)3)
 
-/* Per-layer buffers. In training each layer owns a set (kept for the backward); in inference
- * one set is reused by every layer for the current chunk. Fields a layer's kind does not use
- * stay NULL. */
-typedef struct {
+/* Per-layer buffers (on the executor's device). In training each layer owns a set (kept for
+ * the backward); in inference one set is reused by every layer for the current chunk. Fields a
+ * layer's kind does not use stay NULL. */
+struct layer_buf {
     float *x_in;       /* (N, C) layer input */
     float *h1, *rstd1; /* (N, C), (N): attention_norm(x_in) */
     /* attention */
     float *q;          /* (N, H, D) after RoPE */
-    float *k, *v;      /* training: (N, Hkv, D), k after RoPE; inference: unused (cache) */
+    float *k, *v;      /* (N, Hkv, D) the new keys (after RoPE) and values */
     float *lse;        /* (B, H, T) */
     /* mamba2, Dc = 2·Hkv·D + H·D */
     float *vkq_pre;    /* (N, Dc) conv input */
@@ -40,18 +44,19 @@ typedef struct {
     float *h2, *rstd2; /* (N, C), (N): ffn_norm(x_mid) */
     float *a, *b, *s;  /* (N, F): W1·h2, W3·h2, silu(a)⊙b */
     float *x_out;      /* (N, C) */
-} layer_buf;
+};
 
 /* A layer's memory across calls. Attention: new keys/values are written at row pos0 of k/v
- * (B, Tk, Hkv, D) and queries attend to rows [0, pos0 + T). Mamba2: the conv state (the last
- * K−1 conv inputs) and the SSM state are read and updated in place; NULL means start from zero
- * and keep nothing (training). */
-typedef struct {
-    float *k, *v;
-    int pos0, Tk;
+ * (B, Tmax, Hkv, D) and queries attend to rows [0, Tk); in training k/v are the layer_buf's own
+ * (pos0 = 0, Tk = Tmax = T). Mamba2: the conv state (the last K−1 conv inputs) and the SSM
+ * state are read and updated in place; NULL means start from zero and keep nothing (training). */
+struct layer_cache {
+    void *k, *v;       /* of kv_dt */
+    int pos0, Tk, Tmax;
     float *conv_state; /* (B, K−1, Dc) */
     float *ssm_state;  /* (B, H, D, D) */
-} layer_cache;
+    mmm_dtype kv_dt;   /* F32, or BF16 on CUDA (docs/design.md §8) */
+};
 
 /* Vision front end for n tiles; buffers (see vision.c) may be NULL-free scratch. */
 typedef struct {
@@ -66,26 +71,33 @@ typedef struct {
 
 size_t vision_buf_floats(const mmm_config *c, int n_tiles);
 void vision_buf_carve(vision_buf *v, float *base, const mmm_config *c, int n_tiles);
-void vision_forward(const mmm_model *m, const float *pixels, int n_tiles, vision_buf *v);
-void vision_backward(const mmm_model *m, const mmm_weights *g, const float *dimg, int n_tiles,
-                     vision_buf *v, float *scratch /* vision_buf_floats(c, n_tiles) */);
+/* The image embeddings v->img of n tiles of pixels (n, 3, S, S). */
+int vision_forward(const model_exec *x, const float *pixels, int n_tiles, vision_buf *v);
+/* From dimg (n·tpt, C): gradients into g (+=). scratch: vision_buf_floats(c, n_tiles). */
+int vision_backward(const model_exec *x, const mmm_weights *g, const float *dimg, int n_tiles, vision_buf *v,
+                    float *scratch);
 
 /* Checks ids against the embedding tables and, when tiles are given, that the <IMG_CONTEXT>
  * tokens are exactly as many as the tiles' image tokens. */
 int check_input_ids(const mmm_config *c, const int32_t *ids, long n, int n_tiles, const char *what);
-/* out[i] = embedding of ids[i]; with img != NULL, <IMG_CONTEXT> rows take img rows in order
- * from *img_cursor. */
+/* out[i] = embedding of ids[i] (host); with img != NULL, <IMG_CONTEXT> rows take img rows in
+ * order from *img_cursor. */
 void embed_tokens(const mmm_model *m, float *out, const int32_t *ids, long n, const float *img,
                   long *img_cursor);
 
-int layer_forward(const mmm_model *m, int l, layer_buf *a, const float *x_in, int B, int T,
+/* One decoder layer: x_out = layer(x_in), keeping in a what the backward needs. scratch:
+ * layer_scratch_floats(d, B·T). */
+int layer_forward(const model_exec *x, int l, layer_buf *a, const float *x_in, int B, int T,
                   const layer_cache *cache, const float *cos_t, const float *sin_t, float *scratch);
 int mamba_conv_channels(const mmm_layer_desc *d); /* Dc */
-
 /* The mamba2 mixer alone: reads a->h1, writes a->att (and the intermediates the backward needs). */
-int mamba_mixer(const mmm_model *m, int l, layer_buf *a, int B, int T, const layer_cache *cache, float *scratch);
-/* Its backward from datt: parameter gradients into g (+=), d(h1) into dh (+=). */
-int mamba_backward(const mmm_model *m, int l, layer_buf *a, mmm_layer_weights *g, float *dh,
+int mamba_mixer(const model_exec *x, int l, layer_buf *a, int B, int T, const layer_cache *cache, float *scratch);
+/* Backward of layer l: dx (N, C) holds d(x_out) on entry and d(x_in) on return; parameter
+ * gradients accumulate into g. scratch: backward_scratch(d, N, C). */
+int layer_backward(const model_exec *x, int l, layer_buf *a, mmm_layer_weights *g, float *dx, int B, int T,
+                   const float *cos_t, const float *sin_t, float *scratch);
+/* The mamba2 mixer's backward from datt: parameter gradients into g (+=), d(h1) into dh (+=). */
+int mamba_backward(const model_exec *x, int l, layer_buf *a, mmm_layer_weights *g, float *dh,
                    const float *datt, int B, int T, float *scratch);
 size_t backward_scratch(const mmm_layer_desc *d, long N, int C);
 /* The saved buffers of layer l in a training forward's activations. */
@@ -95,7 +107,8 @@ size_t layer_scratch_floats(const mmm_layer_desc *d, long N);
 size_t layer_floats(const mmm_layer_desc *d, long N, int C, int B, int T);
 void layer_carve(layer_buf *a, float **p, const mmm_layer_desc *d, long N, int C, int B, int T);
 
-/* L2 normalisation of each row (normalize_encoder_output); norms (N) saved for the backward. */
+/* L2 normalisation of each row on the host (normalize_encoder_output); norms (N) saved for the
+ * backward. */
 void l2norm_rows_forward(float *out, float *norms, const float *inp, long N, int C);
 void l2norm_rows_backward(float *dinp, const float *dout, const float *out, const float *norms,
                           long N, int C);

@@ -1,17 +1,10 @@
-/* One decoder layer forward (attention mixer), shared by training and inference, and the small
- * per-token pieces around the stacks. */
+/* One decoder layer's forward, both mixers, written once over the executor (exec.h) and shared
+ * by training and inference on every device; the small per-token pieces around the stacks. */
 #include <math.h>
 #include <string.h>
 
 #include "internal.h"
 #include "mmm/error.h"
-#include "mmm/ops/activation.h"
-#include "mmm/ops/attention.h"
-#include "mmm/ops/conv1d.h"
-#include "mmm/ops/dense.h"
-#include "mmm/ops/norm.h"
-#include "mmm/ops/rope.h"
-#include "mmm/ops/ssd.h"
 
 int mamba_conv_channels(const mmm_layer_desc *d) {
     return (2 * d->n_kv_heads + d->n_heads) * d->head_dim;
@@ -77,108 +70,76 @@ int max_head_dim(const mmm_config *c) {
     return D;
 }
 
-/* Splits the fused wqkv output, whose rows are grouped per kv head as [q × rep, k, v] (docs/design.md §2). */
-static void split_qkv(float *q, float *k, float *v, const float *qkv, long N, int H, int Hkv, int D) {
-    int rep = H / Hkv, width = (H + 2 * Hkv) * D;
-#pragma omp parallel for if (N * width > 65536)
-    for (long i = 0; i < N; i++) {
-        const float *row = qkv + i * width;
-        for (int g = 0; g < Hkv; g++) {
-            const float *grp = row + (size_t)g * (rep + 2) * D;
-            memcpy(q + (i * H + (size_t)g * rep) * D, grp, (size_t)rep * D * sizeof *q);
-            memcpy(k + (i * Hkv + g) * D, grp + (size_t)rep * D, (size_t)D * sizeof *k);
-            memcpy(v + (i * Hkv + g) * D, grp + (size_t)(rep + 1) * D, (size_t)D * sizeof *v);
-        }
-    }
-}
-
-/* Copies columns [c0, c0 + w) of rows of width `width` into a dense (N, w) block. */
-static void take_cols(float *dst, const float *src, long N, int width, int c0, int w) {
-#pragma omp parallel for if (N * w > 65536)
-    for (long i = 0; i < N; i++) memcpy(dst + i * w, src + i * width + c0, (size_t)w * sizeof *dst);
-}
-
-static void attention_mixer(const mmm_model *m, int l, layer_buf *a, int B, int T,
-                            const layer_cache *cache, const float *cos_t, const float *sin_t, float *scratch) {
-    const mmm_layer_desc *d = &m->cfg.layers[l];
-    const mmm_layer_weights *w = &m->w.layers[l];
-    int C = m->cfg.hidden, H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;
-    long N = (long)B * T;
-    /* q, k, v = split(h · Wqkvᵀ); RoPE on q and k */
-    mmm_linear_forward(scratch, a->h1, w->wqkv, NULL, (int)N, C, (H + 2 * Hkv) * D);
-    size_t row0 = (size_t)cache->pos0 * Hkv * D; /* B == 1 whenever pos0 > 0 */
-    float *k_new = cache->k + row0, *v_new = cache->v + row0;
-    split_qkv(a->q, k_new, v_new, scratch, N, H, Hkv, D);
-    for (int b = 0; b < B; b++) { /* every sequence starts at the same position */
-        float *qb = a->q + (size_t)b * T * H * D, *kb = k_new + (size_t)b * T * Hkv * D;
-        mmm_rope_forward(qb, qb, cos_t, sin_t, T, H, D);
-        mmm_rope_forward(kb, kb, cos_t, sin_t, T, Hkv, D);
-    }
-    mmm_attention_forward(a->att, a->lse, a->q, cache->k, cache->v, B, T, cache->Tk, H, Hkv, D);
+static int attention_mixer(const model_exec *x, int l, layer_buf *a, int B, int T, const layer_cache *cache,
+                           const float *cos_t, const float *sin_t, float *scratch) {
+    const mmm_layer_desc *d = &x->m->cfg.layers[l];
+    const mmm_layer_weights *w = &x->w->layers[l];
+    int C = x->m->cfg.hidden, H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim, rep = H / Hkv;
+    int N = B * T, group = (rep + 2) * D;
+    const exec_ops *op = x->op;
+    /* q, k, v = split(h · Wqkvᵀ): per kv head the fused rows are [q × rep, k, v] (docs/design.md
+     * §2), so the output is (N·Hkv) rows of `group` floats to cut into three column blocks */
+    TRY(op->linear_forward(x, scratch, a->h1, w->wqkv, NULL, N, C, (H + 2 * Hkv) * D));
+    TRY(op->copy_cols(x, a->q, rep * D, scratch, group, (long)N * Hkv, rep * D));
+    TRY(op->copy_cols(x, a->k, D, scratch + (size_t)rep * D, group, (long)N * Hkv, D));
+    TRY(op->copy_cols(x, a->v, D, scratch + (size_t)(rep + 1) * D, group, (long)N * Hkv, D));
+    TRY(op->rope_forward(x, a->q, a->q, cos_t, sin_t, B, T, H, D));
+    TRY(op->rope_forward(x, a->k, a->k, cos_t, sin_t, B, T, Hkv, D));
+    return op->attend(x, a, cache, d, B, T, scratch);
 }
 
 /* The mmMamba mixer (docs/design.md §3): z = h·Wᵀ split [v k q | g | dt]; conv1d + SiLU over [v k q];
  * dt = softplus(dt + dt_bias); A = −exp(A_log); SSD with x = v, B = k (per kv group), C = q;
  * out = RMSNorm_head(y) ⊙ SiLU(g). */
-int mamba_mixer(const mmm_model *m, int l, layer_buf *a, int B, int T,
-                const layer_cache *cache, float *scratch) {
-    const mmm_layer_desc *d = &m->cfg.layers[l];
-    const mmm_layer_weights *w = &m->w.layers[l];
-    int C = m->cfg.hidden, H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;
-    int Dc = mamba_conv_channels(d), HD = H * D, KD = Hkv * D, Dz = Dc + HD + H;
-    long N = (long)B * T;
-    mmm_linear_forward(scratch, a->h1, w->wvkqgdt, NULL, (int)N, C, Dz);
-    take_cols(a->vkq_pre, scratch, N, Dz, 0, Dc);
-    take_cols(a->g, scratch, N, Dz, Dc, HD);
-    take_cols(a->dt_raw, scratch, N, Dz, Dc + HD, H);
+int mamba_mixer(const model_exec *x, int l, layer_buf *a, int B, int T, const layer_cache *cache, float *scratch) {
+    const mmm_layer_desc *d = &x->m->cfg.layers[l];
+    const mmm_layer_weights *w = &x->w->layers[l];
+    int C = x->m->cfg.hidden, H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;
+    int Dc = mamba_conv_channels(d), HD = H * D, KD = Hkv * D, Dz = Dc + HD + H, N = B * T;
+    const exec_ops *op = x->op;
+    TRY(op->linear_forward(x, scratch, a->h1, w->wvkqgdt, NULL, N, C, Dz));
+    TRY(op->copy_cols(x, a->vkq_pre, Dc, scratch, Dz, N, Dc));
+    TRY(op->copy_cols(x, a->g, HD, scratch + Dc, Dz, N, HD));
+    TRY(op->copy_cols(x, a->dt_raw, H, scratch + Dc + HD, Dz, N, H));
 
-    mmm_conv1d_forward(a->vkq_conv, cache->conv_state, a->vkq_pre, cache->conv_state, w->conv_w,
-                       w->conv_b, B, T, Dc, MMM_MAMBA_CONV_K);
+    TRY(op->conv1d_forward(x, a->vkq_conv, cache->conv_state, a->vkq_pre, cache->conv_state, w->conv_w, w->conv_b,
+                           B, T, Dc, MMM_MAMBA_CONV_K));
     float *act = scratch; /* SiLU(conv) (N, Dc), then split into x, B, C */
-    mmm_silu_forward(act, a->vkq_conv, (size_t)N * Dc);
-    take_cols(a->xs, act, N, Dc, 0, KD);
-    take_cols(a->Bs, act, N, Dc, KD, KD);
-    take_cols(a->Cs, act, N, Dc, 2 * KD, HD);
+    TRY(op->silu_forward(x, act, a->vkq_conv, (size_t)N * Dc));
+    TRY(op->copy_cols(x, a->xs, KD, act, Dc, N, KD));
+    TRY(op->copy_cols(x, a->Bs, KD, act + KD, Dc, N, KD));
+    TRY(op->copy_cols(x, a->Cs, HD, act + 2 * KD, Dc, N, HD));
 
-    for (long i = 0; i < N; i++)
-        for (int h = 0; h < H; h++) a->dt[i * H + h] = a->dt_raw[i * H + h] + w->dt_bias[h];
-    mmm_softplus_forward(a->dt, a->dt, (size_t)N * H);
-    for (int h = 0; h < H; h++) a->A[h] = -expf(w->A_log[h]);
-    int rc = MMM_OK;
-    if (T == 1 && cache->ssm_state) /* decoding: one fused recurrent step */
-        mmm_ssd_step(a->y, cache->ssm_state, a->xs, a->Bs, a->Cs, a->dt, a->A, B, H, Hkv, D, D);
-    else
-        rc = mmm_ssd_forward(a->y, cache->ssm_state, a->xs, a->Bs, a->Cs, a->dt, a->A, cache->ssm_state,
-                             B, T, H, Hkv, D, D, MMM_SSD_CHUNK);
-    mmm_gated_rmsnorm_forward(a->att, a->rstd_g, a->y, a->g, w->gnorm, MMM_GNORM_EPS, (int)N, H, D);
-    return rc;
+    TRY(op->add_rows(x, a->dt, a->dt_raw, w->dt_bias, N, H));
+    TRY(op->softplus_forward(x, a->dt, a->dt, (size_t)N * H));
+    TRY(op->mamba_A(x, l, a->A));
+    TRY(op->ssd_forward(x, a->y, cache->ssm_state, a->xs, a->Bs, a->Cs, a->dt, a->A, B, T, H, Hkv, D, D));
+    return op->gated_rmsnorm_forward(x, a->att, a->rstd_g, a->y, a->g, w->gnorm, MMM_GNORM_EPS, N, H, D);
 }
 
-int layer_forward(const mmm_model *m, int l, layer_buf *a, const float *x_in, int B, int T,
+int layer_forward(const model_exec *x, int l, layer_buf *a, const float *x_in, int B, int T,
                   const layer_cache *cache, const float *cos_t, const float *sin_t, float *scratch) {
-    const mmm_layer_desc *d = &m->cfg.layers[l];
-    const mmm_layer_weights *w = &m->w.layers[l];
-    int C = m->cfg.hidden, HD = d->n_heads * d->head_dim, F = d->ffn;
-    long N = (long)B * T;
-    int rc;
-    if (a->x_in != x_in) memcpy(a->x_in, x_in, (size_t)N * C * sizeof *x_in);
+    const mmm_layer_desc *d = &x->m->cfg.layers[l];
+    const mmm_layer_weights *w = &x->w->layers[l];
+    int C = x->m->cfg.hidden, HD = d->n_heads * d->head_dim, F = d->ffn, N = B * T;
+    size_t NC = (size_t)N * C;
+    const exec_ops *op = x->op;
+    if (a->x_in != x_in) TRY(op->copy(x, a->x_in, x_in, NC));
 
     /* x = x + Wo·mixer(RMSNorm(x)) */
-    mmm_rmsnorm_forward(a->h1, a->rstd1, x_in, w->attn_norm, d->rms_eps, (int)N, C);
-    if (d->kind == MMM_MIXER_ATTENTION) attention_mixer(m, l, a, B, T, cache, cos_t, sin_t, scratch);
-    else if ((rc = mamba_mixer(m, l, a, B, T, cache, scratch))) return rc;
-    mmm_linear_forward(a->x_mid, a->att, d->kind == MMM_MIXER_ATTENTION ? w->wo : w->o_proj, NULL,
-                       (int)N, HD, C);
-    for (long i = 0; i < N * C; i++) a->x_mid[i] += x_in[i];
+    TRY(op->rmsnorm_forward(x, a->h1, a->rstd1, x_in, w->attn_norm, d->rms_eps, N, C));
+    if (d->kind == MMM_MIXER_ATTENTION) TRY(attention_mixer(x, l, a, B, T, cache, cos_t, sin_t, scratch));
+    else TRY(mamba_mixer(x, l, a, B, T, cache, scratch));
+    TRY(op->linear_forward(x, a->x_mid, a->att, d->kind == MMM_MIXER_ATTENTION ? w->wo : w->o_proj, NULL, N, HD, C));
+    TRY(op->add(x, a->x_mid, a->x_mid, x_in, NC));
 
     /* x = x + W2·(silu(W1 h) ⊙ W3 h), h = RMSNorm(x) */
-    mmm_rmsnorm_forward(a->h2, a->rstd2, a->x_mid, w->ffn_norm, d->rms_eps, (int)N, C);
-    mmm_linear_forward(a->a, a->h2, w->w1, NULL, (int)N, C, F);
-    mmm_linear_forward(a->b, a->h2, w->w3, NULL, (int)N, C, F);
-    mmm_swiglu_forward(a->s, a->a, a->b, (size_t)N * F);
-    mmm_linear_forward(a->x_out, a->s, w->w2, NULL, (int)N, F, C);
-    for (long i = 0; i < N * C; i++) a->x_out[i] += a->x_mid[i];
-    return MMM_OK;
+    TRY(op->rmsnorm_forward(x, a->h2, a->rstd2, a->x_mid, w->ffn_norm, d->rms_eps, N, C));
+    TRY(op->linear_forward(x, a->a, a->h2, w->w1, NULL, N, C, F));
+    TRY(op->linear_forward(x, a->b, a->h2, w->w3, NULL, N, C, F));
+    TRY(op->swiglu_forward(x, a->s, a->a, a->b, (size_t)N * F));
+    TRY(op->linear_forward(x, a->x_out, a->s, w->w2, NULL, N, F, C));
+    return op->add(x, a->x_out, a->x_out, a->x_mid, NC);
 }
 
 int check_input_ids(const mmm_config *c, const int32_t *ids, long n, int n_tiles, const char *what) {

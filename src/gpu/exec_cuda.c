@@ -1,0 +1,252 @@
+/* The CUDA executor (src/model/exec.h): the model's operations on device memory through the
+ * launchers of src/cuda. Dense projections run on the bf16 tensor cores when the model holds a
+ * bf16 copy of the weight (src/gpu/linear.c); attention keeps bf16 caches and uses the flash
+ * kernel where it can, and the split-key kernel for a generation state's single token. */
+#include <stdlib.h>
+
+#include "internal.h"
+#include "mmm/error.h"
+#include "mmm/ops/interpolate.h"
+
+#define BF16 MMM_DTYPE_BF16
+
+static const mmm_gpu_model *gpu(const model_exec *x) { return x->dev; }
+
+size_t gpu_ssd_ws_bytes(const mmm_config *c, int B, int T) {
+    size_t most = 0;
+    for (int l = 0; l < mmm_config_n_layers(c); l++) {
+        const mmm_layer_desc *d = &c->layers[l];
+        if (d->kind != MMM_MIXER_MAMBA2) continue;
+        /* either chunk length: a generation state's prefill pieces may be shorter than T */
+        for (int L = MMM_SSD_CHUNK / 2; L <= MMM_SSD_CHUNK; L *= 2) {
+            size_t n = mmm_cuda_ssd_ws_bytes(B, T, d->n_heads, d->head_dim, d->head_dim, L);
+            if (n > most) most = n;
+        }
+    }
+    return most;
+}
+
+size_t gpu_ssd_backward_ws_bytes(const mmm_config *c, int B, int T) {
+    size_t most = 0;
+    for (int l = 0; l < mmm_config_n_layers(c); l++) {
+        const mmm_layer_desc *d = &c->layers[l];
+        if (d->kind != MMM_MIXER_MAMBA2) continue;
+        size_t n = mmm_cuda_ssd_backward_ws_bytes(B, T, d->n_heads, d->n_kv_heads, d->head_dim, d->head_dim,
+                                                  gpu_ssd_chunk(B, T, d->n_heads));
+        if (n > most) most = n;
+    }
+    return most;
+}
+
+static int zero(const model_exec *x, float *p, size_t n) { return mmm_cuda_memset(p, 0, n * sizeof *p); }
+static int copy(const model_exec *x, float *dst, const float *src, size_t n) {
+    return mmm_cuda_copy(dst, src, n * sizeof *dst);
+}
+static int copy_cols(const model_exec *x, float *dst, int dst_ld, const float *src, int src_ld, long rows, int w) {
+    return mmm_cuda_copy_cols(dst, dst_ld, src, src_ld, (int)rows, w);
+}
+static int add(const model_exec *x, float *out, const float *a, const float *b, size_t n) {
+    return mmm_cuda_add(out, a, b, n, F32);
+}
+static int add_rows(const model_exec *x, float *out, const float *inp, const float *row, long N, int C) {
+    return mmm_cuda_add_rows(out, inp, row, (int)N, C);
+}
+static int mul_acc(const model_exec *x, float *out, const float *a, const float *b, size_t n) {
+    return mmm_cuda_mul_acc(out, a, b, n);
+}
+
+#define UNARY(name)                                                                                       \
+    static int name##_forward(const model_exec *x, float *out, const float *inp, size_t n) {              \
+        return mmm_cuda_##name##_forward(out, inp, n, F32);                                                \
+    }                                                                                                      \
+    static int name##_backward(const model_exec *x, float *dinp, const float *dout, const float *inp,     \
+                               size_t n) {                                                                 \
+        return mmm_cuda_##name##_backward(dinp, dout, inp, n, F32);                                        \
+    }
+UNARY(silu)
+UNARY(gelu)
+UNARY(softplus)
+#undef UNARY
+
+static int swiglu_forward(const model_exec *x, float *out, const float *a, const float *b, size_t n) {
+    return mmm_cuda_swiglu_forward(out, a, b, n, F32);
+}
+static int swiglu_backward(const model_exec *x, float *da, float *db, const float *dout, const float *a,
+                           const float *b, size_t n) {
+    return mmm_cuda_swiglu_backward(da, db, dout, a, b, n, F32);
+}
+
+static int linear_forward(const model_exec *x, float *out, const float *inp, const float *w, const float *bias,
+                          int N, int C, int OC) {
+    return gpu_linear_forward(gpu(x), out, inp, w, bias, N, C, OC);
+}
+static int linear_backward(const model_exec *x, float *dinp, float *dw, float *dbias, const float *dout,
+                           const float *inp, const float *w, int N, int C, int OC) {
+    return gpu_linear_backward(gpu(x), dinp, dw, dbias, dout, inp, w, N, C, OC);
+}
+
+static int rmsnorm_forward(const model_exec *x, float *out, float *rstd, const float *inp, const float *w, float eps,
+                           int N, int C) {
+    return mmm_cuda_rmsnorm_forward(out, rstd, inp, w, eps, N, C, F32);
+}
+static int rmsnorm_backward(const model_exec *x, float *dinp, float *dw, const float *dout, const float *inp,
+                            const float *w, const float *rstd, int N, int C) {
+    return mmm_cuda_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C, F32);
+}
+static int gated_rmsnorm_forward(const model_exec *x, float *out, float *rstd, const float *y, const float *g,
+                                 const float *w, float eps, int N, int H, int P) {
+    return mmm_cuda_gated_rmsnorm_forward(out, rstd, y, g, w, eps, N, H, P, F32);
+}
+static int gated_rmsnorm_backward(const model_exec *x, float *dy, float *dg, float *dw, const float *dout,
+                                  const float *y, const float *g, const float *w, const float *rstd, int N, int H,
+                                  int P) {
+    return mmm_cuda_gated_rmsnorm_backward(dy, dg, dw, dout, y, g, w, rstd, N, H, P, F32);
+}
+static int l2norm_forward(const model_exec *x, float *out, float *norms, const float *inp, int N, int C) {
+    return mmm_cuda_l2norm_rows_forward(out, norms, inp, N, C);
+}
+static int l2norm_backward(const model_exec *x, float *dinp, const float *dout, const float *out, const float *norms,
+                           int N, int C) {
+    return mmm_cuda_l2norm_rows_backward(dinp, dout, out, norms, N, C);
+}
+
+static int rope_forward(const model_exec *x, float *out, const float *inp, const float *cos_t, const float *sin_t,
+                        int B, int T, int H, int D) {
+    return mmm_cuda_rope_forward(out, inp, cos_t, sin_t, B, T, H, D, F32);
+}
+static int rope_backward(const model_exec *x, float *dinp, const float *dout, const float *cos_t, const float *sin_t,
+                         int B, int T, int H, int D) {
+    return mmm_cuda_rope_backward(dinp, dout, cos_t, sin_t, B, T, H, D, F32);
+}
+
+/* Attention on the bf16 tensor-core flash kernel: the queries a->q against bf16 keys and values
+ * k, v (B, Tk, Hkv, D), through a bf16 copy of q in qo (2·B·Tq·H·D bf16, the output after it).
+ * The output back to fp32 in a->att, the log-sum-exp in a->lse, as after the fp32 kernel (the
+ * training backward reads them). */
+static int flash_bf16(layer_buf *a, const uint16_t *k, const uint16_t *v, uint16_t *qo, int B, int Tq, int Tk, int H,
+                      int Hkv, int D) {
+    size_t nq = (size_t)B * Tq * H * D;
+    uint16_t *q = qo, *out = q + nq;
+    TRY(mmm_cuda_convert(q, BF16, a->q, F32, nq));
+    TRY(mmm_cuda_attention_forward(out, a->lse, q, k, v, B, Tq, Tk, H, Hkv, D, BF16));
+    return mmm_cuda_convert(a->att, F32, out, BF16, nq);
+}
+
+static int attend(const model_exec *x, layer_buf *a, const layer_cache *cache, const mmm_layer_desc *d, int B, int T,
+                  float *scratch) {
+    int H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim, N = B * T;
+    size_t nk = (size_t)N * Hkv * D, row0 = (size_t)cache->pos0 * Hkv * D;
+    int bf16_cache = cache->kv_dt == BF16, own = cache->k == a->k;
+    if (!own) { /* a generation state (B = 1): the new rows into its cache at pos0, rounded if bf16 */
+        if (bf16_cache) {
+            TRY(mmm_cuda_convert((uint16_t *)cache->k + row0, BF16, a->k, F32, nk));
+            TRY(mmm_cuda_convert((uint16_t *)cache->v + row0, BF16, a->v, F32, nk));
+        } else {
+            TRY(mmm_cuda_copy((float *)cache->k + row0, a->k, nk * sizeof(float)));
+            TRY(mmm_cuda_copy((float *)cache->v + row0, a->v, nk * sizeof(float)));
+        }
+    }
+    if (T == 1 && x->attn_ws) /* one token: the keys split over the whole GPU */
+        return mmm_cuda_attention_decode(a->att, a->q, cache->k, cache->v, x->attn_ws, B, cache->Tk, cache->Tmax, H,
+                                         Hkv, D, cache->kv_dt);
+    uint16_t *qo = (uint16_t *)scratch; /* the fused projection in scratch is no longer needed */
+    if (bf16_cache) return flash_bf16(a, cache->k, cache->v, qo, B, T, cache->Tk, H, Hkv, D);
+    if (own && gpu(x)->data_bf16 && (D == 64 || D == 128)) {
+        /* training in bf16: the batch's own keys and values through bf16 copies after q and out */
+        uint16_t *kb = qo + 2 * (size_t)N * H * D, *vb = kb + nk;
+        TRY(mmm_cuda_convert(kb, BF16, a->k, F32, nk));
+        TRY(mmm_cuda_convert(vb, BF16, a->v, F32, nk));
+        return flash_bf16(a, kb, vb, qo, B, T, T, H, Hkv, D);
+    }
+    return mmm_cuda_attention_forward(a->att, a->lse, a->q, cache->k, cache->v, B, T, cache->Tk, H, Hkv, D, F32);
+}
+
+static int attention_backward(const model_exec *x, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                              const float *k, const float *v, const float *out, const float *lse, int B, int T,
+                              int H, int Hkv, int D) {
+    return mmm_cuda_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, B, T, T, H, Hkv, D, F32);
+}
+
+static int conv1d_forward(const model_exec *x, float *out, float *state_out, const float *inp, const float *state_in,
+                          const float *w, const float *b, int B, int T, int C, int K) {
+    return mmm_cuda_conv1d_forward(out, state_out, inp, state_in, w, b, B, T, C, K, F32);
+}
+static int conv1d_backward(const model_exec *x, float *dinp, float *dw, float *db, const float *dout,
+                           const float *inp, const float *w, int B, int T, int C, int K) {
+    return mmm_cuda_conv1d_backward(dinp, NULL, dw, db, dout, inp, NULL, w, B, T, C, K, F32);
+}
+
+/* A is derived once per weight change (src/gpu/model.c) */
+static int mamba_A(const model_exec *x, int l, float *A) {
+    return mmm_cuda_copy(A, gpu(x)->A[l], (size_t)x->m->cfg.layers[l].n_heads * sizeof *A);
+}
+
+static int ssd_forward(const model_exec *x, float *y, float *state, const float *xs, const float *Bs, const float *Cs,
+                       const float *dt, const float *A, int B, int T, int H, int G, int P, int N) {
+    if (T == 1 && state) return mmm_cuda_ssd_step(y, state, xs, Bs, Cs, dt, A, B, H, G, P, N);
+    return mmm_cuda_ssd_forward(y, state, xs, Bs, Cs, dt, A, state, x->ssd_ws, B, T, H, G, P, N,
+                                gpu_ssd_chunk(B, T, H), F32);
+}
+static int ssd_backward(const model_exec *x, float *dxs, float *dBs, float *dCs, float *ddt, float *dA,
+                        const float *dy, const float *xs, const float *Bs, const float *Cs, const float *dt,
+                        const float *A, int B, int T, int H, int G, int P, int N) {
+    return mmm_cuda_ssd_backward(dxs, dBs, dCs, ddt, dA, NULL, dy, NULL, xs, Bs, Cs, dt, A, NULL, x->ssd_ws, B, T, H,
+                                 G, P, N, gpu_ssd_chunk(B, T, H), F32);
+}
+
+static int patches(const model_exec *x, float *out, const float *pixels, int n, int S, int p) {
+    return mmm_cuda_patches(out, pixels, n, S, p);
+}
+static int pixel_shuffle_forward(const model_exec *x, float *out, const float *inp, int n, int G, int C, int r) {
+    return mmm_cuda_pixel_shuffle_forward(out, inp, n, G, G, C, r);
+}
+static int pixel_shuffle_backward(const model_exec *x, float *dinp, const float *dout, int n, int G, int C, int r) {
+    return mmm_cuda_pixel_shuffle_backward(dinp, dout, n, G, G, C, r);
+}
+
+/* the grid is resized once per weight change (src/gpu/model.c) */
+static int pos_grid(const model_exec *x, float *pos) {
+    const mmm_config *c = &x->m->cfg;
+    size_t gt = (size_t)mmm_config_tile_grid(c);
+    return mmm_cuda_copy(pos, gpu(x)->pos, gt * gt * c->hidden * sizeof *pos);
+}
+
+/* A resized grid's gradient is mapped back through the resize on the host. */
+static int pos_grid_backward(const model_exec *x, const mmm_weights *gw, const float *dpos) {
+    const mmm_config *c = &x->m->cfg;
+    int C = c->hidden, gp = mmm_config_patch_grid(c), gt = mmm_config_tile_grid(c);
+    size_t nt = (size_t)gt * gt * C, np = (size_t)gp * gp * C;
+    if (gt == gp) return mmm_cuda_add(gw->pos_emb + C, gw->pos_emb + C, dpos, np, F32);
+    float *host = malloc(nt * sizeof *host), *grid = calloc(np, sizeof *grid);
+    gpu_buf d = {0};
+    int rc = host && grid ? MMM_OK : mmm_fail(MMM_ERR_NOMEM, "gpu backward: out of memory");
+    if (!rc) rc = mmm_cuda_download(host, dpos, nt * sizeof *host);
+    if (!rc) mmm_bicubic_resize_backward(grid, host, gp, gp, gt, gt, C);
+    if (!rc) rc = gpu_buf_reserve(&d, np * sizeof *grid);
+    if (!rc) rc = mmm_cuda_upload(d.p, grid, np * sizeof *grid);
+    if (!rc) rc = mmm_cuda_add(gw->pos_emb + C, gw->pos_emb + C, d.p, np, F32);
+    if (!rc) rc = mmm_cuda_sync(); /* before the temporary goes */
+    gpu_buf_free(&d);
+    free(grid);
+    free(host);
+    return rc;
+}
+
+static const exec_ops cuda_ops = {
+    .zero = zero, .copy = copy, .copy_cols = copy_cols, .add = add, .add_rows = add_rows, .mul_acc = mul_acc,
+    .silu_forward = silu_forward, .silu_backward = silu_backward, .gelu_forward = gelu_forward,
+    .gelu_backward = gelu_backward, .softplus_forward = softplus_forward, .softplus_backward = softplus_backward,
+    .swiglu_forward = swiglu_forward, .swiglu_backward = swiglu_backward, .linear_forward = linear_forward,
+    .linear_backward = linear_backward, .rmsnorm_forward = rmsnorm_forward, .rmsnorm_backward = rmsnorm_backward,
+    .gated_rmsnorm_forward = gated_rmsnorm_forward, .gated_rmsnorm_backward = gated_rmsnorm_backward,
+    .l2norm_rows_forward = l2norm_forward, .l2norm_rows_backward = l2norm_backward, .rope_forward = rope_forward,
+    .rope_backward = rope_backward, .attend = attend, .attention_backward = attention_backward,
+    .conv1d_forward = conv1d_forward, .conv1d_backward = conv1d_backward, .mamba_A = mamba_A,
+    .ssd_forward = ssd_forward, .ssd_backward = ssd_backward, .patches = patches,
+    .pixel_shuffle_forward = pixel_shuffle_forward, .pixel_shuffle_backward = pixel_shuffle_backward,
+    .pos_grid = pos_grid, .pos_grid_backward = pos_grid_backward,
+};
+
+model_exec exec_cuda(const mmm_model *m, void *ssd_ws, void *attn_ws) {
+    return (model_exec){.op = &cuda_ops, .m = m, .w = &m->gpu->w, .dev = m->gpu, .ssd_ws = ssd_ws, .attn_ws = attn_ws};
+}

@@ -1,0 +1,139 @@
+/* The executor the model is written against (docs/architecture.md, "One model, two devices"):
+ * the operations a layer, the vision front end and the training passes need, each implemented
+ * by the CPU (src/model/exec_cpu.c over src/ops/cpu) and by CUDA (src/gpu/exec_cuda.c over
+ * src/cuda). The model code in src/model calls only these, so a change to a mixer is made once;
+ * devices differ in kernels (and in fusions that override a named op such as `attend`), not in
+ * model code. Every pointer is the device's memory; every op returns MMM_OK or an error code. */
+#ifndef MMM_MODEL_EXEC_H
+#define MMM_MODEL_EXEC_H
+
+#include <stddef.h>
+
+#include "mmm/model.h"
+
+typedef struct model_exec model_exec;
+typedef struct layer_buf layer_buf;
+typedef struct layer_cache layer_cache;
+
+typedef struct {
+    /* memory */
+    int (*zero)(const model_exec *x, float *p /* (n) */, size_t n);
+    int (*copy)(const model_exec *x, float *dst /* (n) */, const float *src /* (n) */, size_t n);
+    /* dst[r][0..w) = src[r][0..w) for rows r, rows dst_ld and src_ld floats apart */
+    int (*copy_cols)(const model_exec *x, float *dst /* (rows, dst_ld) */, int dst_ld,
+                     const float *src /* (rows, src_ld) */, int src_ld, long rows, int w);
+
+    /* element-wise */
+    int (*add)(const model_exec *x, float *out /* (n) */, const float *a /* (n) */, const float *b /* (n) */,
+               size_t n);
+    /* out[i] = inp[i] + row for each of N rows */
+    int (*add_rows)(const model_exec *x, float *out /* (N, C) */, const float *inp /* (N, C) */,
+                    const float *row /* (C) */, long N, int C);
+    int (*mul_acc)(const model_exec *x, float *out /* (n), += */, const float *a /* (n) */, const float *b /* (n) */,
+                   size_t n);
+    int (*silu_forward)(const model_exec *x, float *out /* (n) */, const float *inp /* (n) */, size_t n);
+    int (*silu_backward)(const model_exec *x, float *dinp /* (n), += */, const float *dout /* (n) */,
+                         const float *inp /* (n) */, size_t n);
+    int (*gelu_forward)(const model_exec *x, float *out /* (n) */, const float *inp /* (n) */, size_t n);
+    int (*gelu_backward)(const model_exec *x, float *dinp /* (n), += */, const float *dout /* (n) */,
+                         const float *inp /* (n) */, size_t n);
+    int (*softplus_forward)(const model_exec *x, float *out /* (n) */, const float *inp /* (n) */, size_t n);
+    int (*softplus_backward)(const model_exec *x, float *dinp /* (n), += */, const float *dout /* (n) */,
+                             const float *inp /* (n) */, size_t n);
+    int (*swiglu_forward)(const model_exec *x, float *out /* (n) */, const float *a /* (n) */,
+                          const float *b /* (n) */, size_t n);
+    int (*swiglu_backward)(const model_exec *x, float *da /* (n), += */, float *db /* (n), += */,
+                           const float *dout /* (n) */, const float *a /* (n) */, const float *b /* (n) */, size_t n);
+
+    /* out = inp·wᵀ + bias over a model weight w (the device picks the GEMM's precision) */
+    int (*linear_forward)(const model_exec *x, float *out /* (N, OC) */, const float *inp /* (N, C) */,
+                          const float *w /* (OC, C) */, const float *bias /* (OC) or NULL */, int N, int C, int OC);
+    int (*linear_backward)(const model_exec *x, float *dinp /* (N, C) or NULL, += */,
+                           float *dw /* (OC, C) or NULL, += */, float *dbias /* (OC) or NULL, += */,
+                           const float *dout /* (N, OC) */, const float *inp /* (N, C) or NULL without dw */,
+                           const float *w /* (OC, C) or NULL without dinp */, int N, int C, int OC);
+
+    /* norms */
+    int (*rmsnorm_forward)(const model_exec *x, float *out /* (N, C) */, float *rstd /* (N) */,
+                           const float *inp /* (N, C) */, const float *w /* (C) */, float eps, int N, int C);
+    int (*rmsnorm_backward)(const model_exec *x, float *dinp /* (N, C), += */, float *dw /* (C) or NULL, += */,
+                            const float *dout /* (N, C) */, const float *inp /* (N, C) */, const float *w /* (C) */,
+                            const float *rstd /* (N) */, int N, int C);
+    /* out = RMSNorm_head(y)·w ⊙ SiLU(g) per head of P */
+    int (*gated_rmsnorm_forward)(const model_exec *x, float *out /* (N, H·P) */, float *rstd /* (N·H) */,
+                                 const float *y /* (N, H·P) */, const float *g /* (N, H·P) */,
+                                 const float *w /* (P) */, float eps, int N, int H, int P);
+    int (*gated_rmsnorm_backward)(const model_exec *x, float *dy /* (N, H·P), += */, float *dg /* (N, H·P), += */,
+                                  float *dw /* (P) or NULL, += */, const float *dout /* (N, H·P) */,
+                                  const float *y /* (N, H·P) */, const float *g /* (N, H·P) */,
+                                  const float *w /* (P) */, const float *rstd /* (N·H) */, int N, int H, int P);
+    /* x / max(‖x‖, 1e-12) per row (normalize_encoder_output) */
+    int (*l2norm_rows_forward)(const model_exec *x, float *out /* (N, C), may alias inp */, float *norms /* (N) */,
+                               const float *inp /* (N, C) */, int N, int C);
+    int (*l2norm_rows_backward)(const model_exec *x, float *dinp /* (N, C), += */, const float *dout /* (N, C) */,
+                                const float *out /* (N, C) */, const float *norms /* (N) */, int N, int C);
+
+    /* rotary embedding of B sequences at the same positions (tables (T, D/2)) */
+    int (*rope_forward)(const model_exec *x, float *out /* (B, T, H, D), may alias inp */,
+                        const float *inp /* (B, T, H, D) */, const float *cos_t, const float *sin_t, int B, int T,
+                        int H, int D);
+    int (*rope_backward)(const model_exec *x, float *dinp /* (B, T, H, D), += */, const float *dout /* (B, T, H, D) */,
+                         const float *cos_t, const float *sin_t, int B, int T, int H, int D);
+
+    /* Causal attention of a layer's rotated queries a->q (N, H, D) over its cache: appends the new
+     * rows a->k, a->v (N, Hkv, D) at row pos0 of cache->k/v unless those are a->k/v themselves
+     * (training), then a->att (N, H·D) and a->lse (B, H, T) over keys [0, cache->Tk). scratch:
+     * layer_scratch_floats(d, N), free to use. */
+    int (*attend)(const model_exec *x, layer_buf *a, const layer_cache *cache, const mmm_layer_desc *d, int B,
+                  int T, float *scratch);
+    int (*attention_backward)(const model_exec *x, float *dq /* (B, T, H, D), += */, float *dk /* (B, T, Hkv, D), += */,
+                              float *dv /* (B, T, Hkv, D), += */, const float *dout /* (B, T, H, D) */,
+                              const float *q, const float *k, const float *v, const float *out,
+                              const float *lse /* (B, H, T) */, int B, int T, int H, int Hkv, int D);
+
+    /* causal depthwise conv over time with a (K−1)-row state carried in and out (NULL: zeros / none) */
+    int (*conv1d_forward)(const model_exec *x, float *out /* (B, T, C) */, float *state_out /* (B, K−1, C) or NULL */,
+                          const float *inp /* (B, T, C) */, const float *state_in /* (B, K−1, C) or NULL */,
+                          const float *w /* (C, K) */, const float *b /* (C) */, int B, int T, int C, int K);
+    int (*conv1d_backward)(const model_exec *x, float *dinp /* (B, T, C), += */, float *dw /* (C, K) or NULL, += */,
+                           float *db /* (C) or NULL, += */, const float *dout /* (B, T, C) */,
+                           const float *inp /* (B, T, C) */, const float *w /* (C, K) */, int B, int T, int C, int K);
+    /* A = −exp(A_log) of mamba2 layer l */
+    int (*mamba_A)(const model_exec *x, int l, float *A /* (H) */);
+    /* The SSD scan (include/mmm/ops/ssd.h) continuing state in place (NULL: from zero, kept
+     * nowhere); one token with a state is the recurrent step. */
+    int (*ssd_forward)(const model_exec *x, float *y /* (B, T, H, P) */, float *state /* (B, H, P, N) or NULL */,
+                       const float *xs /* (B, T, G, P) */, const float *Bs /* (B, T, G, N) */,
+                       const float *Cs /* (B, T, H, N) */, const float *dt /* (B, T, H) */, const float *A /* (H) */,
+                       int B, int T, int H, int G, int P, int N);
+    int (*ssd_backward)(const model_exec *x, float *dxs /* (B, T, G, P), += */, float *dBs /* (B, T, G, N), += */,
+                        float *dCs /* (B, T, H, N), += */, float *ddt /* (B, T, H), += */, float *dA /* (H), += */,
+                        const float *dy /* (B, T, H, P) */, const float *xs, const float *Bs, const float *Cs,
+                        const float *dt, const float *A, int B, int T, int H, int G, int P, int N);
+
+    /* vision */
+    int (*patches)(const model_exec *x, float *out /* (n, S/p, S/p, 3·p·p) */, const float *pixels /* (n, 3, S, S) */,
+                   int n, int S, int p);
+    int (*pixel_shuffle_forward)(const model_exec *x, float *out /* (n, G/r, G/r, r·r·C) */,
+                                 const float *inp /* (n, G, G, C) */, int n, int G, int C, int r);
+    int (*pixel_shuffle_backward)(const model_exec *x, float *dinp /* (n, G, G, C), += */,
+                                  const float *dout /* (n, G/r, G/r, r·r·C) */, int n, int G, int C, int r);
+    /* the position grid at the tile grid (resized when it differs from the stored one) */
+    int (*pos_grid)(const model_exec *x, float *pos /* (gt², C) */);
+    /* its gradient dpos (gt², C) mapped back into the stored grid of gw */
+    int (*pos_grid_backward)(const model_exec *x, const mmm_weights *gw, const float *dpos /* (gt², C) */);
+} exec_ops;
+
+struct model_exec {
+    const exec_ops *op;
+    const mmm_model *m;
+    const mmm_weights *w; /* the weights as this device reads them */
+    void *dev;            /* the device's own context (CUDA: the model's device copy) */
+    void *ssd_ws;         /* the SSD's workspace, on devices that need one */
+    void *attn_ws;        /* single-query attention's workspace (CUDA generation states), or NULL */
+};
+
+/* The CPU executor of m (its host weights). */
+model_exec exec_cpu(const mmm_model *m);
+
+#endif

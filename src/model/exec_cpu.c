@@ -1,0 +1,263 @@
+/* The CPU executor (exec.h): the model's operations on host memory through src/ops/cpu (fp32,
+ * OpenMP, OpenBLAS). */
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+#include "mmm/error.h"
+#include "mmm/ops/activation.h"
+#include "mmm/ops/attention.h"
+#include "mmm/ops/conv1d.h"
+#include "mmm/ops/dense.h"
+#include "mmm/ops/interpolate.h"
+#include "mmm/ops/norm.h"
+#include "mmm/ops/rope.h"
+#include "mmm/ops/ssd.h"
+#include "mmm/ops/vision.h"
+
+#define PARALLEL_MIN 65536 /* elements below which a loop is not worth a parallel region */
+
+static int zero(const model_exec *x, float *p, size_t n) {
+    memset(p, 0, n * sizeof *p);
+    return MMM_OK;
+}
+
+static int copy(const model_exec *x, float *dst, const float *src, size_t n) {
+    memcpy(dst, src, n * sizeof *dst);
+    return MMM_OK;
+}
+
+static int copy_cols(const model_exec *x, float *dst, int dst_ld, const float *src, int src_ld, long rows, int w) {
+#pragma omp parallel for if (rows * w > PARALLEL_MIN)
+    for (long i = 0; i < rows; i++) memcpy(dst + i * dst_ld, src + i * src_ld, (size_t)w * sizeof *dst);
+    return MMM_OK;
+}
+
+static int add(const model_exec *x, float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for if (n > PARALLEL_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    return MMM_OK;
+}
+
+static int add_rows(const model_exec *x, float *out, const float *inp, const float *row, long N, int C) {
+#pragma omp parallel for if (N * C > PARALLEL_MIN)
+    for (long i = 0; i < N; i++)
+        for (int j = 0; j < C; j++) out[i * C + j] = inp[i * C + j] + row[j];
+    return MMM_OK;
+}
+
+static int mul_acc(const model_exec *x, float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] += a[i] * b[i];
+    return MMM_OK;
+}
+
+#define UNARY(name, fn)                                                                                   \
+    static int name##_forward(const model_exec *x, float *out, const float *inp, size_t n) {              \
+        fn##_forward(out, inp, n);                                                                         \
+        return MMM_OK;                                                                                     \
+    }                                                                                                      \
+    static int name##_backward(const model_exec *x, float *dinp, const float *dout, const float *inp,     \
+                               size_t n) {                                                                 \
+        fn##_backward(dinp, dout, inp, n);                                                                 \
+        return MMM_OK;                                                                                     \
+    }
+UNARY(silu, mmm_silu)
+UNARY(gelu, mmm_gelu)
+UNARY(softplus, mmm_softplus)
+#undef UNARY
+
+static int swiglu_forward(const model_exec *x, float *out, const float *a, const float *b, size_t n) {
+    mmm_swiglu_forward(out, a, b, n);
+    return MMM_OK;
+}
+
+static int swiglu_backward(const model_exec *x, float *da, float *db, const float *dout, const float *a,
+                           const float *b, size_t n) {
+    mmm_swiglu_backward(da, db, dout, a, b, n);
+    return MMM_OK;
+}
+
+static int linear_forward(const model_exec *x, float *out, const float *inp, const float *w, const float *bias,
+                          int N, int C, int OC) {
+    mmm_linear_forward(out, inp, w, bias, N, C, OC);
+    return MMM_OK;
+}
+
+static int linear_backward(const model_exec *x, float *dinp, float *dw, float *dbias, const float *dout,
+                           const float *inp, const float *w, int N, int C, int OC) {
+    mmm_linear_backward(dinp, dw, dbias, dout, inp, w, N, C, OC);
+    return MMM_OK;
+}
+
+static int rmsnorm_forward(const model_exec *x, float *out, float *rstd, const float *inp, const float *w, float eps,
+                           int N, int C) {
+    mmm_rmsnorm_forward(out, rstd, inp, w, eps, N, C);
+    return MMM_OK;
+}
+
+static int rmsnorm_backward(const model_exec *x, float *dinp, float *dw, const float *dout, const float *inp,
+                            const float *w, const float *rstd, int N, int C) {
+    mmm_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C);
+    return MMM_OK;
+}
+
+static int gated_rmsnorm_forward(const model_exec *x, float *out, float *rstd, const float *y, const float *g,
+                                 const float *w, float eps, int N, int H, int P) {
+    mmm_gated_rmsnorm_forward(out, rstd, y, g, w, eps, N, H, P);
+    return MMM_OK;
+}
+
+static int gated_rmsnorm_backward(const model_exec *x, float *dy, float *dg, float *dw, const float *dout,
+                                  const float *y, const float *g, const float *w, const float *rstd, int N, int H,
+                                  int P) {
+    mmm_gated_rmsnorm_backward(dy, dg, dw, dout, y, g, w, rstd, N, H, P);
+    return MMM_OK;
+}
+
+static int l2norm_forward(const model_exec *x, float *out, float *norms, const float *inp, int N, int C) {
+    l2norm_rows_forward(out, norms, inp, N, C);
+    return MMM_OK;
+}
+
+static int l2norm_backward(const model_exec *x, float *dinp, const float *dout, const float *out, const float *norms,
+                           int N, int C) {
+    l2norm_rows_backward(dinp, dout, out, norms, N, C);
+    return MMM_OK;
+}
+
+static int rope_forward(const model_exec *x, float *out, const float *inp, const float *cos_t, const float *sin_t,
+                        int B, int T, int H, int D) {
+    for (int b = 0; b < B; b++) {
+        size_t at = (size_t)b * T * H * D;
+        mmm_rope_forward(out + at, inp + at, cos_t, sin_t, T, H, D);
+    }
+    return MMM_OK;
+}
+
+static int rope_backward(const model_exec *x, float *dinp, const float *dout, const float *cos_t, const float *sin_t,
+                         int B, int T, int H, int D) {
+    for (int b = 0; b < B; b++) {
+        size_t at = (size_t)b * T * H * D;
+        mmm_rope_backward(dinp + at, dout + at, cos_t, sin_t, T, H, D);
+    }
+    return MMM_OK;
+}
+
+/* fp32 caches; a generation state (B = 1) appends its new rows, training attends to its own */
+static int attend(const model_exec *x, layer_buf *a, const layer_cache *cache, const mmm_layer_desc *d, int B, int T,
+                  float *scratch) {
+    int H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;
+    size_t nk = (size_t)B * T * Hkv * D, row0 = (size_t)cache->pos0 * Hkv * D;
+    if (cache->k != a->k) {
+        memcpy((float *)cache->k + row0, a->k, nk * sizeof *a->k);
+        memcpy((float *)cache->v + row0, a->v, nk * sizeof *a->v);
+    }
+    mmm_attention_forward(a->att, a->lse, a->q, cache->k, cache->v, B, T, cache->Tk, H, Hkv, D);
+    return MMM_OK;
+}
+
+static int attention_backward(const model_exec *x, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                              const float *k, const float *v, const float *out, const float *lse, int B, int T,
+                              int H, int Hkv, int D) {
+    mmm_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, B, T, T, H, Hkv, D);
+    return MMM_OK;
+}
+
+static int conv1d_forward(const model_exec *x, float *out, float *state_out, const float *inp, const float *state_in,
+                          const float *w, const float *b, int B, int T, int C, int K) {
+    mmm_conv1d_forward(out, state_out, inp, state_in, w, b, B, T, C, K);
+    return MMM_OK;
+}
+
+static int conv1d_backward(const model_exec *x, float *dinp, float *dw, float *db, const float *dout,
+                           const float *inp, const float *w, int B, int T, int C, int K) {
+    mmm_conv1d_backward(dinp, NULL, dw, db, dout, inp, NULL, w, B, T, C, K);
+    return MMM_OK;
+}
+
+static int mamba_A(const model_exec *x, int l, float *A) {
+    const float *A_log = x->w->layers[l].A_log;
+    for (int h = 0; h < x->m->cfg.layers[l].n_heads; h++) A[h] = -expf(A_log[h]);
+    return MMM_OK;
+}
+
+static int ssd_forward(const model_exec *x, float *y, float *state, const float *xs, const float *Bs, const float *Cs,
+                       const float *dt, const float *A, int B, int T, int H, int G, int P, int N) {
+    if (T == 1 && state) { /* decoding: one fused recurrent step */
+        mmm_ssd_step(y, state, xs, Bs, Cs, dt, A, B, H, G, P, N);
+        return MMM_OK;
+    }
+    return mmm_ssd_forward(y, state, xs, Bs, Cs, dt, A, state, B, T, H, G, P, N, MMM_SSD_CHUNK);
+}
+
+static int ssd_backward(const model_exec *x, float *dxs, float *dBs, float *dCs, float *ddt, float *dA,
+                        const float *dy, const float *xs, const float *Bs, const float *Cs, const float *dt,
+                        const float *A, int B, int T, int H, int G, int P, int N) {
+    return mmm_ssd_backward(dxs, dBs, dCs, ddt, dA, NULL, dy, NULL, xs, Bs, Cs, dt, A, NULL, B, T, H, G, P, N,
+                            MMM_SSD_CHUNK);
+}
+
+/* Each patch flattened in (channel, y, x) order, matching the conv weight (C, 3, p, p). */
+static int patches(const model_exec *x, float *out, const float *pixels, int n, int S, int p) {
+    int gt = S / p, K = 3 * p * p;
+#pragma omp parallel for collapse(2) if ((long)n * S * S > PARALLEL_MIN)
+    for (int t = 0; t < n; t++)
+        for (int gy = 0; gy < gt; gy++)
+            for (int gx = 0; gx < gt; gx++) {
+                float *dst = out + (((size_t)t * gt + gy) * gt + gx) * K;
+                for (int ch = 0; ch < 3; ch++)
+                    for (int y = 0; y < p; y++)
+                        memcpy(dst + (ch * p + y) * p, pixels + (((size_t)t * 3 + ch) * S + gy * p + y) * S + gx * p,
+                               (size_t)p * sizeof *dst);
+            }
+    return MMM_OK;
+}
+
+static int pixel_shuffle_forward(const model_exec *x, float *out, const float *inp, int n, int G, int C, int r) {
+    mmm_pixel_shuffle_forward(out, inp, n, G, G, C, r);
+    return MMM_OK;
+}
+
+static int pixel_shuffle_backward(const model_exec *x, float *dinp, const float *dout, int n, int G, int C, int r) {
+    mmm_pixel_shuffle_backward(dinp, dout, n, G, G, C, r);
+    return MMM_OK;
+}
+
+static int pos_grid(const model_exec *x, float *pos) {
+    const mmm_config *c = &x->m->cfg;
+    int C = c->hidden, gp = mmm_config_patch_grid(c), gt = mmm_config_tile_grid(c);
+    const float *grid = x->w->pos_emb + C; /* slot 0 is the unused class position */
+    if (gt == gp) memcpy(pos, grid, (size_t)gp * gp * C * sizeof *pos);
+    else mmm_bicubic_resize_forward(pos, grid, gp, gp, gt, gt, C);
+    return MMM_OK;
+}
+
+static int pos_grid_backward(const model_exec *x, const mmm_weights *gw, const float *dpos) {
+    const mmm_config *c = &x->m->cfg;
+    int C = c->hidden, gp = mmm_config_patch_grid(c), gt = mmm_config_tile_grid(c);
+    float *grid = gw->pos_emb + C;
+    if (gt == gp)
+        for (size_t i = 0; i < (size_t)gp * gp * C; i++) grid[i] += dpos[i];
+    else
+        mmm_bicubic_resize_backward(grid, dpos, gp, gp, gt, gt, C);
+    return MMM_OK;
+}
+
+static const exec_ops cpu_ops = {
+    .zero = zero, .copy = copy, .copy_cols = copy_cols, .add = add, .add_rows = add_rows, .mul_acc = mul_acc,
+    .silu_forward = silu_forward, .silu_backward = silu_backward, .gelu_forward = gelu_forward,
+    .gelu_backward = gelu_backward, .softplus_forward = softplus_forward, .softplus_backward = softplus_backward,
+    .swiglu_forward = swiglu_forward, .swiglu_backward = swiglu_backward, .linear_forward = linear_forward,
+    .linear_backward = linear_backward, .rmsnorm_forward = rmsnorm_forward, .rmsnorm_backward = rmsnorm_backward,
+    .gated_rmsnorm_forward = gated_rmsnorm_forward, .gated_rmsnorm_backward = gated_rmsnorm_backward,
+    .l2norm_rows_forward = l2norm_forward, .l2norm_rows_backward = l2norm_backward, .rope_forward = rope_forward,
+    .rope_backward = rope_backward, .attend = attend, .attention_backward = attention_backward,
+    .conv1d_forward = conv1d_forward, .conv1d_backward = conv1d_backward, .mamba_A = mamba_A,
+    .ssd_forward = ssd_forward, .ssd_backward = ssd_backward, .patches = patches,
+    .pixel_shuffle_forward = pixel_shuffle_forward, .pixel_shuffle_backward = pixel_shuffle_backward,
+    .pos_grid = pos_grid, .pos_grid_backward = pos_grid_backward,
+};
+
+model_exec exec_cpu(const mmm_model *m) {
+    return (model_exec){.op = &cpu_ops, .m = m, .w = &m->w};
+}
