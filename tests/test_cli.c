@@ -185,6 +185,19 @@ TEST(test_cli_seed_and_bench) {
     check(rc == 1 && strstr(out, "is a student"), "cli mmm bench: a student given as --model is refused");
     rc = run_mmm("bench --contexts 0", out, sizeof out);
     check(rc == 2 && strstr(out, "--contexts"), "cli mmm bench: bad context list");
+
+    /* --save writes the very models bench measures (bench/llama_cpp/ runs llama.cpp on them): the
+     * linear student is the saved teacher seeded as bench seeds it (mimic init, seed 1) */
+    rc = system("rm -rf /tmp/mmm_cli_bench_models /tmp/mmm_cli_bench_seeded");
+    rc = run_mmm("bench --dims hidden=32,layers=1+3,heads=4,kv=2,ffn=64,vocab=64 --kinds teacher,linear "
+                 "--save /tmp/mmm_cli_bench_models", out, sizeof out);
+    check(rc == 0 && strstr(out, "/tmp/mmm_cli_bench_models/teacher: teacher") &&
+          strstr(out, "/tmp/mmm_cli_bench_models/linear: linear") && !strstr(out, "hybrid"),
+          "cli mmm bench --save writes the models of --kinds");
+    rc = run_mmm("seed --teacher /tmp/mmm_cli_bench_models/teacher --out /tmp/mmm_cli_bench_seeded --seed 1", out, sizeof out);
+    check(rc == 0 && system("cmp -s /tmp/mmm_cli_bench_models/linear/model.safetensors "
+                            "/tmp/mmm_cli_bench_seeded/model.safetensors") == 0,
+          "cli mmm bench --save: the linear student is the saved teacher's, seeded as bench seeds it");
 }
 
 /* mmm demo: a bad --teacher is refused before the data is built; --quick end to end (about 45 s on

@@ -3,12 +3,14 @@
  * or the GPU. Each measurement runs in its own process, so its peak resident memory (or the GPU
  * memory it adds) is its own. */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,9 +21,11 @@
 #include "mmm/forward.h"
 #include "mmm/gpu.h"
 #include "mmm/model.h"
+#include "mmm/path.h"
 #include "mmm/plot.h"
 #include "mmm/seed.h"
 #include "mmm/spawn.h"
+#include "mmm/threads.h"
 #include "mmm/version.h"
 
 #define MAX_POINTS 32
@@ -298,6 +302,28 @@ static int train_steps(const char *model_dir, const dims *d, const char *kinds, 
     return failed;
 }
 
+/* --save DIR: the models the measurements would build, as model directories DIR/<kind> (fp32
+ * safetensors), so that another program can be run on the very same weights
+ * (bench/llama_cpp/ does). */
+static int save_models(const char *model_dir, const dims *d, const char *kinds, const char *out) {
+    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "mmm bench: cannot create %s: %s\n", out, strerror(errno));
+        return 1;
+    }
+    for (int k = 0; k < 3; k++) {
+        if (!strstr(kinds, kind_names[k])) continue;
+        mmm_model *m = NULL;
+        char *dir = mmm_path_join(out, kind_names[k]);
+        int rc = dir ? bench_build(&m, model_dir, d, k, 1) : mmm_fail(MMM_ERR_NOMEM, "out of memory");
+        if (!rc) rc = mmm_model_save(m, dir, MMM_DTYPE_F32, 0);
+        if (!rc) printf("%s: %s, %.2f M parameters\n", dir, kind_names[k], m->n_floats * 1e-6);
+        mmm_model_free(m);
+        free(dir);
+        if (rc) return cli_fail("bench");
+    }
+    return 0;
+}
+
 static void usage(FILE *f) {
     fputs("usage: mmm bench [--model DIR | --dims SPEC] [--contexts LIST] [--steps N]\n"
           "                 [--kinds teacher,hybrid,linear] [--json OUT] [--plot OUT.png]\n"
@@ -318,6 +344,10 @@ static void usage(FILE *f) {
           "  --kinds LIST     which models (default teacher,hybrid,linear)\n"
           "  --json OUT       write the results as JSON\n"
           "  --plot OUT.png   plot latency and memory with gnuplot\n"
+          "  -t, --threads N  compute on N CPU threads, OpenMP and OpenBLAS alike (default:\n"
+          "                   OMP_NUM_THREADS, else one per core)\n"
+          "  --save DIR       write the models instead (DIR/teacher, DIR/hybrid, DIR/linear, fp32\n"
+          "                   safetensors: the weights every measurement uses) and stop\n"
           "  --device D       cpu (default) or cuda; on the GPU the memory column is the device\n"
           "                   memory the model, the state and their buffers take\n"
           "  --dtype T        f32 (default) or bf16: with --device cuda, bf16 weight matrices for\n"
@@ -341,15 +371,15 @@ int cmd_bench(int argc, char **argv) {
         {"plot", required_argument, 0, 'p'}, {"prefill-max", required_argument, 0, 'P'},
         {"child", required_argument, 0, 'C'}, {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 'T'},
         {"train-step", no_argument, 0, 'S'}, {"tokens", required_argument, 0, 'n'},
-        {"peak-tflops", required_argument, 0, 'F'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *model_dir = NULL, *json_path = NULL, *plot_path = NULL, *kinds = "teacher,hybrid,linear";
+        {"peak-tflops", required_argument, 0, 'F'}, {"save", required_argument, 0, 'o'},
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *model_dir = NULL, *json_path = NULL, *plot_path = NULL, *save_dir = NULL, *kinds = "teacher,hybrid,linear";
     dims d = {256, 8, 24, 4, 2, 1024, 1024};
     int ctx[MAX_POINTS] = {1024, 8192, 32768, 65536, 102400}, n_ctx = 5, steps = 16, prefill_max = 16384, o;
     int child[4], is_child = 0, cuda = 0, bf16 = 0, train_step = 0, tokens = 2048, steps_given = 0;
     double peak_tflops = 989;
     optind = 1;
-    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
         switch (o) {
         case 'm': model_dir = optarg; break;
         case 'd': {
@@ -373,10 +403,12 @@ int cmd_bench(int argc, char **argv) {
         case 'k': kinds = optarg; break;
         case 'j': json_path = optarg; break;
         case 'p': plot_path = optarg; break;
+        case 'o': save_dir = optarg; break;
         case 'P': if (cli_parse_int("bench", "--prefill-max", optarg, 0, INT_MAX, &prefill_max)) return 2; break;
         case 'C': is_child = sscanf(optarg, "%d,%d,%d,%d", &child[0], &child[1], &child[2], &child[3]) == 4; break;
         case 'D': if (cli_parse_device("bench", optarg, &cuda)) return 2; break;
         case 'T': if (cli_parse_decode_dtype("bench", optarg, &bf16)) return 2; break;
+        case 't': if (cli_parse_threads("bench", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("bench", o, argv);
         }
@@ -395,6 +427,7 @@ int cmd_bench(int argc, char **argv) {
         printf("RESULT %.6f %.4f %.2f %.2f %.4f\n", r.ms_per_token, r.state_mb, r.peak_mb, r.model_mb, r.prefill_ms);
         return 0;
     }
+    if (save_dir) return save_models(model_dir, &d, kinds, save_dir);
     if (train_step) return train_steps(model_dir, &d, kinds, tokens, steps_given ? steps : 5, cuda, bf16, peak_tflops,
                                        json_path);
     int want[3];
@@ -419,7 +452,7 @@ int cmd_bench(int argc, char **argv) {
     if (!title) { fprintf(stderr, "mmm bench: out of memory\n"); return 1; }
     char where[64];
     if (cuda) snprintf(where, sizeof where, "on the GPU%s", bf16 ? ", bf16 weights and KV caches" : "");
-    else snprintf(where, sizeof where, "%ld CPU threads", sysconf(_SC_NPROCESSORS_ONLN));
+    else snprintf(where, sizeof where, "%d CPU thread%s", mmm_threads(), mmm_threads() > 1 ? "s" : "");
     printf("mmm bench decode: %s; %s; median of %d steps\n", title, where, steps);
     printf("%-8s %9s %12s %10s %12s %12s %12s %12s\n", "model", "context", "ms/token", "tokens/s", "state MB",
            cuda ? "GPU MB" : "peak RSS MB", "prefill ms", "prefill t/s");
@@ -446,7 +479,7 @@ int cmd_bench(int argc, char **argv) {
         cJSON_Delete(model);
         fprintf(f, "{\"benchmark\": \"decode\", \"model\": %s, \"device\": \"%s\", \"dtype\": \"%s\", \"threads\": %ld, "
                 "\"steps\": %d, \"results\": [", model_json ? model_json : "null", cuda ? "cuda" : "cpu", bf16 ? "bf16" : "f32",
-                sysconf(_SC_NPROCESSORS_ONLN), steps);
+                (long)mmm_threads(), steps);
         free(model_json);
         int first = 1;
         for (int k = 0; k < 3; k++)

@@ -1,0 +1,206 @@
+#!/bin/bash
+# mmm against llama.cpp on the CPU, on the same random weights (`mmm bench`'s default dims):
+# builds llama.cpp from a source tree on this machine (skips, saying so, when there is none),
+# writes the teacher, hybrid and linear student as GGUF (f32 and q8_0), checks that llama.cpp's
+# teacher computes mmm's logits, then times decode at each context and prefill at one, both
+# programs A/B interleaved, and writes the medians to bench/results/ (JSON + Markdown).
+# The mapping and its differences of semantics: bench/llama_cpp/README.md.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+parent=$(dirname "$root")
+
+contexts=1K,8K,32K prefill=8K reps=3 steps=16 threads=2 kinds=teacher,hybrid,linear check=1
+out=$root/bench/results/llama_cpp_$(date -u +%Y-%m-%d).json
+
+usage() {
+    cat <<EOF
+usage: bench/llama_cpp/compare.sh [--contexts LIST] [--prefill N] [--reps N] [--steps N]
+                                  [--threads N] [--kinds LIST] [--out FILE.json] [--no-check]
+
+  --contexts LIST  decode contexts (default $contexts)
+  --prefill N      the context whose prefill is timed too, 0 for none (default $prefill)
+  --reps N         interleaved runs per point; the median is reported (default $reps)
+  --steps N        decoded tokens per run (default $steps)
+  --threads N      threads for both programs (default $threads; mmm through OMP_NUM_THREADS)
+  --kinds LIST     teacher,hybrid,linear (default all)
+  --out FILE.json  results (default bench/results/llama_cpp_DATE.json; FILE.md beside it)
+  --no-check       skip the logits check
+
+Environment:
+  MMM_BIN          mmm to measure (default build/mmm)
+  MMM_COMMIT       the commit that binary was built from (default: this tree's HEAD, +dirty)
+  LLAMA_CPP_SRC    a llama.cpp source tree or bare git directory (default: the first of
+                   $parent/llama.cpp-src, /work/.mirror/ggml-org+llama.cpp/repo,
+                   /work/.mirror/ggerganov+llama.cpp/repo)
+  LLAMA_CPP_BUILD  its CMake build directory, kept between runs (default $parent/llama.cpp-build);
+                   models, GGUFs and logs go to LLAMA_CPP_BUILD/mmm-compare
+  PYTHON           a Python 3 with numpy (default python3, else /usr/bin/python3)
+  JOBS             build jobs (default 2)
+EOF
+}
+
+k() { # 8K -> 8192
+    case $1 in *[Kk]) echo $((${1%?} * 1024)) ;; *) echo "$1" ;; esac
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --contexts) contexts=$2; shift 2 ;;
+    --prefill) prefill=$2; shift 2 ;;
+    --reps) reps=$2; shift 2 ;;
+    --steps) steps=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --kinds) kinds=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --no-check) check=0; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+prefill=$(k "$prefill")
+
+mmm=${MMM_BIN:-$root/build/mmm}
+[ -x "$mmm" ] || { echo "compare.sh: no mmm at $mmm (make, or set MMM_BIN)" >&2; exit 1; }
+py=${PYTHON:-python3}
+"$py" -c 'import numpy' 2>/dev/null || py=/usr/bin/python3
+"$py" -c 'import numpy' 2>/dev/null || { echo "compare.sh: no Python with numpy (set PYTHON)" >&2; exit 1; }
+
+# --- llama.cpp's source: a tree, or a bare git directory to export one from
+src=
+for c in ${LLAMA_CPP_SRC:-} "$parent/llama.cpp-src" /work/.mirror/ggml-org+llama.cpp/repo /work/.mirror/ggerganov+llama.cpp/repo; do
+    if [ -f "$c/CMakeLists.txt" ] && [ -f "$c/include/llama.h" ]; then src=$c; break; fi
+    if [ -f "$c/HEAD" ] && [ -d "$c/objects" ]; then
+        src=$parent/llama.cpp-src
+        echo "compare.sh: exporting $(git --git-dir="$c" rev-parse --short HEAD) from $c to $src"
+        mkdir -p "$src"
+        git --git-dir="$c" archive HEAD | tar -x -C "$src"
+        git --git-dir="$c" rev-parse HEAD >"$src/.commit"
+        break
+    fi
+done
+if [ -z "$src" ]; then
+    echo "compare.sh: SKIP: no llama.cpp source on this machine (set LLAMA_CPP_SRC to a source tree" \
+        "or bare git directory of the public llama.cpp repository; README.md says how to get one)"
+    exit 0
+fi
+llama_commit=$(cat "$src/.commit" 2>/dev/null || git -C "$src" rev-parse HEAD 2>/dev/null || echo unknown)
+llama_commit=${llama_commit:0:10}
+have_nemotron=0
+grep -q '"nemotron_h"' "$src/src/llama-arch.cpp" && have_nemotron=1
+if [ $have_nemotron = 0 ] && [[ $kinds != teacher ]]; then
+    echo "compare.sh: llama.cpp $llama_commit has no nemotron_h architecture: the students are skipped"
+    kinds=teacher
+fi
+
+# --- build (once; the build directory is kept)
+build=${LLAMA_CPP_BUILD:-$parent/llama.cpp-build}
+if [ ! -x "$build/bin/llama-bench" ] || [ ! -x "$build/bin/llama-quantize" ]; then
+    echo "compare.sh: building llama.cpp $llama_commit (CPU only, native) in $build"
+    cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+        -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
+    cmake --build "$build" -j"${JOBS:-2}" --target llama-bench llama-quantize
+fi
+"$build/bin/llama-bench" --help | grep -q -- --n-depth ||
+    { echo "compare.sh: this llama-bench has no --n-depth (llama.cpp too old)" >&2; exit 1; }
+work=$build/mmm-compare
+mkdir -p "$work/gguf" "$work/logs"
+log=$work/logs/$(date -u +%Y%m%dT%H%M%S)
+mkdir -p "$log"
+
+# --- the same weights: mmm writes them, our mapping turns them into GGUF
+echo "compare.sh: models from '$mmm bench --save' -> $work/models"
+"$mmm" bench --save "$work/models" --kinds "$kinds" >"$log/save.txt"
+IFS=, read -r -a kind_list <<<"$kinds"
+for kind in "${kind_list[@]}"; do
+    "$py" "$here/mmm_to_gguf.py" "$work/models/$kind" "$work/gguf/$kind-f32.gguf" --gguf-py "$src/gguf-py"
+    "$build/bin/llama-quantize" "$work/gguf/$kind-f32.gguf" "$work/gguf/$kind-q8_0.gguf" q8_0 >"$log/quantize-$kind.txt" 2>&1 ||
+        { echo "compare.sh: llama-quantize failed: $log/quantize-$kind.txt" >&2; exit 1; }
+done
+
+# --- do the GGUFs compute mmm's model? (exactly for the teacher; README.md says why not the students)
+if [ $check = 1 ]; then
+    cc -O2 -std=c11 "$here/logits.c" -I"$src/include" -I"$src/ggml/include" -L"$build/bin" -lllama -lggml -lggml-base \
+        -Wl,-rpath,"$build/bin" -o "$work/logits"
+    ids=1,517,33,900,2,64,781,300,12,1023,5,406,77,640,219,8
+    for kind in "${kind_list[@]}"; do
+        "$mmm" forward --model "$work/models/$kind" --ids "$ids" --dump "$log/mmm-$kind.safetensors" --top 0 >/dev/null
+        strict=1
+        [ "$kind" = teacher ] || strict=0
+        for mode in batch step; do
+            "$work/logits" "$work/gguf/$kind-f32.gguf" "$ids" "$log/llama-$kind-$mode.f32" $mode
+            if ! "$py" "$here/check_logits.py" "$log/mmm-$kind.safetensors" "$log/llama-$kind-$mode.f32" \
+                --label "$kind f32, llama.cpp $mode" | tee -a "$log/check.txt" && [ $strict = 1 ]; then
+                echo "compare.sh: llama.cpp's $kind does not compute mmm's (mapping bug?)" >&2
+                exit 1
+            fi
+        done
+    done
+fi
+
+# --- timing: for each repetition, context and model, mmm and llama.cpp (f32, q8_0) back to back,
+# the order flipped every repetition
+samples=$log/samples.txt
+: >"$samples"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+run_mmm() { # kind ctx rep
+    local j=$log/mmm-$1-$2-$3.json pmax=0
+    [ "$2" = "$prefill" ] && pmax=$2
+    OMP_NUM_THREADS=$threads "$mmm" bench --kinds "$1" --contexts "$2" --steps "$steps" --prefill-max $pmax \
+        --json "$j" >>"$log/mmm.txt"
+    "$py" - "$j" "$1" "$2" >>"$samples" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"][0]
+print("mmm", sys.argv[2], sys.argv[3], "decode_ms", r["ms_per_token"])
+if "prefill_ms" in r:
+    print("mmm", sys.argv[2], sys.argv[3], "prefill_tps", int(sys.argv[3]) / (r["prefill_ms"] * 1e-3))
+EOF
+}
+run_llama() { # kind ctx rep quant
+    local j=$log/llama-$1-$4-$2-$3.jsonl
+    "$build/bin/llama-bench" -m "$work/gguf/$1-$4.gguf" -t "$threads" -r 1 -o jsonl -p 0 -n "$steps" -d "$2" >"$j"
+    [ "$2" = "$prefill" ] && "$build/bin/llama-bench" -m "$work/gguf/$1-$4.gguf" -t "$threads" -r 1 -o jsonl \
+        -p "$2" -n 0 >>"$j"
+    "$py" - "$j" "$1" "$2" "llama_$4" >>"$samples" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["n_gen"]:
+        print(sys.argv[4], sys.argv[2], sys.argv[3], "decode_ms", 1e3 / r["avg_ts"])
+    else:
+        print(sys.argv[4], sys.argv[2], sys.argv[3], "prefill_tps", r["avg_ts"])
+EOF
+}
+IFS=, read -r -a ctx_list <<<"$contexts"
+for rep in $(seq 1 "$reps"); do
+    for c in "${ctx_list[@]}"; do
+        c=$(k "$c")
+        for kind in "${kind_list[@]}"; do
+            echo "compare.sh: run $rep/$reps, $kind at $c tokens (load $(cut -d' ' -f1 /proc/loadavg))"
+            if [ $((rep % 2)) = 1 ]; then
+                run_mmm "$kind" "$c" "$rep"; run_llama "$kind" "$c" "$rep" f32; run_llama "$kind" "$c" "$rep" q8_0
+            else
+                run_llama "$kind" "$c" "$rep" q8_0; run_llama "$kind" "$c" "$rep" f32; run_mmm "$kind" "$c" "$rep"
+            fi
+        done
+    done
+done
+
+mmm_commit=${MMM_COMMIT:-$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- src include Makefile || echo +dirty)}
+"$py" - "$log/meta.json" <<EOF
+import json, sys
+json.dump({"benchmark": "decode and prefill, mmm against llama.cpp (bench/llama_cpp/compare.sh)",
+           "device": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores",
+           "date": "$(date -u +%Y-%m-%dT%H:%MZ)", "mmm_commit": "$mmm_commit", "mmm": "$("$mmm" --version)",
+           "llama_cpp_commit": "$llama_commit", "threads": $threads, "reps": $reps, "steps": $steps,
+           "dims": "mmm bench defaults: hidden 256, 8+24 layers, 4/2 heads, head_dim 64, ffn 1024, vocab 1024",
+           "command": "bench/llama_cpp/compare.sh --contexts $contexts --prefill $prefill --reps $reps --steps $steps --threads $threads --kinds $kinds",
+           "load_before": "$load_before", "load_after": "$(cut -d' ' -f1-3 /proc/loadavg)",
+           "units": {"decode_ms": "ms per token, lower is better", "prefill_tps": "tokens per second, higher is better"}},
+          open(sys.argv[1], "w"), indent=1)
+EOF
+mkdir -p "$(dirname "$out")"
+"$py" "$here/summarize.py" "$samples" "$log/meta.json" "$out" "${out%.json}.md"
+[ $check = 1 ] && { echo; cat "$log/check.txt"; }
+echo "compare.sh: $out, ${out%.json}.md (raw runs in $log)"
