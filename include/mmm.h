@@ -31,6 +31,7 @@
 #include "mmm/ops/attention.h"
 #include "mmm/ops/conv1d.h"
 #include "mmm/ops/dense.h"
+#include "mmm/ops/gemv.h"
 #include "mmm/ops/interpolate.h"
 #include "mmm/ops/loss.h"
 #include "mmm/ops/norm.h"

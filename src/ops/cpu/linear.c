@@ -1,4 +1,4 @@
-/* Linear layer and embedding lookup on CPU. GEMMs go to OpenBLAS. */
+/* Linear layer and embedding lookup on CPU. GEMMs go to OpenBLAS; one row goes to the GEMV. */
 #include <cblas.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -7,9 +7,15 @@
 
 #include "mmm/error.h"
 #include "mmm/ops/dense.h"
+#include "mmm/ops/gemv.h"
 
 void mmm_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
                         int N, int C, int OC) {
+    /* one row (a decode step): OpenBLAS's sgemm would pack all of weight before using it once */
+    if (N == 1) {
+        mmm_gemv_f32_forward(out, inp, weight, bias, C, OC);
+        return;
+    }
     float beta = 0.0f;
     if (bias) {
         /* seed every row with the bias and let the GEMM add onto it */
