@@ -24,6 +24,7 @@
 #include "mmm/safetensors.h"
 #include "mmm/seed.h"
 #include "mmm/spawn.h"
+#include "mmm/threads.h"
 #include "mmm/tokenizer.h"
 #include "mmm/train.h"
 #include "mmm/version.h"

@@ -43,6 +43,13 @@ int cli_parse_seed(const char *cmd, const char *value, uint64_t *seed);
 /* --max-image-pixels N (the commands that read images): sets the pixel limit of every image the
  * command loads (mmm_image_set_max_pixels). Prints the error and returns 2 unless N >= 1. */
 int cli_parse_image_limit(const char *cmd, const char *value);
+/* -t N / --threads N (every command that computes): mmm_set_threads(N), for OpenMP and OpenBLAS
+ * alike. Prints the one-line error and returns 2 (the usage exit status) unless N is from 1 to
+ * MMM_MAX_THREADS. */
+int cli_parse_threads(const char *cmd, const char *value);
+#define CLI_THREADS_HELP \
+    "  -t, --threads N    compute on N CPU threads, OpenMP and OpenBLAS alike (default:\n" \
+    "                     OMP_NUM_THREADS, else one per core)\n"
 #define CLI_IMAGE_LIMIT_HELP \
     "  --max-image-pixels N  refuse an image of more than N pixels before decoding it (default\n" \
     "                     16777216 = 4096x4096; decoding takes up to ~12 bytes a pixel)\n"

@@ -25,6 +25,7 @@
 #include "mmm/plot.h"
 #include "mmm/seed.h"
 #include "mmm/spawn.h"
+#include "mmm/threads.h"
 #include "mmm/version.h"
 
 #define MAX_POINTS 32
@@ -343,6 +344,8 @@ static void usage(FILE *f) {
           "  --kinds LIST     which models (default teacher,hybrid,linear)\n"
           "  --json OUT       write the results as JSON\n"
           "  --plot OUT.png   plot latency and memory with gnuplot\n"
+          "  -t, --threads N  compute on N CPU threads, OpenMP and OpenBLAS alike (default:\n"
+          "                   OMP_NUM_THREADS, else one per core)\n"
           "  --save DIR       write the models instead (DIR/teacher, DIR/hybrid, DIR/linear, fp32\n"
           "                   safetensors: the weights every measurement uses) and stop\n"
           "  --device D       cpu (default) or cuda; on the GPU the memory column is the device\n"
@@ -369,14 +372,14 @@ int cmd_bench(int argc, char **argv) {
         {"child", required_argument, 0, 'C'}, {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 'T'},
         {"train-step", no_argument, 0, 'S'}, {"tokens", required_argument, 0, 'n'},
         {"peak-tflops", required_argument, 0, 'F'}, {"save", required_argument, 0, 'o'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *json_path = NULL, *plot_path = NULL, *save_dir = NULL, *kinds = "teacher,hybrid,linear";
     dims d = {256, 8, 24, 4, 2, 1024, 1024};
     int ctx[MAX_POINTS] = {1024, 8192, 32768, 65536, 102400}, n_ctx = 5, steps = 16, prefill_max = 16384, o;
     int child[4], is_child = 0, cuda = 0, bf16 = 0, train_step = 0, tokens = 2048, steps_given = 0;
     double peak_tflops = 989;
     optind = 1;
-    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
         switch (o) {
         case 'm': model_dir = optarg; break;
         case 'd': {
@@ -405,6 +408,7 @@ int cmd_bench(int argc, char **argv) {
         case 'C': is_child = sscanf(optarg, "%d,%d,%d,%d", &child[0], &child[1], &child[2], &child[3]) == 4; break;
         case 'D': if (cli_parse_device("bench", optarg, &cuda)) return 2; break;
         case 'T': if (cli_parse_decode_dtype("bench", optarg, &bf16)) return 2; break;
+        case 't': if (cli_parse_threads("bench", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("bench", o, argv);
         }
@@ -448,7 +452,7 @@ int cmd_bench(int argc, char **argv) {
     if (!title) { fprintf(stderr, "mmm bench: out of memory\n"); return 1; }
     char where[64];
     if (cuda) snprintf(where, sizeof where, "on the GPU%s", bf16 ? ", bf16 weights and KV caches" : "");
-    else snprintf(where, sizeof where, "%ld CPU threads", sysconf(_SC_NPROCESSORS_ONLN));
+    else snprintf(where, sizeof where, "%d CPU thread%s", mmm_threads(), mmm_threads() > 1 ? "s" : "");
     printf("mmm bench decode: %s; %s; median of %d steps\n", title, where, steps);
     printf("%-8s %9s %12s %10s %12s %12s %12s %12s\n", "model", "context", "ms/token", "tokens/s", "state MB",
            cuda ? "GPU MB" : "peak RSS MB", "prefill ms", "prefill t/s");
@@ -475,7 +479,7 @@ int cmd_bench(int argc, char **argv) {
         cJSON_Delete(model);
         fprintf(f, "{\"benchmark\": \"decode\", \"model\": %s, \"device\": \"%s\", \"dtype\": \"%s\", \"threads\": %ld, "
                 "\"steps\": %d, \"results\": [", model_json ? model_json : "null", cuda ? "cuda" : "cpu", bf16 ? "bf16" : "f32",
-                sysconf(_SC_NPROCESSORS_ONLN), steps);
+                (long)mmm_threads(), steps);
         free(model_json);
         int first = 1;
         for (int k = 0; k < 3; k++)

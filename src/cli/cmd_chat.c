@@ -30,7 +30,7 @@ static void usage(FILE *f) {
           "                   chatml, InternVL's for internlm2-chat)\n"
           "  --max-new N      longest answer (default 256)\n"
           "  --context N      tokens the conversation may reach (default 8192)\n"
-          CLI_IMAGE_LIMIT_HELP CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
+          CLI_IMAGE_LIMIT_HELP CLI_THREADS_HELP CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
           "example: mmm chat --model runs/demo/hybrid --image tests/data/images/fmnist_28.png -p \"What item is this?\"\n", f);
 }
 
@@ -125,15 +125,15 @@ int cmd_chat(int argc, char **argv) {
         {"max-new", required_argument, 0, 'x'}, {"temperature", required_argument, 0, 'T'},
         {"top-k", required_argument, 0, 'k'}, {"top-p", required_argument, 0, 'P'},
         {"seed", required_argument, 0, 'S'}, {"context", required_argument, 0, 'c'},
-        {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 't'},
+        {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 'y'},
         {"max-image-pixels", required_argument, 0, 1400},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = NULL, *system = NULL;
     char *images[MAX_IMAGES];
     int n_images = 0, max_new = 256, context = 8192, cuda = 0, bf16 = 0, o;
     mmm_sampler smp = {0, 0, 1.0f, 0};
     optind = 1;
-    while ((o = getopt_long(argc, argv, ":hp:", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":hp:t:", opts, NULL)) != -1) {
         switch (o) {
         case 'm': model_dir = optarg; break;
         case 'i':
@@ -149,8 +149,9 @@ int cmd_chat(int argc, char **argv) {
         case 'S': if (cli_parse_seed("chat", optarg, &smp.seed)) return 2; break;
         case 'c': if (cli_parse_int("chat", "--context", optarg, 16, INT_MAX, &context)) return 2; break;
         case 'D': if (cli_parse_device("chat", optarg, &cuda)) return 2; break;
-        case 't': if (cli_parse_decode_dtype("chat", optarg, &bf16)) return 2; break;
+        case 'y': if (cli_parse_decode_dtype("chat", optarg, &bf16)) return 2; break;
         case 1400: if (cli_parse_image_limit("chat", optarg)) return 2; break;
+        case 't': if (cli_parse_threads("chat", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("chat", o, argv);
         }

@@ -29,6 +29,7 @@ static void usage(FILE *f) {
           "  --long-images K    images per long question (default 256)\n"
           "  --mix TASK=W,...   task weights of both splits, e.g. name=60,yesno=15 (tasks not named\n"
           "                     keep their default weight; weights are relative)\n"
+          CLI_THREADS_HELP
           "  --source DIR       the IDX .gz files (default " MMM_FMNIST_SOURCE_DIR ")\n\n"
           "example: mmm data fashion-mnist --out runs/fmnist --long 20 --long-images 512\n", f);
 }
@@ -87,24 +88,25 @@ static int parse_mix(const char *text, double mix[MMM_FMNIST_N_TASKS]) {
 static int fashion_mnist(int argc, char **argv) {
     static const struct option opts[] = {
         {"out", required_argument, 0, 'o'}, {"seed", required_argument, 0, 's'},
-        {"train", required_argument, 0, 't'}, {"test", required_argument, 0, 'e'},
+        {"train", required_argument, 0, 'r'}, {"test", required_argument, 0, 'e'},
         {"long", required_argument, 0, 'l'}, {"long-images", required_argument, 0, 'k'},
         {"source", required_argument, 0, 'S'}, {"mix", required_argument, 0, 'm'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     mmm_fmnist_options o;
     mmm_fmnist_default_options(&o);
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
         switch (c) {
         case 'o': o.out_dir = optarg; break;
         case 'S': o.source_dir = optarg; break;
         case 's': if (cli_parse_seed("data", optarg, &o.seed)) return 2; break;
-        case 't': if (cli_parse_long("data", "--train", optarg, 0, 10000000, &o.n_train)) return 2; break;
+        case 'r': if (cli_parse_long("data", "--train", optarg, 0, 10000000, &o.n_train)) return 2; break;
         case 'e': if (cli_parse_long("data", "--test", optarg, 0, 10000000, &o.n_test)) return 2; break;
         case 'l': if (cli_parse_long("data", "--long", optarg, 0, 10000000, &o.n_long)) return 2; break;
         case 'k': if (cli_parse_int("data", "--long-images", optarg, 1, 100000, &o.long_images)) return 2; break;
         case 'm': if (parse_mix(optarg, o.mix)) return 2; break;
+        case 't': if (cli_parse_threads("data fashion-mnist", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("data fashion-mnist", c, argv);
         }

@@ -224,6 +224,7 @@ static void usage(FILE *f) {
           "less data, fewer steps and shorter contexts. Rerunning continues where it stopped.\n\n"
           "  --out DIR          where everything goes (default runs/demo)\n"
           "  --quick            small settings\n"
+          CLI_THREADS_HELP
           "  --retrain-teacher  train the teacher from scratch instead of using the shipped one\n"
           "  --teacher DIR      use this teacher (with its tokenizer.json) instead\n"
           "  --teacher-only     stop after training the teacher (the recipe of the shipped one:\n"
@@ -233,19 +234,20 @@ static void usage(FILE *f) {
 int cmd_demo(int argc, char **argv) {
     static const struct option opts[] = {
         {"out", required_argument, 0, 'o'}, {"quick", no_argument, 0, 'q'},
-        {"retrain-teacher", no_argument, 0, 'r'}, {"teacher", required_argument, 0, 't'},
+        {"retrain-teacher", no_argument, 0, 'r'}, {"teacher", required_argument, 0, 'e'},
         {"teacher-only", no_argument, 0, 'T'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *out = "runs/demo", *teacher_arg = NULL;
     int quick = 0, retrain = 0, teacher_only = 0, o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
         switch (o) {
         case 'o': out = optarg; break;
         case 'q': quick = 1; break;
         case 'r': retrain = 1; break;
-        case 't': teacher_arg = optarg; break;
+        case 'e': teacher_arg = optarg; break;
         case 'T': teacher_only = retrain = 1; break;
+        case 't': if (cli_parse_threads("demo", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("demo", o, argv);
         }

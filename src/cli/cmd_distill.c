@@ -55,7 +55,7 @@ static void usage(FILE *f) {
           "  --accum N, --workers N  micro-batches per step (default 1), computed N at once on one\n"
           "                          thread each (default: one per thread); the result depends on\n"
           "                          --workers only by float rounding\n"
-          CLI_IMAGE_LIMIT_HELP
+          CLI_IMAGE_LIMIT_HELP CLI_THREADS_HELP
           "  --device D              cpu (default) or cuda: teacher and student forward and backward\n"
           "                          and AdamW on the GPU (one micro-batch at a time)\n"
           "  --dtype T               f32 (default) or bf16: with --device cuda, the GEMMs and the attention\n"
@@ -157,7 +157,7 @@ static void pick_auto(uint8_t *keep, const double *loss, int L, int K) {
 
 int cmd_distill(int argc, char **argv) {
     static const struct option opts[] = {
-        {"teacher", required_argument, 0, 't'}, {"data", required_argument, 0, 'd'},
+        {"teacher", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
         {"eval", required_argument, 0, 'e'}, {"out", required_argument, 0, 'o'},
         {"stages", required_argument, 0, 'S'}, {"init", required_argument, 0, 'i'},
         {"hybrid", required_argument, 0, 'y'}, {"attention-layers", required_argument, 0, 'a'},
@@ -172,7 +172,7 @@ int cmd_distill(int argc, char **argv) {
         {"max-image-pixels", required_argument, 0, 1400},
         {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001},
         {"save-dtype", required_argument, 0, 1002}, {"image-root", required_argument, 0, 1101}, {"strict", no_argument, 0, 1102},
-        {"system", required_argument, 0, 1201}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"system", required_argument, 0, 1201}, {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *teacher_dir = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL, *choice = NULL;
     char stages[8] = "123";
     stage_cfg sc[4] = {{0}, {300, 1e-3f, 2048, 1}, {300, 5e-4f, 2048, 1}, {300, 5e-5f, 2048, 1}};
@@ -186,9 +186,9 @@ int cmd_distill(int argc, char **argv) {
     mmm_dtype save_dtype = MMM_DTYPE_F32;
     int save_dtype_set = 0;
     optind = 1;
-    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
         switch (o) {
-        case 't': teacher_dir = optarg; break;
+        case 'm': teacher_dir = optarg; break;
         case 'd': data_path = optarg; break;
         case 'e': eval_path = optarg; break;
         case 'o': out = optarg; break;
@@ -246,6 +246,7 @@ int cmd_distill(int argc, char **argv) {
             if (cli_parse_save_dtype("distill", optarg, &save_dtype)) return 2;
             save_dtype_set = 1;
             break;
+        case 't': if (cli_parse_threads("distill", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("distill", o, argv);
         }

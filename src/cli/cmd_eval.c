@@ -33,30 +33,30 @@ static void usage(FILE *f) {
           "  --strict         a bad record is an error (default: skipped and reported)\n"
           "  --system TEXT    the system message of records without one (default: the model's chat\n"
           "                   template's: none for chatml, InternVL's for internlm2-chat)\n"
-          CLI_IMAGE_LIMIT_HELP CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
+          CLI_IMAGE_LIMIT_HELP CLI_THREADS_HELP CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
           "example: mmm eval --model runs/linear --data runs/fmnist/test.jsonl --teacher runs/teacher\n", f);
 }
 
 int cmd_eval(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
-        {"teacher", required_argument, 0, 't'}, {"tokenizer", required_argument, 0, 'k'},
+        {"teacher", required_argument, 0, 'e'}, {"tokenizer", required_argument, 0, 'k'},
         {"samples", required_argument, 0, 'n'}, {"max-new", required_argument, 0, 'x'},
         {"max-tokens", required_argument, 0, 'L'},
         {"json", required_argument, 0, 'j'}, {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 'T'},
         {"max-image-pixels", required_argument, 0, 1400},
         {"image-root", required_argument, 0, 1101}, {"strict", no_argument, 0, 1102},
         {"system", required_argument, 0, 1201},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *data = NULL, *teacher_dir = NULL, *tok_path = NULL, *json = NULL;
     int samples = 0, max_new = 16, max_tokens = 0, cuda = 0, bf16 = 0, o;
     mmm_data_options dopt = {0};
     optind = 1;
-    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
         switch (o) {
         case 'm': model_dir = optarg; break;
         case 'd': data = optarg; break;
-        case 't': teacher_dir = optarg; break;
+        case 'e': teacher_dir = optarg; break;
         case 'k': tok_path = optarg; break;
         case 'n': if (cli_parse_int("eval", "--samples", optarg, 0, INT_MAX, &samples)) return 2; break;
         case 'x': if (cli_parse_int("eval", "--max-new", optarg, 1, 1 << 20, &max_new)) return 2; break;
@@ -68,6 +68,7 @@ int cmd_eval(int argc, char **argv) {
         case 1101: dopt.image_root = optarg; break;
         case 1102: dopt.strict = 1; break;
         case 1201: dopt.system = optarg; break;
+        case 't': if (cli_parse_threads("eval", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("eval", o, argv);
         }

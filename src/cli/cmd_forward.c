@@ -41,7 +41,7 @@ static void usage(FILE *f) {
           "  --top K            how many next-token candidates to print (default 5)\n"
           "  --max-tokens N     refuse longer inputs (default: the model's max_position_embeddings x\n"
           "                     rope_scaling factor, at least 32768)\n"
-          CLI_DEVICE_HELP "\n"
+          CLI_THREADS_HELP CLI_DEVICE_HELP "\n"
           "example: mmm forward --model tests/data/teacher/one_image --ids 53,7,-1,8 \\\n"
           "             --image tests/data/images/fmnist_28.png --dump out.safetensors --hidden\n", f);
 }
@@ -167,15 +167,15 @@ int cmd_forward(int argc, char **argv) {
         {"ids-file", required_argument, 0, 'f'}, {"image", required_argument, 0, 'g'},
         {"dump", required_argument, 0, 'd'}, {"hidden", no_argument, 0, 'H'},
         {"top", required_argument, 0, 'k'}, {"text", required_argument, 0, 'x'},
-        {"tokenizer", required_argument, 0, 't'}, {"device", required_argument, 0, 'D'},
+        {"tokenizer", required_argument, 0, 'z'}, {"device", required_argument, 0, 'D'},
         {"max-image-pixels", required_argument, 0, 1400},
         {"max-tokens", required_argument, 0, 'L'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *ids_text = NULL, *ids_file = NULL, *dump_path = NULL, *text = NULL, *tok_path = NULL;
     char *images[MAX_IMAGES];
     int n_images = 0, hidden = 0, top = 5, cuda = 0, max_tokens = 0, o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
         switch (o) {
         case 'm': model_dir = optarg; break;
         case 'i': ids_text = optarg; break;
@@ -188,10 +188,11 @@ int cmd_forward(int argc, char **argv) {
         case 'H': hidden = 1; break;
         case 'k': if (cli_parse_int("forward", "--top", optarg, 0, INT_MAX, &top)) return 2; break;
         case 'x': text = optarg; break;
-        case 't': tok_path = optarg; break;
+        case 'z': tok_path = optarg; break;
         case 'D': if (cli_parse_device("forward", optarg, &cuda)) return 2; break;
         case 1400: if (cli_parse_image_limit("forward", optarg)) return 2; break;
         case 'L': if (cli_parse_int("forward", "--max-tokens", optarg, 1, INT_MAX, &max_tokens)) return 2; break;
+        case 't': if (cli_parse_threads("forward", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("forward", o, argv);
         }

@@ -28,6 +28,8 @@ static void usage(FILE *f) {
           "                           every:4), or head-interleaved:K, tail-interleaved:K,\n"
           "                           head-stacked:K, tail-stacked:K (K attention layers)\n"
           "  --seed N                 random seed for the new parameters (default 0)\n"
+          "  -t, --threads N          compute on N CPU threads, OpenMP and OpenBLAS alike\n"
+          "                           (default: OMP_NUM_THREADS, else one per core)\n"
           "  --save-dtype T           dtype of the written weights (default: the teacher's)\n\n"
           "The student's config.json names upstream mmMamba's model classes (docs/model-format.md).\n\n"
           "example: mmm seed --teacher runs/teacher --out runs/hybrid --hybrid every:4\n", f);
@@ -49,10 +51,10 @@ int cli_parse_save_dtype(const char *cmd, const char *value, mmm_dtype *out) {
 
 int cmd_seed(int argc, char **argv) {
     static const struct option opts[] = {
-        {"teacher", required_argument, 0, 't'}, {"out", required_argument, 0, 'o'},
+        {"teacher", required_argument, 0, 'e'}, {"out", required_argument, 0, 'o'},
         {"init", required_argument, 0, 'i'}, {"attention-layers", required_argument, 0, 'a'},
         {"hybrid", required_argument, 0, 'y'}, {"seed", required_argument, 0, 's'},
-        {"save-dtype", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"save-dtype", required_argument, 0, 'd'}, {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *teacher_dir = NULL, *out_dir = NULL, *choice = NULL;
     mmm_dtype dtype = MMM_DTYPE_F32;
     int dtype_set = 0;
@@ -60,9 +62,9 @@ int cmd_seed(int argc, char **argv) {
     uint64_t seed = 0;
     int o;
     optind = 1;
-    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
         switch (o) {
-        case 't': teacher_dir = optarg; break;
+        case 'e': teacher_dir = optarg; break;
         case 'o': out_dir = optarg; break;
         case 'i':
             if (!strcmp(optarg, "mimic")) init = MMM_INIT_MIMIC;
@@ -80,6 +82,7 @@ int cmd_seed(int argc, char **argv) {
             if (cli_parse_save_dtype("seed", optarg, &dtype)) return 2;
             dtype_set = 1;
             break;
+        case 't': if (cli_parse_threads("seed", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("seed", o, argv);
         }

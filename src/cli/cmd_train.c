@@ -58,7 +58,7 @@ static void usage(FILE *f) {
           "  --image-root DIR    relative image paths resolve against DIR (default: the data file's\n"
           "                      folder). --data and --eval take JSON Lines, a JSON array of records\n"
           "                      (LLaVA) or an InternVL meta file (each dataset names its own root)\n"
-          CLI_IMAGE_LIMIT_HELP
+          CLI_IMAGE_LIMIT_HELP CLI_THREADS_HELP
           "  --device D          cpu (default) or cuda: forward, backward and AdamW on the GPU\n"
           "                      (one micro-batch at a time)\n"
           "  --dtype T           f32 (default) or bf16: with --device cuda, the GEMMs and the attention\n"
@@ -142,7 +142,7 @@ static int run_facts(mmm_run_facts *r, const char *config_path, const char *tok_
 
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'}, {"tokenizer", required_argument, 0, 't'},
+        {"config", required_argument, 0, 'c'}, {"tokenizer", required_argument, 0, 'k'},
         {"data", required_argument, 0, 'd'}, {"eval", required_argument, 0, 'e'},
         {"out", required_argument, 0, 'o'}, {"steps", required_argument, 0, 's'},
         {"lr", required_argument, 0, 'l'}, {"schedule", required_argument, 0, 'S'},
@@ -155,7 +155,7 @@ int cmd_train(int argc, char **argv) {
         {"system", required_argument, 0, 'y'}, {"strict", no_argument, 0, 'T'},
         {"max-image-pixels", required_argument, 0, 1400},
         {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001}, {"hflip", required_argument, 0, 1002}, {"force-resume", no_argument, 0, 1010}, {"image-root", required_argument, 0, 1101},
-        {"save-dtype", required_argument, 0, 1003}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"save-dtype", required_argument, 0, 1003}, {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *config_path = NULL, *tok_path = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL;
     mmm_train_options o = {.name = "train", .steps = 1000, .accum = 1, .batch_tokens = 2048, .clip = 1.0f,
                            .sched = {MMM_SCHED_WSD, 1e-3f, 0.1f, 0.1f, 0.0f, 0},
@@ -166,10 +166,10 @@ int cmd_train(int argc, char **argv) {
     mmm_dtype save_dtype = MMM_DTYPE_F32; /* a model trained from scratch has no other dtype to follow */
     float init_std = 0.02f;
     optind = 1;
-    while ((o_ = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((o_ = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
         switch (o_) {
         case 'c': config_path = optarg; break;
-        case 't': tok_path = optarg; break;
+        case 'k': tok_path = optarg; break;
         case 'd': data_path = optarg; break;
         case 'e': eval_path = optarg; break;
         case 'o': out = optarg; break;
@@ -198,6 +198,7 @@ int cmd_train(int argc, char **argv) {
         case 1002: if (cli_parse_float("train", "--hflip", optarg, 0, 1, &o.hflip)) return 2; break;
         case 1010: o.force_resume = 1; break;
         case 1003: if (cli_parse_save_dtype("train", optarg, &save_dtype)) return 2; break;
+        case 't': if (cli_parse_threads("train", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("train", o_, argv);
         }

@@ -15,6 +15,7 @@
 #include "mmm/fileio.h"
 #include "mmm/image.h"
 #include "mmm/path.h"
+#include "mmm/threads.h"
 
 int cli_fail(const char *cmd) {
     fprintf(stderr, "mmm %s: %s\n", cmd, mmm_last_error());
@@ -59,6 +60,12 @@ int cli_parse_image_limit(const char *cmd, const char *value) {
     long v;
     if (cli_parse_long(cmd, "--max-image-pixels", value, 1, LONG_MAX, &v)) return 2;
     return mmm_image_set_max_pixels(v) ? 2 : 0;
+}
+
+int cli_parse_threads(const char *cmd, const char *value) {
+    int n;
+    if (cli_parse_int(cmd, "--threads", value, 1, MMM_MAX_THREADS, &n)) return 2;
+    return mmm_set_threads(n) ? cli_fail(cmd) : 0;
 }
 
 int cli_parse_int(const char *cmd, const char *opt, const char *value, int lo, int hi, int *out) {
