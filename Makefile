@@ -21,7 +21,7 @@ CFLAGS  ?= $(OPT) -g
 # into glibc's vector math library (libmvec; see src/ops/cpu/activation.c)
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -fno-math-errno -Iinclude \
            -I/usr/include/x86_64-linux-gnu/openblas-openmp -MMD -MP
-LDLIBS  += -lopenblas -lcjson -lstb -ljpeg -lwebpdemux -lwebp -lonig -lz -lmvec -lm -fopenmp
+LDLIBS  += -lopenblas -lcjson -lstb -ljpeg -lwebpdemux -lwebp -lonig -lmicrohttpd -lz -lmvec -lm -fopenmp
 
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 # nvcc may be a link or wrapper outside the toolkit (/usr/local/bin/nvcc): the toolkit is the first

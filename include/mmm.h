@@ -23,6 +23,7 @@
 #include "mmm/rng.h"
 #include "mmm/safetensors.h"
 #include "mmm/seed.h"
+#include "mmm/serve.h"
 #include "mmm/spawn.h"
 #include "mmm/threads.h"
 #include "mmm/tokenizer.h"

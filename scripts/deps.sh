@@ -12,6 +12,7 @@ packages=(
   libjpeg62-turbo-dev  # JPEG through libjpeg-turbo (libjpeg API), the decoder Pillow uses (pixel-exact tiles)
   libwebp-dev          # WebP images
   libonig-dev          # Oniguruma: the regex engine of Hugging Face tokenizers' Split pre-tokenizers
+  libmicrohttpd-dev    # the HTTP server of `mmm serve`
   libomp-dev           # OpenMP runtime for clang builds (fuzzing, sanitizers)
   dataset-fashion-mnist
   # plots: the `gnuplot` program. Debian's `gnuplot` package is only a choice of builds whose first,

@@ -10,6 +10,7 @@
 
 int cmd_forward(int argc, char **argv);
 int cmd_seed(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_distill(int argc, char **argv);

@@ -36,6 +36,7 @@ static const command commands[] = {
     {"eval", "exact-match accuracy per task; agreement and KL against a teacher", cmd_eval},
     {"forward", "run one forward pass; dump logits and hidden states", cmd_forward},
     {"seed", "carve a Mamba-2 student (linear or hybrid) out of a teacher", cmd_seed},
+    {"serve", "an OpenAI-compatible HTTP server: chat and completions, streaming", cmd_serve},
     {"tokenizer", "train, encode, decode: byte-level BPE and SentencePiece", cmd_tokenizer},
     {"train", "train a teacher from scratch on conversation data", cmd_train},
     {"version", "print the version and build features", cmd_version},

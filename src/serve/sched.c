@@ -1,0 +1,419 @@
+/* The scheduler (sched.h) over the single-sequence API: one mmm_state per session, and one
+ * engine thread that serves the running sessions round-robin, one step each (a whole prefill,
+ * or one token), so concurrent requests interleave token by token. One mutex guards the lists,
+ * the counters and every job's output; the model runs outside it. */
+#include "sched.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "detok.h"
+#include "mmm/error.h"
+#include "mmm/rng.h"
+
+/* A session whose client has not taken this much text yet is skipped (a slow reader must not
+ * make the server hold its whole answer). */
+#define BACKLOG_BYTES (1u << 20)
+
+typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE } job_phase;
+
+struct srv_job {
+    srv_sched *s;
+    srv_job_spec spec;
+    size_t need;           /* state bytes reserved while running */
+    job_phase phase;
+    int cancelled, released;
+    pthread_cond_t cv;     /* output arrived or the job ended */
+    /* output, guarded by the scheduler's mutex */
+    char *out;
+    size_t out_len, out_cap;
+    srv_finish finish;
+    int completion_tokens;
+    char error[256];
+    /* the engine's own (touched outside the mutex by the engine thread only) */
+    mmm_state *st;
+    float *logits;         /* (3·V): the next position's logits, then the sampler's scratch */
+    uint64_t rng;
+    srv_detok text;
+    int n_gen;
+};
+
+struct srv_sched {
+    const mmm_model *m;
+    const mmm_tokenizer *tok;
+    srv_sched_options o;
+    pthread_mutex_t mu;
+    pthread_cond_t work;   /* a job arrived, was cancelled, or a client took its text */
+    pthread_t thread;
+    int started, stopping;
+    srv_job **run, **queue; /* (max_sessions), (max_queue) */
+    int n_run, n_queue, next;
+    size_t used;
+    srv_stats st;
+    struct timespec busy_since;
+};
+
+static double seconds_between(struct timespec a, struct timespec b) {
+    return (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+}
+
+static void spec_free(srv_job_spec *spec) {
+    free(spec->ids);
+    free(spec->pixels);
+    for (int i = 0; i < spec->n_stop; i++) free(spec->stop[i]);
+    spec->ids = NULL;
+    spec->pixels = NULL;
+    spec->n_stop = 0;
+}
+
+static void job_free(srv_job *j) {
+    spec_free(&j->spec);
+    pthread_cond_destroy(&j->cv);
+    free(j->out);
+    free(j);
+}
+
+/* Under the mutex: moves queued jobs into free sessions while the budget allows, in order. */
+static void admit_locked(srv_sched *s) {
+    while (s->n_queue && s->n_run < s->o.max_sessions && s->used + s->queue[0]->need <= s->o.max_memory) {
+        srv_job *j = s->queue[0];
+        memmove(s->queue, s->queue + 1, (size_t)--s->n_queue * sizeof *s->queue);
+        if (s->n_run == 0) clock_gettime(CLOCK_MONOTONIC, &s->busy_since);
+        j->phase = JOB_RUNNING;
+        s->run[s->n_run++] = j;
+        s->used += j->need;
+    }
+}
+
+/* Under the mutex: appends text to the job's output. */
+static void emit_locked(srv_job *j, const char *text, size_t len) {
+    if (!len) return;
+    if (j->out_len + len + 1 > j->out_cap) {
+        size_t cap = (j->out_len + len + 1) * 2;
+        char *grown = realloc(j->out, cap);
+        if (!grown) { /* the answer cannot be delivered whole: end it */
+            j->finish = SRV_FINISH_ERROR;
+            snprintf(j->error, sizeof j->error, "out of memory holding the answer");
+            return;
+        }
+        j->out = grown;
+        j->out_cap = cap;
+    }
+    memcpy(j->out + j->out_len, text, len);
+    j->out_len += len;
+    j->out[j->out_len] = '\0';
+}
+
+/* Under the mutex: takes a finished (or cancelled) running job out of its session. The caller
+ * frees the engine's part outside the mutex. */
+static void retire_locked(srv_sched *s, int i) {
+    srv_job *j = s->run[i];
+    memmove(s->run + i, s->run + i + 1, (size_t)(s->n_run - i - 1) * sizeof *s->run);
+    if (--s->n_run == 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        s->st.busy_seconds += seconds_between(s->busy_since, now);
+    }
+    if (s->next > i) s->next--;
+    s->used -= j->need;
+    j->phase = JOB_DONE;
+    admit_locked(s);
+}
+
+static void engine_free(srv_job *j) {
+    mmm_state_free(j->st);
+    free(j->logits);
+    srv_detok_free(&j->text);
+    j->st = NULL;
+    j->logits = NULL;
+}
+
+/* One step of a job, outside the mutex: the prefill, or one token (sampled from the last logits,
+ * then fed). Sets *finish when the job ends; *delta: the text that became final. */
+static void step(srv_sched *s, srv_job *j, srv_finish *finish, char **delta, size_t *n_delta, char *error,
+                 size_t error_cap) {
+    const mmm_model *m = s->m;
+    int V = m->cfg.vocab, rc = MMM_OK;
+    *finish = SRV_FINISH_NONE;
+    *delta = NULL;
+    *n_delta = 0;
+    if (!j->st) {
+        rc = mmm_state_new(&j->st, m, j->spec.n_ids + j->spec.max_tokens);
+        if (!rc && !(j->logits = malloc((size_t)V * 3 * sizeof *j->logits)))
+            rc = mmm_fail(MMM_ERR_NOMEM, "out of memory for the logits");
+        if (!rc) rc = mmm_prefill(m, j->st, j->spec.ids, j->spec.n_ids, j->spec.pixels, j->spec.n_tiles, NULL, j->logits);
+        free(j->spec.pixels); /* fed: only the prompt's length matters from here */
+        j->spec.pixels = NULL;
+        j->rng = mmm_rng_seed(j->spec.sampler.seed).s;
+        j->text = (srv_detok){.tok = s->tok, .stop = (const char *const *)j->spec.stop, .n_stop = j->spec.n_stop};
+    } else {
+        /* as mmm_generate: sample, stop at the end of turn or generation_config's stop ids,
+         * else feed the token unless the answer is as long as allowed */
+        int32_t id = mmm_sample_token(j->logits, V, &j->spec.sampler, &j->rng, j->logits + V);
+        j->n_gen++;
+        const int32_t *eos = NULL;
+        int end = id == j->spec.stop_id, stopped = 0;
+        for (int i = 0, n = mmm_tokenizer_stop_ids(s->tok, &eos); i < n && !end; i++) end = id == eos[i];
+        if (!end) rc = srv_detok_push(&j->text, id, delta, n_delta, &stopped);
+        if (!rc && (end || stopped)) *finish = SRV_FINISH_STOP;
+        else if (!rc && j->n_gen == j->spec.max_tokens) *finish = SRV_FINISH_LENGTH;
+        else if (!rc) rc = mmm_decode(m, j->st, id, j->logits);
+        if (!rc && *finish && !stopped) { /* the tail held back for a stop string that never came */
+            char *tail = NULL;
+            size_t n_tail = 0;
+            rc = srv_detok_flush(&j->text, &tail, &n_tail);
+            if (!rc && n_tail) {
+                char *joined = realloc(*delta, *n_delta + n_tail + 1);
+                if (!joined) rc = mmm_fail(MMM_ERR_NOMEM, "answer text: out of memory");
+                else {
+                    memcpy(joined + *n_delta, tail, n_tail + 1);
+                    *delta = joined;
+                    *n_delta += n_tail;
+                }
+            }
+            free(tail);
+        }
+    }
+    if (rc) {
+        *finish = SRV_FINISH_ERROR;
+        snprintf(error, error_cap, "%s", mmm_last_error());
+    }
+}
+
+static void *engine(void *arg) {
+    srv_sched *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        /* queued jobs whose clients left are dropped before they take a session */
+        for (int i = 0; i < s->n_queue; i++)
+            if (s->queue[i]->cancelled) {
+                srv_job *j = s->queue[i];
+                memmove(s->queue + i, s->queue + i + 1, (size_t)(s->n_queue - i - 1) * sizeof *s->queue);
+                s->n_queue--;
+                i--;
+                j->phase = JOB_DONE;
+                if (j->released) job_free(j);
+            }
+        admit_locked(s);
+        /* the next session round-robin, skipping those whose clients are behind */
+        srv_job *j = NULL;
+        int idx = -1;
+        for (int k = 0; k < s->n_run && !j; k++) {
+            int i = (s->next + k) % s->n_run;
+            if (s->run[i]->cancelled || s->run[i]->out_len < BACKLOG_BYTES) { j = s->run[i]; idx = i; }
+        }
+        if (!j) {
+            if (s->n_run == 0) pthread_cond_wait(&s->work, &s->mu);
+            else { /* every client is behind: wait for one to take its text */
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_nsec += 20 * 1000000L;
+                if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+                pthread_cond_timedwait(&s->work, &s->mu, &until);
+            }
+            continue;
+        }
+        s->next = idx + 1;
+        if (j->cancelled) {
+            retire_locked(s, idx);
+            pthread_mutex_unlock(&s->mu);
+            engine_free(j);
+            pthread_mutex_lock(&s->mu);
+            if (j->released) job_free(j);
+            continue;
+        }
+        int prefill = j->st == NULL;
+        pthread_mutex_unlock(&s->mu);
+        srv_finish finish;
+        char *delta, error[sizeof j->error];
+        size_t n_delta;
+        step(s, j, &finish, &delta, &n_delta, error, sizeof error);
+        if (finish) engine_free(j);
+        pthread_mutex_lock(&s->mu);
+        if (prefill) s->st.prompt_tokens += j->spec.n_ids;
+        else s->st.generated_tokens++;
+        j->completion_tokens = j->n_gen;
+        emit_locked(j, delta, n_delta);
+        free(delta);
+        if (finish && !j->finish) {
+            j->finish = finish;
+            if (finish == SRV_FINISH_ERROR) {
+                memcpy(j->error, error, sizeof j->error);
+                s->st.failed++;
+            }
+        }
+        if (j->finish) {
+            for (int i = 0; i < s->n_run; i++)
+                if (s->run[i] == j) retire_locked(s, i);
+            if (!finish) { /* ended by emit_locked: the engine's part is still held */
+                pthread_mutex_unlock(&s->mu);
+                engine_free(j);
+                pthread_mutex_lock(&s->mu);
+            }
+        }
+        pthread_cond_broadcast(&j->cv);
+        if (j->finish && j->released) job_free(j);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+int srv_sched_start(srv_sched **out, const mmm_model *m, const mmm_tokenizer *tok, const srv_sched_options *o) {
+    *out = NULL;
+    if (o->max_sessions < 1 || o->max_queue < 0 || o->max_memory == 0)
+        return mmm_fail(MMM_ERR_ARG, "scheduler: needs at least one session and some memory");
+    srv_sched *s = calloc(1, sizeof *s);
+    if (!s) return mmm_fail(MMM_ERR_NOMEM, "scheduler: out of memory");
+    s->m = m;
+    s->tok = tok;
+    s->o = *o;
+    s->run = calloc((size_t)o->max_sessions, sizeof *s->run);
+    s->queue = calloc((size_t)o->max_queue + 1, sizeof *s->queue);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work, NULL);
+    if (!s->run || !s->queue) {
+        srv_sched_free(s);
+        return mmm_fail(MMM_ERR_NOMEM, "scheduler: out of memory");
+    }
+    if (pthread_create(&s->thread, NULL, engine, s)) {
+        srv_sched_free(s);
+        return mmm_fail(MMM_ERR_NOMEM, "scheduler: cannot start the engine thread");
+    }
+    s->started = 1;
+    *out = s;
+    return MMM_OK;
+}
+
+void srv_sched_stop(srv_sched *s) {
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_cond_broadcast(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    if (s->started) pthread_join(s->thread, NULL);
+    /* the engine is gone: end what it held; clients see the error and release their jobs */
+    for (int i = 0; i < s->n_queue + s->n_run; i++) {
+        srv_job *j = i < s->n_queue ? s->queue[i] : s->run[i - s->n_queue];
+        engine_free(j);
+        pthread_mutex_lock(&s->mu);
+        j->phase = JOB_DONE;
+        if (!j->finish) {
+            j->finish = SRV_FINISH_ERROR;
+            snprintf(j->error, sizeof j->error, "the server is shutting down");
+        }
+        pthread_cond_broadcast(&j->cv);
+        int gone = j->released;
+        pthread_mutex_unlock(&s->mu);
+        if (gone) job_free(j);
+    }
+    s->n_queue = s->n_run = 0;
+    s->started = 0;
+}
+
+void srv_sched_free(srv_sched *s) {
+    if (!s) return;
+    srv_sched_stop(s);
+    pthread_cond_destroy(&s->work);
+    pthread_mutex_destroy(&s->mu);
+    free(s->run);
+    free(s->queue);
+    free(s);
+}
+
+int srv_sched_submit(srv_sched *s, srv_job_spec *spec, srv_job **job, size_t *need) {
+    *job = NULL;
+    *need = mmm_state_estimate_bytes(s->m, spec->n_ids + spec->max_tokens) + (size_t)s->m->cfg.vocab * 3 * sizeof(float);
+    pthread_mutex_lock(&s->mu);
+    s->st.requests++;
+    int rc = s->stopping ? SRV_BUSY
+             : *need > s->o.max_memory ? SRV_TOO_BIG
+             : s->n_queue >= s->o.max_queue &&
+                       (s->n_queue || s->n_run >= s->o.max_sessions || s->used + *need > s->o.max_memory)
+                 ? SRV_BUSY
+                 : MMM_OK;
+    srv_job *j = rc ? NULL : calloc(1, sizeof *j);
+    if (!rc && !j) rc = mmm_fail(MMM_ERR_NOMEM, "scheduler: out of memory");
+    if (rc) {
+        s->st.rejected++;
+        pthread_mutex_unlock(&s->mu);
+        spec_free(spec);
+        return rc;
+    }
+    j->s = s;
+    j->spec = *spec;
+    j->need = *need;
+    j->phase = JOB_QUEUED;
+    pthread_cond_init(&j->cv, NULL);
+    memset(spec, 0, sizeof *spec);
+    s->queue[s->n_queue++] = j; /* admit_locked takes it at once when a session is free */
+    admit_locked(s);
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    *job = j;
+    return MMM_OK;
+}
+
+int srv_job_wait(srv_job *j, int timeout_ms, srv_output *out) {
+    srv_sched *s = j->s;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&s->mu);
+    if (!j->out_len && !j->finish) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+        while (!j->out_len && !j->finish && !pthread_cond_timedwait(&j->cv, &s->mu, &until)) {}
+    }
+    int got = j->out_len > 0;
+    if (got) {
+        out->text = j->out;
+        out->len = j->out_len;
+        j->out = NULL;
+        j->out_len = j->out_cap = 0;
+        if (j->phase == JOB_RUNNING) pthread_cond_signal(&s->work); /* it may have been held back */
+    }
+    if (j->finish && j->phase == JOB_DONE) {
+        got = 1;
+        out->finish = j->finish;
+        out->prompt_tokens = j->spec.n_ids;
+        out->completion_tokens = j->completion_tokens;
+        memcpy(out->error, j->error, sizeof out->error);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return got;
+}
+
+void srv_job_release(srv_job *j) {
+    if (!j) return;
+    srv_sched *s = j->s;
+    pthread_mutex_lock(&s->mu);
+    j->released = 1;
+    if (!j->finish && !j->cancelled) {
+        j->cancelled = 1;
+        s->st.cancelled++;
+        pthread_cond_signal(&s->work);
+    }
+    int gone = j->phase == JOB_DONE;
+    pthread_mutex_unlock(&s->mu);
+    if (gone) job_free(j);
+}
+
+void srv_sched_stats(srv_sched *s, srv_stats *out) {
+    pthread_mutex_lock(&s->mu);
+    *out = s->st;
+    if (s->n_run) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        out->busy_seconds += seconds_between(s->busy_since, now);
+    }
+    out->active = s->n_run;
+    out->queued = s->n_queue;
+    out->state_bytes = s->used;
+    out->max_memory = s->o.max_memory;
+    out->max_sessions = s->o.max_sessions;
+    pthread_mutex_unlock(&s->mu);
+}
