@@ -58,7 +58,8 @@ int mmm_gpu_randomize(mmm_model *m, uint64_t seed, float std);
 void mmm_gpu_detach(mmm_model *m);
 
 /* ---- training forward and backward over a batch (m attached) ---- */
-typedef struct mmm_gpu_acts mmm_gpu_acts;
+/* The activations of include/mmm/forward.h's forward, held on the GPU. */
+typedef struct mmm_acts mmm_gpu_acts;
 
 int mmm_gpu_forward(const mmm_model *m, const mmm_input *in, mmm_gpu_acts **acts);
 /* A forward whose only product is the logits (a teacher's in stage 3): the layers reuse two

@@ -38,10 +38,91 @@ size_t gpu_ssd_backward_ws_bytes(const mmm_config *c, int B, int T) {
     return most;
 }
 
-static int zero(const model_exec *x, float *p, size_t n) { return mmm_cuda_memset(p, 0, n * sizeof *p); }
-static int copy(const model_exec *x, float *dst, const float *src, size_t n) {
-    return mmm_cuda_copy(dst, src, n * sizeof *dst);
+static int reserve(const model_exec *x, exec_buf *b, size_t bytes, const char *what) {
+    return gpu_buf_reserve(b, bytes);
 }
+static void release(const model_exec *x, exec_buf *b) { gpu_buf_free(b); }
+static int upload(const model_exec *x, void *dst, const void *src, size_t bytes) {
+    return mmm_cuda_upload(dst, src, bytes);
+}
+static int download(const model_exec *x, void *dst, const void *src, size_t bytes) {
+    return mmm_cuda_download(dst, src, bytes);
+}
+
+/* Row offsets, ids and positions staged for the gathers and tables below. One for the process,
+ * never freed: the GPU runtime runs on one host thread and one stream, so a call's kernels are
+ * queued behind the previous call's reads of it (as src/gpu/linear.c's activations). */
+static gpu_buf g_index;
+
+static int embed(const model_exec *x, float *out, const int32_t *ids, int n, const float *img, long *img_cursor) {
+    const mmm_model *m = x->m;
+    const mmm_config *c = &m->cfg;
+    int C = c->hidden, any_img = 0;
+    int64_t *host = malloc(2 * (size_t)n * sizeof *host);
+    if (!host) return mmm_fail(MMM_ERR_NOMEM, "gpu embedding: out of memory");
+    int64_t text0 = x->w->text_emb - gpu(x)->data;
+    int64_t special0 = x->w->special_emb ? x->w->special_emb - gpu(x)->data : 0;
+    for (int i = 0; i < n; i++) { /* element offsets: into the weights, or into img */
+        int image = img && ids[i] == c->img_context_id;
+        host[i] = image ? -1 : ids[i] < c->llm_vocab ? text0 + (int64_t)ids[i] * C
+                                                     : special0 + (int64_t)(ids[i] - c->llm_vocab) * C;
+        host[n + i] = image ? (int64_t)(*img_cursor)++ * C : -1;
+        any_img |= image;
+    }
+    int rc = gpu_buf_reserve(&g_index, 2 * (size_t)n * sizeof *host);
+    int64_t *off = g_index.p;
+    if (!rc) rc = mmm_cuda_upload(off, host, 2 * (size_t)n * sizeof *host);
+    free(host);
+    if (!rc) rc = mmm_cuda_gather_rows(out, off, gpu(x)->data, n, C);
+    if (!rc && any_img) rc = mmm_cuda_gather_rows(out, off + n, img, n, C);
+    return rc;
+}
+
+static int embed_backward(const model_exec *x, const mmm_weights *gw, const float *dx, const int32_t *ids, int N,
+                          float *dimg) {
+    const mmm_config *c = &x->m->cfg;
+    int C = c->hidden, k = 0;
+    /* ids for the two tables, −1 where a row belongs to the other one (or to an image) */
+    int32_t *tid = malloc(2 * (size_t)N * sizeof *tid);
+    int64_t *rows = malloc(((size_t)N + 1) * sizeof *rows);
+    int rc = tid && rows ? MMM_OK : mmm_fail(MMM_ERR_NOMEM, "gpu backward: out of memory");
+    for (int i = 0; i < N && !rc; i++) {
+        int32_t id = ids[i];
+        int image = dimg && id == c->img_context_id;
+        if (image) rows[k++] = (int64_t)i * C;
+        tid[i] = !image && id < c->llm_vocab ? id : -1;
+        tid[N + i] = !image && id >= c->llm_vocab ? id - c->llm_vocab : -1;
+    }
+    if (!rc) rc = gpu_buf_reserve(&g_index, (size_t)N * (sizeof *rows + 2 * sizeof *tid));
+    int64_t *drows = g_index.p;
+    int32_t *dids = (int32_t *)(drows + N);
+    if (!rc) rc = mmm_cuda_upload(dids, tid, 2 * (size_t)N * sizeof *tid);
+    if (!rc && k) rc = mmm_cuda_upload(drows, rows, (size_t)k * sizeof *rows);
+    free(tid);
+    free(rows);
+    if (!rc) rc = mmm_cuda_embedding_backward(gw->text_emb, dx, dids, N, c->llm_vocab, C);
+    if (!rc && gw->special_emb) rc = mmm_cuda_embedding_backward(gw->special_emb, dx, dids + N, N, c->n_special, C);
+    if (!rc && k) rc = mmm_cuda_gather_rows(dimg, drows, dx, k, C);
+    return rc;
+}
+
+static int rope_tables(const model_exec *x, float *cos_t, float *sin_t, const int32_t *pos, int T, int seq_end,
+                       const mmm_rope_scaling *r, int D) {
+    TRY(gpu_buf_reserve(&g_index, (size_t)T * sizeof *pos));
+    TRY(mmm_cuda_upload(g_index.p, pos, (size_t)T * sizeof *pos));
+    return mmm_cuda_rope_table_scaled(cos_t, sin_t, g_index.p, r, seq_end, T, D);
+}
+
+static int grads_begin(const model_exec *x, mmm_weights *gw, float *grads) { return gpu_grads_begin(x->m, gw, grads); }
+static int grads_end(const model_exec *x, mmm_weights *gw, float *grads) { return gpu_grads_end(x->m, gw, grads); }
+
+static size_t ssd_ws_bytes(const model_exec *x, int B, int T) {
+    size_t f = gpu_ssd_ws_bytes(&x->m->cfg, B, T), b = gpu_ssd_backward_ws_bytes(&x->m->cfg, B, T);
+    return f > b ? f : b;
+}
+
+static int zero(const model_exec *x, float *p, size_t n) { return mmm_cuda_memset(p, 0, n * sizeof *p); }
+static int copy(const model_exec *x, void *dst, const void *src, size_t bytes) { return mmm_cuda_copy(dst, src, bytes); }
 static int copy_cols(const model_exec *x, float *dst, int dst_ld, const float *src, int src_ld, long rows, int w) {
     return mmm_cuda_copy_cols(dst, dst_ld, src, src_ld, (int)rows, w);
 }
@@ -233,6 +314,9 @@ static int pos_grid_backward(const model_exec *x, const mmm_weights *gw, const f
 }
 
 static const exec_ops cuda_ops = {
+    .reserve = reserve, .release = release, .upload = upload, .download = download, .embed = embed,
+    .embed_backward = embed_backward, .rope_tables = rope_tables, .grads_begin = grads_begin,
+    .grads_end = grads_end, .ssd_ws_bytes = ssd_ws_bytes,
     .zero = zero, .copy = copy, .copy_cols = copy_cols, .add = add, .add_rows = add_rows, .mul_acc = mul_acc,
     .silu_forward = silu_forward, .silu_backward = silu_backward, .gelu_forward = gelu_forward,
     .gelu_backward = gelu_backward, .softplus_forward = softplus_forward, .softplus_backward = softplus_backward,

@@ -50,10 +50,7 @@ static inline const uint16_t *gpu_bf16_of(const mmm_gpu_model *g, const float *w
 }
 
 /* A device allocation that grows on demand (its contents are lost when it grows). */
-typedef struct {
-    void *p;
-    size_t cap;
-} gpu_buf;
+typedef exec_buf gpu_buf;
 int gpu_buf_reserve(gpu_buf *b, size_t bytes);
 void gpu_buf_free(gpu_buf *b);
 
@@ -76,12 +73,6 @@ int gpu_linear_backward(const mmm_gpu_model *g, float *dinp /* (N, C) or NULL, +
  * or backward, as large as the calls need) and, in a generation state, the single-query
  * attention's (NULL elsewhere). */
 model_exec exec_cuda(const mmm_model *m, void *ssd_ws, void *attn_ws);
-
-/* Embedding rows of ids (n) into x (n, C) on the device: the text and special tables, and for
- * ids that are <IMG_CONTEXT> with img != NULL, the next rows of img (device, (·, C)) from
- * *img_cursor. off is a device scratch of 2·n int64. */
-int gpu_embed(const mmm_model *m, float *x, const int32_t *ids, int n, const float *img,
-              long *img_cursor, int64_t *off);
 
 /* The bf16 decode pack (decode_bf16.c): refilled from the weights after they change, freed. */
 int gpu_bf16_pack_fill(const mmm_model *m);
@@ -114,12 +105,5 @@ int gpu_grads_end(const mmm_model *m, mmm_weights *gw, float *grads);
 /* Recomputes what the device derives from the weights (A = −exp(A_log), the resized position
  * grid) after the device weights changed, refreshing those host tensors from the device first. */
 int gpu_refresh_derived(mmm_model *m);
-
-/* The backward of a training forward from device dlogits (B, T, V), gradients added to the
- * host buffer grads. */
-int gpu_backward(const mmm_model *m, mmm_gpu_acts *a, const float *dlogits, float *grads);
-/* Device views into a training forward's activations. */
-const float *gpu_acts_logits(const mmm_gpu_acts *a);         /* (B, T, V) */
-const layer_buf *gpu_acts_layer(const mmm_gpu_acts *a, int l);
 
 #endif

@@ -190,7 +190,8 @@ static int decode_bf16(gpu_state *s, int32_t id, int pos, float *out) {
         if ((size_t)d->ffn > ffn) ffn = (size_t)d->ffn;
     }
     long cursor = 0;
-    TRY(gpu_embed(m, s->x, &id, 1, NULL, &cursor, s->index.p));
+    model_exec x = exec_cuda(m, NULL, NULL);
+    TRY(x.op->embed(&x, s->x, &id, 1, NULL, &cursor));
     TRY(rope_tables(s, 1, pos, pos + 1));
     TRY(gpu_buf_reserve(&s->logits, (size_t)V * sizeof(float)));
     TRY(gpu_buf_reserve(&s->dec, (MMM_ALIGN_FLOATS(widest) + 2 * MMM_ALIGN_FLOATS(hd) + ffn) * sizeof(float)));
@@ -218,9 +219,10 @@ static int state_prefill(void *impl, const int32_t *ids, int T, int pos0, const 
         img = s->img.p;
     }
     long cursor = 0;
+    model_exec x = exec_cuda(m, NULL, NULL);
     for (int t0 = 0; t0 < T; t0 += s->chunk) {
         int n = T - t0 < s->chunk ? T - t0 : s->chunk;
-        TRY(gpu_embed(m, s->x, ids + t0, n, img, &cursor, s->index.p));
+        TRY(x.op->embed(&x, s->x, ids + t0, n, img, &cursor));
         TRY(run_chunk(s, n, pos0 + t0, pos0 + T));
         int want_all = logits != NULL, want_last = last && t0 + n == T;
         if (!want_all && !want_last) continue;

@@ -85,10 +85,10 @@ int mmm_gpu_ce_step(mmm_gpu_step **ps, const mmm_model *m, const mmm_batch *b, f
     TRY(mmm_gpu_forward(m, &in, &s->acts));
     TRY(mmm_cuda_memset(s->dlogits.p, 0, (size_t)N * V * sizeof(float)));
     /* gradients summed over the batch's label tokens, as the CPU step */
-    TRY(cross_entropy(gpu_acts_logits(s->acts), b->labels, dlabels, dloss, s->dlogits.p, N, V, (float)count, &loss));
+    TRY(cross_entropy(acts_logits(s->acts), b->labels, dlabels, dloss, s->dlogits.p, N, V, (float)count, &loss));
     *loss_sum = (double)loss * count;
     *loss_tokens = count;
-    return gpu_backward(m, s->acts, s->dlogits.p, grads);
+    return passes_backward(s->acts, s->dlogits.p, grads);
 }
 
 int mmm_gpu_kl_distill_step(mmm_kl_distill *d, const mmm_model *student, const mmm_batch *b,
@@ -107,7 +107,7 @@ int mmm_gpu_kl_distill_step(mmm_kl_distill *d, const mmm_model *student, const m
     TRY(mmm_gpu_forward_logits(d->teacher, &in, &s->tacts)); /* only its logits are read */
     TRY(mmm_gpu_forward(student, &in, &s->acts));
     TRY(upload_mask(b, dmask, &valid));
-    const float *ls = gpu_acts_logits(s->acts), *lt = gpu_acts_logits(s->tacts);
+    const float *ls = acts_logits(s->acts), *lt = acts_logits(s->tacts);
     /* the KL op averages over masked rows; weight it back to a per-token sum */
     TRY(mmm_cuda_kl_div_forward(dloss, ls, lt, dmask, d->tau, N, V));
     TRY(mmm_cuda_download(&kl, dloss, sizeof kl));
@@ -122,7 +122,7 @@ int mmm_gpu_kl_distill_step(mmm_kl_distill *d, const mmm_model *student, const m
     }
     *loss_sum = total;
     *loss_tokens = valid;
-    return gpu_backward(student, s->acts, s->dlogits.p, grads);
+    return passes_backward(s->acts, s->dlogits.p, grads);
 }
 
 /* Stage 1–2 step: one teacher forward gives every layer's input (its normed h) and target (the
@@ -177,7 +177,7 @@ int mmm_gpu_mixer_distill_step(mmm_mixer_distill *d, const mmm_model *student, c
         layer_carve(&a, &p, ld, N, C, B, T);
         float *scratch = p, *dy = scratch + MMM_ALIGN_FLOATS(fwd > bwd ? fwd : bwd);
         float *dh = dy + MMM_ALIGN_FLOATS((size_t)N * HD);
-        const layer_buf *t = gpu_acts_layer(s->tacts, l);
+        const layer_buf *t = acts_layer(s->tacts, l);
         a.h1 = t->h1; /* the teacher's normed hidden state (the student's norm is the teacher's, frozen) */
         layer_cache none = {0};
         if ((rc = mamba_mixer(&x, l, &a, B, T, &none, scratch))) break;

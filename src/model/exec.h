@@ -8,17 +8,29 @@
 #define MMM_MODEL_EXEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mmm/model.h"
+#include "mmm/ops/rope.h"
 
 typedef struct model_exec model_exec;
 typedef struct layer_buf layer_buf;
 typedef struct layer_cache layer_cache;
 
+/* Device memory that grows on demand (its contents are lost when it grows). */
 typedef struct {
-    /* memory */
+    void *p;
+    size_t cap;
+} exec_buf;
+
+typedef struct {
+    /* memory; `what` names the use in the message of a refusal (e.g. "a forward pass over ...") */
+    int (*reserve)(const model_exec *x, exec_buf *b, size_t bytes, const char *what);
+    void (*release)(const model_exec *x, exec_buf *b);
+    int (*upload)(const model_exec *x, void *dst /* device */, const void *src /* host */, size_t bytes);
+    int (*download)(const model_exec *x, void *dst /* host */, const void *src /* device */, size_t bytes);
     int (*zero)(const model_exec *x, float *p /* (n) */, size_t n);
-    int (*copy)(const model_exec *x, float *dst /* (n) */, const float *src /* (n) */, size_t n);
+    int (*copy)(const model_exec *x, void *dst, const void *src, size_t bytes);
     /* dst[r][0..w) = src[r][0..w) for rows r, rows dst_ld and src_ld floats apart */
     int (*copy_cols)(const model_exec *x, float *dst /* (rows, dst_ld) */, int dst_ld,
                      const float *src /* (rows, src_ld) */, int src_ld, long rows, int w);
@@ -110,6 +122,25 @@ typedef struct {
                         float *dCs /* (B, T, H, N), += */, float *ddt /* (B, T, H), += */, float *dA /* (H), += */,
                         const float *dy /* (B, T, H, P) */, const float *xs, const float *Bs, const float *Cs,
                         const float *dt, const float *A, int B, int T, int H, int G, int P, int N);
+
+    /* The rows of ids (host) from the text and special tables, or with img != NULL for
+     * <IMG_CONTEXT> ids the next rows of img from *img_cursor. */
+    int (*embed)(const model_exec *x, float *out /* (n, C) */, const int32_t *ids /* (n) host */, int n,
+                 const float *img /* (·, C) or NULL */, long *img_cursor);
+    /* dx's rows added into the tables' rows of ids, and with dimg the <IMG_CONTEXT> rows copied into
+     * it in order */
+    int (*embed_backward)(const model_exec *x, const mmm_weights *gw, const float *dx /* (N, C) */,
+                          const int32_t *ids /* (N) host */, int N, float *dimg /* (n_img, C) or NULL */);
+    /* rotary tables at positions pos of a call whose keys end at seq_end (the dynamic base) */
+    int (*rope_tables)(const model_exec *x, float *cos_t /* (T, D/2) */, float *sin_t /* (T, D/2) */,
+                       const int32_t *pos /* (T) host */, int T, int seq_end, const mmm_rope_scaling *r, int D);
+
+    /* parameter gradients: gw bound where this device accumulates them; at the end added into
+     * grads (host, n_floats) — or, on a device that keeps them (grads == NULL), left there */
+    int (*grads_begin)(const model_exec *x, mmm_weights *gw, float *grads);
+    int (*grads_end)(const model_exec *x, mmm_weights *gw, float *grads);
+    /* bytes of the SSD workspace for B sequences of T tokens, forward and backward */
+    size_t (*ssd_ws_bytes)(const model_exec *x, int B, int T);
 
     /* vision */
     int (*patches)(const model_exec *x, float *out /* (n, S/p, S/p, 3·p·p) */, const float *pixels /* (n, 3, S, S) */,

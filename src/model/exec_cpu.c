@@ -1,10 +1,12 @@
 /* The CPU executor (exec.h): the model's operations on host memory through src/ops/cpu (fp32,
  * OpenMP, OpenBLAS). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 #include "mmm/error.h"
+#include "mmm/memory.h"
 #include "mmm/ops/activation.h"
 #include "mmm/ops/attention.h"
 #include "mmm/ops/conv1d.h"
@@ -17,13 +19,35 @@
 
 #define PARALLEL_MIN 65536 /* elements below which a loop is not worth a parallel region */
 
+static int reserve(const model_exec *x, exec_buf *b, size_t bytes, const char *what) {
+    if (bytes <= b->cap) return MMM_OK;
+    free(b->p);
+    b->p = NULL;
+    b->cap = 0;
+    /* refused with the numbers rather than overcommitted and killed halfway */
+    TRY(mmm_memory_check(bytes, "%s", what));
+    if (!(b->p = malloc(bytes))) return mmm_fail(MMM_ERR_NOMEM, "%s: cannot allocate %.1f MB", what, bytes * 1e-6);
+    b->cap = bytes;
+    return MMM_OK;
+}
+
+static void release(const model_exec *x, exec_buf *b) {
+    free(b->p);
+    *b = (exec_buf){0};
+}
+
+static int transfer(const model_exec *x, void *dst, const void *src, size_t bytes) {
+    memcpy(dst, src, bytes);
+    return MMM_OK;
+}
+
 static int zero(const model_exec *x, float *p, size_t n) {
     memset(p, 0, n * sizeof *p);
     return MMM_OK;
 }
 
-static int copy(const model_exec *x, float *dst, const float *src, size_t n) {
-    memcpy(dst, src, n * sizeof *dst);
+static int copy(const model_exec *x, void *dst, const void *src, size_t bytes) {
+    memcpy(dst, src, bytes);
     return MMM_OK;
 }
 
@@ -197,6 +221,47 @@ static int ssd_backward(const model_exec *x, float *dxs, float *dBs, float *dCs,
                             MMM_SSD_CHUNK);
 }
 
+static int embed(const model_exec *x, float *out, const int32_t *ids, int n, const float *img, long *img_cursor) {
+    embed_tokens(x->m, out, ids, n, img, img_cursor);
+    return MMM_OK;
+}
+
+static int embed_backward(const model_exec *x, const mmm_weights *gw, const float *dx, const int32_t *ids, int N,
+                          float *dimg) {
+    const mmm_config *c = &x->m->cfg;
+    int C = c->hidden;
+    long k = 0;
+    for (long i = 0; i < N; i++) {
+        const float *src = dx + (size_t)i * C;
+        if (dimg && ids[i] == c->img_context_id) {
+            memcpy(dimg + (size_t)k++ * C, src, (size_t)C * sizeof *src);
+            continue;
+        }
+        float *dst = ids[i] < c->llm_vocab ? gw->text_emb + (size_t)ids[i] * C
+                                           : gw->special_emb + (size_t)(ids[i] - c->llm_vocab) * C;
+        for (int j = 0; j < C; j++) dst[j] += src[j];
+    }
+    return MMM_OK;
+}
+
+static int rope_tables(const model_exec *x, float *cos_t, float *sin_t, const int32_t *pos, int T, int seq_end,
+                       const mmm_rope_scaling *r, int D) {
+    mmm_rope_table_scaled(cos_t, sin_t, pos, r, seq_end, T, D);
+    return MMM_OK;
+}
+
+static int grads_begin(const model_exec *x, mmm_weights *gw, float *grads) {
+    if (!grads) return mmm_fail(MMM_ERR_ARG, "backward: no gradient buffer");
+    return mmm_weights_bind(x->m, grads, gw);
+}
+
+static int grads_end(const model_exec *x, mmm_weights *gw, float *grads) {
+    mmm_weights_free(gw);
+    return MMM_OK;
+}
+
+static size_t ssd_ws_bytes(const model_exec *x, int B, int T) { return 0; } /* the CPU scan allocates its own */
+
 /* Each patch flattened in (channel, y, x) order, matching the conv weight (C, 3, p, p). */
 static int patches(const model_exec *x, float *out, const float *pixels, int n, int S, int p) {
     int gt = S / p, K = 3 * p * p;
@@ -244,6 +309,9 @@ static int pos_grid_backward(const model_exec *x, const mmm_weights *gw, const f
 }
 
 static const exec_ops cpu_ops = {
+    .reserve = reserve, .release = release, .upload = transfer, .download = transfer, .embed = embed,
+    .embed_backward = embed_backward, .rope_tables = rope_tables, .grads_begin = grads_begin,
+    .grads_end = grads_end, .ssd_ws_bytes = ssd_ws_bytes,
     .zero = zero, .copy = copy, .copy_cols = copy_cols, .add = add, .add_rows = add_rows, .mul_acc = mul_acc,
     .silu_forward = silu_forward, .silu_backward = silu_backward, .gelu_forward = gelu_forward,
     .gelu_backward = gelu_backward, .softplus_forward = softplus_forward, .softplus_backward = softplus_backward,

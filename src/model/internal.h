@@ -100,7 +100,20 @@ int layer_backward(const model_exec *x, int l, layer_buf *a, mmm_layer_weights *
 int mamba_backward(const model_exec *x, int l, layer_buf *a, mmm_layer_weights *g, float *dh,
                    const float *datt, int B, int T, float *scratch);
 size_t backward_scratch(const mmm_layer_desc *d, long N, int C);
-/* The saved buffers of layer l in a training forward's activations. */
+/* The training forward over a batch on dev's device into *pa (made, or reused for the same
+ * device and model); keep = 0 keeps only what the logits need (no backward follows). */
+int passes_forward(const model_exec *dev, const mmm_input *in, mmm_acts **pa, int keep);
+/* Its backward from dlogits (B, T, V, on the device): parameter gradients added to grads (host,
+ * n_floats), or left on a device that keeps them (grads == NULL). */
+int passes_backward(mmm_acts *a, const float *dlogits, float *grads);
+/* Views into the activations, on their device. */
+const float *acts_logits(const mmm_acts *a);    /* (B, T, V) */
+const float *acts_embeds(const mmm_acts *a);    /* (B, T, C) */
+const float *acts_llm_input(const mmm_acts *a); /* (B, T, C), NULL after a logits-only forward */
+const float *acts_images(const mmm_acts *a, int *n); /* (n, C) image rows, or NULL */
+const model_exec *acts_exec(const mmm_acts *a);
+int acts_shape(const mmm_acts *a, int *B, int *T); /* returns the number of layers */
+/* The saved buffers of layer l, NULL after a logits-only forward. */
 layer_buf *acts_layer(mmm_acts *a, int l);
 size_t layer_scratch_floats(const mmm_layer_desc *d, long N);
 /* Buffers of one layer for N = B·T tokens: size, and carving from *p (advanced). */

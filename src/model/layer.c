@@ -124,7 +124,7 @@ int layer_forward(const model_exec *x, int l, layer_buf *a, const float *x_in, i
     int C = x->m->cfg.hidden, HD = d->n_heads * d->head_dim, F = d->ffn, N = B * T;
     size_t NC = (size_t)N * C;
     const exec_ops *op = x->op;
-    if (a->x_in != x_in) TRY(op->copy(x, a->x_in, x_in, NC));
+    if (a->x_in != x_in) TRY(op->copy(x, a->x_in, x_in, NC * sizeof *x_in));
 
     /* x = x + Wo·mixer(RMSNorm(x)) */
     TRY(op->rmsnorm_forward(x, a->h1, a->rstd1, x_in, w->attn_norm, d->rms_eps, N, C));
