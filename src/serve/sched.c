@@ -325,7 +325,10 @@ void srv_sched_free(srv_sched *s) {
 
 int srv_sched_submit(srv_sched *s, srv_job_spec *spec, srv_job **job, size_t *need) {
     *job = NULL;
-    *need = mmm_state_estimate_bytes(s->m, spec->n_ids + spec->max_tokens) + (size_t)s->m->cfg.vocab * 3 * sizeof(float);
+    /* the state, the logits and sampler scratch, and the image tiles held until the prefill */
+    const mmm_config *c = &s->m->cfg;
+    *need = mmm_state_estimate_bytes(s->m, spec->n_ids + spec->max_tokens) + (size_t)c->vocab * 3 * sizeof(float) +
+            (size_t)spec->n_tiles * 3 * c->tile_size * c->tile_size * sizeof(float);
     pthread_mutex_lock(&s->mu);
     s->st.requests++;
     int rc = s->stopping ? SRV_BUSY

@@ -69,7 +69,8 @@ void srv_sched_stop(srv_sched *s);
 void srv_sched_free(srv_sched *s);
 /* Admits a job: MMM_OK (*job set, running or queued), SRV_BUSY (every session and queue slot is
  * taken, or the memory budget is), SRV_TOO_BIG (the job alone needs more than the memory
- * budget), or an mmm error code. *need receives the state bytes the job asks for. */
+ * budget), or an mmm error code. *need receives the bytes the job reserves while it runs: its
+ * state (mmm_state_estimate_bytes), logits, and image tiles. */
 int srv_sched_submit(srv_sched *s, srv_job_spec *spec, srv_job **job, size_t *need);
 /* Waits up to timeout_ms for new text or the end; returns 1 when out holds something (text or
  * a finish), 0 on timeout. */

@@ -7,10 +7,13 @@
 # a client that leaves must free its session, every refusal must carry the right status and an
 # OpenAI error object, and the server must go on serving. Every wait is bounded; every server
 # started is killed on exit. Prints "<case> ok" or "FAIL <case>: why", then "N passed, N failed".
-# usage: tests/serve/serve_clients.sh [MMM_BINARY]     (KEEP=1 keeps the work folder)
+# usage: tests/serve/serve_clients.sh [MMM_BINARY [OPTION...]]     (KEEP=1 keeps the work folder)
+#   OPTIONs go to both mmm chat and mmm serve: `--device cuda` (and `--dtype bf16`) for the GPU path
 set -u
 cd "$(dirname "$0")/../.."
 mmm=${1:-build/mmm}
+shift $(( $# > 0 ? 1 : 0 ))
+dev=("$@")
 npm_dir=${MMM_NPM_DIR:-build/npm}
 work=$(mktemp -d /tmp/mmm_serve_XXXXXX)
 passed=0 failed=0
@@ -47,7 +50,7 @@ image=$(ls "$fx"/data/images/train/*.png | head -n 1)
 start() {
     local name=$1 model=$2
     shift 2
-    "$mmm" serve --model "$model" --port 0 --name tiny "$@" > "$work/$name.out" 2> "$work/$name.err" &
+    "$mmm" serve --model "$model" --port 0 --name tiny ${dev[@]+"${dev[@]}"} "$@" > "$work/$name.out" 2> "$work/$name.err" &
     pid=$!
     pids+=("$pid")
     port=
@@ -102,14 +105,29 @@ EOF
 
 prompt="What item is this?"
 # mmm chat's answers: greedy, sampled, with an image, and the linear student's
-"$mmm" chat --model "$fx/teacher" -p "$prompt" --max-new 24 > "$work/chat_greedy.txt" || exit 1
-"$mmm" chat --model "$fx/teacher" -p "$prompt" --max-new 24 --temperature 0.9 --top-p 0.95 --seed 11 > "$work/chat_sampled.txt" || exit 1
-"$mmm" chat --model "$fx/teacher" -p "$prompt" --max-new 24 --image "$image" > "$work/chat_image.txt" || exit 1
-"$mmm" chat --model "$fx/linear" -p "$prompt" --max-new 24 > "$work/chat_linear.txt" || exit 1
+"$mmm" chat ${dev[@]+"${dev[@]}"} --model "$fx/teacher" -p "$prompt" --max-new 24 > "$work/chat_greedy.txt" || exit 1
+"$mmm" chat ${dev[@]+"${dev[@]}"} --model "$fx/teacher" -p "$prompt" --max-new 24 --temperature 0.9 --top-p 0.95 --seed 11 > "$work/chat_sampled.txt" || exit 1
+"$mmm" chat ${dev[@]+"${dev[@]}"} --model "$fx/teacher" -p "$prompt" --max-new 24 --image "$image" > "$work/chat_image.txt" || exit 1
+"$mmm" chat ${dev[@]+"${dev[@]}"} --model "$fx/linear" -p "$prompt" --max-new 24 > "$work/chat_linear.txt" || exit 1
 answer() { python3 -c 'import sys; t = open(sys.argv[1], encoding="utf-8").read(); print(t[:-1] if t.endswith("\n") else t, end="")' "$1"; }
 
 # ---- the teacher: answers, streams, GET endpoints ----
 start teacher "$fx/teacher" --max-sessions 16 --max-queue 16 --image-dir "$fx/data/images" --context 100000
+# the command line: help, usage mistakes (exit 2) and a port that is taken (exit 1), each one line
+"$mmm" serve --help > "$work/help.txt"
+expect serve_help "$([ $? = 0 ] && grep -q '^usage: mmm serve' "$work/help.txt" && echo 1)" "$(head -n 1 "$work/help.txt")"
+one_line() { # CASE STATUS TEXT ARGS...: mmm serve exits with STATUS and one stderr line holding TEXT
+    local name=$1 want=$2 text=$3
+    shift 3
+    timeout 60 "$mmm" serve "$@" > /dev/null 2> "$work/cli.err"
+    local got=$?
+    expect "$name" "$([ "$got" = "$want" ] && [ "$(wc -l < "$work/cli.err")" = 1 ] && grep -q -- "$text" "$work/cli.err" && echo 1)" \
+        "exit $got: $(head -c 300 "$work/cli.err")"
+}
+one_line serve_needs_model 2 "needs --model"
+one_line serve_bad_port 2 "port" --model "$fx/teacher" --port 70000
+one_line serve_host_not_numeric 1 "not a numeric" --model "$fx/teacher" --host example.invalid
+one_line serve_port_taken 1 "cannot listen on 127.0.0.1 port $port" --model "$fx/teacher" --port "$port"
 code=$(curl -s -m 10 -o "$work/health.json" -w '%{http_code}' "http://127.0.0.1:$port/health")
 expect health "$([ "$code" = 200 ] && [ "$(json "$work/health.json" "d['status']")" = ok ] && echo 1)" "status $code"
 code=$(curl -s -m 10 -o "$work/models.json" -w '%{http_code}' "http://127.0.0.1:$port/v1/models")
