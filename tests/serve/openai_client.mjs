@@ -4,7 +4,8 @@
 // "FAIL <what>: why" per check.
 // usage: node openai_client.mjs NPM_DIR BASE_URL   with the JSON of the cases on standard input:
 //   {"model": ..., "prompt": ..., "seed": N, "max_tokens": N, "expected": TEXT,
-//    "sampled": {"temperature": T, "top_p": P, "seed": N, "expected": TEXT}}
+//    "sampled": {"temperature": T, "top_p": P, "seed": N, "expected": TEXT},
+//    "completion": {"prompt": ..., "max_tokens": N, "expected": TEXT}}
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 
@@ -79,6 +80,14 @@ async function main() {
         check(e instanceof OpenAI.BadRequestError && e.status === 400 && e.error && e.error.param === 'frequency_penalty',
             'openai: an unknown field is a BadRequestError', `${e.status} ${JSON.stringify(e.error)}`);
     }
+    const cp = cases.completion;
+    const completion = await client.completions.create({ model: cases.model, prompt: cp.prompt, max_tokens: cp.max_tokens, temperature: 0 });
+    check(completion.object === 'text_completion' && completion.choices[0].text === cp.expected, 'openai: a text completion',
+        `${JSON.stringify(completion.choices[0].text)} vs ${JSON.stringify(cp.expected)}`);
+    let streamedText = '';
+    for await (const chunk of await client.completions.create({ model: cases.model, prompt: cp.prompt, max_tokens: cp.max_tokens, temperature: 0, stream: true }))
+        streamedText += chunk.choices.map(c => c.text).join('');
+    check(streamedText === cp.expected, 'openai: a streamed text completion', JSON.stringify(streamedText));
     const models = await client.models.list();
     check(models.data.length === 1 && models.data[0].id === cases.model, 'openai: models.list', JSON.stringify(models.data));
 }

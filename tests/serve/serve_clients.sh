@@ -191,8 +191,10 @@ else
     else
         python3 -c 'import json, sys; r = lambda p: (lambda t: t[:-1] if t.endswith("\n") else t)(open(p, encoding="utf-8").read())
 print(json.dumps({"model": "tiny", "prompt": sys.argv[1], "seed": 0, "max_tokens": 24, "expected": r(sys.argv[2]),
-                  "sampled": {"temperature": 0.9, "top_p": 0.95, "seed": 11, "expected": r(sys.argv[3])}}))' \
-            "$prompt" "$work/chat_greedy.txt" "$work/chat_sampled.txt" > "$work/cases.json"
+                  "sampled": {"temperature": 0.9, "top_p": 0.95, "seed": 11, "expected": r(sys.argv[3])},
+                  "completion": {"prompt": "What item", "max_tokens": 16,
+                                 "expected": json.load(open(sys.argv[4]))["choices"][0]["text"]}}))' \
+            "$prompt" "$work/chat_greedy.txt" "$work/chat_sampled.txt" "$work/completion.json" > "$work/cases.json"
         timeout 300 node tests/serve/openai_client.mjs "$(cd "$npm_dir" && pwd)" "http://127.0.0.1:$port/v1" \
             < "$work/cases.json" > "$work/node.out" 2>&1
         cat "$work/node.out"
@@ -213,6 +215,11 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 running=$(metric mmm_sessions_active)
+# sessions interleave: a short request is answered while the long one goes on
+code=$(post /v1/chat/completions "$(chat_body "$prompt" ', "temperature": 0, "max_tokens": 24')" "$work/beside.json")
+expect answered_beside_a_long_stream "$([ "$code" = 200 ] && [ "$(json "$work/beside.json" "d['choices'][0]['message']['content']")" = "$(answer "$work/chat_greedy.txt")" ] &&
+    ! grep -q DONE "$work/cancel.txt" && [ "$(metric mmm_sessions_active)" = 1 ] && echo 1)" \
+    "status $code, $(metric mmm_sessions_active) active, stream ended: $(grep -c DONE "$work/cancel.txt")"
 kill "$cpid" 2> /dev/null
 wait "$cpid" 2> /dev/null
 wait_metric mmm_sessions_active 0
