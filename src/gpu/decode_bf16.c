@@ -132,7 +132,8 @@ int mmm_gpu_use_bf16_decode(mmm_model *m) {
     return rc;
 }
 
-int gpu_decode_bf16(const mmm_model *m, const gpu_decode_bufs *b, int pos, float *logits) {
+int gpu_decode_bf16(const model_exec *x, const decode_bufs *b, int pos, float *logits) {
+    const mmm_model *m = x->m;
     const mmm_config *c = &m->cfg;
     const mmm_gpu_model *g = m->gpu;
     const gpu_bf16_pack *p = g->bf16;
@@ -147,7 +148,7 @@ int gpu_decode_bf16(const mmm_model *m, const gpu_decode_bufs *b, int pos, float
         if (d->kind == MMM_MIXER_ATTENTION) {
             TRY(mmm_cuda_decode_linear(b->z, b->x, pl->w_in, pl->norm1, d->rms_eps, C, (H + 2 * Hkv) * D, 0));
             TRY(mmm_cuda_decode_qkv(b->q, b->k[l], b->v[l], b->z, cos_t, sin_t, pos, 1, b->Tmax, H, Hkv, D, b->kv_dt));
-            TRY(mmm_cuda_attention_decode(b->y, b->q, b->k[l], b->v[l], b->ws, 1, pos + 1, b->Tmax, H, Hkv, D,
+            TRY(mmm_cuda_attention_decode(b->y, b->q, b->k[l], b->v[l], x->attn_ws, 1, pos + 1, b->Tmax, H, Hkv, D,
                                           b->kv_dt));
             TRY(mmm_cuda_decode_linear(b->x, b->y, pl->w_out, NULL, d->rms_eps, HD, C, 1));
         } else {

@@ -48,6 +48,7 @@ static int upload(const model_exec *x, void *dst, const void *src, size_t bytes)
 static int download(const model_exec *x, void *dst, const void *src, size_t bytes) {
     return mmm_cuda_download(dst, src, bytes);
 }
+static int wait(const model_exec *x) { return mmm_cuda_sync(); }
 
 /* Row offsets, ids and positions staged for the gathers and tables below. One for the process,
  * never freed: the GPU runtime runs on one host thread and one stream, so a call's kernels are
@@ -119,6 +120,54 @@ static int grads_end(const model_exec *x, mmm_weights *gw, float *grads) { retur
 static size_t ssd_ws_bytes(const model_exec *x, int B, int T) {
     size_t f = gpu_ssd_ws_bytes(&x->m->cfg, B, T), b = gpu_ssd_backward_ws_bytes(&x->m->cfg, B, T);
     return f > b ? f : b;
+}
+
+#define CHUNK 256       /* tokens per prefill step, as on the CPU */
+#define CHUNK_BF16 4096 /* the same on the tensor cores, which want long GEMMs and query blocks */
+#define VISION_TILES 16 /* tiles through the vision front end at once */
+
+/* bf16 caches for a model with bf16 weights whose attention layers all suit the flash kernel */
+static mmm_dtype cache_dtype(const mmm_model *m) {
+    const mmm_config *c = &m->cfg;
+    if (!m->gpu->bf16) return F32;
+    for (int l = 0; l < mmm_config_n_layers(c); l++)
+        if (c->layers[l].kind == MMM_MIXER_ATTENTION && c->layers[l].head_dim != 64 && c->layers[l].head_dim != 128)
+            return F32;
+    return BF16;
+}
+
+static int plan_state(const model_exec *x, int max_tokens, state_plan *p) {
+    const mmm_model *m = x->m;
+    const mmm_config *c = &m->cfg;
+    int bf16 = m->gpu->bf16 != NULL, H = 0, D = 0, attention = 0;
+    for (int l = 0; l < mmm_config_n_layers(c); l++) {
+        const mmm_layer_desc *d = &c->layers[l];
+        if (d->kind != MMM_MIXER_ATTENTION) continue;
+        attention = 1;
+        if (d->n_heads > H) H = d->n_heads;
+        if (d->head_dim > D) D = d->head_dim;
+    }
+    size_t free_bytes, total;
+    TRY(mmm_cuda_mem_info(&free_bytes, &total));
+    *p = (state_plan){
+        /* in bf16, a short context needs no longer steps than itself */
+        .chunk = !bf16 || max_tokens <= CHUNK ? CHUNK : max_tokens < CHUNK_BF16 ? max_tokens : CHUNK_BF16,
+        .vision_group = VISION_TILES,
+        .kv_dt = cache_dtype(m),
+        .fused_decode = bf16,
+        .attn_ws_bytes = attention ? mmm_cuda_attention_decode_ws_bytes(1, H, D, max_tokens) : 0,
+        .room = free_bytes / 10 * 9,
+        .where = "free on the GPU",
+    };
+    return MMM_OK;
+}
+
+static int fill_uniform(const model_exec *x, void *p, mmm_dtype dt, size_t n, float lo, float hi, uint64_t seed) {
+    return mmm_cuda_fill_uniform(p, dt, n, lo, hi, seed);
+}
+
+static int decode_token(const model_exec *x, const decode_bufs *b, int pos, float *logits) {
+    return gpu_decode_bf16(x, b, pos, logits);
 }
 
 static int zero(const model_exec *x, float *p, size_t n) { return mmm_cuda_memset(p, 0, n * sizeof *p); }
@@ -314,9 +363,10 @@ static int pos_grid_backward(const model_exec *x, const mmm_weights *gw, const f
 }
 
 static const exec_ops cuda_ops = {
-    .reserve = reserve, .release = release, .upload = upload, .download = download, .embed = embed,
+    .reserve = reserve, .release = release, .upload = upload, .download = download, .wait = wait, .embed = embed,
     .embed_backward = embed_backward, .rope_tables = rope_tables, .grads_begin = grads_begin,
-    .grads_end = grads_end, .ssd_ws_bytes = ssd_ws_bytes,
+    .grads_end = grads_end, .ssd_ws_bytes = ssd_ws_bytes, .state_plan = plan_state, .fill_uniform = fill_uniform,
+    .decode_token = decode_token,
     .zero = zero, .copy = copy, .copy_cols = copy_cols, .add = add, .add_rows = add_rows, .mul_acc = mul_acc,
     .silu_forward = silu_forward, .silu_backward = silu_backward, .gelu_forward = gelu_forward,
     .gelu_backward = gelu_backward, .softplus_forward = softplus_forward, .softplus_backward = softplus_backward,
@@ -334,3 +384,5 @@ static const exec_ops cuda_ops = {
 model_exec exec_cuda(const mmm_model *m, void *ssd_ws, void *attn_ws) {
     return (model_exec){.op = &cuda_ops, .m = m, .w = &m->gpu->w, .dev = m->gpu, .ssd_ws = ssd_ws, .attn_ws = attn_ws};
 }
+
+model_exec exec_for(const mmm_model *m) { return m->gpu ? exec_cuda(m, NULL, NULL) : exec_cpu(m); }

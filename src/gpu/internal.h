@@ -78,22 +78,9 @@ model_exec exec_cuda(const mmm_model *m, void *ssd_ws, void *attn_ws);
 int gpu_bf16_pack_fill(const mmm_model *m);
 void gpu_bf16_pack_free(gpu_bf16_pack *p);
 
-/* What one bf16 decode step works in (device): the state's caches and single-token buffers,
- * each vector on a 16-byte boundary. */
-typedef struct {
-    float *x;               /* (C) the token's residual stream */
-    float *z, *q, *y, *s;   /* (widest input projection), (H·D), (H·D), (F) */
-    float *norm;            /* (1) */
-    void **k, **v;          /* per attention layer (Tmax, Hkv, D) of kv_dt */
-    mmm_dtype kv_dt;
-    float **conv, **ssm;    /* per mamba2 layer */
-    int *sync;              /* (L) */
-    void *ws;               /* mmm_cuda_attention_decode's workspace */
-    int Tmax;
-    const float *rope[2][2]; /* [stack][cos|sin] (D/2) of the token's position */
-} gpu_decode_bufs;
-/* The token whose embedding is in b->x, at position pos: logits (V, device). */
-int gpu_decode_bf16(const mmm_model *m, const gpu_decode_bufs *b, int pos, float *logits);
+/* The token whose embedding is in b->x, at position pos, through the bf16 decode kernels: logits
+ * (V, device). */
+int gpu_decode_bf16(const model_exec *x, const decode_bufs *b, int pos, float *logits);
 
 /* Allocates the model's device gradient buffer (once). */
 int gpu_grads_reserve(const mmm_model *m);

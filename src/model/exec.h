@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mmm/dtype.h"
 #include "mmm/model.h"
 #include "mmm/ops/rope.h"
 
@@ -23,12 +24,39 @@ typedef struct {
     size_t cap;
 } exec_buf;
 
+/* How a generation state of max_tokens tokens is laid out on a device. */
+typedef struct {
+    int chunk;            /* tokens per prefill step */
+    int vision_group;     /* image tiles through the vision front end at once */
+    mmm_dtype kv_dt;      /* of the KV caches (docs/design.md §8) */
+    int fused_decode;     /* a single token takes decode_token instead of a one-token chunk */
+    size_t attn_ws_bytes; /* single-query attention's workspace (model_exec.attn_ws) */
+    size_t room;          /* bytes the device can still give */
+    const char *where;    /* what bounds room, for messages */
+} state_plan;
+
+/* A generation state's single-token buffers (device), each vector on a 16-byte boundary, for
+ * a device that fuses the whole decode step (state_plan.fused_decode). */
+typedef struct {
+    float *x;               /* (C) the token's residual stream, its embedding on entry */
+    float *z, *q, *y, *s;   /* (widest input projection), (H·D), (H·D), (F) */
+    float *norm;            /* (1) */
+    void **k, **v;          /* per attention layer (Tmax, Hkv, D) of kv_dt */
+    mmm_dtype kv_dt;
+    float **conv, **ssm;    /* per mamba2 layer */
+    int *sync;              /* (L) the fused mamba2 step's counters, zero between calls */
+    int Tmax;
+    const float *rope[2][2]; /* [stack][cos|sin] (D/2) of the token's position */
+} decode_bufs;
+
 typedef struct {
     /* memory; `what` names the use in the message of a refusal (e.g. "a forward pass over ...") */
     int (*reserve)(const model_exec *x, exec_buf *b, size_t bytes, const char *what);
     void (*release)(const model_exec *x, exec_buf *b);
     int (*upload)(const model_exec *x, void *dst /* device */, const void *src /* host */, size_t bytes);
     int (*download)(const model_exec *x, void *dst /* host */, const void *src /* device */, size_t bytes);
+    /* returns when every queued operation has run, with the first failure among them */
+    int (*wait)(const model_exec *x);
     int (*zero)(const model_exec *x, float *p /* (n) */, size_t n);
     int (*copy)(const model_exec *x, void *dst, const void *src, size_t bytes);
     /* dst[r][0..w) = src[r][0..w) for rows r, rows dst_ld and src_ld floats apart */
@@ -142,6 +170,14 @@ typedef struct {
     /* bytes of the SSD workspace for B sequences of T tokens, forward and backward */
     size_t (*ssd_ws_bytes)(const model_exec *x, int B, int T);
 
+    /* generation states */
+    int (*state_plan)(const model_exec *x, int max_tokens, state_plan *plan);
+    /* n values of dt uniform in [lo, hi) from seed (synthetic contexts for benchmarks) */
+    int (*fill_uniform)(const model_exec *x, void *p, mmm_dtype dt, size_t n, float lo, float hi, uint64_t seed);
+    /* The whole single-token step, b->x's token at position pos through every layer, the final
+     * norm and lm_head: logits (V, device). NULL where state_plan never asks for it. */
+    int (*decode_token)(const model_exec *x, const decode_bufs *b, int pos, float *logits);
+
     /* vision */
     int (*patches)(const model_exec *x, float *out /* (n, S/p, S/p, 3·p·p) */, const float *pixels /* (n, 3, S, S) */,
                    int n, int S, int p);
@@ -157,6 +193,7 @@ typedef struct {
 
 struct model_exec {
     const exec_ops *op;
+    int host;             /* the device's memory is the host's (no staging copies needed) */
     const mmm_model *m;
     const mmm_weights *w; /* the weights as this device reads them */
     void *dev;            /* the device's own context (CUDA: the model's device copy) */
@@ -166,5 +203,7 @@ struct model_exec {
 
 /* The CPU executor of m (its host weights). */
 model_exec exec_cpu(const mmm_model *m);
+/* The executor of the device m lives on: CUDA for an attached model (src/gpu), else the CPU. */
+model_exec exec_for(const mmm_model *m);
 
 #endif

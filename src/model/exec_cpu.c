@@ -7,6 +7,7 @@
 #include "internal.h"
 #include "mmm/error.h"
 #include "mmm/memory.h"
+#include "mmm/rng.h"
 #include "mmm/ops/activation.h"
 #include "mmm/ops/attention.h"
 #include "mmm/ops/conv1d.h"
@@ -40,6 +41,8 @@ static int transfer(const model_exec *x, void *dst, const void *src, size_t byte
     memcpy(dst, src, bytes);
     return MMM_OK;
 }
+
+static int wait(const model_exec *x) { return MMM_OK; } /* every op has run when it returns */
 
 static int zero(const model_exec *x, float *p, size_t n) {
     memset(p, 0, n * sizeof *p);
@@ -262,6 +265,24 @@ static int grads_end(const model_exec *x, mmm_weights *gw, float *grads) {
 
 static size_t ssd_ws_bytes(const model_exec *x, int B, int T) { return 0; } /* the CPU scan allocates its own */
 
+#define CPU_CHUNK 256 /* tokens per prefill step: bounds the scratch of a long prefill */
+
+static int plan_state(const model_exec *x, int max_tokens, state_plan *p) {
+    const char *source;
+    *p = (state_plan){.chunk = CPU_CHUNK, .vision_group = 1, .kv_dt = MMM_DTYPE_F32};
+    p->room = mmm_memory_limit(&source) / 10 * 9; /* as mmm_memory_check */
+    p->where = source;
+    return MMM_OK;
+}
+
+static int fill_uniform(const model_exec *x, void *p, mmm_dtype dt, size_t n, float lo, float hi, uint64_t seed) {
+    if (dt != MMM_DTYPE_F32) return mmm_fail(MMM_ERR_UNSUPPORTED, "cpu fill: only fp32 buffers");
+    mmm_rng rng = mmm_rng_seed(seed);
+    float *f = p;
+    for (size_t i = 0; i < n; i++) f[i] = lo + (hi - lo) * (float)mmm_rng_uniform(&rng);
+    return MMM_OK;
+}
+
 /* Each patch flattened in (channel, y, x) order, matching the conv weight (C, 3, p, p). */
 static int patches(const model_exec *x, float *out, const float *pixels, int n, int S, int p) {
     int gt = S / p, K = 3 * p * p;
@@ -309,9 +330,9 @@ static int pos_grid_backward(const model_exec *x, const mmm_weights *gw, const f
 }
 
 static const exec_ops cpu_ops = {
-    .reserve = reserve, .release = release, .upload = transfer, .download = transfer, .embed = embed,
+    .reserve = reserve, .release = release, .upload = transfer, .download = transfer, .wait = wait, .embed = embed,
     .embed_backward = embed_backward, .rope_tables = rope_tables, .grads_begin = grads_begin,
-    .grads_end = grads_end, .ssd_ws_bytes = ssd_ws_bytes,
+    .grads_end = grads_end, .ssd_ws_bytes = ssd_ws_bytes, .state_plan = plan_state, .fill_uniform = fill_uniform,
     .zero = zero, .copy = copy, .copy_cols = copy_cols, .add = add, .add_rows = add_rows, .mul_acc = mul_acc,
     .silu_forward = silu_forward, .silu_backward = silu_backward, .gelu_forward = gelu_forward,
     .gelu_backward = gelu_backward, .softplus_forward = softplus_forward, .softplus_backward = softplus_backward,
@@ -327,5 +348,5 @@ static const exec_ops cpu_ops = {
 };
 
 model_exec exec_cpu(const mmm_model *m) {
-    return (model_exec){.op = &cpu_ops, .m = m, .w = &m->w};
+    return (model_exec){.op = &cpu_ops, .host = 1, .m = m, .w = &m->w};
 }

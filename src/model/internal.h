@@ -128,23 +128,4 @@ void l2norm_rows_backward(float *dinp, const float *dout, const float *out, cons
 
 int max_head_dim(const mmm_config *c);
 
-/* A generation state whose caches live elsewhere (the GPU, src/gpu/state.c). The public
- * mmm_state functions check their arguments and keep the length, and hand the rest to these;
- * prefill gets the position pos0 of its first token. */
-typedef struct {
-    int (*prefill)(void *impl, const int32_t *ids, int T, int pos0, const float *pixels, int n_tiles,
-                   float *logits, float *last);
-    void (*reset)(void *impl); /* a failure surfaces at the next prefill */
-    int (*copy)(void *dst, const void *src, int len);
-    int (*fill_synthetic)(void *impl, int len, uint64_t seed);
-    void (*free)(void *impl);
-} state_backend;
-
-/* Wraps impl as a state of m for max_tokens tokens holding `bytes` of caches; on failure impl is
- * freed through the backend. */
-int state_new_backend(mmm_state **out, const mmm_model *m, int max_tokens, size_t bytes,
-                      const state_backend *be, void *impl);
-/* The GPU state of an attached model (src/gpu/state.c). */
-int gpu_state_new(mmm_state **out, const mmm_model *m, int max_tokens);
-
 #endif

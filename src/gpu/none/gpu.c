@@ -10,6 +10,7 @@ static int no_cuda(void) {
 }
 
 int mmm_gpu_init(void) { return no_cuda(); }
+model_exec exec_for(const mmm_model *m) { return exec_cpu(m); } /* no model is ever attached */
 int mmm_gpu_mem_used(size_t *bytes) { return no_cuda(); }
 int mmm_gpu_wait(void) { return no_cuda(); }
 int mmm_gpu_attach(mmm_model *m) { return no_cuda(); }
@@ -46,9 +47,5 @@ int mmm_gpu_mixer_distill_step(mmm_mixer_distill *d, const mmm_model *m, const m
 }
 int mmm_gpu_kl_distill_step(mmm_kl_distill *d, const mmm_model *m, const mmm_batch *b, float *g, double *ls,
                             long *lt) {
-    return no_cuda();
-}
-
-int gpu_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
     return no_cuda();
 }
