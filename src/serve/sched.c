@@ -246,13 +246,14 @@ static void *engine(void *arg) {
             }
         }
         if (j->finish) {
-            for (int i = 0; i < s->n_run; i++)
-                if (s->run[i] == j) retire_locked(s, i);
-            if (!finish) { /* ended by emit_locked: the engine's part is still held */
+            if (!finish) { /* ended by emit_locked: free the engine's part while the job is still running, so
+                            * that a client releasing it cannot free it under the engine */
                 pthread_mutex_unlock(&s->mu);
                 engine_free(j);
                 pthread_mutex_lock(&s->mu);
             }
+            for (int i = 0; i < s->n_run; i++)
+                if (s->run[i] == j) retire_locked(s, i);
         }
         pthread_cond_broadcast(&j->cv);
         if (j->finish && j->released) job_free(j);
