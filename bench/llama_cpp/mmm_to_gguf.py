@@ -17,6 +17,8 @@ import sys
 
 import numpy as np
 
+PAD_D = 2  # the stand-in attention block's head dimension (llama.cpp's graph refuses 1)
+
 
 def read_safetensors(path):
     """{name: float32 array} from one safetensors file (F32 only: `mmm bench --save` writes fp32)."""
@@ -153,7 +155,11 @@ def write_teacher(t, cfg, prefixes, out, gguf):
 
 def write_student(t, cfg, prefixes, out, gguf):
     """nemotron_h: a block is one of Mamba-2, attention or MLP, each `x += f(RMSNorm(x))`, so an
-    mmm layer (mixer, then SwiGLU MLP) becomes two blocks, 2l and 2l + 1."""
+    mmm layer (mixer, then SwiGLU MLP) becomes two blocks, 2l and 2l + 1. A model with no
+    attention (the linear student) gets one more block in front, an attention block of one head
+    of dimension PAD_D whose output projection is zero: it adds nothing to x, and it gives llama.cpp's
+    hybrid memory the attention layer it needs (with none, llama_decode aborts on a KV cache
+    without a buffer)."""
     emb, head, norm = common(t, cfg)
     V, C = head.shape
     H = hparam(cfg, "num_attention_heads", None)
@@ -162,18 +168,20 @@ def write_student(t, cfg, prefixes, out, gguf):
     rep = H // Hkv
     F = t[prefixes[0] + ".feed_forward.w1.weight"].shape[0]
     F2 = 3 * F // 2  # relu² MLP (up, down) as wide in bytes and FLOPs as the SwiGLU (gate, up, down)
-    n_blocks = 2 * len(prefixes)
     attn = [p + ".attention.wqkv.weight" in t for p in prefixes]
+    pad = 0 if any(attn) else 1  # the stand-in attention block, block 0
+    n_blocks = pad + 2 * len(prefixes)
+    mixer = lambda b: (b - pad) % 2 == 0
     w = gguf.GGUFWriter(out, "nemotron_h")
     w.add_name("mmm bench student")
     w.add_context_length(1 << 20)
     w.add_embedding_length(C)
     w.add_block_count(n_blocks)
-    w.add_feed_forward_length([0 if b % 2 == 0 else F2 for b in range(n_blocks)])
-    w.add_head_count(H)
-    w.add_head_count_kv([Hkv if b % 2 == 0 and attn[b // 2] else 0 for b in range(n_blocks)])
-    w.add_key_length(D)
-    w.add_value_length(D)
+    w.add_feed_forward_length([0 if b < pad or mixer(b) else F2 for b in range(n_blocks)])
+    w.add_head_count([1] * pad + [H] * (n_blocks - pad))
+    w.add_head_count_kv([1 if b < pad else Hkv if mixer(b) and attn[(b - pad) // 2] else 0 for b in range(n_blocks)])
+    w.add_key_length(PAD_D if pad else D)
+    w.add_value_length(PAD_D if pad else D)
     eps = float(hparam(cfg, "rms_norm_eps", 1e-6))
     w.add_layer_norm_eps(eps)
     w.add_layer_norm_rms_eps(eps)
@@ -188,8 +196,13 @@ def write_student(t, cfg, prefixes, out, gguf):
     add_vocab(w, gguf, V)
     w.add_tensor("token_embd.weight", emb)
     head_group = np.arange(H) // rep
+    if pad:
+        w.add_tensor("blk.0.attn_norm.weight", np.ones(C, np.float32))
+        for name in ("attn_q", "attn_k", "attn_v"):
+            w.add_tensor(f"blk.0.{name}.weight", np.zeros((PAD_D, C), np.float32))
+        w.add_tensor("blk.0.attn_output.weight", np.zeros((C, PAD_D), np.float32))
     for l, p in enumerate(prefixes):
-        b = 2 * l
+        b = pad + 2 * l
         w.add_tensor(f"blk.{b}.attn_norm.weight", t[p + ".attention_norm.weight"])
         if attn[l]:
             q, k, v = split_wqkv(t[p + ".attention.wqkv.weight"], H, Hkv, D)

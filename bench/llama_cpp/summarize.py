@@ -10,7 +10,7 @@ import statistics
 from collections import defaultdict
 
 BASELINES = ("llama_f32", "llama_q8_0")
-ARCH = {"teacher": "llama", "hybrid": "nemotron_h", "linear": "nemotron_h (no attention)"}
+ARCH = {"teacher": "llama", "hybrid": "nemotron_h", "linear": "nemotron_h, no attention"}
 
 
 def ctx_label(c):
