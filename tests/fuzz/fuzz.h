@@ -21,6 +21,7 @@ int mmm_fuzz_st_index(const uint8_t *data, size_t size);
 int mmm_fuzz_checkpoint(const uint8_t *data, size_t size);
 int mmm_fuzz_idx(const uint8_t *data, size_t size);
 int mmm_fuzz_trainer_state(const uint8_t *data, size_t size);
+int mmm_fuzz_serve_request(const uint8_t *data, size_t size);
 
 /* Writes data into `name` (a file name, or "subdir/file") inside this process's scratch directory
  * (made on first use under $TMPDIR, removed at exit) and returns the file's path (static

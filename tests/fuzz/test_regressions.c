@@ -28,6 +28,7 @@ static const struct {
     {"checkpoint", mmm_fuzz_checkpoint},
     {"idx", mmm_fuzz_idx},
     {"trainer_state", mmm_fuzz_trainer_state},
+    {"serve_request", mmm_fuzz_serve_request},
 };
 
 static int name_cmp(const void *a, const void *b) {
