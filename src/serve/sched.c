@@ -1,7 +1,7 @@
-/* The scheduler (sched.h) over the single-sequence API: one mmm_state per session, and one
- * engine thread that serves the running sessions round-robin, one step each (a whole prefill,
- * or one token), so concurrent requests interleave token by token. One mutex guards the lists,
- * the counters and every job's output; the model runs outside it. */
+/* The scheduler (sched.h): admission, and one engine thread that serves the running sessions
+ * round-robin, one step each (session.c: a whole prefill, or one token), so concurrent requests
+ * interleave token by token. One mutex guards the lists, the counters and every job's output;
+ * the model runs outside it. */
 #include "sched.h"
 
 #include <pthread.h>
@@ -10,9 +10,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "detok.h"
 #include "mmm/error.h"
-#include "mmm/rng.h"
+#include "session.h"
 
 /* A session whose client has not taken this much text yet is skipped (a slow reader must not
  * make the server hold its whole answer). */
@@ -33,12 +32,7 @@ struct srv_job {
     srv_finish finish;
     int completion_tokens;
     char error[256];
-    /* the engine's own (touched outside the mutex by the engine thread only) */
-    mmm_state *st;
-    float *logits;         /* (3·V): the next position's logits, then the sampler's scratch */
-    uint64_t rng;
-    srv_detok text;
-    int n_gen;
+    srv_session sess;      /* the engine's own: touched outside the mutex by the engine thread only */
 };
 
 struct srv_sched {
@@ -123,66 +117,6 @@ static void retire_locked(srv_sched *s, int i) {
     admit_locked(s);
 }
 
-static void engine_free(srv_job *j) {
-    mmm_state_free(j->st);
-    free(j->logits);
-    srv_detok_free(&j->text);
-    j->st = NULL;
-    j->logits = NULL;
-}
-
-/* One step of a job, outside the mutex: the prefill, or one token (sampled from the last logits,
- * then fed). Sets *finish when the job ends; *delta: the text that became final. */
-static void step(srv_sched *s, srv_job *j, srv_finish *finish, char **delta, size_t *n_delta, char *error,
-                 size_t error_cap) {
-    const mmm_model *m = s->m;
-    int V = m->cfg.vocab, rc = MMM_OK;
-    *finish = SRV_FINISH_NONE;
-    *delta = NULL;
-    *n_delta = 0;
-    if (!j->st) {
-        rc = mmm_state_new(&j->st, m, j->spec.n_ids + j->spec.max_tokens);
-        if (!rc && !(j->logits = malloc((size_t)V * 3 * sizeof *j->logits)))
-            rc = mmm_fail(MMM_ERR_NOMEM, "out of memory for the logits");
-        if (!rc) rc = mmm_prefill(m, j->st, j->spec.ids, j->spec.n_ids, j->spec.pixels, j->spec.n_tiles, NULL, j->logits);
-        free(j->spec.pixels); /* fed: only the prompt's length matters from here */
-        j->spec.pixels = NULL;
-        j->rng = mmm_rng_seed(j->spec.sampler.seed).s;
-        j->text = (srv_detok){.tok = s->tok, .stop = (const char *const *)j->spec.stop, .n_stop = j->spec.n_stop};
-    } else {
-        /* as mmm_generate: sample, stop at the end of turn or generation_config's stop ids,
-         * else feed the token unless the answer is as long as allowed */
-        int32_t id = mmm_sample_token(j->logits, V, &j->spec.sampler, &j->rng, j->logits + V);
-        j->n_gen++;
-        const int32_t *eos = NULL;
-        int end = id == j->spec.stop_id, stopped = 0;
-        for (int i = 0, n = mmm_tokenizer_stop_ids(s->tok, &eos); i < n && !end; i++) end = id == eos[i];
-        if (!end) rc = srv_detok_push(&j->text, id, delta, n_delta, &stopped);
-        if (!rc && (end || stopped)) *finish = SRV_FINISH_STOP;
-        else if (!rc && j->n_gen == j->spec.max_tokens) *finish = SRV_FINISH_LENGTH;
-        else if (!rc) rc = mmm_decode(m, j->st, id, j->logits);
-        if (!rc && *finish && !stopped) { /* the tail held back for a stop string that never came */
-            char *tail = NULL;
-            size_t n_tail = 0;
-            rc = srv_detok_flush(&j->text, &tail, &n_tail);
-            if (!rc && n_tail) {
-                char *joined = realloc(*delta, *n_delta + n_tail + 1);
-                if (!joined) rc = mmm_fail(MMM_ERR_NOMEM, "answer text: out of memory");
-                else {
-                    memcpy(joined + *n_delta, tail, n_tail + 1);
-                    *delta = joined;
-                    *n_delta += n_tail;
-                }
-            }
-            free(tail);
-        }
-    }
-    if (rc) {
-        *finish = SRV_FINISH_ERROR;
-        snprintf(error, error_cap, "%s", mmm_last_error());
-    }
-}
-
 static void *engine(void *arg) {
     srv_sched *s = arg;
     pthread_mutex_lock(&s->mu);
@@ -220,28 +154,27 @@ static void *engine(void *arg) {
         if (j->cancelled) {
             retire_locked(s, idx);
             pthread_mutex_unlock(&s->mu);
-            engine_free(j);
+            srv_session_free(&j->sess);
             pthread_mutex_lock(&s->mu);
             if (j->released) job_free(j);
             continue;
         }
-        int prefill = j->st == NULL;
+        int prefill = j->sess.st == NULL;
         pthread_mutex_unlock(&s->mu);
-        srv_finish finish;
-        char *delta, error[sizeof j->error];
-        size_t n_delta;
-        step(s, j, &finish, &delta, &n_delta, error, sizeof error);
-        if (finish) engine_free(j);
+        srv_step r;
+        srv_session_step(&j->sess, s->m, s->tok, &j->spec, &r);
+        srv_finish finish = r.finish;
+        if (finish) srv_session_free(&j->sess);
         pthread_mutex_lock(&s->mu);
         if (prefill) s->st.prompt_tokens += j->spec.n_ids;
         else s->st.generated_tokens++;
-        j->completion_tokens = j->n_gen;
-        emit_locked(j, delta, n_delta);
-        free(delta);
+        j->completion_tokens = j->sess.n_gen;
+        emit_locked(j, r.delta, r.n_delta);
+        free(r.delta);
         if (finish && !j->finish) {
             j->finish = finish;
             if (finish == SRV_FINISH_ERROR) {
-                memcpy(j->error, error, sizeof j->error);
+                memcpy(j->error, r.error, sizeof j->error);
                 s->st.failed++;
             }
         }
@@ -249,7 +182,7 @@ static void *engine(void *arg) {
             if (!finish) { /* ended by emit_locked: free the engine's part while the job is still running, so
                             * that a client releasing it cannot free it under the engine */
                 pthread_mutex_unlock(&s->mu);
-                engine_free(j);
+                srv_session_free(&j->sess);
                 pthread_mutex_lock(&s->mu);
             }
             for (int i = 0; i < s->n_run; i++)
@@ -298,7 +231,7 @@ void srv_sched_stop(srv_sched *s) {
     /* the engine is gone: end what it held; clients see the error and release their jobs */
     for (int i = 0; i < s->n_queue + s->n_run; i++) {
         srv_job *j = i < s->n_queue ? s->queue[i] : s->run[i - s->n_queue];
-        engine_free(j);
+        srv_session_free(&j->sess);
         pthread_mutex_lock(&s->mu);
         j->phase = JOB_DONE;
         if (!j->finish) {
