@@ -21,15 +21,12 @@ void mmm_stage_trainable(const mmm_model *student, int stage, int train_dt_a, mm
 #define MMM_MAX_LAYERS_TABLE 256
 
 /* Stages 1–2: the per-layer MSE step. scale multiplies the mean over layers (paper: 1000).
- * Both steps run on the GPU when the student and the teacher are attached (include/mmm/gpu.h),
- * with their device buffers in gpu. */
+ * Both steps run on the GPU when the student and the teacher are attached (include/mmm/gpu.h);
+ * the teacher must be on the student's device. */
 typedef struct {
     const mmm_model *teacher;
     float scale;
-    mmm_acts *tacts;
-    struct mmm_gpu_step *gpu;
-    float *buf, *scratch, *dy, *dh; /* student mixer buffers, sized on first use */
-    size_t buf_cap, scratch_cap, dy_cap, dh_cap;
+    struct mmm_step_bufs *bufs; /* what the step keeps between calls, on the student's device */
     double layer_sq[MMM_MAX_LAYERS_TABLE]; /* running per-layer sums of squared error ... */
     double layer_n[MMM_MAX_LAYERS_TABLE];  /* ... and element counts, for the table */
 } mmm_mixer_distill;
@@ -43,11 +40,7 @@ void mmm_mixer_distill_free(mmm_mixer_distill *d);
 typedef struct {
     const mmm_model *teacher;
     float tau, ce_weight;
-    mmm_acts *tacts, *sacts;
-    struct mmm_gpu_step *gpu;
-    float *dlogits;
-    uint8_t *mask;
-    size_t cap;
+    struct mmm_step_bufs *bufs; /* what the step keeps between calls, on the student's device */
 } mmm_kl_distill;
 
 int mmm_kl_distill_step(void *ctx, const mmm_model *student, const mmm_batch *b, float *grads,

@@ -98,21 +98,4 @@ int mmm_gpu_optim_step(mmm_gpu_optim *o, const mmm_adamw_config *adam, long step
 int mmm_gpu_optim_download(mmm_gpu_optim *o, float *adam_m, float *adam_v);
 int mmm_gpu_optim_upload(mmm_gpu_optim *o, const float *adam_m, const float *adam_v);
 
-/* ---- training steps (mmm_step_fn semantics: gradients ADDED to the host buffer grads, or with
- * grads == NULL to the model's device gradients, see mmm_gpu_optim) ---- */
-
-/* Device buffers a step keeps between calls; NULL before the first, freed by mmm_gpu_step_free. */
-typedef struct mmm_gpu_step mmm_gpu_step;
-void mmm_gpu_step_free(mmm_gpu_step *s);
-
-/* Cross-entropy on the answer tokens (what `mmm train` optimises). */
-int mmm_gpu_ce_step(mmm_gpu_step **s, const mmm_model *m, const mmm_batch *b, float *grads,
-                    double *loss_sum, long *loss_tokens);
-/* The distillation steps; mmm_mixer_distill_step and mmm_kl_distill_step hand over to these
- * when the student is attached (the teacher must be too). Their buffers live in d->gpu. */
-int mmm_gpu_mixer_distill_step(mmm_mixer_distill *d, const mmm_model *student, const mmm_batch *b,
-                               float *grads, double *loss_sum, long *loss_tokens);
-int mmm_gpu_kl_distill_step(mmm_kl_distill *d, const mmm_model *student, const mmm_batch *b,
-                            float *grads, double *loss_sum, long *loss_tokens);
-
 #endif

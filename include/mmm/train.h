@@ -105,10 +105,7 @@ static inline void mmm_train_range_clamp(mmm_train_range r, size_t numel, size_t
 /* The teacher's step (an mmm_step_fn): cross-entropy on the answer tokens, on the GPU when the
  * model is attached there. One context per worker, zeroed to start, freed with mmm_ce_train_free. */
 typedef struct {
-    mmm_acts *acts;
-    float *dlogits;
-    size_t dlogits_cap;
-    struct mmm_gpu_step *gpu;
+    struct mmm_step_bufs *bufs; /* what the step keeps between calls, on the model's device */
 } mmm_ce_train;
 int mmm_ce_step(void *ctx, const mmm_model *m, const mmm_batch *b, float *grads, double *loss_sum,
                 long *loss_tokens);

@@ -114,6 +114,54 @@ static int rope_tables(const model_exec *x, float *cos_t, float *sin_t, const in
     return mmm_cuda_rope_table_scaled(cos_t, sin_t, g_index.p, r, seq_end, T, D);
 }
 
+/* The staged rows (labels or mask) and the device scalar of a loss: the loss at the start, the
+ * rows after it. */
+static int stage_rows(const void *rows, size_t bytes, float **loss, void **drows) {
+    TRY(gpu_buf_reserve(&g_index, 16 + bytes));
+    *loss = g_index.p;
+    *drows = (char *)g_index.p + 16;
+    return mmm_cuda_upload(*drows, rows, bytes);
+}
+
+static int cross_entropy(const model_exec *x, float *loss, float *dlogits, const float *logits, const int32_t *labels,
+                         int N, int V, float scale) {
+    float *dloss;
+    void *dlabels;
+    TRY(stage_rows(labels, (size_t)N * sizeof *labels, &dloss, &dlabels));
+    TRY(mmm_cuda_cross_entropy_forward(dloss, logits, dlabels, N, V));
+    TRY(mmm_cuda_download(loss, dloss, sizeof *loss));
+    return dlogits ? mmm_cuda_cross_entropy_backward(dlogits, scale, logits, dlabels, N, V) : MMM_OK;
+}
+
+static int kl_div(const model_exec *x, float *loss, float *dstudent, const float *student, const float *teacher,
+                  const uint8_t *mask, float tau, int N, int V, float scale) {
+    float *dloss;
+    void *dmask;
+    TRY(stage_rows(mask, (size_t)N, &dloss, &dmask));
+    TRY(mmm_cuda_kl_div_forward(dloss, student, teacher, dmask, tau, N, V));
+    TRY(mmm_cuda_download(loss, dloss, sizeof *loss));
+    return dstudent ? mmm_cuda_kl_div_backward(dstudent, scale, student, teacher, dmask, tau, N, V) : MMM_OK;
+}
+
+/* the per-row sums come back to the host and are added there in double */
+static int masked_diff(const model_exec *x, float *d, double *sq, const float *a, const float *b, const uint8_t *mask,
+                       float k, int N, int W) {
+    size_t nrows = MMM_ALIGN_FLOATS((size_t)N);
+    float *rows = malloc((size_t)N * sizeof *rows);
+    int rc = rows ? gpu_buf_reserve(&g_index, nrows * sizeof *rows + (size_t)N)
+                  : mmm_fail(MMM_ERR_NOMEM, "gpu distill: out of memory");
+    float *drows = g_index.p; /* the row sums, then the mask */
+    uint8_t *dmask = (uint8_t *)(drows + nrows);
+    if (!rc) rc = mmm_cuda_upload(dmask, mask, (size_t)N);
+    if (!rc) rc = mmm_cuda_masked_diff(d, drows, a, b, dmask, k, N, W);
+    if (!rc) rc = mmm_cuda_download(rows, drows, (size_t)N * sizeof *rows);
+    double total = 0;
+    for (int i = 0; i < N && !rc; i++) total += rows[i];
+    *sq = total;
+    free(rows);
+    return rc;
+}
+
 static int grads_begin(const model_exec *x, mmm_weights *gw, float *grads) { return gpu_grads_begin(x->m, gw, grads); }
 static int grads_end(const model_exec *x, mmm_weights *gw, float *grads) { return gpu_grads_end(x->m, gw, grads); }
 
@@ -366,7 +414,7 @@ static const exec_ops cuda_ops = {
     .reserve = reserve, .release = release, .upload = upload, .download = download, .wait = wait, .embed = embed,
     .embed_backward = embed_backward, .rope_tables = rope_tables, .grads_begin = grads_begin,
     .grads_end = grads_end, .ssd_ws_bytes = ssd_ws_bytes, .state_plan = plan_state, .fill_uniform = fill_uniform,
-    .decode_token = decode_token,
+    .decode_token = decode_token, .cross_entropy = cross_entropy, .kl_div = kl_div, .masked_diff = masked_diff,
     .zero = zero, .copy = copy, .copy_cols = copy_cols, .add = add, .add_rows = add_rows, .mul_acc = mul_acc,
     .silu_forward = silu_forward, .silu_backward = silu_backward, .gelu_forward = gelu_forward,
     .gelu_backward = gelu_backward, .softplus_forward = softplus_forward, .softplus_backward = softplus_backward,

@@ -170,6 +170,21 @@ typedef struct {
     /* bytes of the SSD workspace for B sequences of T tokens, forward and backward */
     size_t (*ssd_ws_bytes)(const model_exec *x, int B, int T);
 
+    /* losses; labels and masks on the host, scalars back on the host */
+    /* mean cross-entropy over the rows whose label is ≥ 0 (at least one, every label < V) into
+     * *loss; with dlogits, += scale·∇(mean) */
+    int (*cross_entropy)(const model_exec *x, float *loss, float *dlogits /* (N, V) or NULL, += */,
+                         const float *logits /* (N, V) */, const int32_t *labels /* (N) host */, int N, int V,
+                         float scale);
+    /* KL(teacher ‖ student) at temperature tau (times tau²) averaged over the masked rows into
+     * *loss; with dstudent, += scale·∇ */
+    int (*kl_div)(const model_exec *x, float *loss, float *dstudent /* (N, V) or NULL, += */,
+                  const float *student /* (N, V) */, const float *teacher /* (N, V) */,
+                  const uint8_t *mask /* (N) host */, float tau, int N, int V, float scale);
+    /* d = k·(a − b) on the masked rows, 0 on the others; *sq = Σ of (a − b)² over the masked rows */
+    int (*masked_diff)(const model_exec *x, float *d /* (N, W) */, double *sq, const float *a /* (N, W) */,
+                       const float *b /* (N, W) */, const uint8_t *mask /* (N) host */, float k, int N, int W);
+
     /* generation states */
     int (*state_plan)(const model_exec *x, int max_tokens, state_plan *plan);
     /* n values of dt uniform in [lo, hi) from seed (synthetic contexts for benchmarks) */

@@ -13,6 +13,7 @@
 #include "mmm/ops/conv1d.h"
 #include "mmm/ops/dense.h"
 #include "mmm/ops/interpolate.h"
+#include "mmm/ops/loss.h"
 #include "mmm/ops/norm.h"
 #include "mmm/ops/rope.h"
 #include "mmm/ops/ssd.h"
@@ -265,6 +266,35 @@ static int grads_end(const model_exec *x, mmm_weights *gw, float *grads) {
 
 static size_t ssd_ws_bytes(const model_exec *x, int B, int T) { return 0; } /* the CPU scan allocates its own */
 
+static int cross_entropy(const model_exec *x, float *loss, float *dlogits, const float *logits, const int32_t *labels,
+                         int N, int V, float scale) {
+    TRY(mmm_cross_entropy_forward(loss, NULL, logits, labels, N, V));
+    if (dlogits) mmm_cross_entropy_backward(dlogits, scale, logits, labels, N, V);
+    return MMM_OK;
+}
+
+static int kl_div(const model_exec *x, float *loss, float *dstudent, const float *student, const float *teacher,
+                  const uint8_t *mask, float tau, int N, int V, float scale) {
+    *loss = mmm_kl_div_forward(student, teacher, mask, tau, N, V);
+    if (dstudent) mmm_kl_div_backward(dstudent, NULL, scale, student, teacher, mask, tau, N, V);
+    return MMM_OK;
+}
+
+static int masked_diff(const model_exec *x, float *d, double *sq, const float *a, const float *b, const uint8_t *mask,
+                       float k, int N, int W) {
+    double total = 0;
+#pragma omp parallel for reduction(+ : total) if ((long)N * W > PARALLEL_MIN)
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < W; j++) {
+            size_t at = (size_t)i * W + j;
+            float diff = mask[i] ? a[at] - b[at] : 0.0f;
+            total += (double)diff * diff;
+            d[at] = k * diff;
+        }
+    *sq = total;
+    return MMM_OK;
+}
+
 #define CPU_CHUNK 256 /* tokens per prefill step: bounds the scratch of a long prefill */
 
 static int plan_state(const model_exec *x, int max_tokens, state_plan *p) {
@@ -333,6 +363,7 @@ static const exec_ops cpu_ops = {
     .reserve = reserve, .release = release, .upload = transfer, .download = transfer, .wait = wait, .embed = embed,
     .embed_backward = embed_backward, .rope_tables = rope_tables, .grads_begin = grads_begin,
     .grads_end = grads_end, .ssd_ws_bytes = ssd_ws_bytes, .state_plan = plan_state, .fill_uniform = fill_uniform,
+    .cross_entropy = cross_entropy, .kl_div = kl_div, .masked_diff = masked_diff,
     .zero = zero, .copy = copy, .copy_cols = copy_cols, .add = add, .add_rows = add_rows, .mul_acc = mul_acc,
     .silu_forward = silu_forward, .silu_backward = silu_backward, .gelu_forward = gelu_forward,
     .gelu_backward = gelu_backward, .softplus_forward = softplus_forward, .softplus_backward = softplus_backward,

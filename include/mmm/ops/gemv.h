@@ -13,8 +13,9 @@
 /* int8 products: each weight row has one fp32 scale (w ≈ scale · q, q in [-127, 127]); the input
  * row is quantized in blocks of MMM_Q8_BLOCK values, each with its own scale, so that an outlier
  * in the activations costs only its own block precision. Per-row weight scales rather than
- * per-block ones: 20-25% faster at HoVLE's shapes (fewer bytes streamed, one fewer multiply per
- * block; bench/RESULTS.md), for a quantization step set by the row's largest weight. */
+ * per-block ones: about a quarter less time from memory at C = 2048, OC = 8192 (no second stream
+ * of scales), for a step set by the row's largest weight, which costs accuracy where a few input
+ * columns are much larger than the rest (bench/RESULTS.md, "One-row products"). */
 #define MMM_Q8_BLOCK 32
 static inline int mmm_q8_blocks(int C) { return (C + MMM_Q8_BLOCK - 1) / MMM_Q8_BLOCK; }
 

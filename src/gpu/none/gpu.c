@@ -38,14 +38,3 @@ int mmm_gpu_optim_step(mmm_gpu_optim *o, const mmm_adamw_config *a, long s, floa
                        float c, float *n) { return no_cuda(); }
 int mmm_gpu_optim_download(mmm_gpu_optim *o, float *m, float *v) { return no_cuda(); }
 int mmm_gpu_optim_upload(mmm_gpu_optim *o, const float *m, const float *v) { return no_cuda(); }
-
-void mmm_gpu_step_free(mmm_gpu_step *s) {}
-int mmm_gpu_ce_step(mmm_gpu_step **s, const mmm_model *m, const mmm_batch *b, float *g, double *ls, long *lt) { return no_cuda(); }
-int mmm_gpu_mixer_distill_step(mmm_mixer_distill *d, const mmm_model *m, const mmm_batch *b, float *g, double *ls,
-                               long *lt) {
-    return no_cuda();
-}
-int mmm_gpu_kl_distill_step(mmm_kl_distill *d, const mmm_model *m, const mmm_batch *b, float *g, double *ls,
-                            long *lt) {
-    return no_cuda();
-}
