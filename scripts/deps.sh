@@ -13,6 +13,7 @@ packages=(
   libwebp-dev          # WebP images
   libonig-dev          # Oniguruma: the regex engine of Hugging Face tokenizers' Split pre-tokenizers
   libmicrohttpd-dev    # the HTTP server of `mmm serve`
+  curl                 # the HTTP client of tests/serve/serve_clients.sh
   libomp-dev           # OpenMP runtime for clang builds (fuzzing, sanitizers)
   dataset-fashion-mnist
   # plots: the `gnuplot` program. Debian's `gnuplot` package is only a choice of builds whose first,

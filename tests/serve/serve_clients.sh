@@ -15,6 +15,7 @@ mmm=${1:-build/mmm}
 shift $(( $# > 0 ? 1 : 0 ))
 dev=("$@")
 npm_dir=${MMM_NPM_DIR:-build/npm}
+command -v curl > /dev/null || { echo "FAIL serve: curl is missing (scripts/deps.sh installs it)"; exit 1; }
 work=$(mktemp -d /tmp/mmm_serve_XXXXXX)
 passed=0 failed=0
 pids=()
