@@ -50,7 +50,7 @@ TEST(test_threads) {
 
 TEST(test_cli_threads) {
     static const char *cmds[] = {"bench", "chat", "data fashion-mnist", "demo", "distill", "eval", "forward", "seed",
-                                 "train"};
+                                 "serve", "train"};
     char out[8192], args[128];
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         snprintf(args, sizeof args, "%s --threads 0", cmds[i]);

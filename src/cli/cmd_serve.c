@@ -33,7 +33,7 @@ static void usage(FILE *f) {
           "  --max-tokens N     answer length when a request gives no max_tokens (default 256)\n"
           "  --max-body-mb N    larger request bodies get 413 (default 32)\n"
           "  --image-dir DIR    image_url may name files inside DIR (default: data: URLs only)\n"
-          CLI_IMAGE_LIMIT_HELP CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
+          CLI_IMAGE_LIMIT_HELP CLI_THREADS_HELP CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
           "example: mmm serve --model runs/demo/linear --port 8080\n", f);
 }
 
@@ -54,15 +54,15 @@ int cmd_serve(int argc, char **argv) {
         {"max-memory", required_argument, 0, 'M'}, {"context", required_argument, 0, 'c'},
         {"max-tokens", required_argument, 0, 'x'}, {"max-body-mb", required_argument, 0, 'b'},
         {"image-dir", required_argument, 0, 'i'}, {"device", required_argument, 0, 'D'},
-        {"dtype", required_argument, 0, 't'}, {"max-image-pixels", required_argument, 0, 1400},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"dtype", required_argument, 0, 'y'}, {"max-image-pixels", required_argument, 0, 1400},
+        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *name = NULL;
     mmm_serve_options so = {.host = "127.0.0.1", .port = 8080, .max_sessions = 16, .max_queue = 64,
                             .context = 8192, .max_tokens = 256};
     int cuda = 0, bf16 = 0, body_mb = 32, o;
     double memory_gb = 0;
     optind = 1;
-    while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
         switch (o) {
         case 'm': model_dir = optarg; break;
         case 'H': so.host = optarg; break;
@@ -76,8 +76,9 @@ int cmd_serve(int argc, char **argv) {
         case 'b': if (cli_parse_int("serve", "--max-body-mb", optarg, 1, 4096, &body_mb)) return 2; break;
         case 'i': so.image_dir = optarg; break;
         case 'D': if (cli_parse_device("serve", optarg, &cuda)) return 2; break;
-        case 't': if (cli_parse_decode_dtype("serve", optarg, &bf16)) return 2; break;
+        case 'y': if (cli_parse_decode_dtype("serve", optarg, &bf16)) return 2; break;
         case 1400: if (cli_parse_image_limit("serve", optarg)) return 2; break;
+        case 't': if (cli_parse_threads("serve", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("serve", o, argv);
         }
