@@ -12,7 +12,8 @@
 
 /* int8 products: each weight row has one fp32 scale (w ≈ scale · q, q in [-127, 127]); the input
  * row is quantized in blocks of MMM_Q8_BLOCK values, each with its own scale, so that an outlier
- * in the activations costs only its own block precision. Per-row weight scales rather than
+ * in the activations costs only its own block precision (and the blocks' dot products are
+ * integer ones: faster than widening the weights to fp32). Per-row weight scales rather than
  * per-block ones: about a quarter less time from memory at C = 2048, OC = 8192 (no second stream
  * of scales), for a step set by the row's largest weight, which costs accuracy where a few input
  * columns are much larger than the rest (bench/RESULTS.md, "One-row products"). */
