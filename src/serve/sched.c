@@ -50,6 +50,29 @@ struct srv_sched {
     struct timespec busy_since;
 };
 
+/* Condition variables time their waits on the monotonic clock, which a change of the date does
+ * not move. */
+static void cond_init(pthread_cond_t *cv) {
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
+}
+
+/* The monotonic time ms milliseconds from now. */
+static struct timespec after_ms(int ms) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
 static double seconds_between(struct timespec a, struct timespec b) {
     return (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
 }
@@ -142,10 +165,7 @@ static void *engine(void *arg) {
         if (!j) {
             if (s->n_run == 0) pthread_cond_wait(&s->work, &s->mu);
             else { /* every client is behind: wait for one to take its text */
-                struct timespec until;
-                clock_gettime(CLOCK_REALTIME, &until);
-                until.tv_nsec += 20 * 1000000L;
-                if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+                struct timespec until = after_ms(20);
                 pthread_cond_timedwait(&s->work, &s->mu, &until);
             }
             continue;
@@ -207,7 +227,7 @@ int srv_sched_start(srv_sched **out, const mmm_model *m, const mmm_tokenizer *to
     s->run = calloc((size_t)o->max_sessions, sizeof *s->run);
     s->queue = calloc((size_t)o->max_queue + 1, sizeof *s->queue);
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->work, NULL);
+    cond_init(&s->work);
     if (!s->run || !s->queue) {
         srv_sched_free(s);
         return mmm_fail(MMM_ERR_NOMEM, "scheduler: out of memory");
@@ -283,7 +303,7 @@ int srv_sched_submit(srv_sched *s, srv_job_spec *spec, srv_job **job, size_t *ne
     j->spec = *spec;
     j->need = *need;
     j->phase = JOB_QUEUED;
-    pthread_cond_init(&j->cv, NULL);
+    cond_init(&j->cv);
     memset(spec, 0, sizeof *spec);
     s->queue[s->n_queue++] = j; /* admit_locked takes it at once when a session is free */
     admit_locked(s);
@@ -298,11 +318,7 @@ int srv_job_wait(srv_job *j, int timeout_ms, srv_output *out) {
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&s->mu);
     if (!j->out_len && !j->finish) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += timeout_ms / 1000;
-        until.tv_nsec += (timeout_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+        struct timespec until = after_ms(timeout_ms);
         while (!j->out_len && !j->finish && !pthread_cond_timedwait(&j->cv, &s->mu, &until)) {}
     }
     int got = j->out_len > 0;
