@@ -2,6 +2,7 @@
  * command that computes. */
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,12 @@ static void restore_env(const char *name, char *v) {
     if (v) setenv(name, v, 1);
     else unsetenv(name);
     free(v);
+}
+
+static void *adopt_in_thread(void *arg) {
+    mmm_threads_adopt();
+    *(int *)arg = mmm_threads();
+    return NULL;
 }
 
 TEST(test_threads) {
@@ -37,12 +44,19 @@ TEST(test_threads) {
               "mmm_set_threads(%d): OpenMP teams of %d, OpenBLAS %d, OMP_NUM_THREADS %s, OPENBLAS_NUM_THREADS %s", n,
               team, openblas_get_num_threads(), e1 ? e1 : "unset", e2 ? e2 : "unset");
     }
+    /* a thread started outside OpenMP adopts the count that was set */
+    mmm_set_threads(1);
+    int in_thread = 0;
+    pthread_t th;
+    if (check(pthread_create(&th, NULL, adopt_in_thread, &in_thread) == 0, "a thread starts")) pthread_join(th, NULL);
+    check(in_thread == 1, "mmm_threads_adopt in a new thread: %d thread(s) after mmm_set_threads(1)", in_thread);
+    mmm_set_threads(3);
     int rc = mmm_set_threads(0);
     check(rc == MMM_ERR_ARG && strstr(mmm_last_error(), "thread count 0") && mmm_threads() == 3,
           "mmm_set_threads(0) is refused and changes nothing (%s)", mmm_last_error());
     rc = mmm_set_threads(MMM_MAX_THREADS + 1);
     check(rc == MMM_ERR_ARG, "mmm_set_threads(%d) is refused", MMM_MAX_THREADS + 1);
-    omp_set_num_threads(saved);
+    mmm_set_threads(saved); /* also what later threads adopt */
     openblas_set_num_threads(saved_blas);
     restore_env("OMP_NUM_THREADS", omp_env);
     restore_env("OPENBLAS_NUM_THREADS", blas_env);

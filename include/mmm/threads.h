@@ -9,5 +9,9 @@
 int mmm_set_threads(int n);
 /* The thread count a parallel region started now would get (OpenMP's). */
 int mmm_threads(void);
+/* Gives the calling thread the count that mmm_set_threads set, if it was called: a thread
+ * started outside OpenMP (pthread_create) otherwise starts from the count the environment gave
+ * at program start. Call it first in such a thread before it computes. */
+void mmm_threads_adopt(void);
 
 #endif

@@ -8,9 +8,14 @@
 #include "mmm/error.h"
 #include "mmm/threads.h"
 
+/* OpenMP keeps the count per thread; this is the one threads started later adopt. Written
+ * before they start (pthread_create orders it), so a plain int. */
+static int set_count;
+
 int mmm_set_threads(int n) {
     if (n < 1 || n > MMM_MAX_THREADS)
         return mmm_fail(MMM_ERR_ARG, "thread count %d is outside [1, %d]", n, MMM_MAX_THREADS);
+    set_count = n;
     omp_set_num_threads(n);
     openblas_set_num_threads(n);
     char s[16];
@@ -22,3 +27,7 @@ int mmm_set_threads(int n) {
 }
 
 int mmm_threads(void) { return omp_get_max_threads(); }
+
+void mmm_threads_adopt(void) {
+    if (set_count) omp_set_num_threads(set_count);
+}

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "mmm/error.h"
+#include "mmm/threads.h"
 #include "session.h"
 
 /* A session whose client has not taken this much text yet is skipped (a slow reader must not
@@ -142,6 +143,7 @@ static void retire_locked(srv_sched *s, int i) {
 
 static void *engine(void *arg) {
     srv_sched *s = arg;
+    mmm_threads_adopt(); /* the steps run here, on the thread count of -t */
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
         /* queued jobs whose clients left are dropped before they take a session */
