@@ -37,7 +37,8 @@ void mmm_gemv_bf16_forward(float *out,             /* (OC) */
 /* Quantizes each of `rows` rows of C values in blocks of `block` consecutive values (the last
  * one shorter when block does not divide C): scale = max|values of the block| / 127,
  * q = round(value / scale), ties to even; an all-zero block gets scale 0 and q 0.
- * Weights: block = C (one scale per row). The input of a product: rows = 1, block = MMM_Q8_BLOCK. */
+ * Weights: block = C (one scale per row). The input of a product: rows = 1, block = MMM_Q8_BLOCK.
+ * block >= 1. */
 void mmm_quantize_q8(int8_t *q,        /* (rows, C) */
                      float *scale,     /* (rows, ceil(C / block)) */
                      const float *src, /* (rows, C) */

@@ -10,8 +10,9 @@
 #include "mmm/ops/gemv.h"
 
 /* Below this many bytes of weights the product runs on the calling thread: waking a second
- * thread costs more than it saves (bench_ops gemv on 2 cores: even at 260 KB, 1.3-1.6x faster on
- * two threads at 512 KB and 1 MB; bench/RESULTS.md). -DMMM_GEMV_SERIAL_BYTES=N re-measures it. */
+ * thread costs more than it saves (bench_ops gemv on 2 cores: two threads break even at 260 KB
+ * and are 1.3-1.6x faster at 512 KB and 1 MB; bench/RESULTS.md). -DMMM_GEMV_SERIAL_BYTES=N
+ * builds with another threshold, to re-measure it. */
 #ifndef MMM_GEMV_SERIAL_BYTES
 #define MMM_GEMV_SERIAL_BYTES (256 * 1024)
 #endif

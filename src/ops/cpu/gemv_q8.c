@@ -19,7 +19,7 @@ void mmm_quantize_q8(int8_t *q, float *scale, const float *src, int rows, int C,
             float d = amax / 127.0f;
             scale[(size_t)r * nb + b] = d;
             for (int k = 0; k < len; k++) {
-                /* x / d can land a hair past ±127 for the largest value: clamp */
+                /* the largest value lands within an ulp of ±127; a NaN would land anywhere */
                 long v = d > 0 ? lrintf(src[k0 + k] / d) : 0;
                 q[k0 + k] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
             }
