@@ -208,7 +208,7 @@ mmm_commit=${MMM_COMMIT:-$(git -C "$root" rev-parse --short HEAD)$(git -C "$root
 "$py" - "$log/meta.json" <<EOF
 import json, sys
 json.dump({"benchmark": "decode and prefill, mmm against llama.cpp (bench/llama_cpp/compare.sh)",
-           "device": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores",
+           "device": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores ($(grep -m1 '^flags' /proc/cpuinfo | grep -ow 'avx2\|fma\|avx512f\|avx512_vnni\|avx512_bf16' | sort -u | xargs))",
            "date": "$(date -u +%Y-%m-%dT%H:%MZ)", "mmm_commit": "$mmm_commit", "mmm": "$("$mmm" --version)",
            "llama_cpp_commit": "$llama_commit", "threads": $threads, "reps": $reps, "steps": $steps,
            "dims": "mmm bench defaults: hidden 256, 8+24 layers, 4/2 heads, head_dim 64, ffn 1024, vocab 1024",
