@@ -76,8 +76,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
         if (!rc && o.finish == SRV_FINISH_ERROR) {
             srv_error e;
             srv_error_set(&e, 500, "server_error", NULL, "%s", o.error);
-            rc = push(x, srv_reply_error(&e));
-            if (!rc) rc = push(x, strdup("\n\n")); /* the error object as an event of its own */
+            rc = push(x, srv_reply_error_event(&e));
         } else if (!rc && o.finish) {
             rc = push(x, srv_reply_chunk(&x->meta, 0, NULL, o.finish));
             if (!rc && x->include_usage) rc = push(x, srv_reply_usage_chunk(&x->meta, o.prompt_tokens, o.completion_tokens));
@@ -161,7 +160,8 @@ static enum MHD_Result whole(mmm_server *s, struct MHD_Connection *c, srv_job *j
     return srv_send(s, c, 200, "application/json", body);
 }
 
-enum MHD_Result srv_generate(mmm_server *s, struct MHD_Connection *c, const char *body, size_t len, int chat) {
+enum MHD_Result srv_generate(mmm_server *s, struct MHD_Connection *c, const char *body, size_t len, int chat,
+                             int *answering) {
     /* the JSON caps: a body within its byte limit cannot make cJSON build a tree many times its
      * size (a message list of a million tiny objects) */
     mmm_json_limits lim = {s->o.max_body_bytes, 1u << 18, 1u << 16, 64};
@@ -191,6 +191,8 @@ enum MHD_Result srv_generate(mmm_server *s, struct MHD_Connection *c, const char
         srv_error_set(&e, 503, "server_error", NULL, "%s", mmm_last_error());
         return srv_send_error(s, c, &e);
     }
+    atomic_fetch_add(&s->answering, 1);
+    *answering = 1;
     srv_reply_meta meta = {.chat = chat, .created = (long long)time(NULL), .model = s->model_name};
     snprintf(meta.id, sizeof meta.id, "%s-%lld", chat ? "chatcmpl" : "cmpl", (long long)atomic_fetch_add(&s->next_id, 1));
     return streamed ? stream(s, c, job, &meta, include_usage) : whole(s, c, job, &meta);

@@ -16,7 +16,7 @@ const int srv_codes[SRV_N_CODES] = {200, 400, 404, 405, 413, 429, 500, 503, 0, -
 typedef struct {
     char *body;
     size_t len, cap;
-    int too_big;
+    int too_big, answering;
 } conn_body;
 
 void srv_count_status(mmm_server *s, int status) {
@@ -69,7 +69,7 @@ static enum MHD_Result route(mmm_server *s, struct MHD_Connection *c, const char
                           s->o.max_body_bytes);
             return srv_send_error(s, c, &e);
         }
-        return srv_generate(s, c, b->body ? b->body : "", b->len, chat);
+        return srv_generate(s, c, b->body ? b->body : "", b->len, chat, &b->answering);
     }
     int health = !strcmp(url, "/health"), models = !strcmp(url, "/v1/models"), metrics = !strcmp(url, "/metrics");
     if (!health && !models && !metrics) return send_plain_error(s, c, 404, "invalid_request_error", "no such endpoint: %.200s", url);
@@ -114,7 +114,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
+    mmm_server *s = cls;
     conn_body *b = *con_cls;
+    if (b && b->answering) atomic_fetch_sub(&s->answering, 1);
     if (b) free(b->body);
     free(b);
     *con_cls = NULL;
@@ -168,7 +170,9 @@ int mmm_server_port(const mmm_server *s) { return s->port; }
 
 void mmm_server_stop(mmm_server *s) {
     if (!s) return;
-    srv_sched_stop(s->sched);        /* every job ends: the handlers waiting on one return */
+    srv_sched_stop(s->sched); /* every job ends: the handlers waiting on one answer with the error */
+    /* a moment (at most 2 s) for those answers to go out before the connections are closed */
+    for (int i = 0; i < 200 && atomic_load(&s->answering) > 0; i++) nanosleep(&(struct timespec){0, 10000000}, NULL);
     if (s->d) MHD_stop_daemon(s->d); /* joins the connection threads, which release their jobs */
     srv_sched_free(s->sched);
     pthread_mutex_destroy(&s->tok_mu);

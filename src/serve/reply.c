@@ -27,7 +27,7 @@ static char *event(cJSON *o) {
     return ev;
 }
 
-char *srv_reply_error(const srv_error *e) {
+static cJSON *error_object(const srv_error *e) {
     cJSON *o = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(err, "message", e->message);
     cJSON_AddStringToObject(err, "type", e->type ? e->type : "invalid_request_error");
@@ -35,8 +35,12 @@ char *srv_reply_error(const srv_error *e) {
     else cJSON_AddNullToObject(err, "param");
     if (e->code) cJSON_AddStringToObject(err, "code", e->code);
     else cJSON_AddNullToObject(err, "code");
-    return print(o);
+    return o;
 }
+
+char *srv_reply_error(const srv_error *e) { return print(error_object(e)); }
+
+char *srv_reply_error_event(const srv_error *e) { return event(error_object(e)); }
 
 static cJSON *envelope(const srv_reply_meta *meta, int chunk) {
     cJSON *o = cJSON_CreateObject();

@@ -18,6 +18,8 @@ typedef struct {
 
 /* {"error": {"message", "type", "param", "code"}} */
 char *srv_reply_error(const srv_error *e);
+/* The same as an event of a stream that fails: "data: {"error": ...}\n\n" */
+char *srv_reply_error_event(const srv_error *e);
 /* The whole answer with its finish_reason and usage. */
 char *srv_reply_completion(const srv_reply_meta *meta, const char *text, srv_finish finish, int prompt_tokens,
                            int completion_tokens);

@@ -26,6 +26,7 @@ struct mmm_server {
     long long started;            /* Unix seconds */
     int port;
     atomic_llong next_id;
+    atomic_int answering;         /* connections with a submitted job whose answer is not yet sent */
     atomic_llong responses[SRV_N_CODES];
 };
 
@@ -33,8 +34,11 @@ struct mmm_server {
 enum MHD_Result srv_send(mmm_server *s, struct MHD_Connection *c, int status, const char *type, char *body);
 enum MHD_Result srv_send_error(mmm_server *s, struct MHD_Connection *c, const srv_error *e);
 void srv_count_status(mmm_server *s, int status);
-/* POST /v1/chat/completions (chat = 1) and /v1/completions: body is the request's. */
-enum MHD_Result srv_generate(mmm_server *s, struct MHD_Connection *c, const char *body, size_t len, int chat);
+/* POST /v1/chat/completions (chat = 1) and /v1/completions: body is the request's. Sets
+ * *answering (and counts it in s->answering) once a job is submitted; the connection's end
+ * uncounts it. */
+enum MHD_Result srv_generate(mmm_server *s, struct MHD_Connection *c, const char *body, size_t len, int chat,
+                             int *answering);
 /* GET /metrics: Prometheus text exposition. */
 char *srv_metrics_text(mmm_server *s);
 

@@ -298,12 +298,22 @@ expect small_request_fits_the_budget "$([ "$code" = 200 ] && echo 1)" "status $c
 stop
 
 # ---- the linear student ----
-start linear "$fx/linear"
+start linear "$fx/linear" --context 100000
 code=$(post /v1/chat/completions "$(chat_body "$prompt" ', "temperature": 0, "max_tokens": 24')" "$work/linear.json")
 got=$(json "$work/linear.json" "d['choices'][0]['message']['content']")
 expect linear_student_equals_mmm_chat "$([ "$code" = 200 ] && [ "$got" = "$(answer "$work/chat_linear.txt")" ] && echo 1)" \
     "status $code: '$got' vs '$(answer "$work/chat_linear.txt")'"
+# stopping the server ends a stream in flight with an error event and [DONE]
+curl -s -N -m 120 -o "$work/shutdown.txt" --data-binary "$long" "http://127.0.0.1:$port/v1/completions" &
+spid=$!
+pids+=("$spid")
+wait_metric mmm_sessions_active 1
 stop
+wait "$spid" 2> /dev/null
+expect shutdown_ends_a_stream_with_an_error_event "$([ "$rc" = 0 ] && python3 -c 'import json, sys
+ev = [l[6:] for l in open(sys.argv[1], encoding="utf-8").read().split("\n") if l.startswith("data: ")]
+assert ev[-1] == "[DONE]" and json.loads(ev[-2])["error"]["type"] == "server_error"' "$work/shutdown.txt" 2> /dev/null && echo 1)" \
+    "exit $rc: $(tail -c 300 "$work/shutdown.txt")"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -8,6 +8,7 @@
 #include "../train/fixture.h"
 #include "../../src/serve/base64.h" /* internals of src/serve */
 #include "../../src/serve/detok.h"
+#include "../../src/serve/reply.h"
 #include "../../src/serve/request.h"
 #include "mmm/error.h"
 
@@ -174,4 +175,30 @@ TEST(serve_detok_stop_strings) {
     check(out && !strcmp(out, text) && at == -1 && behind >= 4,
           "detok: a tail that may start a stop string is held back, then flushed (held %d bytes)", behind);
     free(out);
+}
+
+TEST(serve_reply_shapes) {
+    srv_error e;
+    srv_error_set(&e, 500, "server_error", NULL, "the engine %s", "failed");
+    char *whole = srv_reply_error(&e), *ev = srv_reply_error_event(&e);
+    check(whole && !strcmp(whole, "{\"error\":{\"message\":\"the engine failed\",\"type\":\"server_error\",\"param\":null,\"code\":null}}"),
+          "reply: an error object (%s)", whole ? whole : "");
+    check(ev && whole && !strncmp(ev, "data: ", 6) && !strncmp(ev + 6, whole, strlen(whole)) && !strcmp(ev + 6 + strlen(whole), "\n\n"),
+          "reply: the same error as a stream's event");
+    free(whole);
+    free(ev);
+    srv_reply_meta meta = {.chat = 1, .id = "chatcmpl-7", .created = 5, .model = "m"};
+    char *chunk = srv_reply_chunk(&meta, 0, "a\"b", SRV_FINISH_NONE), *last = srv_reply_chunk(&meta, 0, NULL, SRV_FINISH_LENGTH);
+    check(chunk && !strcmp(chunk, "data: {\"id\":\"chatcmpl-7\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\","
+                                  "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\\\"b\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n"),
+          "reply: a chat chunk (%s)", chunk ? chunk : "");
+    check(last && strstr(last, "\"delta\":{}") && strstr(last, "\"finish_reason\":\"length\""), "reply: the last chunk");
+    free(chunk);
+    free(last);
+    meta.chat = 0;
+    char *done = srv_reply_completion(&meta, "xy", SRV_FINISH_STOP, 3, 2);
+    check(done && strstr(done, "\"object\":\"text_completion\"") && strstr(done, "\"text\":\"xy\"") &&
+              strstr(done, "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}"),
+          "reply: a text completion with its usage (%s)", done ? done : "");
+    free(done);
 }
