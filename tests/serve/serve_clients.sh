@@ -257,6 +257,9 @@ refuse truncated_image /v1/chat/completions "$(image_req "data:image/png;base64,
 refuse image_not_base64 /v1/chat/completions "$(image_req "data:image/png;base64,@@@@")" 400 invalid_request_error
 refuse image_over_http /v1/chat/completions "$(image_req "http://example.com/a.png")" 400 invalid_request_error
 refuse image_outside_image_dir /v1/chat/completions "$(image_req "../config.json")" 400 invalid_request_error
+ln -s "$(cd "$fx" && pwd)/config.json" "$fx/data/images/escape.png"
+refuse image_link_out_of_image_dir /v1/chat/completions "$(image_req "escape.png")" 400 invalid_request_error
+refuse image_absolute_path_outside /v1/chat/completions "$(image_req "file://$(cd "$fx" && pwd)/config.json")" 400 invalid_request_error
 refuse image_missing_file /v1/chat/completions "$(image_req "train/no-such.png")" 400 invalid_request_error
 head -c $((33 << 20)) /dev/zero | tr '\0' ' ' > "$work/big.json"
 refuse body_over_limit /v1/chat/completions "@$work/big.json" 413 invalid_request_error
