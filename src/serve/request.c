@@ -99,9 +99,10 @@ static int content(srv_request *r, text_buf *b, const cJSON *c, int images_ok, c
         if (!cJSON_IsString(type)) return bad(e, p, "'%s.type' must be \"text\" or \"image_url\"", p);
         int is_text = !strcmp(type->valuestring, "text"), is_image = !strcmp(type->valuestring, "image_url");
         if (!is_text && !is_image) return bad(e, p, "'%s.type' \"%.40s\" is not supported (text, image_url)", p, type->valuestring);
-        cJSON_ArrayForEach(f, part)
+        cJSON_ArrayForEach(f, part) {
             if (strcmp(f->string, "type") && strcmp(f->string, is_text ? "text" : "image_url"))
                 return bad(e, p, "unknown field '%s.%.40s'", p, f->string);
+        }
         if (is_text) {
             const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
             if (!cJSON_IsString(t)) return bad(e, p, "'%s.text' must be a string", p);
@@ -111,11 +112,11 @@ static int content(srv_request *r, text_buf *b, const cJSON *c, int images_ok, c
         if (!images_ok) return bad(e, p, "'%s': only user messages may hold images", p);
         const cJSON *img = cJSON_GetObjectItemCaseSensitive(part, "image_url"), *url = NULL;
         if (!cJSON_IsObject(img)) return bad(e, p, "'%s.image_url' must be an object with a url", p);
-        cJSON_ArrayForEach(f, img)
-            if (strcmp(f->string, "url") && strcmp(f->string, "detail"))
-                return bad(e, p, "unknown field '%s.image_url.%.40s'", p, f->string);
-            else if (!strcmp(f->string, "url")) url = f;
+        cJSON_ArrayForEach(f, img) {
+            if (!strcmp(f->string, "url")) url = f;
+            else if (strcmp(f->string, "detail")) return bad(e, p, "unknown field '%s.image_url.%.40s'", p, f->string);
             else if (!cJSON_IsString(f)) return bad(e, p, "'%s.image_url.detail' must be a string", p);
+        }
         if (!cJSON_IsString(url)) return bad(e, p, "'%s.image_url.url' must be a string", p);
         if (r->n_images == SRV_MAX_IMAGES) return bad(e, p, "at most %d images per request", SRV_MAX_IMAGES);
         if (!r->images && !(r->images = calloc(SRV_MAX_IMAGES, sizeof *r->images))) return nomem(e);
@@ -141,10 +142,12 @@ static int messages(srv_request *r, const cJSON *msgs, srv_error *e) {
         snprintf(p, sizeof p, "messages[%d]", i++);
         if (!cJSON_IsObject(m)) { rc = bad(e, p, "'%s' must be an object", p); break; }
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role"), *f, *c = NULL;
-        cJSON_ArrayForEach(f, m)
+        cJSON_ArrayForEach(f, m) {
             if (!strcmp(f->string, "content")) c = f;
             else if (!strcmp(f->string, "name") && !cJSON_IsString(f)) rc = bad(e, p, "'%s.name' must be a string", p);
             else if (strcmp(f->string, "role") && strcmp(f->string, "name")) rc = bad(e, p, "unknown field '%s.%.40s'", p, f->string);
+            if (rc) break;
+        }
         if (rc) break;
         if (!cJSON_IsString(role)) { rc = bad(e, p, "'%s.role' must be a string", p); break; }
         if (!c) { rc = bad(e, p, "'%s' has no content", p); break; }
