@@ -51,6 +51,7 @@ image=$(ls "$fx"/data/images/train/*.png | head -n 1)
 start() {
     local name=$1 model=$2
     shift 2
+    server=$name
     "$mmm" serve --model "$model" --port 0 --name tiny ${dev[@]+"${dev[@]}"} "$@" > "$work/$name.out" 2> "$work/$name.err" &
     pid=$!
     pids+=("$pid")
@@ -64,12 +65,15 @@ start() {
     echo "FAIL serve: the $name server did not start: $(tail -n 2 "$work/$name.err" "$work/$name.out" | tr '\n' ' ')"
     exit 1
 }
-# stop: ends the last server started (SIGTERM; it exits by itself within 10 s); sets $rc
+# stop: ends the last server started with SIGTERM; it must exit by itself within 10 s, with status 0
+# and nothing on stderr (where a sanitizer would report); sets $rc
 stop() {
     kill -TERM "$pid" 2> /dev/null
     for _ in $(seq 1 100); do kill -0 "$pid" 2> /dev/null || break; sleep 0.1; done
     wait "$pid" 2> /dev/null
     rc=$?
+    expect "${server}_server_stops_cleanly_on_sigterm" "$([ "$rc" = 0 ] && [ ! -s "$work/$server.err" ] && echo 1)" \
+        "exit $rc: $(head -c 300 "$work/$server.err")"
 }
 # post PATH BODY OUT: POSTs BODY (a string, or @file) and prints the status; the body goes to OUT
 post() { curl -s -m 120 -o "$3" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "$2" "http://127.0.0.1:$port$1"; }
@@ -272,7 +276,6 @@ code=$(post /v1/chat/completions "$(chat_body "$prompt" ', "temperature": 0, "ma
 expect still_serving_after_refusals "$([ "$code" = 200 ] && [ "$(json "$work/after.json" "d['choices'][0]['message']['content']")" = "$(answer "$work/chat_greedy.txt")" ] && echo 1)" \
     "status $code"
 stop
-expect sigterm_stops_the_server "$([ "$rc" = 0 ] && echo 1)" "exit $rc: $(tail -n 2 "$work/teacher.err")"
 
 # ---- admission: one session, one queue place ----
 start busy "$fx/teacher" --max-sessions 1 --max-queue 1 --context 100000
