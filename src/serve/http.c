@@ -142,7 +142,10 @@ int mmm_server_start(mmm_server **out, const mmm_model *m, const mmm_tokenizer *
     s->image_dir = o->image_dir ? strdup(o->image_dir) : NULL;
     s->started = (long long)time(NULL);
     pthread_mutex_init(&s->tok_mu, NULL);
-    s->prep = (srv_prepare_ctx){m, tok, &s->tok_mu, o->context, o->max_tokens, s->image_dir};
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    s->prep = (srv_prepare_ctx){m, tok, &s->tok_mu, o->context, o->max_tokens, s->image_dir,
+                                (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec, &s->seeds};
     srv_sched_options so = {o->max_sessions, o->max_queue, o->max_memory};
     int rc = !s->model_name || (o->image_dir && !s->image_dir) ? mmm_fail(MMM_ERR_NOMEM, "serve: out of memory")
                                                                : srv_sched_start(&s->sched, m, tok, &so);

@@ -8,6 +8,7 @@
 
 #include "mmm/data.h"
 #include "mmm/error.h"
+#include "mmm/rng.h"
 
 static int tokenize(const srv_prepare_ctx *ctx, const srv_request *r, const int *tiles, int32_t **ids, int *n,
                     srv_error *e) {
@@ -46,7 +47,10 @@ int srv_prepare(const srv_prepare_ctx *ctx, const srv_request *r, srv_job_spec *
         e->code = "context_length_exceeded";
         goto fail;
     }
-    spec->sampler = (mmm_sampler){r->temperature, 0, r->top_p, r->seed};
+    /* without a seed each request samples differently, as OpenAI's do; with one, as mmm chat
+     * with that --seed */
+    mmm_rng draw = mmm_rng_seed(ctx->seed_base + atomic_fetch_add(ctx->seeds, 1));
+    spec->sampler = (mmm_sampler){r->temperature, 0, r->top_p, r->has_seed ? r->seed : mmm_rng_next(&draw)};
     const mmm_config *c = &ctx->m->cfg;
     spec->stop_id = !r->chat ? -1 : c->im_end_id >= 0 ? c->im_end_id : mmm_tokenizer_token_to_id(ctx->tok, "<|im_end|>");
     for (int i = 0; i < r->n_stop; i++) {

@@ -5,6 +5,7 @@
 #define MMM_SERVE_PREPARE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "request.h"
 #include "sched.h"
@@ -16,6 +17,8 @@ typedef struct {
     int context;              /* tokens a session (prompt + answer) may reach */
     int max_tokens;           /* the answer's length when the request gives none */
     const char *image_dir;    /* folder local image paths must lie in; NULL: data: URLs only */
+    uint64_t seed_base;       /* requests without a seed get one drawn from this ... */
+    atomic_ullong *seeds;     /* ... and a count of the seeds drawn */
 } srv_prepare_ctx;
 
 /* urls (n): data: URLs (base64) or, with image_dir, files in that folder (a path relative to

@@ -223,6 +223,7 @@ static int field(srv_request *r, const cJSON *v, int chat, srv_error *e) {
     if (!strcmp(k, "seed")) {
         if (get_int(v, k, 0, 9007199254740992.0, &x, e)) return -1; /* 2^53: every integer a double holds */
         r->seed = (uint64_t)x;
+        r->has_seed = 1;
         return 0;
     }
     if (!strcmp(k, "n")) return get_int(v, k, 1, 1, &x, e);

@@ -37,6 +37,7 @@ typedef struct {
     int max_tokens;       /* 0: the server's default */
     float temperature, top_p;
     uint64_t seed;
+    int has_seed;         /* 0: no seed given */
     char *stop[SRV_MAX_STOP];
     int n_stop;
     int stream, include_usage;

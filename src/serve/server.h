@@ -26,6 +26,7 @@ struct mmm_server {
     long long started;            /* Unix seconds */
     int port;
     atomic_llong next_id;
+    atomic_ullong seeds;          /* seeds drawn for requests that give none */
     atomic_int answering;         /* connections with a submitted job whose answer is not yet sent */
     atomic_llong responses[SRV_N_CODES];
 };

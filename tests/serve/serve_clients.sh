@@ -149,6 +149,14 @@ got=$(json "$work/sampled.json" "d['choices'][0]['message']['content']")
 expect chat_sampled_equals_mmm_chat "$([ "$code" = 200 ] && [ "$got" = "$(answer "$work/chat_sampled.txt")" ] && echo 1)" \
     "status $code: '$got' vs '$(answer "$work/chat_sampled.txt")'"
 
+# without a seed, two requests sample differently (24 tokens from a barely trained model: equal
+# answers would mean the seed did not change)
+post /v1/completions '{"prompt": "What item", "max_tokens": 24, "temperature": 1}' "$work/unseeded1.json" > /dev/null
+post /v1/completions '{"prompt": "What item", "max_tokens": 24, "temperature": 1}' "$work/unseeded2.json" > /dev/null
+a=$(json "$work/unseeded1.json" "d['choices'][0]['text']")
+b=$(json "$work/unseeded2.json" "d['choices'][0]['text']")
+expect unseeded_requests_sample_differently "$([ -n "$a" ] && [ "$a" != "$b" ] && echo 1)" "'$a' twice"
+
 # an image as a base64 data: URL, and as a file in --image-dir: both as mmm chat --image
 b64=$(base64 -w 0 "$image")
 python3 -c 'import json, sys; print(json.dumps({"messages": [{"role": "user", "content": [

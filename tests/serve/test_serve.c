@@ -61,12 +61,12 @@ TEST(serve_request_chat) {
           "request: turns alternate, image parts become <image>, a repeated role joins its messages");
     check(r.system && !strcmp(r.system, "Be brief.") && r.n_images == 1 && !strcmp(r.images[0], "data:image/png;base64,AA"),
           "request: the system message and the image url");
-    check(r.max_tokens == 7 && r.temperature == 0 && r.top_p == 0.5f && r.seed == 42 && r.n_stop == 2 &&
+    check(r.max_tokens == 7 && r.temperature == 0 && r.top_p == 0.5f && r.seed == 42 && r.has_seed && r.n_stop == 2 &&
               !strcmp(r.stop[1], "END") && r.stream && r.include_usage,
           "request: sampling, stop strings and streaming settings");
     srv_request_free(&r);
     check(parse(&r, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_tokens\": null}", 1, &e) == 0 &&
-              r.temperature == 1 && r.top_p == 1 && r.max_tokens == 0 && !r.system && !r.stream,
+              r.temperature == 1 && r.top_p == 1 && r.max_tokens == 0 && !r.has_seed && !r.system && !r.stream,
           "request: OpenAI's defaults, null as absent");
     srv_request_free(&r);
     check(parse(&r, "{\"prompt\": [\"Once\"], \"stop\": \"x\"}", 0, &e) == 0 && !strcmp(r.prompt, "Once") && r.n_stop == 1,
