@@ -2,9 +2,9 @@
  * admits requests within a session count and a memory budget (a bounded queue for the rest),
  * runs each session's prefill and decode steps on one engine thread, and hands each request its
  * text as it is generated. The HTTP side only submits jobs, waits on their output and cancels
- * them; how the steps are run (today one mmm_state per session, served round-robin token by
- * token so that concurrent requests interleave) stays in sched.c, so a batched state can take
- * over the inner step without changing anything here. */
+ * them; how the steps are run (today one mmm_state per session, session.c, served round-robin
+ * token by token so that concurrent requests interleave) stays behind this interface, so a
+ * batched state can take over the inner step without changing anything here. */
 #ifndef MMM_SERVE_SCHED_H
 #define MMM_SERVE_SCHED_H
 
@@ -63,8 +63,9 @@ typedef struct {
 
 /* Starts the engine thread over m and tok (both must outlive the scheduler). */
 int srv_sched_start(srv_sched **out, const mmm_model *m, const mmm_tokenizer *tok, const srv_sched_options *o);
-/* Ends every job (clients see an error), joins the engine thread and frees the jobs no client
- * holds; srv_sched_free (after the clients have released theirs) frees the rest. */
+/* Ends every job (clients see an error), joins the engine thread and frees the jobs already
+ * released; a job released later is freed by its release. srv_sched_free (stopping first if
+ * need be) frees the scheduler, once no client holds a job. */
 void srv_sched_stop(srv_sched *s);
 void srv_sched_free(srv_sched *s);
 /* Admits a job: MMM_OK (*job set, running or queued), SRV_BUSY (every session and queue slot is
