@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mmm/dtype.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -19,11 +21,13 @@ int mmm_cuda_copy_cols(float *dst,       /* (rows, ld_dst) */
                        int ld_dst,
                        const float *src, /* (rows, ld_src) */
                        int ld_src, int rows, int w);
-/* out[i, :] = base[off[i], off[i] + C) for every i with off[i] >= 0; the other rows keep their
- * values (embedding lookups across several tables, image rows into a sequence). */
+/* out[i, :] = base[off[i], off[i] + C) (fp32 or bf16, widened) for every i with off[i] >= 0;
+ * the other rows keep their values (embedding lookups across several tables, image rows into a
+ * sequence). */
 int mmm_cuda_gather_rows(float *out,          /* (N, C) */
                          const int64_t *off,  /* (N) element offsets into base, or −1 */
-                         const float *base, int N, int C);
+                         const void *base,    /* of dt: F32 or BF16 */
+                         mmm_dtype dt, int N, int C);
 /* out = x + row, the row added to each of the N rows; out may alias x. */
 int mmm_cuda_add_rows(float *out,       /* (N, C) */
                       const float *x,   /* (N, C) */

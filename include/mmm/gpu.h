@@ -1,11 +1,13 @@
-/* The model on an NVIDIA GPU (`--device cuda`): a device copy of a model's weights, the GPU twins
- * of the training forward and backward, the inference state, and the training steps.
+/* The model on an NVIDIA GPU (`--device cuda`): a device copy of a model's weights and the
+ * entry points of the training forward and backward there. The model itself (layers, passes,
+ * generation states, training steps) is written once in src/model and runs on the GPU through
+ * the CUDA executor (docs/architecture.md).
  *
  * A model runs on the GPU once attached (mmm_gpu_attach): from then on mmm_state_new makes its
  * generation states on the GPU (so mmm_prefill, mmm_decode, mmm_generate and mmm_evaluate run
  * there), and the distillation steps of include/mmm/distill.h run there when the teacher and the
  * student are both attached. mmm_forward and mmm_backward always run on the CPU;
- * mmm_gpu_forward and mmm_gpu_backward are their twins. Everything is computed in fp32 and gives
+ * mmm_gpu_forward and mmm_gpu_backward run the same passes on the GPU. Everything is computed in fp32 and gives
  * the CPU's results up to rounding (unless inference is asked to use bf16 weights,
  * mmm_gpu_use_bf16_decode).
  *
@@ -36,9 +38,12 @@ int mmm_gpu_mem_used(size_t *bytes);
  * layer has a shape the CUDA kernels do not handle (attention head_dim 32, 64 or 128, and 1, 2,
  * 4 or 8 query heads per kv head). Attaching an attached model does nothing. */
 int mmm_gpu_attach(mmm_model *m);
-/* Adds bf16 copies of the weight matrices of an attached model: its generation states then
- * decode single tokens with the fused bf16 kernels (half the weight traffic, a few launches per
- * layer) and prefill in steps of up to 4096 tokens on the tensor cores (bf16 GEMMs). States made
+/* bf16 weights for inference. An unattached model goes to the GPU as a bf16 store (its matrices
+ * rounded on the host, no fp32 copy on the device); an attached one's fp32 weights become that
+ * store (a model with a bf16 training mirror keeps both and decodes from the mirror). A bf16
+ * store cannot train. Generation states then decode single tokens with the fused bf16 kernels
+ * (half the weight traffic, a few launches per layer) and prefill in steps of up to 4096 tokens
+ * on the tensor cores (bf16 GEMMs). States made
  * after this keep their KV caches in bf16 where every attention layer has head_dim 64 or 128
  * (half the memory; prefill attends on the flash kernel over them). The SSD, its state, norms and
  * everything else stay fp32. Logits move by about 1e-2. */

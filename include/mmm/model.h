@@ -77,11 +77,16 @@ typedef struct mmm_model {
     mmm_config cfg;
     mmm_param *params;
     int n_params;
-    size_t n_floats;
-    float *data;   /* the flat parameter buffer */
+    size_t n_floats; /* of data: the tensors at their offsets, MMM_PARAM_ALIGN apart, zeros between */
+    float *data;     /* the flat parameter buffer */
     mmm_weights w; /* bound to data */
     struct mmm_gpu_model *gpu; /* the device copy, or NULL (include/mmm/gpu.h) */
 } mmm_model;
+
+/* Tensors start at offsets that are multiples of this many floats. */
+#define MMM_PARAM_ALIGN 8
+/* The number of parameters (the tensors' elements, without the padding between them). */
+size_t mmm_model_n_parameters(const mmm_model *m);
 
 /* A model with every parameter zero (norm weights one) for `cfg` (copied). */
 int mmm_model_create(mmm_model **out, const mmm_config *cfg);

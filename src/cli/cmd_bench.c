@@ -159,9 +159,10 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
     /* on the GPU, random weights are drawn there: the host's draw of a 2.6 B model takes a minute */
     int rc = bench_build(&m, model_dir, d, kind, !cuda);
     reset_peak_rss(); /* the teacher a student was seeded from is gone: measure from here */
-    if (!rc && cuda && !(rc = mmm_gpu_mem_used(&gpu0)) && !(rc = mmm_gpu_attach(m)) && !model_dir)
+    /* with bf16 weights the model goes to the GPU as its bf16 store, never in fp32 */
+    if (!rc && cuda && !(rc = mmm_gpu_mem_used(&gpu0)) && !(rc = bf16 ? mmm_gpu_use_bf16_decode(m) : mmm_gpu_attach(m)) &&
+        !model_dir)
         rc = mmm_gpu_randomize(m, 1, 0.02f);
-    if (!rc && cuda && bf16) rc = mmm_gpu_use_bf16_decode(m);
     if (!rc) rc = mmm_state_new(&s, m, ctx + steps + 2);
     double prefill_ms = -1;
     /* warm-up, then back to empty: a process's first GPU call also loads cuBLAS and the kernels */
@@ -316,7 +317,7 @@ static int save_models(const char *model_dir, const dims *d, const char *kinds, 
         char *dir = mmm_path_join(out, kind_names[k]);
         int rc = dir ? bench_build(&m, model_dir, d, k, 1) : mmm_fail(MMM_ERR_NOMEM, "out of memory");
         if (!rc) rc = mmm_model_save(m, dir, MMM_DTYPE_F32, 0);
-        if (!rc) printf("%s: %s, %.2f M parameters\n", dir, kind_names[k], m->n_floats * 1e-6);
+        if (!rc) printf("%s: %s, %.2f M parameters\n", dir, kind_names[k], mmm_model_n_parameters(m) * 1e-6);
         mmm_model_free(m);
         free(dir);
         if (rc) return cli_fail("bench");

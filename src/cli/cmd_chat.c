@@ -166,8 +166,8 @@ int cmd_chat(int argc, char **argv) {
     int rc = mmm_model_load(&m, model_dir);
     if (!rc) rc = mmm_tokenizer_load(model_dir, &tok);
     if (!rc) rc = cli_check_tokenizer(&m->cfg, tok, model_dir);
+    if (!rc) rc = cli_use_bf16(bf16, m, NULL); /* first: then the weights go to the GPU in bf16 only */
     if (!rc) rc = cli_use_device(cuda, m, NULL);
-    if (!rc) rc = cli_use_bf16(bf16, m, NULL);
     if (!rc) rc = mmm_state_new(&st, m, context);
     /* an unreadable image is reported before anything is generated */
     for (int i = 0; i < n_images && !rc; i++)

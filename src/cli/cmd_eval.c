@@ -98,8 +98,8 @@ int cmd_eval(int argc, char **argv) {
     if (!rc) rc = cli_check_tokenizer(&m->cfg, tok, tok_path ? tok_path : model_dir);
     if (!rc) dopt.max_tokens = max_tokens ? max_tokens : mmm_default_max_tokens(&m->cfg);
     if (!rc) rc = cli_load_dataset("eval", &d, data, tok, &m->cfg, &dopt);
+    if (!rc) rc = cli_use_bf16(bf16, m, t); /* first: then the weights go to the GPU in bf16 only */
     if (!rc) rc = cli_use_device(cuda, m, t);
-    if (!rc) rc = cli_use_bf16(bf16, m, t);
     if (!rc && (rc = mmm_evaluate(m, tok, &d, 0, max_new, t, &r))) mmm_fail_context(rc, "%s on %s", model_dir, data);
     double per_s = !rc && r.seconds > 0 ? 1 / r.seconds : 0;
     if (!rc) {

@@ -108,7 +108,7 @@ int cmd_seed(int argc, char **argv) {
             for (int l = 0; l < L; l++) if (keep[l]) printf(" %d", l);
             printf(")");
         }
-        printf(", %.2f M parameters, %s weights\n", s->n_floats * 1e-6, mmm_dtype_name(dtype));
+        printf(", %.2f M parameters, %s weights\n", mmm_model_n_parameters(s) * 1e-6, mmm_dtype_name(dtype));
     }
     int status = rc ? cli_fail("seed") : 0;
     free(keep);

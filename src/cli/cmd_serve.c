@@ -106,8 +106,8 @@ int cmd_serve(int argc, char **argv) {
     int rc = default_name ? mmm_model_load(&m, model_dir) : mmm_fail(MMM_ERR_NOMEM, "out of memory");
     if (!rc) rc = mmm_tokenizer_load(model_dir, &tok);
     if (!rc) rc = cli_check_tokenizer(&m->cfg, tok, model_dir);
+    if (!rc) rc = cli_use_bf16(bf16, m, NULL); /* first: then the weights go to the GPU in bf16 only */
     if (!rc) rc = cli_use_device(cuda, m, NULL);
-    if (!rc) rc = cli_use_bf16(bf16, m, NULL);
     if (!rc) rc = mmm_server_start(&srv, m, tok, &so);
     if (!rc) {
         int v6 = strchr(so.host, ':') != NULL;

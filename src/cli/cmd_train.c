@@ -242,7 +242,7 @@ int cmd_train(int argc, char **argv) {
         for (int i = 0; i < m->n_params; i++)
             if (!(m->params[i].flags & MMM_PARAM_UNUSED)) trainable[i] = (mmm_train_range){0, m->params[i].numel};
         printf("mmm train: %.2f M parameters, %d training samples, %d eval samples, %ld steps of %d x %d tokens\n",
-               m->n_floats * 1e-6, train.n, test.n, o.steps, o.accum, o.batch_tokens);
+               mmm_model_n_parameters(m) * 1e-6, train.n, test.n, o.steps, o.accum, o.batch_tokens);
         cli_eval_ctx ev = {tok, &test, eval_samples};
         o.workers = cli_workers(o.workers, o.accum);
         rc = run_facts(&facts, config_path, tok_path, data_path, &o, init_std, &dopt);

@@ -25,16 +25,16 @@ int mmm_cuda_copy_cols(float *dst, int ld_dst, const float *src, int ld_src, int
 }
 
 /* a block per row */
-__global__ void k_gather_rows(float *out, const int64_t *off, const float *base, int C) {
+template <typename T> __global__ void k_gather_rows(float *out, const int64_t *off, const T *base, int C) {
     int64_t o = off[blockIdx.x];
     if (o < 0) return;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) out[(size_t)blockIdx.x * C + c] = base[o + c];
+    for (int c = threadIdx.x; c < C; c += blockDim.x) out[(size_t)blockIdx.x * C + c] = ld(base + o + c);
 }
 
-int mmm_cuda_gather_rows(float *out, const int64_t *off, const float *base, int N, int C) {
+int mmm_cuda_gather_rows(float *out, const int64_t *off, const void *base, mmm_dtype dt, int N, int C) {
     if (N < 0 || C < 0) return mmm_fail(MMM_ERR_ARG, "cuda gather_rows: N=%d C=%d", N, C);
     if (N == 0 || C == 0) return MMM_OK;
-    k_gather_rows<<<N, 256, 0, cu_stream()>>>(out, off, base, C);
+    DISPATCH("gather_rows", dt, k_gather_rows<T><<<N, 256, 0, cu_stream()>>>(out, off, (const T *)base, C));
     return cu_launched("gather_rows");
 }
 

@@ -61,8 +61,13 @@ static int embed(const model_exec *x, float *out, const int32_t *ids, int n, con
     int C = c->hidden, any_img = 0;
     int64_t *host = malloc(2 * (size_t)n * sizeof *host);
     if (!host) return mmm_fail(MMM_ERR_NOMEM, "gpu embedding: out of memory");
-    int64_t text0 = x->w->text_emb - gpu(x)->data;
-    int64_t special0 = x->w->special_emb ? x->w->special_emb - gpu(x)->data : 0;
+    const mmm_gpu_model *g = gpu(x);
+    /* element offsets of the tables in the store that holds them */
+    const void *base = g->bf16_store ? (const void *)g->data_bf16 : g->data;
+    int64_t text0 = g->bf16_store ? (const uint16_t *)x->w->text_emb - g->data_bf16 : x->w->text_emb - g->data;
+    int64_t special0 = !x->w->special_emb ? 0
+                       : g->bf16_store ? (const uint16_t *)x->w->special_emb - g->data_bf16
+                                       : x->w->special_emb - g->data;
     for (int i = 0; i < n; i++) { /* element offsets: into the weights, or into img */
         int image = img && ids[i] == c->img_context_id;
         host[i] = image ? -1 : ids[i] < c->llm_vocab ? text0 + (int64_t)ids[i] * C
@@ -74,8 +79,8 @@ static int embed(const model_exec *x, float *out, const int32_t *ids, int n, con
     int64_t *off = g_index.p;
     if (!rc) rc = mmm_cuda_upload(off, host, 2 * (size_t)n * sizeof *host);
     free(host);
-    if (!rc) rc = mmm_cuda_gather_rows(out, off, gpu(x)->data, n, C);
-    if (!rc && any_img) rc = mmm_cuda_gather_rows(out, off + n, img, n, C);
+    if (!rc) rc = mmm_cuda_gather_rows(out, off, base, g->bf16_store ? BF16 : F32, n, C);
+    if (!rc && any_img) rc = mmm_cuda_gather_rows(out, off + n, img, F32, n, C);
     return rc;
 }
 
@@ -103,7 +108,7 @@ static int embed_backward(const model_exec *x, const mmm_weights *gw, const floa
     free(rows);
     if (!rc) rc = mmm_cuda_embedding_backward(gw->text_emb, dx, dids, N, c->llm_vocab, C);
     if (!rc && gw->special_emb) rc = mmm_cuda_embedding_backward(gw->special_emb, dx, dids + N, N, c->n_special, C);
-    if (!rc && k) rc = mmm_cuda_gather_rows(dimg, drows, dx, k, C);
+    if (!rc && k) rc = mmm_cuda_gather_rows(dimg, drows, dx, F32, k, C);
     return rc;
 }
 
@@ -177,7 +182,7 @@ static size_t ssd_ws_bytes(const model_exec *x, int B, int T) {
 /* bf16 caches for a model with bf16 weights whose attention layers all suit the flash kernel */
 static mmm_dtype cache_dtype(const mmm_model *m) {
     const mmm_config *c = &m->cfg;
-    if (!m->gpu->bf16) return F32;
+    if (!m->gpu->bf16_decode) return F32;
     for (int l = 0; l < mmm_config_n_layers(c); l++)
         if (c->layers[l].kind == MMM_MIXER_ATTENTION && c->layers[l].head_dim != 64 && c->layers[l].head_dim != 128)
             return F32;
@@ -187,7 +192,7 @@ static mmm_dtype cache_dtype(const mmm_model *m) {
 static int plan_state(const model_exec *x, int max_tokens, state_plan *p) {
     const mmm_model *m = x->m;
     const mmm_config *c = &m->cfg;
-    int bf16 = m->gpu->bf16 != NULL, H = 0, D = 0, attention = 0;
+    int bf16 = m->gpu->bf16_decode, H = 0, D = 0, attention = 0;
     for (int l = 0; l < mmm_config_n_layers(c); l++) {
         const mmm_layer_desc *d = &c->layers[l];
         if (d->kind != MMM_MIXER_ATTENTION) continue;

@@ -22,31 +22,32 @@ static inline int gpu_ssd_chunk(int B, int T, int H) {
 }
 
 typedef struct mmm_gpu_model mmm_gpu_model;
-typedef struct gpu_bf16_pack gpu_bf16_pack;
+/* The device copy of a model: one weight store (docs/design.md §8). For training, fp32 master
+ * weights in data and, with bf16 GEMMs, their bf16 mirror in data_bf16 (the same offsets). For
+ * inference in bf16, a bf16 store: the matrices only in data_bf16, the tensors the kernels read
+ * in fp32 packed in small, and no data. w points into whichever holds each tensor. */
 struct mmm_gpu_model {
-    float *data;       /* (n_floats) the weights, laid out as the host's */
-    mmm_weights w;     /* bound to data */
-    float **A;         /* per layer: (H) −exp(A_log) on the device for mamba2 layers, else NULL */
-    float *A_all;      /* the allocation A points into */
-    float *pos;        /* (gt², C) the vision position grid, resized on the host when gt != g */
-    float *grads;      /* (n_floats) gradients of one backward, allocated on first use */
-    float *grads_host; /* (n_floats) their host staging copy */
-    gpu_bf16_pack *bf16; /* bf16 matrices for decoding (mmm_gpu_use_bf16_decode), or NULL */
+    float *data;         /* (n_floats) fp32 weights laid out as the host's, or NULL (bf16 store) */
+    uint16_t *data_bf16; /* (n_floats) bf16 weights laid out as the host's, or NULL */
+    float *small;        /* a bf16 store's fp32 tensors, packed, or NULL */
+    int bf16_store;      /* w's matrices are their bf16 data's addresses */
+    int bf16_decode;     /* generation states decode with the fused bf16 kernels, KV caches in bf16 */
+    mmm_weights w;       /* bound to the store */
+    float **A;           /* per layer: (H) −exp(A_log) on the device for mamba2 layers, else NULL */
+    float *A_all;        /* the allocation A points into */
+    float *pos;          /* (gt², C) the vision position grid, resized on the host when gt != g */
+    float *grads;        /* (n_floats) gradients of one backward, allocated on first use */
+    float *grads_host;   /* (n_floats) their host staging copy */
     uint8_t *frozen;     /* (n_params) while a device optimiser trains the model: 1 = frozen */
-    uint16_t *data_bf16; /* (n_floats) bf16 mirror of data that the training GEMMs read
-                          * (mmm_gpu_use_bf16_train), or NULL: GEMMs in fp32 */
     size_t n_floats;
 };
 
-/* The bf16 copy of weight matrix w (a pointer into g->data) in the decode pack, or NULL. */
-const uint16_t *gpu_bf16_pack_find(const gpu_bf16_pack *p, const float *w);
-
-/* The bf16 copy of weight w (a pointer into g->data) that GEMMs read: the training mirror
- * (mmm_gpu_use_bf16_train), else the decode pack's (mmm_gpu_use_bf16_decode); NULL when GEMMs
- * over w run in fp32. */
+/* The bf16 copy of weight matrix w (a field of g->w) that GEMMs and the fused decode read, or
+ * NULL when GEMMs over w run in fp32. */
 static inline const uint16_t *gpu_bf16_of(const mmm_gpu_model *g, const float *w) {
-    if (g->data_bf16) return w >= g->data && w < g->data + g->n_floats ? g->data_bf16 + (w - g->data) : NULL;
-    return g->bf16 ? gpu_bf16_pack_find(g->bf16, w) : NULL;
+    if (g->bf16_store) return (const uint16_t *)w;
+    if (g->data_bf16 && w >= g->data && w < g->data + g->n_floats) return g->data_bf16 + (w - g->data);
+    return NULL;
 }
 
 /* A device allocation that grows on demand (its contents are lost when it grows). */
@@ -73,10 +74,6 @@ int gpu_linear_backward(const mmm_gpu_model *g, float *dinp /* (N, C) or NULL, +
  * or backward, as large as the calls need) and, in a generation state, the single-query
  * attention's (NULL elsewhere). */
 model_exec exec_cuda(const mmm_model *m, void *ssd_ws, void *attn_ws);
-
-/* The bf16 decode pack (decode_bf16.c): refilled from the weights after they change, freed. */
-int gpu_bf16_pack_fill(const mmm_model *m);
-void gpu_bf16_pack_free(gpu_bf16_pack *p);
 
 /* The token whose embedding is in b->x, at position pos, through the bf16 decode kernels: logits
  * (V, device). */

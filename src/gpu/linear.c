@@ -1,7 +1,7 @@
-/* The runtime's dense projections over model weights: fp32 GEMMs, or in bf16 training mode
- * (mmm_gpu_use_bf16_train) GEMMs on the bf16 tensor cores, reading the weights' bf16 mirror and
- * bf16 copies of the activations, accumulating in fp32 into fp32 outputs and gradients. Biases
- * stay fp32 either way. */
+/* The runtime's dense projections over model weights: fp32 GEMMs, or where the model holds bf16
+ * weights (a training mirror, mmm_gpu_use_bf16_train, or a bf16 store, mmm_gpu_use_bf16_decode)
+ * GEMMs on the bf16 tensor cores, reading them and bf16 copies of the activations, accumulating
+ * in fp32 into fp32 outputs and gradients. Biases stay fp32 either way. */
 #include "internal.h"
 #include "mmm/error.h"
 

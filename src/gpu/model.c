@@ -7,6 +7,7 @@
 
 #include "internal.h"
 #include "mmm/error.h"
+#include "mmm/dtype.h"
 #include "mmm/ops/interpolate.h"
 
 int gpu_buf_reserve(gpu_buf *b, size_t bytes) {
@@ -63,7 +64,55 @@ int mmm_gpu_mem_used(size_t *bytes) {
     return MMM_OK;
 }
 
-int mmm_gpu_attach(mmm_model *m) {
+/* Where a parameter lives in a bf16 store: matrices and embedding tables in bf16, the tensors
+ * the kernels read in fp32 (norms, biases, conv, dt_bias, A_log, the position grid) in the
+ * packed fp32 buffer, and parameters the forward never reads nowhere. */
+typedef enum { IN_NONE, IN_BF16, IN_F32 } store_slot;
+
+static store_slot slot_of(const mmm_param *p) {
+    if (p->flags & MMM_PARAM_UNUSED) return IN_NONE;
+    switch (p->role) {
+    case MMM_ROLE_PATCH_W: case MMM_ROLE_TEXT_EMB: case MMM_ROLE_SPECIAL_EMB: case MMM_ROLE_PROJ0_W:
+    case MMM_ROLE_PROJ2_W: case MMM_ROLE_LM_HEAD: case MMM_ROLE_W1: case MMM_ROLE_W2: case MMM_ROLE_W3:
+    case MMM_ROLE_WQKV: case MMM_ROLE_WO: case MMM_ROLE_WVKQGDT: case MMM_ROLE_O_PROJ:
+        return IN_BF16;
+    default:
+        return IN_F32;
+    }
+}
+
+/* The packed fp32 buffer's layout (offsets MMM_PARAM_ALIGN apart, as the host's); returns its
+ * floats. at (n_params) may be NULL. */
+static size_t small_layout(const mmm_model *m, size_t *at) {
+    size_t n = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        if (slot_of(&m->params[i]) != IN_F32) continue;
+        if (at) at[i] = n;
+        n += (m->params[i].numel + MMM_PARAM_ALIGN - 1) / MMM_PARAM_ALIGN * MMM_PARAM_ALIGN;
+    }
+    return n;
+}
+
+/* Points g->w into a bf16 store: a matrix's field holds the address of its bf16 data (never
+ * read as fp32: every op that takes a weight matrix goes through gpu_bf16_of), the rest their
+ * place in g->small. */
+static int bind_bf16_store(const mmm_model *m, mmm_gpu_model *g) {
+    size_t *at = malloc(((size_t)m->n_params + 1) * sizeof *at);
+    float **where = malloc(((size_t)m->n_params + 1) * sizeof *where);
+    int rc = at && where ? MMM_OK : mmm_fail(MMM_ERR_NOMEM, "placing the model on the GPU: out of memory");
+    if (!rc) small_layout(m, at);
+    for (int i = 0; i < m->n_params && !rc; i++) {
+        const mmm_param *p = &m->params[i];
+        store_slot s = slot_of(p);
+        where[i] = s == IN_BF16 ? (float *)(g->data_bf16 + p->offset) : s == IN_F32 ? g->small + at[i] : NULL;
+    }
+    if (!rc) rc = weights_bind_each(m, where, &g->w);
+    free(at);
+    free(where);
+    return rc;
+}
+
+static int attach(mmm_model *m, int bf16_store) {
     if (m->gpu) return MMM_OK;
     TRY(check_supported(&m->cfg));
     TRY(mmm_gpu_init());
@@ -78,11 +127,18 @@ int mmm_gpu_attach(mmm_model *m) {
     }
     m->gpu = g;
     g->n_floats = m->n_floats;
-    int gt = c->patch_size ? mmm_config_tile_grid(c) : 0;
-    int rc = mmm_cuda_malloc((void **)&g->data, m->n_floats * sizeof(float));
+    g->bf16_store = bf16_store;
+    int gt = c->patch_size ? mmm_config_tile_grid(c) : 0, rc;
+    if (bf16_store) {
+        rc = mmm_cuda_malloc((void **)&g->data_bf16, m->n_floats * sizeof *g->data_bf16);
+        if (!rc) rc = mmm_cuda_malloc((void **)&g->small, (small_layout(m, NULL) + 1) * sizeof *g->small);
+        if (!rc) rc = bind_bf16_store(m, g);
+    } else {
+        rc = mmm_cuda_malloc((void **)&g->data, m->n_floats * sizeof(float));
+        if (!rc) rc = mmm_weights_bind(m, g->data, &g->w);
+    }
     if (!rc && nA) rc = mmm_cuda_malloc((void **)&g->A_all, nA * sizeof(float));
     if (!rc && gt) rc = mmm_cuda_malloc((void **)&g->pos, (size_t)gt * gt * c->hidden * sizeof(float));
-    if (!rc) rc = mmm_weights_bind(m, g->data, &g->w);
     for (int l = 0, at = 0; l < L && !rc; l++)
         if (c->layers[l].kind == MMM_MIXER_MAMBA2) {
             g->A[l] = g->A_all + at;
@@ -92,6 +148,8 @@ int mmm_gpu_attach(mmm_model *m) {
     if (rc) mmm_gpu_detach(m);
     return rc;
 }
+
+int mmm_gpu_attach(mmm_model *m) { return attach(m, 0); }
 
 /* What the device derives from the weights: A = −exp(A_log) and the position grid. */
 static int derive(mmm_model *m) {
@@ -120,27 +178,118 @@ static int derive(mmm_model *m) {
     return rc;
 }
 
+/* A bf16 store's copy of elements [b, e) of parameter i: rounded on the host, a block at a time,
+ * so that no fp32 weight reaches the device. */
+static int upload_bf16_store(mmm_model *m, int i, size_t b, size_t e) {
+    mmm_gpu_model *g = m->gpu;
+    const mmm_param *p = &m->params[i];
+    store_slot s = slot_of(p);
+    if (s == IN_NONE || b >= e) return MMM_OK;
+    const float *src = m->data + p->offset + b;
+    if (s == IN_F32) { /* the bound pointer is this parameter's place in g->small */
+        size_t *at = malloc(((size_t)m->n_params + 1) * sizeof *at);
+        if (!at) return mmm_fail(MMM_ERR_NOMEM, "gpu sync: out of memory");
+        small_layout(m, at);
+        int rc = mmm_cuda_upload(g->small + at[i] + b, src, (e - b) * sizeof *src);
+        free(at);
+        return rc;
+    }
+    enum { BLOCK = 1 << 22 };
+    uint16_t *host = malloc((e - b < BLOCK ? e - b : BLOCK) * sizeof *host);
+    if (!host) return mmm_fail(MMM_ERR_NOMEM, "gpu sync: out of memory");
+    int rc = MMM_OK;
+    for (size_t k = b; k < e && !rc; k += BLOCK) {
+        size_t n = e - k < BLOCK ? e - k : BLOCK;
+        mmm_f32_to_bf16_array(host, m->data + p->offset + k, n);
+        rc = mmm_cuda_upload(g->data_bf16 + p->offset + k, host, n * sizeof *host);
+    }
+    free(host);
+    return rc;
+}
+
 int mmm_gpu_sync(mmm_model *m, const mmm_train_range *trainable) {
     mmm_gpu_model *g = m->gpu;
     if (!g) return mmm_fail(MMM_ERR_ARG, "gpu sync: the model is not on the GPU");
-    if (!trainable) TRY(mmm_cuda_upload(g->data, m->data, m->n_floats * sizeof(float)));
-    for (int i = 0; trainable && i < m->n_params; i++) {
+    if (!trainable && !g->bf16_store) TRY(mmm_cuda_upload(g->data, m->data, m->n_floats * sizeof(float)));
+    for (int i = 0; i < m->n_params && (trainable || g->bf16_store); i++) {
         const mmm_param *p = &m->params[i];
-        size_t b, e;
-        mmm_train_range_clamp(trainable[i], p->numel, &b, &e);
-        if (b < e) TRY(mmm_cuda_upload(g->data + p->offset + b, m->data + p->offset + b, (e - b) * sizeof(float)));
+        size_t b = 0, e = p->numel;
+        if (trainable) mmm_train_range_clamp(trainable[i], p->numel, &b, &e);
+        if (g->bf16_store) TRY(upload_bf16_store(m, i, b, e));
+        else if (b < e) TRY(mmm_cuda_upload(g->data + p->offset + b, m->data + p->offset + b, (e - b) * sizeof(float)));
     }
     TRY(derive(m));
-    if (g->data_bf16) TRY(mmm_cuda_convert(g->data_bf16, MMM_DTYPE_BF16, g->data, F32, m->n_floats));
-    return g->bf16 ? gpu_bf16_pack_fill(m) : MMM_OK;
+    if (g->data_bf16 && !g->bf16_store) TRY(mmm_cuda_convert(g->data_bf16, MMM_DTYPE_BF16, g->data, F32, m->n_floats));
+    return MMM_OK;
+}
+
+static int inference_only(const mmm_gpu_model *g, const char *what) {
+    if (!g->bf16_store) return MMM_OK;
+    return mmm_fail(MMM_ERR_ARG, "%s: the model's GPU copy holds bf16 weights for inference only; training "
+                    "needs its fp32 weights (attach it without bf16 decoding)", what);
 }
 
 int mmm_gpu_use_bf16_train(mmm_model *m) {
     mmm_gpu_model *g = m->gpu;
     if (!g) return mmm_fail(MMM_ERR_ARG, "bf16 training: the model is not on the GPU");
+    TRY(inference_only(g, "bf16 training"));
     if (g->data_bf16) return MMM_OK;
     TRY(mmm_cuda_malloc((void **)&g->data_bf16, m->n_floats * sizeof *g->data_bf16));
     return mmm_cuda_convert(g->data_bf16, MMM_DTYPE_BF16, g->data, F32, m->n_floats);
+}
+
+/* The fused decode kernels' limits: widths a multiple of 8 up to 12288 floats, head sizes of 4. */
+static int check_decode_shapes(const mmm_config *c) {
+    int C = c->hidden;
+    for (int l = 0; l < mmm_config_n_layers(c); l++) {
+        const mmm_layer_desc *d = &c->layers[l];
+        int widths[3] = {C, d->n_heads * d->head_dim, d->ffn};
+        for (int i = 0; i < 3; i++)
+            if (widths[i] % 8 || widths[i] > 12288 || d->head_dim % 4)
+                return mmm_fail(MMM_ERR_UNSUPPORTED, "bf16 decode: layer %d has a width of %d and head_dim %d; "
+                                "the fused decode kernels take multiples of 8 up to 12288 and head_dim a "
+                                "multiple of 4", l, widths[i], d->head_dim);
+    }
+    return MMM_OK;
+}
+
+/* An attached inference model's fp32 weights become a bf16 store on the device. */
+static int to_bf16_store(mmm_model *m) {
+    mmm_gpu_model *g = m->gpu;
+    size_t *at = malloc(((size_t)m->n_params + 1) * sizeof *at);
+    int rc = at ? mmm_cuda_malloc((void **)&g->data_bf16, m->n_floats * sizeof *g->data_bf16)
+                : mmm_fail(MMM_ERR_NOMEM, "bf16 decode: out of memory");
+    if (!rc) rc = mmm_cuda_malloc((void **)&g->small, (small_layout(m, at) + 1) * sizeof *g->small);
+    if (!rc) rc = mmm_cuda_convert(g->data_bf16, MMM_DTYPE_BF16, g->data, F32, m->n_floats);
+    for (int i = 0; i < m->n_params && !rc; i++) {
+        const mmm_param *p = &m->params[i];
+        if (slot_of(p) == IN_F32) rc = mmm_cuda_copy(g->small + at[i], g->data + p->offset, p->numel * sizeof(float));
+    }
+    free(at);
+    if (!rc) rc = mmm_cuda_sync();
+    if (rc) { /* back to the fp32 store as it was */
+        mmm_cuda_free(g->data_bf16);
+        mmm_cuda_free(g->small);
+        g->data_bf16 = NULL;
+        g->small = NULL;
+        return rc;
+    }
+    mmm_weights_free(&g->w);
+    mmm_cuda_free(g->data);
+    mmm_cuda_free(g->grads);
+    g->data = g->grads = NULL;
+    g->bf16_store = 1;
+    return bind_bf16_store(m, g);
+}
+
+int mmm_gpu_use_bf16_decode(mmm_model *m) {
+    TRY(check_decode_shapes(&m->cfg));
+    if (!m->gpu) TRY(attach(m, 1));
+    mmm_gpu_model *g = m->gpu;
+    /* a model in training keeps its fp32 master weights; decoding reads the bf16 mirror */
+    if (!g->data_bf16) TRY(to_bf16_store(m));
+    g->bf16_decode = 1;
+    return MMM_OK;
 }
 
 int mmm_gpu_randomize(mmm_model *m, uint64_t seed, float std) {
@@ -149,26 +298,26 @@ int mmm_gpu_randomize(mmm_model *m, uint64_t seed, float std) {
     float a = std * sqrtf(3.0f); /* uniform on [−a, a) has standard deviation std */
     for (int i = 0; i < m->n_params; i++) {
         const mmm_param *p = &m->params[i];
-        mmm_param_role r = p->role;
-        if (r == MMM_ROLE_TEXT_EMB || r == MMM_ROLE_SPECIAL_EMB || r == MMM_ROLE_LM_HEAD || r == MMM_ROLE_W1 ||
-            r == MMM_ROLE_W2 || r == MMM_ROLE_W3 || r == MMM_ROLE_WQKV || r == MMM_ROLE_WO || r == MMM_ROLE_WVKQGDT ||
-            r == MMM_ROLE_O_PROJ)
-            TRY(mmm_cuda_fill_uniform(g->data + p->offset, F32, p->numel, -a, a, seed * 1000003u + (uint64_t)i));
+        if (slot_of(p) != IN_BF16) continue;
+        uint64_t s = seed * 1000003u + (uint64_t)i;
+        if (g->bf16_store) TRY(mmm_cuda_fill_uniform(g->data_bf16 + p->offset, MMM_DTYPE_BF16, p->numel, -a, a, s));
+        else TRY(mmm_cuda_fill_uniform(g->data + p->offset, F32, p->numel, -a, a, s));
     }
-    if (g->data_bf16) TRY(mmm_cuda_convert(g->data_bf16, MMM_DTYPE_BF16, g->data, F32, m->n_floats));
-    return g->bf16 ? gpu_bf16_pack_fill(m) : MMM_OK;
+    if (g->data_bf16 && !g->bf16_store) TRY(mmm_cuda_convert(g->data_bf16, MMM_DTYPE_BF16, g->data, F32, m->n_floats));
+    return MMM_OK;
 }
 
 void mmm_gpu_detach(mmm_model *m) {
     mmm_gpu_model *g = m->gpu;
     if (!g) return;
     mmm_cuda_free(g->data);
+    mmm_cuda_free(g->small);
     mmm_cuda_free(g->A_all);
     mmm_cuda_free(g->pos);
     mmm_cuda_free(g->grads);
     free(g->grads_host);
-    gpu_bf16_pack_free(g->bf16);
     mmm_cuda_free(g->data_bf16);
+    free(g->frozen);
     free(g->A);
     mmm_weights_free(&g->w);
     free(g);
@@ -177,6 +326,7 @@ void mmm_gpu_detach(mmm_model *m) {
 
 int gpu_grads_reserve(const mmm_model *m) {
     mmm_gpu_model *g = m->gpu;
+    TRY(inference_only(g, "gpu gradients"));
     return g->grads ? MMM_OK : mmm_cuda_malloc((void **)&g->grads, m->n_floats * sizeof(float));
 }
 
@@ -221,14 +371,11 @@ int gpu_grads_end(const mmm_model *m, mmm_weights *gw, float *grads) {
 int gpu_refresh_derived(mmm_model *m) {
     const mmm_gpu_model *g = m->gpu;
     const mmm_config *c = &m->cfg;
-    for (int l = 0; l < mmm_config_n_layers(c); l++) {
-        const float *a_log = m->w.layers[l].A_log;
-        if (g->A[l]) TRY(mmm_cuda_download(m->w.layers[l].A_log, g->data + (a_log - m->data), c->layers[l].n_heads * sizeof(float)));
-    }
+    for (int l = 0; l < mmm_config_n_layers(c); l++)
+        if (g->A[l]) TRY(mmm_cuda_download(m->w.layers[l].A_log, g->w.layers[l].A_log, c->layers[l].n_heads * sizeof(float)));
     if (g->pos) {
         size_t n = (size_t)(1 + mmm_config_patch_grid(c) * mmm_config_patch_grid(c)) * c->hidden;
-        TRY(mmm_cuda_download(m->w.pos_emb, g->data + (m->w.pos_emb - m->data), n * sizeof(float)));
+        TRY(mmm_cuda_download(m->w.pos_emb, g->w.pos_emb, n * sizeof(float)));
     }
-    TRY(derive(m));
-    return g->bf16 ? gpu_bf16_pack_fill(m) : MMM_OK;
+    return derive(m);
 }

@@ -127,5 +127,8 @@ void l2norm_rows_backward(float *dinp, const float *dout, const float *out, cons
                           long N, int C);
 
 int max_head_dim(const mmm_config *c);
+/* Binds w's fields to where[i] for each parameter i (mmm_weights_bind with a base is the case
+ * where[i] = base + offset). */
+int weights_bind_each(const mmm_model *m, float *const *where, mmm_weights *w);
 
 #endif

@@ -40,6 +40,9 @@ static int add(table *t, int layer, mmm_param_role role, unsigned flags, int ndi
         p->shape[i] = shape[i];
         p->numel *= (size_t)shape[i];
     }
+    /* every tensor starts on a 32-byte boundary of the flat buffer, so that its bf16 copy on the
+     * GPU starts on a 16-byte one, as the fused decode kernels load it (docs/design.md §8) */
+    t->total = (t->total + MMM_PARAM_ALIGN - 1) / MMM_PARAM_ALIGN * MMM_PARAM_ALIGN;
     p->offset = t->total;
     p->flags = flags;
     p->layer = layer;
@@ -112,13 +115,13 @@ fail:
     return rc;
 }
 
-int mmm_weights_bind(const mmm_model *m, float *base, mmm_weights *w) {
+int weights_bind_each(const mmm_model *m, float *const *where, mmm_weights *w) {
     memset(w, 0, sizeof *w);
     w->layers = calloc((size_t)mmm_config_n_layers(&m->cfg) + 1, sizeof *w->layers);
     if (!w->layers) return mmm_fail(MMM_ERR_NOMEM, "binding weights: out of memory");
     for (int i = 0; i < m->n_params; i++) {
         const mmm_param *p = &m->params[i];
-        float *x = base + p->offset;
+        float *x = where[i];
         mmm_layer_weights *lw = p->layer >= 0 ? &w->layers[p->layer] : NULL;
         switch (p->role) {
         case MMM_ROLE_PATCH_W: w->patch_w = x; break;
@@ -153,6 +156,15 @@ int mmm_weights_bind(const mmm_model *m, float *base, mmm_weights *w) {
     return MMM_OK;
 }
 
+int mmm_weights_bind(const mmm_model *m, float *base, mmm_weights *w) {
+    float **where = malloc(((size_t)m->n_params + 1) * sizeof *where);
+    if (!where) return mmm_fail(MMM_ERR_NOMEM, "binding weights: out of memory");
+    for (int i = 0; i < m->n_params; i++) where[i] = base + m->params[i].offset;
+    int rc = weights_bind_each(m, where, w);
+    free(where);
+    return rc;
+}
+
 void mmm_weights_free(mmm_weights *w) {
     free(w->layers);
     w->layers = NULL;
@@ -161,6 +173,12 @@ void mmm_weights_free(mmm_weights *w) {
 static int is_norm(mmm_param_role r) {
     return r == MMM_ROLE_ATTN_NORM || r == MMM_ROLE_FFN_NORM || r == MMM_ROLE_FINAL_NORM ||
            r == MMM_ROLE_GNORM;
+}
+
+size_t mmm_model_n_parameters(const mmm_model *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->n_params; i++) n += m->params[i].numel;
+    return n;
 }
 
 int mmm_model_create(mmm_model **out, const mmm_config *cfg) {

@@ -18,6 +18,7 @@ TEST(cuda_ops) { printf("cuda ops skipped (built without CUDA)\n"); }
 
 #include "cuda_util.h"
 #include "mmm/cuda.h"
+#include "mmm/cuda_model.h"
 #include "mmm/dtype.h"
 #include "mmm/error.h"
 #include "mmm/ops/activation.h"
@@ -123,6 +124,30 @@ TEST(cuda_embedding) {
         same("embedding_bwd f32 N=29 V=50 C=70", dgt, gt, (size_t)V * C, F32, 1e-6);
     free(g); free(gt);
     cu_release();
+}
+
+/* Rows of a table at element offsets, widened from bf16 exactly; rows with offset −1 keep their
+ * values (the embedding lookup of a weight store in either dtype). */
+TEST(cuda_gather_rows) {
+    if (!cu_gpu("gather_rows")) return;
+    int N = 23, C = 70, V = 40;
+    rng_t r = rng_new(8);
+    int64_t off[23];
+    for (int i = 0; i < N; i++) off[i] = i % 5 == 4 ? -1 : (int64_t)(rng_uniform(&r) * V) * C + (i % 3);
+    for (int di = 0; di < 2; di++) {
+        mmm_dtype dt = DTS[di];
+        float *base = cu_rand_host(&r, (size_t)V * C + 2, -1, 1, dt), *out = alloc_uniform(&r, (size_t)N * C, -1, 1);
+        float *want = cu_copy_of(out, (size_t)N * C);
+        for (int i = 0; i < N; i++)
+            if (off[i] >= 0) memcpy(want + (size_t)i * C, base + off[i], (size_t)C * sizeof *want);
+        void *dbase = cu_up(base, (size_t)V * C + 2, dt), *doff = cu_up_bytes(off, sizeof off);
+        void *dout = cu_up(out, (size_t)N * C, F32);
+        char what[128];
+        snprintf(what, sizeof what, "gather_rows %s base N=%d C=%d (rows at -1 kept)", cu_dtn(dt), N, C);
+        if (cu_ran(mmm_cuda_gather_rows(dout, doff, dbase, dt, N, C), what)) same(what, dout, want, (size_t)N * C, F32, 0);
+        free(base); free(out); free(want);
+        cu_release();
+    }
 }
 
 typedef int (*act_fwd_gpu)(void *, const void *, size_t, mmm_dtype);

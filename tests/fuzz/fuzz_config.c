@@ -101,8 +101,8 @@ int mmm_fuzz_config(const uint8_t *data, size_t size) {
     if (expect <= MAX_FLOATS) {
         mmm_model *m = NULL;
         if (mmm_model_create(&m, &cfg) == MMM_OK) {
-            if ((double)m->n_floats != expect)
-                fuzz_bug("model has %zu parameters, the config says %.0f", m->n_floats, expect);
+            if ((double)mmm_model_n_parameters(m) != expect)
+                fuzz_bug("model has %zu parameters, the config says %.0f", mmm_model_n_parameters(m), expect);
             if (expect <= RUN_FLOATS) run_model(m);
             mmm_model_free(m);
         }
