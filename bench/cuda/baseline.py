@@ -116,9 +116,9 @@ class Model:
         return F.rms_norm(x, (HID,), self.fnorm, EPS) @ self.lm_head.T
 
 
-def decode_rows(quick):
+def decode_rows(quick, contexts=None):
     rows = []
-    ctxs = [1, 8] if quick else [1, 8, 32, 64, 103]
+    ctxs = contexts or ([1, 8] if quick else [1, 8, 32, 64, 103])
     for name in ("teacher", "hybrid", "linear"):
         for ck in ctxs:
             ctx = ck * 1024
@@ -224,15 +224,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--decode-contexts", help="decode only, at these contexts in K tokens (e.g. 1,103)")
     args = ap.parse_args()
     torch.manual_seed(0)
     name = torch.cuda.get_device_name()
     print(f"PyTorch {torch.__version__} on {name}")
     check_ssd_torch()
     print("| model | context | ms/token | peak allocated GiB | device in use GiB |\n|---|---:|---:|---:|---:|")
-    rows = decode_rows(args.quick)
-    print("| T | SDPA ms | SDPA TFLOP/s | einsum SSD ms | SSD TFLOP/s |\n|---:|---:|---:|---:|---:|")
-    rows += prefill_rows(args.quick)
+    rows = decode_rows(args.quick, [int(c) for c in args.decode_contexts.split(",")] if args.decode_contexts else None)
+    if not args.decode_contexts:
+        print("| T | SDPA ms | SDPA TFLOP/s | einsum SSD ms | SSD TFLOP/s |\n|---:|---:|---:|---:|---:|")
+        rows += prefill_rows(args.quick)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(device=name, torch=torch.__version__, rows=rows), f, indent=1)
