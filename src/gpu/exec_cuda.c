@@ -285,10 +285,10 @@ static int gated_rmsnorm_backward(const model_exec *x, float *dy, float *dg, flo
                                   int P) {
     return mmm_cuda_gated_rmsnorm_backward(dy, dg, dw, dout, y, g, w, rstd, N, H, P, F32);
 }
-static int l2norm_forward(const model_exec *x, float *out, float *norms, const float *inp, int N, int C) {
+static int l2norm_rows_forward(const model_exec *x, float *out, float *norms, const float *inp, int N, int C) {
     return mmm_cuda_l2norm_rows_forward(out, norms, inp, N, C);
 }
-static int l2norm_backward(const model_exec *x, float *dinp, const float *dout, const float *out, const float *norms,
+static int l2norm_rows_backward(const model_exec *x, float *dinp, const float *dout, const float *out, const float *norms,
                            int N, int C) {
     return mmm_cuda_l2norm_rows_backward(dinp, dout, out, norms, N, C);
 }
@@ -415,24 +415,7 @@ static int pos_grid_backward(const model_exec *x, const mmm_weights *gw, const f
     return rc;
 }
 
-static const exec_ops cuda_ops = {
-    .reserve = reserve, .release = release, .upload = upload, .download = download, .wait = wait, .embed = embed,
-    .embed_backward = embed_backward, .rope_tables = rope_tables, .grads_begin = grads_begin,
-    .grads_end = grads_end, .ssd_ws_bytes = ssd_ws_bytes, .state_plan = plan_state, .fill_uniform = fill_uniform,
-    .decode_token = decode_token, .cross_entropy = cross_entropy, .kl_div = kl_div, .masked_diff = masked_diff,
-    .zero = zero, .copy = copy, .copy_cols = copy_cols, .add = add, .add_rows = add_rows, .mul_acc = mul_acc,
-    .silu_forward = silu_forward, .silu_backward = silu_backward, .gelu_forward = gelu_forward,
-    .gelu_backward = gelu_backward, .softplus_forward = softplus_forward, .softplus_backward = softplus_backward,
-    .swiglu_forward = swiglu_forward, .swiglu_backward = swiglu_backward, .linear_forward = linear_forward,
-    .linear_backward = linear_backward, .rmsnorm_forward = rmsnorm_forward, .rmsnorm_backward = rmsnorm_backward,
-    .gated_rmsnorm_forward = gated_rmsnorm_forward, .gated_rmsnorm_backward = gated_rmsnorm_backward,
-    .l2norm_rows_forward = l2norm_forward, .l2norm_rows_backward = l2norm_backward, .rope_forward = rope_forward,
-    .rope_backward = rope_backward, .attend = attend, .attention_backward = attention_backward,
-    .conv1d_forward = conv1d_forward, .conv1d_backward = conv1d_backward, .mamba_A = mamba_A,
-    .ssd_forward = ssd_forward, .ssd_backward = ssd_backward, .patches = patches,
-    .pixel_shuffle_forward = pixel_shuffle_forward, .pixel_shuffle_backward = pixel_shuffle_backward,
-    .pos_grid = pos_grid, .pos_grid_backward = pos_grid_backward,
-};
+static const exec_ops cuda_ops = EXEC_OPS(.decode_token = decode_token);
 
 model_exec exec_cuda(const mmm_model *m, void *ssd_ws, void *attn_ws) {
     return (model_exec){.op = &cuda_ops, .m = m, .w = &m->gpu->w, .dev = m->gpu, .ssd_ws = ssd_ws, .attn_ws = attn_ws};

@@ -206,6 +206,31 @@ typedef struct {
     int (*pos_grid_backward)(const model_exec *x, const mmm_weights *gw, const float *dpos /* (gt², C) */);
 } exec_ops;
 
+/* An executor's table of operations: each executor defines a static function per operation,
+ * named as the operation, and lists the optional ones it has after them. */
+#define EXEC_OPS(...)                                                                                      \
+    {                                                                                                      \
+        .reserve = reserve, .release = release, .upload = upload, .download = download, .wait = wait,     \
+        .zero = zero, .copy = copy, .copy_cols = copy_cols, .add = add, .add_rows = add_rows,              \
+        .mul_acc = mul_acc, .silu_forward = silu_forward, .silu_backward = silu_backward,                  \
+        .gelu_forward = gelu_forward, .gelu_backward = gelu_backward, .softplus_forward = softplus_forward, \
+        .softplus_backward = softplus_backward, .swiglu_forward = swiglu_forward,                          \
+        .swiglu_backward = swiglu_backward, .linear_forward = linear_forward,                              \
+        .linear_backward = linear_backward, .rmsnorm_forward = rmsnorm_forward,                            \
+        .rmsnorm_backward = rmsnorm_backward, .gated_rmsnorm_forward = gated_rmsnorm_forward,              \
+        .gated_rmsnorm_backward = gated_rmsnorm_backward, .l2norm_rows_forward = l2norm_rows_forward,      \
+        .l2norm_rows_backward = l2norm_rows_backward, .rope_forward = rope_forward,                        \
+        .rope_backward = rope_backward, .attend = attend, .attention_backward = attention_backward,        \
+        .conv1d_forward = conv1d_forward, .conv1d_backward = conv1d_backward, .mamba_A = mamba_A,          \
+        .ssd_forward = ssd_forward, .ssd_backward = ssd_backward, .embed = embed,                          \
+        .embed_backward = embed_backward, .rope_tables = rope_tables, .grads_begin = grads_begin,          \
+        .grads_end = grads_end, .ssd_ws_bytes = ssd_ws_bytes, .cross_entropy = cross_entropy,              \
+        .kl_div = kl_div, .masked_diff = masked_diff, .state_plan = plan_state,                            \
+        .fill_uniform = fill_uniform, .patches = patches, .pixel_shuffle_forward = pixel_shuffle_forward,  \
+        .pixel_shuffle_backward = pixel_shuffle_backward, .pos_grid = pos_grid,                            \
+        .pos_grid_backward = pos_grid_backward, __VA_ARGS__                                                \
+    }
+
 struct model_exec {
     const exec_ops *op;
     int host;             /* the device's memory is the host's (no staging copies needed) */

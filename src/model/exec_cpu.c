@@ -38,7 +38,12 @@ static void release(const model_exec *x, exec_buf *b) {
     *b = (exec_buf){0};
 }
 
-static int transfer(const model_exec *x, void *dst, const void *src, size_t bytes) {
+static int upload(const model_exec *x, void *dst, const void *src, size_t bytes) {
+    memcpy(dst, src, bytes);
+    return MMM_OK;
+}
+
+static int download(const model_exec *x, void *dst, const void *src, size_t bytes) {
     memcpy(dst, src, bytes);
     return MMM_OK;
 }
@@ -142,14 +147,29 @@ static int gated_rmsnorm_backward(const model_exec *x, float *dy, float *dg, flo
     return MMM_OK;
 }
 
-static int l2norm_forward(const model_exec *x, float *out, float *norms, const float *inp, int N, int C) {
-    l2norm_rows_forward(out, norms, inp, N, C);
+/* F.normalize: x / max(‖x‖, 1e-12) */
+static int l2norm_rows_forward(const model_exec *x, float *out, float *norms, const float *inp, int N, int C) {
+#pragma omp parallel for if ((long)N * C > PARALLEL_MIN)
+    for (long i = 0; i < N; i++) {
+        double ss = 0;
+        for (int j = 0; j < C; j++) ss += (double)inp[i * C + j] * inp[i * C + j];
+        float nrm = (float)fmax(sqrt(ss), 1e-12);
+        norms[i] = nrm;
+        for (int j = 0; j < C; j++) out[i * C + j] = inp[i * C + j] / nrm;
+    }
     return MMM_OK;
 }
 
-static int l2norm_backward(const model_exec *x, float *dinp, const float *dout, const float *out, const float *norms,
-                           int N, int C) {
-    l2norm_rows_backward(dinp, dout, out, norms, N, C);
+static int l2norm_rows_backward(const model_exec *x, float *dinp, const float *dout, const float *out,
+                                const float *norms, int N, int C) {
+#pragma omp parallel for if ((long)N * C > PARALLEL_MIN)
+    for (long i = 0; i < N; i++) {
+        double dot = 0;
+        for (int j = 0; j < C; j++) dot += (double)dout[i * C + j] * out[i * C + j];
+        /* below the clamp the map is x / 1e-12, whose Jacobian has no projection term */
+        float k = norms[i] > 1e-12f ? (float)dot : 0.0f;
+        for (int j = 0; j < C; j++) dinp[i * C + j] += (dout[i * C + j] - k * out[i * C + j]) / norms[i];
+    }
     return MMM_OK;
 }
 
@@ -359,24 +379,7 @@ static int pos_grid_backward(const model_exec *x, const mmm_weights *gw, const f
     return MMM_OK;
 }
 
-static const exec_ops cpu_ops = {
-    .reserve = reserve, .release = release, .upload = transfer, .download = transfer, .wait = wait, .embed = embed,
-    .embed_backward = embed_backward, .rope_tables = rope_tables, .grads_begin = grads_begin,
-    .grads_end = grads_end, .ssd_ws_bytes = ssd_ws_bytes, .state_plan = plan_state, .fill_uniform = fill_uniform,
-    .cross_entropy = cross_entropy, .kl_div = kl_div, .masked_diff = masked_diff,
-    .zero = zero, .copy = copy, .copy_cols = copy_cols, .add = add, .add_rows = add_rows, .mul_acc = mul_acc,
-    .silu_forward = silu_forward, .silu_backward = silu_backward, .gelu_forward = gelu_forward,
-    .gelu_backward = gelu_backward, .softplus_forward = softplus_forward, .softplus_backward = softplus_backward,
-    .swiglu_forward = swiglu_forward, .swiglu_backward = swiglu_backward, .linear_forward = linear_forward,
-    .linear_backward = linear_backward, .rmsnorm_forward = rmsnorm_forward, .rmsnorm_backward = rmsnorm_backward,
-    .gated_rmsnorm_forward = gated_rmsnorm_forward, .gated_rmsnorm_backward = gated_rmsnorm_backward,
-    .l2norm_rows_forward = l2norm_forward, .l2norm_rows_backward = l2norm_backward, .rope_forward = rope_forward,
-    .rope_backward = rope_backward, .attend = attend, .attention_backward = attention_backward,
-    .conv1d_forward = conv1d_forward, .conv1d_backward = conv1d_backward, .mamba_A = mamba_A,
-    .ssd_forward = ssd_forward, .ssd_backward = ssd_backward, .patches = patches,
-    .pixel_shuffle_forward = pixel_shuffle_forward, .pixel_shuffle_backward = pixel_shuffle_backward,
-    .pos_grid = pos_grid, .pos_grid_backward = pos_grid_backward,
-};
+static const exec_ops cpu_ops = EXEC_OPS();
 
 model_exec exec_cpu(const mmm_model *m) {
     return (model_exec){.op = &cpu_ops, .host = 1, .m = m, .w = &m->w};

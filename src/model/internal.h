@@ -120,12 +120,6 @@ size_t layer_scratch_floats(const mmm_layer_desc *d, long N);
 size_t layer_floats(const mmm_layer_desc *d, long N, int C, int B, int T);
 void layer_carve(layer_buf *a, float **p, const mmm_layer_desc *d, long N, int C, int B, int T);
 
-/* L2 normalisation of each row on the host (normalize_encoder_output); norms (N) saved for the
- * backward. */
-void l2norm_rows_forward(float *out, float *norms, const float *inp, long N, int C);
-void l2norm_rows_backward(float *dinp, const float *dout, const float *out, const float *norms,
-                          long N, int C);
-
 int max_head_dim(const mmm_config *c);
 /* Binds w's fields to where[i] for each parameter i (mmm_weights_bind with a base is the case
  * where[i] = base + offset). */

@@ -1,6 +1,5 @@
 /* One decoder layer's forward, both mixers, written once over the executor (exec.h) and shared
  * by training and inference on every device; the small per-token pieces around the stacks. */
-#include <math.h>
 #include <string.h>
 
 #include "internal.h"
@@ -172,29 +171,5 @@ void embed_tokens(const mmm_model *m, float *out, const int32_t *ids, long n, co
         else if (ids[i] < c->llm_vocab) src = m->w.text_emb + (size_t)ids[i] * C;
         else src = m->w.special_emb + (size_t)(ids[i] - c->llm_vocab) * C;
         memcpy(out + i * C, src, (size_t)C * sizeof *out);
-    }
-}
-
-/* F.normalize: x / max(‖x‖, 1e-12) */
-void l2norm_rows_forward(float *out, float *norms, const float *inp, long N, int C) {
-#pragma omp parallel for if (N * C > 65536)
-    for (long i = 0; i < N; i++) {
-        double ss = 0;
-        for (int j = 0; j < C; j++) ss += (double)inp[i * C + j] * inp[i * C + j];
-        float nrm = (float)fmax(sqrt(ss), 1e-12);
-        norms[i] = nrm;
-        for (int j = 0; j < C; j++) out[i * C + j] = inp[i * C + j] / nrm;
-    }
-}
-
-void l2norm_rows_backward(float *dinp, const float *dout, const float *out, const float *norms,
-                          long N, int C) {
-#pragma omp parallel for if (N * C > 65536)
-    for (long i = 0; i < N; i++) {
-        double dot = 0;
-        for (int j = 0; j < C; j++) dot += (double)dout[i * C + j] * out[i * C + j];
-        /* below the clamp the map is x / 1e-12, whose Jacobian has no projection term */
-        float k = norms[i] > 1e-12f ? (float)dot : 0.0f;
-        for (int j = 0; j < C; j++) dinp[i * C + j] += (dout[i * C + j] - k * out[i * C + j]) / norms[i];
     }
 }
