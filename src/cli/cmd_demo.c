@@ -313,7 +313,7 @@ int cmd_demo(int argc, char **argv) {
         banner(4, total, "hybrid student (every 4th layer attention): stage 3 from the shared stages 1-2", t0);
         mkdir(hybrid, 0755);
         for (int k = 1; k <= 2 && !rc; k++) {
-            char target[64], name[16];
+            char target[64], name[24];
             snprintf(target, sizeof target, "../linear/stage%d", k);
             snprintf(name, sizeof name, "stage%d", k);
             char *link = mmm_path_join(hybrid, name);
