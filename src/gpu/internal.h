@@ -22,7 +22,7 @@ static inline int gpu_ssd_chunk(int B, int T, int H) {
 }
 
 typedef struct mmm_gpu_model mmm_gpu_model;
-/* The device copy of a model: one weight store (docs/design.md §8). For training, fp32 master
+/* The device copy of a model: one weight store (docs/design.md §7). For training, fp32 master
  * weights in data and, with bf16 GEMMs, their bf16 mirror in data_bf16 (the same offsets). For
  * inference in bf16, a bf16 store: the matrices only in data_bf16, the tensors the kernels read
  * in fp32 packed in small, and no data. w points into whichever holds each tensor. */

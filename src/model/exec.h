@@ -28,7 +28,7 @@ typedef struct {
 typedef struct {
     int chunk;            /* tokens per prefill step */
     int vision_group;     /* image tiles through the vision front end at once */
-    mmm_dtype kv_dt;      /* of the KV caches (docs/design.md §8) */
+    mmm_dtype kv_dt;      /* of the KV caches (docs/design.md §7) */
     int fused_decode;     /* a single token takes decode_token instead of a one-token chunk */
     size_t attn_ws_bytes; /* single-query attention's workspace (model_exec.attn_ws) */
     size_t room;          /* bytes the device can still give */

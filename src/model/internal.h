@@ -55,7 +55,7 @@ struct layer_cache {
     int pos0, Tk, Tmax;
     float *conv_state; /* (B, K−1, Dc) */
     float *ssm_state;  /* (B, H, D, D) */
-    mmm_dtype kv_dt;   /* F32, or BF16 on CUDA (docs/design.md §8) */
+    mmm_dtype kv_dt;   /* F32, or BF16 on CUDA (docs/design.md §7) */
 };
 
 /* Vision front end for n tiles; buffers (see vision.c) may be NULL-free scratch. */

@@ -41,7 +41,7 @@ static int add(table *t, int layer, mmm_param_role role, unsigned flags, int ndi
         p->numel *= (size_t)shape[i];
     }
     /* every tensor starts on a 32-byte boundary of the flat buffer, so that its bf16 copy on the
-     * GPU starts on a 16-byte one, as the fused decode kernels load it (docs/design.md §8) */
+     * GPU starts on a 16-byte one, as the fused decode kernels load it (docs/design.md §7) */
     t->total = (t->total + MMM_PARAM_ALIGN - 1) / MMM_PARAM_ALIGN * MMM_PARAM_ALIGN;
     p->offset = t->total;
     p->flags = flags;
