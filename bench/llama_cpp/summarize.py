@@ -54,7 +54,7 @@ def main():
         return f"{r[key]:.1f}" if key in r else "–"
 
     out = [f"Machine: {meta['device']}; {meta['date']}; mmm {meta['mmm_commit']}, llama.cpp {meta['llama_cpp_commit']}; "
-           f"{meta['threads']} threads, medians of {meta['reps']} A/B-interleaved runs; load average "
+           f"{meta['threads']} thread{'s' if meta['threads'] > 1 else ''}, medians of {meta['reps']} A/B-interleaved runs; load average "
            f"{meta['load_before']} before, {meta['load_after']} after.", "",
            "| model (llama.cpp arch) | context | mmm f32 | llama.cpp f32 | llama.cpp q8_0 | mmm / f32 | mmm / q8_0 |",
            "|---|---:|---:|---:|---:|---:|---:|"]
