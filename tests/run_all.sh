@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test suite: the unit tests, the same tests under AddressSanitizer + UBSan, the
-# kill-and-resume script and the small-hostile-inputs script (tests/robust/small_inputs.sh).
+# kill-and-resume script, the small-hostile-inputs script (tests/robust/small_inputs.sh), a
+# HoVLE-shaped directory end to end and mmm serve driven by real clients (tests/serve).
 # Ends with the total "N passed, N failed".
 # usage: tests/run_all.sh [FILTER...]   (with a filter: only the matching unit tests)
 set -u
@@ -34,6 +35,7 @@ else
     stage "kill and resume" bash tests/crash/kill_resume.sh build/mmm
     stage "small hostile inputs" bash tests/robust/small_inputs.sh build/mmm
     stage "a HoVLE-shaped model directory end to end" bash tests/robust/hovle_shaped.sh build/mmm
+    stage "mmm serve with curl and the openai npm package" bash tests/serve/serve_clients.sh build/mmm
 fi
 echo "$total_passed passed, $total_failed failed"
 exit $status
