@@ -125,9 +125,15 @@ static enum MHD_Result whole(mmm_server *s, struct MHD_Connection *c, srv_job *j
     size_t len = 0;
     srv_output o = {0};
     for (;;) {
+        /* checked on every turn: a model that keeps producing text would otherwise never
+         * let the wait time out, and a departed client would hold its session to the end */
         if (!srv_job_wait(job, WAIT_MS, &o)) {
             if (peer_gone(fd)) break;
             continue;
+        }
+        if (!o.finish && peer_gone(fd)) {
+            free(o.text);
+            break;
         }
         if (o.text) {
             char *grown = realloc(text, len + o.len + 1);
