@@ -85,7 +85,7 @@ TEST(test_cli_threads) {
         snprintf(args, sizeof args, "bench --dims hidden=32,layers=1+1,heads=4,kv=2,ffn=64,vocab=64 --contexts 64 "
                  "--steps 1 --kinds linear %s %d", n == 1 ? "-t" : "--threads", n);
         int rc = run_mmm(args, out, sizeof out);
-        check(rc == 0 && strstr(out, n == 1 ? "; 1 CPU thread;" : "; 2 CPU threads;") && strstr(out, "linear"),
+        check(rc == 0 && strstr(out, n == 1 ? "; 1 CPU thread, f32 weights;" : "; 2 CPU threads, f32 weights;") && strstr(out, "linear"),
               "cli mmm %s measures on %d thread(s)", args, n);
     }
 }

@@ -81,6 +81,7 @@ typedef struct mmm_model {
     float *data;     /* the flat parameter buffer */
     mmm_weights w; /* bound to data */
     struct mmm_gpu_model *gpu; /* the device copy, or NULL (include/mmm/gpu.h) */
+    struct mmm_cpu_weights *cpu; /* CPU decode's bf16 or int8 copies of the matrices, or NULL (mmm/quant.h) */
 } mmm_model;
 
 /* Tensors start at offsets that are multiples of this many floats. */

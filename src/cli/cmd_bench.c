@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "device.h"
 #include "mmm/error.h"
+#include "mmm/quant.h"
 #include "mmm/forward.h"
 #include "mmm/gpu.h"
 #include "mmm/model.h"
@@ -149,7 +150,7 @@ static int cmp_double(const void *a, const void *b) {
  * tokens after a synthetic context of ctx tokens. On the GPU, the memory measured is what the
  * model, the state and their buffers add on the device. */
 static result measure_decode(const char *model_dir, const dims *d, int kind, int ctx, int steps, int prefill_max,
-                             int cuda, int bf16) {
+                             int cuda, mmm_weight_type dt) {
     result r = {0};
     mmm_model *m = NULL;
     mmm_state *s = NULL;
@@ -160,9 +161,10 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
     int rc = bench_build(&m, model_dir, d, kind, !cuda);
     reset_peak_rss(); /* the teacher a student was seeded from is gone: measure from here */
     /* with bf16 weights the model goes to the GPU as its bf16 store, never in fp32 */
-    if (!rc && cuda && !(rc = mmm_gpu_mem_used(&gpu0)) && !(rc = bf16 ? mmm_gpu_use_bf16_decode(m) : mmm_gpu_attach(m)) &&
-        !model_dir)
+    if (!rc && cuda && !(rc = mmm_gpu_mem_used(&gpu0)) &&
+        !(rc = dt == MMM_WEIGHTS_BF16 ? mmm_gpu_use_bf16_decode(m) : mmm_gpu_attach(m)) && !model_dir)
         rc = mmm_gpu_randomize(m, 1, 0.02f);
+    if (!rc && !cuda && dt != MMM_WEIGHTS_F32) rc = mmm_model_use_cpu_weights(m, dt); /* counted in the peak */
     if (!rc) rc = mmm_state_new(&s, m, ctx + steps + 2);
     double prefill_ms = -1;
     /* warm-up, then back to empty: a process's first GPU call also loads cuBLAS and the kernels */
@@ -205,7 +207,7 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
  * also starts its memory count from zero. "This program" is /proc/PID/exe, which still names the
  * running binary when its file has been rebuilt or removed during a long run. */
 static result run_child(const char *model_dir, const dims *d, int kind, int ctx, int steps, int prefill_max, int cuda,
-                        int bf16) {
+                        mmm_weight_type dt) {
     result r = {0};
     char exe[64], point[64], shape[160];
     snprintf(exe, sizeof exe, "/proc/%ld/exe", (long)getpid());
@@ -213,7 +215,7 @@ static result run_child(const char *model_dir, const dims *d, int kind, int ctx,
     snprintf(shape, sizeof shape, "hidden=%d,layers=%d+%d,heads=%d,kv=%d,ffn=%d,vocab=%d", d->hidden, d->emb_layers,
              d->llm_layers, d->heads, d->kv, d->ffn, d->vocab);
     /* an argument vector, no shell: the model directory reaches the child as it is */
-    const char *argv[] = {exe, "bench", "--child", point, "--device", cuda ? "cuda" : "cpu", "--dtype", bf16 ? "bf16" : "f32",
+    const char *argv[] = {exe, "bench", "--child", point, "--device", cuda ? "cuda" : "cpu", "--dtype", mmm_weight_type_name(dt),
                           model_dir ? "--model" : "--dims", model_dir ? model_dir : shape, NULL};
     mmm_spawn_options so = {.capture_stdout = 1, .stdin_path = "/dev/null"};
     char *text = NULL;
@@ -328,7 +330,7 @@ static int save_models(const char *model_dir, const dims *d, const char *kinds, 
 static void usage(FILE *f) {
     fputs("usage: mmm bench [--model DIR | --dims SPEC] [--contexts LIST] [--steps N]\n"
           "                 [--kinds teacher,hybrid,linear] [--json OUT] [--plot OUT.png]\n"
-          "                 [--device cpu|cuda] [--dtype f32|bf16]\n"
+          "                 [--device cpu|cuda] [--dtype f32|bf16|int8]\n"
           "       mmm bench --train-step --device cuda [--dims SPEC | --model DIR] [--tokens N] [--steps N]\n"
           "                 [--kinds ...] [--dtype f32|bf16] [--peak-tflops X] [--json OUT]\n\n"
           "Decode latency (median ms per token) and peak memory against context length for the\n"
@@ -351,9 +353,11 @@ static void usage(FILE *f) {
           "                   safetensors: the weights every measurement uses) and stop\n"
           "  --device D       cpu (default) or cuda; on the GPU the memory column is the device\n"
           "                   memory the model, the state and their buffers take\n"
-          "  --dtype T        f32 (default) or bf16: with --device cuda, bf16 weight matrices for\n"
-          "                   decode and prefill, and bf16 KV caches; with --train-step, GEMMs on\n"
-          "                   the bf16 tensor cores\n\n"
+          "  --dtype T        f32 (default), bf16 or int8: the weight matrices decode reads. On the\n"
+          "                   CPU bf16 or int8 copies (int8: one scale per row); with --device\n"
+          "                   cuda bf16 matrices for decode and prefill and bf16 KV caches (int8\n"
+          "                   is CPU only); with --train-step (f32 or bf16), GEMMs on the bf16\n"
+          "                   tensor cores\n\n"
           "Training steps (--train-step, needs --device cuda): tokens/s and model-FLOPs utilisation of\n"
           "the teacher's cross-entropy step and the students' stage-3 distillation step (teacher\n"
           "forward, student forward and backward, KL, AdamW on the device) on one synthetic sequence.\n"
@@ -377,7 +381,8 @@ int cmd_bench(int argc, char **argv) {
     const char *model_dir = NULL, *json_path = NULL, *plot_path = NULL, *save_dir = NULL, *kinds = "teacher,hybrid,linear";
     dims d = {256, 8, 24, 4, 2, 1024, 1024};
     int ctx[MAX_POINTS] = {1024, 8192, 32768, 65536, 102400}, n_ctx = 5, steps = 16, prefill_max = 16384, o;
-    int child[4], is_child = 0, cuda = 0, bf16 = 0, train_step = 0, tokens = 2048, steps_given = 0;
+    mmm_weight_type dtype = MMM_WEIGHTS_F32;
+    int child[4], is_child = 0, cuda = 0, train_step = 0, tokens = 2048, steps_given = 0;
     double peak_tflops = 989;
     optind = 1;
     while ((o = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
@@ -408,14 +413,16 @@ int cmd_bench(int argc, char **argv) {
         case 'P': if (cli_parse_int("bench", "--prefill-max", optarg, 0, INT_MAX, &prefill_max)) return 2; break;
         case 'C': is_child = sscanf(optarg, "%d,%d,%d,%d", &child[0], &child[1], &child[2], &child[3]) == 4; break;
         case 'D': if (cli_parse_device("bench", optarg, &cuda)) return 2; break;
-        case 'T': if (cli_parse_decode_dtype("bench", optarg, &bf16)) return 2; break;
+        case 'T': if (cli_parse_decode_dtype("bench", optarg, &dtype)) return 2; break;
         case 't': if (cli_parse_threads("bench", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("bench", o, argv);
         }
     }
     if (optind < argc) return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
-    if (cli_check_dtype("bench", cuda, bf16)) return 2;
+    if (train_step && dtype == MMM_WEIGHTS_INT8)
+        return cli_usage_error("bench", "--train-step takes --dtype f32 or bf16 (int8 weights are for CPU inference)");
+    if (cli_check_decode_dtype("bench", cuda, dtype)) return 2;
     if (!model_dir) { /* dimensions that make no model fail here, once, not in every measurement */
         mmm_config c;
         if (make_config(&c, &d)) return cli_fail("bench");
@@ -423,13 +430,13 @@ int cmd_bench(int argc, char **argv) {
     }
     if (cli_check_device("bench", cuda)) return 1;
     if (is_child) { /* one measurement, for the parent to read */
-        result r = measure_decode(model_dir, &d, child[0], child[1], child[2], child[3], cuda, bf16);
+        result r = measure_decode(model_dir, &d, child[0], child[1], child[2], child[3], cuda, dtype);
         if (!r.ok) return 1;
         printf("RESULT %.6f %.4f %.2f %.2f %.4f\n", r.ms_per_token, r.state_mb, r.peak_mb, r.model_mb, r.prefill_ms);
         return 0;
     }
     if (save_dir) return save_models(model_dir, &d, kinds, save_dir);
-    if (train_step) return train_steps(model_dir, &d, kinds, tokens, steps_given ? steps : 5, cuda, bf16, peak_tflops,
+    if (train_step) return train_steps(model_dir, &d, kinds, tokens, steps_given ? steps : 5, cuda, dtype == MMM_WEIGHTS_BF16, peak_tflops,
                                        json_path);
     int want[3];
     for (int k = 0; k < 3; k++) want[k] = strstr(kinds, kind_names[k]) != NULL;
@@ -452,8 +459,9 @@ int cmd_bench(int argc, char **argv) {
         title = NULL;
     if (!title) { fprintf(stderr, "mmm bench: out of memory\n"); return 1; }
     char where[64];
-    if (cuda) snprintf(where, sizeof where, "on the GPU%s", bf16 ? ", bf16 weights and KV caches" : "");
-    else snprintf(where, sizeof where, "%d CPU thread%s", mmm_threads(), mmm_threads() > 1 ? "s" : "");
+    if (cuda) snprintf(where, sizeof where, "on the GPU%s", dtype == MMM_WEIGHTS_BF16 ? ", bf16 weights and KV caches" : "");
+    else snprintf(where, sizeof where, "%d CPU thread%s, %s weights", mmm_threads(), mmm_threads() > 1 ? "s" : "",
+                  mmm_weight_type_name(dtype));
     printf("mmm bench decode: %s; %s; median of %d steps\n", title, where, steps);
     printf("%-8s %9s %12s %10s %12s %12s %12s %12s\n", "model", "context", "ms/token", "tokens/s", "state MB",
            cuda ? "GPU MB" : "peak RSS MB", "prefill ms", "prefill t/s");
@@ -462,7 +470,7 @@ int cmd_bench(int argc, char **argv) {
     for (int k = 0; k < 3; k++) {
         if (!want[k]) continue;
         for (int i = 0; i < n_ctx; i++) {
-            res[k][i] = run_child(model_dir, &d, k, ctx[i], steps, prefill_max, cuda, bf16);
+            res[k][i] = run_child(model_dir, &d, k, ctx[i], steps, prefill_max, cuda, dtype);
             const result *r = &res[k][i];
             if (!r->ok) { failed = 1; printf("%-8s %9d %12s\n", kind_names[k], ctx[i], "failed"); continue; }
             printf("%-8s %9d %12.3f %10.1f %12.1f %12.1f", kind_names[k], ctx[i], r->ms_per_token,
@@ -479,7 +487,7 @@ int cmd_bench(int argc, char **argv) {
         char *model_json = model ? cJSON_PrintUnformatted(model) : NULL;
         cJSON_Delete(model);
         fprintf(f, "{\"benchmark\": \"decode\", \"model\": %s, \"device\": \"%s\", \"dtype\": \"%s\", \"threads\": %ld, "
-                "\"steps\": %d, \"results\": [", model_json ? model_json : "null", cuda ? "cuda" : "cpu", bf16 ? "bf16" : "f32",
+                "\"steps\": %d, \"results\": [", model_json ? model_json : "null", cuda ? "cuda" : "cpu", mmm_weight_type_name(dtype),
                 (long)mmm_threads(), steps);
         free(model_json);
         int first = 1;

@@ -19,7 +19,7 @@
 static void usage(FILE *f) {
     fputs("usage: mmm chat --model DIR [--image FILE]... [-p PROMPT] [--system TEXT] [--max-new N]\n"
           "                [--temperature T] [--top-k K] [--top-p P] [--seed N] [--context N]\n"
-          "                [--device cpu|cuda] [--dtype f32|bf16] [--max-image-pixels N]\n\n"
+          "                [--device cpu|cuda] [--dtype f32|bf16|int8] [--max-image-pixels N]\n\n"
           "Talks with a teacher or a student. With -p, answers one prompt and exits; otherwise reads\n"
           "one user turn per line from standard input (an empty line or end of input ends the\n"
           "conversation, /reset starts a new one) and streams each answer as it is generated.\n"
@@ -130,7 +130,8 @@ int cmd_chat(int argc, char **argv) {
         {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *prompt = NULL, *system = NULL;
     char *images[MAX_IMAGES];
-    int n_images = 0, max_new = 256, context = 8192, cuda = 0, bf16 = 0, o;
+    int n_images = 0, max_new = 256, context = 8192, cuda = 0, o;
+    mmm_weight_type dtype = MMM_WEIGHTS_F32;
     mmm_sampler smp = {0, 0, 1.0f, 0};
     optind = 1;
     while ((o = getopt_long(argc, argv, ":hp:t:", opts, NULL)) != -1) {
@@ -149,7 +150,7 @@ int cmd_chat(int argc, char **argv) {
         case 'S': if (cli_parse_seed("chat", optarg, &smp.seed)) return 2; break;
         case 'c': if (cli_parse_int("chat", "--context", optarg, 16, INT_MAX, &context)) return 2; break;
         case 'D': if (cli_parse_device("chat", optarg, &cuda)) return 2; break;
-        case 'y': if (cli_parse_decode_dtype("chat", optarg, &bf16)) return 2; break;
+        case 'y': if (cli_parse_decode_dtype("chat", optarg, &dtype)) return 2; break;
         case 1400: if (cli_parse_image_limit("chat", optarg)) return 2; break;
         case 't': if (cli_parse_threads("chat", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
@@ -158,7 +159,7 @@ int cmd_chat(int argc, char **argv) {
     }
     if (optind < argc) return cli_usage_error("chat", "unexpected argument '%s'", argv[optind]);
     if (!model_dir) return cli_usage_error("chat", "needs --model");
-    if (cli_check_dtype("chat", cuda, bf16)) return 2;
+    if (cli_check_decode_dtype("chat", cuda, dtype)) return 2;
     if (cli_check_device("chat", cuda)) return 1;
     mmm_model *m = NULL;
     mmm_tokenizer *tok = NULL;
@@ -166,7 +167,7 @@ int cmd_chat(int argc, char **argv) {
     int rc = mmm_model_load(&m, model_dir);
     if (!rc) rc = mmm_tokenizer_load(model_dir, &tok);
     if (!rc) rc = cli_check_tokenizer(&m->cfg, tok, model_dir);
-    if (!rc) rc = cli_use_bf16(bf16, m, NULL); /* first: then the weights go to the GPU in bf16 only */
+    if (!rc) rc = cli_use_decode_dtype(cuda, dtype, m, NULL); /* first: on the GPU then the weights go in bf16 only */
     if (!rc) rc = cli_use_device(cuda, m, NULL);
     if (!rc) rc = mmm_state_new(&st, m, context);
     /* an unreadable image is reported before anything is generated */

@@ -238,7 +238,7 @@ int cmd_distill(int argc, char **argv) {
         case 1010: force_resume = 1; break;
         case 'V': if (cli_parse_device("distill", optarg, &cuda)) return 2; break;
         case 1400: if (cli_parse_image_limit("distill", optarg)) return 2; break;
-        case 1001: if (cli_parse_decode_dtype("distill", optarg, &bf16)) return 2; break;
+        case 1001: if (cli_parse_train_dtype("distill", optarg, &bf16)) return 2; break;
         case 1101: dopt.image_root = optarg; break;
         case 1102: dopt.strict = 1; break;
         case 1201: dopt.system = optarg; break;
@@ -260,7 +260,7 @@ int cmd_distill(int argc, char **argv) {
         return 2;
     }
     workers = cli_workers(workers, accum);
-    if (cli_check_dtype("distill", cuda, bf16)) return 2;
+    if (cli_check_train_dtype("distill", cuda, bf16)) return 2;
     if (cli_check_device("distill", cuda)) return 1;
     for (int k = 1; k <= 3; k++) {
         if (!lr_set[k]) sc[k].lr *= lr_scale;

@@ -15,7 +15,7 @@
 
 static void usage(FILE *f) {
     fputs("usage: mmm eval --model DIR --data FILE.jsonl [--teacher DIR] [--tokenizer PATH]\n"
-          "                [--samples N] [--max-new N] [--json OUT] [--device cpu|cuda] [--dtype f32|bf16]\n"
+          "                [--samples N] [--max-new N] [--json OUT] [--device cpu|cuda] [--dtype f32|bf16|int8]\n"
           "                [--max-tokens N] [--image-root DIR] [--strict] [--system TEXT]\n\n"
           "Scores a model on LLaVA-style JSONL conversations: exact match of its greedy answer to\n"
           "the last assistant turn, per task kind (the records' \"task\" field) and overall, and the\n"
@@ -49,7 +49,8 @@ int cmd_eval(int argc, char **argv) {
         {"system", required_argument, 0, 1201},
         {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *data = NULL, *teacher_dir = NULL, *tok_path = NULL, *json = NULL;
-    int samples = 0, max_new = 16, max_tokens = 0, cuda = 0, bf16 = 0, o;
+    int samples = 0, max_new = 16, max_tokens = 0, cuda = 0, o;
+    mmm_weight_type dtype = MMM_WEIGHTS_F32;
     mmm_data_options dopt = {0};
     optind = 1;
     while ((o = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
@@ -63,7 +64,7 @@ int cmd_eval(int argc, char **argv) {
         case 'L': if (cli_parse_int("eval", "--max-tokens", optarg, 1, INT_MAX, &max_tokens)) return 2; break;
         case 'j': json = optarg; break;
         case 'D': if (cli_parse_device("eval", optarg, &cuda)) return 2; break;
-        case 'T': if (cli_parse_decode_dtype("eval", optarg, &bf16)) return 2; break;
+        case 'T': if (cli_parse_decode_dtype("eval", optarg, &dtype)) return 2; break;
         case 1400: if (cli_parse_image_limit("eval", optarg)) return 2; break;
         case 1101: dopt.image_root = optarg; break;
         case 1102: dopt.strict = 1; break;
@@ -75,7 +76,7 @@ int cmd_eval(int argc, char **argv) {
     }
     if (optind < argc) return cli_usage_error("eval", "unexpected argument '%s'", argv[optind]);
     if (!model_dir || !data) return cli_usage_error("eval", "needs --model and --data");
-    if (cli_check_dtype("eval", cuda, bf16)) return 2;
+    if (cli_check_decode_dtype("eval", cuda, dtype)) return 2;
     if (cli_check_device("eval", cuda)) return 1;
 
     mmm_model *m = NULL, *t = NULL;
@@ -98,7 +99,7 @@ int cmd_eval(int argc, char **argv) {
     if (!rc) rc = cli_check_tokenizer(&m->cfg, tok, tok_path ? tok_path : model_dir);
     if (!rc) dopt.max_tokens = max_tokens ? max_tokens : mmm_default_max_tokens(&m->cfg);
     if (!rc) rc = cli_load_dataset("eval", &d, data, tok, &m->cfg, &dopt);
-    if (!rc) rc = cli_use_bf16(bf16, m, t); /* first: then the weights go to the GPU in bf16 only */
+    if (!rc) rc = cli_use_decode_dtype(cuda, dtype, m, t); /* first: on the GPU then the weights go in bf16 only */
     if (!rc) rc = cli_use_device(cuda, m, t);
     if (!rc && (rc = mmm_evaluate(m, tok, &d, 0, max_new, t, &r))) mmm_fail_context(rc, "%s on %s", model_dir, data);
     double per_s = !rc && r.seconds > 0 ? 1 / r.seconds : 0;

@@ -16,7 +16,7 @@
 static void usage(FILE *f) {
     fputs("usage: mmm serve --model DIR [--host ADDR] [--port N] [--name ID] [--max-sessions N]\n"
           "                 [--max-queue N] [--max-memory GB] [--context N] [--max-tokens N]\n"
-          "                 [--max-body-mb N] [--image-dir DIR] [--device cpu|cuda] [--dtype f32|bf16]\n"
+          "                 [--max-body-mb N] [--image-dir DIR] [--device cpu|cuda] [--dtype f32|bf16|int8]\n"
           "                 [--max-image-pixels N]\n\n"
           "Serves the model over HTTP with OpenAI's API: POST /v1/chat/completions and\n"
           "/v1/completions (stream: true for server-sent events), GET /v1/models, /health and\n"
@@ -59,7 +59,8 @@ int cmd_serve(int argc, char **argv) {
     const char *model_dir = NULL, *name = NULL;
     mmm_serve_options so = {.host = "127.0.0.1", .port = 8080, .max_sessions = 16, .max_queue = 64,
                             .context = 8192, .max_tokens = 256};
-    int cuda = 0, bf16 = 0, body_mb = 32, o;
+    int cuda = 0, body_mb = 32, o;
+    mmm_weight_type dtype = MMM_WEIGHTS_F32;
     double memory_gb = 0;
     optind = 1;
     while ((o = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
@@ -76,7 +77,7 @@ int cmd_serve(int argc, char **argv) {
         case 'b': if (cli_parse_int("serve", "--max-body-mb", optarg, 1, 4096, &body_mb)) return 2; break;
         case 'i': so.image_dir = optarg; break;
         case 'D': if (cli_parse_device("serve", optarg, &cuda)) return 2; break;
-        case 'y': if (cli_parse_decode_dtype("serve", optarg, &bf16)) return 2; break;
+        case 'y': if (cli_parse_decode_dtype("serve", optarg, &dtype)) return 2; break;
         case 1400: if (cli_parse_image_limit("serve", optarg)) return 2; break;
         case 't': if (cli_parse_threads("serve", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
@@ -87,7 +88,7 @@ int cmd_serve(int argc, char **argv) {
     if (!model_dir) return cli_usage_error("serve", "needs --model");
     if (so.image_dir && access(so.image_dir, X_OK) != 0)
         return cli_usage_error("serve", "--image-dir '%s' is not a folder that can be read", so.image_dir);
-    if (cli_check_dtype("serve", cuda, bf16)) return 2;
+    if (cli_check_decode_dtype("serve", cuda, dtype)) return 2;
     if (cli_check_device("serve", cuda)) return 1;
     so.max_body_bytes = (size_t)body_mb << 20;
     so.max_memory = memory_gb > 0 ? (size_t)(memory_gb * 1e9) : mmm_memory_limit(NULL) / 2;
@@ -106,7 +107,7 @@ int cmd_serve(int argc, char **argv) {
     int rc = default_name ? mmm_model_load(&m, model_dir) : mmm_fail(MMM_ERR_NOMEM, "out of memory");
     if (!rc) rc = mmm_tokenizer_load(model_dir, &tok);
     if (!rc) rc = cli_check_tokenizer(&m->cfg, tok, model_dir);
-    if (!rc) rc = cli_use_bf16(bf16, m, NULL); /* first: then the weights go to the GPU in bf16 only */
+    if (!rc) rc = cli_use_decode_dtype(cuda, dtype, m, NULL); /* first: on the GPU then the weights go in bf16 only */
     if (!rc) rc = cli_use_device(cuda, m, NULL);
     if (!rc) rc = mmm_server_start(&srv, m, tok, &so);
     if (!rc) {

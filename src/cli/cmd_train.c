@@ -194,7 +194,7 @@ int cmd_train(int argc, char **argv) {
         case 1101: dopt.image_root = optarg; break;
         case 'V': if (cli_parse_device("train", optarg, &cuda)) return 2; break;
         case 1400: if (cli_parse_image_limit("train", optarg)) return 2; break;
-        case 1001: if (cli_parse_decode_dtype("train", optarg, &bf16)) return 2; break;
+        case 1001: if (cli_parse_train_dtype("train", optarg, &bf16)) return 2; break;
         case 1002: if (cli_parse_float("train", "--hflip", optarg, 0, 1, &o.hflip)) return 2; break;
         case 1010: o.force_resume = 1; break;
         case 1003: if (cli_parse_save_dtype("train", optarg, &save_dtype)) return 2; break;
@@ -210,7 +210,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "mmm train: --lr must be positive\n");
         return 2;
     }
-    if (cli_check_dtype("train", cuda, bf16)) return 2;
+    if (cli_check_train_dtype("train", cuda, bf16)) return 2;
     if (cli_check_device("train", cuda)) return 1;
     o.out_dir = out;
     o.sched.total_steps = o.steps;

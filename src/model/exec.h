@@ -31,6 +31,8 @@ typedef struct {
     mmm_dtype kv_dt;      /* of the KV caches (docs/design.md §7) */
     int fused_decode;     /* a single token takes decode_token instead of a one-token chunk */
     size_t attn_ws_bytes; /* single-query attention's workspace (model_exec.attn_ws) */
+    size_t decode_ws_bytes; /* the fused decode step's own workspace (decode_bufs.ws) */
+    int decode_threads;     /* the most threads that workspace serves */
     size_t room;          /* bytes the device can still give */
     const char *where;    /* what bounds room, for messages */
 } state_plan;
@@ -47,6 +49,8 @@ typedef struct {
     int *sync;              /* (L) the fused mamba2 step's counters, zero between calls */
     int Tmax;
     const float *rope[2][2]; /* [stack][cos|sin] (D/2) of the token's position */
+    void *ws;                /* state_plan.decode_ws_bytes of the device's own, or NULL */
+    int ws_threads;          /* state_plan.decode_threads */
 } decode_bufs;
 
 typedef struct {

@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decode_cpu.h"
 #include "internal.h"
 #include "mmm/error.h"
 #include "mmm/memory.h"
 #include "mmm/rng.h"
+#include "mmm/threads.h"
 #include "mmm/ops/activation.h"
 #include "mmm/ops/attention.h"
 #include "mmm/ops/conv1d.h"
@@ -319,7 +321,9 @@ static int masked_diff(const model_exec *x, float *d, double *sq, const float *a
 
 static int plan_state(const model_exec *x, int max_tokens, state_plan *p) {
     const char *source;
-    *p = (state_plan){.chunk = CPU_CHUNK, .vision_group = 1, .kv_dt = MMM_DTYPE_F32};
+    int threads = mmm_threads();
+    *p = (state_plan){.chunk = CPU_CHUNK, .vision_group = 1, .kv_dt = MMM_DTYPE_F32, .fused_decode = 1,
+                      .decode_ws_bytes = cpu_decode_ws_bytes(&x->m->cfg, threads), .decode_threads = threads};
     p->room = mmm_memory_limit(&source) / 10 * 9; /* as mmm_memory_check */
     p->where = source;
     return MMM_OK;
@@ -379,7 +383,11 @@ static int pos_grid_backward(const model_exec *x, const mmm_weights *gw, const f
     return MMM_OK;
 }
 
-static const exec_ops cpu_ops = EXEC_OPS();
+static int decode_token(const model_exec *x, const decode_bufs *b, int pos, float *logits) {
+    return cpu_decode_token(x, b, pos, logits);
+}
+
+static const exec_ops cpu_ops = EXEC_OPS(.decode_token = decode_token);
 
 model_exec exec_cpu(const mmm_model *m) {
     return (model_exec){.op = &cpu_ops, .host = 1, .m = m, .w = &m->w};

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mmm/error.h"
+#include "mmm/quant.h"
 #include "mmm/gpu.h"
 #include "mmm/memory.h"
 #include "mmm/model.h"
@@ -235,6 +236,7 @@ void mmm_model_init_random(mmm_model *m, uint64_t seed, float std) {
 void mmm_model_free(mmm_model *m) {
     if (!m) return;
     mmm_gpu_detach(m);
+    mmm_cpu_weights_free(m);
     mmm_weights_free(&m->w);
     free(m->data);
     free(m->params);

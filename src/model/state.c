@@ -137,10 +137,13 @@ static int alloc_decode(mmm_state *s) {
         if ((size_t)d->ffn > ffn) ffn = (size_t)d->ffn;
     }
     size_t floats = MMM_ALIGN_FLOATS(widest) + 2 * MMM_ALIGN_FLOATS(hd) + MMM_ALIGN_FLOATS(ffn) + 4;
-    TRY(s->dev.op->reserve(&s->dev, &s->dec, floats * sizeof(float) + L * sizeof(int), "the decode step's buffers"));
+    size_t ints = MMM_ALIGN_FLOATS(L); /* the counters, then the device's workspace */
+    TRY(s->dev.op->reserve(&s->dev, &s->dec, (floats + ints) * sizeof(float) + s->plan.decode_ws_bytes,
+                           "the decode step's buffers"));
     float *p = s->dec.p;
     s->db = (decode_bufs){.x = s->x, .z = p, .kv_dt = s->plan.kv_dt, .k = s->k, .v = s->v, .conv = s->conv,
-                          .ssm = s->ssm, .Tmax = s->max_tokens};
+                          .ssm = s->ssm, .Tmax = s->max_tokens, .ws_threads = s->plan.decode_threads};
+    if (s->plan.decode_ws_bytes) s->db.ws = p + floats + ints;
     s->db.q = s->db.z + MMM_ALIGN_FLOATS(widest);
     s->db.y = s->db.q + MMM_ALIGN_FLOATS(hd);
     s->db.s = s->db.y + MMM_ALIGN_FLOATS(hd);

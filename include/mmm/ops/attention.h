@@ -26,4 +26,18 @@ void mmm_attention_backward(float *dq,         /* (B, Tq, H, D) or NULL, += */
                             const float *lse,  /* (B, H, Tq) from the forward */
                             int B, int Tq, int Tk, int H, int Hkv, int D);
 
+/* A decode step's attention shared out by its caller: one query (H heads, the last of Tk
+ * positions, so it sees every key) over keys [ka, kb) of the cache gives a split's unnormalised
+ * output with its running max and sum per head; the splits are then combined per head, in split
+ * order. The sum over a split is computed as mmm_attention_forward computes it. */
+void mmm_attention_decode_split(float *part,    /* (H·D + 2·H): O (H, D), then m (H), l (H) */
+                                const float *q, /* (H, D) */
+                                const float *k, /* (Tk, Hkv, D) */
+                                const float *v, /* (Tk, Hkv, D) */
+                                int Tk, int H, int Hkv, int D, int ka, int kb);
+/* out's heads [h0, h1) from nsplit splits over consecutive key ranges. */
+void mmm_attention_decode_combine(float *out,         /* (H, D) */
+                                  const float *parts, /* (nsplit, H·D + 2·H) */
+                                  int nsplit, int H, int D, int h0, int h1);
+
 #endif

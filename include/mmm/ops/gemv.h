@@ -55,4 +55,28 @@ void mmm_gemv_q8_forward(float *out,           /* (OC) */
                          const float *bias,    /* (OC) or NULL */
                          int C, int OC);
 
+/* Σ a[k]·b[k] over n values, as every fp32 product above computes each row's. */
+float mmm_dot_f32(const float *a, const float *b, int n);
+
+/* Rows [o0, o1) of the products above on the calling thread alone, for callers that share the
+ * rows out themselves (the CPU decode step, src/model/decode_cpu.c). bias may be out itself: a
+ * residual added in place. */
+void mmm_gemv_f32_rows(float *out,          /* (OC) */
+                       const float *x,      /* (C) */
+                       const float *weight, /* (OC, C) */
+                       const float *bias,   /* (OC) or NULL */
+                       int C, int o0, int o1);
+void mmm_gemv_bf16_rows(float *out,             /* (OC) */
+                        const float *x,         /* (C) */
+                        const uint16_t *weight, /* (OC, C) bf16 */
+                        const float *bias,      /* (OC) or NULL */
+                        int C, int o0, int o1);
+void mmm_gemv_q8_rows(float *out,           /* (OC) */
+                      const int8_t *xq,     /* (C) */
+                      const float *xscale,  /* (mmm_q8_blocks(C)) */
+                      const int8_t *weight, /* (OC, C) */
+                      const float *wscale,  /* (OC) */
+                      const float *bias,    /* (OC) or NULL */
+                      int C, int o0, int o1);
+
 #endif

@@ -310,6 +310,48 @@ void mmm_attention_forward(float *out, float *lse, const float *q, const float *
     free(part);
 }
 
+/* One query over keys [ka, kb): attend() on the query's row tiles (one wide tile of every head, or
+ * one per kv head), each row's unnormalised output and statistics stored at its head. */
+void mmm_attention_decode_split(float *part, const float *q, const float *k, const float *v, int Tk, int H,
+                                int Hkv, int D, int ka, int kb) {
+    geom gm = make_geom(1, 1, Tk, H, Hkv, D, true);
+    int R = gm.R;
+    float *O = part, *m = part + (size_t)H * D, *l = m + H;
+    for (long it = 0; it < (long)(Hkv / gm.ng); it++) {
+        tile tl = tile_of(&gm, it);
+        float Qs[R * D], S[R * KEYS], Ot[gm.wide ? R * D : 1], Or[R * D], mr[R], lr[R];
+        load_rows(Qs, q, &gm, tl.b, tl.g0, tl.t0, tl.n, gm.scale);
+        attend(Or, mr, lr, S, Ot, Qs, k, v, &gm, &tl, ka, kb);
+        for (int r = 0; r < tl.rows; r++) {
+            size_t h = row_off(&gm, &tl, r) / (size_t)D;
+            memcpy(O + h * D, Or + (size_t)r * D, (size_t)D * sizeof *O);
+            m[h] = mr[r];
+            l[h] = lr[r];
+        }
+    }
+}
+
+void mmm_attention_decode_combine(float *out, const float *parts, int nsplit, int H, int D, int h0, int h1) {
+    size_t len = (size_t)H * (D + 2);
+    for (int h = h0; h < h1; h++) {
+        float M = -INFINITY, L = 0.0f, w[nsplit];
+        for (int s = 0; s < nsplit; s++) {
+            float ms = parts[len * s + (size_t)H * D + h];
+            M = ms > M ? ms : M;
+        }
+        for (int s = 0; s < nsplit; s++) { /* a split that saw no key has m = −inf: weight 0 */
+            const float *ps = parts + len * s;
+            w[s] = ps[(size_t)H * D + h] == -INFINITY ? 0.0f : expf(ps[(size_t)H * D + h] - M);
+            L += w[s] * ps[(size_t)H * D + H + h];
+        }
+        for (int d = 0; d < D; d++) {
+            float acc = 0.0f;
+            for (int s = 0; s < nsplit; s++) acc += w[s] * parts[len * s + (size_t)h * D + d];
+            out[(size_t)h * D + d] = acc / L;
+        }
+    }
+}
+
 /* ---- backward: always tall tiles (ng = 1, hw = G) ---- */
 
 /* Loads what the backward needs of row tile tl: Qs = q/sqrt(D), dO, the rows' lse and

@@ -40,7 +40,7 @@ void mmm_gemv_run(mmm_gemv_rows_fn fn, const void *ctx, int OC, size_t weight_by
 }
 
 /* Σ w[k]·x[k] over C values: four 8-wide accumulators, then the tail one by one. */
-static float dot_f32(const float *w, const float *x, int C) {
+float mmm_dot_f32(const float *w, const float *x, int C) {
     int k = 0;
     float s;
 #ifdef MMM_GEMV_AVX2
@@ -111,7 +111,7 @@ static void rows_f32(const void *p, int o0, int o1) {
     const gemv_ctx *c = p;
     const float *w = c->w;
     for (int o = o0; o < o1; o++)
-        c->out[o] = dot_f32(w + (size_t)o * c->C, c->x, c->C) + (c->bias ? c->bias[o] : 0.0f);
+        c->out[o] = mmm_dot_f32(w + (size_t)o * c->C, c->x, c->C) + (c->bias ? c->bias[o] : 0.0f);
 }
 
 static void rows_bf16(const void *p, int o0, int o1) {
@@ -131,4 +131,15 @@ void mmm_gemv_bf16_forward(float *out, const float *x, const uint16_t *weight, c
                            int C, int OC) {
     gemv_ctx c = {out, x, bias, weight, C};
     mmm_gemv_run(rows_bf16, &c, OC, (size_t)OC * C * sizeof(uint16_t));
+}
+
+void mmm_gemv_f32_rows(float *out, const float *x, const float *weight, const float *bias, int C, int o0, int o1) {
+    gemv_ctx c = {out, x, bias, weight, C};
+    rows_f32(&c, o0, o1);
+}
+
+void mmm_gemv_bf16_rows(float *out, const float *x, const uint16_t *weight, const float *bias, int C, int o0,
+                        int o1) {
+    gemv_ctx c = {out, x, bias, weight, C};
+    rows_bf16(&c, o0, o1);
 }

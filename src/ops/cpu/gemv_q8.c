@@ -91,3 +91,9 @@ void mmm_gemv_q8_forward(float *out, const int8_t *xq, const float *xscale, cons
     size_t bytes = (size_t)OC * C + (size_t)OC * sizeof(float);
     mmm_gemv_run(rows_q8, &c, OC, bytes);
 }
+
+void mmm_gemv_q8_rows(float *out, const int8_t *xq, const float *xscale, const int8_t *weight, const float *wscale,
+                      const float *bias, int C, int o0, int o1) {
+    q8_ctx c = {out, xq, weight, xscale, wscale, bias, C};
+    rows_q8(&c, o0, o1);
+}

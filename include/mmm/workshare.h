@@ -1,0 +1,41 @@
+/* Work sharing for steps made of many small dependent stages (one decoding token: a few hundred
+ * products and per-head updates). Every thread of a team runs the same program; each stage is a
+ * loop of n independent items that the threads claim one at a time from a shared counter, and a
+ * thread moves to the next stage once every item of this one is done — not once every thread has
+ * arrived. A thread that the system deschedules therefore holds up the others only for an item it
+ * has claimed, never for the stages it missed: it finds them done when it runs again
+ * (docs/design.md §8, "A decode step on a shared machine"). Items run the same code whichever
+ * thread claims them, so results do not depend on the thread count. */
+#ifndef MMM_WORKSHARE_H
+#define MMM_WORKSHARE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+typedef struct {
+    atomic_int next, done;
+    char pad[56]; /* one counter pair per cache line: claims on one stage do not slow the next */
+} mmm_ws_stage;
+
+/* A step's stage counters, zeroed before the team starts (mmm_ws_reset). */
+typedef struct {
+    mmm_ws_stage *stages;
+    int n_stages;
+} mmm_ws_team;
+
+/* One thread's position in the step: the stage it reaches next. */
+typedef struct {
+    mmm_ws_team *team;
+    int stage;
+    int overflow; /* set when the program has more stages than the team has counters */
+} mmm_ws_cursor;
+
+void mmm_ws_reset(mmm_ws_team *t);
+
+/* Runs items [0, n) of the cursor's next stage, as many as this thread claims, calling
+ * fn(ctx, item, tls) for each (tls: the calling thread's own scratch), then waits until all n are
+ * done (spinning briefly, then yielding the core). Every thread of the team makes the same
+ * sequence of calls. */
+void mmm_ws_for(mmm_ws_cursor *c, int n, void (*fn)(void *ctx, int item, void *tls), void *ctx, void *tls);
+
+#endif
