@@ -11,13 +11,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 parent=$(dirname "$root")
 
-contexts=1K,8K,32K prefill=8K reps=3 steps=16 threads=2 kinds=teacher,hybrid,linear check=1
+contexts=1K,8K,32K prefill=8K reps=3 steps=16 threads=2 kinds=teacher,hybrid,linear check=1 busy=0 dims=
 out=$root/bench/results/llama_cpp_$(date -u +%Y-%m-%d).json
 
 usage() {
     cat <<EOF
 usage: bench/llama_cpp/compare.sh [--contexts LIST] [--prefill N] [--reps N] [--steps N]
-                                  [--threads N] [--kinds LIST] [--out FILE.json] [--no-check]
+                                  [--threads N] [--kinds LIST] [--dims SPEC] [--busy N]
+                                  [--out FILE.json] [--no-check]
 
   --contexts LIST  decode contexts (default $contexts)
   --prefill N      the context whose prefill is timed too, 0 for none (default $prefill)
@@ -25,6 +26,10 @@ usage: bench/llama_cpp/compare.sh [--contexts LIST] [--prefill N] [--reps N] [--
   --steps N        decoded tokens per run (default $steps)
   --threads N      threads for both programs (default $threads; mmm through OMP_NUM_THREADS)
   --kinds LIST     teacher,hybrid,linear (default all)
+  --dims SPEC      other dimensions, as mmm bench --dims takes them (default its defaults;
+                   HoVLE-2.6B: hidden=2048,layers=8+24,heads=16,kv=8,ffn=8192,vocab=92544)
+  --busy N         N busy processes (one core's worth each) run throughout the timing: decode on
+                   a machine that other work shares
   --out FILE.json  results (default bench/results/llama_cpp_DATE.json; FILE.md beside it)
   --no-check       skip the logits check
 
@@ -53,6 +58,8 @@ while [ $# -gt 0 ]; do
     --steps) steps=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --kinds) kinds=$2; shift 2 ;;
+    --dims) dims=$2; shift 2 ;;
+    --busy) busy=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-check) check=0; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -120,7 +127,10 @@ mkdir -p "$log"
 
 # --- the same weights: mmm writes them, our mapping turns them into GGUF
 echo "compare.sh: models from '$mmm bench --save' -> $work/models"
-"$mmm" bench --save "$work/models" --kinds "$kinds" >"$log/save.txt"
+dims_args=()
+[ -n "$dims" ] && dims_args=(--dims "$dims")
+rm -rf "$work/models"
+"$mmm" bench --save "$work/models" --kinds "$kinds" "${dims_args[@]}" >"$log/save.txt"
 IFS=, read -r -a kind_list <<<"$kinds"
 for kind in "${kind_list[@]}"; do
     "$py" "$here/mmm_to_gguf.py" "$work/models/$kind" "$work/gguf/$kind-f32.gguf" --gguf-py "$src/gguf-py"
@@ -161,17 +171,18 @@ fi
 samples=$log/samples.txt
 : >"$samples"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-run_mmm() { # kind ctx rep
-    local j=$log/mmm-$1-$2-$3.json pmax=0
-    [ "$2" = "$prefill" ] && pmax=$2
+run_mmm() { # kind ctx rep dtype: the decode weights' type (prefill, always fp32, timed with f32)
+    local j=$log/mmm-$1-$4-$2-$3.json pmax=0 prog=mmm
+    [ "$2" = "$prefill" ] && [ "$4" = f32 ] && pmax=$2
+    [ "$4" = f32 ] || prog=mmm_$4
     OMP_NUM_THREADS=$threads "$mmm" bench --kinds "$1" --contexts "$2" --steps "$steps" --prefill-max $pmax \
-        --json "$j" >>"$log/mmm.txt"
-    "$py" - "$j" "$1" "$2" >>"$samples" <<'EOF'
+        --dtype "$4" "${dims_args[@]}" --json "$j" >>"$log/mmm.txt"
+    "$py" - "$j" "$1" "$2" "$prog" >>"$samples" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"][0]
-print("mmm", sys.argv[2], sys.argv[3], "decode_ms", r["ms_per_token"])
+print(sys.argv[4], sys.argv[2], sys.argv[3], "decode_ms", r["ms_per_token"])
 if "prefill_ms" in r:
-    print("mmm", sys.argv[2], sys.argv[3], "prefill_tps", int(sys.argv[3]) / (r["prefill_ms"] * 1e-3))
+    print(sys.argv[4], sys.argv[2], sys.argv[3], "prefill_tps", int(sys.argv[3]) / (r["prefill_ms"] * 1e-3))
 EOF
 }
 run_llama() { # kind ctx rep quant
@@ -190,19 +201,30 @@ for line in open(sys.argv[1]):
 EOF
 }
 IFS=, read -r -a ctx_list <<<"$contexts"
+busy_pids=()
+stop_busy() { [ ${#busy_pids[@]} = 0 ] || kill "${busy_pids[@]}" 2>/dev/null || true; }
+trap stop_busy EXIT
+for _ in $(seq 1 "$busy"); do
+    sh -c 'while :; do :; done' &
+    busy_pids+=($!)
+done
 for rep in $(seq 1 "$reps"); do
     for c in "${ctx_list[@]}"; do
         c=$(k "$c")
         for kind in "${kind_list[@]}"; do
             echo "compare.sh: run $rep/$reps, $kind at $c tokens (load $(cut -d' ' -f1 /proc/loadavg))"
             if [ $((rep % 2)) = 1 ]; then
-                run_mmm "$kind" "$c" "$rep"; run_llama "$kind" "$c" "$rep" f32; run_llama "$kind" "$c" "$rep" q8_0
+                run_mmm "$kind" "$c" "$rep" f32; run_mmm "$kind" "$c" "$rep" int8
+                run_llama "$kind" "$c" "$rep" f32; run_llama "$kind" "$c" "$rep" q8_0
             else
-                run_llama "$kind" "$c" "$rep" q8_0; run_llama "$kind" "$c" "$rep" f32; run_mmm "$kind" "$c" "$rep"
+                run_llama "$kind" "$c" "$rep" q8_0; run_llama "$kind" "$c" "$rep" f32
+                run_mmm "$kind" "$c" "$rep" int8; run_mmm "$kind" "$c" "$rep" f32
             fi
         done
     done
 done
+stop_busy
+busy_pids=()
 
 mmm_commit=${MMM_COMMIT:-$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- src include Makefile || echo +dirty)}
 "$py" - "$log/meta.json" <<EOF
@@ -211,8 +233,8 @@ json.dump({"benchmark": "decode and prefill, mmm against llama.cpp (bench/llama_
            "device": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores ($(grep -m1 '^flags' /proc/cpuinfo | grep -ow 'avx2\|fma\|avx512f\|avx512_vnni\|avx512_bf16' | sort -u | xargs))",
            "date": "$(date -u +%Y-%m-%dT%H:%MZ)", "mmm_commit": "$mmm_commit", "mmm": "$("$mmm" --version)",
            "llama_cpp_commit": "$llama_commit", "threads": $threads, "reps": $reps, "steps": $steps,
-           "dims": "mmm bench defaults: hidden 256, 8+24 layers, 4/2 heads, head_dim 64, ffn 1024, vocab 1024",
-           "command": "bench/llama_cpp/compare.sh --contexts $contexts --prefill $prefill --reps $reps --steps $steps --threads $threads --kinds $kinds",
+           "dims": "${dims:-mmm bench defaults: hidden=256,layers=8+24,heads=4,kv=2,ffn=1024,vocab=1024}", "busy_processes": $busy,
+           "command": "bench/llama_cpp/compare.sh --contexts $contexts --prefill $prefill --reps $reps --steps $steps --threads $threads --kinds $kinds${dims:+ --dims $dims} --busy $busy",
            "load_before": "$load_before", "load_after": "$(cut -d' ' -f1-3 /proc/loadavg)",
            "units": {"decode_ms": "ms per token, lower is better", "prefill_tps": "tokens per second, higher is better"}},
           open(sys.argv[1], "w"), indent=1)

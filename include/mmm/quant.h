@@ -1,6 +1,6 @@
 /* CPU inference with the weight matrices in a lower precision: bf16, or int8 with one fp32 scale
  * per row (mmm/ops/gemv.h). The copies are made once from the fp32 weights, which stay for
- * prefill, training and the GPU; single-token decoding reads the copies (docs/design.md §8).
+ * prefill, training and the GPU; single-token decoding reads the copies (docs/design.md §9).
  * Vectors, norms, the SSM state and the KV cache stay fp32. */
 #ifndef MMM_QUANT_H
 #define MMM_QUANT_H

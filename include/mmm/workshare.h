@@ -4,7 +4,7 @@
  * thread moves to the next stage once every item of this one is done — not once every thread has
  * arrived. A thread that the system deschedules therefore holds up the others only for an item it
  * has claimed, never for the stages it missed: it finds them done when it runs again
- * (docs/design.md §8, "A decode step on a shared machine"). Items run the same code whichever
+ * (docs/design.md §9, "A decode step on a shared machine"). Items run the same code whichever
  * thread claims them, so results do not depend on the thread count. */
 #ifndef MMM_WORKSHARE_H
 #define MMM_WORKSHARE_H
@@ -21,6 +21,7 @@ typedef struct {
 typedef struct {
     mmm_ws_stage *stages;
     int n_stages;
+    atomic_llong yielded_ns; /* time the team's threads spent yielding, waiting for claimed items */
 } mmm_ws_team;
 
 /* One thread's position in the step: the stage it reaches next. */
@@ -34,8 +35,9 @@ void mmm_ws_reset(mmm_ws_team *t);
 
 /* Runs items [0, n) of the cursor's next stage, as many as this thread claims, calling
  * fn(ctx, item, tls) for each (tls: the calling thread's own scratch), then waits until all n are
- * done (spinning briefly, then yielding the core). Every thread of the team makes the same
- * sequence of calls. */
+ * done (spinning briefly, then yielding the core, the time yielded added to the team's
+ * yielded_ns: a sign that a thread holding an item was descheduled). Every thread of the team
+ * makes the same sequence of calls. */
 void mmm_ws_for(mmm_ws_cursor *c, int n, void (*fn)(void *ctx, int item, void *tls), void *ctx, void *tls);
 
 #endif

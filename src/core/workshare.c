@@ -3,6 +3,7 @@
  * a descheduled thread gives its core back instead of burning the time that thread needs. */
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include "mmm/workshare.h"
 
@@ -21,7 +22,14 @@ void mmm_ws_reset(mmm_ws_team *t) {
         atomic_store_explicit(&t->stages[i].next, 0, memory_order_relaxed);
         atomic_store_explicit(&t->stages[i].done, 0, memory_order_relaxed);
     }
+    atomic_store_explicit(&t->yielded_ns, 0, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
+}
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 void mmm_ws_for(mmm_ws_cursor *c, int n, void (*fn)(void *ctx, int item, void *tls), void *ctx, void *tls) {
@@ -34,8 +42,15 @@ void mmm_ws_for(mmm_ws_cursor *c, int n, void (*fn)(void *ctx, int item, void *t
         fn(ctx, i, tls);
         atomic_fetch_add_explicit(&s->done, 1, memory_order_release);
     }
+    long long yield_start = 0;
     for (int spins = 0; atomic_load_explicit(&s->done, memory_order_acquire) < n; spins++) {
-        if (spins < SPIN_PAUSES) CPU_RELAX();
-        else sched_yield();
+        if (spins < SPIN_PAUSES) {
+            CPU_RELAX();
+            continue;
+        }
+        if (!yield_start) yield_start = now_ns();
+        sched_yield();
     }
+    if (yield_start)
+        atomic_fetch_add_explicit(&c->team->yielded_ns, now_ns() - yield_start, memory_order_relaxed);
 }

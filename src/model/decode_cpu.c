@@ -5,10 +5,11 @@
  * ends each half of a layer: each thread normalises (and for int8 weights quantizes) the input
  * once per stage into its own scratch, when it claims its first block of that stage. The weight
  * matrices are read in the precision of the model's CPU copies (mmm/quant.h), fp32 without them.
- * Same mathematics as layer_forward over one token (docs/design.md §8). */
+ * Same mathematics as layer_forward over one token (docs/design.md §9). */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -82,8 +83,8 @@ static size_t thread_ws_bytes(const mmm_config *c) {
 static int n_stages(const mmm_config *c) { return 7 * mmm_config_n_layers(c) + 2; }
 
 size_t cpu_decode_ws_bytes(const mmm_config *c, int threads) {
-    return align64((size_t)n_stages(c) * sizeof(mmm_ws_stage)) + align64((size_t)widest_conv(c) * sizeof(float)) +
-           parts_bytes(c) + (size_t)threads * thread_ws_bytes(c) + 64;
+    return 64 /* team_size */ + align64((size_t)n_stages(c) * sizeof(mmm_ws_stage)) +
+           align64((size_t)widest_conv(c) * sizeof(float)) + parts_bytes(c) + (size_t)threads * thread_ws_bytes(c) + 64;
 }
 
 /* ---- the pieces of a step ---- */
@@ -334,17 +335,53 @@ static int program(step *s, thread_ws *t, float *logits) {
     return cur.overflow;
 }
 
+/* The team size, kept across a state's steps. A step in which the threads spent more than a
+ * quarter of its time yielding — waiting for blocks claimed by a thread the system had
+ * descheduled, which happens when other processes want the cores — makes the next steps use one
+ * thread fewer; every PROBE_STEPS steps the team tries one more again. The logits do not depend
+ * on the team size. */
+#define PROBE_STEPS 64
+typedef struct {
+    int threads; /* 0 before the first step */
+    int until_probe;
+} team_size;
+
+static int pick_threads(team_size *ts, int most) {
+    if (ts->threads < 1 || ts->threads > most) ts->threads = most;
+    if (ts->threads < most && --ts->until_probe <= 0) {
+        ts->threads++;
+        ts->until_probe = PROBE_STEPS;
+    }
+    return ts->threads;
+}
+
+static void review_threads(team_size *ts, long long step_ns, long long yielded_ns) {
+    if (ts->threads > 1 && yielded_ns * 4 > step_ns * (long long)ts->threads) {
+        ts->threads--;
+        ts->until_probe = PROBE_STEPS;
+    }
+}
+
+static long long clock_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
 int cpu_decode_token(const model_exec *x, const decode_bufs *b, int pos, float *logits) {
     const mmm_config *c = &x->m->cfg;
-    int threads = 1;
+    int most = 1;
 #ifdef _OPENMP
-    threads = omp_get_max_threads();
+    most = omp_get_max_threads();
 #endif
-    if (threads > b->ws_threads) threads = b->ws_threads;
-    if (threads < 1) threads = 1;
+    if (most > b->ws_threads) most = b->ws_threads;
+    if (most < 1) most = 1;
     char *p = (char *)(((uintptr_t)b->ws + 63) & ~(uintptr_t)63);
+    team_size *ts = (team_size *)p;
+    p += 64;
+    int threads = pick_threads(ts, most);
     step s = {.m = x->m, .b = b, .pos = pos, .nt = threads};
-    s.team = (mmm_ws_team){(mmm_ws_stage *)p, n_stages(c)};
+    s.team = (mmm_ws_team){.stages = (mmm_ws_stage *)p, .n_stages = n_stages(c)};
     p += align64((size_t)n_stages(c) * sizeof(mmm_ws_stage));
     s.act = (float *)p;
     p += align64((size_t)widest_conv(c) * sizeof(float));
@@ -362,6 +399,7 @@ int cpu_decode_token(const model_exec *x, const decode_bufs *b, int pos, float *
     }
     mmm_ws_reset(&s.team);
     int overflow = 0;
+    long long t0 = clock_ns();
 #pragma omp parallel num_threads(threads) if (threads > 1) reduction(| : overflow)
     {
         int me = 0;
@@ -370,5 +408,6 @@ int cpu_decode_token(const model_exec *x, const decode_bufs *b, int pos, float *
 #endif
         overflow |= program(&s, &tws[me], logits);
     }
+    review_threads(ts, clock_ns() - t0, atomic_load(&s.team.yielded_ns));
     return overflow ? mmm_fail(MMM_ERR_ARG, "CPU decode: the step has more stages than counted") : MMM_OK;
 }

@@ -150,7 +150,8 @@ static int alloc_decode(mmm_state *s) {
     s->db.norm = s->db.s + MMM_ALIGN_FLOATS(ffn);
     s->db.sync = (int *)(p + floats);
     for (int st = 0; st < 2; st++) s->db.rope[st][0] = s->rope[st][0], s->db.rope[st][1] = s->rope[st][1];
-    return s->dev.op->zero(&s->dev, (float *)s->db.sync, L * sizeof(int) / sizeof(float));
+    /* counters and the device's workspace start from zero */
+    return s->dev.op->zero(&s->dev, (float *)s->db.sync, ints + s->plan.decode_ws_bytes / sizeof(float));
 }
 
 int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
