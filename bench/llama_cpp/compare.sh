@@ -164,6 +164,20 @@ if [ $check = 1 ]; then
         done
     done
     cat "$log/check.txt"
+    # what 8-bit weights cost each program, on the path it decodes with: mmm int8 against mmm
+    # fp32 (token by token after the first), llama.cpp q8_0 against its f32 (token by token)
+    for kind in "${kind_list[@]}"; do
+        vocab=$(grep -o '"vocab_size": *[0-9]*' "$work/models/$kind/config.json" | head -1 | grep -o '[0-9]*$')
+        for dt in f32 int8; do
+            "$mmm" forward --model "$work/models/$kind" --ids "$ids" --decode --dtype $dt \
+                --dump "$log/mmm-$kind-decode-$dt.safetensors" --top 0 >/dev/null
+        done
+        "$work/logits" "$work/gguf/$kind-q8_0.gguf" "$ids" "$log/llama-$kind-step.q8_0" step
+        (cd "$here" && "$py" kl.py "$log/mmm-$kind-decode-f32.safetensors" "$log/mmm-$kind-decode-int8.safetensors" \
+            --first 1 --label "mmm $kind int8" --json && "$py" kl.py "$log/llama-$kind-step.f32" "$log/llama-$kind-step.q8_0" \
+            --vocab "$vocab" --first 1 --label "llama.cpp $kind q8_0" --json) >>"$log/kl.jsonl"
+    done
+    cat "$log/kl.jsonl"
 fi
 
 # --- timing: for each repetition, context and model, mmm and llama.cpp (f32, q8_0) back to back,
@@ -236,7 +250,8 @@ json.dump({"benchmark": "decode and prefill, mmm against llama.cpp (bench/llama_
            "dims": "${dims:-mmm bench defaults: hidden=256,layers=8+24,heads=4,kv=2,ffn=1024,vocab=1024}", "busy_processes": $busy,
            "command": "bench/llama_cpp/compare.sh --contexts $contexts --prefill $prefill --reps $reps --steps $steps --threads $threads --kinds $kinds${dims:+ --dims $dims} --busy $busy",
            "load_before": "$load_before", "load_after": "$(cut -d' ' -f1-3 /proc/loadavg)",
-           "units": {"decode_ms": "ms per token, lower is better", "prefill_tps": "tokens per second, higher is better"}},
+           "units": {"decode_ms": "ms per token, lower is better", "prefill_tps": "tokens per second, higher is better"},
+           "quantization_kl": [json.loads(l) for l in open("$log/kl.jsonl")] if $check else []},
           open(sys.argv[1], "w"), indent=1)
 EOF
 mkdir -p "$(dirname "$out")"

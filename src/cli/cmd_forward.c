@@ -22,7 +22,7 @@
 static void usage(FILE *f) {
     fputs("usage: mmm forward --model DIR (--ids LIST | --ids-file FILE | --text TEXT) [--image FILE]...\n"
           "                   [--dump OUT.safetensors] [--hidden] [--top K] [--max-tokens N]\n"
-          "                   [--device cpu|cuda]\n\n"
+          "                   [--decode] [--device cpu|cuda] [--dtype f32|bf16|int8]\n\n"
           "Runs one forward pass of a teacher or student and prints the most likely next tokens.\n\n"
           "  --model DIR        model directory (config.json + safetensors)\n"
           "  --ids LIST         token ids, comma or space separated; -1 marks where the next\n"
@@ -41,7 +41,11 @@ static void usage(FILE *f) {
           "  --top K            how many next-token candidates to print (default 5)\n"
           "  --max-tokens N     refuse longer inputs (default: the model's max_position_embeddings x\n"
           "                     rope_scaling factor, at least 32768)\n"
-          CLI_THREADS_HELP CLI_DEVICE_HELP "\n"
+          "  --decode           the logits as generation computes them: the tokens through the last\n"
+          "                     image (else the first token) in one prefill, then one decode step\n"
+          "                     per token\n"
+          CLI_THREADS_HELP CLI_DEVICE_HELP CLI_DTYPE_HELP
+          "                     (with --decode)\n\n"
           "example: mmm forward --model tests/data/teacher/one_image --ids 53,7,-1,8 \\\n"
           "             --image tests/data/images/fmnist_28.png --dump out.safetensors --hidden\n", f);
 }
@@ -78,6 +82,24 @@ static int gpu_outputs(outputs *o, const mmm_model *m, const mmm_gpu_acts *a, in
     if (!rc) rc = mmm_gpu_acts_encoder_output(a, p + T * V + T * C);
     if (!rc) rc = mmm_gpu_acts_image_embeds(a, p + T * V + 2 * T * C);
     for (size_t l = 0; hidden && l < L && !rc; l++) rc = mmm_gpu_acts_layer_output(a, (int)l, o->hidden + l * T * C);
+    return rc;
+}
+
+/* The logits as generation computes them: the tokens up to the end of the last image (else the
+ * first token) in one prefill, then one decode step per token. */
+static int decode_outputs(outputs *o, const mmm_model *m, const int32_t *ids, int T, const float *pixels, int n_tiles) {
+    size_t V = (size_t)m->cfg.vocab;
+    int first = 1;
+    for (int t = 0; n_tiles && t < T; t++)
+        if (ids[t] == m->cfg.img_context_id) first = t + 2 < T ? t + 2 : T; /* through </img> */
+    float *logits = malloc((size_t)T * V * sizeof *logits);
+    if (!logits) return mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    *o = (outputs){.logits = logits, .copy = logits};
+    mmm_state *s = NULL;
+    int rc = mmm_state_new(&s, m, T);
+    if (!rc) rc = mmm_prefill(m, s, ids, first, pixels, n_tiles, logits, NULL);
+    for (int t = first; t < T && !rc; t++) rc = mmm_decode(m, s, ids[t], logits + (size_t)t * V);
+    mmm_state_free(s);
     return rc;
 }
 
@@ -169,11 +191,13 @@ int cmd_forward(int argc, char **argv) {
         {"top", required_argument, 0, 'k'}, {"text", required_argument, 0, 'x'},
         {"tokenizer", required_argument, 0, 'z'}, {"device", required_argument, 0, 'D'},
         {"max-image-pixels", required_argument, 0, 1400},
-        {"max-tokens", required_argument, 0, 'L'},
+        {"max-tokens", required_argument, 0, 'L'}, {"decode", no_argument, 0, 'E'},
+        {"dtype", required_argument, 0, 'y'},
         {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *ids_text = NULL, *ids_file = NULL, *dump_path = NULL, *text = NULL, *tok_path = NULL;
     char *images[MAX_IMAGES];
-    int n_images = 0, hidden = 0, top = 5, cuda = 0, max_tokens = 0, o;
+    int n_images = 0, hidden = 0, top = 5, cuda = 0, max_tokens = 0, decode = 0, o;
+    mmm_weight_type dtype = MMM_WEIGHTS_F32;
     optind = 1;
     while ((o = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
         switch (o) {
@@ -190,6 +214,8 @@ int cmd_forward(int argc, char **argv) {
         case 'x': text = optarg; break;
         case 'z': tok_path = optarg; break;
         case 'D': if (cli_parse_device("forward", optarg, &cuda)) return 2; break;
+        case 'E': decode = 1; break;
+        case 'y': if (cli_parse_decode_dtype("forward", optarg, &dtype)) return 2; break;
         case 1400: if (cli_parse_image_limit("forward", optarg)) return 2; break;
         case 'L': if (cli_parse_int("forward", "--max-tokens", optarg, 1, INT_MAX, &max_tokens)) return 2; break;
         case 't': if (cli_parse_threads("forward", optarg)) return 2; break;
@@ -201,6 +227,10 @@ int cmd_forward(int argc, char **argv) {
     if (!model_dir || (!!ids_text + !!ids_file + !!text) != 1)
         return cli_usage_error("forward", "needs --model and one of --ids, --ids-file or --text");
     if (top < 0) top = 0;
+    if (decode && hidden) return cli_usage_error("forward", "--hidden needs a whole forward pass (not --decode)");
+    if (!decode && dtype != MMM_WEIGHTS_F32)
+        return cli_usage_error("forward", "--dtype %s is a decoding precision: add --decode", mmm_weight_type_name(dtype));
+    if (cli_check_decode_dtype("forward", cuda, dtype)) return 2;
     if (cli_check_device("forward", cuda)) return 1;
 
     char *file_text = NULL;
@@ -221,12 +251,15 @@ int cmd_forward(int argc, char **argv) {
     if (!rc && T > max_tokens)
         rc = mmm_fail(MMM_ERR_ARG, "%s: %d tokens, more than --max-tokens %d (default: the model's longest context)",
                       text ? "--text" : ids_text ? "--ids" : ids_file, T, max_tokens);
+    if (!rc) rc = cli_use_decode_dtype(cuda, dtype, m, NULL); /* first: on the GPU then the weights go in bf16 only */
     if (!rc) rc = cli_use_device(cuda, m, NULL);
-    if (!rc) {
+    if (!rc && decode) rc = decode_outputs(&out, m, ids, T, pixels, n_tiles);
+    else if (!rc) {
         mmm_input in = {1, T, ids, pixels, n_tiles};
         rc = cuda ? mmm_gpu_forward(m, &in, &gacts) : mmm_forward(m, &in, &acts);
     }
-    if (!rc) rc = cuda ? gpu_outputs(&out, m, gacts, T, hidden && dump_path) : cpu_outputs(&out, m, acts, T, hidden && dump_path);
+    if (!rc && !decode)
+        rc = cuda ? gpu_outputs(&out, m, gacts, T, hidden && dump_path) : cpu_outputs(&out, m, acts, T, hidden && dump_path);
     if (!rc && dump_path) rc = dump(dump_path, m, &out, ids, T, hidden, pixels, n_tiles);
     if (!rc) {
         printf("%s: %d tokens (%d image tiles), %d layers (%d mamba2), vocab %d\n", model_dir, T, n_tiles,
