@@ -167,7 +167,6 @@ if [ $check = 1 ]; then
     # what 8-bit weights cost each program, on the path it decodes with: mmm int8 against mmm
     # fp32 (token by token after the first), llama.cpp q8_0 against its f32 (token by token)
     for kind in "${kind_list[@]}"; do
-        vocab=$(grep -o '"vocab_size": *[0-9]*' "$work/models/$kind/config.json" | head -1 | grep -o '[0-9]*$')
         for dt in f32 int8; do
             "$mmm" forward --model "$work/models/$kind" --ids "$ids" --decode --dtype $dt \
                 --dump "$log/mmm-$kind-decode-$dt.safetensors" --top 0 >/dev/null
@@ -175,7 +174,7 @@ if [ $check = 1 ]; then
         "$work/logits" "$work/gguf/$kind-q8_0.gguf" "$ids" "$log/llama-$kind-step.q8_0" step
         (cd "$here" && "$py" kl.py "$log/mmm-$kind-decode-f32.safetensors" "$log/mmm-$kind-decode-int8.safetensors" \
             --first 1 --label "mmm $kind int8" --json && "$py" kl.py "$log/llama-$kind-step.f32" "$log/llama-$kind-step.q8_0" \
-            --vocab "$vocab" --first 1 --label "llama.cpp $kind q8_0" --json) >>"$log/kl.jsonl"
+            --positions "$(echo "$ids" | tr , '\n' | wc -l)" --first 1 --label "llama.cpp $kind q8_0" --json) >>"$log/kl.jsonl"
     done
     cat "$log/kl.jsonl"
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What a lower weight precision does to the next-token distributions: KL(reference || other) per
 position and top-1 agreement, from two sets of logits of the same token ids — `mmm forward --dump`
-safetensors files or logits.c's raw T x V float32 (given --vocab). Positions before --first are
+safetensors files or logits.c's raw T x V float32 (given --positions T). Positions before --first are
 left out (those of a prefill that both computed the same way). Prints one line, or a JSON object
 with --json."""
 import argparse
@@ -12,13 +12,14 @@ import numpy as np
 from check_logits import mmm_logits
 
 
-def load(path, vocab):
+def load(path, positions):
     with open(path, "rb") as f:
         head = f.read(9)
     if len(head) == 9 and head[8:9] == b"{":  # a safetensors header
         return mmm_logits(path).astype(np.float64)
-    x = np.fromfile(path, "<f4").astype(np.float64)
-    return x.reshape(-1, vocab)
+    if not positions:
+        raise SystemExit(f"{path}: raw float32 logits need --positions")
+    return np.fromfile(path, "<f4").astype(np.float64).reshape(positions, -1)
 
 
 def log_softmax(x):
@@ -30,13 +31,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("reference")
     ap.add_argument("other")
-    ap.add_argument("--vocab", type=int, default=0, help="for raw float32 files")
+    ap.add_argument("--positions", type=int, default=0, help="rows of raw float32 files")
     ap.add_argument("--first", type=int, default=0)
     ap.add_argument("--label", default="")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    ref = load(a.reference, a.vocab)[a.first:]
-    oth = load(a.other, a.vocab or ref.shape[1])[a.first:]
+    ref = load(a.reference, a.positions)[a.first:]
+    oth = load(a.other, a.positions)[a.first:]
     lp, lq = log_softmax(ref), log_softmax(oth)
     kl = (np.exp(lp) * (lp - lq)).sum(1)
     out = {"label": a.label, "positions": int(kl.size), "kl_mean": float(kl.mean()), "kl_max": float(kl.max()),

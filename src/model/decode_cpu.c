@@ -19,6 +19,8 @@
 #include "mmm/error.h"
 #include "mmm/ops/attention.h"
 #include "mmm/ops/gemv.h"
+#include "mmm/ops/norm.h"
+#include "mmm/ops/ssd.h"
 #include "mmm/quant.h"
 #include "mmm/workshare.h"
 
@@ -247,32 +249,19 @@ static void conv_item(void *ctx, int item, void *tls) {
     }
 }
 
-/* head h: dt = softplus(dt_raw + dt_bias); S = exp(dt·A)·S + dt·x Bᵀ; y = S·C; then the gated
- * per-head RMSNorm, RMSNorm(y)·w ⊙ SiLU(g), into b->y */
+/* head h: dt = softplus(dt_raw + dt_bias); the recurrent SSD step (mmm_ssd_step) on its state;
+ * then the gated per-head RMSNorm, RMSNorm(y)·w ⊙ SiLU(g), in place in b->y */
 static void ssm_item(void *ctx, int h, void *tls) {
     const mixer *mx = ctx;
     const decode_bufs *b = mx->s->b;
     const mmm_layer_weights *w = &mx->s->m->w.layers[mx->l];
     int H = mx->d->n_heads, Hkv = mx->d->n_kv_heads, D = mx->d->head_dim, g = h / (H / Hkv);
     int Dc = mamba_conv_channels(mx->d), KD = Hkv * D, HD = H * D;
-    const float *xs = mx->s->act + (size_t)g * D, *Bs = mx->s->act + KD + (size_t)g * D,
-                *Cs = mx->s->act + 2 * KD + (size_t)h * D, *gate = b->z + Dc + (size_t)h * D;
-    float raw = b->z[Dc + HD + h] + w->dt_bias[h];
-    float dt = raw > 20.0f ? raw : log1pf(expf(raw)), decay = expf(dt * -expf(w->A_log[h]));
-    float *S = b->ssm[mx->l] + (size_t)h * D * D, *y = b->y + (size_t)h * D;
-    double ss = 0;
-    for (int p = 0; p < D; p++) {
-        float xp = dt * xs[p], acc = 0, *Sp = S + (size_t)p * D;
-        for (int n = 0; n < D; n++) {
-            float v = decay * Sp[n] + xp * Bs[n];
-            Sp[n] = v;
-            acc += v * Cs[n];
-        }
-        y[p] = acc;
-        ss += (double)acc * acc;
-    }
-    float r = (float)(1.0 / sqrt(ss / D + MMM_GNORM_EPS));
-    for (int p = 0; p < D; p++) y[p] = y[p] * r * w->gnorm[p] * gate[p] * (1.0f / (1.0f + expf(-gate[p])));
+    float raw = b->z[Dc + HD + h] + w->dt_bias[h], A = -expf(w->A_log[h]), *y = b->y + (size_t)h * D;
+    float dt = raw > 20.0f ? raw : log1pf(expf(raw)); /* as mmm_softplus_forward */
+    mmm_ssd_step(y, b->ssm[mx->l] + (size_t)h * D * D, mx->s->act + (size_t)g * D, mx->s->act + KD + (size_t)g * D,
+                 mx->s->act + 2 * KD + (size_t)h * D, &dt, &A, 1, 1, 1, D, D);
+    mmm_gated_rmsnorm_forward(y, NULL, y, b->z + Dc + (size_t)h * D, w->gnorm, MMM_GNORM_EPS, 1, 1, D);
 }
 
 static void l2norm_item(void *ctx, int item, void *tls) {
