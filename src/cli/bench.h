@@ -16,7 +16,7 @@ int bench_teacher(mmm_model **out, const char *model_dir, const bench_dims *d, i
 int bench_seed(mmm_model **out, const mmm_model *teacher, int kind);
 /* The model of `kind` (0 teacher, 1 hybrid every 4th layer attention, 2 linear): the teacher
  * loaded from model_dir, or at dims d with random weights (random_init) or zeros; students
- * seeded from it (mimic init). */
+ * seeded from it (mimic init), or at dims d with random_init drawn at random themselves. */
 int bench_build(mmm_model **out, const char *model_dir, const bench_dims *d, int kind, int random_init);
 
 /* Times `steps` training steps (after two untimed) of T tokens on the GPU: the teacher's

@@ -112,13 +112,17 @@ int bench_seed(mmm_model **out, const mmm_model *teacher, int kind) {
 
 int bench_build(mmm_model **out, const char *model_dir, const dims *d, int kind, int random_init) {
     mmm_model *t = NULL;
-    int rc = bench_teacher(&t, model_dir, d, random_init);
+    /* a random student is drawn itself, not copied from a random teacher: the teacher's pages are
+     * then never written and take no memory, so that a student of HoVLE-2.6B size can be built
+     * beside it on a machine with room for one */
+    int rc = bench_teacher(&t, model_dir, d, random_init && kind == 0);
     if (rc || kind == 0) {
         *out = t;
         return rc;
     }
     rc = bench_seed(out, t, kind);
     mmm_model_free(t);
+    if (!rc && random_init && !model_dir) mmm_model_init_random(*out, 1, 0.02f);
     return rc;
 }
 
