@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -81,4 +82,10 @@ int mmm_memory_check(size_t bytes, const char *fmt, ...) {
     va_end(ap);
     return mmm_fail(MMM_ERR_NOMEM, "%s needs %.2f GB of memory, more than the %.2f GB available (%s)", what,
                     bytes * 1e-9, limit * 1e-9, source);
+}
+
+void mmm_memory_prefer_huge_pages(void *p, size_t bytes) {
+    const uintptr_t page = 4096;
+    uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1), b = ((uintptr_t)p + bytes) & ~(page - 1);
+    if (b > a) (void)madvise((void *)a, b - a, MADV_HUGEPAGE); /* a hint: where THP is off, nothing changes */
 }

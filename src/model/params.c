@@ -209,6 +209,7 @@ int mmm_model_create(mmm_model **out, const mmm_config *cfg) {
         return mmm_fail(MMM_ERR_NOMEM, "creating a model: cannot allocate %zu parameters (%.1f MB)",
                         t.total, t.total * 4e-6);
     }
+    mmm_memory_prefer_huge_pages(m->data, t.total * sizeof *m->data);
     for (int i = 0; i < m->n_params; i++)
         if (is_norm(m->params[i].role))
             for (size_t k = 0; k < m->params[i].numel; k++) m->data[m->params[i].offset + k] = 1.0f;

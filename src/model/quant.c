@@ -106,6 +106,7 @@ int mmm_model_use_cpu_weights(mmm_model *m, mmm_weight_type t) {
         return mmm_fail(MMM_ERR_NOMEM, "CPU weights: cannot allocate %.2f GB of %s copies", bytes * 1e-9,
                         mmm_weight_type_name(t));
     }
+    mmm_memory_prefer_huge_pages(q->mem, bytes);
     q->type = t;
     q->bytes = bytes;
     char *p = q->mem;
