@@ -15,8 +15,9 @@ int bench_teacher(mmm_model **out, const char *model_dir, const bench_dims *d, i
 /* A student of teacher: kind 1 hybrid (every 4th layer attention, head-interleaved), 2 linear. */
 int bench_seed(mmm_model **out, const mmm_model *teacher, int kind);
 /* The model of `kind` (0 teacher, 1 hybrid every 4th layer attention, 2 linear): the teacher
- * loaded from model_dir, or at dims d with random weights (random_init) or zeros; students
- * seeded from it (mimic init), or at dims d with random_init drawn at random themselves. */
+ * loaded from model_dir, or at dims d with random weights (random_init 1 or 2) or zeros (0);
+ * students seeded from it (mimic init), or with random_init 2 and no model_dir drawn at random
+ * themselves. */
 int bench_build(mmm_model **out, const char *model_dir, const bench_dims *d, int kind, int random_init);
 
 /* Times `steps` training steps (after two untimed) of T tokens on the GPU: the teacher's

@@ -112,17 +112,18 @@ int bench_seed(mmm_model **out, const mmm_model *teacher, int kind) {
 
 int bench_build(mmm_model **out, const char *model_dir, const dims *d, int kind, int random_init) {
     mmm_model *t = NULL;
-    /* a random student is drawn itself, not copied from a random teacher: the teacher's pages are
-     * then never written and take no memory, so that a student of HoVLE-2.6B size can be built
-     * beside it on a machine with room for one */
-    int rc = bench_teacher(&t, model_dir, d, random_init && kind == 0);
+    /* random_init 2: a random student is drawn itself, not copied from a random teacher, whose
+     * pages are then never written and take no memory: a student of HoVLE-2.6B size is built
+     * beside it on a machine with room for one (timings; --save keeps the seeded student) */
+    int draw_student = random_init == 2 && kind != 0 && !model_dir;
+    int rc = bench_teacher(&t, model_dir, d, random_init && !draw_student);
     if (rc || kind == 0) {
         *out = t;
         return rc;
     }
     rc = bench_seed(out, t, kind);
     mmm_model_free(t);
-    if (!rc && random_init && !model_dir) mmm_model_init_random(*out, 1, 0.02f);
+    if (!rc && draw_student) mmm_model_init_random(*out, 1, 0.02f);
     return rc;
 }
 
@@ -162,7 +163,7 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
     double *t = malloc((size_t)steps * sizeof *t);
     size_t gpu0 = 0, gpu1 = 0;
     /* on the GPU, random weights are drawn there: the host's draw of a 2.6 B model takes a minute */
-    int rc = bench_build(&m, model_dir, d, kind, !cuda);
+    int rc = bench_build(&m, model_dir, d, kind, cuda ? 0 : 2);
     reset_peak_rss(); /* the teacher a student was seeded from is gone: measure from here */
     /* with bf16 weights the model goes to the GPU as its bf16 store, never in fp32 */
     if (!rc && cuda && !(rc = mmm_gpu_mem_used(&gpu0)) &&
