@@ -2,16 +2,11 @@
  * 8 kv heads, head_dim 128, FFN 8192, vocab 92544), bf16 weights, batch 1, random values:
  *   ceilings   device-to-device copy bandwidth and a cuBLAS bf16 GEMM, measured here
  *   gemv       the fused decode projection against cuBLAS at batch 1 (GB/s of weights)
- *   decode     per-token latency and device memory of teacher, hybrid (attention in layers
- *              0, 4, ..., 28) and linear at several context lengths: one decode step captured in
- *              a CUDA graph and replayed (the caches are filled with random values; a step costs
- *              the same whatever the earlier tokens were)
  *   prefill    causal attention forward TFLOP/s and chunked SSD TFLOP/s
  * usage: bench_cuda [--json FILE] [--quick]   (prints a table; --json also writes the numbers)
  *        bench_cuda --ssd-chunks               (the training SSD's time against its chunk length)
  *        bench_cuda --prefill                  (the prefill kernels alone)
- *        bench_cuda --step MODEL CONTEXT       (three eager decode steps of teacher, hybrid or
- *                                               linear, nothing else: for a profiler) */
+ * The whole model's decode is the product's: mmm bench --device cuda (its CUDA-graph step). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -196,150 +191,6 @@ static void gemv_table(void) {
     }
 }
 
-/* ---- decode step of a whole model ---- */
-
-typedef struct {
-    int attn;
-    uint16_t *w_in, *w_out, *w1, *w3, *w2; /* w_in: wqkv or wvkqgdt; w_out: wo or o_proj */
-    float *norm1, *norm2, *conv_w, *conv_b, *dt_bias, *A, *gnorm;
-    void *kc, *vc;
-    float *ssm, *conv_state;
-    int *sync;
-} layer_t;
-
-typedef struct {
-    layer_t L[LAYERS];
-    uint16_t *emb, *lm_head;
-    float *final_norm, *x, *qkv, *q, *att, *z, *y, *s, *logits, *cos_t, *sin_t;
-    int32_t *ids, *pos_dev;
-    void *ws;
-    int Tmax, pos;
-} model_t;
-
-static void build_model(model_t *m, const int *attn, int Tmax, int pos) {
-    memset(m, 0, sizeof *m);
-    float a = 0.02f;
-    m->Tmax = Tmax;
-    m->emb = rnd_dev((size_t)VOCAB * HID, BF16, -1, 1);
-    m->lm_head = rnd_dev((size_t)VOCAB * HID, BF16, -a, a);
-    m->final_norm = rnd_dev(HID, F32, 0.9f, 1.1f);
-    for (int l = 0; l < LAYERS; l++) {
-        layer_t *L = &m->L[l];
-        L->attn = attn[l];
-        L->norm1 = rnd_dev(HID, F32, 0.9f, 1.1f);
-        L->norm2 = rnd_dev(HID, F32, 0.9f, 1.1f);
-        L->w1 = rnd_dev((size_t)FFN * HID, BF16, -a, a);
-        L->w3 = rnd_dev((size_t)FFN * HID, BF16, -a, a);
-        L->w2 = rnd_dev((size_t)HID * FFN, BF16, -a, a);
-        L->w_out = rnd_dev((size_t)HID * HEADS * HD, BF16, -a, a);
-        if (L->attn) {
-            L->w_in = rnd_dev((size_t)QKV * HID, BF16, -a, a);
-            L->kc = rnd_dev((size_t)Tmax * KVH * HD, BF16, -1, 1);
-            L->vc = rnd_dev((size_t)Tmax * KVH * HD, BF16, -1, 1);
-        } else {
-            L->w_in = rnd_dev((size_t)DZ * HID, BF16, -a, a);
-            L->conv_w = rnd_dev((size_t)DC * 2, F32, -0.5f, 0.5f);
-            L->conv_b = rnd_dev(DC, F32, -0.1f, 0.1f);
-            L->dt_bias = rnd_dev(HEADS, F32, -4, -2);
-            L->A = rnd_dev(HEADS, F32, -3, -1);
-            L->gnorm = rnd_dev(HD, F32, 0.9f, 1.1f);
-            L->ssm = rnd_dev((size_t)HEADS * HD * HD, F32, -1, 1);
-            L->conv_state = rnd_dev(DC, F32, -1, 1);
-            L->sync = dev(sizeof(int));
-            CK(mmm_cuda_memset(L->sync, 0, sizeof(int)));
-        }
-    }
-    m->x = dev(HID * 4);
-    m->qkv = dev(QKV * 4);
-    m->q = dev(HEADS * HD * 4);
-    m->att = dev(HEADS * HD * 4);
-    m->z = dev(DZ * 4);
-    m->y = dev(HEADS * HD * 4);
-    m->s = dev(FFN * 4);
-    m->logits = dev((size_t)VOCAB * 4);
-    m->ids = dev(sizeof(int32_t));
-    m->pos_dev = dev(sizeof(int32_t));
-    m->cos_t = dev(HD / 2 * 4);
-    m->sin_t = dev(HD / 2 * 4);
-    int32_t id = 4242;
-    CK(mmm_cuda_upload(m->ids, &id, sizeof id));
-    m->ws = dev(mmm_cuda_attention_decode_ws_bytes(1, HEADS, HD, Tmax) + 16);
-    m->pos = pos;
-    CK(mmm_cuda_upload(m->pos_dev, &pos, sizeof pos));
-}
-
-/* one token at position m->pos (m->pos + 1 keys in the attention caches) */
-static void decode_step(model_t *m) {
-    CK(mmm_cuda_embedding_forward(m->x, m->ids, m->emb, 1, VOCAB, HID, F32, BF16));
-    CK(mmm_cuda_rope_table(m->cos_t, m->sin_t, m->pos_dev, 1e6f, 1, HD)); /* shared by the layers */
-    for (int l = 0; l < LAYERS; l++) {
-        layer_t *L = &m->L[l];
-        if (L->attn) {
-            CK(mmm_cuda_decode_linear(m->qkv, m->x, L->w_in, L->norm1, EPS, HID, QKV, 0));
-            CK(mmm_cuda_decode_qkv(m->q, L->kc, L->vc, m->qkv, m->cos_t, m->sin_t, m->pos, 1, m->Tmax,
-                                   HEADS, KVH, HD, BF16));
-            CK(mmm_cuda_attention_decode(m->att, m->q, L->kc, L->vc, m->ws, 1, m->pos + 1, m->Tmax,
-                                         HEADS, KVH, HD, BF16));
-            CK(mmm_cuda_decode_linear(m->x, m->att, L->w_out, NULL, EPS, HEADS * HD, HID, 1));
-        } else {
-            CK(mmm_cuda_decode_linear(m->z, m->x, L->w_in, L->norm1, EPS, HID, DZ, 0));
-            CK(mmm_cuda_mamba_decode_step(m->y, L->ssm, L->conv_state, L->sync, m->z, L->conv_w,
-                                          L->conv_b, L->dt_bias, L->A, HEADS, KVH, HD, 2));
-            CK(mmm_cuda_decode_gated_linear(m->x, m->y, m->z + DC, L->w_out, L->gnorm, EPS, HEADS,
-                                            HD, HID, 1));
-        }
-        CK(mmm_cuda_decode_swiglu(m->s, m->x, L->w1, L->w3, L->norm2, EPS, HID, FFN));
-        CK(mmm_cuda_decode_linear(m->x, m->s, L->w2, NULL, EPS, FFN, HID, 1));
-    }
-    CK(mmm_cuda_decode_linear(m->logits, m->x, m->lm_head, m->final_norm, EPS, HID, VOCAB, 0));
-}
-
-static void run_graph(void *p) { CK(mmm_cuda_graph_launch(p)); }
-
-static size_t g_base_used; /* device memory in use before any experiment (context, cuBLAS) */
-
-static size_t used_now(void) {
-    size_t fr, tot;
-    CK(mmm_cuda_mem_info(&fr, &tot));
-    return tot - fr;
-}
-
-static void decode_table(int quick) {
-    static const char *names[3] = {"teacher", "hybrid", "linear"};
-    static const int ctx_k[] = {1, 8, 32, 64, 103};
-    int nctx = quick ? 2 : 5;
-    printf("\ndecode, batch 1, bf16 weights, one step as a CUDA graph (median of 50 replays):\n");
-    printf("| model | context | ms/token | allocated GiB | device in use GiB |\n|---|---:|---:|---:|---:|\n");
-    for (int mi = 0; mi < 3; mi++)
-        for (int c = 0; c < nctx; c++) {
-            int ctx = ctx_k[c] * 1024, attn[LAYERS];
-            for (int l = 0; l < LAYERS; l++) attn[l] = mi == 0 || (mi == 1 && l % 4 == 0);
-            model_t *m = malloc(sizeof *m);
-            build_model(m, attn, ctx + 1, ctx);
-            decode_step(m); /* eager once: loads cuBLAS-free kernels, checks every launch */
-            CK(mmm_cuda_sync());
-            mmm_cuda_graph g;
-            CK(mmm_cuda_graph_begin());
-            decode_step(m);
-            CK(mmm_cuda_graph_end(&g));
-            float ms = median_ms(run_graph, g, 5, 50);
-            float check[4];
-            CK(mmm_cuda_download(check, m->logits, sizeof check));
-            if (!isfinite(check[0]) || !isfinite(check[3])) {
-                fprintf(stderr, "bench_cuda: %s decode produced non-finite logits\n", names[mi]);
-                exit(1);
-            }
-            double alloc = g_bytes / 1073741824.0, in_use = used_now() / 1073741824.0;
-            printf("| %s | %dK | %.3f | %.2f | %.2f |\n", names[mi], ctx_k[c], ms, alloc, in_use);
-            json_row("{\"kind\": \"decode\", \"model\": \"%s\", \"context\": %d, \"ms\": %.4f, "
-                     "\"alloc_gib\": %.3f, \"in_use_gib\": %.3f, \"base_gib\": %.3f}",
-                     names[mi], ctx, ms, alloc, in_use, g_base_used / 1073741824.0);
-            mmm_cuda_graph_destroy(g);
-            free_all();
-            free(m);
-        }
-}
-
 /* ---- prefill kernels ---- */
 
 typedef struct { void *q, *k, *v, *o; float *lse, *dt, *A; void *ws; int T; } pre_ctx;
@@ -417,37 +268,17 @@ static void ssd_chunk_table(void) {
         }
 }
 
-/* model 0 teacher, 1 hybrid, 2 linear */
-static void eager_steps(int model, int ctx) {
-    int attn[LAYERS];
-    for (int l = 0; l < LAYERS; l++) attn[l] = model == 0 || (model == 1 && l % 4 == 0);
-    model_t *m = malloc(sizeof *m);
-    build_model(m, attn, ctx + 1, ctx);
-    for (int i = 0; i < 3; i++) decode_step(m);
-    CK(mmm_cuda_sync());
-    free_all();
-    free(m);
-}
-
 int main(int argc, char **argv) {
     const char *json = NULL;
-    int quick = 0, ceilings_only = 0, ssd_chunks = 0, prefill_only = 0, step_model = -1, step_ctx = 0;
+    int quick = 0, ceilings_only = 0, ssd_chunks = 0, prefill_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--ceilings")) ceilings_only = 1;
         else if (!strcmp(argv[i], "--ssd-chunks")) ssd_chunks = 1;
         else if (!strcmp(argv[i], "--prefill")) prefill_only = 1;
-        else if (!strcmp(argv[i], "--step") && i + 2 < argc) {
-            const char *name = argv[++i];
-            step_model = !strcmp(name, "teacher") ? 0 : !strcmp(name, "hybrid") ? 1 : !strcmp(name, "linear") ? 2 : -1;
-            step_ctx = atoi(argv[++i]);
-            if (step_model < 0 || step_ctx < 1) {
-                fprintf(stderr, "bench_cuda: --step takes teacher|hybrid|linear and a context length\n");
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "usage: bench_cuda [--json FILE] [--quick | --ceilings | --ssd-chunks | --prefill] | --step MODEL CONTEXT\n");
+        else {
+            fprintf(stderr, "usage: bench_cuda [--json FILE] [--quick | --ceilings | --ssd-chunks | --prefill]\n");
             return 2;
         }
     }
@@ -458,10 +289,6 @@ int main(int argc, char **argv) {
     mmm_cuda_set_stream(s);
     printf("device: %s, sm_%d%d, %d SMs, %.1f GiB\n", info.name, info.cc_major, info.cc_minor,
            info.sm_count, info.total_mem / 1073741824.0);
-    if (step_model >= 0) {
-        eager_steps(step_model, step_ctx);
-        return 0;
-    }
     if (json && !(g_json = fopen(json, "w"))) {
         fprintf(stderr, "bench_cuda: cannot write %s\n", json);
         return 1;
@@ -477,9 +304,7 @@ int main(int argc, char **argv) {
         gemm_f32_modes();
     }
     if (!ceilings_only && !ssd_chunks && !prefill_only) {
-        g_base_used = used_now();
         gemv_table();
-        decode_table(quick);
         prefill_table(quick);
     }
     if (g_json) {

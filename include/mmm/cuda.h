@@ -58,10 +58,11 @@ void mmm_cuda_stream_destroy(mmm_cuda_stream s);
 /* The stream every launcher uses from now on; NULL is the default stream. */
 void mmm_cuda_set_stream(mmm_cuda_stream s);
 
-/* Graphs: capture the launches made between begin and end on the current stream (which must not
- * be the default one), then replay them with one launch each. */
+/* Graphs: capture the launches made between begin and end (on capture, a stream of its own;
+ * the current stream is back after end), then replay them on the current stream with one launch
+ * each. Nothing runs while capturing, so nothing in between may wait for the device. */
 typedef struct mmm_cuda_graph_s *mmm_cuda_graph;
-int mmm_cuda_graph_begin(void);
+int mmm_cuda_graph_begin(mmm_cuda_stream capture);
 int mmm_cuda_graph_end(mmm_cuda_graph *g);
 int mmm_cuda_graph_launch(mmm_cuda_graph g);
 void mmm_cuda_graph_destroy(mmm_cuda_graph g);
@@ -219,16 +220,32 @@ int mmm_cuda_attention_decode(float *out,      /* (B, H, D) */
                               const void *v,   /* (B, Tmax, Hkv, D) T */
                               void *ws, int B, int Tk, int Tmax, int H, int Hkv, int D,
                               mmm_dtype dt);
+/* The number of key splits that suits Tk keys on this device (as many as fill it once, at least
+ * MIN_SPLIT_KEYS keys each; mmm_cuda_attention_decode trims it so that none is empty). */
+int mmm_cuda_attention_decode_splits(int B, int Tk, int H, int Hkv, int D, mmm_dtype dt);
+/* mmm_cuda_attention_decode with the key count read on the device when the kernels run (*tk,
+ * 1 ≤ *tk ≤ Tmax) and nsplit even splits of it (at most the splits of Tmax keys; one may be
+ * empty): launches that a CUDA graph replays at any length. */
+int mmm_cuda_attention_decode_at(float *out,      /* (B, H, D) */
+                                 const float *q,  /* (B, H, D) */
+                                 const void *k,   /* (B, Tmax, Hkv, D) T */
+                                 const void *v,   /* (B, Tmax, Hkv, D) T */
+                                 void *ws,
+                                 const int *tk,   /* (1) device */
+                                 int nsplit, int B, int Tmax, int H, int Hkv, int D, mmm_dtype dt);
 /* Splits one token's fused wqkv output (rows grouped per kv head as [q × H/Hkv, k, v], docs/design.md §2),
  * rotates q and k with the rotary table row of position pos (mmm_cuda_rope_table with T = 1,
- * shared by every layer) and appends k and v to the caches at row pos. */
+ * shared by every layer) and appends k and v to the caches at row pos — or, with pos_dev, at the
+ * row found there when the kernel runs (pos then only bounds-checked). */
 int mmm_cuda_decode_qkv(float *q,           /* (B, H, D) */
                         void *k_cache,      /* (B, Tmax, Hkv, D) T */
                         void *v_cache,      /* (B, Tmax, Hkv, D) T */
                         const float *qkv,   /* (B, (H + 2·Hkv)·D) */
                         const float *cos_t, /* (D/2) */
                         const float *sin_t, /* (D/2) */
-                        int pos, int B, int Tmax, int H, int Hkv, int D, mmm_dtype dt);
+                        int pos,
+                        const int *pos_dev, /* (1) device, or NULL */
+                        int B, int Tmax, int H, int Hkv, int D, mmm_dtype dt);
 
 /* ---- depthwise causal conv1d (as mmm_conv1d_*) ---- */
 

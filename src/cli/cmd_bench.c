@@ -35,6 +35,7 @@ typedef bench_dims dims;
 
 typedef struct {
     double ms_per_token, state_mb, peak_mb, model_mb; /* peak_mb: resident memory, or GPU memory added */
+    double in_use_mb; /* GPU memory in use at the end, this process's context included */
     double prefill_ms; /* < 0 when not measured */
     int ok;
 } result;
@@ -172,8 +173,10 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
     if (!rc && !cuda && dt != MMM_WEIGHTS_F32) rc = mmm_model_use_cpu_weights(m, dt); /* counted in the peak */
     if (!rc) rc = mmm_state_new(&s, m, ctx + steps + 2);
     double prefill_ms = -1;
-    /* warm-up, then back to empty: a process's first GPU call also loads cuBLAS and the kernels */
-    if (!rc && cuda && !(rc = mmm_prefill(m, s, (int32_t[]){1}, 1, NULL, 0, NULL, NULL))) mmm_state_reset(s);
+    /* warm-up, then back to empty: a process's first GPU prefill also loads cuBLAS and the kernels
+     * (a state that only decodes never reserves a prefill chunk's buffers) */
+    if (!rc && cuda && ctx <= prefill_max && !(rc = mmm_prefill(m, s, (int32_t[]){1, 2}, 2, NULL, 0, NULL, NULL)))
+        mmm_state_reset(s);
     if (!rc && ctx <= prefill_max) {
         int32_t *ids = malloc((size_t)ctx * sizeof *ids);
         if (!ids) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
@@ -196,7 +199,7 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
     if (!rc) {
         qsort(t, (size_t)steps, sizeof *t, cmp_double);
         r = (result){t[steps / 2] * 1e3, mmm_state_bytes(s) / 1048576.0, cuda ? (gpu1 - gpu0) / 1048576.0 : peak_rss_mb(),
-                     m->n_floats * 4.0 / 1048576.0, prefill_ms, 1};
+                     m->n_floats * 4.0 / 1048576.0, gpu1 / 1048576.0, prefill_ms, 1};
     } else {
         fprintf(stderr, "mmm bench: %s at %d tokens: %s\n", kind_names[kind], ctx, mmm_last_error());
     }
@@ -231,8 +234,8 @@ static result run_child(const char *model_dir, const dims *d, int kind, int ctx,
     }
     for (char *line = text, *end; line && *line; line = end ? end + 1 : NULL) {
         end = strchr(line, '\n');
-        if (sscanf(line, "RESULT %lf %lf %lf %lf %lf", &r.ms_per_token, &r.state_mb, &r.peak_mb, &r.model_mb,
-                   &r.prefill_ms) == 5)
+        if (sscanf(line, "RESULT %lf %lf %lf %lf %lf %lf", &r.ms_per_token, &r.state_mb, &r.peak_mb, &r.model_mb,
+                   &r.in_use_mb, &r.prefill_ms) == 6)
             r.ok = 1;
     }
     free(text);
@@ -437,7 +440,8 @@ int cmd_bench(int argc, char **argv) {
     if (is_child) { /* one measurement, for the parent to read */
         result r = measure_decode(model_dir, &d, child[0], child[1], child[2], child[3], cuda, dtype);
         if (!r.ok) return 1;
-        printf("RESULT %.6f %.4f %.2f %.2f %.4f\n", r.ms_per_token, r.state_mb, r.peak_mb, r.model_mb, r.prefill_ms);
+        printf("RESULT %.6f %.4f %.2f %.2f %.2f %.4f\n", r.ms_per_token, r.state_mb, r.peak_mb, r.model_mb, r.in_use_mb,
+               r.prefill_ms);
         return 0;
     }
     if (save_dir) return save_models(model_dir, &d, kinds, save_dir);
@@ -503,6 +507,7 @@ int cmd_bench(int argc, char **argv) {
                            "\"%s\": %.1f, \"weights_mb\": %.1f", first ? "" : ",", kind_names[k], ctx[i],
                         res[k][i].ms_per_token, res[k][i].state_mb, cuda ? "gpu_mb" : "peak_rss_mb", res[k][i].peak_mb,
                         res[k][i].model_mb);
+                if (cuda) fprintf(f, ", \"gpu_in_use_mb\": %.1f", res[k][i].in_use_mb);
                 if (res[k][i].prefill_ms >= 0) fprintf(f, ", \"prefill_ms\": %.2f", res[k][i].prefill_ms);
                 fprintf(f, "}");
                 first = 0;

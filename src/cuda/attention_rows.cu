@@ -63,11 +63,14 @@ static __device__ __forceinline__ int lane_of_key(int j) {
 }
 
 /* grid (Tq, nsplit, B·Hkv). With one split, writes out (and lse); otherwise writes the split's
- * unnormalised partial [acc (D), m, l] per (b, t, h) to part for k_attn_combine. */
+ * unnormalised partial [acc (D), m, l] per (b, t, h) to part for k_attn_combine. With tk_dev
+ * (decoding, Tq = 1) the key count is read from the device when the kernel runs and the splits
+ * divide it evenly, so one launch serves every length (a replayed CUDA graph); a split past the
+ * keys is empty (m = −∞, l = 0) and weighs nothing in the combine. */
 template <typename TQ, typename TKV, int DPL, int G>
 __global__ void __launch_bounds__(RWARPS * 32)
 k_attn_rows(TQ *out, float *lse, float *part, const TQ *q, const TKV *k, const TKV *v, int Tq,
-            int Tk, int Tmax, int H, int Hkv, int keys_per_split, float scale_log2) {
+            int Tk, const int *tk_dev, int Tmax, int H, int Hkv, int keys_per_split, float scale_log2) {
     constexpr int D = DPL * 32;
     typedef typename vec<TKV, DPL>::t raw;
     __shared__ float s_m[RWARPS][G], s_l[RWARPS][G], s_acc[RWARPS][G][D];
@@ -76,6 +79,10 @@ k_attn_rows(TQ *out, float *lse, float *part, const TQ *q, const TKV *k, const T
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     pdl_wait();
     pdl_trigger();
+    if (tk_dev) {
+        Tk = *tk_dev;
+        keys_per_split = (Tk + nsplit - 1) / nsplit;
+    }
 
     float qr[G][DPL];
 #pragma unroll
@@ -199,7 +206,8 @@ __global__ void __launch_bounds__(CB_WARPS * 32) k_attn_combine(TQ *out, const f
     float M = -INFINITY;
     for (int s = 0; s < nsplit; s++) M = fmaxf(M, s_f[s]);
     __syncthreads();
-    for (int s = threadIdx.x; s < nsplit; s += blockDim.x) s_f[s] = exp2f(s_f[s] - M); /* splits are never empty: M is finite */
+    /* M is finite: the first split is never empty; an empty one's factor is 0 */
+    for (int s = threadIdx.x; s < nsplit; s += blockDim.x) s_f[s] = exp2f(s_f[s] - M);
     __syncthreads();
     float acc[DPL] = {};
 #pragma unroll 4
@@ -219,8 +227,8 @@ __global__ void __launch_bounds__(CB_WARPS * 32) k_attn_combine(TQ *out, const f
 }
 
 template <typename TQ, typename TKV, int DPL>
-using rows_fn = void (*)(TQ *, float *, float *, const TQ *, const TKV *, const TKV *, int, int, int,
-                         int, int, int, float);
+using rows_fn = void (*)(TQ *, float *, float *, const TQ *, const TKV *, const TKV *, int, int,
+                         const int *, int, int, int, int, float);
 
 /* the instantiation for G query heads per kv head, or NULL */
 template <typename TQ, typename TKV, int DPL>
@@ -236,13 +244,14 @@ static rows_fn<TQ, TKV, DPL> rows_kernel(int G) {
 
 template <typename TQ, typename TKV, int DPL>
 static int launch_rows(TQ *out, float *lse, float *part, const TQ *q, const TKV *k, const TKV *v,
-                       int B, int Tq, int Tk, int Tmax, int H, int Hkv, int nsplit, int per) {
+                       int B, int Tq, int Tk, const int *tk_dev, int Tmax, int H, int Hkv, int nsplit,
+                       int per) {
     rows_fn<TQ, TKV, DPL> kern = rows_kernel<TQ, TKV, DPL>(H / Hkv);
     if (!kern)
         return mmm_fail(MMM_ERR_UNSUPPORTED, "cuda attention: %d query heads per kv head "
                         "(1, 2, 4 or 8)", H / Hkv);
     return cu_launch_pdl("attention", kern, dim3(Tq, nsplit, B * Hkv), dim3(RWARPS * 32), 0, out, lse,
-                         part, q, k, v, Tq, Tk, Tmax, H, Hkv, per,
+                         part, q, k, v, Tq, Tk, tk_dev, Tmax, H, Hkv, per,
                          1.44269504089f / sqrtf((float)(DPL * 32)));
 }
 
@@ -260,9 +269,9 @@ int cu_attention_rows_f32(float *out, float *lse, const float *q, const float *k
                           int B, int Tq, int Tk, int H, int Hkv, int D) {
     int rc = check_geometry("attention", B, Tq, Tk, H, Hkv, D);
     if (rc || B == 0 || Tq == 0) return rc;
-    if (D == 32) return launch_rows<float, float, 1>(out, lse, NULL, q, k, v, B, Tq, Tk, Tk, H, Hkv, 1, Tk);
-    if (D == 64) return launch_rows<float, float, 2>(out, lse, NULL, q, k, v, B, Tq, Tk, Tk, H, Hkv, 1, Tk);
-    return launch_rows<float, float, 4>(out, lse, NULL, q, k, v, B, Tq, Tk, Tk, H, Hkv, 1, Tk);
+    if (D == 32) return launch_rows<float, float, 1>(out, lse, NULL, q, k, v, B, Tq, Tk, NULL, Tk, H, Hkv, 1, Tk);
+    if (D == 64) return launch_rows<float, float, 2>(out, lse, NULL, q, k, v, B, Tq, Tk, NULL, Tk, H, Hkv, 1, Tk);
+    return launch_rows<float, float, 4>(out, lse, NULL, q, k, v, B, Tq, Tk, NULL, Tk, H, Hkv, 1, Tk);
 }
 
 /* Splits of the keys: as many blocks as are resident at once (one wave, every multiprocessor
@@ -287,45 +296,78 @@ size_t mmm_cuda_attention_decode_ws_bytes(int B, int H, int D, int Tk) {
 }
 
 template <typename TKV, int DPL>
-static int decode_rows(float *out, const float *q, const TKV *k, const TKV *v, float *ws, int B,
-                       int Tk, int Tmax, int H, int Hkv) {
+static int splits_for(int B, int Tk, int H, int Hkv) {
     rows_fn<float, TKV, DPL> kern = rows_kernel<float, TKV, DPL>(H / Hkv);
-    int ns = kern ? decode_splits((const void *)kern, B, Hkv, Tk) : 1, per = (Tk + ns - 1) / ns;
-    ns = (Tk + per - 1) / per; /* no empty split */
-    int rc = launch_rows<float, TKV, DPL>(out, NULL, ns > 1 ? ws : NULL, q, k, v, B, 1, Tk, Tmax, H,
-                                          Hkv, ns, per);
+    return kern ? decode_splits((const void *)kern, B, Hkv, Tk) : 1;
+}
+
+/* ns splits of Tk keys, or with tk_dev of the count found there */
+template <typename TKV, int DPL>
+static int decode_rows(float *out, const float *q, const TKV *k, const TKV *v, float *ws, int B,
+                       int Tk, const int *tk_dev, int ns, int Tmax, int H, int Hkv) {
+    int rc = launch_rows<float, TKV, DPL>(out, NULL, ns > 1 ? ws : NULL, q, k, v, B, 1, Tk, tk_dev,
+                                          Tmax, H, Hkv, ns, (Tk + ns - 1) / ns);
     if (rc || ns == 1) return rc;
     return cu_launch_pdl("attention decode combine", k_attn_combine<float, DPL>, dim3(B * H),
                          dim3(CB_WARPS * 32), 0, out, (const float *)ws, ns);
 }
 
-int mmm_cuda_attention_decode(float *out, const float *q, const void *k, const void *v, void *ws,
-                              int B, int Tk, int Tmax, int H, int Hkv, int D, mmm_dtype dt) {
+/* ns == 0: chosen for Tk */
+static int attention_decode(float *out, const float *q, const void *k, const void *v, void *ws,
+                            int B, int Tk, const int *tk_dev, int ns, int Tmax, int H, int Hkv,
+                            int D, mmm_dtype dt) {
     int rc = check_geometry("attention decode", B, 1, Tk, H, Hkv, D);
     if (rc) return rc;
     if (Tk < 1 || Tk > Tmax)
         return mmm_fail(MMM_ERR_ARG, "cuda attention decode: Tk=%d with a cache of %d rows", Tk, Tmax);
-    if (B == 0) return MMM_OK;
-    if (dt == MMM_DTYPE_F32)
-        return D == 32 ? decode_rows<float, 1>(out, q, (const float *)k, (const float *)v, (float *)ws, B, Tk, Tmax, H, Hkv)
-             : D == 64 ? decode_rows<float, 2>(out, q, (const float *)k, (const float *)v, (float *)ws, B, Tk, Tmax, H, Hkv)
-                       : decode_rows<float, 4>(out, q, (const float *)k, (const float *)v, (float *)ws, B, Tk, Tmax, H, Hkv);
     if (dt == MMM_DTYPE_BF16 && D == 32)
         return mmm_fail(MMM_ERR_UNSUPPORTED, "cuda attention decode: head_dim 32 takes an fp32 cache");
-    if (dt == MMM_DTYPE_BF16)
-        return D == 64 ? decode_rows<bf16, 2>(out, q, (const bf16 *)k, (const bf16 *)v, (float *)ws, B, Tk, Tmax, H, Hkv)
-                       : decode_rows<bf16, 4>(out, q, (const bf16 *)k, (const bf16 *)v, (float *)ws, B, Tk, Tmax, H, Hkv);
-    return bad_dtype("attention decode", dt);
+    if (dt != MMM_DTYPE_F32 && dt != MMM_DTYPE_BF16) return bad_dtype("attention decode", dt);
+    if (B == 0) return MMM_OK;
+    if (ns < 1) { /* chosen for Tk, none of them empty */
+        ns = mmm_cuda_attention_decode_splits(B, Tk, H, Hkv, D, dt);
+        ns = (Tk + (Tk + ns - 1) / ns - 1) / ((Tk + ns - 1) / ns);
+    }
+    if (dt == MMM_DTYPE_F32)
+        return D == 32 ? decode_rows<float, 1>(out, q, (const float *)k, (const float *)v, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv)
+             : D == 64 ? decode_rows<float, 2>(out, q, (const float *)k, (const float *)v, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv)
+                       : decode_rows<float, 4>(out, q, (const float *)k, (const float *)v, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv);
+    return D == 64 ? decode_rows<bf16, 2>(out, q, (const bf16 *)k, (const bf16 *)v, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv)
+                   : decode_rows<bf16, 4>(out, q, (const bf16 *)k, (const bf16 *)v, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv);
+}
+
+int mmm_cuda_attention_decode_splits(int B, int Tk, int H, int Hkv, int D, mmm_dtype dt) {
+    if (Tk < 1 || Hkv < 1 || H % Hkv) return 1;
+    if (dt == MMM_DTYPE_BF16) return D == 64 ? splits_for<bf16, 2>(B, Tk, H, Hkv) : splits_for<bf16, 4>(B, Tk, H, Hkv);
+    return D == 32 ? splits_for<float, 1>(B, Tk, H, Hkv) : D == 64 ? splits_for<float, 2>(B, Tk, H, Hkv)
+                                                         : splits_for<float, 4>(B, Tk, H, Hkv);
+}
+
+int mmm_cuda_attention_decode(float *out, const float *q, const void *k, const void *v, void *ws,
+                              int B, int Tk, int Tmax, int H, int Hkv, int D, mmm_dtype dt) {
+    return attention_decode(out, q, k, v, ws, B, Tk, NULL, 0, Tmax, H, Hkv, D, dt);
+}
+
+int mmm_cuda_attention_decode_at(float *out, const float *q, const void *k, const void *v, void *ws,
+                                 const int *tk, int nsplit, int B, int Tmax, int H, int Hkv, int D,
+                                 mmm_dtype dt) {
+    if (!tk || nsplit < 1 || nsplit > MAX_SPLITS ||
+        (size_t)nsplit * MIN_SPLIT_KEYS > (size_t)Tmax + MIN_SPLIT_KEYS - 1)
+        return mmm_fail(MMM_ERR_ARG, "cuda attention decode: %d splits of a cache of %d rows (at most "
+                        "its workspace's)", nsplit, Tmax);
+    return attention_decode(out, q, k, v, ws, B, Tmax, tk, nsplit, Tmax, H, Hkv, D, dt);
 }
 
 /* one thread per (b, slot, pair): slot runs over the fused rows' heads [q × rep, k, v] per group */
 template <typename T>
 __global__ void k_decode_qkv(float *q, T *kc, T *vc, const float *qkv, const float *cos_t,
-                             const float *sin_t, int pos, int B, int Tmax, int H, int Hkv, int D) {
+                             const float *sin_t, int pos, const int *pos_dev, int B, int Tmax, int H,
+                             int Hkv, int D) {
     int half = D / 2, rep = H / Hkv, slots = H + 2 * Hkv;
     size_t n = (size_t)B * slots * half;
     pdl_wait();
     pdl_trigger();
+    if (pos_dev) pos = *pos_dev;
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n;
          e += (size_t)gridDim.x * blockDim.x) {
         int i = (int)(e % half), slot = (int)(e / half % slots), b = (int)(e / half / slots);
@@ -352,8 +394,8 @@ __global__ void k_decode_qkv(float *q, T *kc, T *vc, const float *qkv, const flo
 }
 
 int mmm_cuda_decode_qkv(float *q, void *k_cache, void *v_cache, const float *qkv,
-                        const float *cos_t, const float *sin_t, int pos, int B, int Tmax, int H,
-                        int Hkv, int D, mmm_dtype dt) {
+                        const float *cos_t, const float *sin_t, int pos, const int *pos_dev, int B,
+                        int Tmax, int H, int Hkv, int D, mmm_dtype dt) {
     if (pos < 0 || pos >= Tmax || Hkv < 1 || H % Hkv || D % 2)
         return mmm_fail(MMM_ERR_ARG, "cuda decode_qkv: position %d in a cache of %d rows, H=%d "
                         "Hkv=%d D=%d", pos, Tmax, H, Hkv, D);
@@ -362,7 +404,7 @@ int mmm_cuda_decode_qkv(float *q, void *k_cache, void *v_cache, const float *qkv
     int rc;
     DISPATCH("decode_qkv", dt,
              rc = cu_launch_pdl("decode_qkv", k_decode_qkv<T>, dim3(grid_for(n, 256)), dim3(256), 0,
-                                q, (T *)k_cache, (T *)v_cache, qkv, cos_t, sin_t, pos, B, Tmax, H,
-                                Hkv, D));
+                                q, (T *)k_cache, (T *)v_cache, qkv, cos_t, sin_t, pos, pos_dev, B,
+                                Tmax, H, Hkv, D));
     return rc;
 }

@@ -128,17 +128,23 @@ void mmm_cuda_stream_destroy(mmm_cuda_stream s) {
 
 void mmm_cuda_set_stream(mmm_cuda_stream s) { g_stream = s ? s->s : 0; }
 
-int mmm_cuda_graph_begin(void) {
-    if (!g_stream)
-        return mmm_fail(MMM_ERR_ARG, "cuda: graph capture needs a stream (mmm_cuda_set_stream)");
-    return cu_check(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal),
-                    "beginning a graph capture");
+static cudaStream_t g_before_capture; /* the current stream while a capture runs on another */
+
+int mmm_cuda_graph_begin(mmm_cuda_stream s) {
+    if (!s) return mmm_fail(MMM_ERR_ARG, "cuda: graph capture needs a stream of its own");
+    g_before_capture = g_stream;
+    g_stream = s->s;
+    int rc = cu_check(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeThreadLocal),
+                      "beginning a graph capture");
+    if (rc) g_stream = g_before_capture;
+    return rc;
 }
 
 int mmm_cuda_graph_end(mmm_cuda_graph *g) {
     *g = (mmm_cuda_graph)calloc(1, sizeof **g);
     cudaGraph_t graph = NULL;
     int rc = cu_check(cudaStreamEndCapture(g_stream, &graph), "ending a graph capture");
+    g_stream = g_before_capture;
     if (!rc && !*g) rc = mmm_fail(MMM_ERR_NOMEM, "cuda: cannot allocate a graph handle");
     if (!rc) rc = cu_check(cudaGraphInstantiate(&(*g)->exec, graph, 0), "instantiating a graph");
     if (rc) {

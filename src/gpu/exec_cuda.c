@@ -208,6 +208,7 @@ static int plan_state(const model_exec *x, int max_tokens, state_plan *p) {
         .vision_group = VISION_TILES,
         .kv_dt = cache_dtype(m),
         .fused_decode = bf16,
+        .decode_ws_bytes = 16, /* the token's position on the device (decode_bf16.c) */
         .attn_ws_bytes = attention ? mmm_cuda_attention_decode_ws_bytes(1, H, D, max_tokens) : 0,
         .room = free_bytes / 10 * 9,
         .where = "free on the GPU",
@@ -219,9 +220,10 @@ static int fill_uniform(const model_exec *x, void *p, mmm_dtype dt, size_t n, fl
     return mmm_cuda_fill_uniform(p, dt, n, lo, hi, seed);
 }
 
-static int decode_token(const model_exec *x, const decode_bufs *b, int pos, float *logits) {
+static int decode_token(const model_exec *x, decode_bufs *b, int pos, float *logits) {
     return gpu_decode_bf16(x, b, pos, logits);
 }
+static void decode_release(const model_exec *x, decode_bufs *b) { gpu_decode_release(b); }
 
 static int zero(const model_exec *x, float *p, size_t n) { return mmm_cuda_memset(p, 0, n * sizeof *p); }
 static int copy(const model_exec *x, void *dst, const void *src, size_t bytes) { return mmm_cuda_copy(dst, src, bytes); }
@@ -415,7 +417,7 @@ static int pos_grid_backward(const model_exec *x, const mmm_weights *gw, const f
     return rc;
 }
 
-static const exec_ops cuda_ops = EXEC_OPS(.decode_token = decode_token);
+static const exec_ops cuda_ops = EXEC_OPS(.decode_token = decode_token, .decode_release = decode_release);
 
 model_exec exec_cuda(const mmm_model *m, void *ssd_ws, void *attn_ws) {
     return (model_exec){.op = &cuda_ops, .m = m, .w = &m->gpu->w, .dev = m->gpu, .ssd_ws = ssd_ws, .attn_ws = attn_ws};

@@ -76,8 +76,9 @@ int gpu_linear_backward(const mmm_gpu_model *g, float *dinp /* (N, C) or NULL, +
 model_exec exec_cuda(const mmm_model *m, void *ssd_ws, void *attn_ws);
 
 /* The token whose embedding is in b->x, at position pos, through the bf16 decode kernels: logits
- * (V, device). */
-int gpu_decode_bf16(const model_exec *x, const decode_bufs *b, int pos, float *logits);
+ * (V, device). A CUDA graph of the step is kept in b->own; gpu_decode_release frees it. */
+int gpu_decode_bf16(const model_exec *x, decode_bufs *b, int pos, float *logits);
+void gpu_decode_release(decode_bufs *b);
 
 /* Allocates the model's device gradient buffer (once). */
 int gpu_grads_reserve(const mmm_model *m);

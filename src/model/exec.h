@@ -51,6 +51,8 @@ typedef struct {
     const float *rope[2][2]; /* [stack][cos|sin] (D/2) of the token's position */
     void *ws;                /* state_plan.decode_ws_bytes of the device's own, or NULL */
     int ws_threads;          /* state_plan.decode_threads */
+    void *own;               /* the device's own record of the step (CUDA: its captured graph),
+                                made by decode_token, freed by decode_release; NULL at first */
 } decode_bufs;
 
 typedef struct {
@@ -195,7 +197,9 @@ typedef struct {
     int (*fill_uniform)(const model_exec *x, void *p, mmm_dtype dt, size_t n, float lo, float hi, uint64_t seed);
     /* The whole single-token step, b->x's token at position pos through every layer, the final
      * norm and lm_head: logits (V, device). NULL where state_plan never asks for it. */
-    int (*decode_token)(const model_exec *x, const decode_bufs *b, int pos, float *logits);
+    int (*decode_token)(const model_exec *x, decode_bufs *b, int pos, float *logits);
+    /* frees b->own (NULL where decode_token keeps nothing there) */
+    void (*decode_release)(const model_exec *x, decode_bufs *b);
 
     /* vision */
     int (*patches)(const model_exec *x, float *out /* (n, S/p, S/p, 3·p·p) */, const float *pixels /* (n, 3, S, S) */,

@@ -383,7 +383,7 @@ static int pos_grid_backward(const model_exec *x, const mmm_weights *gw, const f
     return MMM_OK;
 }
 
-static int decode_token(const model_exec *x, const decode_bufs *b, int pos, float *logits) {
+static int decode_token(const model_exec *x, decode_bufs *b, int pos, float *logits) {
     return cpu_decode_token(x, b, pos, logits);
 }
 

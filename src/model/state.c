@@ -19,7 +19,9 @@ struct mmm_state {
     void **k, **v;           /* attention layers: (max_tokens, Hkv, D) of plan.kv_dt */
     float **conv, **ssm;     /* mamba2 layers: (K−1, Dc) and (H, D, D) */
     size_t cache_bytes;
-    exec_buf arena;          /* one chunk's buffers below */
+    exec_buf arena;          /* one chunk's buffers below, reserved by the first prefill that needs
+                                them: a state that only decodes holds its caches and a token's
+                                vectors, not a 4096-token chunk's buffers */
     layer_buf buf[2];        /* per mixer kind, sized for its widest layer */
     float *x, *hf, *rstdf, *norms, *scratch, *rope[2][2];
     int32_t *pos;            /* (chunk) host positions */
@@ -102,6 +104,7 @@ int mmm_default_max_tokens(const mmm_config *c) {
 void mmm_state_free(mmm_state *s) {
     if (!s) return;
     const model_exec *x = &s->dev;
+    if (x->op->decode_release) x->op->decode_release(x, &s->db);
     for (int l = 0; s->mem && l < s->n_layers; l++) x->op->release(x, &s->mem[l]);
     exec_buf *bufs[] = {&s->arena, &s->ssd_ws, &s->attn_ws, &s->logits, &s->vis, &s->img, &s->dec};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) x->op->release(x, bufs[i]);
@@ -123,11 +126,12 @@ void mmm_state_reset(mmm_state *s) {
     s->len = 0;
 }
 
-/* The fused decode's single-token vectors: the widest input projection, H·D twice, the FFN
- * width, the L2 norm, then the per-layer counters. */
+/* The fused decode's single-token vectors: the residual stream, the widest input projection, H·D
+ * twice, the FFN width, the L2 norm, the rotary rows of both stacks, then the per-layer counters. */
 static int alloc_decode(mmm_state *s) {
     const mmm_config *c = &s->model->cfg;
-    size_t widest = 0, hd = 0, ffn = 0, L = (size_t)s->n_layers;
+    size_t widest = 0, hd = 0, ffn = 0, L = (size_t)s->n_layers, C = (size_t)c->hidden;
+    size_t half = MMM_ALIGN_FLOATS((size_t)max_head_dim(c) / 2);
     for (size_t l = 0; l < L; l++) {
         const mmm_layer_desc *d = &c->layers[l];
         size_t in = d->kind == MMM_MIXER_ATTENTION ? (size_t)(d->n_heads + 2 * d->n_kv_heads) * d->head_dim
@@ -136,20 +140,23 @@ static int alloc_decode(mmm_state *s) {
         if ((size_t)d->n_heads * d->head_dim > hd) hd = (size_t)d->n_heads * d->head_dim;
         if ((size_t)d->ffn > ffn) ffn = (size_t)d->ffn;
     }
-    size_t floats = MMM_ALIGN_FLOATS(widest) + 2 * MMM_ALIGN_FLOATS(hd) + MMM_ALIGN_FLOATS(ffn) + 4;
+    size_t floats = MMM_ALIGN_FLOATS(C) + MMM_ALIGN_FLOATS(widest) + 2 * MMM_ALIGN_FLOATS(hd) + MMM_ALIGN_FLOATS(ffn) +
+                    4 + 4 * half;
     size_t ints = MMM_ALIGN_FLOATS(L); /* the counters, then the device's workspace */
     TRY(s->dev.op->reserve(&s->dev, &s->dec, (floats + ints) * sizeof(float) + s->plan.decode_ws_bytes,
                            "the decode step's buffers"));
     float *p = s->dec.p;
-    s->db = (decode_bufs){.x = s->x, .z = p, .kv_dt = s->plan.kv_dt, .k = s->k, .v = s->v, .conv = s->conv,
+    s->db = (decode_bufs){.x = p, .kv_dt = s->plan.kv_dt, .k = s->k, .v = s->v, .conv = s->conv,
                           .ssm = s->ssm, .Tmax = s->max_tokens, .ws_threads = s->plan.decode_threads};
     if (s->plan.decode_ws_bytes) s->db.ws = p + floats + ints;
+    s->db.z = s->db.x + MMM_ALIGN_FLOATS(C);
     s->db.q = s->db.z + MMM_ALIGN_FLOATS(widest);
     s->db.y = s->db.q + MMM_ALIGN_FLOATS(hd);
     s->db.s = s->db.y + MMM_ALIGN_FLOATS(hd);
     s->db.norm = s->db.s + MMM_ALIGN_FLOATS(ffn);
+    float *rope = s->db.norm + 4;
+    for (int st = 0; st < 2; st++) s->db.rope[st][0] = rope + 2 * st * half, s->db.rope[st][1] = rope + (2 * st + 1) * half;
     s->db.sync = (int *)(p + floats);
-    for (int st = 0; st < 2; st++) s->db.rope[st][0] = s->rope[st][0], s->db.rope[st][1] = s->rope[st][1];
     /* counters and the device's workspace start from zero */
     return s->dev.op->zero(&s->dev, (float *)s->db.sync, ints + s->plan.decode_ws_bytes / sizeof(float));
 }
@@ -194,14 +201,8 @@ int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
             s->ssm[l] = s->conv[l] + conv_floats(d);
         }
     }
-    if (!rc) rc = x.op->reserve(&x, &s->arena, chunk_layout(NULL, c, plan.chunk, NULL) * sizeof(float), "a prefill chunk");
-    if (!rc) rc = x.op->reserve(&x, &s->ssd_ws, x.op->ssd_ws_bytes(&x, 1, plan.chunk), "the SSD workspace");
     if (!rc) rc = x.op->reserve(&x, &s->attn_ws, plan.attn_ws_bytes, "the attention workspace");
-    if (!rc) {
-        chunk_layout(s, c, plan.chunk, s->arena.p);
-        s->dev.ssd_ws = s->ssd_ws.p;
-        s->dev.attn_ws = s->attn_ws.p;
-    }
+    if (!rc) s->dev.attn_ws = s->attn_ws.p;
     if (!rc && plan.fused_decode) rc = alloc_decode(s);
     if (rc) {
         mmm_state_free(s);
@@ -254,17 +255,30 @@ int mmm_state_copy(mmm_state *dst, const mmm_state *src) {
     return MMM_OK;
 }
 
-/* The rotary tables of both stacks for the T tokens from position pos0 of a prefill call that
- * ends at seq_end tokens: InternLM2 sizes the dynamic base by the keys the whole call ends with
- * (kv_seq_len), so every chunk of one prefill shares it (docs/model-format.md, RoPE scaling). */
-static int rope_tables(mmm_state *s, int T, int pos0, int seq_end) {
+/* The chunk's buffers and the SSD's workspace, on first use. */
+static int reserve_chunk(mmm_state *s) {
+    if (s->arena.p) return MMM_OK;
+    const model_exec *x = &s->dev;
+    const mmm_config *c = &s->model->cfg;
+    TRY(x->op->reserve(x, &s->ssd_ws, x->op->ssd_ws_bytes(x, 1, s->plan.chunk), "the SSD workspace"));
+    s->dev.ssd_ws = s->ssd_ws.p;
+    TRY(x->op->reserve(x, &s->arena, chunk_layout(NULL, c, s->plan.chunk, NULL) * sizeof(float), "a prefill chunk"));
+    chunk_layout(s, c, s->plan.chunk, s->arena.p);
+    return MMM_OK;
+}
+
+/* The rotary tables of both stacks (into tab[stack][cos|sin]) for the T tokens from position pos0
+ * of a prefill call that ends at seq_end tokens: InternLM2 sizes the dynamic base by the keys the
+ * whole call ends with (kv_seq_len), so every chunk of one prefill shares it
+ * (docs/model-format.md, RoPE scaling). */
+static int rope_tables(mmm_state *s, float *tab[2][2], int T, int pos0, int seq_end) {
     const mmm_config *c = &s->model->cfg;
     for (int t = 0; t < T; t++) s->pos[t] = pos0 + t;
     for (int st = 0; st < 2; st++) {
         int first = st ? c->n_emb_layers : 0, n = st ? c->n_llm_layers : c->n_emb_layers;
         if (n == 0) continue;
         mmm_rope_scaling r = mmm_layer_rope(&c->layers[first]);
-        TRY(s->dev.op->rope_tables(&s->dev, s->rope[st][0], s->rope[st][1], s->pos, T, seq_end, &r,
+        TRY(s->dev.op->rope_tables(&s->dev, tab[st][0], tab[st][1], s->pos, T, seq_end, &r,
                                  c->layers[first].head_dim));
     }
     return MMM_OK;
@@ -275,7 +289,7 @@ static int run_chunk(mmm_state *s, int T, int seq_end) {
     const model_exec *x = &s->dev;
     const mmm_config *c = &s->model->cfg;
     int C = c->hidden, L = mmm_config_n_layers(c);
-    TRY(rope_tables(s, T, s->len, seq_end));
+    TRY(rope_tables(s, s->rope, T, s->len, seq_end));
     for (int l = 0; l < L; l++) {
         const mmm_layer_desc *d = &c->layers[l];
         if (l == c->n_emb_layers && c->normalize_encoder_output)
@@ -333,8 +347,10 @@ static int decode_fused(mmm_state *s, int32_t id, float *out) {
     const model_exec *x = &s->dev;
     int V = s->model->cfg.vocab;
     long cursor = 0;
-    TRY(x->op->embed(x, s->x, &id, 1, NULL, &cursor));
-    TRY(rope_tables(s, 1, s->len, s->len + 1));
+    TRY(x->op->embed(x, s->db.x, &id, 1, NULL, &cursor));
+    float *tab[2][2] = {{(float *)s->db.rope[0][0], (float *)s->db.rope[0][1]},
+                              {(float *)s->db.rope[1][0], (float *)s->db.rope[1][1]}};
+    TRY(rope_tables(s, tab, 1, s->len, s->len + 1));
     TRY(x->op->reserve(x, &s->logits, (size_t)V * sizeof(float), "the logits of a token"));
     TRY(x->op->decode_token(x, &s->db, s->len, s->logits.p));
     TRY(x->op->download(x, out, s->logits.p, (size_t)V * sizeof *out));
@@ -358,6 +374,7 @@ int mmm_prefill(const mmm_model *m, mmm_state *s, const int32_t *ids, int T, con
         if (logits && last) memcpy(last, logits, (size_t)V * sizeof *last);
         return x->op->wait(x); /* done when it returns (timings) */
     }
+    TRY(reserve_chunk(s));
     const float *img = NULL;
     if (n_tiles > 0 && c->patch_size) {
         TRY(image_embeddings(s, pixels, n_tiles));

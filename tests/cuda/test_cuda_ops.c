@@ -445,6 +445,36 @@ TEST(cuda_attention_decode) {
             }
 }
 
+/* The graph form: the key count read on the device and the splits given, empty ones included
+ * (9 keys in 4 splits of 3 leaves the last empty), against the CPU. */
+TEST(cuda_attention_decode_at) {
+    if (!cu_gpu("attention_decode_at")) return;
+    static const int cases[][2] = {{1, 1}, {9, 4}, {130, 2}, {1000, 8}, {1000, 32}, {5000, 64}, {5000, 1}};
+    int B = 1, H = 16, Hkv = 8, D = 128, Tmax = 8192;
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int di = 0; di < 2; di++) {
+            mmm_dtype dt = DTS[di];
+            int Tk = cases[c][0], ns = cases[c][1];
+            rng_t r = rng_new(1100 + c * 2 + di);
+            size_t nq = (size_t)B * H * D, nc = (size_t)B * Tmax * Hkv * D;
+            float *q = alloc_uniform(&r, nq, -2, 2), *kc = cu_rand_host(&r, nc, -2, 2, dt), *vc = cu_rand_host(&r, nc, -1, 1, dt);
+            float *out = alloc_zeros(nq);
+            mmm_attention_forward(out, NULL, q, kc, vc, B, 1, Tk, H, Hkv, D); /* B = 1: the cache's first Tk rows */
+            void *dq = cu_up(q, nq, F32), *dk = cu_up(kc, nc, dt), *dv = cu_up(vc, nc, dt), *dout = cu_poisoned(nq, F32);
+            void *ws = cu_dalloc(mmm_cuda_attention_decode_ws_bytes(B, H, D, Tmax));
+            int *dtk = cu_dalloc(sizeof(int));
+            mmm_cuda_upload(dtk, &Tk, sizeof Tk);
+            char what[160];
+            snprintf(what, sizeof what, "attention_decode_at %s cache Tk=%d (on the device) in %d splits", cu_dtn(dt), Tk, ns);
+            if (cu_ran(mmm_cuda_attention_decode_at(dout, dq, dk, dv, ws, dtk, ns, B, Tmax, H, Hkv, D, dt), what))
+                same(what, dout, out, nq, F32, 2e-5);
+            free(q); free(kc); free(vc); free(out);
+            cu_release();
+        }
+    check(mmm_cuda_attention_decode_at(NULL, NULL, NULL, NULL, NULL, NULL, 200, 1, 1024, 16, 8, 128, F32) == MMM_ERR_ARG,
+          "attention_decode_at: more splits than the workspace of the cache holds is refused");
+}
+
 TEST(cuda_decode_qkv) {
     if (!cu_gpu("decode_qkv")) return;
     int B = 1, H = 16, Hkv = 8, D = 128, Tmax = 40, pos = 29, rep = H / Hkv;
@@ -470,7 +500,7 @@ TEST(cuda_decode_qkv) {
         mmm_rope_forward(kc + (size_t)pos * Hkv * D, kc + (size_t)pos * Hkv * D, ct, sn, 1, Hkv, D);
         char what[128];
         snprintf(what, sizeof what, "decode_qkv %s cache pos=%d H=%d Hkv=%d D=%d", cu_dtn(dt), pos, H, Hkv, D);
-        if (cu_ran(mmm_cuda_decode_qkv(dq, dk, dv, dqkv, dct, dsn, pos, B, Tmax, H, Hkv, D, dt), what)) {
+        if (cu_ran(mmm_cuda_decode_qkv(dq, dk, dv, dqkv, dct, dsn, pos, NULL, B, Tmax, H, Hkv, D, dt), what)) {
             char w2[160];
             snprintf(w2, sizeof w2, "%s q", what);
             same(w2, dq, q, (size_t)H * D, F32, 1e-6);
@@ -478,6 +508,18 @@ TEST(cuda_decode_qkv) {
             same(w2, dk, kc, nc, dt, 1e-6);
             snprintf(w2, sizeof w2, "%s v cache", what);
             same(w2, dv, vc, nc, dt, 1e-6);
+        }
+        /* the position read on the device (the host's only bounds-checked) */
+        int *dpos = cu_dalloc(sizeof(int));
+        mmm_cuda_upload(dpos, &p, sizeof p);
+        mmm_cuda_memset(dq, 0xFF, (size_t)H * D * 4);
+        mmm_cuda_memset((char *)dk + (size_t)pos * Hkv * D * cu_esz(dt), 0xFF, (size_t)Hkv * D * cu_esz(dt));
+        mmm_cuda_memset((char *)dv + (size_t)pos * Hkv * D * cu_esz(dt), 0xFF, (size_t)Hkv * D * cu_esz(dt));
+        snprintf(what, sizeof what, "decode_qkv %s cache pos=%d on the device", cu_dtn(dt), pos);
+        if (cu_ran(mmm_cuda_decode_qkv(dq, dk, dv, dqkv, dct, dsn, 0, dpos, B, Tmax, H, Hkv, D, dt), what)) {
+            same(what, dq, q, (size_t)H * D, F32, 1e-6);
+            same(what, dk, kc, nc, dt, 1e-6);
+            same(what, dv, vc, nc, dt, 1e-6);
         }
         free(qkv); free(kc); free(vc); free(q); free(ct); free(sn);
         cu_release();

@@ -149,7 +149,11 @@ static mmm_model *make_model(int which) {
     mmm_model_init_random(t, 3, 0.08f);
     if (kind == 0) return t;
     uint8_t keep[3] = {0, 1, 0}; /* the hybrid keeps the LLM's first layer */
-    rc = mmm_seed_student(&s, t, kind == 2 ? keep : NULL, MMM_INIT_SCRATCH, 5);
+    /* mimic, as every student mmm seeds by default: upstream's scratch ablation (dt ≈ 0.69 per
+     * token, A down to −16, docs/design.md §4) decays a random state by up to e⁻¹¹ a token, and
+     * this random model's logits then move by 1e-4 of their size under fp32 rounding alone (the GPU
+     * and CPU sum the chunked scan in different orders), past these tolerances */
+    rc = mmm_seed_student(&s, t, kind == 2 ? keep : NULL, MMM_INIT_MIMIC, 5);
     mmm_model_free(t);
     return rc ? NULL : s;
 }
@@ -310,6 +314,49 @@ TEST(gpu_model_generation) {
         mmm_model_free(m);
     }
     free(pixels);
+}
+
+/* prefill T tokens into a fresh bf16 state of m, then DEC decode steps: their logits into out
+ * (DEC, V); graphs = 0 runs the step's launches one by one instead of its CUDA graph */
+static int decode_run(mmm_model *m, const int32_t *ids, int T, int DEC, int graphs, float *out) {
+    mmm_state *s = NULL;
+    if (graphs) unsetenv("MMM_CUDA_GRAPHS");
+    else setenv("MMM_CUDA_GRAPHS", "0", 1);
+    int rc = mmm_state_new(&s, m, T + DEC);
+    if (!rc) rc = mmm_prefill(m, s, ids, T, NULL, 0, NULL, NULL);
+    for (int i = 0; i < DEC && !rc; i++) rc = mmm_decode(m, s, ids[(T + i) % T], out + (size_t)i * m->cfg.vocab);
+    unsetenv("MMM_CUDA_GRAPHS");
+    mmm_state_free(s);
+    return rc;
+}
+
+/* The decode step replayed as a CUDA graph = the same launches made one by one, over 300 steps
+ * whose attention splits change (recaptures at 128 and 256 keys, the position read on the device
+ * everywhere else), for a teacher, a linear and a hybrid student with bf16 weights, at head_dim 64
+ * (bf16 caches) and 32 (fp32 caches). The split counts differ (the graph's are powers of two),
+ * so the logits agree to fp32 rounding (as the GPU with the CPU), not bitwise. */
+TEST(gpu_model_decode_graph) {
+    if (!gpu("model decode graph")) return;
+    enum { T = 100, DEC = 300 };
+    rng_t r = rng_new(31);
+    int32_t ids[T];
+    for (int i = 0; i < T; i++) ids[i] = (int32_t)(rng_uniform(&r) * 60);
+    for (int k = 0; k < N_CASES; k++) {
+        mmm_model *m = make_model(k);
+        int rc = m ? mmm_gpu_use_bf16_decode(m) : MMM_ERR_ARG;
+        size_t n = (size_t)DEC * (m ? m->cfg.vocab : 0);
+        float *graph = malloc(n * sizeof *graph), *eager = malloc(n * sizeof *eager);
+        if (!rc) rc = decode_run(m, ids, T, DEC, 1, graph);
+        if (!rc) rc = decode_run(m, ids, T, DEC, 0, eager);
+        if (check(rc == MMM_OK, "gpu decode graph %s runs%s%s", cases[k], rc ? ": " : "", rc ? mmm_last_error() : "")) {
+            char what[128];
+            snprintf(what, sizeof what, "gpu decode graph %s: %d replayed steps = %d launched ones", cases[k], DEC, DEC);
+            check_close_f(what, graph, eager, n, 1e-4);
+        }
+        free(graph);
+        free(eager);
+        mmm_model_free(m);
+    }
 }
 
 /* bf16 prefill past one bf16 step (4096 tokens) of a teacher, a linear and a hybrid student at
