@@ -158,6 +158,17 @@ static mmm_model *make_model(int which) {
     return rc ? NULL : s;
 }
 
+/* The first position a bf16 prefill is compared at. At position 0 a mamba2 head's output is one
+ * term, y = dt·(C·B)·x, and the gated RMSNorm that follows keeps its sign and drops its size: a
+ * head whose C·B is near zero flips under bf16 rounding of C and B, and the logits there with it
+ * (measured on an H200: the linear student's position 0 moves by 0.26 of the largest logit in
+ * bf16, 2e-5 in fp32, every other position by 1–3e-2 in bf16). Later positions sum many terms. */
+static size_t first_compared(const mmm_model *m) {
+    for (int l = 0; l < mmm_config_n_layers(&m->cfg); l++)
+        if (m->cfg.layers[l].kind == MMM_MIXER_MAMBA2) return 1;
+    return 0;
+}
+
 /* B = 2 sequences of T tokens: the first with one tile, the second with two, text around them
  * (special tokens included), the second padded. pixels: 3 tiles. */
 static void make_batch(int32_t *ids, int T, float *pixels, rng_t *r) {
@@ -298,8 +309,10 @@ TEST(gpu_model_generation) {
             if (!rc) rc = generate(m, ids, T, SPLIT, pixels, DEC, gpu_l);
             if (check(rc == MMM_OK, "gpu generation %s: bf16 runs%s%s", cases[k], rc ? ": " : "",
                       rc ? mmm_last_error() : "")) {
-                snprintf(what, sizeof what, "gpu generation %s: bf16 prefill = cpu (to bf16 rounding)", cases[k]);
-                check_close_f(what, gpu_l, cpu, dec, 5e-2);
+                size_t skip = first_compared(m) * m->cfg.vocab;
+                snprintf(what, sizeof what, "gpu generation %s: bf16 prefill = cpu (to bf16 rounding, from position %zu)",
+                         cases[k], skip / m->cfg.vocab);
+                check_close_f(what, gpu_l + skip, cpu + skip, dec - skip, 5e-2);
                 snprintf(what, sizeof what, "gpu generation %s: bf16 decode steps = cpu (to bf16 rounding)", cases[k]);
                 check_close_f(what, gpu_l + dec, cpu + dec, nl - dec, 5e-2);
                 double *ref = to_f64(f32, dec), e = rel_error(gpu_l, ref, dec);
@@ -397,8 +410,10 @@ TEST(gpu_model_bf16_long_prefill) {
         if (check(rc == MMM_OK, "gpu bf16 prefill of %d tokens %s runs%s%s", T, cases[k], rc ? ": " : "",
                   rc ? mmm_last_error() : "")) {
             char what[128];
-            snprintf(what, sizeof what, "gpu bf16 prefill %s: %d tokens in one call = cpu", cases[k], T);
-            check_close_f(what, one, mmm_acts_logits(ca), nl, 5e-2);
+            size_t skip = first_compared(m) * V;
+            snprintf(what, sizeof what, "gpu bf16 prefill %s: %d tokens in one call = cpu (from position %zu)", cases[k],
+                     T, skip / V);
+            check_close_f(what, one + skip, mmm_acts_logits(ca) + skip, nl - skip, 5e-2);
             /* the steps' fp32 rounding differs (SSD chunks, GEMM shapes), and bf16 rounding of
              * the activations can amplify that to a bf16 step (measured on an H100: up to 9e-3) */
             snprintf(what, sizeof what, "gpu bf16 prefill %s: in 3 calls = in one", cases[k]);
@@ -422,7 +437,8 @@ static bool token_summed(const char *name) {
 
 /* Case k's logits and every parameter's gradient (from random dlogits) on the GPU against the
  * CPU's: in fp32 (bf16 = 0) within tol; in bf16 training mode within tol, token_summed ones within
- * tol_summed, and the logits must move off the GPU's fp32 ones (the GEMMs did run in bf16). */
+ * tol_summed (with mamba2 layers, none from each sequence's first position: first_compared), and
+ * the logits must move off the GPU's fp32 ones (the GEMMs did run in bf16). */
 static void gradients_vs_cpu(int k, int bf16, double tol, double tol_summed, const mmm_input *in, rng_t *r) {
     const char *mode = bf16 ? "bf16 training" : "gradients";
     mmm_model *m = make_model(k);
@@ -432,6 +448,8 @@ static void gradients_vs_cpu(int k, int bf16, double tol, double tol_summed, con
     float *l32 = alloc_zeros(nl), *lg = alloc_zeros(nl);
     mmm_acts *ca = NULL;
     mmm_gpu_acts *ga = NULL;
+    if (bf16 && first_compared(m)) /* no gradient from the first position's logits (first_compared) */
+        for (int b = 0; b < in->B; b++) memset(dl + (size_t)b * in->T * m->cfg.vocab, 0, m->cfg.vocab * sizeof *dl);
     int rc = mmm_forward(m, in, &ca);
     if (!rc) rc = mmm_backward(m, ca, dl, gc);
     if (!rc) rc = mmm_gpu_attach(m);
