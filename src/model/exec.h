@@ -48,7 +48,7 @@ typedef struct {
     float **conv, **ssm;    /* per mamba2 layer */
     int *sync;              /* (L) the fused mamba2 step's counters, zero between calls */
     int Tmax;
-    const float *rope[2][2]; /* [stack][cos|sin] (D/2) of the token's position */
+    float *rope[2][2];       /* [stack][cos|sin] (D/2) of the token's position */
     void *ws;                /* state_plan.decode_ws_bytes of the device's own, or NULL */
     int ws_threads;          /* state_plan.decode_threads */
     void *own;               /* the device's own record of the step (CUDA: its captured graph),

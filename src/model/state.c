@@ -348,9 +348,7 @@ static int decode_fused(mmm_state *s, int32_t id, float *out) {
     int V = s->model->cfg.vocab;
     long cursor = 0;
     TRY(x->op->embed(x, s->db.x, &id, 1, NULL, &cursor));
-    float *tab[2][2] = {{(float *)s->db.rope[0][0], (float *)s->db.rope[0][1]},
-                              {(float *)s->db.rope[1][0], (float *)s->db.rope[1][1]}};
-    TRY(rope_tables(s, tab, 1, s->len, s->len + 1));
+    TRY(rope_tables(s, s->db.rope, 1, s->len, s->len + 1));
     TRY(x->op->reserve(x, &s->logits, (size_t)V * sizeof(float), "the logits of a token"));
     TRY(x->op->decode_token(x, &s->db, s->len, s->logits.p));
     TRY(x->op->download(x, out, s->logits.p, (size_t)V * sizeof *out));
