@@ -233,6 +233,20 @@ int mmm_cuda_attention_decode_at(float *out,      /* (B, H, D) */
                                  void *ws,
                                  const int *tk,   /* (1) device */
                                  int nsplit, int B, int Tmax, int H, int Hkv, int D, mmm_dtype dt);
+/* A batch's attention: one token of each of B sequences, each with its own cache (seqs: B
+ * key-cache pointers, then B value-cache pointers, on the device; tk: (B) on the device, the
+ * keys each query sees, 1 ≤ tk[b] ≤ Tmax). The new rows k_new, v_new are stored (rounded to
+ * dt) at row tk[b] − 1 of sequence b's cache, then out = attention of q over its tk[b] keys in
+ * nsplit even splits (mmm_cuda_attention_decode_splits of the longest). ws:
+ * mmm_cuda_attention_decode_ws_bytes(B, H, D, Tmax) bytes. */
+int mmm_cuda_attention_decode_seqs(float *out,             /* (B, H, D) */
+                                   const float *q,         /* (B, H, D) */
+                                   const float *k_new,     /* (B, Hkv, D) */
+                                   const float *v_new,     /* (B, Hkv, D) */
+                                   const void *const *seqs, /* (2·B) device */
+                                   const int *tk,          /* (B) device */
+                                   void *ws, int nsplit, int B, int Tmax, int H, int Hkv, int D,
+                                   mmm_dtype dt);
 /* Splits one token's fused wqkv output (rows grouped per kv head as [q × H/Hkv, k, v], docs/design.md §2),
  * rotates q and k with the rotary table row of position pos (mmm_cuda_rope_table with T = 1,
  * shared by every layer) and appends k and v to the caches at row pos — or, with pos_dev, at the

@@ -69,8 +69,9 @@ static __device__ __forceinline__ int lane_of_key(int j) {
  * keys is empty (m = −∞, l = 0) and weighs nothing in the combine. */
 template <typename TQ, typename TKV, int DPL, int G>
 __global__ void __launch_bounds__(RWARPS * 32)
-k_attn_rows(TQ *out, float *lse, float *part, const TQ *q, const TKV *k, const TKV *v, int Tq,
-            int Tk, const int *tk_dev, int Tmax, int H, int Hkv, int keys_per_split, float scale_log2) {
+k_attn_rows(TQ *out, float *lse, float *part, const TQ *q, const TKV *k, const TKV *v,
+            const void *const *seqs, int Tq, int Tk, const int *tk_dev, int Tmax, int H, int Hkv,
+            int keys_per_split, float scale_log2) {
     constexpr int D = DPL * 32;
     typedef typename vec<TKV, DPL>::t raw;
     __shared__ float s_m[RWARPS][G], s_l[RWARPS][G], s_acc[RWARPS][G][D];
@@ -80,7 +81,7 @@ k_attn_rows(TQ *out, float *lse, float *part, const TQ *q, const TKV *k, const T
     pdl_wait();
     pdl_trigger();
     if (tk_dev) {
-        Tk = *tk_dev;
+        Tk = tk_dev[seqs ? b : 0];
         keys_per_split = (Tk + nsplit - 1) / nsplit;
     }
 
@@ -94,8 +95,15 @@ k_attn_rows(TQ *out, float *lse, float *part, const TQ *q, const TKV *k, const T
     int kend = Tk - Tq + t + 1; /* keys this query sees */
     int k0 = split * keys_per_split, k1 = min(kend, k0 + keys_per_split);
     size_t rs = (size_t)Hkv * D;
-    const TKV *kb = k + (size_t)b * Tmax * rs + (size_t)g * D + lane * DPL;
-    const TKV *vb = v + (size_t)b * Tmax * rs + (size_t)g * D + lane * DPL;
+    if (seqs) { /* a batch: each sequence its own cache */
+        k = (const TKV *)seqs[b];
+        v = (const TKV *)seqs[gridDim.z / Hkv + b];
+    } else {
+        k += (size_t)b * Tmax * rs;
+        v += (size_t)b * Tmax * rs;
+    }
+    const TKV *kb = k + (size_t)g * D + lane * DPL;
+    const TKV *vb = v + (size_t)g * D + lane * DPL;
 
     float m[G], l[G], acc[G][DPL];
 #pragma unroll
@@ -227,8 +235,8 @@ __global__ void __launch_bounds__(CB_WARPS * 32) k_attn_combine(TQ *out, const f
 }
 
 template <typename TQ, typename TKV, int DPL>
-using rows_fn = void (*)(TQ *, float *, float *, const TQ *, const TKV *, const TKV *, int, int,
-                         const int *, int, int, int, int, float);
+using rows_fn = void (*)(TQ *, float *, float *, const TQ *, const TKV *, const TKV *, const void *const *,
+                         int, int, const int *, int, int, int, int, float);
 
 /* the instantiation for G query heads per kv head, or NULL */
 template <typename TQ, typename TKV, int DPL>
@@ -244,14 +252,14 @@ static rows_fn<TQ, TKV, DPL> rows_kernel(int G) {
 
 template <typename TQ, typename TKV, int DPL>
 static int launch_rows(TQ *out, float *lse, float *part, const TQ *q, const TKV *k, const TKV *v,
-                       int B, int Tq, int Tk, const int *tk_dev, int Tmax, int H, int Hkv, int nsplit,
-                       int per) {
+                       const void *const *seqs, int B, int Tq, int Tk, const int *tk_dev, int Tmax, int H,
+                       int Hkv, int nsplit, int per) {
     rows_fn<TQ, TKV, DPL> kern = rows_kernel<TQ, TKV, DPL>(H / Hkv);
     if (!kern)
         return mmm_fail(MMM_ERR_UNSUPPORTED, "cuda attention: %d query heads per kv head "
                         "(1, 2, 4 or 8)", H / Hkv);
     return cu_launch_pdl("attention", kern, dim3(Tq, nsplit, B * Hkv), dim3(RWARPS * 32), 0, out, lse,
-                         part, q, k, v, Tq, Tk, tk_dev, Tmax, H, Hkv, per,
+                         part, q, k, v, seqs, Tq, Tk, tk_dev, Tmax, H, Hkv, per,
                          1.44269504089f / sqrtf((float)(DPL * 32)));
 }
 
@@ -269,9 +277,9 @@ int cu_attention_rows_f32(float *out, float *lse, const float *q, const float *k
                           int B, int Tq, int Tk, int H, int Hkv, int D) {
     int rc = check_geometry("attention", B, Tq, Tk, H, Hkv, D);
     if (rc || B == 0 || Tq == 0) return rc;
-    if (D == 32) return launch_rows<float, float, 1>(out, lse, NULL, q, k, v, B, Tq, Tk, NULL, Tk, H, Hkv, 1, Tk);
-    if (D == 64) return launch_rows<float, float, 2>(out, lse, NULL, q, k, v, B, Tq, Tk, NULL, Tk, H, Hkv, 1, Tk);
-    return launch_rows<float, float, 4>(out, lse, NULL, q, k, v, B, Tq, Tk, NULL, Tk, H, Hkv, 1, Tk);
+    if (D == 32) return launch_rows<float, float, 1>(out, lse, NULL, q, k, v, NULL, B, Tq, Tk, NULL, Tk, H, Hkv, 1, Tk);
+    if (D == 64) return launch_rows<float, float, 2>(out, lse, NULL, q, k, v, NULL, B, Tq, Tk, NULL, Tk, H, Hkv, 1, Tk);
+    return launch_rows<float, float, 4>(out, lse, NULL, q, k, v, NULL, B, Tq, Tk, NULL, Tk, H, Hkv, 1, Tk);
 }
 
 /* Splits of the keys: as many blocks as are resident at once (one wave, every multiprocessor
@@ -303,9 +311,9 @@ static int splits_for(int B, int Tk, int H, int Hkv) {
 
 /* ns splits of Tk keys, or with tk_dev of the count found there */
 template <typename TKV, int DPL>
-static int decode_rows(float *out, const float *q, const TKV *k, const TKV *v, float *ws, int B,
-                       int Tk, const int *tk_dev, int ns, int Tmax, int H, int Hkv) {
-    int rc = launch_rows<float, TKV, DPL>(out, NULL, ns > 1 ? ws : NULL, q, k, v, B, 1, Tk, tk_dev,
+static int decode_rows(float *out, const float *q, const TKV *k, const TKV *v, const void *const *seqs,
+                       float *ws, int B, int Tk, const int *tk_dev, int ns, int Tmax, int H, int Hkv) {
+    int rc = launch_rows<float, TKV, DPL>(out, NULL, ns > 1 ? ws : NULL, q, k, v, seqs, B, 1, Tk, tk_dev,
                                           Tmax, H, Hkv, ns, (Tk + ns - 1) / ns);
     if (rc || ns == 1) return rc;
     return cu_launch_pdl("attention decode combine", k_attn_combine<float, DPL>, dim3(B * H),
@@ -313,9 +321,9 @@ static int decode_rows(float *out, const float *q, const TKV *k, const TKV *v, f
 }
 
 /* ns == 0: chosen for Tk */
-static int attention_decode(float *out, const float *q, const void *k, const void *v, void *ws,
-                            int B, int Tk, const int *tk_dev, int ns, int Tmax, int H, int Hkv,
-                            int D, mmm_dtype dt) {
+static int attention_decode(float *out, const float *q, const void *k, const void *v,
+                            const void *const *seqs, void *ws, int B, int Tk, const int *tk_dev, int ns,
+                            int Tmax, int H, int Hkv, int D, mmm_dtype dt) {
     int rc = check_geometry("attention decode", B, 1, Tk, H, Hkv, D);
     if (rc) return rc;
     if (Tk < 1 || Tk > Tmax)
@@ -329,11 +337,11 @@ static int attention_decode(float *out, const float *q, const void *k, const voi
         ns = (Tk + (Tk + ns - 1) / ns - 1) / ((Tk + ns - 1) / ns);
     }
     if (dt == MMM_DTYPE_F32)
-        return D == 32 ? decode_rows<float, 1>(out, q, (const float *)k, (const float *)v, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv)
-             : D == 64 ? decode_rows<float, 2>(out, q, (const float *)k, (const float *)v, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv)
-                       : decode_rows<float, 4>(out, q, (const float *)k, (const float *)v, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv);
-    return D == 64 ? decode_rows<bf16, 2>(out, q, (const bf16 *)k, (const bf16 *)v, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv)
-                   : decode_rows<bf16, 4>(out, q, (const bf16 *)k, (const bf16 *)v, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv);
+        return D == 32 ? decode_rows<float, 1>(out, q, (const float *)k, (const float *)v, seqs, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv)
+             : D == 64 ? decode_rows<float, 2>(out, q, (const float *)k, (const float *)v, seqs, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv)
+                       : decode_rows<float, 4>(out, q, (const float *)k, (const float *)v, seqs, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv);
+    return D == 64 ? decode_rows<bf16, 2>(out, q, (const bf16 *)k, (const bf16 *)v, seqs, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv)
+                   : decode_rows<bf16, 4>(out, q, (const bf16 *)k, (const bf16 *)v, seqs, (float *)ws, B, Tk, tk_dev, ns, Tmax, H, Hkv);
 }
 
 int mmm_cuda_attention_decode_splits(int B, int Tk, int H, int Hkv, int D, mmm_dtype dt) {
@@ -345,7 +353,7 @@ int mmm_cuda_attention_decode_splits(int B, int Tk, int H, int Hkv, int D, mmm_d
 
 int mmm_cuda_attention_decode(float *out, const float *q, const void *k, const void *v, void *ws,
                               int B, int Tk, int Tmax, int H, int Hkv, int D, mmm_dtype dt) {
-    return attention_decode(out, q, k, v, ws, B, Tk, NULL, 0, Tmax, H, Hkv, D, dt);
+    return attention_decode(out, q, k, v, NULL, ws, B, Tk, NULL, 0, Tmax, H, Hkv, D, dt);
 }
 
 int mmm_cuda_attention_decode_at(float *out, const float *q, const void *k, const void *v, void *ws,
@@ -355,7 +363,7 @@ int mmm_cuda_attention_decode_at(float *out, const float *q, const void *k, cons
         (size_t)nsplit * MIN_SPLIT_KEYS > (size_t)Tmax + MIN_SPLIT_KEYS - 1)
         return mmm_fail(MMM_ERR_ARG, "cuda attention decode: %d splits of a cache of %d rows (at most "
                         "its workspace's)", nsplit, Tmax);
-    return attention_decode(out, q, k, v, ws, B, Tmax, tk, nsplit, Tmax, H, Hkv, D, dt);
+    return attention_decode(out, q, k, v, NULL, ws, B, Tmax, tk, nsplit, Tmax, H, Hkv, D, dt);
 }
 
 /* one thread per (b, slot, pair): slot runs over the fused rows' heads [q × rep, k, v] per group */
@@ -407,4 +415,38 @@ int mmm_cuda_decode_qkv(float *q, void *k_cache, void *v_cache, const float *qkv
                                 q, (T *)k_cache, (T *)v_cache, qkv, cos_t, sin_t, pos, pos_dev, B,
                                 Tmax, H, Hkv, D));
     return rc;
+}
+
+/* grid (B): sequence b's new key and value rows into its cache at row tk[b] − 1 */
+template <typename TKV>
+__global__ void k_append_seqs(const void *const *seqs, const int *tk, const float *k_new, const float *v_new,
+                              int B, int row) {
+    int b = blockIdx.x;
+    pdl_wait();
+    pdl_trigger();
+    size_t at = (size_t)(tk[b] - 1) * row;
+    TKV *kc = (TKV *)seqs[b] + at, *vc = (TKV *)seqs[B + b] + at;
+    for (int e = threadIdx.x; e < row; e += blockDim.x) {
+        st(kc + e, k_new[(size_t)b * row + e]);
+        st(vc + e, v_new[(size_t)b * row + e]);
+    }
+}
+
+int mmm_cuda_attention_decode_seqs(float *out, const float *q, const float *k_new, const float *v_new,
+                                   const void *const *seqs, const int *tk, void *ws, int nsplit, int B, int Tmax,
+                                   int H, int Hkv, int D, mmm_dtype dt) {
+    if (!seqs || !tk || nsplit < 1 || nsplit > MAX_SPLITS ||
+        (size_t)nsplit * MIN_SPLIT_KEYS > (size_t)Tmax + MIN_SPLIT_KEYS - 1)
+        return mmm_fail(MMM_ERR_ARG, "cuda attention decode: %d splits of caches of %d rows (at most "
+                        "its workspace's)", nsplit, Tmax);
+    int rc = check_geometry("attention decode", B, 1, Tmax, H, Hkv, D);
+    if (rc || B == 0) return rc;
+    int row = Hkv * D;
+    if (dt == MMM_DTYPE_BF16)
+        rc = cu_launch_pdl("attention append", k_append_seqs<bf16>, dim3(B), dim3(128), 0, seqs, tk, k_new, v_new, B, row);
+    else if (dt == MMM_DTYPE_F32)
+        rc = cu_launch_pdl("attention append", k_append_seqs<float>, dim3(B), dim3(128), 0, seqs, tk, k_new, v_new, B, row);
+    else
+        return bad_dtype("attention decode", dt);
+    return rc ? rc : attention_decode(out, q, NULL, NULL, seqs, ws, B, Tmax, tk, nsplit, Tmax, H, Hkv, D, dt);
 }

@@ -346,6 +346,21 @@ static int attend(const model_exec *x, layer_buf *a, const layer_cache *cache, c
     return mmm_cuda_attention_forward(a->att, a->lse, a->q, cache->k, cache->v, B, T, cache->Tk, H, Hkv, D, F32);
 }
 
+/* kv->dev holds the caches' pointers and key counts; the splits suit the longest sequence */
+static int attend_seqs(const model_exec *x, float *att, const float *q, const float *k, const float *v,
+                       const seq_kv *kv, const mmm_layer_desc *d, int n) {
+    int H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim, longest = 1;
+    for (int i = 0; i < n; i++) if (kv->len[i] + 1 > longest) longest = kv->len[i] + 1;
+    int ns = mmm_cuda_attention_decode_splits(n, longest, H, Hkv, D, kv->kv_dt);
+    const void *const *seqs = kv->dev;
+    return mmm_cuda_attention_decode_seqs(att, q, k, v, seqs, (const int *)(seqs + 2 * (size_t)n), x->attn_ws, ns, n,
+                                          longest, H, Hkv, D, kv->kv_dt);
+}
+
+static size_t seq_kv_ws_bytes(const model_exec *x, int n, int Tmax, int H, int D) {
+    return mmm_cuda_attention_decode_ws_bytes(n, H, D, Tmax);
+}
+
 static int attention_backward(const model_exec *x, float *dq, float *dk, float *dv, const float *dout, const float *q,
                               const float *k, const float *v, const float *out, const float *lse, int B, int T,
                               int H, int Hkv, int D) {

@@ -55,6 +55,17 @@ typedef struct {
                                 made by decode_token, freed by decode_release; NULL at first */
 } decode_bufs;
 
+/* The KV caches of one attention layer for n sequences that decode a token each (a batch,
+ * docs/design.md §10): sequence i's cache k[i], v[i] (its Tmax, Hkv, D) of kv_dt holds len[i]
+ * tokens before this one. dev is the device's copy of the same (k pointers, v pointers, then
+ * len[i] + 1, the keys each query sees) where the device cannot read the host's, else NULL. */
+typedef struct {
+    void *const *k, *const *v; /* (n) host */
+    const int *len;            /* (n) host */
+    const void *dev;           /* device: (n) k, (n) v pointers, (n) int key counts */
+    mmm_dtype kv_dt;
+} seq_kv;
+
 typedef struct {
     /* memory; `what` names the use in the message of a refusal (e.g. "a forward pass over ...") */
     int (*reserve)(const model_exec *x, exec_buf *b, size_t bytes, const char *what);
@@ -132,6 +143,13 @@ typedef struct {
      * layer_scratch_floats(d, N), free to use. */
     int (*attend)(const model_exec *x, layer_buf *a, const layer_cache *cache, const mmm_layer_desc *d, int B,
                   int T, float *scratch);
+    /* A batch's attention (one token of each of n sequences): the new rows k, v (n, Hkv, D)
+     * appended to each sequence's cache at its length, then att (n, H·D) = softmax(q·Kᵀ/√D)·V of
+     * each rotated query q (n, H, D) over its own sequence's keys, in x->attn_ws. */
+    int (*attend_seqs)(const model_exec *x, float *att, const float *q, const float *k, const float *v,
+                       const seq_kv *kv, const mmm_layer_desc *d, int n);
+    /* bytes of attend_seqs's workspace for n sequences of up to Tmax tokens and H heads of D */
+    size_t (*seq_kv_ws_bytes)(const model_exec *x, int n, int Tmax, int H, int D);
     int (*attention_backward)(const model_exec *x, float *dq /* (B, T, H, D), += */, float *dk /* (B, T, Hkv, D), += */,
                               float *dv /* (B, T, Hkv, D), += */, const float *dout /* (B, T, H, D) */,
                               const float *q, const float *k, const float *v, const float *out,
@@ -228,7 +246,8 @@ typedef struct {
         .rmsnorm_backward = rmsnorm_backward, .gated_rmsnorm_forward = gated_rmsnorm_forward,              \
         .gated_rmsnorm_backward = gated_rmsnorm_backward, .l2norm_rows_forward = l2norm_rows_forward,      \
         .l2norm_rows_backward = l2norm_rows_backward, .rope_forward = rope_forward,                        \
-        .rope_backward = rope_backward, .attend = attend, .attention_backward = attention_backward,        \
+        .rope_backward = rope_backward, .attend = attend, .attend_seqs = attend_seqs,                       \
+        .seq_kv_ws_bytes = seq_kv_ws_bytes, .attention_backward = attention_backward,                    \
         .conv1d_forward = conv1d_forward, .conv1d_backward = conv1d_backward, .mamba_A = mamba_A,          \
         .ssd_forward = ssd_forward, .ssd_backward = ssd_backward, .embed = embed,                          \
         .embed_backward = embed_backward, .rope_tables = rope_tables, .grads_begin = grads_begin,          \

@@ -206,6 +206,24 @@ static int attend(const model_exec *x, layer_buf *a, const layer_cache *cache, c
     return MMM_OK;
 }
 
+/* A batch's attention: sequences in parallel, each one query over its own fp32 cache. */
+static int attend_seqs(const model_exec *x, float *att, const float *q, const float *k, const float *v,
+                       const seq_kv *kv, const mmm_layer_desc *d, int n) {
+    int H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;
+    size_t row = (size_t)Hkv * D;
+#pragma omp parallel for schedule(dynamic) if (n > 1)
+    for (int i = 0; i < n; i++) {
+        float *ki = kv->k[i], *vi = kv->v[i];
+        memcpy(ki + (size_t)kv->len[i] * row, k + i * row, row * sizeof *k);
+        memcpy(vi + (size_t)kv->len[i] * row, v + i * row, row * sizeof *v);
+        mmm_attention_forward(att + (size_t)i * H * D, NULL, q + (size_t)i * H * D, ki, vi, 1, 1, kv->len[i] + 1, H,
+                              Hkv, D);
+    }
+    return MMM_OK;
+}
+
+static size_t seq_kv_ws_bytes(const model_exec *x, int n, int Tmax, int H, int D) { return 0; }
+
 static int attention_backward(const model_exec *x, float *dq, float *dk, float *dv, const float *dout, const float *q,
                               const float *k, const float *v, const float *out, const float *lse, int B, int T,
                               int H, int Hkv, int D) {

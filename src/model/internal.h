@@ -56,6 +56,8 @@ struct layer_cache {
     float *conv_state; /* (B, K−1, Dc) */
     float *ssm_state;  /* (B, H, D, D) */
     mmm_dtype kv_dt;   /* F32, or BF16 on CUDA (docs/design.md §7) */
+    const seq_kv *seqs;/* a batch (B sequences, T = 1): each its own KV cache and position, the
+                          rotary tables one row per sequence; NULL otherwise */
 };
 
 /* Vision front end for n tiles; buffers (see vision.c) may be NULL-free scratch. */

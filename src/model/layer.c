@@ -82,6 +82,11 @@ static int attention_mixer(const model_exec *x, int l, layer_buf *a, int B, int 
     TRY(op->copy_cols(x, a->q, rep * D, scratch, group, (long)N * Hkv, rep * D));
     TRY(op->copy_cols(x, a->k, D, scratch + (size_t)rep * D, group, (long)N * Hkv, D));
     TRY(op->copy_cols(x, a->v, D, scratch + (size_t)(rep + 1) * D, group, (long)N * Hkv, D));
+    if (cache && cache->seqs) { /* a batch: each sequence at its own position, one table row each */
+        TRY(op->rope_forward(x, a->q, a->q, cos_t, sin_t, 1, N, H, D));
+        TRY(op->rope_forward(x, a->k, a->k, cos_t, sin_t, 1, N, Hkv, D));
+        return op->attend_seqs(x, a->att, a->q, a->k, a->v, cache->seqs, d, N);
+    }
     TRY(op->rope_forward(x, a->q, a->q, cos_t, sin_t, B, T, H, D));
     TRY(op->rope_forward(x, a->k, a->k, cos_t, sin_t, B, T, Hkv, D));
     return op->attend(x, a, cache, d, B, T, scratch);

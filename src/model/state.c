@@ -9,29 +9,9 @@
 
 #include "internal.h"
 #include "mmm/error.h"
+#include "state.h"
 
-struct mmm_state {
-    const mmm_model *model;
-    model_exec dev;          /* the device, with the state's SSD and attention workspaces */
-    state_plan plan;
-    int max_tokens, len, n_layers;
-    exec_buf *mem;           /* per layer: attention k then v, mamba2 conv then ssm */
-    void **k, **v;           /* attention layers: (max_tokens, Hkv, D) of plan.kv_dt */
-    float **conv, **ssm;     /* mamba2 layers: (K−1, Dc) and (H, D, D) */
-    size_t cache_bytes;
-    exec_buf arena;          /* one chunk's buffers below, reserved by the first prefill that needs
-                                them: a state that only decodes holds its caches and a token's
-                                vectors, not a 4096-token chunk's buffers */
-    layer_buf buf[2];        /* per mixer kind, sized for its widest layer */
-    float *x, *hf, *rstdf, *norms, *scratch, *rope[2][2];
-    int32_t *pos;            /* (chunk) host positions */
-    exec_buf ssd_ws, attn_ws;
-    exec_buf logits;         /* (rows, V) of the current chunk, where the device is not the host */
-    exec_buf vis;            /* vision buffers and pixels of plan.vision_group tiles */
-    exec_buf img;            /* (n_tiles·tpt, C) image embeddings of the current prefill */
-    exec_buf dec;            /* the fused decode's single-token vectors and counters */
-    decode_bufs db;
-};
+
 
 /* Bytes of layer l's per-sequence memory: the KV cache grows with max_tokens, the recurrent
  * state of a mamba2 layer does not. */
@@ -53,9 +33,10 @@ static size_t cache_bytes(const mmm_config *c, int max_tokens, mmm_dtype kv_dt) 
     return cache;
 }
 
-/* Sizes (and with base != NULL carves) one chunk's buffers: for each mixer kind one set shared by
- * its layers, each buffer as large as the largest layer of that kind needs, then the rest. */
-static size_t chunk_layout(mmm_state *s, const mmm_config *c, int chunk, float *base) {
+/* Sizes (and with base != NULL carves) the buffers of a step over `rows` tokens: for each mixer
+ * kind one set shared by its layers, each buffer as large as the largest layer of that kind
+ * needs, then the rest. */
+size_t step_layout(step_bufs *sb, const mmm_config *c, int rows, float *base) {
     int C = c->hidden, Dmax = max_head_dim(c), has[2];
     mmm_layer_desc widest[2];
     size_t used = 0, scratch = 0;
@@ -63,19 +44,49 @@ static size_t chunk_layout(mmm_state *s, const mmm_config *c, int chunk, float *
     float *p = base;
     for (int kind = 0; kind < 2; kind++) {
         if (!has[kind]) continue;
-        used += layer_floats(&widest[kind], chunk, C, 1, chunk);
-        if (base) layer_carve(&s->buf[kind], &p, &widest[kind], chunk, C, 1, chunk);
-        if (layer_scratch_floats(&widest[kind], chunk) > scratch) scratch = layer_scratch_floats(&widest[kind], chunk);
+        used += layer_floats(&widest[kind], rows, C, 1, rows);
+        if (base) layer_carve(&sb->buf[kind], &p, &widest[kind], rows, C, 1, rows);
+        if (layer_scratch_floats(&widest[kind], rows) > scratch) scratch = layer_scratch_floats(&widest[kind], rows);
     }
-#define TAKE(field, n) do { size_t n_ = MMM_ALIGN_FLOATS(n); if (base) { s->field = p; p += n_; } used += n_; } while (0)
+#define TAKE(field, n) do { size_t n_ = MMM_ALIGN_FLOATS(n); if (base) { sb->field = p; p += n_; } used += n_; } while (0)
     TAKE(scratch, scratch);
-    TAKE(x, (size_t)chunk * C);
-    TAKE(hf, (size_t)chunk * C);
-    TAKE(rstdf, chunk);
-    TAKE(norms, chunk);
-    for (int st = 0; st < 2; st++) { TAKE(rope[st][0], (size_t)chunk * Dmax / 2); TAKE(rope[st][1], (size_t)chunk * Dmax / 2); }
+    TAKE(x, (size_t)rows * C);
+    TAKE(hf, (size_t)rows * C);
+    TAKE(rstdf, rows);
+    TAKE(norms, rows);
+    for (int st = 0; st < 2; st++) { TAKE(rope[st][0], (size_t)rows * Dmax / 2); TAKE(rope[st][1], (size_t)rows * Dmax / 2); }
 #undef TAKE
     return used;
+}
+
+int step_layers(const model_exec *x, step_bufs *sb, int B, int T, const layer_cache *caches) {
+    const mmm_config *c = &x->m->cfg;
+    int C = c->hidden, L = mmm_config_n_layers(c), N = B * T;
+    for (int l = 0; l < L; l++) {
+        const mmm_layer_desc *d = &c->layers[l];
+        if (l == c->n_emb_layers && c->normalize_encoder_output)
+            TRY(x->op->l2norm_rows_forward(x, sb->x, sb->norms, sb->x, N, C));
+        layer_buf *a = &sb->buf[d->kind];
+        a->x_in = sb->x; /* layer_forward reads x_in in place */
+        TRY(layer_forward(x, l, a, sb->x, B, T, &caches[l], sb->rope[d->stack][0], sb->rope[d->stack][1], sb->scratch));
+        TRY(x->op->copy(x, sb->x, a->x_out, (size_t)N * C * sizeof(float)));
+    }
+    if (c->n_llm_layers == 0 && c->normalize_encoder_output) TRY(x->op->l2norm_rows_forward(x, sb->x, sb->norms, sb->x, N, C));
+    return MMM_OK;
+}
+
+int step_logits(const model_exec *x, step_bufs *sb, exec_buf *staging, int first, int rows, float *dst) {
+    const mmm_config *c = &x->m->cfg;
+    int C = c->hidden, V = c->vocab;
+    float *out = dst;
+    if (!x->host) {
+        TRY(x->op->reserve(x, staging, (size_t)rows * V * sizeof(float), "the logits of a step"));
+        out = staging->p;
+    }
+    TRY(x->op->rmsnorm_forward(x, sb->hf, sb->rstdf, sb->x + (size_t)first * C, x->w->final_norm, c->final_norm_eps,
+                               rows, C));
+    TRY(x->op->linear_forward(x, out, sb->hf, x->w->lm_head, NULL, rows, C, V));
+    return out == dst ? MMM_OK : x->op->download(x, dst, out, (size_t)rows * V * sizeof(float));
 }
 
 static size_t vision_bytes(const mmm_config *c, int tiles) {
@@ -87,7 +98,7 @@ size_t mmm_state_estimate_bytes(const mmm_model *m, int max_tokens) {
     model_exec x = exec_cpu(m);
     state_plan plan;
     x.op->state_plan(&x, max_tokens, &plan);
-    return cache_bytes(&m->cfg, max_tokens, plan.kv_dt) + chunk_layout(NULL, &m->cfg, plan.chunk, NULL) * sizeof(float) +
+    return cache_bytes(&m->cfg, max_tokens, plan.kv_dt) + step_layout(NULL, &m->cfg, plan.chunk, NULL) * sizeof(float) +
            vision_bytes(&m->cfg, plan.vision_group) + plan.chunk * sizeof(int32_t);
 }
 
@@ -113,6 +124,7 @@ void mmm_state_free(mmm_state *s) {
     free(s->v);
     free(s->conv);
     free(s->ssm);
+    free(s->caches);
     free(s->pos);
     free(s);
 }
@@ -120,9 +132,11 @@ void mmm_state_free(mmm_state *s) {
 void mmm_state_reset(mmm_state *s) {
     const mmm_config *c = &s->model->cfg;
     for (int l = 0; l < s->n_layers; l++)
-        if (s->conv[l]) /* recurrent states start from zero; KV caches are simply overwritten; a
-                           failure surfaces at the next prefill */
-            s->dev.op->zero(&s->dev, s->conv[l], conv_floats(&c->layers[l]) + ssm_floats(&c->layers[l]));
+        if (s->conv[l]) { /* recurrent states start from zero; KV caches are simply overwritten; a
+                             failure surfaces at the next prefill */
+            s->dev.op->zero(&s->dev, s->conv[l], conv_floats(&c->layers[l]));
+            s->dev.op->zero(&s->dev, s->ssm[l], ssm_floats(&c->layers[l]));
+        }
     s->len = 0;
 }
 
@@ -161,7 +175,14 @@ static int alloc_decode(mmm_state *s) {
     return s->dev.op->zero(&s->dev, (float *)s->db.sync, ints + s->plan.decode_ws_bytes / sizeof(float));
 }
 
+size_t state_conv_bytes(const mmm_layer_desc *d) { return conv_floats(d) * sizeof(float); }
+size_t state_ssm_bytes(const mmm_layer_desc *d) { return ssm_floats(d) * sizeof(float); }
+
 int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
+    return state_new_at(out, m, max_tokens, NULL, NULL);
+}
+
+int state_new_at(mmm_state **out, const mmm_model *m, int max_tokens, float *const *conv, float *const *ssm) {
     const mmm_config *c = &m->cfg;
     int L = mmm_config_n_layers(c);
     if (max_tokens < 1) return mmm_fail(MMM_ERR_ARG, "state: max_tokens must be positive");
@@ -169,7 +190,7 @@ int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
     state_plan plan;
     TRY(x.op->state_plan(&x, max_tokens, &plan));
     size_t cache = cache_bytes(c, max_tokens, plan.kv_dt);
-    size_t fixed = chunk_layout(NULL, c, plan.chunk, NULL) * sizeof(float) + vision_bytes(c, plan.vision_group) +
+    size_t fixed = step_layout(NULL, c, plan.chunk, NULL) * sizeof(float) + vision_bytes(c, plan.vision_group) +
                    plan.attn_ws_bytes;
     if (cache + fixed > plan.room) { /* the tokens that would fit: the cache is linear in them, the rest not */
         double fit = plan.room > fixed && cache ? (double)max_tokens * (double)(plan.room - fixed) / (double)cache : 0;
@@ -179,19 +200,26 @@ int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
     }
     mmm_state *s = calloc(1, sizeof *s);
     if (!s) return mmm_fail(MMM_ERR_NOMEM, "state: out of memory");
-    *s = (mmm_state){.model = m, .dev = x, .plan = plan, .max_tokens = max_tokens, .n_layers = L, .cache_bytes = cache};
+    *s = (mmm_state){.model = m, .dev = x, .plan = plan, .max_tokens = max_tokens, .n_layers = L, .cache_bytes = cache,
+                     .rows_given = conv != NULL};
     s->mem = calloc((size_t)L + 1, sizeof *s->mem);
     s->k = calloc((size_t)L + 1, sizeof *s->k);
     s->v = calloc((size_t)L + 1, sizeof *s->v);
     s->conv = calloc((size_t)L + 1, sizeof *s->conv);
     s->ssm = calloc((size_t)L + 1, sizeof *s->ssm);
+    s->caches = calloc((size_t)L + 1, sizeof *s->caches);
     s->pos = malloc((size_t)plan.chunk * sizeof *s->pos);
-    int rc = s->mem && s->k && s->v && s->conv && s->ssm && s->pos ? MMM_OK
+    int rc = s->mem && s->k && s->v && s->conv && s->ssm && s->caches && s->pos ? MMM_OK
                                                                   : mmm_fail(MMM_ERR_NOMEM, "state: out of memory");
     char what[96];
     snprintf(what, sizeof what, "the caches of a %d-token context", max_tokens);
     for (int l = 0; l < L && !rc; l++) {
         const mmm_layer_desc *d = &c->layers[l];
+        if (d->kind != MMM_MIXER_ATTENTION && conv) {
+            s->conv[l] = conv[l];
+            s->ssm[l] = ssm[l];
+            continue;
+        }
         if ((rc = x.op->reserve(&x, &s->mem[l], layer_state_bytes(d, max_tokens, plan.kv_dt), what))) break;
         if (d->kind == MMM_MIXER_ATTENTION) {
             s->k[l] = s->mem[l].p;
@@ -211,6 +239,25 @@ int mmm_state_new(mmm_state **out, const mmm_model *m, int max_tokens) {
     mmm_state_reset(s);
     *out = s;
     return MMM_OK;
+}
+
+void state_move_rows(mmm_state *s, float *const *conv, float *const *ssm) {
+    const mmm_config *c = &s->model->cfg;
+    for (int l = 0; l < s->n_layers; l++)
+        if (c->layers[l].kind != MMM_MIXER_ATTENTION) {
+            s->conv[l] = conv[l];
+            s->ssm[l] = ssm[l];
+        }
+    /* a recorded decode step (CUDA: a captured graph) holds the old addresses */
+    if (s->dev.op->decode_release) s->dev.op->decode_release(&s->dev, &s->db);
+}
+
+void state_trim(mmm_state *s) {
+    const model_exec *x = &s->dev;
+    exec_buf *bufs[] = {&s->arena, &s->ssd_ws, &s->vis, &s->img};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        if (bufs[i]->p) x->op->release(x, bufs[i]);
+    s->dev.ssd_ws = NULL;
 }
 
 int mmm_state_length(const mmm_state *s) { return s->len; }
@@ -248,7 +295,8 @@ int mmm_state_copy(mmm_state *dst, const mmm_state *src) {
             TRY(src->dev.op->copy(&src->dev, dst->k[l], src->k[l], kv_bytes(d, src->len, src->plan.kv_dt)));
             TRY(src->dev.op->copy(&src->dev, dst->v[l], src->v[l], kv_bytes(d, src->len, src->plan.kv_dt)));
         } else {
-            TRY(src->dev.op->copy(&src->dev, dst->conv[l], src->conv[l], (conv_floats(d) + ssm_floats(d)) * sizeof(float)));
+            TRY(src->dev.op->copy(&src->dev, dst->conv[l], src->conv[l], state_conv_bytes(d)));
+            TRY(src->dev.op->copy(&src->dev, dst->ssm[l], src->ssm[l], state_ssm_bytes(d)));
         }
     }
     dst->len = src->len;
@@ -262,8 +310,8 @@ static int reserve_chunk(mmm_state *s) {
     const mmm_config *c = &s->model->cfg;
     TRY(x->op->reserve(x, &s->ssd_ws, x->op->ssd_ws_bytes(x, 1, s->plan.chunk), "the SSD workspace"));
     s->dev.ssd_ws = s->ssd_ws.p;
-    TRY(x->op->reserve(x, &s->arena, chunk_layout(NULL, c, s->plan.chunk, NULL) * sizeof(float), "a prefill chunk"));
-    chunk_layout(s, c, s->plan.chunk, s->arena.p);
+    TRY(x->op->reserve(x, &s->arena, step_layout(NULL, c, s->plan.chunk, NULL) * sizeof(float), "a prefill chunk"));
+    step_layout(&s->sb, c, s->plan.chunk, s->arena.p);
     return MMM_OK;
 }
 
@@ -284,23 +332,13 @@ static int rope_tables(mmm_state *s, float *tab[2][2], int T, int pos0, int seq_
     return MMM_OK;
 }
 
-/* Runs T (≤ chunk) tokens whose embeddings are in s->x through every layer. */
+/* Runs T (≤ chunk) tokens whose embeddings are in s->sb.x through every layer. */
 static int run_chunk(mmm_state *s, int T, int seq_end) {
-    const model_exec *x = &s->dev;
-    const mmm_config *c = &s->model->cfg;
-    int C = c->hidden, L = mmm_config_n_layers(c);
-    TRY(rope_tables(s, s->rope, T, s->len, seq_end));
-    for (int l = 0; l < L; l++) {
-        const mmm_layer_desc *d = &c->layers[l];
-        if (l == c->n_emb_layers && c->normalize_encoder_output)
-            TRY(x->op->l2norm_rows_forward(x, s->x, s->norms, s->x, T, C));
-        layer_buf *a = &s->buf[d->kind];
-        a->x_in = s->x; /* layer_forward reads x_in in place */
-        layer_cache cache = {s->k[l], s->v[l], s->len, s->len + T, s->max_tokens, s->conv[l], s->ssm[l], s->plan.kv_dt};
-        TRY(layer_forward(x, l, a, s->x, 1, T, &cache, s->rope[d->stack][0], s->rope[d->stack][1], s->scratch));
-        TRY(x->op->copy(x, s->x, a->x_out, (size_t)T * C * sizeof(float)));
-    }
-    if (c->n_llm_layers == 0 && c->normalize_encoder_output) TRY(x->op->l2norm_rows_forward(x, s->x, s->norms, s->x, T, C));
+    TRY(rope_tables(s, s->sb.rope, T, s->len, seq_end));
+    for (int l = 0; l < s->n_layers; l++)
+        s->caches[l] = (layer_cache){s->k[l], s->v[l], s->len, s->len + T, s->max_tokens, s->conv[l], s->ssm[l],
+                                     s->plan.kv_dt, NULL};
+    TRY(step_layers(&s->dev, &s->sb, 1, T, s->caches));
     s->len += T;
     return MMM_OK;
 }
@@ -324,22 +362,6 @@ static int image_embeddings(mmm_state *s, const float *pixels, int n_tiles) {
         TRY(x->op->copy(x, img + (size_t)t0 * tpt * C, v.img, (size_t)n * tpt * C * sizeof(float)));
     }
     return MMM_OK;
-}
-
-/* Logits of rows [first, first + rows) of the chunk in s->x into dst (host). */
-static int chunk_logits(mmm_state *s, int first, int rows, float *dst) {
-    const model_exec *x = &s->dev;
-    const mmm_config *c = &s->model->cfg;
-    int C = c->hidden, V = c->vocab;
-    float *out = dst;
-    if (!x->host) {
-        TRY(x->op->reserve(x, &s->logits, (size_t)rows * V * sizeof(float), "the logits of a prefill chunk"));
-        out = s->logits.p;
-    }
-    TRY(x->op->rmsnorm_forward(x, s->hf, s->rstdf, s->x + (size_t)first * C, x->w->final_norm, c->final_norm_eps, rows,
-                               C));
-    TRY(x->op->linear_forward(x, out, s->hf, x->w->lm_head, NULL, rows, C, V));
-    return out == dst ? MMM_OK : x->op->download(x, dst, out, (size_t)rows * V * sizeof(float));
 }
 
 /* One token through the device's fused decode step; its logits into out (V, host). */
@@ -382,12 +404,12 @@ int mmm_prefill(const mmm_model *m, mmm_state *s, const int32_t *ids, int T, con
     int seq_end = s->len + T;
     for (int t0 = 0; t0 < T; t0 += s->plan.chunk) {
         int n = T - t0 < s->plan.chunk ? T - t0 : s->plan.chunk;
-        TRY(x->op->embed(x, s->x, ids + t0, n, img, &cursor));
+        TRY(x->op->embed(x, s->sb.x, ids + t0, n, img, &cursor));
         TRY(run_chunk(s, n, seq_end));
         int want_all = logits != NULL, want_last = last && t0 + n == T;
         if (!want_all && !want_last) continue;
         int first = want_all ? 0 : n - 1;
-        TRY(chunk_logits(s, first, n - first, want_all ? logits + (size_t)(t0 + first) * V : last));
+        TRY(step_logits(x, &s->sb, &s->logits, first, n - first, want_all ? logits + (size_t)(t0 + first) * V : last));
         if (want_all && want_last) memcpy(last, logits + (size_t)(T - 1) * V, (size_t)V * sizeof *last);
     }
     return x->op->wait(x); /* done when it returns (timings), and any kernel's error reported */
