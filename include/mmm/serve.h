@@ -22,6 +22,7 @@ typedef struct {
     int max_tokens;           /* the answer's length when a request gives none */
     size_t max_body_bytes;    /* larger request bodies get 413 */
     const char *image_dir;    /* folder image_url may name files in; NULL: data: URLs only */
+    int prefill_chunk;        /* prompt tokens fed between decode steps (0: a whole prompt) */
 } mmm_serve_options;
 
 typedef struct mmm_server mmm_server;

@@ -17,11 +17,11 @@ static void usage(FILE *f) {
     fputs("usage: mmm serve --model DIR [--host ADDR] [--port N] [--name ID] [--max-sessions N]\n"
           "                 [--max-queue N] [--max-memory GB] [--context N] [--max-tokens N]\n"
           "                 [--max-body-mb N] [--image-dir DIR] [--device cpu|cuda] [--dtype f32|bf16|int8]\n"
-          "                 [--max-image-pixels N]\n\n"
+          "                 [--max-image-pixels N] [--prefill-chunk N]\n\n"
           "Serves the model over HTTP with OpenAI's API: POST /v1/chat/completions and\n"
           "/v1/completions (stream: true for server-sent events), GET /v1/models, /health and\n"
           "/metrics. Prints the address it listens on, then serves until interrupted.\n"
-          "Concurrent requests are generated together, token by token (docs/serve.md).\n\n"
+          "Concurrent requests decode together, one batch step per token (docs/serve.md).\n\n"
           "  --host ADDR        numeric address to listen on (default 127.0.0.1)\n"
           "  --port N           port (default 8080; 0: any free port, printed)\n"
           "  --name ID          the model id replies carry (default: the model folder's name)\n"
@@ -33,6 +33,8 @@ static void usage(FILE *f) {
           "  --max-tokens N     answer length when a request gives no max_tokens (default 256)\n"
           "  --max-body-mb N    larger request bodies get 413 (default 32)\n"
           "  --image-dir DIR    image_url may name files inside DIR (default: data: URLs only)\n"
+          "  --prefill-chunk N  prompt tokens fed between two decode steps of the others; a prompt\n"
+          "                     with images goes whole (default 512; 0: every prompt whole)\n"
           CLI_IMAGE_LIMIT_HELP CLI_THREADS_HELP CLI_DEVICE_HELP CLI_DTYPE_HELP "\n"
           "example: mmm serve --model runs/demo/linear --port 8080\n", f);
 }
@@ -55,10 +57,11 @@ int cmd_serve(int argc, char **argv) {
         {"max-tokens", required_argument, 0, 'x'}, {"max-body-mb", required_argument, 0, 'b'},
         {"image-dir", required_argument, 0, 'i'}, {"device", required_argument, 0, 'D'},
         {"dtype", required_argument, 0, 'y'}, {"max-image-pixels", required_argument, 0, 1400},
+        {"prefill-chunk", required_argument, 0, 1401},
         {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *name = NULL;
     mmm_serve_options so = {.host = "127.0.0.1", .port = 8080, .max_sessions = 16, .max_queue = 64,
-                            .context = 8192, .max_tokens = 256};
+                            .context = 8192, .max_tokens = 256, .prefill_chunk = 512};
     int cuda = 0, body_mb = 32, o;
     mmm_weight_type dtype = MMM_WEIGHTS_F32;
     double memory_gb = 0;
@@ -79,6 +82,7 @@ int cmd_serve(int argc, char **argv) {
         case 'D': if (cli_parse_device("serve", optarg, &cuda)) return 2; break;
         case 'y': if (cli_parse_decode_dtype("serve", optarg, &dtype)) return 2; break;
         case 1400: if (cli_parse_image_limit("serve", optarg)) return 2; break;
+        case 1401: if (cli_parse_int("serve", "--prefill-chunk", optarg, 0, INT_MAX, &so.prefill_chunk)) return 2; break;
         case 't': if (cli_parse_threads("serve", optarg)) return 2; break;
         case 'h': usage(stdout); return 0;
         default: return cli_bad_option("serve", o, argv);

@@ -27,7 +27,8 @@ struct mmm_pool {
     float **conv_row, **ssm_row; /* (L) one row's addresses, to bind a state to */
     batch_seq *seq;         /* (S) */
     int *at_row;            /* (S + 1) the sequence in each row, or −1 */
-    exec_buf arena;         /* the step's buffers for S rows, reserved by the first batched step */
+    exec_buf arena;         /* the step's buffers for arena_rows rows, grown by the steps that need more */
+    int arena_rows;
     step_bufs sb;
     exec_buf logits, ws, table;
     layer_cache *caches;    /* (L) */
@@ -304,10 +305,15 @@ int mmm_pool_decode(mmm_pool *b, int n, const int *seqs, const int32_t *ids, flo
     mmm_state *lone = b->seq[seqs[0]].st;
     if (n == 1 && lone->plan.fused_decode) return mmm_decode(b->m, lone, ids[0], logits);
     const model_exec *x = &b->dev;
-    if (!b->arena.p) {
-        size_t floats = step_layout(NULL, &b->m->cfg, b->max_seqs, NULL);
-        TRY(x->op->reserve(x, &b->arena, floats * sizeof(float), "a batch step's buffers"));
-        step_layout(&b->sb, &b->m->cfg, b->max_seqs, b->arena.p);
+    if (n > b->arena_rows) { /* a power of two of rows, so that a growing batch re-carves a few times */
+        int rows = 1;
+        while (rows < n) rows *= 2;
+        if (rows > b->max_seqs) rows = b->max_seqs;
+        b->arena_rows = 0; /* until the buffers are carved again */
+        TRY(x->op->reserve(x, &b->arena, step_layout(NULL, &b->m->cfg, rows, NULL) * sizeof(float),
+                           "a batch step's buffers"));
+        step_layout(&b->sb, &b->m->cfg, rows, b->arena.p);
+        b->arena_rows = rows;
     }
     for (int i = 0; i < n; i++)
         if (b->seq[seqs[i]].row != i) TRY(swap_rows(b, b->seq[seqs[i]].row, i));

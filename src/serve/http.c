@@ -146,7 +146,7 @@ int mmm_server_start(mmm_server **out, const mmm_model *m, const mmm_tokenizer *
     clock_gettime(CLOCK_REALTIME, &now);
     s->prep = (srv_prepare_ctx){m, tok, &s->tok_mu, o->context, o->max_tokens, s->image_dir,
                                 (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec, &s->seeds};
-    srv_sched_options so = {o->max_sessions, o->max_queue, o->max_memory};
+    srv_sched_options so = {o->max_sessions, o->max_queue, o->max_memory, o->prefill_chunk};
     int rc = !s->model_name || (o->image_dir && !s->image_dir) ? mmm_fail(MMM_ERR_NOMEM, "serve: out of memory")
                                                                : srv_sched_start(&s->sched, m, tok, &so);
     if (!rc) {

@@ -30,6 +30,8 @@ char *srv_metrics_text(mmm_server *s) {
         {"mmm_requests_failed_total", "generations ended by an error", st.failed},
         {"mmm_prompt_tokens_total", "prompt tokens prefilled", st.prompt_tokens},
         {"mmm_generated_tokens_total", "tokens generated", st.generated_tokens},
+        {"mmm_decode_steps_total", "decode steps (each feeds a token of every session that goes on)", st.decode_steps},
+        {"mmm_decode_rows_total", "tokens fed by the decode steps", st.decode_rows},
     };
     for (size_t i = 0; i < sizeof counters / sizeof *counters; i++)
         fprintf(f, "# HELP %s %s\n# TYPE %s counter\n%s %lld\n", counters[i].name, counters[i].help, counters[i].name,
@@ -46,6 +48,9 @@ char *srv_metrics_text(mmm_server *s) {
         {"mmm_tokens_per_second", "tokens generated per busy second, all sessions together",
          st.busy_seconds > 0 ? (double)st.generated_tokens / st.busy_seconds : 0},
         {"mmm_sessions_active", "sessions holding a state", st.active},
+        {"mmm_batch_size", "sessions the last decode step fed together", st.last_batch},
+        {"mmm_batch_size_mean", "sessions a decode step fed together, on average",
+         st.decode_steps ? (double)st.decode_rows / (double)st.decode_steps : 0},
         {"mmm_sessions_queued", "admitted requests waiting for a session", st.queued},
         {"mmm_sessions_max", "sessions allowed at once", st.max_sessions},
         {"mmm_state_bytes", "bytes reserved by the active sessions' states", (double)st.state_bytes},

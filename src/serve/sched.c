@@ -1,7 +1,8 @@
 /* The scheduler (sched.h): admission, and one engine thread that serves the running sessions
- * round-robin, one step each (session.c: a whole prefill, or one token), so concurrent requests
- * interleave token by token. One mutex guards the lists, the counters and every job's output;
- * the model runs outside it. */
+ * together: each turn feeds a piece of one prompt (--prefill-chunk tokens) and samples a token of
+ * every session whose logits wait, then feeds the tokens of those that go on to one step of the
+ * pool (mmm/pool.h), continuous batching. One mutex guards the lists, the counters and every
+ * job's output; the model runs outside it. */
 #include "sched.h"
 
 #include <pthread.h>
@@ -45,7 +46,16 @@ struct srv_sched {
     pthread_t thread;
     int started, stopping;
     srv_job **run, **queue; /* (max_sessions), (max_queue) */
-    int n_run, n_queue, next;
+    int n_run, n_queue;
+    mmm_pool *pool;        /* the sessions' sequences, used by the engine thread only */
+    /* the engine's turn: the sessions that sample, their results, the tokens fed and from whom */
+    srv_job **dec;         /* (max_sessions) */
+    srv_step *steps;       /* (max_sessions) */
+    int *seqs, *fed_from;  /* (max_sessions) */
+    int32_t *feed;         /* (max_sessions) */
+    int n_fed;
+    float *logits;         /* (n_fed, V) */
+    size_t logits_cap;
     size_t used;
     srv_stats st;
     struct timespec busy_since;
@@ -135,10 +145,87 @@ static void retire_locked(srv_sched *s, int i) {
         clock_gettime(CLOCK_MONOTONIC, &now);
         s->st.busy_seconds += seconds_between(s->busy_since, now);
     }
-    if (s->next > i) s->next--;
     s->used -= j->need;
     j->phase = JOB_DONE;
     admit_locked(s);
+}
+
+/* Outside the mutex, on the engine thread: the session's sequence closed. */
+static void end_session(srv_sched *s, srv_job *j) { srv_session_free(&j->sess, s->pool); }
+
+/* Room for the logits of n sessions fed in one step. */
+static int reserve_logits(srv_sched *s, int n) {
+    size_t want = (size_t)n * s->m->cfg.vocab;
+    if (want <= s->logits_cap) return MMM_OK;
+    float *grown = realloc(s->logits, want * sizeof *grown);
+    if (!grown) return mmm_fail(MMM_ERR_NOMEM, "the logits of %d sessions: out of memory", n);
+    s->logits = grown;
+    s->logits_cap = want;
+    return MMM_OK;
+}
+
+/* One turn's model work, outside the mutex: a piece of pre's prompt (when there is one), then a
+ * token sampled for each of the n sessions in s->dec (pre joins them once its prompt is in), and
+ * the tokens of those that go on fed to one pool step. Returns the prompt tokens fed. */
+static int run_turn(srv_sched *s, srv_job *pre, srv_step *pre_step, int *n) {
+    int fed = 0, V = s->m->cfg.vocab, nf = 0;
+    if (pre) {
+        fed = srv_session_prefill(&pre->sess, s->pool, s->m, s->tok, &pre->spec, s->o.prefill_chunk, pre_step);
+        if (pre->sess.ready) s->dec[(*n)++] = pre;
+    }
+    for (int k = 0; k < *n; k++) {
+        srv_job *j = s->dec[k];
+        if (srv_session_sample(&j->sess, s->m, s->tok, &j->spec, &s->steps[k], &s->feed[nf])) {
+            s->seqs[nf] = j->sess.seq;
+            s->fed_from[nf++] = k;
+        }
+    }
+    int rc = nf ? reserve_logits(s, nf) : MMM_OK;
+    if (!rc && nf) rc = mmm_pool_decode(s->pool, nf, s->seqs, s->feed, s->logits);
+    for (int f = 0; f < nf; f++) {
+        int k = s->fed_from[f];
+        srv_job *j = s->dec[k];
+        if (rc) {
+            s->steps[k].finish = SRV_FINISH_ERROR;
+            snprintf(s->steps[k].error, sizeof s->steps[k].error, "%s", mmm_last_error());
+        } else {
+            memcpy(j->sess.logits, s->logits + (size_t)f * V, (size_t)V * sizeof *s->logits);
+            j->sess.ready = 1;
+        }
+    }
+    s->n_fed = nf;
+    for (int k = 0; k < *n; k++)
+        if (s->steps[k].finish) end_session(s, s->dec[k]);
+    if (pre && pre_step->finish) end_session(s, pre);
+    return fed;
+}
+
+/* Under the mutex: a job's step result delivered (text, the end), the job retired once over. */
+static void deliver_locked(srv_sched *s, srv_job *j, srv_step *r) {
+    srv_finish finish = r->finish;
+    j->completion_tokens = j->sess.n_gen;
+    emit_locked(j, r->delta, r->n_delta);
+    free(r->delta);
+    r->delta = NULL;
+    if (finish && !j->finish) {
+        j->finish = finish;
+        if (finish == SRV_FINISH_ERROR) {
+            memcpy(j->error, r->error, sizeof j->error);
+            s->st.failed++;
+        }
+    }
+    if (j->finish) {
+        if (!finish) { /* ended by emit_locked: free the engine's part while the job is still running, so
+                        * that a client releasing it cannot free it under the engine */
+            pthread_mutex_unlock(&s->mu);
+            end_session(s, j);
+            pthread_mutex_lock(&s->mu);
+        }
+        for (int i = 0; i < s->n_run; i++)
+            if (s->run[i] == j) retire_locked(s, i);
+    }
+    pthread_cond_broadcast(&j->cv);
+    if (j->finish && j->released) job_free(j);
 }
 
 static void *engine(void *arg) {
@@ -157,14 +244,26 @@ static void *engine(void *arg) {
                 if (j->released) job_free(j);
             }
         admit_locked(s);
-        /* the next session round-robin, skipping those whose clients are behind */
-        srv_job *j = NULL;
-        int idx = -1;
-        for (int k = 0; k < s->n_run && !j; k++) {
-            int i = (s->next + k) % s->n_run;
-            if (s->run[i]->cancelled || s->run[i]->out_len < BACKLOG_BYTES) { j = s->run[i]; idx = i; }
+        /* running jobs whose clients left give back their sessions */
+        for (int i = 0; i < s->n_run; i++)
+            if (s->run[i]->cancelled) {
+                srv_job *j = s->run[i];
+                retire_locked(s, i--);
+                pthread_mutex_unlock(&s->mu);
+                end_session(s, j);
+                pthread_mutex_lock(&s->mu);
+                if (j->released) job_free(j);
+            }
+        /* this turn: a piece of the oldest prompt not yet in, and a token of every session whose
+         * logits wait, unless its client is behind */
+        srv_job *pre = NULL;
+        int n = 0;
+        for (int i = 0; i < s->n_run; i++) {
+            srv_job *j = s->run[i];
+            if (!j->sess.ready) { if (!pre) pre = j; }
+            else if (j->out_len < BACKLOG_BYTES) s->dec[n++] = j;
         }
-        if (!j) {
+        if (!pre && !n) {
             if (s->n_run == 0) pthread_cond_wait(&s->work, &s->mu);
             else { /* every client is behind: wait for one to take its text */
                 struct timespec until = after_ms(20);
@@ -172,46 +271,19 @@ static void *engine(void *arg) {
             }
             continue;
         }
-        s->next = idx + 1;
-        if (j->cancelled) {
-            retire_locked(s, idx);
-            pthread_mutex_unlock(&s->mu);
-            srv_session_free(&j->sess);
-            pthread_mutex_lock(&s->mu);
-            if (j->released) job_free(j);
-            continue;
-        }
-        int prefill = j->sess.st == NULL;
         pthread_mutex_unlock(&s->mu);
-        srv_step r;
-        srv_session_step(&j->sess, s->m, s->tok, &j->spec, &r);
-        srv_finish finish = r.finish;
-        if (finish) srv_session_free(&j->sess);
+        srv_step pre_step = {0};
+        int fed = run_turn(s, pre, &pre_step, &n);
         pthread_mutex_lock(&s->mu);
-        if (prefill) s->st.prompt_tokens += j->spec.n_ids;
-        else s->st.generated_tokens++;
-        j->completion_tokens = j->sess.n_gen;
-        emit_locked(j, r.delta, r.n_delta);
-        free(r.delta);
-        if (finish && !j->finish) {
-            j->finish = finish;
-            if (finish == SRV_FINISH_ERROR) {
-                memcpy(j->error, r.error, sizeof j->error);
-                s->st.failed++;
-            }
+        s->st.prompt_tokens += fed;
+        s->st.generated_tokens += n;
+        if (s->n_fed) {
+            s->st.decode_steps++;
+            s->st.decode_rows += s->n_fed;
         }
-        if (j->finish) {
-            if (!finish) { /* ended by emit_locked: free the engine's part while the job is still running, so
-                            * that a client releasing it cannot free it under the engine */
-                pthread_mutex_unlock(&s->mu);
-                srv_session_free(&j->sess);
-                pthread_mutex_lock(&s->mu);
-            }
-            for (int i = 0; i < s->n_run; i++)
-                if (s->run[i] == j) retire_locked(s, i);
-        }
-        pthread_cond_broadcast(&j->cv);
-        if (j->finish && j->released) job_free(j);
+        s->st.last_batch = s->n_fed;
+        if (pre && pre_step.finish) deliver_locked(s, pre, &pre_step);
+        for (int k = 0; k < n; k++) deliver_locked(s, s->dec[k], &s->steps[k]);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -226,13 +298,24 @@ int srv_sched_start(srv_sched **out, const mmm_model *m, const mmm_tokenizer *to
     s->m = m;
     s->tok = tok;
     s->o = *o;
-    s->run = calloc((size_t)o->max_sessions, sizeof *s->run);
+    size_t S = (size_t)o->max_sessions;
+    s->run = calloc(S, sizeof *s->run);
     s->queue = calloc((size_t)o->max_queue + 1, sizeof *s->queue);
+    s->dec = calloc(S, sizeof *s->dec);
+    s->steps = calloc(S, sizeof *s->steps);
+    s->seqs = calloc(S, sizeof *s->seqs);
+    s->fed_from = calloc(S, sizeof *s->fed_from);
+    s->feed = calloc(S, sizeof *s->feed);
     pthread_mutex_init(&s->mu, NULL);
     cond_init(&s->work);
-    if (!s->run || !s->queue) {
+    if (!s->run || !s->queue || !s->dec || !s->steps || !s->seqs || !s->fed_from || !s->feed) {
         srv_sched_free(s);
         return mmm_fail(MMM_ERR_NOMEM, "scheduler: out of memory");
+    }
+    int rc = mmm_pool_new(&s->pool, m, o->max_sessions);
+    if (rc) {
+        srv_sched_free(s);
+        return rc;
     }
     if (pthread_create(&s->thread, NULL, engine, s)) {
         srv_sched_free(s);
@@ -253,7 +336,7 @@ void srv_sched_stop(srv_sched *s) {
     /* the engine is gone: end what it held; clients see the error and release their jobs */
     for (int i = 0; i < s->n_queue + s->n_run; i++) {
         srv_job *j = i < s->n_queue ? s->queue[i] : s->run[i - s->n_queue];
-        srv_session_free(&j->sess);
+        end_session(s, j);
         pthread_mutex_lock(&s->mu);
         j->phase = JOB_DONE;
         if (!j->finish) {
@@ -274,8 +357,15 @@ void srv_sched_free(srv_sched *s) {
     srv_sched_stop(s);
     pthread_cond_destroy(&s->work);
     pthread_mutex_destroy(&s->mu);
+    mmm_pool_free(s->pool);
     free(s->run);
     free(s->queue);
+    free(s->dec);
+    free(s->steps);
+    free(s->seqs);
+    free(s->fed_from);
+    free(s->feed);
+    free(s->logits);
     free(s);
 }
 
@@ -305,6 +395,7 @@ int srv_sched_submit(srv_sched *s, srv_job_spec *spec, srv_job **job, size_t *ne
     j->spec = *spec;
     j->need = *need;
     j->phase = JOB_QUEUED;
+    srv_session_init(&j->sess);
     cond_init(&j->cv);
     memset(spec, 0, sizeof *spec);
     s->queue[s->n_queue++] = j; /* admit_locked takes it at once when a session is free */

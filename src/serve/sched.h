@@ -1,10 +1,9 @@
 /* The generation engine behind `mmm serve`'s HTTP side: a scheduler that owns the sessions,
  * admits requests within a session count and a memory budget (a bounded queue for the rest),
- * runs each session's prefill and decode steps on one engine thread, and hands each request its
- * text as it is generated. The HTTP side only submits jobs, waits on their output and cancels
- * them; how the steps are run (today one mmm_state per session, session.c, served round-robin
- * token by token so that concurrent requests interleave) stays behind this interface, so a
- * batched state can take over the inner step without changing anything here. */
+ * runs the sessions on one engine thread — their decode steps together as one batch of a pool
+ * (mmm/pool.h), prompts fed in pieces between them (continuous batching) — and hands each
+ * request its text as it is generated. The HTTP side only submits jobs, waits on their output
+ * and cancels them. */
 #ifndef MMM_SERVE_SCHED_H
 #define MMM_SERVE_SCHED_H
 
@@ -22,6 +21,7 @@ typedef struct {
     int max_sessions;  /* sessions decoding at once */
     int max_queue;     /* admitted requests that wait for a session (0: refuse at once) */
     size_t max_memory; /* bytes all sessions' states may hold together */
+    int prefill_chunk; /* prompt tokens fed per turn, between the decode steps (0: a whole prompt) */
 } srv_sched_options;
 
 #define SRV_MAX_STOP 4 /* stop strings per request, as OpenAI allows */
@@ -55,6 +55,8 @@ enum { SRV_BUSY = 1, SRV_TOO_BIG = 2 };
 
 typedef struct {
     long long requests, rejected, cancelled, failed, prompt_tokens, generated_tokens;
+    long long decode_steps, decode_rows; /* pool steps, and the tokens they fed together */
+    int last_batch;        /* tokens the last turn fed together */
     double busy_seconds;   /* time with at least one session running */
     int active, queued;
     size_t state_bytes, max_memory;

@@ -1,6 +1,6 @@
-/* One session's generation over the single-sequence API: its state, the next position's logits,
- * its sampler and its text. This is the part of the scheduler a batched state replaces: the
- * scheduler (sched.c) decides which session runs and when; a step runs it. */
+/* One session's generation over a sequence of the scheduler's pool (mmm/pool.h): its prompt fed
+ * in pieces, then its tokens sampled one at a time; the scheduler (sched.c) feeds the tokens of
+ * every session that goes on to one pool step together, and hands each its logits back. */
 #ifndef MMM_SERVE_SESSION_H
 #define MMM_SERVE_SESSION_H
 
@@ -8,10 +8,13 @@
 #include <stdint.h>
 
 #include "detok.h"
+#include "mmm/pool.h"
 #include "sched.h"
 
 typedef struct {
-    mmm_state *st;  /* NULL until the prefill */
+    int seq;        /* the pool's handle, −1 until the prefill starts */
+    int fed;        /* prompt tokens prefilled */
+    int ready;      /* logits hold the next position's: the next step samples */
     float *logits;  /* (3·V): the next position's logits, then the sampler's scratch */
     uint64_t rng;
     srv_detok text;
@@ -25,12 +28,20 @@ typedef struct {
     char error[256];   /* with SRV_FINISH_ERROR */
 } srv_step;
 
-/* One step of the session generating spec: the whole prefill when it has no state yet (spec's
- * pixels are freed once fed), else one token as mmm_generate takes it: sampled, the end of the
- * answer at the end of turn, a generation_config stop id, a stop string or max_tokens, fed
- * otherwise. */
-void srv_session_step(srv_session *ss, const mmm_model *m, const mmm_tokenizer *tok, srv_job_spec *spec, srv_step *out);
-/* Frees the state and the rest (a zeroed session is fine). */
-void srv_session_free(srv_session *ss);
+/* A zeroed session with no sequence yet. */
+void srv_session_init(srv_session *ss);
+/* Feeds up to `budget` more prompt tokens (0: all; a prompt with images goes whole, its tiles
+ * with their tokens) into the session's sequence, opened at the first call; returns the tokens
+ * fed, and once the whole prompt is in, ss->ready. Spec's pixels are freed once fed. */
+int srv_session_prefill(srv_session *ss, mmm_pool *p, const mmm_model *m, const mmm_tokenizer *tok,
+                        srv_job_spec *spec, int budget, srv_step *out);
+/* Samples the next token as mmm_generate takes it: the end of turn and generation_config's stop
+ * ids end the answer unsaid, else its text is added and, unless the answer has reached
+ * max_tokens or a stop string, the token is to be fed: returns 1 with *feed set, else 0 with
+ * out->finish set. */
+int srv_session_sample(srv_session *ss, const mmm_model *m, const mmm_tokenizer *tok, const srv_job_spec *spec,
+                       srv_step *out, int32_t *feed);
+/* Closes the sequence and frees the rest, keeping n_gen (a session that never started is fine). */
+void srv_session_free(srv_session *ss, mmm_pool *p);
 
 #endif

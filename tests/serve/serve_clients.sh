@@ -317,6 +317,22 @@ code=$(post /v1/chat/completions "$(chat_body "$prompt" ', "temperature": 0, "ma
 got=$(json "$work/linear.json" "d['choices'][0]['message']['content']")
 expect linear_student_equals_mmm_chat "$([ "$code" = 200 ] && [ "$got" = "$(answer "$work/chat_linear.txt")" ] && echo 1)" \
     "status $code: '$got' vs '$(answer "$work/chat_linear.txt")'"
+# 8 clients at once decode together (one pool step feeds them all): each answer is mmm chat's
+body=$(chat_body "$prompt" ', "temperature": 0, "max_tokens": 24')
+cpids=()
+for i in 1 2 3 4 5 6 7 8; do
+    curl -s -m 120 -o "$work/batch$i.json" -H 'Content-Type: application/json' --data-binary "$body" \
+        "http://127.0.0.1:$port/v1/chat/completions" &
+    cpids+=("$!")
+done
+wait "${cpids[@]}"
+same=0
+for i in 1 2 3 4 5 6 7 8; do
+    [ "$(json "$work/batch$i.json" "d['choices'][0]['message']['content']")" = "$(answer "$work/chat_linear.txt")" ] && same=$((same + 1))
+done
+mean=$(metric mmm_batch_size_mean)
+expect linear_concurrent_clients_batched "$([ "$same" = 8 ] && python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 1 else 1)' "$mean" && echo 1)" \
+    "$same of 8 answers equal mmm chat's; sessions per decode step $mean"
 # stopping the server ends a stream in flight with an error event and [DONE]
 curl -s -N -m 120 -o "$work/shutdown.txt" --data-binary "$long" "http://127.0.0.1:$port/v1/completions" &
 spid=$!

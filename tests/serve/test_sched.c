@@ -85,7 +85,7 @@ TEST(serve_sched_matches_generate) {
     const mmm_sampler smp[3] = {{0, 0, 1, 0}, {0.8f, 0, 0.9f, 7}, {1.0f, 0, 1, 123}};
     const int max_new[3] = {24, 31, 17};
     srv_sched *s = NULL;
-    srv_sched_options o = {2, 1, (size_t)1 << 30};
+    srv_sched_options o = {2, 1, (size_t)1 << 30, 5}; /* prompts fed 5 tokens at a time */
     if (!check(!srv_sched_start(&s, m, f->tok, &o), "scheduler starts")) { mmm_model_free(m); return; }
     srv_job *jobs[3] = {0};
     size_t need;
@@ -132,7 +132,7 @@ TEST(serve_sched_admission_and_cancel) {
     if (!check(m != NULL, "model%s%s", m ? "" : ": ", m ? "" : mmm_last_error())) return;
     const mmm_sampler greedy = {0, 0, 1, 0};
     srv_sched *s = NULL;
-    srv_sched_options small = {4, 0, 1000};
+    srv_sched_options small = {4, 0, 1000, 0};
     srv_job *j = NULL;
     size_t need = 0;
     if (!srv_sched_start(&s, m, f->tok, &small)) {
@@ -142,7 +142,7 @@ TEST(serve_sched_admission_and_cancel) {
               "scheduler: a job whose state alone is over the budget is refused (%zu bytes)", need);
         srv_sched_free(s);
     }
-    srv_sched_options one = {1, 0, (size_t)1 << 30};
+    srv_sched_options one = {1, 0, (size_t)1 << 30, 0};
     if (!check(!srv_sched_start(&s, m, f->tok, &one), "scheduler starts")) { mmm_model_free(m); return; }
     srv_job_spec spec = spec_of(f->tok, &greedy, 3000), second = spec_of(f->tok, &greedy, 4);
     int rc = srv_sched_submit(s, &spec, &j, &need);
