@@ -29,6 +29,9 @@ void mmm_pool_close(mmm_pool *b, int seq);
 int mmm_pool_prefill(mmm_pool *b, int seq, const int32_t *ids, int T, const float *pixels, int n_tiles,
                       float *last);
 int mmm_pool_length(const mmm_pool *b, int seq); /* tokens the sequence holds */
+/* For benchmarks: mmm_state_fill_synthetic on the sequence's state (len tokens of random caches
+ * and recurrent states). */
+int mmm_pool_fill_synthetic(mmm_pool *b, int seq, int len, uint64_t seed);
 /* One token of each of n distinct sequences: ids (n) are fed, logits (n, V, host) are the next
  * positions'. Row i of the logits equals mmm_decode of sequence seqs[i] alone to rounding (the
  * batch's products sum in another order); a lone sequence takes its state's own step. A sequence

@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "mmm/model.h"
+#include "mmm/quant.h"
 
 typedef struct {
     int hidden, emb_layers, llm_layers, heads, kv, ffn, vocab;
@@ -26,5 +27,13 @@ int bench_build(mmm_model **out, const char *model_dir, const bench_dims *d, int
  * bf16: GEMMs on the bf16 tensor cores (mmm_gpu_use_bf16_train). */
 int bench_train_step(const char *model_dir, const bench_dims *d, int kind, int T, int steps, int bf16,
                      double peak_tflops, FILE *json, int first);
+
+/* Aggregate decode throughput of sessions[s] sequences decoding together (mmm/pool.h) at each
+ * context, as many as memory admits, with one prompt's prefill time (contexts up to
+ * prefill_max); prints a table, and writes JSON and a plot when given paths. Returns the exit
+ * status. */
+int bench_sessions(const char *model_dir, const bench_dims *d, const char *kinds, const int *ctx, int n_ctx,
+                   const int *sessions, int n_s, int steps, int prefill_max, int cuda, mmm_weight_type dt,
+                   const char *title, const char *json_path, const char *plot_path);
 
 #endif

@@ -339,6 +339,7 @@ static void usage(FILE *f) {
     fputs("usage: mmm bench [--model DIR | --dims SPEC] [--contexts LIST] [--steps N]\n"
           "                 [--kinds teacher,hybrid,linear] [--json OUT] [--plot OUT.png]\n"
           "                 [--device cpu|cuda] [--dtype f32|bf16|int8]\n"
+          "       mmm bench --sessions LIST [--contexts LIST] [--device cuda --dtype bf16] [...]\n"
           "       mmm bench --train-step --device cuda [--dims SPEC | --model DIR] [--tokens N] [--steps N]\n"
           "                 [--kinds ...] [--dtype f32|bf16] [--peak-tflops X] [--json OUT]\n\n"
           "Decode latency (median ms per token) and peak memory against context length for the\n"
@@ -366,6 +367,10 @@ static void usage(FILE *f) {
           "                   cuda bf16 matrices for decode and prefill and bf16 KV caches (int8\n"
           "                   is CPU only); with --train-step (f32 or bf16), GEMMs on the bf16\n"
           "                   tensor cores\n\n"
+          "Serving (--sessions 1,8,64): N sequences decode together as mmm serve runs them (one step\n"
+          "feeds a token of each), at each context: the step's median time, tokens/s of all of them\n"
+          "together against one alone, and how many memory admitted (as many as fit). One prompt of\n"
+          "the context's length is prefilled alone (up to --prefill-max): its first token's wait.\n\n"
           "Training steps (--train-step, needs --device cuda): tokens/s and model-FLOPs utilisation of\n"
           "the teacher's cross-entropy step and the students' stage-3 distillation step (teacher\n"
           "forward, student forward and backward, KL, AdamW on the device) on one synthetic sequence.\n"
@@ -385,12 +390,13 @@ int cmd_bench(int argc, char **argv) {
         {"child", required_argument, 0, 'C'}, {"device", required_argument, 0, 'D'}, {"dtype", required_argument, 0, 'T'},
         {"train-step", no_argument, 0, 'S'}, {"tokens", required_argument, 0, 'n'},
         {"peak-tflops", required_argument, 0, 'F'}, {"save", required_argument, 0, 'o'},
-        {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"threads", required_argument, 0, 't'}, {"sessions", required_argument, 0, 'N'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *model_dir = NULL, *json_path = NULL, *plot_path = NULL, *save_dir = NULL, *kinds = "teacher,hybrid,linear";
     dims d = {256, 8, 24, 4, 2, 1024, 1024};
     int ctx[MAX_POINTS] = {1024, 8192, 32768, 65536, 102400}, n_ctx = 5, steps = 16, prefill_max = 16384, o;
     mmm_weight_type dtype = MMM_WEIGHTS_F32;
-    int child[4], is_child = 0, cuda = 0, train_step = 0, tokens = 2048, steps_given = 0;
+    int child[4], is_child = 0, cuda = 0, train_step = 0, tokens = 2048, steps_given = 0, sessions[16], n_sessions = 0;
     double peak_tflops = 989;
     optind = 1;
     while ((o = getopt_long(argc, argv, ":ht:", opts, NULL)) != -1) {
@@ -412,6 +418,12 @@ int cmd_bench(int argc, char **argv) {
             steps_given = 1;
             break;
         case 'S': train_step = 1; break;
+        case 'N':
+            if ((n_sessions = parse_list(optarg, sessions, 16)) < 1) {
+                fprintf(stderr, "mmm bench: --sessions takes up to 16 positive counts like 1,8,64\n");
+                return 2;
+            }
+            break;
         case 'n': if (cli_parse_int("bench", "--tokens", optarg, 2, 1 << 22, &tokens)) return 2; break;
         case 'F': if (cli_parse_double("bench", "--peak-tflops", optarg, 0, HUGE_VAL, &peak_tflops)) return 2; break;
         case 'k': kinds = optarg; break;
@@ -471,6 +483,16 @@ int cmd_bench(int argc, char **argv) {
     if (cuda) snprintf(where, sizeof where, "on the GPU%s", dtype == MMM_WEIGHTS_BF16 ? ", bf16 weights and KV caches" : "");
     else snprintf(where, sizeof where, "%d CPU thread%s, %s weights", mmm_threads(), mmm_threads() > 1 ? "s" : "",
                   mmm_weight_type_name(dtype));
+    if (n_sessions) {
+        if (!cuda && dtype != MMM_WEIGHTS_F32) {
+            free(title);
+            return cli_usage_error("bench", "--sessions on the CPU reads fp32 weights (no --dtype)");
+        }
+        int rc = bench_sessions(model_dir, &d, kinds, ctx, n_ctx, sessions, n_sessions, steps, prefill_max, cuda, dtype,
+                                title, json_path, plot_path);
+        free(title);
+        return rc;
+    }
     printf("mmm bench decode: %s; %s; median of %d steps\n", title, where, steps);
     printf("%-8s %9s %12s %10s %12s %12s %12s %12s\n", "model", "context", "ms/token", "tokens/s", "state MB",
            cuda ? "GPU MB" : "peak RSS MB", "prefill ms", "prefill t/s");

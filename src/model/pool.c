@@ -217,6 +217,11 @@ int mmm_pool_length(const mmm_pool *b, int seq) {
     return check_seq(b, seq, "length") ? -1 : mmm_state_length(b->seq[seq].st);
 }
 
+int mmm_pool_fill_synthetic(mmm_pool *b, int seq, int len, uint64_t seed) {
+    TRY(check_seq(b, seq, "fill"));
+    return mmm_state_fill_synthetic(b->seq[seq].st, len, seed);
+}
+
 /* The rotary rows of both stacks, one per sequence at its own position. InternLM2's dynamic
  * NTK base depends on how many keys a call ends with, so there each row is its own call. */
 static int rope_rows(mmm_pool *b, int n) {

@@ -44,6 +44,36 @@ TEST(test_gemv_f32) {
     }
 }
 
+/* A few rows (a batch of decoding sequences): each row is the one-row product of its input row,
+ * bit for bit, and float64's to rounding; a linear layer of that many rows is this product. */
+TEST(test_gemv_f32_few_rows) {
+    static const int rows[] = {2, 3, 5, 12};
+    for (int i = 0; i < N_SHAPES; i++)
+        for (int r = 0; r < 4; r++) {
+            int C = shapes[i][0], OC = shapes[i][1], N = rows[r];
+            rng_t rng = rng_new(300 + 4 * i + r);
+            float *w = alloc_uniform(&rng, (size_t)OC * C, -1, 1), *x = alloc_uniform(&rng, (size_t)N * C, -1, 1);
+            float *bias = (i + r) % 2 ? alloc_uniform(&rng, OC, -1, 1) : NULL;
+            float *out = alloc_zeros((size_t)N * OC), *one = alloc_zeros(OC), *lin = alloc_zeros((size_t)N * OC);
+            double *wd = to_f64(w, (size_t)OC * C), *xd = to_f64(x, (size_t)N * C), *ref = malloc(sizeof(double) * OC);
+            mmm_gemv_f32_few_forward(out, x, w, bias, N, C, OC);
+            mmm_linear_forward(lin, x, w, bias, N, C, OC);
+            int same = 1;
+            for (int n = 0; n < N; n++) {
+                char name[128];
+                snprintf(name, sizeof name, "gemv f32 few rows C=%d OC=%d row %d of %d", C, OC, n, N);
+                ref_product(ref, wd, xd + (size_t)n * C, bias, C, OC);
+                check_close(name, out + (size_t)n * OC, ref, OC, 1e-5);
+                mmm_gemv_f32_forward(one, x + (size_t)n * C, w, bias, C, OC);
+                same &= !memcmp(one, out + (size_t)n * OC, (size_t)OC * sizeof *one);
+            }
+            check(same, "gemv f32 few rows C=%d OC=%d N=%d: each row is its one-row product, bit for bit", C, OC, N);
+            check(!memcmp(lin, out, (size_t)N * OC * sizeof *lin), "linear of %d rows C=%d OC=%d is the few-row product",
+                  N, C, OC);
+            free(w); free(x); free(bias); free(out); free(one); free(lin); free(wd); free(xd); free(ref);
+        }
+}
+
 TEST(test_gemv_bf16) {
     for (int i = 0; i < N_SHAPES; i++) {
         int C = shapes[i][0], OC = shapes[i][1];

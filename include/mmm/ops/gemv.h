@@ -27,6 +27,14 @@ void mmm_gemv_f32_forward(float *out,          /* (OC) */
                           const float *bias,   /* (OC) or NULL */
                           int C, int OC);
 
+/* out(N, OC) = x(N, C) · weightᵀ + bias for a few rows (a batch of decoding sequences), each
+ * weight row read once for all of them; row n equals mmm_gemv_f32_forward of x's row n. */
+void mmm_gemv_f32_few_forward(float *out,          /* (N, OC) */
+                              const float *x,      /* (N, C) */
+                              const float *weight, /* (OC, C) */
+                              const float *bias,   /* (OC) or NULL */
+                              int N, int C, int OC);
+
 /* The same with bf16 weights (the top 16 bits of fp32 values). */
 void mmm_gemv_bf16_forward(float *out,             /* (OC) */
                            const float *x,         /* (C) */

@@ -137,6 +137,29 @@ void mmm_gemv_bf16_forward(float *out, const float *x, const uint16_t *weight, c
     mmm_gemv_run(rows_bf16, &c, OC, (size_t)OC * C * sizeof(uint16_t));
 }
 
+typedef struct {
+    float *out;
+    const float *x, *bias, *w;
+    int N, C, OC;
+} few_ctx;
+
+/* each weight row once, against every input row while it sits in L1 */
+static void rows_f32_few(const void *p, int o0, int o1) {
+    const few_ctx *c = p;
+    for (int o = o0; o < o1; o++) {
+        const float *w = c->w + (size_t)o * c->C;
+        float b = c->bias ? c->bias[o] : 0.0f;
+        for (int n = 0; n < c->N; n++)
+            c->out[(size_t)n * c->OC + o] = mmm_dot_f32(w, c->x + (size_t)n * c->C, c->C) + b;
+    }
+}
+
+void mmm_gemv_f32_few_forward(float *out, const float *x, const float *weight, const float *bias, int N, int C,
+                              int OC) {
+    few_ctx c = {out, x, bias, weight, N, C, OC};
+    mmm_gemv_run(rows_f32_few, &c, OC, (size_t)OC * C * sizeof(float));
+}
+
 void mmm_gemv_f32_rows(float *out, const float *x, const float *weight, const float *bias, int C, int o0, int o1) {
     gemv_ctx c = {out, x, bias, weight, C};
     rows_f32(&c, o0, o1);

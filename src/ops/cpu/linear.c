@@ -1,4 +1,4 @@
-/* Linear layer and embedding lookup on CPU. GEMMs go to OpenBLAS; one row goes to the GEMV. */
+/* Linear layer and embedding lookup on CPU. GEMMs go to OpenBLAS; one row, or a few, to the GEMV. */
 #include <cblas.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -9,11 +9,22 @@
 #include "mmm/ops/dense.h"
 #include "mmm/ops/gemv.h"
 
+/* Up to this many rows the GEMV beats OpenBLAS's sgemm, which packs the weights first (mmm bench
+ * --sessions on 2 cores, bench/RESULTS.md). -DMMM_FEW_ROWS=N builds with another bound. */
+#ifndef MMM_FEW_ROWS
+#define MMM_FEW_ROWS 12
+#endif
+
 void mmm_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
                         int N, int C, int OC) {
-    /* one row (a decode step): OpenBLAS's sgemm would pack all of weight before using it once */
+    /* one row (a decode step), or a few (a batch of them): OpenBLAS's sgemm would pack all of
+     * weight before using it once or a few times */
     if (N == 1) {
         mmm_gemv_f32_forward(out, inp, weight, bias, C, OC);
+        return;
+    }
+    if (N <= MMM_FEW_ROWS) {
+        mmm_gemv_f32_few_forward(out, inp, weight, bias, N, C, OC);
         return;
     }
     float beta = 0.0f;
