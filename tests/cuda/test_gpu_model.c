@@ -109,6 +109,7 @@ TEST(gpu_model) { printf("gpu model skipped (built without CUDA)\n"); }
 #include "mmm/fileio.h"
 #include "mmm/forward.h"
 #include "mmm/gpu.h"
+#include "mmm/pool.h"
 #include "mmm/seed.h"
 #include "mmm/train.h"
 
@@ -368,6 +369,82 @@ TEST(gpu_model_decode_graph) {
         }
         free(graph);
         free(eager);
+        mmm_model_free(m);
+    }
+}
+
+/* Sequences decoding together on the GPU (mmm/pool.h) = each decoded alone on the GPU: five
+ * prompts of different lengths (one past the attention's 128-key split), steps whose subsets
+ * change (rows moved, one sequence alone, one closed and its handle reopened), with fp32 weights
+ * (rows of cuBLAS's GEMMs against its one-row products: fp32 rounding) and with bf16 matrices and
+ * caches (the pool's GEMMs round the activations to bf16, the fused one-token step reads them in
+ * fp32: bf16 rounding). */
+TEST(gpu_model_pool) {
+    if (!gpu("model pool")) return;
+    enum { SEQS = 5, STEPS = 12, CAP = 200 };
+    static const int len[SEQS] = {3, 17, 40, 130, 9};
+    static const int subset[STEPS][SEQS + 1] = {
+        {0, 1, 2, 3, 4, -1}, {3, 1, -1}, {4, 0, 2, -1}, {2, -1}, {1, 2, 3, 4, 0, -1}, {0, 4, -1},
+        {3, 2, 1, 0, -1},    {4, -1},    {0, 1, 2, 3, 4, -1}, {2, 4, 3, -1}, {1, 0, -1}, {0, 1, 2, 3, 4, -1}};
+    rng_t r = rng_new(41);
+    int32_t ids[CAP];
+    for (int i = 0; i < CAP; i++) ids[i] = (int32_t)(rng_uniform(&r) * 60);
+    for (int k = 0; k < 2 * N_CASES; k++) {
+        int bf16 = k >= N_CASES, which = k % N_CASES;
+        mmm_model *m = make_model(which);
+        int rc = m ? (bf16 ? mmm_gpu_use_bf16_decode(m) : mmm_gpu_attach(m)) : MMM_ERR_ARG;
+        int V = m ? m->cfg.vocab : 0, handle[SEQS];
+        mmm_pool *pool = NULL;
+        mmm_state *alone[SEQS] = {0};
+        float *got = malloc((size_t)SEQS * V * sizeof *got), *want = malloc((size_t)V * sizeof *want);
+        if (!rc) rc = mmm_pool_new(&pool, m, SEQS);
+        for (int q = 0; q < SEQS && !rc; q++) {
+            rc = mmm_pool_open(pool, CAP, &handle[q]);
+            if (!rc) rc = mmm_pool_prefill(pool, handle[q], ids + q, len[q], NULL, 0, NULL);
+            if (!rc) rc = mmm_state_new(&alone[q], m, CAP);
+            if (!rc) rc = mmm_prefill(m, alone[q], ids + q, len[q], NULL, 0, NULL, NULL);
+        }
+        double worst = 0;
+        for (int s = 0; s < STEPS && !rc; s++) {
+            if (s == 7) { /* sequence 3 ends; a new one takes its handle, from the same prompt */
+                mmm_pool_close(pool, handle[3]);
+                int again = -1;
+                rc = mmm_pool_open(pool, CAP, &again);
+                if (!rc) rc = mmm_pool_prefill(pool, again, ids + 3, len[3], NULL, 0, NULL);
+                mmm_state_reset(alone[3]);
+                if (!rc) rc = mmm_prefill(m, alone[3], ids + 3, len[3], NULL, 0, NULL, NULL);
+                check(!rc && again == handle[3], "gpu pool %s%s: a closed handle opens again", cases[which],
+                      bf16 ? " bf16" : "");
+            }
+            int n = 0, seqs[SEQS], who[SEQS];
+            int32_t tok[SEQS];
+            for (int i = 0; subset[s][i] >= 0; i++) {
+                who[n] = subset[s][i];
+                seqs[n] = handle[who[n]];
+                tok[n] = ids[(s * 7 + who[n] * 3) % CAP];
+                n++;
+            }
+            rc = mmm_pool_decode(pool, n, seqs, tok, got);
+            for (int i = 0; i < n && !rc; i++) {
+                rc = mmm_decode(m, alone[who[i]], tok[i], want);
+                double e = 0, mx = 0;
+                for (int v = 0; v < V; v++) {
+                    double d = fabs((double)got[(size_t)i * V + v] - want[v]);
+                    if (d > e) e = d;
+                    if (fabs(want[v]) > mx) mx = fabs(want[v]);
+                }
+                e /= mx > 0 ? mx : 1;
+                if (e > worst) worst = e;
+            }
+        }
+        if (check(rc == MMM_OK, "gpu pool %s%s runs%s%s", cases[which], bf16 ? " bf16" : "", rc ? ": " : "",
+                  rc ? mmm_last_error() : ""))
+            check(worst < (bf16 ? 5e-2 : 1e-4), "gpu pool %s%s: every row as the sequence decoded alone (max-norm "
+                  "error %.2e)", cases[which], bf16 ? " bf16" : "", worst);
+        for (int q = 0; q < SEQS; q++) mmm_state_free(alone[q]);
+        mmm_pool_free(pool);
+        free(got);
+        free(want);
         mmm_model_free(m);
     }
 }
