@@ -207,24 +207,30 @@ static void qkv_item(void *ctx, int g, void *tls) {
 
 /* Attention of the token's query over keys [0, pos], shared out by key range (flash-decoding): the
  * split count depends on the length alone, so the result does not depend on the thread count. */
-static int attention_splits(int Tk) {
+int cpu_attention_splits(int Tk) {
     int tiles = (Tk + SPLIT_KEYS - 1) / SPLIT_KEYS;
     return tiles < MAX_SPLITS ? tiles : MAX_SPLITS;
+}
+
+void cpu_attention_split_range(int Tk, int sp, int *ka, int *kb) {
+    int n = cpu_attention_splits(Tk), tiles = (Tk + ATTN_TILE - 1) / ATTN_TILE;
+    *ka = (int)((long)tiles * sp / n) * ATTN_TILE;
+    *kb = (int)((long)tiles * (sp + 1) / n) * ATTN_TILE;
+    if (*kb > Tk) *kb = Tk;
 }
 
 static void split_item(void *ctx, int sp, void *tls) {
     const mixer *mx = ctx;
     const decode_bufs *b = mx->s->b;
-    int H = mx->d->n_heads, D = mx->d->head_dim, Tk = mx->s->pos + 1, n = attention_splits(Tk);
-    int tiles = (Tk + ATTN_TILE - 1) / ATTN_TILE;
-    int ka = (int)((long)tiles * sp / n) * ATTN_TILE, kb = (int)((long)tiles * (sp + 1) / n) * ATTN_TILE;
+    int H = mx->d->n_heads, D = mx->d->head_dim, Tk = mx->s->pos + 1, ka, kb;
+    cpu_attention_split_range(Tk, sp, &ka, &kb);
     mmm_attention_decode_split(mx->s->parts + (size_t)sp * H * (D + 2), b->q, b->k[mx->l], b->v[mx->l], Tk, H,
-                               mx->d->n_kv_heads, D, ka, kb < Tk ? kb : Tk);
+                               mx->d->n_kv_heads, D, ka, kb);
 }
 
 static void combine_item(void *ctx, int h, void *tls) {
     const mixer *mx = ctx;
-    mmm_attention_decode_combine(mx->s->b->y, mx->s->parts, attention_splits(mx->s->pos + 1), mx->d->n_heads,
+    mmm_attention_decode_combine(mx->s->b->y, mx->s->parts, cpu_attention_splits(mx->s->pos + 1), mx->d->n_heads,
                                  mx->d->head_dim, h, h + 1);
 }
 
@@ -289,7 +295,7 @@ static void layer_program(step *s, mmm_ws_cursor *cur, thread_ws *t, int l) {
         run_product(s, cur, t, (product){.src = b->x, .norm_w = w->attn_norm, .eps = d->rms_eps, .W = &in, .out = b->z,
                                          .C = C, .OC = (H + 2 * Hkv) * D});
         mmm_ws_for(cur, Hkv, qkv_item, &mx, t);
-        mmm_ws_for(cur, attention_splits(s->pos + 1), split_item, &mx, t);
+        mmm_ws_for(cur, cpu_attention_splits(s->pos + 1), split_item, &mx, t);
         mmm_ws_for(cur, H, combine_item, &mx, t);
         run_product(s, cur, t, (product){.src = b->y, .W = &out, .out = b->x, .bias = b->x, .C = HD, .OC = C});
     } else {

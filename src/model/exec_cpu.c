@@ -206,23 +206,41 @@ static int attend(const model_exec *x, layer_buf *a, const layer_cache *cache, c
     return MMM_OK;
 }
 
-/* A batch's attention: sequences in parallel, each one query over its own fp32 cache. */
+/* A batch's attention over fp32 caches: every sequence's key ranges (split as its fused step
+ * splits them, so a row equals the sequence alone) shared out over the threads, then each
+ * sequence's splits combined. x->attn_ws: the splits' parts, then the sequences' first splits. */
 static int attend_seqs(const model_exec *x, float *att, const float *q, const float *k, const float *v,
                        const seq_kv *kv, const mmm_layer_desc *d, int n) {
-    int H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim;
-    size_t row = (size_t)Hkv * D;
-#pragma omp parallel for schedule(dynamic) if (n > 1)
+    int H = d->n_heads, Hkv = d->n_kv_heads, D = d->head_dim, total = 0;
+    size_t row = (size_t)Hkv * D, part = (size_t)H * (D + 2);
+    for (int i = 0; i < n; i++) total += cpu_attention_splits(kv->len[i] + 1);
+    float *parts = x->attn_ws;
+    int *first = (int *)(parts + (size_t)total * part); /* (n + 1) */
+    first[0] = 0;
     for (int i = 0; i < n; i++) {
-        float *ki = kv->k[i], *vi = kv->v[i];
-        memcpy(ki + (size_t)kv->len[i] * row, k + i * row, row * sizeof *k);
-        memcpy(vi + (size_t)kv->len[i] * row, v + i * row, row * sizeof *v);
-        mmm_attention_forward(att + (size_t)i * H * D, NULL, q + (size_t)i * H * D, ki, vi, 1, 1, kv->len[i] + 1, H,
-                              Hkv, D);
+        memcpy((float *)kv->k[i] + (size_t)kv->len[i] * row, k + i * row, row * sizeof *k);
+        memcpy((float *)kv->v[i] + (size_t)kv->len[i] * row, v + i * row, row * sizeof *v);
+        first[i + 1] = first[i] + cpu_attention_splits(kv->len[i] + 1);
     }
+#pragma omp parallel for schedule(dynamic)
+    for (int it = 0; it < total; it++) {
+        int i = 0, ka, kb, Tk;
+        while (first[i + 1] <= it) i++;
+        Tk = kv->len[i] + 1;
+        cpu_attention_split_range(Tk, it - first[i], &ka, &kb);
+        mmm_attention_decode_split(parts + (size_t)it * part, q + (size_t)i * H * D, kv->k[i], kv->v[i], Tk, H, Hkv, D,
+                                   ka, kb);
+    }
+#pragma omp parallel for if (n > 1)
+    for (int i = 0; i < n; i++)
+        mmm_attention_decode_combine(att + (size_t)i * H * D, parts + (size_t)first[i] * part, first[i + 1] - first[i],
+                                     H, D, 0, H);
     return MMM_OK;
 }
 
-static size_t seq_kv_ws_bytes(const model_exec *x, int n, int Tmax, int H, int D) { return 0; }
+static size_t seq_kv_ws_bytes(const model_exec *x, int n, int Tmax, int H, int D) {
+    return (size_t)n * cpu_attention_splits(Tmax) * H * (D + 2) * sizeof(float) + ((size_t)n + 1) * sizeof(int);
+}
 
 static int attention_backward(const model_exec *x, float *dq, float *dk, float *dv, const float *dout, const float *q,
                               const float *k, const float *v, const float *out, const float *lse, int B, int T,
