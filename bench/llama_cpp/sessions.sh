@@ -87,4 +87,25 @@ with open(md, "w") as f:
         lt = f"{r['llama_cpp_tokens_per_s']:.0f}" if r["llama_cpp_tokens_per_s"] else "-"
         f.write(f"| {r['model']} | {r['sessions']} | {r['mmm_tokens_per_s']:.0f} | {lt} | {ratio} |\n")
 print(open(md).read())
+# the plot: tokens/s of all sequences against how many decode together, both programs
+import shutil, subprocess
+if shutil.which("gnuplot"):
+    png, dat = out[:-5] + ".png", out[:-5] + ".dat"
+    series = []
+    with open(dat, "w") as f:
+        for kind in dict.fromkeys(r["model"] for r in rows):
+            for prog, key in (("mmm", "mmm_tokens_per_s"), ("llama.cpp", "llama_cpp_tokens_per_s")):
+                pts = [(r["sessions"], r[key]) for r in rows if r["model"] == kind and r[key]]
+                if not pts:
+                    continue
+                f.write("".join(f"{n} {v}\n" for n, v in pts) + "\n\n")
+                series.append(f"{prog} {kind}")
+    plots = ", ".join(f"'{dat}' index {i} u 1:2 w lp lw 2 dt {1 if t.startswith('mmm') else 2} t '{t}'"
+                      for i, t in enumerate(series))
+    gp = (f"set terminal pngcairo size 900,500\nset output '{png}'\nset logscale x 2\nset grid\nset key top left\n"
+          f"set title 'CPU ({threads} threads), {context}-token contexts: sequences decoding together'\n"
+          f"set xlabel 'sequences'\nset ylabel 'decode tokens/s, all sequences'\nplot {plots}\n")
+    subprocess.run(["gnuplot"], input=gp, text=True, check=False)
+    os.remove(dat)
+    print(f"plot: {png}")
 EOF
