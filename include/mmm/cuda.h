@@ -344,18 +344,19 @@ int mmm_cuda_decode_gated_linear(float *out,          /* (OC) */
 /* The mmMamba mixer's recurrent step (docs/design.md §3) from the token's fused projection
  * z = [v k q (Dc) | g (H·P) | dt (H)], Dc = (2·G + H)·P with N = P: conv over [v k q] with its
  * state, SiLU, dt = softplus(dt + dt_bias), then the SSD step with x = v, B = k, C = q. Writes
- * y (before the gate) and updates both states. sync is one int per call site, zero before the
- * first call (the kernel leaves it zero). */
-int mmm_cuda_mamba_decode_step(float *y,             /* (H, P) */
-                               float *ssm_state,     /* (H, P, P), in/out */
-                               float *conv_state,    /* (K−1, Dc), in/out */
-                               int *sync,
-                               const float *z,       /* (Dc + H·P + H) */
+ * y (before the gate) and updates both states, for B sequences (one token each) at once. sync is
+ * one int per sequence and call site, zero before the first call (the kernel leaves it zero). */
+int mmm_cuda_mamba_decode_step(float *y,             /* (B, H, P) */
+                               float *ssm_state,     /* (B, H, P, P), in/out */
+                               float *conv_state,    /* (B, K−1, Dc), in/out */
+                               int *sync,            /* (B) */
+                               const float *z,       /* (B, z_stride): rows of Dc + H·P + H used */
+                               size_t z_stride,
                                const float *conv_w,  /* (Dc, K) */
                                const float *conv_b,  /* (Dc) */
                                const float *dt_bias, /* (H) */
                                const float *A,       /* (H), = −exp(A_log) */
-                               int H, int G, int P, int K);
+                               int B, int H, int G, int P, int K);
 
 /* ---- losses (fp32 logits; loss scalars are device floats) ---- */
 

@@ -193,7 +193,8 @@ int mmm_cuda_decode_gated_linear(float *out, const float *y, const float *g, con
     return gemv<PRO_GATED, false>("decode_gated_linear", out, y, g, gnorm_w, W, NULL, eps, H * P, OC, P, accumulate);
 }
 
-/* The mmMamba step. grid (H, ceil(P / MS_ROWS)); a block owns MS_ROWS rows of one head's state,
+/* The mmMamba step. grid (H, ceil(P / MS_ROWS), B); a block owns MS_ROWS rows of one head's state
+ * of one sequence (blockIdx.z, its z row zs floats after the previous one's),
  * one per warp (small slices: the state read and write, 1 MB at HoVLE size, spreads over many
  * SMs). Everything but z is loaded before waiting for the projection that produces z: the conv
  * weights and old conv state of the channels the block reads, its state rows. Each block then
@@ -207,12 +208,17 @@ int mmm_cuda_decode_gated_linear(float *out, const float *y, const float *g, con
 #define MS_ITEMS 3 /* conv channels per thread: MS_ROWS + 2·MS_MAX_N <= MS_ITEMS·MS_THREADS */
 
 __global__ void __launch_bounds__(MS_THREADS)
-k_mamba_step(float *y, float *ssm, float *conv_state, int *sync, const float *z, const float *cw,
+k_mamba_step(float *y, float *ssm, float *conv_state, int *sync, const float *z, size_t zs, const float *cw,
              const float *cb, const float *dt_bias, const float *A, int H, int G, int P, int K) {
     __shared__ float sx[MS_ROWS], sB[MS_MAX_N], sC[MS_MAX_N];
     __shared__ int last;
-    int h = blockIdx.x, p0 = blockIdx.y * MS_ROWS, g = h / (H / G), N = P;
+    int h = blockIdx.x, p0 = blockIdx.y * MS_ROWS, g = h / (H / G), N = P, b = blockIdx.z;
     int Dc = (2 * G + H) * P, KD = G * P, rows = min(MS_ROWS, P - p0);
+    y += (size_t)b * H * P;
+    ssm += (size_t)b * H * P * N;
+    conv_state += (size_t)b * (K - 1) * Dc;
+    z += b * zs;
+    sync += b;
     int lane = threadIdx.x & 31, r = threadIdx.x >> 5;
 
     /* item i: x channel p0 + i of group g (i < rows), then B of group g, then C of head h */
@@ -297,12 +303,14 @@ k_mamba_step(float *y, float *ssm, float *conv_state, int *sync, const float *z,
 }
 
 int mmm_cuda_mamba_decode_step(float *y, float *ssm_state, float *conv_state, int *sync,
-                               const float *z, const float *conv_w, const float *conv_b,
-                               const float *dt_bias, const float *A, int H, int G, int P, int K) {
-    if (H < 1 || G < 1 || H % G || P < 1 || P > MS_MAX_N || K < 1 || K > MS_MAX_K)
-        return mmm_fail(MMM_ERR_ARG, "cuda mamba_decode_step: H=%d G=%d P=%d K=%d (H a multiple "
-                        "of G, P up to %d, K up to %d)", H, G, P, K, MS_MAX_N, MS_MAX_K);
-    return cu_launch_pdl("mamba_decode_step", k_mamba_step, dim3(H, (P + MS_ROWS - 1) / MS_ROWS),
-                         dim3(MS_THREADS), 0, y, ssm_state, conv_state, sync, z, conv_w, conv_b,
+                               const float *z, size_t z_stride, const float *conv_w, const float *conv_b,
+                               const float *dt_bias, const float *A, int B, int H, int G, int P, int K) {
+    if (B < 1 || B > 65535 || H < 1 || G < 1 || H % G || P < 1 || P > MS_MAX_N || K < 1 || K > MS_MAX_K)
+        return mmm_fail(MMM_ERR_ARG, "cuda mamba_decode_step: B=%d H=%d G=%d P=%d K=%d (B 1..65535, H a "
+                        "multiple of G, P up to %d, K up to %d)", B, H, G, P, K, MS_MAX_N, MS_MAX_K);
+    if (z_stride < (size_t)(2 * G + 2 * H) * P + H)
+        return mmm_fail(MMM_ERR_ARG, "cuda mamba_decode_step: z rows %zu apart, shorter than a row", z_stride);
+    return cu_launch_pdl("mamba_decode_step", k_mamba_step, dim3(H, (P + MS_ROWS - 1) / MS_ROWS, B),
+                         dim3(MS_THREADS), 0, y, ssm_state, conv_state, sync, z, z_stride, conv_w, conv_b,
                          dt_bias, A, H, G, P, K);
 }

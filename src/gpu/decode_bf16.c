@@ -46,8 +46,8 @@ static int step(const model_exec *x, const decode_bufs *b, int pos, const int *p
         } else {
             int Dz = mamba_conv_channels(d) + HD + H;
             TRY(mmm_cuda_decode_linear(b->z, b->x, w_in, w->attn_norm, d->rms_eps, C, Dz, 0));
-            TRY(mmm_cuda_mamba_decode_step(b->y, b->ssm[l], b->conv[l], b->sync + l, b->z, w->conv_w, w->conv_b,
-                                           w->dt_bias, g->A[l], H, Hkv, D, MMM_MAMBA_CONV_K));
+            TRY(mmm_cuda_mamba_decode_step(b->y, b->ssm[l], b->conv[l], b->sync + l, b->z, (size_t)Dz, w->conv_w,
+                                           w->conv_b, w->dt_bias, g->A[l], 1, H, Hkv, D, MMM_MAMBA_CONV_K));
             TRY(mmm_cuda_decode_gated_linear(b->x, b->y, b->z + mamba_conv_channels(d), w_out, w->gnorm,
                                              MMM_GNORM_EPS, H, D, C, 1));
         }

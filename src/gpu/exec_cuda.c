@@ -381,6 +381,15 @@ static int mamba_A(const model_exec *x, int l, float *A) {
     return mmm_cuda_copy(A, gpu(x)->A[l], (size_t)x->m->cfg.layers[l].n_heads * sizeof *A);
 }
 
+static int mamba_step(const model_exec *x, int l, float *y, float *conv_state, float *ssm_state, const float *z,
+                      int *sync, int B) {
+    const mmm_layer_desc *d = &x->m->cfg.layers[l];
+    const mmm_layer_weights *w = &x->w->layers[l];
+    size_t Dz = (size_t)mamba_conv_channels(d) + (size_t)d->n_heads * d->head_dim + d->n_heads;
+    return mmm_cuda_mamba_decode_step(y, ssm_state, conv_state, sync, z, Dz, w->conv_w, w->conv_b, w->dt_bias,
+                                      gpu(x)->A[l], B, d->n_heads, d->n_kv_heads, d->head_dim, MMM_MAMBA_CONV_K);
+}
+
 static int ssd_forward(const model_exec *x, float *y, float *state, const float *xs, const float *Bs, const float *Cs,
                        const float *dt, const float *A, int B, int T, int H, int G, int P, int N) {
     if (T == 1 && state) return mmm_cuda_ssd_step(y, state, xs, Bs, Cs, dt, A, B, H, G, P, N);
@@ -432,7 +441,8 @@ static int pos_grid_backward(const model_exec *x, const mmm_weights *gw, const f
     return rc;
 }
 
-static const exec_ops cuda_ops = EXEC_OPS(.decode_token = decode_token, .decode_release = decode_release);
+static const exec_ops cuda_ops = EXEC_OPS(.decode_token = decode_token, .decode_release = decode_release,
+                                          .mamba_step = mamba_step);
 
 model_exec exec_cuda(const mmm_model *m, void *ssd_ws, void *attn_ws) {
     return (model_exec){.op = &cuda_ops, .m = m, .w = &m->gpu->w, .dev = m->gpu, .ssd_ws = ssd_ws, .attn_ws = attn_ws};

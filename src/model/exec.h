@@ -164,6 +164,12 @@ typedef struct {
                            const float *inp /* (B, T, C) */, const float *w /* (C, K) */, int B, int T, int C, int K);
     /* A = −exp(A_log) of mamba2 layer l */
     int (*mamba_A)(const model_exec *x, int l, float *A /* (H) */);
+    /* Layer l's recurrent step fused — conv + SiLU over [v k q], dt = softplus(dt + dt_bias), the
+     * SSD step — for B sequences of one token: from the input projection's rows z (B, Dz) =
+     * [v k q | g | dt], the states updated in place, y the SSD output. sync: (B) ints, zero between
+     * calls. Optional (a batch's step, docs/design.md §10): NULL runs mamba_mixer's ops one by one. */
+    int (*mamba_step)(const model_exec *x, int l, float *y /* (B, H·D) */, float *conv_state /* (B, K−1, Dc) */,
+                      float *ssm_state /* (B, H, D, D) */, const float *z /* (B, Dz) */, int *sync, int B);
     /* The SSD scan (include/mmm/ops/ssd.h) continuing state in place (NULL: from zero, kept
      * nowhere); one token with a state is the recurrent step. */
     int (*ssd_forward)(const model_exec *x, float *y /* (B, T, H, P) */, float *state /* (B, H, P, N) or NULL */,

@@ -58,6 +58,7 @@ struct layer_cache {
     mmm_dtype kv_dt;   /* F32, or BF16 on CUDA (docs/design.md §7) */
     const seq_kv *seqs;/* a batch (B sequences, T = 1): each its own KV cache and position, the
                           rotary tables one row per sequence; NULL otherwise */
+    int *sync;         /* a batch: (B) zeroed ints for a fused recurrent step (exec op mamba_step) */
 };
 
 /* Vision front end for n tiles; buffers (see vision.c) may be NULL-free scratch. */

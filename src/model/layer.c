@@ -102,8 +102,12 @@ int mamba_mixer(const model_exec *x, int l, layer_buf *a, int B, int T, const la
     int Dc = mamba_conv_channels(d), HD = H * D, KD = Hkv * D, Dz = Dc + HD + H, N = B * T;
     const exec_ops *op = x->op;
     TRY(op->linear_forward(x, scratch, a->h1, w->wvkqgdt, NULL, N, C, Dz));
-    TRY(op->copy_cols(x, a->vkq_pre, Dc, scratch, Dz, N, Dc));
     TRY(op->copy_cols(x, a->g, HD, scratch + Dc, Dz, N, HD));
+    if (T == 1 && cache && cache->sync && op->mamba_step) { /* a batch's step, fused by the device */
+        TRY(op->mamba_step(x, l, a->y, cache->conv_state, cache->ssm_state, scratch, cache->sync, B));
+        return op->gated_rmsnorm_forward(x, a->att, a->rstd_g, a->y, a->g, w->gnorm, MMM_GNORM_EPS, N, H, D);
+    }
+    TRY(op->copy_cols(x, a->vkq_pre, Dc, scratch, Dz, N, Dc));
     TRY(op->copy_cols(x, a->dt_raw, H, scratch + Dc + HD, Dz, N, H));
 
     TRY(op->conv1d_forward(x, a->vkq_conv, cache->conv_state, a->vkq_pre, cache->conv_state, w->conv_w, w->conv_b,

@@ -168,7 +168,7 @@ int passes_forward(const model_exec *dev, const mmm_input *in, mmm_acts **pa, in
         }
         if (l == L) break;
         const mmm_layer_desc *d = &c->layers[l];
-        layer_cache cache = {a->layers[l].k, a->layers[l].v, 0, T, T, NULL, NULL, MMM_DTYPE_F32, NULL};
+        layer_cache cache = {a->layers[l].k, a->layers[l].v, 0, T, T, NULL, NULL, MMM_DTYPE_F32, NULL, NULL};
         TRY(layer_forward(x, l, &a->layers[l], h, B, T, &cache, a->rope[d->stack][0], a->rope[d->stack][1],
                           a->scratch));
         h = a->layers[l].x_out;

@@ -31,6 +31,7 @@ struct mmm_pool {
     int arena_rows;
     step_bufs sb;
     exec_buf logits, ws, table;
+    exec_buf sync;          /* (S) zeroed ints for the devices' fused recurrent step */
     layer_cache *caches;    /* (L) */
     seq_kv *kv;             /* (L) */
     void **kp, **vp;        /* (n_attn · S) host: each attention layer's caches of the decoding rows */
@@ -56,7 +57,7 @@ void mmm_pool_free(mmm_pool *b) {
     if (!b) return;
     for (int i = 0; b->seq && i < b->max_seqs; i++) mmm_state_free(b->seq[i].st);
     const model_exec *x = &b->dev;
-    exec_buf *bufs[] = {&b->rows, &b->arena, &b->logits, &b->ws, &b->table};
+    exec_buf *bufs[] = {&b->rows, &b->arena, &b->logits, &b->ws, &b->table, &b->sync};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) x->op->release(x, bufs[i]);
     free(b->conv_at);
     free(b->ssm_at);
@@ -118,6 +119,9 @@ int mmm_pool_new(mmm_pool **out, const mmm_model *m, int max_seqs) {
                     : MMM_OK;
     if (!rc && !b->dev.host && b->n_attn)
         rc = b->dev.op->reserve(&b->dev, &b->table, A * b->table_stride, "a batch's cache table");
+    if (!rc && floats && b->dev.op->mamba_step &&
+        !(rc = b->dev.op->reserve(&b->dev, &b->sync, (size_t)S * sizeof(int), "a batch's step counters")))
+        rc = b->dev.op->zero(&b->dev, b->sync.p, (size_t)S); /* an int is a float's size */
     if (rc) {
         mmm_pool_free(b);
         return rc;
@@ -262,6 +266,7 @@ static int bind_caches(mmm_pool *b, int n, const int *seqs) {
         if (d->kind != MMM_MIXER_ATTENTION) {
             lc->conv_state = (float *)b->rows.p + b->conv_at[l];
             lc->ssm_state = (float *)b->rows.p + b->ssm_at[l];
+            lc->sync = b->sync.p;
             continue;
         }
         if (d->n_heads > Hmax) Hmax = d->n_heads;

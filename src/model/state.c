@@ -337,7 +337,7 @@ static int run_chunk(mmm_state *s, int T, int seq_end) {
     TRY(rope_tables(s, s->sb.rope, T, s->len, seq_end));
     for (int l = 0; l < s->n_layers; l++)
         s->caches[l] = (layer_cache){s->k[l], s->v[l], s->len, s->len + T, s->max_tokens, s->conv[l], s->ssm[l],
-                                     s->plan.kv_dt, NULL};
+                                     s->plan.kv_dt, NULL, NULL};
     TRY(step_layers(&s->dev, &s->sb, 1, T, s->caches));
     s->len += T;
     return MMM_OK;

@@ -598,46 +598,54 @@ TEST(cuda_ssd_step) {
     cu_release();
 }
 
-/* The fused mmMamba step against conv1d + SiLU + softplus + ssd_step on the CPU, 3 tokens. */
+/* The fused mmMamba step against conv1d + SiLU + softplus + ssd_step on the CPU, 3 tokens of B
+ * sequences at once (one alone, and three whose z rows lie 5 floats further apart than a row). */
 TEST(cuda_mamba_decode_step) {
     if (!cu_gpu("mamba_decode_step")) return;
-    static const int cfg[][4] = {{16, 8, 128, 2}, {6, 2, 40, 3}};
-    for (int c = 0; c < 2; c++) {
-        int H = cfg[c][0], G = cfg[c][1], P = cfg[c][2], K = cfg[c][3];
-        int Dc = (2 * G + H) * P, Dz = Dc + H * P + H;
+    static const int cfg[][5] = {{16, 8, 128, 2, 1}, {6, 2, 40, 3, 3}, {16, 8, 128, 2, 3}};
+    for (int c = 0; c < 3; c++) {
+        int H = cfg[c][0], G = cfg[c][1], P = cfg[c][2], K = cfg[c][3], B = cfg[c][4];
+        int Dc = (2 * G + H) * P, Dz = Dc + H * P + H, zs = B > 1 ? Dz + 5 : Dz;
+        size_t nS = (size_t)H * P * P, nc = (size_t)(K - 1) * Dc, ny = (size_t)H * P;
         rng_t r = rng_new(1300 + c);
         float *cw = alloc_uniform(&r, (size_t)Dc * K, -1, 1), *cb = alloc_uniform(&r, Dc, -0.5f, 0.5f);
         float *dtb = alloc_uniform(&r, H, -3, 0), *A = alloc_uniform(&r, H, -3, -0.3f);
-        float *cs = alloc_uniform(&r, (size_t)(K - 1) * Dc, -1, 1), *S = alloc_uniform(&r, (size_t)H * P * P, -1, 1);
-        float *conv = alloc_zeros(Dc), *dtv = alloc_zeros(H), *y = alloc_zeros((size_t)H * P);
+        float *cs = alloc_uniform(&r, B * nc, -1, 1), *S = alloc_uniform(&r, B * nS, -1, 1);
+        float *conv = alloc_zeros(Dc), *dtv = alloc_zeros(H), *y = alloc_zeros(B * ny);
         void *dcw = cu_up(cw, (size_t)Dc * K, F32), *dcb = cu_up(cb, Dc, F32), *ddtb = cu_up(dtb, H, F32), *dA = cu_up(A, H, F32);
-        void *dcs = cu_up(cs, (size_t)(K - 1) * Dc, F32), *dS = cu_up(S, (size_t)H * P * P, F32);
-        void *dz = cu_dalloc((size_t)Dz * 4), *dy = cu_dalloc((size_t)H * P * 4);
-        int zero = 0;
-        void *dsync = cu_up_bytes(&zero, sizeof zero);
+        void *dcs = cu_up(cs, B * nc, F32), *dS = cu_up(S, B * nS, F32);
+        void *dz = cu_dalloc((size_t)B * zs * 4), *dy = cu_dalloc(B * ny * 4);
+        int zero[3] = {0, 0, 0};
+        void *dsync = cu_up_bytes(zero, sizeof zero);
         for (int step = 0; step < 3; step++) {
-            float *z = alloc_uniform(&r, Dz, -2, 2);
-            mmm_cuda_upload(dz, z, (size_t)Dz * 4);
-            mmm_cuda_memset(dy, 0xFF, (size_t)H * P * 4);
-            mmm_conv1d_forward(conv, cs, z, cs, cw, cb, 1, 1, Dc, K);
-            mmm_silu_forward(conv, conv, Dc);
-            for (int h = 0; h < H; h++) dtv[h] = z[Dc + H * P + h] + dtb[h];
-            mmm_softplus_forward(dtv, dtv, H);
-            mmm_ssd_step(y, S, conv, conv + G * P, conv + 2 * G * P, dtv, A, 1, H, G, P, P);
+            float *z = alloc_uniform(&r, (size_t)B * zs, -2, 2);
+            mmm_cuda_upload(dz, z, (size_t)B * zs * 4);
+            mmm_cuda_memset(dy, 0xFF, B * ny * 4);
+            for (int b = 0; b < B; b++) { /* the CPU, one sequence at a time */
+                const float *zb = z + (size_t)b * zs;
+                float *csb = cs + b * nc;
+                mmm_conv1d_forward(conv, csb, zb, csb, cw, cb, 1, 1, Dc, K);
+                mmm_silu_forward(conv, conv, Dc);
+                for (int h = 0; h < H; h++) dtv[h] = zb[Dc + H * P + h] + dtb[h];
+                mmm_softplus_forward(dtv, dtv, H);
+                mmm_ssd_step(y + b * ny, S + b * nS, conv, conv + G * P, conv + 2 * G * P, dtv, A, 1, H, G, P, P);
+            }
             char what[160], w2[200];
-            snprintf(what, sizeof what, "mamba_decode_step H=%d G=%d P=%d K=%d token %d", H, G, P, K, step);
-            if (!cu_ran(mmm_cuda_mamba_decode_step(dy, dS, dcs, dsync, dz, dcw, dcb, ddtb, dA, H, G, P, K), what)) break;
+            snprintf(what, sizeof what, "mamba_decode_step B=%d H=%d G=%d P=%d K=%d token %d", B, H, G, P, K, step);
+            if (!cu_ran(mmm_cuda_mamba_decode_step(dy, dS, dcs, dsync, dz, (size_t)zs, dcw, dcb, ddtb, dA, B, H, G, P, K),
+                        what))
+                break;
             snprintf(w2, sizeof w2, "%s y", what);
-            same(w2, dy, y, (size_t)H * P, F32, 1e-5);
+            same(w2, dy, y, B * ny, F32, 1e-5);
             snprintf(w2, sizeof w2, "%s ssm state", what);
-            same(w2, dS, S, (size_t)H * P * P, F32, 1e-5);
+            same(w2, dS, S, B * nS, F32, 1e-5);
             snprintf(w2, sizeof w2, "%s conv state", what);
-            same(w2, dcs, cs, (size_t)(K - 1) * Dc, F32, 0);
+            same(w2, dcs, cs, B * nc, F32, 0);
             free(z);
         }
-        int sync_after = -1;
-        mmm_cuda_download(&sync_after, dsync, sizeof sync_after);
-        check(sync_after == 0, "cuda mamba_decode_step H=%d leaves its sync counter at zero", H);
+        int sync_after[3] = {-1, -1, -1};
+        mmm_cuda_download(sync_after, dsync, sizeof sync_after);
+        check(sync_after[0] == 0 && sync_after[B - 1] == 0, "cuda mamba_decode_step B=%d H=%d leaves its sync counters at zero", B, H);
         free(cw); free(cb); free(dtb); free(A); free(cs); free(S); free(conv); free(dtv); free(y);
         cu_release();
     }
