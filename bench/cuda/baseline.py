@@ -37,6 +37,22 @@ def median_ms(fn, warm=5, reps=50):
     return statistics.median(ev[i].elapsed_time(ev[i + 1]) for i in range(reps))
 
 
+def graph_ms(step, reps=50):
+    """step() warmed up on a side stream, captured in a CUDA graph, replayed: (median ms, its output)."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s), torch.no_grad():
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g), torch.no_grad():
+        out = step()
+    ms = median_ms(g.replay, reps=reps)
+    del g
+    return ms, out
+
+
 def uniform(*shape, lo=-0.02, hi=0.02, dtype=BF):
     return torch.empty(*shape, device=DEV, dtype=dtype).uniform_(lo, hi)
 
@@ -126,16 +142,7 @@ def decode_rows(quick, contexts=None):
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             m = Model(attn, ctx + 1, ctx)
-            s = torch.cuda.Stream()
-            s.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(s), torch.no_grad():
-                for _ in range(3):
-                    m.step()
-            torch.cuda.current_stream().wait_stream(s)
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g), torch.no_grad():
-                out = m.step()
-            ms = median_ms(g.replay)
+            ms, out = graph_ms(m.step)
             assert torch.isfinite(out.float()).all(), f"{name}: non-finite logits"
             free, total = torch.cuda.mem_get_info()
             row = dict(kind="decode", model=name, context=ctx, ms=ms,
@@ -144,7 +151,7 @@ def decode_rows(quick, contexts=None):
             print(f"| {name} | {ck}K | {ms:.3f} | {row['peak_alloc_gib']:.2f} | {row['in_use_gib']:.2f} |",
                   flush=True)
             rows.append(row)
-            del g, out, m
+            del out, m
     return rows
 
 

@@ -21,7 +21,7 @@ import types
 import torch
 import torch.nn.functional as F
 
-from baseline import (BF, DC, DEV, DZ, EPS, F32, FFN, GIB, HD, HEADS, HID, KVH, LAYERS, QKV, VOCAB, median_ms,
+from baseline import (BF, DC, DEV, DZ, EPS, F32, FFN, GIB, HD, HEADS, HID, KVH, LAYERS, QKV, VOCAB, graph_ms,
                       rope, rope_tables, uniform)
 
 SSU = None  # mamba_ssm's selective_state_update, when loaded
@@ -133,16 +133,7 @@ def run(sessions, contexts):
                 torch.cuda.reset_peak_memory_stats()
                 n = admitted(attn, n_want, ctx + 1)
                 m = Batch(attn, n, ctx + 1, ctx)
-                s = torch.cuda.Stream()
-                s.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(s), torch.no_grad():
-                    for _ in range(3):
-                        m.step()
-                torch.cuda.current_stream().wait_stream(s)
-                g = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(g), torch.no_grad():
-                    out = m.step()
-                ms = median_ms(g.replay, reps=30)
+                ms, out = graph_ms(m.step, reps=30)
                 assert torch.isfinite(out.float()).all(), f"{name}: non-finite logits"
                 tps = n / (ms * 1e-3)
                 alone = tps if n == 1 else alone
@@ -152,7 +143,7 @@ def run(sessions, contexts):
                 print(f"| {name} | {ck}K | {n_want} | {n} | {ms:.3f} | {tps:.0f} | "
                       f"{tps / alone if alone else float('nan'):.1f}x | {row['peak_alloc_gib']:.2f} |", flush=True)
                 rows.append(row)
-                del g, out, m
+                del out, m
     return rows
 
 

@@ -11,6 +11,10 @@ typedef struct {
     int hidden, emb_layers, llm_layers, heads, kv, ffn, vocab;
 } bench_dims;
 
+extern const char *const bench_kind_names[3]; /* "teacher", "hybrid", "linear" */
+double bench_now(void);                      /* monotonic seconds */
+double bench_median(double *t, int n);       /* sorts t (n > 0) */
+
 /* The teacher: loaded from model_dir, or at dims d with random weights (random_init) or zeros. */
 int bench_teacher(mmm_model **out, const char *model_dir, const bench_dims *d, int random_init);
 /* A student of teacher: kind 1 hybrid (every 4th layer attention, head-interleaved), 2 linear. */

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench.h"
 #include "cli.h"
@@ -22,18 +21,6 @@ typedef struct {
     double step_ms, prefill_ms, gpu_mb;
 } point;
 
-static const char *kind_names[] = {"teacher", "hybrid", "linear"};
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* The model of `kind` where the measurements run: on the GPU its weights drawn there (bf16 store
  * with dt bf16), on the CPU drawn on the host. */
@@ -51,9 +38,9 @@ static int time_prefill(const mmm_model *m, int ctx, double *ms) {
     int rc = ids ? mmm_state_new(&s, m, ctx) : mmm_fail(MMM_ERR_NOMEM, "out of memory");
     for (int i = 0; i < ctx && !rc; i++) ids[i] = (int32_t)((i * 2654435761u) % (unsigned)m->cfg.llm_vocab);
     if (!rc && !(rc = mmm_prefill(m, s, ids, 2, NULL, 0, NULL, NULL))) mmm_state_reset(s);
-    double t0 = now();
+    double t0 = bench_now();
     if (!rc) rc = mmm_prefill(m, s, ids, ctx, NULL, 0, NULL, NULL);
-    *ms = (now() - t0) * 1e3;
+    *ms = (bench_now() - t0) * 1e3;
     mmm_state_free(s);
     free(ids);
     return rc;
@@ -81,15 +68,14 @@ static point measure(const mmm_model *m, int ctx, int N, int steps, int cuda) {
     for (int i = 0; i < p.admitted; i++) ids[i] = (int32_t)((i * 37 + 1) % m->cfg.llm_vocab);
     if (!rc) rc = mmm_pool_decode(pool, p.admitted, seqs, ids, logits); /* warm-up */
     for (int i = 0; i < steps && !rc; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         rc = mmm_pool_decode(pool, p.admitted, seqs, ids, logits);
-        t[i] = now() - t0;
+        t[i] = bench_now() - t0;
     }
     size_t used = 0;
     if (!rc && cuda) rc = mmm_gpu_mem_used(&used);
     if (!rc) {
-        qsort(t, (size_t)steps, sizeof *t, cmp_double);
-        p.step_ms = t[steps / 2] * 1e3;
+        p.step_ms = bench_median(t, steps) * 1e3;
         p.gpu_mb = used / 1048576.0;
         p.ok = 1;
     } else {
@@ -117,14 +103,14 @@ static void plot(const char *png, const char *title, const int *ctx, int n_ctx, 
           "set key top left\nset grid\nplot ", p.gp);
     for (int k = 0; k < 3; k++)
         for (int c = 0; c < n_ctx && want[k]; c++) {
-            fprintf(p.dat, "# %s %d\n", kind_names[k], ctx[c]);
+            fprintf(p.dat, "# %s %d\n", bench_kind_names[k], ctx[c]);
             for (int s = 0; s < n_s; s++)
                 if (res[k][c][s].ok)
                     fprintf(p.dat, "%d %g\n", res[k][c][s].admitted, res[k][c][s].admitted / (res[k][c][s].step_ms * 1e-3));
             fputs("\n\n", p.dat);
             fprintf(p.gp, "%s", series ? ", " : "");
             mmm_plot_path(p.gp, p.dat_path);
-            fprintf(p.gp, " index %d u 1:2 w lp t '%s, %dK'", series++, kind_names[k], ctx[c] / 1024);
+            fprintf(p.gp, " index %d u 1:2 w lp t '%s, %dK'", series++, bench_kind_names[k], ctx[c] / 1024);
         }
     fputs("\n", p.gp);
     if (mmm_plot_finish(&p)) fprintf(stderr, "mmm bench: no plot: %s\n", mmm_last_error());
@@ -140,7 +126,7 @@ int bench_sessions(const char *model_dir, const bench_dims *d, const char *kinds
         fprintf(stderr, "mmm bench: --sessions takes up to 16 counts and 8 contexts\n");
         return 2;
     }
-    for (int k = 0; k < 3; k++) want[k] = strstr(kinds, kind_names[k]) != NULL;
+    for (int k = 0; k < 3; k++) want[k] = strstr(kinds, bench_kind_names[k]) != NULL;
     printf("mmm bench sessions: %s; %s; median of %d steps\n", title, cuda ? "GPU" : "CPU", steps);
     printf("%-8s %8s %9s %9s %10s %12s %11s %9s %12s\n", "model", "context", "sessions", "admitted", "step ms",
            "tokens/s", "vs 1 alone", "GPU MB", "prefill ms");
@@ -148,14 +134,14 @@ int bench_sessions(const char *model_dir, const bench_dims *d, const char *kinds
         if (!want[k]) continue;
         mmm_model *m = NULL;
         if (build(&m, model_dir, d, k, cuda, dt)) {
-            fprintf(stderr, "mmm bench: %s: %s\n", kind_names[k], mmm_last_error());
+            fprintf(stderr, "mmm bench: %s: %s\n", bench_kind_names[k], mmm_last_error());
             failed = 1;
             continue;
         }
         for (int c = 0; c < n_ctx; c++) {
             prefill[k][c] = -1;
             if (ctx[c] <= prefill_max && time_prefill(m, ctx[c], &prefill[k][c])) {
-                fprintf(stderr, "mmm bench: %s prefill of %d tokens: %s\n", kind_names[k], ctx[c], mmm_last_error());
+                fprintf(stderr, "mmm bench: %s prefill of %d tokens: %s\n", bench_kind_names[k], ctx[c], mmm_last_error());
                 prefill[k][c] = -1;
             }
             double alone = 0;
@@ -164,12 +150,12 @@ int bench_sessions(const char *model_dir, const bench_dims *d, const char *kinds
                 *p = measure(m, ctx[c], sessions[s], steps, cuda);
                 if (!p->ok) {
                     failed = 1;
-                    printf("%-8s %8d %9d %9s\n", kind_names[k], ctx[c], sessions[s], "failed");
+                    printf("%-8s %8d %9d %9s\n", bench_kind_names[k], ctx[c], sessions[s], "failed");
                     continue;
                 }
                 double tps = p->admitted / (p->step_ms * 1e-3);
                 if (p->admitted == 1) alone = tps;
-                printf("%-8s %8d %9d %9d %10.3f %12.1f", kind_names[k], ctx[c], sessions[s], p->admitted, p->step_ms, tps);
+                printf("%-8s %8d %9d %9d %10.3f %12.1f", bench_kind_names[k], ctx[c], sessions[s], p->admitted, p->step_ms, tps);
                 if (alone > 0) printf(" %10.1fx", tps / alone);
                 else printf(" %11s", "-");
                 printf(" %9.0f", p->gpu_mb);
@@ -196,7 +182,7 @@ int bench_sessions(const char *model_dir, const bench_dims *d, const char *kinds
                     if (!p->ok) continue;
                     fprintf(f, "%s\n  {\"model\": \"%s\", \"context\": %d, \"sessions\": %d, \"admitted\": %d, "
                                "\"step_ms\": %.4f, \"tokens_per_s\": %.2f",
-                            first ? "" : ",", kind_names[k], ctx[c], sessions[s], p->admitted, p->step_ms,
+                            first ? "" : ",", bench_kind_names[k], ctx[c], sessions[s], p->admitted, p->step_ms,
                             p->admitted / (p->step_ms * 1e-3));
                     if (cuda) fprintf(f, ", \"gpu_in_use_mb\": %.1f", p->gpu_mb);
                     if (prefill[k][c] >= 0) fprintf(f, ", \"prefill_ms\": %.2f", prefill[k][c]);

@@ -3,7 +3,6 @@
  * student forward and backward, KL, device AdamW), on synthetic tokens. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench.h"
 #include "cli.h"
@@ -13,12 +12,6 @@
 #include "mmm/train.h"
 
 static const char *step_names[] = {"teacher CE", "hybrid stage 3", "linear stage 3"};
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int is_matrix(mmm_param_role r) {
     return r == MMM_ROLE_W1 || r == MMM_ROLE_W2 || r == MMM_ROLE_W3 || r == MMM_ROLE_WQKV || r == MMM_ROLE_WO ||
@@ -97,14 +90,14 @@ int bench_train_step(const char *model_dir, const bench_dims *d, int kind, int T
     kd.tau = 1.0f;
     mmm_adamw_config adam = {1e-5f, 0.9f, 0.95f, 1e-8f, 0.1f};
     for (int s = -2; s < steps && !rc; s++) { /* two untimed: kernels load, buffers grow */
-        double t0 = now(), loss = 0;
+        double t0 = bench_now(), loss = 0;
         long tokens = 0;
         float gnorm;
         if (!(rc = mmm_gpu_optim_zero(opt)))
             rc = kind ? mmm_kl_distill_step(&kd, m, &b, NULL, &loss, &tokens) : mmm_ce_step(&ce, m, &b, NULL, &loss, &tokens);
         if (!rc) rc = mmm_gpu_optim_step(opt, &adam, s + 3, tokens ? 1.0f / tokens : 0, 1.0f, &gnorm);
         if (!rc) rc = mmm_gpu_wait();
-        if (s >= 0) t[s] = now() - t0;
+        if (s >= 0) t[s] = bench_now() - t0;
     }
     if (!rc) rc = mmm_gpu_mem_used(&used1);
     if (!rc) {

@@ -40,9 +40,9 @@ typedef struct {
     int ok;
 } result;
 
-static const char *kind_names[] = {"teacher", "hybrid", "linear"};
+const char *const bench_kind_names[3] = {"teacher", "hybrid", "linear"};
 
-static double now(void) {
+double bench_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
@@ -152,6 +152,11 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+double bench_median(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return t[n / 2];
+}
+
 /* In a child process: prefill ctx real tokens (when ctx <= prefill_max), then decode `steps`
  * tokens after a synthetic context of ctx tokens. On the GPU, the memory measured is what the
  * model, the state and their buffers add on the device. */
@@ -181,9 +186,9 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
         int32_t *ids = malloc((size_t)ctx * sizeof *ids);
         if (!ids) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
         for (int i = 0; i < ctx && !rc; i++) ids[i] = (int32_t)((i * 2654435761u) % (unsigned)m->cfg.llm_vocab);
-        double t0 = now();
+        double t0 = bench_now();
         if (!rc) rc = mmm_prefill(m, s, ids, ctx, NULL, 0, NULL, NULL);
-        prefill_ms = (now() - t0) * 1e3;
+        prefill_ms = (bench_now() - t0) * 1e3;
         free(ids);
         mmm_state_reset(s);
     }
@@ -191,17 +196,16 @@ static result measure_decode(const char *model_dir, const dims *d, int kind, int
     if (!rc && !(logits = malloc((size_t)m->cfg.vocab * sizeof *logits))) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
     if (!rc) rc = mmm_decode(m, s, 1, logits); /* warm-up */
     for (int i = 0; i < steps && !rc; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         rc = mmm_decode(m, s, (int32_t)(i % m->cfg.vocab), logits);
-        t[i] = now() - t0;
+        t[i] = bench_now() - t0;
     }
     if (!rc && cuda) rc = mmm_gpu_mem_used(&gpu1);
     if (!rc) {
-        qsort(t, (size_t)steps, sizeof *t, cmp_double);
-        r = (result){t[steps / 2] * 1e3, mmm_state_bytes(s) / 1048576.0, cuda ? (gpu1 - gpu0) / 1048576.0 : peak_rss_mb(),
+        r = (result){bench_median(t, steps) * 1e3, mmm_state_bytes(s) / 1048576.0, cuda ? (gpu1 - gpu0) / 1048576.0 : peak_rss_mb(),
                      m->n_floats * 4.0 / 1048576.0, gpu1 / 1048576.0, prefill_ms, 1};
     } else {
-        fprintf(stderr, "mmm bench: %s at %d tokens: %s\n", kind_names[kind], ctx, mmm_last_error());
+        fprintf(stderr, "mmm bench: %s at %d tokens: %s\n", bench_kind_names[kind], ctx, mmm_last_error());
     }
     free(t);
     free(logits);
@@ -298,9 +302,9 @@ static int train_steps(const char *model_dir, const dims *d, const char *kinds, 
                       bf16 ? "bf16" : "fp32", peak_tflops);
     int failed = 0, first = 1;
     for (int k = 0; k < 3; k++) {
-        if (!strstr(kinds, kind_names[k])) continue;
+        if (!strstr(kinds, bench_kind_names[k])) continue;
         if (bench_train_step(model_dir, d, k, tokens, steps, bf16, peak_tflops, json, first)) {
-            fprintf(stderr, "mmm bench: %s training step: %s\n", kind_names[k], mmm_last_error());
+            fprintf(stderr, "mmm bench: %s training step: %s\n", bench_kind_names[k], mmm_last_error());
             failed = 1;
         } else {
             first = 0;
@@ -322,12 +326,12 @@ static int save_models(const char *model_dir, const dims *d, const char *kinds, 
         return 1;
     }
     for (int k = 0; k < 3; k++) {
-        if (!strstr(kinds, kind_names[k])) continue;
+        if (!strstr(kinds, bench_kind_names[k])) continue;
         mmm_model *m = NULL;
-        char *dir = mmm_path_join(out, kind_names[k]);
+        char *dir = mmm_path_join(out, bench_kind_names[k]);
         int rc = dir ? bench_build(&m, model_dir, d, k, 1) : mmm_fail(MMM_ERR_NOMEM, "out of memory");
         if (!rc) rc = mmm_model_save(m, dir, MMM_DTYPE_F32, 0);
-        if (!rc) printf("%s: %s, %.2f M parameters\n", dir, kind_names[k], mmm_model_n_parameters(m) * 1e-6);
+        if (!rc) printf("%s: %s, %.2f M parameters\n", dir, bench_kind_names[k], mmm_model_n_parameters(m) * 1e-6);
         mmm_model_free(m);
         free(dir);
         if (rc) return cli_fail("bench");
@@ -460,7 +464,7 @@ int cmd_bench(int argc, char **argv) {
     if (train_step) return train_steps(model_dir, &d, kinds, tokens, steps_given ? steps : 5, cuda, dtype == MMM_WEIGHTS_BF16, peak_tflops,
                                        json_path);
     int want[3];
-    for (int k = 0; k < 3; k++) want[k] = strstr(kinds, kind_names[k]) != NULL;
+    for (int k = 0; k < 3; k++) want[k] = strstr(kinds, bench_kind_names[k]) != NULL;
     if (!want[0] && !want[1] && !want[2]) { fprintf(stderr, "mmm bench: --kinds names none of teacher, hybrid, linear\n"); return 2; }
     if (model_dir) { /* fail early and clearly on a bad model */
         mmm_model *m = NULL;
@@ -503,8 +507,8 @@ int cmd_bench(int argc, char **argv) {
         for (int i = 0; i < n_ctx; i++) {
             res[k][i] = run_child(model_dir, &d, k, ctx[i], steps, prefill_max, cuda, dtype);
             const result *r = &res[k][i];
-            if (!r->ok) { failed = 1; printf("%-8s %9d %12s\n", kind_names[k], ctx[i], "failed"); continue; }
-            printf("%-8s %9d %12.3f %10.1f %12.1f %12.1f", kind_names[k], ctx[i], r->ms_per_token,
+            if (!r->ok) { failed = 1; printf("%-8s %9d %12s\n", bench_kind_names[k], ctx[i], "failed"); continue; }
+            printf("%-8s %9d %12.3f %10.1f %12.1f %12.1f", bench_kind_names[k], ctx[i], r->ms_per_token,
                    1e3 / r->ms_per_token, r->state_mb, r->peak_mb);
             if (r->prefill_ms >= 0) printf(" %12.1f %12.0f\n", r->prefill_ms, ctx[i] / (r->prefill_ms * 1e-3));
             else printf(" %12s %12s\n", "-", "-");
@@ -526,7 +530,7 @@ int cmd_bench(int argc, char **argv) {
             for (int i = 0; i < n_ctx && want[k]; i++) {
                 if (!res[k][i].ok) continue;
                 fprintf(f, "%s\n  {\"model\": \"%s\", \"context\": %d, \"ms_per_token\": %.4f, \"state_mb\": %.2f, "
-                           "\"%s\": %.1f, \"weights_mb\": %.1f", first ? "" : ",", kind_names[k], ctx[i],
+                           "\"%s\": %.1f, \"weights_mb\": %.1f", first ? "" : ",", bench_kind_names[k], ctx[i],
                         res[k][i].ms_per_token, res[k][i].state_mb, cuda ? "gpu_mb" : "peak_rss_mb", res[k][i].peak_mb,
                         res[k][i].model_mb);
                 if (cuda) fprintf(f, ", \"gpu_in_use_mb\": %.1f", res[k][i].in_use_mb);
