@@ -186,6 +186,30 @@ TEST(test_cli_seed_and_bench) {
     rc = run_mmm("bench --contexts 0", out, sizeof out);
     check(rc == 2 && strstr(out, "--contexts"), "cli mmm bench: bad context list");
 
+    /* --sessions: sequences decoding together, every count measured, the JSON and the plot */
+    remove("/tmp/mmm_cli_sessions.png");
+    rc = run_mmm("bench --dims hidden=32,layers=1+3,heads=4,kv=2,ffn=64,vocab=64 --sessions 1,3 --contexts 64 "
+                 "--steps 2 --json /tmp/mmm_cli_sessions.json --plot /tmp/mmm_cli_sessions.png", out, sizeof out);
+    check(rc == 0 && strstr(out, "admitted"), "cli mmm bench --sessions runs (%s)", rc ? out : "");
+    char sessions_json[4096] = "";
+    f = fopen("/tmp/mmm_cli_sessions.json", "r");
+    if (f) {
+        sessions_json[fread(sessions_json, 1, sizeof sessions_json - 1, f)] = '\0';
+        fclose(f);
+    }
+    check(strstr(sessions_json, "\"benchmark\": \"sessions\"") &&
+          strstr(sessions_json, "\"model\": \"hybrid\", \"context\": 64, \"sessions\": 3, \"admitted\": 3"),
+          "cli mmm bench --sessions --json has every point");
+    if (have_gnuplot()) {
+        f = fopen("/tmp/mmm_cli_sessions.png", "rb");
+        check(f != NULL, "cli mmm bench --sessions --plot writes its plot");
+        if (f) fclose(f);
+    }
+    rc = run_mmm("bench --sessions 0,4", out, sizeof out);
+    check(rc == 2 && strstr(out, "--sessions"), "cli mmm bench: bad --sessions list");
+    rc = run_mmm("bench --sessions 2 --dtype int8", out, sizeof out);
+    check(rc == 2 && strstr(out, "fp32 weights"), "cli mmm bench --sessions on the CPU refuses --dtype");
+
     /* --save writes the very models bench measures (bench/llama_cpp/ runs llama.cpp on them): the
      * linear student is the saved teacher seeded as bench seeds it (mimic init, seed 1) */
     rc = system("rm -rf /tmp/mmm_cli_bench_models /tmp/mmm_cli_bench_seeded");
