@@ -3,6 +3,7 @@
  * bf16 copy of the weight (src/gpu/linear.c); attention keeps bf16 caches and uses the flash
  * kernel where it can, and the split-key kernel for a generation state's single token. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 #include "mmm/error.h"
@@ -441,8 +442,52 @@ static int pos_grid_backward(const model_exec *x, const mmm_weights *gw, const f
     return rc;
 }
 
+/* A recorded step: its graph, and the activation buffer's generation it read. Captures run on a
+ * stream of their own (one host thread drives the GPU). */
+typedef struct {
+    mmm_cuda_graph graph;
+    unsigned act;
+} cuda_record;
+static mmm_cuda_stream g_capture;
+
+static int record_begin(const model_exec *x) {
+    const char *env = getenv("MMM_CUDA_GRAPHS");
+    if (env && !strcmp(env, "0")) return mmm_fail(MMM_ERR_UNSUPPORTED, "cuda: graphs are switched off");
+    if (!g_capture) TRY(mmm_cuda_stream_create(&g_capture));
+    return mmm_cuda_graph_begin(g_capture);
+}
+
+static int record_end(const model_exec *x, void **rec) {
+    mmm_cuda_graph g = NULL;
+    cuda_record *r = NULL;
+    *rec = NULL;
+    int rc = mmm_cuda_graph_end(&g);
+    if (!rc && !(r = malloc(sizeof *r))) rc = mmm_fail(MMM_ERR_NOMEM, "cuda: out of memory for a record");
+    if (rc) {
+        mmm_cuda_graph_destroy(g);
+        return rc;
+    }
+    *r = (cuda_record){g, gpu_act_generation()};
+    *rec = r;
+    return MMM_OK;
+}
+
+static int replay(const model_exec *x, void *rec, int *stale) {
+    const cuda_record *r = rec;
+    *stale = r->act != gpu_act_generation();
+    return *stale ? MMM_OK : mmm_cuda_graph_launch(r->graph);
+}
+
+static void record_free(const model_exec *x, void *rec) {
+    cuda_record *r = rec;
+    if (!r) return;
+    mmm_cuda_graph_destroy(r->graph);
+    free(r);
+}
+
 static const exec_ops cuda_ops = EXEC_OPS(.decode_token = decode_token, .decode_release = decode_release,
-                                          .mamba_step = mamba_step);
+                                          .mamba_step = mamba_step, .record_begin = record_begin,
+                                          .record_end = record_end, .replay = replay, .record_free = record_free);
 
 model_exec exec_cuda(const mmm_model *m, void *ssd_ws, void *attn_ws) {
     return (model_exec){.op = &cuda_ops, .m = m, .w = &m->gpu->w, .dev = m->gpu, .ssd_ws = ssd_ws, .attn_ws = attn_ws};

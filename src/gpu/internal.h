@@ -69,6 +69,8 @@ int gpu_linear_backward(const mmm_gpu_model *g, float *dinp /* (N, C) or NULL, +
                         float *dw /* (OC, C) or NULL, += */, float *dbias /* (OC) or NULL, += */,
                         const float *dout /* (N, OC) */, const float *inp /* (N, C) */,
                         const float *w /* (OC, C) */, int N, int C, int OC);
+/* Changes whenever the products' bf16 activation buffer moves (a recorded step reads it). */
+unsigned gpu_act_generation(void);
 
 /* The CUDA executor of an attached model (src/model/exec.h) with the SSD's workspace (forward
  * or backward, as large as the calls need) and, in a generation state, the single-query

@@ -12,6 +12,14 @@
  * call's kernels are queued behind the previous call's reads of it, and growing it frees the old
  * block with cudaFree, which waits for the device first. */
 static gpu_buf g_act;
+static unsigned g_act_moves; /* how often g_act was reallocated: a recorded step reads its address */
+
+unsigned gpu_act_generation(void) { return g_act_moves; }
+
+static int reserve_act(size_t bytes) {
+    if (bytes > g_act.cap) g_act_moves++;
+    return gpu_buf_reserve(&g_act, bytes);
+}
 
 /* n elements rounded up to 256 bytes of bf16, so that a second operand after them is aligned as
  * the tensor-core GEMMs prefer. */
@@ -22,7 +30,7 @@ int gpu_linear_forward(const mmm_gpu_model *g, float *out, const float *inp, con
     const uint16_t *wb = gpu_bf16_of(g, w);
     if (!wb || N == 0) return mmm_cuda_linear_forward(out, inp, w, bias, N, C, OC, F32);
     size_t n = (size_t)N * C;
-    TRY(gpu_buf_reserve(&g_act, n * sizeof(uint16_t)));
+    TRY(reserve_act(n * sizeof(uint16_t)));
     TRY(mmm_cuda_convert(g_act.p, BF16, inp, F32, n));
     TRY(mmm_cuda_gemm(0, 1, N, OC, C, 1.f, g_act.p, C, wb, C, 0.f, out, OC, BF16, F32));
     return bias ? mmm_cuda_add_rows(out, out, bias, N, OC) : MMM_OK;
@@ -34,7 +42,7 @@ int gpu_linear_backward(const mmm_gpu_model *g, float *dinp, float *dw, float *d
     if (!wb || N == 0 || (!dinp && !dw))
         return mmm_cuda_linear_backward(dinp, dw, dbias, dout, inp, w, N, C, OC, F32, F32);
     size_t nd = aligned((size_t)N * OC), ni = dw ? (size_t)N * C : 0;
-    TRY(gpu_buf_reserve(&g_act, (nd + ni) * sizeof(uint16_t)));
+    TRY(reserve_act((nd + ni) * sizeof(uint16_t)));
     uint16_t *dout_b = g_act.p, *inp_b = dout_b + nd;
     TRY(mmm_cuda_convert(dout_b, BF16, dout, F32, (size_t)N * OC));
     /* dinp += dout·W, dw += doutᵀ·inp */

@@ -224,6 +224,16 @@ typedef struct {
     int (*decode_token)(const model_exec *x, decode_bufs *b, int pos, float *logits);
     /* frees b->own (NULL where decode_token keeps nothing there) */
     void (*decode_release)(const model_exec *x, decode_bufs *b);
+    /* Recording a step to replay it (CUDA: a graph), where launching a step's many small pieces
+     * costs more than their work: record_begin captures the work queued after it (which then does
+     * not run), record_end ends that into *rec (also after a failed step); replay queues the work
+     * again — or, when the device has since moved a buffer the record reads, queues nothing and
+     * sets *stale (record again); record_free frees a record. NULL where the device has none;
+     * record_begin fails where recording is switched off (CUDA: MMM_CUDA_GRAPHS=0). */
+    int (*record_begin)(const model_exec *x);
+    int (*record_end)(const model_exec *x, void **rec);
+    int (*replay)(const model_exec *x, void *rec, int *stale);
+    void (*record_free)(const model_exec *x, void *rec);
 
     /* vision */
     int (*patches)(const model_exec *x, float *out /* (n, S/p, S/p, 3·p·p) */, const float *pixels /* (n, 3, S, S) */,

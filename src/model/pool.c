@@ -39,6 +39,10 @@ struct mmm_pool {
     char *table_host;       /* the device's copy of kp, vp and lens + 1 (exec.h, seq_kv.dev) */
     size_t table_stride;    /* bytes per attention layer in it */
     int32_t *pos;           /* (S) */
+    /* the step recorded for replay (exec record ops) and what it was recorded for; a step is
+     * recorded the second time its key comes, after a first run has sized every buffer */
+    void *rec;
+    size_t rec_key[5], warm_key[5];
 };
 
 static size_t conv_floats(const mmm_layer_desc *d) { return state_conv_bytes(d) / sizeof(float); }
@@ -57,6 +61,7 @@ void mmm_pool_free(mmm_pool *b) {
     if (!b) return;
     for (int i = 0; b->seq && i < b->max_seqs; i++) mmm_state_free(b->seq[i].st);
     const model_exec *x = &b->dev;
+    if (b->rec) x->op->record_free(x, b->rec);
     exec_buf *bufs[] = {&b->rows, &b->arena, &b->logits, &b->ws, &b->table, &b->sync};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) x->op->release(x, bufs[i]);
     free(b->conv_at);
@@ -309,6 +314,41 @@ static int check_step(const mmm_pool *b, int n, const int *seqs, const int32_t *
     return check_input_ids(&b->m->cfg, ids, n, 0, "pool decode");
 }
 
+/* The layers and the head over the n rows: logits (n, V) into out (the device's). */
+static int run_step(mmm_pool *b, int n, float *out) {
+    TRY(step_layers(&b->dev, &b->sb, n, 1, b->caches));
+    return step_head(&b->dev, &b->sb, 0, n, out);
+}
+
+/* run_step through a record where the device keeps one: replayed while nothing it depends on
+ * changed — the rows, the buffers' addresses, the longest sequence's power of two (the
+ * attention's split count follows it) — else recorded again, or run as it is. */
+static int recorded_step(mmm_pool *b, int n, float *out) {
+    const model_exec *x = &b->dev;
+    int longest = 1, bucket = 0, stale = 1;
+    for (int i = 0; i < n; i++) if (b->pos[i] + 1 > longest) longest = b->pos[i] + 1;
+    while (longest >>= 1) bucket++;
+    size_t key[5] = {(size_t)n, (size_t)b->arena.p, (size_t)b->ws.p, (size_t)out, (size_t)bucket};
+    if (!x->op->record_begin) return run_step(b, n, out);
+    if (b->rec && !memcmp(key, b->rec_key, sizeof key)) TRY(x->op->replay(x, b->rec, &stale));
+    if (!stale) return MMM_OK;
+    if (b->rec) x->op->record_free(x, b->rec);
+    b->rec = NULL;
+    if (!memcmp(key, b->warm_key, sizeof key) && x->op->record_begin(x) == MMM_OK) {
+        void *rec = NULL;
+        int rc = run_step(b, n, out), end = x->op->record_end(x, &rec);
+        if (!rc && !end && rec && x->op->replay(x, rec, &stale) == MMM_OK && !stale) {
+            b->rec = rec;
+            memcpy(b->rec_key, key, sizeof key);
+            return MMM_OK;
+        }
+        if (rec) x->op->record_free(x, rec);
+        mmm_clear_error(); /* a step that cannot be recorded still runs */
+    }
+    memcpy(b->warm_key, key, sizeof key);
+    return run_step(b, n, out);
+}
+
 int mmm_pool_decode(mmm_pool *b, int n, const int *seqs, const int32_t *ids, float *logits) {
     TRY(check_step(b, n, seqs, ids));
     for (int i = 0; i < n; i++) state_trim(b->seq[seqs[i]].st);
@@ -332,8 +372,14 @@ int mmm_pool_decode(mmm_pool *b, int n, const int *seqs, const int32_t *ids, flo
     TRY(x->op->embed(x, b->sb.x, ids, n, NULL, &cursor));
     TRY(rope_rows(b, n));
     TRY(bind_caches(b, n, seqs));
-    TRY(step_layers(x, &b->sb, n, 1, b->caches));
-    TRY(step_logits(x, &b->sb, &b->logits, 0, n, logits));
+    size_t bytes = (size_t)n * b->m->cfg.vocab * sizeof(float);
+    float *out = logits;
+    if (!x->host) {
+        TRY(x->op->reserve(x, &b->logits, bytes, "the logits of a batch step"));
+        out = b->logits.p;
+    }
+    TRY(recorded_step(b, n, out));
+    if (out != logits) TRY(x->op->download(x, logits, out, bytes));
     for (int i = 0; i < n; i++) b->seq[seqs[i]].st->len++;
     return x->op->wait(x);
 }

@@ -75,18 +75,23 @@ int step_layers(const model_exec *x, step_bufs *sb, int B, int T, const layer_ca
     return MMM_OK;
 }
 
-int step_logits(const model_exec *x, step_bufs *sb, exec_buf *staging, int first, int rows, float *dst) {
+int step_head(const model_exec *x, step_bufs *sb, int first, int rows, float *out) {
     const mmm_config *c = &x->m->cfg;
-    int C = c->hidden, V = c->vocab;
-    float *out = dst;
-    if (!x->host) {
-        TRY(x->op->reserve(x, staging, (size_t)rows * V * sizeof(float), "the logits of a step"));
-        out = staging->p;
-    }
+    int C = c->hidden;
     TRY(x->op->rmsnorm_forward(x, sb->hf, sb->rstdf, sb->x + (size_t)first * C, x->w->final_norm, c->final_norm_eps,
                                rows, C));
-    TRY(x->op->linear_forward(x, out, sb->hf, x->w->lm_head, NULL, rows, C, V));
-    return out == dst ? MMM_OK : x->op->download(x, dst, out, (size_t)rows * V * sizeof(float));
+    return x->op->linear_forward(x, out, sb->hf, x->w->lm_head, NULL, rows, C, c->vocab);
+}
+
+int step_logits(const model_exec *x, step_bufs *sb, exec_buf *staging, int first, int rows, float *dst) {
+    size_t bytes = (size_t)rows * x->m->cfg.vocab * sizeof(float);
+    float *out = dst;
+    if (!x->host) {
+        TRY(x->op->reserve(x, staging, bytes, "the logits of a step"));
+        out = staging->p;
+    }
+    TRY(step_head(x, sb, first, rows, out));
+    return out == dst ? MMM_OK : x->op->download(x, dst, out, bytes);
 }
 
 static size_t vision_bytes(const mmm_config *c, int tiles) {

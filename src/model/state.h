@@ -19,6 +19,9 @@ size_t step_layout(step_bufs *sb, const mmm_config *c, int rows, float *base);
 /* The B·T rows in sb->x (T tokens of B sequences) through every layer, layer l's memory in
  * caches[l]; sb->rope holds the rows' rotary tables. */
 int step_layers(const model_exec *x, step_bufs *sb, int B, int T, const layer_cache *caches);
+/* The final norm and lm_head of rows [first, first + rows) of sb->x: logits (rows, V) into out
+ * (the device's). */
+int step_head(const model_exec *x, step_bufs *sb, int first, int rows, float *out);
 /* Logits of rows [first, first + rows) of sb->x into dst (host), staged through staging on a
  * device that is not the host. */
 int step_logits(const model_exec *x, step_bufs *sb, exec_buf *staging, int first, int rows, float *dst);

@@ -375,17 +375,20 @@ TEST(gpu_model_decode_graph) {
 
 /* Sequences decoding together on the GPU (mmm/pool.h) = each decoded alone on the GPU: five
  * prompts of different lengths (one past the attention's 128-key split), steps whose subsets
- * change (rows moved, one sequence alone, one closed and its handle reopened), with fp32 weights
+ * change (rows moved, one sequence alone, one closed and its handle reopened), then eight steps
+ * of the same five (recorded as a graph at the second, replayed after), with fp32 weights
  * (rows of cuBLAS's GEMMs against its one-row products: fp32 rounding) and with bf16 matrices and
  * caches (the pool's GEMMs round the activations to bf16, the fused one-token step reads them in
  * fp32: bf16 rounding). */
 TEST(gpu_model_pool) {
     if (!gpu("model pool")) return;
-    enum { SEQS = 5, STEPS = 12, CAP = 200 };
+    enum { SEQS = 5, STEPS = 20, CAP = 200 };
     static const int len[SEQS] = {3, 17, 40, 130, 9};
     static const int subset[STEPS][SEQS + 1] = {
         {0, 1, 2, 3, 4, -1}, {3, 1, -1}, {4, 0, 2, -1}, {2, -1}, {1, 2, 3, 4, 0, -1}, {0, 4, -1},
-        {3, 2, 1, 0, -1},    {4, -1},    {0, 1, 2, 3, 4, -1}, {2, 4, 3, -1}, {1, 0, -1}, {0, 1, 2, 3, 4, -1}};
+        {3, 2, 1, 0, -1},    {4, -1},    {0, 1, 2, 3, 4, -1}, {2, 4, 3, -1}, {1, 0, -1}, {0, 1, 2, 3, 4, -1},
+        {0, 1, 2, 3, 4, -1}, {0, 1, 2, 3, 4, -1}, {0, 1, 2, 3, 4, -1}, {0, 1, 2, 3, 4, -1},
+        {0, 1, 2, 3, 4, -1}, {0, 1, 2, 3, 4, -1}, {0, 1, 2, 3, 4, -1}, {0, 1, 2, 3, 4, -1}};
     rng_t r = rng_new(41);
     int32_t ids[CAP];
     for (int i = 0; i < CAP; i++) ids[i] = (int32_t)(rng_uniform(&r) * 60);
