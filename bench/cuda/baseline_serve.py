@@ -65,6 +65,7 @@ class Batch:
                          dt_bias=uniform(HEADS, lo=-4, hi=-2, dtype=F32),
                          A=uniform(HEADS, lo=-3, hi=-1, dtype=F32), gnorm=uniform(HD, lo=0.9, hi=1.1, dtype=F32),
                          ssm=uniform(n, HEADS, HD, HD, lo=-1, hi=1, dtype=F32),
+                         D0=torch.zeros(HEADS, 1, device=DEV, dtype=F32).expand(-1, HD),
                          conv_state=uniform(n, DC, lo=-1, hi=1, dtype=F32))
             self.layers.append(L)
 
@@ -88,9 +89,10 @@ class Batch:
         bs = conv[:, KVH * HD: 2 * KVH * HD].view(self.n, KVH, HD).repeat_interleave(rep, 1)
         cs = conv[:, 2 * KVH * HD:].view(self.n, HEADS, HD)
         dt_raw = z[:, DC + HEADS * HD:]
-        if SSU is not None:  # the head's dt, A and dt_bias tied across its dims (stride 0), as Mamba2.step
+        if SSU is not None:  # the head's dt, A and dt_bias tied across its dims (stride 0), as Mamba2.step;
+            # D = 0 (mmMamba has no skip term; the kernel's launcher needs one)
             y = SSU(L["ssm"], xs, dt_raw[:, :, None].expand(-1, -1, HD),
-                    L["A"][:, None, None].expand(-1, HD, HD), bs, cs,
+                    L["A"][:, None, None].expand(-1, HD, HD), bs, cs, D=L["D0"],
                     dt_bias=L["dt_bias"][:, None].expand(-1, HD), dt_softplus=True)
         else:
             dt = F.softplus(dt_raw + L["dt_bias"])
