@@ -21,8 +21,8 @@ import types
 import torch
 import torch.nn.functional as F
 
-from baseline import (BF, DC, DEV, DZ, EPS, F32, FFN, GIB, HD, HEADS, HID, KVH, LAYERS, QKV, VOCAB, graph_ms,
-                      rope, rope_tables, uniform)
+from baseline import (BF, DC, DEV, DZ, EPS, F32, FFN, GIB, HD, HEADS, HID, KVH, LAYERS, QKV, VOCAB, Model,
+                      graph_ms, rope, rope_tables, uniform)
 
 SSU = None  # mamba_ssm's selective_state_update, when loaded
 
@@ -42,7 +42,7 @@ def load_selective_state_update(root):
     return mod.selective_state_update
 
 
-class Batch:
+class Batch(Model):  # baseline.py's step over n rows; its own caches, states and mixers
     def __init__(self, attn, n, tmax, pos):
         self.n = n
         self.emb = uniform(VOCAB, HID, lo=-1, hi=1)
@@ -102,15 +102,6 @@ class Batch:
         g = z[:, DC: DC + HEADS * HD].view(self.n, HEADS, HD)
         y = F.rms_norm(y, (HD,), L["gnorm"], EPS) * F.silu(g)
         return y.reshape(self.n, HEADS * HD).to(BF) @ L["wo"].T
-
-    def step(self):
-        x = self.emb[self.ids]
-        for L in self.layers:
-            h = F.rms_norm(x, (HID,), L["n1"], EPS)
-            x = x + (self.attention(L, h) if L["attn"] else self.mamba(L, h))
-            h = F.rms_norm(x, (HID,), L["n2"], EPS)
-            x = x + (F.silu(h @ L["w1"].T) * (h @ L["w3"].T)) @ L["w2"].T
-        return F.rms_norm(x, (HID,), self.fnorm, EPS) @ self.lm_head.T
 
 
 def admitted(attn, n, tmax):
