@@ -19,8 +19,6 @@ typedef struct mmm_pool mmm_pool;
  * each sequence's KV caches when it is opened). */
 int mmm_pool_new(mmm_pool **out, const mmm_model *m, int max_seqs);
 void mmm_pool_free(mmm_pool *b);
-/* Bytes mmm_pool_new reserves for max_seqs sequences (the recurrent rows). */
-size_t mmm_pool_estimate_bytes(const mmm_model *m, int max_seqs);
 /* A new empty sequence of up to max_tokens tokens; *seq is its handle (0 ≤ *seq < max_seqs). */
 int mmm_pool_open(mmm_pool *b, int max_tokens, int *seq);
 /* Ends a sequence: its state is freed and its handle can be opened again. */

@@ -39,6 +39,7 @@ struct mmm_pool {
     char *table_host;       /* the device's copy of kp, vp and lens + 1 (exec.h, seq_kv.dev) */
     size_t table_stride;    /* bytes per attention layer in it */
     int32_t *pos;           /* (S) */
+    unsigned *seen, steps;  /* (S) the step that last named each sequence: one name per step */
     /* the step recorded for replay (exec record ops) and what it was recorded for; a step is
      * recorded the second time its key comes, after a first run has sized every buffer */
     void *rec;
@@ -47,15 +48,6 @@ struct mmm_pool {
 
 static size_t conv_floats(const mmm_layer_desc *d) { return state_conv_bytes(d) / sizeof(float); }
 static size_t ssm_floats(const mmm_layer_desc *d) { return state_ssm_bytes(d) / sizeof(float); }
-
-size_t mmm_pool_estimate_bytes(const mmm_model *m, int max_seqs) {
-    const mmm_config *c = &m->cfg;
-    size_t per_row = 0;
-    for (int l = 0; l < mmm_config_n_layers(c); l++)
-        if (c->layers[l].kind != MMM_MIXER_ATTENTION) per_row += state_conv_bytes(&c->layers[l]) + state_ssm_bytes(&c->layers[l]);
-    return per_row * ((size_t)max_seqs + 1) + step_layout(NULL, c, max_seqs, NULL) * sizeof(float) +
-           (size_t)max_seqs * c->vocab * sizeof(float);
-}
 
 void mmm_pool_free(mmm_pool *b) {
     if (!b) return;
@@ -77,6 +69,7 @@ void mmm_pool_free(mmm_pool *b) {
     free(b->lens);
     free(b->table_host);
     free(b->pos);
+    free(b->seen);
     free(b);
 }
 
@@ -105,8 +98,9 @@ int mmm_pool_new(mmm_pool **out, const mmm_model *m, int max_seqs) {
     b->lens = calloc((size_t)S, sizeof *b->lens);
     b->table_host = calloc(A, b->table_stride);
     b->pos = calloc((size_t)S, sizeof *b->pos);
+    b->seen = calloc((size_t)S, sizeof *b->seen);
     if (!b->conv_at || !b->ssm_at || !b->conv_row || !b->ssm_row || !b->seq || !b->at_row || !b->caches || !b->kv ||
-        !b->kp || !b->vp || !b->lens || !b->table_host || !b->pos) {
+        !b->kp || !b->vp || !b->lens || !b->table_host || !b->pos || !b->seen) {
         mmm_pool_free(b);
         return mmm_fail(MMM_ERR_NOMEM, "pool: out of memory");
     }
@@ -300,13 +294,18 @@ static int bind_caches(mmm_pool *b, int n, const int *seqs) {
     return MMM_OK;
 }
 
-static int check_step(const mmm_pool *b, int n, const int *seqs, const int32_t *ids) {
+static int check_step(mmm_pool *b, int n, const int *seqs, const int32_t *ids) {
     if (n < 1 || n > b->max_seqs)
         return mmm_fail(MMM_ERR_ARG, "pool decode: %d sequences (1..%d)", n, b->max_seqs);
+    if (++b->steps == 0) { /* the stamps wrapped: start them again */
+        memset(b->seen, 0, (size_t)b->max_seqs * sizeof *b->seen);
+        b->steps = 1;
+    }
     for (int i = 0; i < n; i++) {
         TRY(check_seq(b, seqs[i], "decode"));
-        for (int j = 0; j < i; j++)
-            if (seqs[j] == seqs[i]) return mmm_fail(MMM_ERR_ARG, "pool decode: sequence %d given twice", seqs[i]);
+        if (b->seen[seqs[i]] == b->steps)
+            return mmm_fail(MMM_ERR_ARG, "pool decode: sequence %d given twice", seqs[i]);
+        b->seen[seqs[i]] = b->steps;
         const mmm_state *st = b->seq[seqs[i]].st;
         if (st->len + 1 > st->max_tokens)
             return mmm_fail(MMM_ERR_ARG, "pool decode: sequence %d is full (%d tokens)", seqs[i], st->max_tokens);
