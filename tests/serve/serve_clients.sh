@@ -38,8 +38,11 @@ fx=$work/fx
     { echo "FAIL serve: fixture data: $(tail -n 1 "$work/fixture.err")"; exit 1; }
 "$mmm" tokenizer train --corpus "$fx/data/corpus.txt" --vocab-size 300 --special "<|im_start|>" --special "<|im_end|>" \
     --special "<img>" --special "</img>" --special "<IMG_CONTEXT>" --out "$fx/tok.json" > /dev/null || exit 1
-sed -e 's/"hidden_size": 128/"hidden_size": 32/; s/"llm_hidden_size": 128/"llm_hidden_size": 32/' \
-    -e 's/"intermediate_size": 384/"intermediate_size": 64/; s/"vocab_size": 384/"vocab_size": 300/' \
+# hidden 32 (head_dim 8) on the CPU; the CUDA attention kernels take head_dim 32 at the least
+hidden=32 ffn=64
+case " ${dev[*]-} " in *" cuda "*) hidden=128 ffn=384 ;; esac
+sed -e "s/\"hidden_size\": 128/\"hidden_size\": $hidden/; s/\"llm_hidden_size\": 128/\"llm_hidden_size\": $hidden/" \
+    -e "s/\"intermediate_size\": 384/\"intermediate_size\": $ffn/; s/\"vocab_size\": 384/\"vocab_size\": 300/" \
     configs/teacher-fmnist.json > "$fx/config.json"
 "$mmm" train --config "$fx/config.json" --tokenizer "$fx/tok.json" --data "$fx/data/train.jsonl" --out "$fx/teacher" \
     --steps 1 > /dev/null || { echo "FAIL serve: fixture teacher"; exit 1; }
