@@ -63,7 +63,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
         if (x->ended) return MHD_CONTENT_READER_END_OF_STREAM;
         if (!x->started) { /* a chat stream opens with the assistant's role */
             x->started = 1;
-            if (x->meta.chat && push(x, srv_reply_chunk(&x->meta, 1, NULL, SRV_FINISH_NONE))) return MHD_CONTENT_READER_END_WITH_ERROR;
+            if (x->meta.chat && push(x, srv_reply_chunk(&x->meta, 1, NULL, 0, SRV_FINISH_NONE))) return MHD_CONTENT_READER_END_WITH_ERROR;
             continue;
         }
         srv_output o;
@@ -71,14 +71,14 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
             if (peer_gone(x->fd)) return MHD_CONTENT_READER_END_WITH_ERROR;
             continue;
         }
-        int rc = o.text ? push(x, srv_reply_chunk(&x->meta, 0, o.text, SRV_FINISH_NONE)) : 0;
+        int rc = o.text ? push(x, srv_reply_chunk(&x->meta, 0, o.text, o.len, SRV_FINISH_NONE)) : 0;
         free(o.text);
         if (!rc && o.finish == SRV_FINISH_ERROR) {
             srv_error e;
             srv_error_set(&e, 500, "server_error", NULL, "%s", o.error);
             rc = push(x, srv_reply_error_event(&e));
         } else if (!rc && o.finish) {
-            rc = push(x, srv_reply_chunk(&x->meta, 0, NULL, o.finish));
+            rc = push(x, srv_reply_chunk(&x->meta, 0, NULL, 0, o.finish));
             if (!rc && x->include_usage) rc = push(x, srv_reply_usage_chunk(&x->meta, o.prompt_tokens, o.completion_tokens));
         }
         if (!rc && o.finish) {
@@ -161,7 +161,7 @@ static enum MHD_Result whole(mmm_server *s, struct MHD_Connection *c, srv_job *j
         srv_error_set(&e, 500, "server_error", NULL, "%s", o.error);
         return srv_send_error(s, c, &e);
     }
-    char *body = srv_reply_completion(meta, text, o.finish, o.prompt_tokens, o.completion_tokens);
+    char *body = srv_reply_completion(meta, text, len, o.finish, o.prompt_tokens, o.completion_tokens);
     free(text);
     return srv_send(s, c, 200, "application/json", body);
 }

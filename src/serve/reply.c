@@ -27,6 +27,33 @@ static char *event(cJSON *o) {
     return ev;
 }
 
+/* n bytes of answer text as a JSON string literal: a decoded token can hold any byte, NUL
+ * included, which a cJSON string (NUL-terminated) would cut short; control characters go out as
+ * \u00XX. The text is the tokenizer's UTF-8, passed through. */
+static char *json_string(const char *text, size_t n) {
+    char *out = malloc(6 * n + 3), *o = out;
+    if (!out) return NULL;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '"' || c == '\\') *o++ = '\\', *o++ = (char)c;
+        else if (c == '\n') *o++ = '\\', *o++ = 'n';
+        else if (c < 0x20 || c == 0x7f) o += sprintf(o, "\\u%04x", c);
+        else *o++ = (char)c;
+    }
+    *o++ = '"';
+    *o = '\0';
+    return out;
+}
+
+/* o[name] = the text as a JSON string; 0 when out of memory */
+static int add_text(cJSON *o, const char *name, const char *text, size_t n) {
+    char *lit = json_string(text ? text : "", text ? n : 0);
+    int ok = lit && cJSON_AddRawToObject(o, name, lit);
+    free(lit);
+    return ok;
+}
+
 static cJSON *error_object(const srv_error *e) {
     cJSON *o = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(err, "message", e->message);
@@ -64,17 +91,22 @@ static void add_usage(cJSON *o, int prompt_tokens, int completion_tokens) {
     cJSON_AddNumberToObject(u, "total_tokens", prompt_tokens + completion_tokens);
 }
 
-char *srv_reply_completion(const srv_reply_meta *meta, const char *text, srv_finish finish, int prompt_tokens,
-                           int completion_tokens) {
+char *srv_reply_completion(const srv_reply_meta *meta, const char *text, size_t text_len, srv_finish finish,
+                           int prompt_tokens, int completion_tokens) {
     cJSON *o = envelope(meta, 0), *choice = cJSON_CreateObject();
     cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice);
     cJSON_AddNumberToObject(choice, "index", 0);
+    int ok;
     if (meta->chat) {
         cJSON *msg = cJSON_AddObjectToObject(choice, "message");
         cJSON_AddStringToObject(msg, "role", "assistant");
-        cJSON_AddStringToObject(msg, "content", text ? text : "");
+        ok = add_text(msg, "content", text, text_len);
     } else {
-        cJSON_AddStringToObject(choice, "text", text ? text : "");
+        ok = add_text(choice, "text", text, text_len);
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
     }
     cJSON_AddNullToObject(choice, "logprobs");
     add_finish(choice, finish);
@@ -82,20 +114,25 @@ char *srv_reply_completion(const srv_reply_meta *meta, const char *text, srv_fin
     return print(o);
 }
 
-char *srv_reply_chunk(const srv_reply_meta *meta, int first, const char *text, srv_finish finish) {
+char *srv_reply_chunk(const srv_reply_meta *meta, int first, const char *text, size_t text_len, srv_finish finish) {
     cJSON *o = envelope(meta, 1), *choice = cJSON_CreateObject();
     cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), choice);
     cJSON_AddNumberToObject(choice, "index", 0);
+    int ok = 1;
     if (meta->chat) {
         cJSON *delta = cJSON_AddObjectToObject(choice, "delta");
         if (first) {
             cJSON_AddStringToObject(delta, "role", "assistant");
             cJSON_AddStringToObject(delta, "content", "");
         } else if (text) {
-            cJSON_AddStringToObject(delta, "content", text);
+            ok = add_text(delta, "content", text, text_len);
         }
     } else {
-        cJSON_AddStringToObject(choice, "text", text ? text : "");
+        ok = add_text(choice, "text", text, text_len);
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
     }
     cJSON_AddNullToObject(choice, "logprobs");
     add_finish(choice, finish);

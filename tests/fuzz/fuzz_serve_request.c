@@ -30,8 +30,8 @@ static void exercise(const srv_request *r) {
     }
     srv_reply_meta meta = {.chat = r->chat, .id = "chatcmpl-0", .created = 0, .model = "m"};
     const char *text = r->chat ? r->turns[r->n_turns - 1] : r->prompt;
-    char *reply[3] = {srv_reply_completion(&meta, text, SRV_FINISH_STOP, 1, 2), srv_reply_chunk(&meta, 0, text, SRV_FINISH_NONE),
-                      srv_reply_chunk(&meta, 1, NULL, SRV_FINISH_LENGTH)};
+    char *reply[3] = {srv_reply_completion(&meta, text, strlen(text), SRV_FINISH_STOP, 1, 2), srv_reply_chunk(&meta, 0, text, strlen(text), SRV_FINISH_NONE),
+                      srv_reply_chunk(&meta, 1, NULL, 0, SRV_FINISH_LENGTH)};
     for (int i = 0; i < 3; i++) free(reply[i]);
 }
 

@@ -5,7 +5,7 @@
 // usage: node openai_client.mjs NPM_DIR BASE_URL   with the JSON of the cases on standard input:
 //   {"model": ..., "prompt": ..., "seed": N, "max_tokens": N, "expected": TEXT,
 //    "sampled": {"temperature": T, "top_p": P, "seed": N, "expected": TEXT},
-//    "completion": {"prompt": ..., "max_tokens": N, "expected": TEXT}}
+//    "completion": {"prompt": ..., "max_tokens": N, "temperature", "top_p", "seed", "expected": TEXT}}
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 
@@ -81,11 +81,12 @@ async function main() {
             'openai: an unknown field is a BadRequestError', `${e.status} ${JSON.stringify(e.error)}`);
     }
     const cp = cases.completion;
-    const completion = await client.completions.create({ model: cases.model, prompt: cp.prompt, max_tokens: cp.max_tokens, temperature: 0 });
+    const sampling = { temperature: cp.temperature, top_p: cp.top_p, seed: cp.seed };
+    const completion = await client.completions.create({ model: cases.model, prompt: cp.prompt, max_tokens: cp.max_tokens, ...sampling });
     check(completion.object === 'text_completion' && completion.choices[0].text === cp.expected, 'openai: a text completion',
         `${JSON.stringify(completion.choices[0].text)} vs ${JSON.stringify(cp.expected)}`);
     let streamedText = '';
-    for await (const chunk of await client.completions.create({ model: cases.model, prompt: cp.prompt, max_tokens: cp.max_tokens, temperature: 0, stream: true }))
+    for await (const chunk of await client.completions.create({ model: cases.model, prompt: cp.prompt, max_tokens: cp.max_tokens, ...sampling, stream: true }))
         streamedText += chunk.choices.map(c => c.text).join('');
     check(streamedText === cp.expected, 'openai: a streamed text completion', JSON.stringify(streamedText));
     const models = await client.models.list();

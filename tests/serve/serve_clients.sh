@@ -39,8 +39,9 @@ fx=$work/fx
 "$mmm" tokenizer train --corpus "$fx/data/corpus.txt" --vocab-size 300 --special "<|im_start|>" --special "<|im_end|>" \
     --special "<img>" --special "</img>" --special "<IMG_CONTEXT>" --out "$fx/tok.json" > /dev/null || exit 1
 # hidden 32 (head_dim 8) on the CPU; the CUDA attention kernels take head_dim 32 at the least
-hidden=32 ffn=64
-case " ${dev[*]-} " in *" cuda "*) hidden=128 ffn=384 ;; esac
+# (the small-budget case below scales with it: a 4-token request's state is 0.7 MB, 2.9 MB at 128)
+hidden=32 ffn=64 small_budget=0.001
+case " ${dev[*]-} " in *" cuda "*) hidden=128 ffn=384 small_budget=0.004 ;; esac
 sed -e "s/\"hidden_size\": 128/\"hidden_size\": $hidden/; s/\"llm_hidden_size\": 128/\"llm_hidden_size\": $hidden/" \
     -e "s/\"intermediate_size\": 384/\"intermediate_size\": $ffn/; s/\"vocab_size\": 384/\"vocab_size\": 300/" \
     configs/teacher-fmnist.json > "$fx/config.json"
@@ -117,7 +118,8 @@ prompt="What item is this?"
 "$mmm" chat ${dev[@]+"${dev[@]}"} --model "$fx/teacher" -p "$prompt" --max-new 24 --temperature 0.9 --top-p 0.95 --seed 11 > "$work/chat_sampled.txt" || exit 1
 "$mmm" chat ${dev[@]+"${dev[@]}"} --model "$fx/teacher" -p "$prompt" --max-new 24 --image "$image" > "$work/chat_image.txt" || exit 1
 "$mmm" chat ${dev[@]+"${dev[@]}"} --model "$fx/linear" -p "$prompt" --max-new 24 > "$work/chat_linear.txt" || exit 1
-answer() { python3 -c 'import sys; t = open(sys.argv[1], encoding="utf-8").read(); print(t[:-1] if t.endswith("\n") else t, end="")' "$1"; }
+# (newline="": a \r in the answer stays a \r)
+answer() { python3 -c 'import sys; t = open(sys.argv[1], encoding="utf-8", newline="").read(); print(t[:-1] if t.endswith("\n") else t, end="")' "$1"; }
 
 # ---- the teacher: answers, streams, GET endpoints ----
 start teacher "$fx/teacher" --max-sessions 16 --max-queue 16 --image-dir "$fx/data/images" --context 100000
@@ -182,12 +184,13 @@ got=$(sse "$work/stream.txt" 2> "$work/sse.err")
 expect chat_stream_chunks "$([ "$got" = "$(answer "$work/chat_greedy.txt")" ] && echo 1)" \
     "'$got' $(tail -n 1 "$work/sse.err") $(head -c 300 "$work/stream.txt")"
 # completions, whole and streamed, with a stop string: the text ends before it
-code=$(post /v1/completions '{"prompt": "What item", "max_tokens": 16, "temperature": 0}' "$work/completion.json")
+# (sampled with a seed: a barely trained model's greedy tokens can all be ones that print nothing)
+code=$(post /v1/completions '{"prompt": "What item", "max_tokens": 16, "temperature": 0.9, "top_p": 0.95, "seed": 11}' "$work/completion.json")
 full=$(json "$work/completion.json" "d['choices'][0]['text']")
 expect completion "$([ "$code" = 200 ] && [ -n "$full" ] && echo 1)" "status $code: $(head -c 300 "$work/completion.json")"
 # the stop string: two characters from the middle of the answer; the text must end before its first place
 python3 -c 'import json, sys; t = json.load(open(sys.argv[1]))["choices"][0]["text"]; s = t[3:5]
-json.dump({"prompt": "What item", "max_tokens": 16, "temperature": 0, "stop": [s], "stream": True}, open(sys.argv[2], "w"))
+json.dump({"prompt": "What item", "max_tokens": 16, "temperature": 0.9, "top_p": 0.95, "seed": 11, "stop": [s], "stream": True}, open(sys.argv[2], "w"))
 open(sys.argv[3], "w", encoding="utf-8").write(t[:t.find(s)])' "$work/completion.json" "$work/stop_req.json" "$work/stop_want.txt"
 curl -s -N -m 120 -o "$work/completion_stream.txt" --data-binary "@$work/stop_req.json" "http://127.0.0.1:$port/v1/completions"
 got=$(sse "$work/completion_stream.txt" 2> "$work/sse.err")
@@ -205,10 +208,10 @@ else
     if [ ! -f "$npm_dir/node_modules/openai/package.json" ]; then
         fail openai_npm "cannot install the openai package into $npm_dir (npm install openai@4)"
     else
-        python3 -c 'import json, sys; r = lambda p: (lambda t: t[:-1] if t.endswith("\n") else t)(open(p, encoding="utf-8").read())
+        python3 -c 'import json, sys; r = lambda p: (lambda t: t[:-1] if t.endswith("\n") else t)(open(p, encoding="utf-8", newline="").read())
 print(json.dumps({"model": "tiny", "prompt": sys.argv[1], "seed": 0, "max_tokens": 24, "expected": r(sys.argv[2]),
                   "sampled": {"temperature": 0.9, "top_p": 0.95, "seed": 11, "expected": r(sys.argv[3])},
-                  "completion": {"prompt": "What item", "max_tokens": 16,
+                  "completion": {"prompt": "What item", "max_tokens": 16, "temperature": 0.9, "top_p": 0.95, "seed": 11,
                                  "expected": json.load(open(sys.argv[4]))["choices"][0]["text"]}}))' \
             "$prompt" "$work/chat_greedy.txt" "$work/chat_sampled.txt" "$work/completion.json" > "$work/cases.json"
         timeout 300 node tests/serve/openai_client.mjs "$(cd "$npm_dir" && pwd)" "http://127.0.0.1:$port/v1" \
@@ -308,7 +311,7 @@ expect queued_request_answered_when_a_session_frees "$([ "$(cat "$work/queued.co
 stop
 
 # ---- a request whose state alone exceeds the memory budget ----
-start small "$fx/teacher" --max-memory 0.001 --context 100000
+start small "$fx/teacher" --max-memory "$small_budget" --context 100000
 refuse state_over_memory_budget_503 /v1/completions '{"prompt": "What item", "max_tokens": 90000}' 503 server_error
 code=$(post /v1/completions '{"prompt": "What item", "max_tokens": 4, "temperature": 0}' "$work/small.json")
 expect small_request_fits_the_budget "$([ "$code" = 200 ] && echo 1)" "status $code: $(head -c 200 "$work/small.json")"

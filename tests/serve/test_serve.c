@@ -1,6 +1,7 @@
 /* `mmm serve`'s request side without a network: base64 of data: URLs, OpenAI request bodies
  * turned into turns, images and sampling settings (and every refusal naming its field), and the
  * answer's text cut at stop strings while it streams. */
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,7 +189,7 @@ TEST(serve_reply_shapes) {
     free(whole);
     free(ev);
     srv_reply_meta meta = {.chat = 1, .id = "chatcmpl-7", .created = 5, .model = "m"};
-    char *chunk = srv_reply_chunk(&meta, 0, "a\"b", SRV_FINISH_NONE), *last = srv_reply_chunk(&meta, 0, NULL, SRV_FINISH_LENGTH);
+    char *chunk = srv_reply_chunk(&meta, 0, "a\"b", 3, SRV_FINISH_NONE), *last = srv_reply_chunk(&meta, 0, NULL, 0, SRV_FINISH_LENGTH);
     check(chunk && !strcmp(chunk, "data: {\"id\":\"chatcmpl-7\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\","
                                   "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\\\"b\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n"),
           "reply: a chat chunk (%s)", chunk ? chunk : "");
@@ -196,9 +197,29 @@ TEST(serve_reply_shapes) {
     free(chunk);
     free(last);
     meta.chat = 0;
-    char *done = srv_reply_completion(&meta, "xy", SRV_FINISH_STOP, 3, 2);
+    char *done = srv_reply_completion(&meta, "xy", 2, SRV_FINISH_STOP, 3, 2);
     check(done && strstr(done, "\"object\":\"text_completion\"") && strstr(done, "\"text\":\"xy\"") &&
               strstr(done, "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}"),
           "reply: a text completion with its usage (%s)", done ? done : "");
     free(done);
+}
+
+/* A token can decode to any byte: a NUL, control characters, quotes and backslashes inside the
+ * answer reach the client whole, as JSON escapes that parse back to the same bytes. */
+TEST(serve_reply_text_with_nul_and_control_bytes) {
+    static const char text[] = {'a', '\0', 'b', '\x01', '\n', '"', '\\', '\x7f', '\xc3', '\xa9', 'z'};
+    srv_reply_meta meta = {.chat = 0, .id = "cmpl-1", .created = 5, .model = "m"};
+    for (int chunked = 0; chunked < 2; chunked++) {
+        char *reply = chunked ? srv_reply_chunk(&meta, 0, text, sizeof text, SRV_FINISH_NONE)
+                              : srv_reply_completion(&meta, text, sizeof text, SRV_FINISH_LENGTH, 1, 11);
+        const char *json = reply && chunked ? reply + 6 : reply;
+        cJSON *o = json ? cJSON_Parse(json) : NULL;
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "choices"), 0), "text");
+        check(reply && strstr(reply, "\"a\\u0000b\\u0001\\n\\\"\\\\\\u007f\xc3\xa9z\""), "reply%s: the text escaped whole (%s)",
+              chunked ? " chunk" : "", reply ? reply : "");
+        /* cJSON stops its own copy at the NUL: what follows is checked in the escaped form above */
+        check(cJSON_IsString(t) && !strcmp(t->valuestring, "a"), "reply%s: valid JSON", chunked ? " chunk" : "");
+        cJSON_Delete(o);
+        free(reply);
+    }
 }
