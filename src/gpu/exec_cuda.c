@@ -450,12 +450,11 @@ typedef struct {
 } cuda_record;
 static mmm_cuda_stream g_capture;
 
-/* Recording a pool's step is switched on by MMM_CUDA_GRAPHS=all until a device has run its tests
- * (gpu_model_pool replays it; docs/design.md §10): the single-sequence decode graph is on by
- * default, this one not yet. */
+/* A pool's step is recorded unless MMM_CUDA_GRAPHS=0 (docs/design.md §10), as the single-sequence
+ * decode graph is. */
 static int record_begin(const model_exec *x) {
     const char *env = getenv("MMM_CUDA_GRAPHS");
-    if (!env || strcmp(env, "all")) return mmm_fail(MMM_ERR_UNSUPPORTED, "cuda: recorded steps are switched off");
+    if (env && !strcmp(env, "0")) return mmm_fail(MMM_ERR_UNSUPPORTED, "cuda: recorded steps are switched off");
     if (!g_capture) TRY(mmm_cuda_stream_create(&g_capture));
     return mmm_cuda_graph_begin(g_capture);
 }

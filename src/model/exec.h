@@ -229,7 +229,7 @@ typedef struct {
      * not run), record_end ends that into *rec (also after a failed step); replay queues the work
      * again — or, when the device has since moved a buffer the record reads, queues nothing and
      * sets *stale (record again); record_free frees a record. NULL where the device has none;
-     * record_begin fails where recording is switched off (CUDA: unless MMM_CUDA_GRAPHS=all). */
+     * record_begin fails where recording is switched off (CUDA: MMM_CUDA_GRAPHS=0). */
     int (*record_begin)(const model_exec *x);
     int (*record_end)(const model_exec *x, void **rec);
     int (*replay)(const model_exec *x, void *rec, int *stale);

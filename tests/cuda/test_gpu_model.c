@@ -407,7 +407,7 @@ TEST(gpu_model_pool) {
     rng_t r = rng_new(41);
     int32_t ids[CAP];
     for (int i = 0; i < CAP; i++) ids[i] = (int32_t)(rng_uniform(&r) * 60);
-    setenv("MMM_CUDA_GRAPHS", "all", 1); /* the pool's step recorded too (off by default for now) */
+    unsetenv("MMM_CUDA_GRAPHS"); /* the pool's step recorded, as by default */
     for (int k = 0; k < 2 * N_CASES; k++) {
         int bf16 = k >= N_CASES, which = k % N_CASES;
         mmm_model *m = make_model(which);
