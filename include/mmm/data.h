@@ -101,6 +101,13 @@ int mmm_chat_turn_end(const mmm_tokenizer *tok, const mmm_config *cfg, int32_t *
 int mmm_dataset_load(mmm_dataset *d, const char *path, const mmm_tokenizer *tok,
                      const mmm_config *cfg, const mmm_data_options *opt);
 void mmm_dataset_free(mmm_dataset *d);
+/* Re-weights d by its samples' "task": spec "TASK=W[,TASK=W...]" gives a task InternVL's
+ * repeat_time W (0 to 1000: of its n samples, in file order, the first floor(n·W) — below 1 a
+ * prefix, above 1 whole copies and then a prefix); tasks not named keep theirs. A name no sample
+ * has is an error listing the tasks there are. On an error after parsing, free d. */
+int mmm_dataset_mix_tasks(mmm_dataset *d, const char *spec);
+/* The same checks without changing d. */
+int mmm_dataset_check_task_mix(const mmm_dataset *d, const char *spec);
 void mmm_sample_free(mmm_sample *s);
 
 /* A batch: B sequences padded to T (ids 0, labels ignored), their images' tiles in order. */

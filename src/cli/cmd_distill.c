@@ -28,7 +28,7 @@ static void usage(FILE *f) {
           "                   [--hybrid CHOICE | --attention-layers LIST|auto:K]\n"
           "                   [--steps1 N --steps2 N --steps3 N] [--lr1 X --lr2 X --lr3 X]\n"
           "                   [--batch-tokens N] [--accum N] [--workers N] [--temperature T] [--ce-weight W]\n"
-          "                   [--train-dt-a] [--clip X] [--seed N] [--eval-samples N] [--save-every N] [--force-resume]\n"
+          "                   [--train-dt-a] [--task-mix TASK=W,...] [--clip X] [--seed N] [--eval-samples N] [--save-every N] [--force-resume]\n"
           "                   [--device cpu|cuda] [--dtype f32|bf16] [--save-dtype f32|bf16|f16]\n"
           "                   [--image-root DIR] [--strict] [--system TEXT]\n\n"
           "Distills a teacher into an mmMamba student in three stages (docs/design.md §4):\n"
@@ -50,6 +50,9 @@ static void usage(FILE *f) {
           "                          the paper's 1e-3 / 5e-4 / 5e-5 scaled by --lr-scale)\n"
           "  --lr-scale X            multiplies the three default learning rates (default 1)\n"
           "  --train-dt-a            also train dt_bias and A_log in stage 3 (paper: frozen)\n"
+          "  --task-mix SPEC         stage 3's data mix by the records' \"task\": TASK=W,... repeats a\n"
+          "                          task W times (InternVL's repeat_time: below 1 its first part),\n"
+          "                          e.g. name=0.3,grid=3 (mmm demo's: docs/design.md §4)\n"
           "  --force-resume          resume a stage's checkpoint even though its run had another teacher,\n"
           "                          data or settings (without it that is refused, naming what changed)\n"
           "  --accum N, --workers N  micro-batches per step (default 1), computed N at once on one\n"
@@ -116,6 +119,7 @@ typedef struct {
     int batch_tokens, accum;
     float tau, ce_weight;
     int train_dt_a;
+    const char *task_mix; /* NULL: none */
     float clip;
     uint64_t seed;
 } stage_run_facts;
@@ -140,6 +144,7 @@ static int stage_facts(mmm_run_facts *r, const stage_run_facts *s) {
         if (!rc) rc = mmm_run_facts_value(r, "temperature", "--temperature", "%.9g", s->tau);
         if (!rc) rc = mmm_run_facts_value(r, "ce_weight", "--ce-weight", "%.9g", s->ce_weight);
         if (!rc) rc = mmm_run_facts_value(r, "train_dt_a", "--train-dt-a", "%d", s->train_dt_a);
+        if (!rc && s->task_mix) rc = mmm_run_facts_value(r, "task_mix", "--task-mix", "%s", s->task_mix);
     }
     return rc;
 }
@@ -166,14 +171,14 @@ int cmd_distill(int argc, char **argv) {
         {"lr2", required_argument, 0, '5'}, {"lr3", required_argument, 0, '6'},
         {"lr-scale", required_argument, 0, 'L'}, {"batch-tokens", required_argument, 0, 'b'},
         {"accum", required_argument, 0, 'A'}, {"workers", required_argument, 0, 'K'}, {"temperature", required_argument, 0, 'T'},
-        {"ce-weight", required_argument, 0, 'c'}, {"train-dt-a", no_argument, 0, 'D'},
+        {"ce-weight", required_argument, 0, 'c'}, {"train-dt-a", no_argument, 0, 'D'}, {"task-mix", required_argument, 0, 1020},
         {"clip", required_argument, 0, 'C'}, {"seed", required_argument, 0, 'r'},
         {"eval-samples", required_argument, 0, 'n'}, {"save-every", required_argument, 0, 'v'}, {"force-resume", no_argument, 0, 1010},
         {"max-image-pixels", required_argument, 0, 1400},
         {"device", required_argument, 0, 'V'}, {"dtype", required_argument, 0, 1001},
         {"save-dtype", required_argument, 0, 1002}, {"image-root", required_argument, 0, 1101}, {"strict", no_argument, 0, 1102},
         {"system", required_argument, 0, 1201}, {"threads", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *teacher_dir = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL, *choice = NULL;
+    const char *teacher_dir = NULL, *data_path = NULL, *eval_path = NULL, *out = NULL, *choice = NULL, *task_mix = NULL;
     char stages[8] = "123";
     stage_cfg sc[4] = {{0}, {300, 1e-3f, 2048, 1}, {300, 5e-4f, 2048, 1}, {300, 5e-5f, 2048, 1}};
     float lr_scale = 1, tau = 1, ce_weight = 0, clip = 1.0f;
@@ -231,6 +236,7 @@ int cmd_distill(int argc, char **argv) {
         case 'T': if (cli_parse_float("distill", "--temperature", optarg, 0, INFINITY, &tau)) return 2; break;
         case 'c': if (cli_parse_float("distill", "--ce-weight", optarg, 0, INFINITY, &ce_weight)) return 2; break;
         case 'D': train_dt_a = 1; break;
+        case 1020: task_mix = optarg; break;
         case 'C': if (cli_parse_float("distill", "--clip", optarg, 0, INFINITY, &clip)) return 2; break;
         case 'r': if (cli_parse_seed("distill", optarg, &seed)) return 2; break;
         case 'n': if (cli_parse_int("distill", "--eval-samples", optarg, 0, INT_MAX, &eval_samples)) return 2; break;
@@ -296,6 +302,7 @@ int cmd_distill(int argc, char **argv) {
     }
     if (!rc) rc = cli_load_dataset("distill", &train, data_path, tok, &teacher->cfg, &dopt);
     if (!rc && eval_path) rc = cli_load_dataset("distill", &test, eval_path, tok, &teacher->cfg, &dopt);
+    if (!rc && task_mix) rc = mmm_dataset_check_task_mix(&train, task_mix); /* now, not after stages 1-2 */
     /* stages 1-2 convert every layer; the student starts from the seed */
     if (!rc) rc = mmm_seed_student(&student, teacher, NULL, init, seed);
     if (!rc && !(tr = calloc((size_t)student->n_params, sizeof *tr))) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
@@ -327,7 +334,7 @@ int cmd_distill(int argc, char **argv) {
         }
         mmm_run_facts_free(&facts);
         stage_run_facts sf = {teacher_dir, data_path, k, init, choice, sc[k].steps, sc[k].lr, sc[k].batch_tokens, sc[k].accum,
-                              tau, ce_weight, train_dt_a, clip, seed};
+                              tau, ce_weight, train_dt_a, task_mix, clip, seed};
         if ((rc = stage_facts(&facts, &sf))) break;
         if (file_exists(dir, "model.safetensors") && file_exists(dir, "config.json")) { /* stage done */
             /* reused only if it was done with this teacher, data and settings */
@@ -345,6 +352,11 @@ int cmd_distill(int argc, char **argv) {
             continue;
         }
         if ((rc = cli_use_device_train(cuda, bf16, student))) break;
+        if (k == 3 && task_mix) { /* the end-to-end stage's data; stages 1-2 match layers on the file's own mix */
+            int before = train.n;
+            if ((rc = mmm_dataset_mix_tasks(&train, task_mix))) break;
+            printf("[%s] task mix %s: %d samples (were %d)\n", name, task_mix, train.n, before);
+        }
         mmm_stage_trainable(student, k, train_dt_a, tr);
         mmm_train_options o = {.out_dir = dir, .name = name, .steps = sc[k].steps, .accum = sc[k].accum, .workers = workers,
                                .batch_tokens = sc[k].batch_tokens, .clip = clip,
