@@ -36,30 +36,31 @@ static void order(const mmm_dataset *d, char *out, size_t cap) {
 static const char *const TASKS[] = {"name", "grid", "name", "yesno", "name", "grid", "name"};
 enum { N = 7 };
 
-TEST(task_mix_repeats_and_prefixes_per_task) {
+/* TASKS mixed by spec: the order of samples must read want; returns the dataset (to free) */
+static mmm_dataset mixed(const char *spec, const char *want) {
     mmm_dataset d;
     make(&d, TASKS, N);
-    /* name: 4 samples × 0.5 = its first 2; grid: 2 × 2.5 = 5, the first 3 times and the second
-     * twice; yesno untouched */
-    int rc = mmm_dataset_mix_tasks(&d, "name=0.5,grid=2.5");
+    int rc = mmm_dataset_mix_tasks(&d, spec);
     char got[128];
     order(&d, got, sizeof got);
-    check(rc == MMM_OK && !strcmp(got, "0 1 1 1 2 3 5 5"), "task mix: name halved, grid 2.5 times (%s)", got);
+    check(rc == MMM_OK && !strcmp(got, want), "task mix %s: %s (want %s)", spec, got, want);
+    return d;
+}
+
+TEST(task_mix_repeats_and_prefixes_per_task) {
+    /* name: 4 samples × 0.5 = its first 2; grid: 2 × 2.5 = 5, the first 3 times and the second
+     * twice; yesno untouched */
+    mmm_dataset d = mixed("name=0.5,grid=2.5", "0 1 1 1 2 3 5 5");
     int deep = 1;
     for (int i = 1; i < d.n; i++)
         if (d.samples[i].ids == d.samples[i - 1].ids || d.samples[i].task == d.samples[i - 1].task) deep = 0;
-    check(deep && !strcmp(d.samples[2].task, "grid") && d.samples[2].ids[1] == 101 && !strcmp(d.samples[3].id, "s1"),
-          "task mix: copies are whole, separate samples");
+    check(d.n == 8 && deep && !strcmp(d.samples[2].task, "grid") && d.samples[2].ids[1] == 101 &&
+              !strcmp(d.samples[3].id, "s1"), "task mix: copies are whole, separate samples");
     mmm_dataset_free(&d);
 }
 
 TEST(task_mix_weight_zero_drops_a_task) {
-    mmm_dataset d;
-    make(&d, TASKS, N);
-    int rc = mmm_dataset_mix_tasks(&d, "name=0,yesno=1");
-    char got[128];
-    order(&d, got, sizeof got);
-    check(rc == MMM_OK && !strcmp(got, "1 3 5"), "task mix: name=0 leaves grid and yesno (%s)", got);
+    mmm_dataset d = mixed("name=0,yesno=1", "1 3 5");
     mmm_dataset_free(&d);
 }
 
