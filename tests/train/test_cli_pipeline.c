@@ -2,6 +2,7 @@
  * its happy path and its usual errors. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../harness.h"
 #include "fixture.h"
@@ -86,6 +87,18 @@ TEST(test_cli_pipeline) {
     snprintf(cmd, sizeof cmd, "distill --teacher %s/cli_teacher --data %s/train.jsonl --out %s/x --stages 3,1", f->dir, f->dir, f->dir);
     rc = run_mmm(cmd, out, sizeof out);
     check(rc == 2 && strstr(out, "--stages"), "cli mmm distill: stages out of order refused");
+    snprintf(cmd, sizeof cmd, "distill --teacher %s/cli_teacher --data %s/train.jsonl --out %s/mix --task-mix name=0.5,bogus=2",
+             f->dir, f->dir, f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    snprintf(dir, sizeof dir, "%s/mix/stage1", f->dir);
+    check(rc == 1 && strstr(out, "no sample has the task 'bogus' (the data has: ") && access(dir, F_OK) != 0,
+          "cli mmm distill: a --task-mix naming a task the data lacks is refused before any stage runs");
+    snprintf(cmd, sizeof cmd, "distill --teacher %s/cli_teacher --data %s/train.jsonl --eval %s/test.jsonl --out %s/cli_hybrid "
+             "--steps1 6 --steps2 6 --steps3 6 --batch-tokens 1024 --hybrid every:2 --eval-samples 10 --task-mix name=2",
+             f->dir, f->dir, f->dir, f->dir);
+    rc = run_mmm(cmd, out, sizeof out);
+    check(rc == 1 && strstr(out, "--task-mix") && strstr(out, "[stage1] already done"),
+          "cli mmm distill: stage 3 done without a task mix is not reused with one, and the message names it");
 
     snprintf(cmd, sizeof cmd, "eval --model %s/cli_hybrid --data %s/test.jsonl --teacher %s/cli_teacher --samples 12 --json %s/ev.json",
              f->dir, f->dir, f->dir, f->dir);
