@@ -17,10 +17,14 @@
 /* pauses before the wait starts yielding: a few microseconds */
 #define SPIN_PAUSES 2000
 
+size_t mmm_ws_lines_bytes(int n_stages, int threads) {
+    return (size_t)n_stages * (size_t)threads * sizeof(mmm_ws_line);
+}
+
 void mmm_ws_reset(mmm_ws_team *t) {
-    for (int i = 0; i < t->n_stages; i++) {
-        atomic_store_explicit(&t->stages[i].next, 0, memory_order_relaxed);
-        atomic_store_explicit(&t->stages[i].done, 0, memory_order_relaxed);
+    for (size_t i = 0; i < (size_t)t->n_stages * (size_t)t->threads; i++) {
+        atomic_store_explicit(&t->lines[i].claimed, 0, memory_order_relaxed);
+        atomic_store_explicit(&t->lines[i].done, 0, memory_order_relaxed);
     }
     atomic_store_explicit(&t->yielded_ns, 0, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
@@ -32,18 +36,30 @@ static long long now_ns(void) {
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+static int items_done(mmm_ws_line *line, int nt) {
+    int done = 0;
+    for (int t = 0; t < nt; t++) done += atomic_load_explicit(&line[t].done, memory_order_acquire);
+    return done;
+}
+
 void mmm_ws_for(mmm_ws_cursor *c, int n, void (*fn)(void *ctx, int item, void *tls), void *ctx, void *tls) {
-    if (c->stage >= c->team->n_stages) { /* a sizing bug, which the caller reports */
+    mmm_ws_team *team = c->team;
+    if (c->stage >= team->n_stages) { /* a sizing bug, which the caller reports */
         c->overflow = 1;
         return;
     }
-    mmm_ws_stage *s = &c->team->stages[c->stage++];
-    for (int i; (i = atomic_fetch_add_explicit(&s->next, 1, memory_order_relaxed)) < n;) {
-        fn(ctx, i, tls);
-        atomic_fetch_add_explicit(&s->done, 1, memory_order_release);
+    int nt = team->threads;
+    mmm_ws_line *line = &team->lines[(size_t)c->stage++ * (size_t)nt];
+    int mine = 0; /* only this thread writes its done count: a store, not a locked add */
+    for (int k = 0; k < nt; k++) {
+        int owner = (c->me + k) % nt, first = (int)((long)n * owner / nt), len = (int)((long)n * (owner + 1) / nt) - first;
+        for (int i; (i = atomic_fetch_add_explicit(&line[owner].claimed, 1, memory_order_relaxed)) < len;) {
+            fn(ctx, first + i, tls);
+            atomic_store_explicit(&line[c->me].done, ++mine, memory_order_release);
+        }
     }
     long long yield_start = 0;
-    for (int spins = 0; atomic_load_explicit(&s->done, memory_order_acquire) < n; spins++) {
+    for (int spins = 0; items_done(line, nt) < n; spins++) {
         if (spins < SPIN_PAUSES) {
             CPU_RELAX();
             continue;
@@ -52,5 +68,5 @@ void mmm_ws_for(mmm_ws_cursor *c, int n, void (*fn)(void *ctx, int item, void *t
         sched_yield();
     }
     if (yield_start)
-        atomic_fetch_add_explicit(&c->team->yielded_ns, now_ns() - yield_start, memory_order_relaxed);
+        atomic_fetch_add_explicit(&team->yielded_ns, now_ns() - yield_start, memory_order_relaxed);
 }

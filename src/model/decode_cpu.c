@@ -1,6 +1,6 @@
 /* The CPU's fused single-token step (exec.h, decode_token): one parallel region per token in which
  * every thread runs the same program of stages (mmm/workshare.h) — the products split into row
- * blocks, attention and the SSM update split by head, the short convolution by channel block.
+ * blocks, attention by head and key range, the short convolution and the SSM update by kv group.
  * RMSNorm is folded into the product that follows it and the residual add into the product that
  * ends each half of a layer: each thread normalises (and for int8 weights quantizes) the input
  * once per stage into its own scratch, when it claims its first block of that stage. The weight
@@ -31,7 +31,6 @@ float expf(float x);
 #define MAX_SPLITS 64    /* ... up to this many splits */
 #define ATTN_TILE 128    /* split boundaries fall on the key tiles of mmm_attention_forward */
 #define MAX_ITEM_ROWS 256 /* rows of a product one claim takes, at most */
-#define CONV_BLOCK 256   /* conv channels one claim takes */
 #define ITEM_BYTES (64 * 1024) /* weight bytes a claim should cover, for the claims to cost little */
 
 /* A thread's own scratch. */
@@ -80,12 +79,12 @@ static size_t thread_ws_bytes(const mmm_config *c) {
            2 * align64(MAX_ITEM_ROWS * sizeof(float));
 }
 
-/* stages: per layer at most 7 (input product, three attention or two mamba2 stages, output
+/* stages: per layer at most 7 (input product, three attention stages or one mamba2 stage, output
  * product, two FFN products), one for the encoder output's normalisation, one for lm_head */
 static int n_stages(const mmm_config *c) { return 7 * mmm_config_n_layers(c) + 2; }
 
 size_t cpu_decode_ws_bytes(const mmm_config *c, int threads) {
-    return 64 /* team_size */ + align64((size_t)n_stages(c) * sizeof(mmm_ws_stage)) +
+    return 64 /* team_size */ + align64(mmm_ws_lines_bytes(n_stages(c), threads)) +
            align64((size_t)widest_conv(c) * sizeof(float)) + parts_bytes(c) + (size_t)threads * thread_ws_bytes(c) + 64;
 }
 
@@ -236,14 +235,12 @@ static void combine_item(void *ctx, int h, void *tls) {
 
 /* ---- the mamba2 mixer (docs/design.md §3) ---- */
 
-/* channels [c0, c0 + CONV_BLOCK): SiLU(bias + Σ_j w_j·input_j) over the state rows and the new
- * input, then the state moves on by one row */
-static void conv_item(void *ctx, int item, void *tls) {
-    const mixer *mx = ctx;
+/* channels [c0, c1): SiLU(bias + Σ_j w_j·input_j) over the state rows and the new input, then the
+ * state moves on by one row */
+static void conv_channels(const mixer *mx, int c0, int c1) {
     const decode_bufs *b = mx->s->b;
     const mmm_layer_weights *w = &mx->s->m->w.layers[mx->l];
-    int Dc = mamba_conv_channels(mx->d), K = MMM_MAMBA_CONV_K, c0 = item * CONV_BLOCK;
-    int c1 = c0 + CONV_BLOCK < Dc ? c0 + CONV_BLOCK : Dc;
+    int Dc = mamba_conv_channels(mx->d), K = MMM_MAMBA_CONV_K;
     float *state = b->conv[mx->l];
     for (int c = c0; c < c1; c++) {
         float acc = w->conv_b[c];
@@ -255,19 +252,26 @@ static void conv_item(void *ctx, int item, void *tls) {
     }
 }
 
-/* head h: dt = softplus(dt_raw + dt_bias); the recurrent SSD step (mmm_ssd_step) on its state;
- * then the gated per-head RMSNorm, RMSNorm(y)·w ⊙ SiLU(g), in place in b->y */
-static void ssm_item(void *ctx, int h, void *tls) {
+/* kv group g, whose channels no other group reads: the convolution of its x and B channels and of
+ * its heads' C channels ([x | B | C], docs/design.md §3), then for each of its heads h
+ * dt = softplus(dt_raw + dt_bias), the recurrent SSD step (mmm_ssd_step) on h's state and the gated
+ * per-head RMSNorm, RMSNorm(y)·w ⊙ SiLU(gate), in place in b->y. One stage per layer, not two. */
+static void group_item(void *ctx, int g, void *tls) {
     const mixer *mx = ctx;
     const decode_bufs *b = mx->s->b;
     const mmm_layer_weights *w = &mx->s->m->w.layers[mx->l];
-    int H = mx->d->n_heads, Hkv = mx->d->n_kv_heads, D = mx->d->head_dim, g = h / (H / Hkv);
+    int H = mx->d->n_heads, Hkv = mx->d->n_kv_heads, D = mx->d->head_dim, rep = H / Hkv;
     int Dc = mamba_conv_channels(mx->d), KD = Hkv * D, HD = H * D;
-    float raw = b->z[Dc + HD + h] + w->dt_bias[h], A = -expf(w->A_log[h]), *y = b->y + (size_t)h * D;
-    float dt = raw > 20.0f ? raw : log1pf(expf(raw)); /* as mmm_softplus_forward */
-    mmm_ssd_step(y, b->ssm[mx->l] + (size_t)h * D * D, mx->s->act + (size_t)g * D, mx->s->act + KD + (size_t)g * D,
-                 mx->s->act + 2 * KD + (size_t)h * D, &dt, &A, 1, 1, 1, D, D);
-    mmm_gated_rmsnorm_forward(y, NULL, y, b->z + Dc + (size_t)h * D, w->gnorm, MMM_GNORM_EPS, 1, 1, D);
+    conv_channels(mx, g * D, (g + 1) * D);
+    conv_channels(mx, KD + g * D, KD + (g + 1) * D);
+    conv_channels(mx, 2 * KD + g * rep * D, 2 * KD + (g + 1) * rep * D);
+    for (int h = g * rep; h < (g + 1) * rep; h++) {
+        float raw = b->z[Dc + HD + h] + w->dt_bias[h], A = -expf(w->A_log[h]), *y = b->y + (size_t)h * D;
+        float dt = raw > 20.0f ? raw : log1pf(expf(raw)); /* as mmm_softplus_forward */
+        mmm_ssd_step(y, b->ssm[mx->l] + (size_t)h * D * D, mx->s->act + (size_t)g * D,
+                     mx->s->act + KD + (size_t)g * D, mx->s->act + 2 * KD + (size_t)h * D, &dt, &A, 1, 1, 1, D, D);
+        mmm_gated_rmsnorm_forward(y, NULL, y, b->z + Dc + (size_t)h * D, w->gnorm, MMM_GNORM_EPS, 1, 1, D);
+    }
 }
 
 static void l2norm_item(void *ctx, int item, void *tls) {
@@ -303,8 +307,7 @@ static void layer_program(step *s, mmm_ws_cursor *cur, thread_ws *t, int l) {
         mmm_qmatrix in = matrix(w->wvkqgdt, q ? &q->wvkqgdt : NULL), out = matrix(w->o_proj, q ? &q->o_proj : NULL);
         run_product(s, cur, t, (product){.src = b->x, .norm_w = w->attn_norm, .eps = d->rms_eps, .W = &in, .out = b->z,
                                          .C = C, .OC = Dc + HD + H});
-        mmm_ws_for(cur, (Dc + CONV_BLOCK - 1) / CONV_BLOCK, conv_item, &mx, t);
-        mmm_ws_for(cur, H, ssm_item, &mx, t);
+        mmm_ws_for(cur, Hkv, group_item, &mx, t);
         run_product(s, cur, t, (product){.src = b->y, .W = &out, .out = b->x, .bias = b->x, .C = HD, .OC = C});
     }
     mmm_qmatrix w1 = matrix(w->w1, q ? &q->w1 : NULL), w3 = matrix(w->w3, q ? &q->w3 : NULL),
@@ -314,10 +317,10 @@ static void layer_program(step *s, mmm_ws_cursor *cur, thread_ws *t, int l) {
     run_product(s, cur, t, (product){.src = b->s, .W = &w2, .out = b->x, .bias = b->x, .C = F, .OC = C});
 }
 
-static int program(step *s, thread_ws *t, float *logits) {
+static int program(step *s, int me, thread_ws *t, float *logits) {
     const mmm_config *c = &s->m->cfg;
     int L = mmm_config_n_layers(c), normalize_at = c->normalize_encoder_output ? c->n_emb_layers : -1;
-    mmm_ws_cursor cur = {&s->team, 0, 0};
+    mmm_ws_cursor cur = {.team = &s->team, .me = me};
     t->prepared = -1;
     for (int l = 0; l < L; l++) {
         if (l == normalize_at) mmm_ws_for(&cur, 1, l2norm_item, s, t);
@@ -376,8 +379,8 @@ int cpu_decode_token(const model_exec *x, const decode_bufs *b, int pos, float *
     p += 64;
     int threads = pick_threads(ts, most);
     step s = {.m = x->m, .b = b, .pos = pos, .nt = threads};
-    s.team = (mmm_ws_team){.stages = (mmm_ws_stage *)p, .n_stages = n_stages(c)};
-    p += align64((size_t)n_stages(c) * sizeof(mmm_ws_stage));
+    s.team = (mmm_ws_team){.lines = (mmm_ws_line *)p, .n_stages = n_stages(c), .threads = threads};
+    p += align64(mmm_ws_lines_bytes(n_stages(c), b->ws_threads));
     s.act = (float *)p;
     p += align64((size_t)widest_conv(c) * sizeof(float));
     s.parts = (float *)p;
@@ -401,7 +404,7 @@ int cpu_decode_token(const model_exec *x, const decode_bufs *b, int pos, float *
 #ifdef _OPENMP
         me = omp_get_thread_num();
 #endif
-        overflow |= program(&s, &tws[me], logits);
+        overflow |= program(&s, me, &tws[me], logits);
     }
     review_threads(ts, clock_ns() - t0, atomic_load(&s.team.yielded_ns));
     return overflow ? mmm_fail(MMM_ERR_ARG, "CPU decode: the step has more stages than counted") : MMM_OK;

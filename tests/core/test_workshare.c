@@ -26,6 +26,7 @@ static void chain_item(void *ctx, int i, void *tls) {
 }
 
 static void run_chain(mmm_ws_team *team, long *v, int *runs, int threads, int late_ms, int stages, int *overflow) {
+    team->threads = threads;
     mmm_ws_reset(team);
     *overflow = 0;
 #pragma omp parallel num_threads(threads)
@@ -34,7 +35,7 @@ static void run_chain(mmm_ws_team *team, long *v, int *runs, int threads, int la
             struct timespec ts = {0, late_ms * 1000000L};
             nanosleep(&ts, NULL);
         }
-        mmm_ws_cursor cur = {team, 0, 0};
+        mmm_ws_cursor cur = {.team = team, .me = omp_get_thread_num()};
         chain c[N_STAGES + 2];
         for (int s = 0; s < stages; s++) {
             c[s] = (chain){v, runs, s < N_STAGES ? s : N_STAGES - 1};
@@ -48,8 +49,8 @@ static void run_chain(mmm_ws_team *team, long *v, int *runs, int threads, int la
 }
 
 TEST(test_workshare_stages) {
-    static mmm_ws_stage stages[N_STAGES];
-    mmm_ws_team team = {.stages = stages, .n_stages = N_STAGES};
+    static mmm_ws_line lines[N_STAGES * 4];
+    mmm_ws_team team = {.lines = lines, .n_stages = N_STAGES};
     long *ref = calloc((size_t)(N_STAGES + 1) * ITEMS, sizeof *ref), *v = calloc((size_t)(N_STAGES + 1) * ITEMS, sizeof *v);
     int *runs = calloc((size_t)N_STAGES * ITEMS, sizeof *runs), overflow;
     for (int j = 0; j < ITEMS; j++) ref[j] = v[j] = j * 7 + 1;

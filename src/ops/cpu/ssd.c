@@ -388,13 +388,22 @@ void mmm_ssd_step(float *y, float *state, const float *x, const float *Bm, const
             float d = dt[(size_t)b * H + h], decay = expf(d * A[h]);
             float *S = state + ((size_t)b * H + h) * P * N, *yb = y + ((size_t)b * H + h) * P;
             for (int p = 0; p < P; p++) {
-                float xp = d * xb[p], acc = 0.f, *Sp = S + (size_t)p * N;
-                for (int n = 0; n < N; n++) {
+                /* eight partial sums, so that the row vectorises instead of waiting on one sum
+                 * (a decode step runs this for every head of every layer) */
+                float xp = d * xb[p], acc[8] = {0}, *Sp = S + (size_t)p * N;
+                int n = 0;
+                for (; n + 8 <= N; n += 8)
+                    for (int j = 0; j < 8; j++) {
+                        float s = decay * Sp[n + j] + xp * Bb[n + j];
+                        Sp[n + j] = s;
+                        acc[j] += s * Cb[n + j];
+                    }
+                for (; n < N; n++) {
                     float s = decay * Sp[n] + xp * Bb[n];
                     Sp[n] = s;
-                    acc += s * Cb[n];
+                    acc[0] += s * Cb[n];
                 }
-                yb[p] = acc;
+                yb[p] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
             }
         }
 }
