@@ -11,14 +11,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 parent=$(dirname "$root")
 
-contexts=1K,8K,32K prefill=8K reps=3 steps=16 threads=2 kinds=teacher,hybrid,linear check=1 busy=0 dims=
+contexts=1K,8K,32K prefill=8K reps=3 steps=16 threads=2 kinds=teacher,hybrid,linear check=1 busy=0 dims= keep_coretype=0
 out=$root/bench/results/llama_cpp_$(date -u +%Y-%m-%d).json
 
 usage() {
     cat <<EOF
 usage: bench/llama_cpp/compare.sh [--contexts LIST] [--prefill N] [--reps N] [--steps N]
                                   [--threads N] [--kinds LIST] [--dims SPEC] [--busy N]
-                                  [--out FILE.json] [--no-check]
+                                  [--out FILE.json] [--no-check] [--keep-coretype]
 
   --contexts LIST  decode contexts (default $contexts)
   --prefill N      the context whose prefill is timed too, 0 for none (default $prefill)
@@ -32,6 +32,10 @@ usage: bench/llama_cpp/compare.sh [--contexts LIST] [--prefill N] [--reps N] [--
                    a machine that other work shares
   --out FILE.json  results (default bench/results/llama_cpp_DATE.json; FILE.md beside it)
   --no-check       skip the logits check
+  --keep-coretype  keep an OPENBLAS_CORETYPE of the environment for mmm. By default it is
+                   removed, so that each program runs the kernels it picks for this processor
+                   (llama.cpp is built -march=native; OpenBLAS chooses when it loads, and a
+                   Haswell forced on an AVX-512 machine takes 0.6x from mmm's prefill GEMMs)
 
 Environment:
   MMM_BIN          mmm to measure (default build/mmm)
@@ -62,6 +66,7 @@ while [ $# -gt 0 ]; do
     --busy) busy=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-check) check=0; shift ;;
+    --keep-coretype) keep_coretype=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -70,6 +75,8 @@ prefill=$(k "$prefill")
 
 mmm=${MMM_BIN:-$root/build/mmm}
 [ -x "$mmm" ] || { echo "compare.sh: no mmm at $mmm (make, or set MMM_BIN)" >&2; exit 1; }
+[ $keep_coretype = 1 ] || unset OPENBLAS_CORETYPE
+echo "compare.sh: $("$mmm" version)"
 py=${PYTHON:-python3}
 "$py" -c 'import numpy' 2>/dev/null || py=/usr/bin/python3
 "$py" -c 'import numpy' 2>/dev/null || { echo "compare.sh: no Python with numpy (set PYTHON)" >&2; exit 1; }
@@ -246,10 +253,10 @@ mmm_commit=${MMM_COMMIT:-$(git -C "$root" rev-parse --short HEAD)$(git -C "$root
 import json, sys
 json.dump({"benchmark": "decode and prefill, mmm against llama.cpp (bench/llama_cpp/compare.sh)",
            "device": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores ($(grep -m1 '^flags' /proc/cpuinfo | grep -ow 'avx2\|fma\|avx512f\|avx512_vnni\|avx512_bf16' | sort -u | xargs))",
-           "date": "$(date -u +%Y-%m-%dT%H:%MZ)", "mmm_commit": "$mmm_commit", "mmm": "$("$mmm" --version)",
+           "date": "$(date -u +%Y-%m-%dT%H:%MZ)", "mmm_commit": "$mmm_commit", "mmm": "$("$mmm" version)",
            "llama_cpp_commit": "$llama_commit", "threads": $threads, "reps": $reps, "steps": $steps,
            "dims": "${dims:-mmm bench defaults: hidden=256,layers=8+24,heads=4,kv=2,ffn=1024,vocab=1024}", "busy_processes": $busy,
-           "command": "bench/llama_cpp/compare.sh --contexts $contexts --prefill $prefill --reps $reps --steps $steps --threads $threads --kinds $kinds${dims:+ --dims $dims} --busy $busy",
+           "command": "bench/llama_cpp/compare.sh --contexts $contexts --prefill $prefill --reps $reps --steps $steps --threads $threads --kinds $kinds${dims:+ --dims $dims} --busy $busy$([ $keep_coretype = 1 ] && echo ' --keep-coretype')",
            "load_before": "$load_before", "load_after": "$(cut -d' ' -f1-3 /proc/loadavg)",
            "units": {"decode_ms": "ms per token, lower is better", "prefill_tps": "tokens per second, higher is better"},
            "quantization_kl": [json.loads(l) for l in open("$log/kl.jsonl")] if $check else []},

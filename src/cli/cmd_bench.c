@@ -2,6 +2,7 @@
  * linear student, at a model's dimensions or at dimensions given on the command line, on the CPU
  * or the GPU. Each measurement runs in its own process, so its peak resident memory (or the GPU
  * memory it adds) is its own. */
+#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
@@ -497,7 +498,10 @@ int cmd_bench(int argc, char **argv) {
         free(title);
         return rc;
     }
-    printf("mmm bench decode: %s; %s; median of %d steps\n", title, where, steps);
+    /* prefill runs on OpenBLAS's GEMMs, whose kernel set OPENBLAS_CORETYPE can narrow (an AVX2 set on
+     * an AVX-512 processor halves them: bench/RESULTS.md) */
+    printf("mmm bench decode: %s; %s; median of %d steps; OpenBLAS kernels: %s\n", title, where, steps,
+           openblas_get_corename());
     printf("%-8s %9s %12s %10s %12s %12s %12s %12s\n", "model", "context", "ms/token", "tokens/s", "state MB",
            cuda ? "GPU MB" : "peak RSS MB", "prefill ms", "prefill t/s");
     static result res[3][MAX_POINTS];
@@ -522,8 +526,8 @@ int cmd_bench(int argc, char **argv) {
         char *model_json = model ? cJSON_PrintUnformatted(model) : NULL;
         cJSON_Delete(model);
         fprintf(f, "{\"benchmark\": \"decode\", \"model\": %s, \"device\": \"%s\", \"dtype\": \"%s\", \"threads\": %ld, "
-                "\"steps\": %d, \"results\": [", model_json ? model_json : "null", cuda ? "cuda" : "cpu", mmm_weight_type_name(dtype),
-                (long)mmm_threads(), steps);
+                "\"blas_kernels\": \"%s\", \"steps\": %d, \"results\": [", model_json ? model_json : "null", cuda ? "cuda" : "cpu",
+                mmm_weight_type_name(dtype), (long)mmm_threads(), openblas_get_corename(), steps);
         free(model_json);
         int first = 1;
         for (int k = 0; k < 3; k++)

@@ -1,4 +1,5 @@
 /* mmm command-line program: dispatches subcommands. Only this layer decides to exit. */
+#include <cblas.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,14 +17,14 @@ typedef struct {
 
 static int cmd_version(int argc, char **argv) {
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        puts("usage: mmm version\n\nPrints the mmm version and the backends this build has.");
+        puts("usage: mmm version\n\nPrints the mmm version, the backends this build has and the OpenBLAS kernel set it\nruns (OpenBLAS picks it for the processor unless OPENBLAS_CORETYPE names one).");
         return 0;
     }
     if (argc > 1) {
         fprintf(stderr, "mmm version: unexpected argument '%s'\n", argv[1]);
         return 2;
     }
-    printf("mmm %s (%s)\n", mmm_version(), mmm_build_features());
+    printf("mmm %s (%s; OpenBLAS kernels: %s)\n", mmm_version(), mmm_build_features(), openblas_get_corename());
     return 0;
 }
 
