@@ -20,6 +20,7 @@ packages=(
   # gnuplot-qt, brings a Qt/X11 stack; gnuplot-nox provides `gnuplot` without one (same program).
   gnuplot-nox
   time                 # /usr/bin/time: peak memory of each case in tests/robust/small_inputs.sh
+  openmpi-bin          # mpirun: tests/train/test_data_parallel.c starts ranks with it, as users may
 )
 
 # `scripts/deps.sh fuzz` also installs what the libFuzzer harnesses need

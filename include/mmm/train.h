@@ -81,6 +81,11 @@ typedef struct {
     int quiet;                 /* no progress lines */
     const mmm_run_facts *run;  /* what defines the run (NULL: only the seed and the model are checked) */
     int force_resume;          /* resume even when the checkpoint's run differs (said on stdout) */
+    struct mmm_comm *comm;     /* the ranks that share this run (mmm/comm.h; NULL: this process alone).
+                                  Each computes its block of every step's accum micro-batches (rank
+                                  order), gradients and losses are summed over the ranks, every rank
+                                  takes the same optimizer step, and rank 0 alone writes the log,
+                                  the checkpoints and the progress lines. CPU only. */
 } mmm_train_options;
 
 typedef struct {

@@ -64,6 +64,12 @@ int cli_fail(const char *cmd);
 /* Training workers for --workers: the request, or (0) one per thread up to the micro-batches. */
 int cli_workers(int requested, int accum);
 
+/* The ranks the launcher's environment describes (mmm/comm.h), joined with a fingerprint of the
+ * run's facts so that a rank with other data, config or settings is refused; *comm = NULL for one
+ * process. */
+struct mmm_comm;
+int cli_ranks(const mmm_run_facts *facts, struct mmm_comm **comm);
+
 /* Loads and tiles every image for model m: *pixels (n_tiles, 3, S, S), tiles_per_image[i]. */
 int cli_load_images(const mmm_model *m, char **paths, int n_images, float **pixels, int *n_tiles,
                     int *tiles_per_image);

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "mmm/comm.h"
 #include "device.h"
 #include "mmm/distill.h"
 #include "mmm/error.h"
@@ -72,6 +73,11 @@ static void usage(FILE *f) {
           "                          internlm2-chat)\n"
           "  --save-dtype T          dtype of the final student's weights in DIR (default: the\n"
           "                          teacher's); the stages and checkpoints stay f32 for resuming\n\n"
+          "Several processes (CPU): started by torchrun, mpirun or srun (RANK and WORLD_SIZE, or Open\n"
+          "MPI's and Slurm's own; rank 0 at MASTER_ADDR:MASTER_PORT, default 127.0.0.1:29500), the\n"
+          "ranks share each step's --accum micro-batches and take the same steps; rank 0 writes DIR,\n"
+          "which every rank must see (docs/design.md §11). On one host, for instance:\n"
+          "  mpirun -np 2 -x MASTER_PORT=29501 mmm distill ... -t 1\n\n"
           "example: mmm distill --teacher runs/teacher --data runs/fmnist/train.jsonl \\\n"
           "             --eval runs/fmnist/test.jsonl --out runs/hybrid --hybrid every:4\n", f);
 }
@@ -281,6 +287,8 @@ int cmd_distill(int argc, char **argv) {
     mmm_train_range *tr = NULL;
     uint8_t *keep = NULL;
     double *layer_loss = NULL;
+    mmm_comm *comm = NULL; /* the ranks, joined at the first stage (docs/design.md §11) */
+    int lead = 1;
     int rc = mmm_model_load(&teacher, teacher_dir);
     if (!rc && mmm_config_n_mamba_layers(&teacher->cfg))
         rc = mmm_fail(MMM_ERR_ARG, "%s is a student (it has mamba2 layers); --teacher takes the attention model", teacher_dir);
@@ -321,6 +329,7 @@ int cmd_distill(int argc, char **argv) {
             if (auto_k) {
                 if ((rc = mmm_layer_losses(teacher, student, eval_path ? &test : &train, 64, batch_tokens, layer_loss))) break;
                 pick_auto(keep, layer_loss, L, auto_k);
+                if (comm && (rc = mmm_comm_bcast(comm, keep, (size_t)L))) break; /* rank 0's pick, to the bit */
             }
             mmm_model *h = NULL;
             if ((rc = mmm_student_with_attention(&h, student, teacher, keep))) break;
@@ -328,14 +337,18 @@ int cmd_distill(int argc, char **argv) {
             student = h;
             free(tr);
             if (!(tr = calloc((size_t)student->n_params, sizeof *tr))) { rc = mmm_fail(MMM_ERR_NOMEM, "out of memory"); break; }
-            printf("[stage3] hybrid: attention layers");
-            for (int l = 0; l < L; l++) if (keep[l]) printf(" %d", l);
-            printf(", %d mamba2 layers\n", mmm_config_n_mamba_layers(&student->cfg));
+            if (lead) {
+                printf("[stage3] hybrid: attention layers");
+                for (int l = 0; l < L; l++) if (keep[l]) printf(" %d", l);
+                printf(", %d mamba2 layers\n", mmm_config_n_mamba_layers(&student->cfg));
+            }
         }
         mmm_run_facts_free(&facts);
         stage_run_facts sf = {teacher_dir, data_path, k, init, choice, sc[k].steps, sc[k].lr, sc[k].batch_tokens, sc[k].accum,
                               tau, ce_weight, train_dt_a, task_mix, clip, seed};
         if ((rc = stage_facts(&facts, &sf))) break;
+        if (!comm && (rc = cli_ranks(&facts, &comm))) break;
+        lead = mmm_comm_rank(comm) == 0;
         if (file_exists(dir, "model.safetensors") && file_exists(dir, "config.json")) { /* stage done */
             /* reused only if it was done with this teacher, data and settings */
             if (!force_resume && (rc = mmm_train_check_run(dir, &facts, &run_differs))) break;
@@ -348,14 +361,14 @@ int cmd_distill(int argc, char **argv) {
             }
             mmm_model_free(student);
             student = done;
-            printf("[%s] already done in %s\n", name, dir);
+            if (lead) printf("[%s] already done in %s\n", name, dir);
             continue;
         }
         if ((rc = cli_use_device_train(cuda, bf16, student))) break;
         if (k == 3 && task_mix) { /* the end-to-end stage's data; stages 1-2 match layers on the file's own mix */
             int before = train.n;
             if ((rc = mmm_dataset_mix_tasks(&train, task_mix))) break;
-            printf("[%s] task mix %s: %d samples (were %d)\n", name, task_mix, train.n, before);
+            if (lead) printf("[%s] task mix %s: %d samples (were %d)\n", name, task_mix, train.n, before);
         }
         mmm_stage_trainable(student, k, train_dt_a, tr);
         mmm_train_options o = {.out_dir = dir, .name = name, .steps = sc[k].steps, .accum = sc[k].accum, .workers = workers,
@@ -367,8 +380,11 @@ int cmd_distill(int argc, char **argv) {
                                .keep_checkpoints = 2, .force_resume = force_resume};
         mmm_train_result res = {0};
         o.run = &facts;
-        printf("[%s] %ld steps, lr %.1e, %s\n", name, o.steps, sc[k].lr,
-               k == 3 ? "KL(teacher || student) end to end" : "per-layer MSE against the teacher's attention");
+        o.comm = comm;
+        if (lead)
+            printf("[%s] %ld steps, lr %.1e, %s%s\n", name, o.steps, sc[k].lr,
+                   k == 3 ? "KL(teacher || student) end to end" : "per-layer MSE against the teacher's attention",
+                   comm ? ", shared by the ranks" : "");
         void *ctx[MMM_TRAIN_MAX_WORKERS];
         if (k < 3) {
             mmm_mixer_distill md[MMM_TRAIN_MAX_WORKERS];
@@ -379,7 +395,7 @@ int cmd_distill(int argc, char **argv) {
             rc = mmm_train_run(student, tr, &train, &o, mmm_mixer_distill_step, ctx, NULL, NULL, &res);
             for (int w = 0; w < workers; w++) mmm_mixer_distill_free(&md[w]);
             if (!rc) rc = mmm_layer_losses(teacher, student, eval_path ? &test : &train, 64, batch_tokens, layer_loss);
-            if (!rc) print_layer_table(name, student, layer_loss, dir);
+            if (!rc && lead) print_layer_table(name, student, layer_loss, dir);
         } else {
             mmm_kl_distill kd[MMM_TRAIN_MAX_WORKERS];
             for (int w = 0; w < workers; w++) {
@@ -391,6 +407,7 @@ int cmd_distill(int argc, char **argv) {
         }
         run_differs = res.run_differs;
         if (rc) break;
+        if (!lead) continue; /* rank 0 writes the stage's result */
         char *log = NULL, *png = mmm_path_join(dir, "loss.png");
         if (asprintf(&log, "%s/%s_log.jsonl", dir, name) < 0) log = NULL;
         const char *keys[] = {"loss", "accuracy"};
@@ -403,7 +420,7 @@ int cmd_distill(int argc, char **argv) {
         if (!rc) rc = mmm_model_save(student, dir, MMM_DTYPE_F32, 0);
         printf("[%s] done: %ld steps, final loss %.5f, %.0f s\n", name, res.step, res.last_loss, res.seconds);
     }
-    if (!rc) {
+    if (!rc && lead) {
         rc = mmm_model_save(student, out, save_dtype, 0);
         if (!rc) rc = cli_copy_tokenizer(teacher_dir, out);
         if (!rc) printf("mmm distill: student (%d mamba2, %d attention layers) written to %s\n",
@@ -415,6 +432,7 @@ int cmd_distill(int argc, char **argv) {
     else if (rc)
         cli_fail("distill");
     mmm_run_facts_free(&facts);
+    mmm_comm_free(comm);
     free(stage_dir);
     free(tr); free(keep); free(layer_loss);
     mmm_dataset_free(&train);

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "mmm/comm.h"
 #include "device.h"
 #include "mmm/data.h"
 #include "mmm/error.h"
@@ -67,6 +68,11 @@ static void usage(FILE *f) {
           "  --save-dtype T      dtype of the final model's weights in DIR (default f32); the\n"
           "                      checkpoints stay f32 for resuming. A config with mamba2 layers\n"
           "                      gives a student whose config.json names upstream mmMamba's classes\n\n"
+          "Several processes (CPU): started by torchrun, mpirun or srun (RANK and WORLD_SIZE, or Open\n"
+          "MPI's and Slurm's own; rank 0 at MASTER_ADDR:MASTER_PORT, default 127.0.0.1:29500), the\n"
+          "ranks share each step's --accum micro-batches and take the same steps; rank 0 writes DIR,\n"
+          "which every rank must see (docs/design.md §11). On one host, for instance:\n"
+          "  mpirun -np 2 -x MASTER_PORT=29501 mmm train ... -t 1\n\n"
           "example: mmm train --config configs/teacher-fmnist.json --tokenizer runs/tok.json \\\n"
           "             --data runs/fmnist/train.jsonl --eval runs/fmnist/test.jsonl --out runs/teacher\n", f);
 }
@@ -223,6 +229,8 @@ int cmd_train(int argc, char **argv) {
     mmm_ce_train ce[MMM_TRAIN_MAX_WORKERS] = {{0}};
     mmm_run_facts facts = {0};
     mmm_train_result res = {0};
+    mmm_comm *comm = NULL;
+    int lead = 1;
     void *ce_ctxs[MMM_TRAIN_MAX_WORKERS];
     for (int w = 0; w < MMM_TRAIN_MAX_WORKERS; w++) ce_ctxs[w] = &ce[w];
     int rc = mmm_config_load(&cfg, config_path), have_cfg = !rc;
@@ -241,14 +249,19 @@ int cmd_train(int argc, char **argv) {
     if (!rc) {
         for (int i = 0; i < m->n_params; i++)
             if (!(m->params[i].flags & MMM_PARAM_UNUSED)) trainable[i] = (mmm_train_range){0, m->params[i].numel};
-        printf("mmm train: %.2f M parameters, %d training samples, %d eval samples, %ld steps of %d x %d tokens\n",
-               mmm_model_n_parameters(m) * 1e-6, train.n, test.n, o.steps, o.accum, o.batch_tokens);
         cli_eval_ctx ev = {tok, &test, eval_samples};
         o.workers = cli_workers(o.workers, o.accum);
         rc = run_facts(&facts, config_path, tok_path, data_path, &o, init_std, &dopt);
         o.run = &facts;
+        if (!rc) rc = cli_ranks(&facts, &comm);
+        o.comm = comm;
+        lead = mmm_comm_rank(comm) == 0;
+        if (!rc && lead)
+            printf("mmm train: %.2f M parameters, %d training samples, %d eval samples, %ld steps of %d x %d tokens%s\n",
+                   mmm_model_n_parameters(m) * 1e-6, train.n, test.n, o.steps, o.accum, o.batch_tokens,
+                   comm ? " (shared by the ranks)" : "");
         if (!rc) rc = mmm_train_run(m, trainable, &train, &o, mmm_ce_step, ce_ctxs, eval_path ? cli_eval_during_training : NULL, &ev, &res);
-        if (!rc) {
+        if (!rc && lead) {
             char *log = mmm_path_join(out, "train_log.jsonl"), *png = mmm_path_join(out, "loss.png");
             if (!log || !png) rc = mmm_fail(MMM_ERR_NOMEM, "out of memory");
             if (!rc) rc = mmm_model_save(m, out, save_dtype, 0);
@@ -276,6 +289,7 @@ int cmd_train(int argc, char **argv) {
     else if (rc)
         cli_fail("train");
     mmm_run_facts_free(&facts);
+    mmm_comm_free(comm);
     for (int w = 0; w < MMM_TRAIN_MAX_WORKERS; w++) {
         mmm_ce_train_free(&ce[w]);
     }

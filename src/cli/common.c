@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "mmm/comm.h"
 #include "mmm/error.h"
 #include "mmm/fileio.h"
 #include "mmm/image.h"
@@ -220,4 +221,16 @@ int cli_workers(int requested, int accum) {
     int w = requested > 0 ? requested : omp_get_max_threads();
     if (w > accum) w = accum;
     return w < MMM_TRAIN_MAX_WORKERS ? w : MMM_TRAIN_MAX_WORKERS;
+}
+
+int cli_ranks(const mmm_run_facts *facts, struct mmm_comm **comm) {
+    size_t cap = 1;
+    for (int i = 0; i < facts->n; i++) cap += strlen(facts->facts[i].key) + strlen(facts->facts[i].value) + 2;
+    char *fp = malloc(cap), *p = fp;
+    if (!fp) return mmm_fail(MMM_ERR_NOMEM, "out of memory");
+    *p = '\0';
+    for (int i = 0; i < facts->n; i++) p += sprintf(p, "%s=%s;", facts->facts[i].key, facts->facts[i].value);
+    int rc = mmm_comm_from_env(fp, comm);
+    free(fp);
+    return rc;
 }

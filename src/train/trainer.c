@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mmm/comm.h"
 #include "mmm/error.h"
 #include "mmm/fileio.h"
 #include "mmm/gpu.h"
@@ -65,15 +66,26 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
     if (o->workers > MMM_TRAIN_MAX_WORKERS)
         return mmm_fail(MMM_ERR_ARG, "train: at most %d workers", MMM_TRAIN_MAX_WORKERS);
     if (result) memset(result, 0, sizeof *result);
+    mmm_comm *comm = o->comm;
+    int rank = mmm_comm_rank(comm), ranks = mmm_comm_size(comm), lead = rank == 0;
+    if (ranks > 1 && m->gpu)
+        return mmm_fail(MMM_ERR_UNSUPPORTED, "train: %d ranks with the model on the GPU: GPUs training together "
+                        "need NCCL, which mmm does not use yet; ranks train on CPUs", ranks);
+    if (ranks > o->accum)
+        return mmm_fail(MMM_ERR_ARG, "train: %d ranks share each step's %d micro-batches; give every rank at least "
+                        "one (accumulation >= ranks)", ranks, o->accum);
+    /* this rank's micro-batches of every step: a block, in rank order */
+    int mine0 = (int)((long)o->accum * rank / ranks), mine1 = (int)((long)o->accum * (rank + 1) / ranks);
+    int own = mine1 - mine0;
     /* a model on the GPU computes one micro-batch at a time */
-    int workers = o->workers < 1 || m->gpu ? 1 : o->workers < o->accum ? o->workers : o->accum, made = 0;
+    int workers = o->workers < 1 || m->gpu ? 1 : o->workers < own ? o->workers : own, made = 0;
     size_t n = m->n_floats;
     /* gradients, two AdamW moments and the workers' gradient copies, checked before allocating */
-    int mrc = mmm_memory_check(n * (12 + 4 * (size_t)(o->accum > 1 ? workers : 0)), "training %s in %s: gradients "
+    int mrc = mmm_memory_check(n * (12 + 4 * (size_t)(own > 1 ? workers : 0)), "training %s in %s: gradients "
                                "and optimizer state of %zu parameters", o->name, o->out_dir, n);
     if (mrc) return mrc;
     float *grads = calloc(n, sizeof *grads), *adam_m = calloc(n, sizeof *adam_m), *adam_v = calloc(n, sizeof *adam_v);
-    float *wgrads = o->accum > 1 ? malloc((size_t)workers * n * sizeof *wgrads) : NULL;
+    float *wgrads = own > 1 ? malloc((size_t)workers * n * sizeof *wgrads) : NULL;
     int *order = malloc(2 * (size_t)data->n * sizeof *order), *batch_end = order + data->n;
     mmm_batch batch[MMM_TRAIN_MAX_WORKERS];
     double wls[MMM_TRAIN_MAX_WORKERS];
@@ -81,13 +93,13 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
     int wrc[MMM_TRAIN_MAX_WORKERS];
     char werr[MMM_TRAIN_MAX_WORKERS * 512], *ckpt = NULL, *log_path = NULL;
     if (asprintf(&log_path, "%s/%s_log.jsonl", o->out_dir, o->name) < 0) log_path = NULL;
-    if (!grads || !adam_m || !adam_v || !order || (o->accum > 1 && !wgrads) || !log_path) {
+    if (!grads || !adam_m || !adam_v || !order || (own > 1 && !wgrads) || !log_path) {
         free(grads); free(adam_m); free(adam_v); free(wgrads); free(order); free(log_path);
         return mmm_fail(MMM_ERR_NOMEM, "train: cannot allocate gradients and optimizer state (%.1f MB)",
-                        n * (12 + 4.0 * (o->accum > 1 ? workers : 0)) * 1e-6);
+                        n * (12 + 4.0 * (own > 1 ? workers : 0)) * 1e-6);
     }
-    int lock_fd = -1; /* ckpt_lock creates out_dir, or says why it cannot */
-    int rc = ckpt_lock(o->out_dir, &lock_fd);
+    int lock_fd = -1; /* ckpt_lock creates out_dir, or says why it cannot; rank 0 writes there */
+    int rc = lead ? ckpt_lock(o->out_dir, &lock_fd) : MMM_OK;
     if (rc) {
         free(grads); free(adam_m); free(adam_v); free(wgrads); free(order); free(log_path);
         return rc;
@@ -105,7 +117,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         int differs = 0;
         rc = ckpt_load_state(ckpt, &want, &st, &differs);
         if (rc && differs && o->force_resume) {
-            if (!o->quiet) printf("[%s] resuming anyway, as asked: %s\n", o->name, mmm_last_error());
+            if (!o->quiet && lead) printf("[%s] resuming anyway, as asked: %s\n", o->name, mmm_last_error());
             rc = MMM_OK;
         }
         if (rc && differs && result) result->run_differs = 1;
@@ -113,19 +125,29 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
             (gopt && ((rc = mmm_gpu_sync(m, NULL)) || (rc = mmm_gpu_optim_upload(gopt, adam_m, adam_v)))))
             goto done;
         resumed = 1;
-        if (!o->quiet) printf("[%s] resuming from %s (step %ld)\n", o->name, ckpt, st.step);
-        if ((rc = trim_log(log_path, st.step))) goto done;
+        if (!o->quiet && lead) printf("[%s] resuming from %s (step %ld)\n", o->name, ckpt, st.step);
+        if (lead && (rc = trim_log(log_path, st.step))) goto done;
     } else if (rc == MMM_ERR_NOT_FOUND) {
         rc = MMM_OK;
-        unlink(log_path);
+        if (lead) unlink(log_path);
     } else {
         goto done;
+    }
+    if (ranks > 1) { /* every rank continues from the same checkpoint, or none does */
+        long at = st.step;
+        if ((rc = mmm_comm_bcast(comm, &at, sizeof at))) goto done;
+        if (at != st.step) {
+            rc = mmm_fail(MMM_ERR_ARG, "train: rank %d would start at step %ld and rank 0 at %ld; the ranks need one "
+                          "output directory that they all see (%s)", rank, st.step, at, o->out_dir);
+            goto done;
+        }
     }
     mmm_epoch_order(order, data->n, st.seed, st.epoch);
     if ((rc = mmm_batch_plan(order, batch_end, data->n, data, BUCKET_WINDOW, o->batch_tokens, st.seed, st.epoch))) goto done;
 
-    FILE *log = fopen(log_path, "a");
-    if (!log) { rc = mmm_fail(MMM_ERR_IO, "%s: cannot open the training log", log_path); goto done; }
+    FILE *log = lead ? fopen(log_path, "a") : NULL;
+    if (lead && !log) { rc = mmm_fail(MMM_ERR_IO, "%s: cannot open the training log", log_path); goto done; }
+    int quiet = o->quiet || !lead;
     int tty = isatty(fileno(stdout));
     double t_start = now(), t_window = t_start, loss_window = 0, last_loss = NAN;
     long tokens_window = 0, steps_window = 0;
@@ -138,9 +160,10 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         /* micro-batches run `workers` at a time, each worker on one thread into its own gradient
          * buffer (the first into grads), summed in micro-batch order: deterministic for a given
          * number of workers. Single-threaded ops run without OpenMP barriers, which keeps small
-         * models fast (and robust when other processes share the cores). */
-        for (int m0 = 0; m0 < o->accum && !rc; m0 += workers) {
-            int nw = o->accum - m0 < workers ? o->accum - m0 : workers;
+         * models fast (and robust when other processes share the cores). The other ranks'
+         * micro-batches are made and dropped, which moves the data position as theirs do. */
+        for (int mb = 0; mb < o->accum && !rc;) {
+            int theirs = mb < mine0 || mb >= mine1, nw = theirs ? 1 : mine1 - mb < workers ? mine1 - mb : workers;
             for (int w = 0; w < nw && !rc; w++) {
                 if (st.position >= data->n) { /* next epoch */
                     st.epoch++;
@@ -152,10 +175,10 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
                 if (!rc) mmm_batch_hflip(&batch[w], data, &m->cfg, o->hflip, st.seed * 0xD1B54A32D192ED03ull + (uint64_t)st.epoch);
                 made = w + 1;
             }
-            if (!rc) {
+            if (!rc && !theirs) {
 #pragma omp parallel for num_threads(nw) schedule(static, 1) if (nw > 1)
                 for (int w = 0; w < nw; w++) {
-                    float *g = gopt ? NULL : m0 + w == 0 ? grads : wgrads + (size_t)w * n;
+                    float *g = gopt ? NULL : mb + w == mine0 ? grads : wgrads + (size_t)w * n;
                     if (g && g != grads) memset(g, 0, n * sizeof *g);
                     wls[w] = 0;
                     wlt[w] = 0;
@@ -167,7 +190,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
                         rc = mmm_fail(wrc[w], "%s", werr + (size_t)w * 512);
                         break;
                     }
-                    if (m0 + w > 0 && !gopt) {
+                    if (mb + w > mine0 && !gopt) {
                         const float *g = wgrads + (size_t)w * n;
                         for (size_t i = 0; i < n; i++) grads[i] += g[i];
                     }
@@ -178,6 +201,15 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
             }
             for (int w = 0; w < made; w++) mmm_batch_free(&batch[w]);
             made = 0;
+            mb += nw;
+        }
+        if (!rc && ranks > 1) { /* the step's sums over every rank, the same bits on each */
+            double sums[3] = {loss_sum, (double)loss_tokens, (double)batch_tokens};
+            if (!(rc = mmm_comm_sum_f32(comm, grads, n)) && !(rc = mmm_comm_sum_f64(comm, sums, 3))) {
+                loss_sum = sums[0];
+                loss_tokens = (long)sums[1];
+                batch_tokens = (long)sums[2];
+            }
         }
         if (rc) break;
         /* the loss is a mean over the optimizer step's loss tokens */
@@ -220,11 +252,13 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
         tokens_window += batch_tokens;
         steps_window++;
         double t = now();
-        fprintf(log, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, \"tokens\": %ld, \"seconds\": %.2f}\n",
-                st.step, last_loss, lr, gnorm, st.tokens, st.seconds + (t - t_start));
-        fflush(log);
+        if (log) {
+            fprintf(log, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.4f, \"tokens\": %ld, \"seconds\": %.2f}\n",
+                    st.step, last_loss, lr, gnorm, st.tokens, st.seconds + (t - t_start));
+            fflush(log);
+        }
         int last = st.step == o->steps;
-        if (!o->quiet && (steps_window >= o->log_every || last || tty)) {
+        if (!quiet && (steps_window >= o->log_every || last || tty)) {
             double elapsed = t - t_start, rate = tokens_window / fmax(t - t_window, 1e-9);
             double eta = elapsed / (double)(st.step - start_step) * (o->steps - st.step);
             char el[32], et[32];
@@ -236,15 +270,15 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
             fflush(stdout);
             if (!tty || last) { loss_window = 0; tokens_window = 0; steps_window = 0; t_window = t; }
         }
-        if (eval && o->eval_every > 0 && (st.step % o->eval_every == 0 || last)) {
+        if (lead && eval && o->eval_every > 0 && (st.step % o->eval_every == 0 || last)) {
             char metrics[1024] = "{}";
-            if (tty && !o->quiet) printf("\n");
+            if (tty && !quiet) printf("\n");
             if (gopt && (rc = mmm_gpu_optim_download(gopt, NULL, NULL))) break;
             if ((rc = eval(eval_ctx, m, st.step, metrics, sizeof metrics))) break;
             fprintf(log, "{\"step\": %ld, \"eval\": %s}\n", st.step, metrics);
             fflush(log);
         }
-        if ((o->save_every > 0 && st.step % o->save_every == 0) || last) {
+        if (lead && ((o->save_every > 0 && st.step % o->save_every == 0) || last)) {
             double t_save = now();
             trainer_state snap = st;
             snap.seconds += t_save - t_start;
@@ -253,7 +287,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
                 break;
         }
     }
-    fclose(log);
+    if (log) fclose(log);
     if (result) {
         result->step = st.step;
         result->last_loss = last_loss;
@@ -262,7 +296,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
     }
 done:
     mmm_gpu_optim_free(gopt);
-    close(lock_fd);
+    if (lock_fd >= 0) close(lock_fd);
     free(grads); free(adam_m); free(adam_v); free(wgrads); free(order); free(log_path); free(ckpt);
     return rc;
 }
