@@ -54,12 +54,14 @@ static int wait_fd(const mmm_comm *c, int fd, short events, int peer, const char
     return rc < 0 ? mmm_fail(MMM_ERR_IO, "rank %d: poll: %s", c->rank, strerror(errno)) : MMM_OK;
 }
 
-static int send_all(const mmm_comm *c, int fd, const void *buf, size_t n, int peer, const char *what) {
-    const char *p = buf;
+/* All n bytes to (sending) or from fd, each piece once fd is ready. */
+static int transfer(const mmm_comm *c, int fd, void *buf, size_t n, int sending, int peer, const char *what) {
+    char *p = buf;
     while (n > 0) {
-        int rc = wait_fd(c, fd, POLLOUT, peer, what);
+        int rc = wait_fd(c, fd, sending ? POLLOUT : POLLIN, peer, what);
         if (rc) return rc;
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL); /* a closed peer is an error, not SIGPIPE */
+        /* MSG_NOSIGNAL: a closed peer is an error to report, not SIGPIPE */
+        ssize_t k = sending ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0)
             return mmm_fail(MMM_ERR_IO, "rank %d: rank %d is gone (%s) while %s; did it stop?", c->rank, peer,
@@ -69,19 +71,12 @@ static int send_all(const mmm_comm *c, int fd, const void *buf, size_t n, int pe
     return MMM_OK;
 }
 
+static int send_all(const mmm_comm *c, int fd, const void *buf, size_t n, int peer, const char *what) {
+    return transfer(c, fd, (void *)buf, n, 1, peer, what);
+}
+
 static int recv_all(const mmm_comm *c, int fd, void *buf, size_t n, int peer, const char *what) {
-    char *p = buf;
-    while (n > 0) {
-        int rc = wait_fd(c, fd, POLLIN, peer, what);
-        if (rc) return rc;
-        ssize_t k = recv(fd, p, n, 0);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0)
-            return mmm_fail(MMM_ERR_IO, "rank %d: rank %d is gone (%s) while %s; did it stop?", c->rank, peer,
-                            k < 0 ? strerror(errno) : "connection closed", what);
-        p += k, n -= (size_t)k;
-    }
-    return MMM_OK;
+    return transfer(c, fd, buf, n, 0, peer, what);
 }
 
 static int open_socket(const char *addr, int port, int listening, struct addrinfo **ai) {

@@ -47,3 +47,16 @@ fixture *get_fixture(void) {
     return f.ok ? &f : NULL;
 }
 
+
+void fixture_narrow_config(const fixture *f, const char *name, char *path, size_t cap) {
+    snprintf(path, cap, "%s/%s", f->dir, name);
+    FILE *fp = fopen(path, "w");
+    if (!fp) return;
+    fprintf(fp, "{\"force_image_size\": 32, \"max_dynamic_patch\": 4, \"embedding_config\": {\"hidden_size\": 32,"
+                " \"num_hidden_layers\": 1, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 64,"
+                " \"image_size\": 32, \"patch_size\": 4, \"llm_vocab_size\": 384, \"special_token_maps\": {\"<|im_start|>\": 0,"
+                " \"<|im_end|>\": 1, \"<img>\": 2, \"</img>\": 3, \"<IMG_CONTEXT>\": 4}, \"img_context_token_id\": 4},"
+                " \"llm_config\": {\"hidden_size\": 32, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
+                " \"num_key_value_heads\": 2, \"intermediate_size\": 64, \"vocab_size\": 384}}\n");
+    fclose(fp);
+}

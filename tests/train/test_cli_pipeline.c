@@ -14,15 +14,7 @@ TEST(test_cli_pipeline) {
     fixture *f = get_fixture();
     if (!check(f != NULL, "cli pipeline: fixture")) return;
     char cfg[128], cmd[2048];
-    snprintf(cfg, sizeof cfg, "%s/narrow.json", f->dir);
-    FILE *fp = fopen(cfg, "w");
-    fprintf(fp, "{\"force_image_size\": 32, \"max_dynamic_patch\": 4, \"embedding_config\": {\"hidden_size\": 32,"
-                " \"num_hidden_layers\": 1, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 64,"
-                " \"image_size\": 32, \"patch_size\": 4, \"llm_vocab_size\": 384, \"special_token_maps\": {\"<|im_start|>\": 0,"
-                " \"<|im_end|>\": 1, \"<img>\": 2, \"</img>\": 3, \"<IMG_CONTEXT>\": 4}, \"img_context_token_id\": 4},"
-                " \"llm_config\": {\"hidden_size\": 32, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
-                " \"num_key_value_heads\": 2, \"intermediate_size\": 64, \"vocab_size\": 384}}\n");
-    fclose(fp);
+    fixture_narrow_config(f, "narrow.json", cfg, sizeof cfg);
 
     snprintf(cmd, sizeof cmd, "train --config %s --tokenizer %s/tokenizer.json --data %s/train.jsonl --eval %s/test.jsonl "
              "--out %s/cli_teacher --steps 30 --lr 3e-3 --batch-tokens 1024 --eval-every 30 --eval-samples 20",
@@ -107,6 +99,7 @@ TEST(test_cli_pipeline) {
           "cli mmm eval: per-task table, agreement and KL against the teacher");
     snprintf(path, sizeof path, "%s/ev.json", f->dir);
     char json[4096] = "";
+    FILE *fp;
     if ((fp = fopen(path, "r"))) {
         json[fread(json, 1, sizeof json - 1, fp)] = '\0';
         fclose(fp);

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,19 +153,60 @@ static int losses(const char *dir, const char *log, double *loss, int cap) {
 
 static char out[65536];
 
+/* the largest relative gap between two loss curves, over the steps both have */
+static double worst_gap(const double *a, int na, const double *b, int nb) {
+    double worst = 0;
+    for (int i = 0; i < na && i < nb; i++) worst = fmax(worst, fabs(a[i] - b[i]) / fmax(fabs(a[i]), 1e-6));
+    return worst;
+}
+
+/* starts `mmm WHAT ARGS --out DIR` as rank `rank` of 2 through MASTER_PORT port, output to log */
+static pid_t start_rank(const char *bin, const char *what, const char *args, const char *dir, int rank,
+                        const char *port, const char *log) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        char r[8], line[2400];
+        snprintf(r, sizeof r, "%d", rank);
+        setenv("WORLD_SIZE", "2", 1);
+        setenv("RANK", r, 1);
+        setenv("MASTER_PORT", port, 1);
+        snprintf(line, sizeof line, "exec %s %s %s --out %s >%s 2>&1", bin, what, args, dir, log);
+        execl("/bin/sh", "sh", "-c", line, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int exit_code(pid_t pid) {
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+/* `mmm WHAT ARGS --out DIR` on two ranks, as a launcher would start them: rank 1 in the
+ * background, rank 0 through run_mmm (its output in `out`); rank 0's exit status */
+static int two_ranks(const char *bin, const char *what, const char *args, const char *dir, int *rank1_exit) {
+    char port[16], cmd[2400];
+    snprintf(port, sizeof port, "%d", free_port());
+    pid_t p1 = start_rank(bin, what, args, dir, 1, port, "/dev/null");
+    setenv("WORLD_SIZE", "2", 1);
+    setenv("RANK", "0", 1);
+    setenv("MASTER_PORT", port, 1);
+    snprintf(cmd, sizeof cmd, "%s %s --out %s", what, args, dir);
+    int rc = run_mmm(cmd, out, sizeof out);
+    unsetenv("RANK");
+    unsetenv("WORLD_SIZE");
+    unsetenv("MASTER_PORT");
+    *rank1_exit = exit_code(p1);
+    return rc;
+}
+
+
 TEST(train_on_two_ranks_equals_one_process) {
     fixture *f = get_fixture();
     if (!check(f != NULL, "data parallel: fixture")) return;
     char cfg[160], cmd[2048], one[160], two[160];
-    snprintf(cfg, sizeof cfg, "%s/dp.json", f->dir);
-    FILE *fp = fopen(cfg, "w");
-    fprintf(fp, "{\"force_image_size\": 32, \"max_dynamic_patch\": 4, \"embedding_config\": {\"hidden_size\": 32,"
-                " \"num_hidden_layers\": 1, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"intermediate_size\": 64,"
-                " \"image_size\": 32, \"patch_size\": 4, \"llm_vocab_size\": 384, \"special_token_maps\": {\"<|im_start|>\": 0,"
-                " \"<|im_end|>\": 1, \"<img>\": 2, \"</img>\": 3, \"<IMG_CONTEXT>\": 4}, \"img_context_token_id\": 4},"
-                " \"llm_config\": {\"hidden_size\": 32, \"num_hidden_layers\": 2, \"num_attention_heads\": 4,"
-                " \"num_key_value_heads\": 2, \"intermediate_size\": 64, \"vocab_size\": 384}}\n");
-    fclose(fp);
+    fixture_narrow_config(f, "dp.json", cfg, sizeof cfg);
     snprintf(one, sizeof one, "%s/dp_one", f->dir);
     snprintf(two, sizeof two, "%s/dp_two", f->dir);
     const char *bin = getenv("MMM_BIN") ? getenv("MMM_BIN") : "build/mmm";
@@ -175,33 +217,13 @@ TEST(train_on_two_ranks_equals_one_process) {
     int rc = run_mmm(cmd, out, sizeof out);
     check(rc == 0, "data parallel: one process, 4 micro-batches a step%s", rc ? out : "");
 
-    /* rank 1 in the background, rank 0 through run_mmm, as a launcher would start them */
-    char port[16];
-    snprintf(port, sizeof port, "%d", free_port());
-    setenv("WORLD_SIZE", "2", 1);
-    setenv("MASTER_PORT", port, 1);
-    pid_t pid = fork();
-    if (pid == 0) {
-        setenv("RANK", "1", 1);
-        char line[2048];
-        snprintf(line, sizeof line, "exec %s train %s --out %s >/dev/null 2>&1", bin, args, two);
-        execl("/bin/sh", "sh", "-c", line, (char *)NULL);
-        _exit(127);
-    }
-    setenv("RANK", "0", 1);
-    snprintf(cmd, sizeof cmd, "train %s --out %s", args, two);
-    rc = run_mmm(cmd, out, sizeof out);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    unsetenv("RANK");
-    unsetenv("WORLD_SIZE");
-    unsetenv("MASTER_PORT");
-    check(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, "(shared by the ranks)"),
-          "data parallel: two ranks, two micro-batches each (rank 1 exit %d)%s", WIFEXITED(st) ? WEXITSTATUS(st) : -1,
-          rc ? out : "");
-    double a[16], b[16], worst = 0;
+    int r1;
+    rc = two_ranks(bin, "train", args, two, &r1);
+    check(rc == 0 && r1 == 0 && strstr(out, "(shared by the ranks)"),
+          "data parallel: two ranks, two micro-batches each (rank 1 exit %d)%s", r1, rc ? out : "");
+    double a[16], b[16];
     int na = losses(one, "train_log.jsonl", a, 16), nb = losses(two, "train_log.jsonl", b, 16);
-    for (int i = 0; i < na && i < nb; i++) worst = fmax(worst, fabs(a[i] - b[i]) / fmax(fabs(a[i]), 1e-6));
+    double worst = worst_gap(a, na, b, nb);
     /* the same batches; the gradient sums differ by the order of additions, (g0 + g1) + (g2 + g3)
      * against ((g0 + g1) + g2) + g3 (docs/design.md §11) */
     check(na == 12 && nb == 12 && worst < 1e-4,
@@ -218,8 +240,7 @@ TEST(train_on_two_ranks_equals_one_process) {
         out[got] = '\0';
         int mst = p ? pclose(p) : -1;
         nb = losses(mpi, "train_log.jsonl", b, 16);
-        worst = 0;
-        for (int i = 0; i < na && i < nb; i++) worst = fmax(worst, fabs(a[i] - b[i]) / fmax(fabs(a[i]), 1e-6));
+        worst = worst_gap(a, na, b, nb);
         check(mst == 0 && nb == 12 && worst < 1e-4,
               "data parallel: mpirun -np 2 trains as one process does (worst %.1e relative)%s", worst, mst ? out : "");
     } else {
@@ -232,36 +253,64 @@ TEST(train_on_two_ranks_equals_one_process) {
     snprintf(cmd, sizeof cmd, "distill %s --out %s_distill", args, one);
     rc = run_mmm(cmd, out, sizeof out);
     check(rc == 0, "data parallel: distillation in one process%s", rc ? out : "");
-    snprintf(port, sizeof port, "%d", free_port());
-    setenv("WORLD_SIZE", "2", 1);
-    setenv("MASTER_PORT", port, 1);
-    if ((pid = fork()) == 0) {
-        setenv("RANK", "1", 1);
-        char line[2048];
-        snprintf(line, sizeof line, "exec %s distill %s --out %s_distill >/dev/null 2>&1", bin, args, two);
-        execl("/bin/sh", "sh", "-c", line, (char *)NULL);
-        _exit(127);
-    }
-    setenv("RANK", "0", 1);
-    snprintf(cmd, sizeof cmd, "distill %s --out %s_distill", args, two);
-    rc = run_mmm(cmd, out, sizeof out);
-    waitpid(pid, &st, 0);
-    unsetenv("RANK");
-    unsetenv("WORLD_SIZE");
-    unsetenv("MASTER_PORT");
-    check(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && strstr(out, "shared by the ranks") &&
-              strstr(out, "2 attention layers) written"),
-          "data parallel: distillation on two ranks, every stage (rank 1 exit %d)%s", WIFEXITED(st) ? WEXITSTATUS(st) : -1,
-          rc ? out : "");
+    char distilled[200];
+    snprintf(distilled, sizeof distilled, "%s_distill", two);
+    rc = two_ranks(bin, "distill", args, distilled, &r1);
+    check(rc == 0 && r1 == 0 && strstr(out, "shared by the ranks") && strstr(out, "2 attention layers) written"),
+          "data parallel: distillation on two ranks, every stage (rank 1 exit %d)%s", r1, rc ? out : "");
     static const char *const stage_logs[] = {"stage1/stage1_log.jsonl", "stage2/stage2_log.jsonl", "stage3/stage3_log.jsonl"};
     for (int k = 0; k < 3; k++) {
         char d1[200], d2[200];
         snprintf(d1, sizeof d1, "%s_distill", one);
         snprintf(d2, sizeof d2, "%s_distill", two);
         na = losses(d1, stage_logs[k], a, 16), nb = losses(d2, stage_logs[k], b, 16);
-        worst = 0;
-        for (int i = 0; i < na && i < nb; i++) worst = fmax(worst, fabs(a[i] - b[i]) / fmax(fabs(a[i]), 1e-6));
+        worst = worst_gap(a, na, b, nb);
         check(na == (k < 2 ? 3 : 4) && nb == na && worst < 1e-4,
               "data parallel: stage %d's loss curve on two ranks equals one process's (worst %.1e relative)", k + 1, worst);
     }
+}
+
+TEST(train_ranks_resume_after_one_is_killed) {
+    fixture *f = get_fixture();
+    if (!check(f != NULL, "data parallel kill: fixture")) return;
+    const char *bin = getenv("MMM_BIN") ? getenv("MMM_BIN") : "build/mmm";
+    char args[1024], cfg[160], one[160], two[160], cmd[2048], log0[200], log1[200], port[16];
+    fixture_narrow_config(f, "dp.json", cfg, sizeof cfg);
+    snprintf(args, sizeof args, "--config %s --tokenizer %s/tokenizer.json --data %s/train.jsonl --steps 40 "
+             "--accum 2 --lr 3e-3 --batch-tokens 512 --save-every 4 -t 1", cfg, f->dir, f->dir);
+    snprintf(one, sizeof one, "%s/dpk_one", f->dir);
+    snprintf(two, sizeof two, "%s/dpk_two", f->dir);
+    snprintf(log0, sizeof log0, "%s/dpk_rank0.txt", f->dir);
+    snprintf(log1, sizeof log1, "%s/dpk_rank1.txt", f->dir);
+    snprintf(cmd, sizeof cmd, "train %s --out %s", args, one);
+    if (!check(run_mmm(cmd, out, sizeof out) == 0, "data parallel kill: one process, 40 steps")) return;
+
+    /* rank 1 is killed once rank 0 has logged step 6; rank 0 stops, naming it */
+    snprintf(port, sizeof port, "%d", free_port());
+    pid_t p0 = start_rank(bin, "train", args, two, 0, port, log0), p1 = start_rank(bin, "train", args, two, 1, port, log1);
+    double l[64];
+    for (int waited = 0; waited < 6000 && losses(two, "train_log.jsonl", l, 64) < 6; waited++) usleep(5000);
+    kill(p1, SIGKILL);
+    int c1 = exit_code(p1), c0 = exit_code(p0);
+    char *said = NULL;
+    mmm_read_text_file(log0, 1 << 16, &said, NULL);
+    int stopped_at = losses(two, "train_log.jsonl", l, 64);
+    check(c1 == 128 + SIGKILL && c0 == 1 && said && strstr(said, "rank 1 is gone") && stopped_at < 40,
+          "data parallel kill: rank 1 killed at step %d, rank 0 stops at once naming it (exit %d: %s)", stopped_at, c0,
+          said ? strtok(said, "\n") : "");
+    free(said);
+
+    /* both again: they resume from the last checkpoint and end where one process ends */
+    snprintf(port, sizeof port, "%d", free_port());
+    p0 = start_rank(bin, "train", args, two, 0, port, log0);
+    p1 = start_rank(bin, "train", args, two, 1, port, log1);
+    c0 = exit_code(p0), c1 = exit_code(p1);
+    said = NULL;
+    mmm_read_text_file(log0, 1 << 16, &said, NULL);
+    double a[64], b[64];
+    int na = losses(one, "train_log.jsonl", a, 64), nb = losses(two, "train_log.jsonl", b, 64);
+    double worst = worst_gap(a, na, b, nb);
+    check(c0 == 0 && c1 == 0 && said && strstr(said, "resuming from") && na == 40 && nb == 40 && worst < 1e-4,
+          "data parallel kill: the ranks resume and their 40 steps equal one process's (worst %.1e relative)", worst);
+    free(said);
 }
