@@ -2,6 +2,7 @@
 #ifndef MMM_H
 #define MMM_H
 
+#include "mmm/comm.h"
 #include "mmm/config.h"
 #include "mmm/cuda.h"
 #include "mmm/cuda_model.h"
@@ -20,6 +21,7 @@
 #include "mmm/optim.h"
 #include "mmm/path.h"
 #include "mmm/plot.h"
+#include "mmm/pool.h"
 #include "mmm/quant.h"
 #include "mmm/rng.h"
 #include "mmm/safetensors.h"
