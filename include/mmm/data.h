@@ -134,6 +134,9 @@ int mmm_batch_plan(int *order, int *end, int n, const mmm_dataset *d, int window
  * the batch (loading and tiling its images). Advances *pos. */
 int mmm_batch_make(mmm_batch *b, const mmm_dataset *d, const int *order, int n_order, int *pos,
                    int budget_tokens, const mmm_config *cfg);
+/* Advances *pos past the batch mmm_batch_make would build there, building nothing (another
+ * rank's micro-batch, docs/design.md §11). */
+int mmm_batch_skip(const mmm_dataset *d, const int *order, int n_order, int *pos, int budget_tokens);
 void mmm_batch_free(mmm_batch *b);
 /* Training-time augmentation: mirrors left-right, with probability hflip, each image of the batch
  * that is a single tile (a multi-tile image is left alone: mirroring it would move the content of

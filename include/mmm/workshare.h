@@ -43,9 +43,9 @@ void mmm_ws_reset(mmm_ws_team *t);
 
 /* Runs items [0, n) of the cursor's next stage, as many as this thread claims (its home range,
  * then what is left of the others'), calling fn(ctx, item, tls) for each (tls: the calling
- * thread's own scratch), then waits until all n are done (spinning briefly, then yielding the core, the time yielded added to the team's
- * yielded_ns: a sign that a thread holding an item was descheduled). Every thread of the team
- * makes the same sequence of calls. */
+ * thread's own scratch), then waits until all n are done (spinning briefly, then yielding the
+ * core, the time yielded added to the team's yielded_ns: a sign that a thread holding an item was
+ * descheduled). Every thread of the team makes the same sequence of calls. */
 void mmm_ws_for(mmm_ws_cursor *c, int n, void (*fn)(void *ctx, int item, void *tls), void *ctx, void *tls);
 
 #endif

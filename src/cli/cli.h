@@ -55,6 +55,14 @@ int cli_parse_threads(const char *cmd, const char *value);
     "  --max-image-pixels N  refuse an image of more than N pixels before decoding it (default\n" \
     "                     16777216 = 4096x4096; decoding takes up to ~12 bytes a pixel)\n"
 
+/* --help's paragraph on training as several processes (mmm train, mmm distill) */
+#define CLI_RANKS_HELP(cmd) \
+    "Several processes (CPU): started by torchrun, mpirun or srun (RANK and WORLD_SIZE, or Open\n" \
+    "MPI's and Slurm's own; rank 0 at MASTER_ADDR:MASTER_PORT, default 127.0.0.1:29500), the\n" \
+    "ranks share each step's --accum micro-batches and take the same steps; rank 0 writes DIR,\n" \
+    "which every rank must see (docs/design.md §11). On one host, for instance:\n" \
+    "  mpirun -np 2 -x MASTER_PORT=29501 mmm " cmd " ... -t 1\n\n"
+
 /* Copies the tokenizer files (tokenizer.json, tokenizer.model) that from_dir has into to_dir,
  * so that a model made from another keeps its tokenizer. */
 int cli_copy_tokenizer(const char *from_dir, const char *to_dir);

@@ -73,11 +73,7 @@ static void usage(FILE *f) {
           "                          internlm2-chat)\n"
           "  --save-dtype T          dtype of the final student's weights in DIR (default: the\n"
           "                          teacher's); the stages and checkpoints stay f32 for resuming\n\n"
-          "Several processes (CPU): started by torchrun, mpirun or srun (RANK and WORLD_SIZE, or Open\n"
-          "MPI's and Slurm's own; rank 0 at MASTER_ADDR:MASTER_PORT, default 127.0.0.1:29500), the\n"
-          "ranks share each step's --accum micro-batches and take the same steps; rank 0 writes DIR,\n"
-          "which every rank must see (docs/design.md §11). On one host, for instance:\n"
-          "  mpirun -np 2 -x MASTER_PORT=29501 mmm distill ... -t 1\n\n"
+          CLI_RANKS_HELP("distill")
           "example: mmm distill --teacher runs/teacher --data runs/fmnist/train.jsonl \\\n"
           "             --eval runs/fmnist/test.jsonl --out runs/hybrid --hybrid every:4\n", f);
 }

@@ -68,11 +68,7 @@ static void usage(FILE *f) {
           "  --save-dtype T      dtype of the final model's weights in DIR (default f32); the\n"
           "                      checkpoints stay f32 for resuming. A config with mamba2 layers\n"
           "                      gives a student whose config.json names upstream mmMamba's classes\n\n"
-          "Several processes (CPU): started by torchrun, mpirun or srun (RANK and WORLD_SIZE, or Open\n"
-          "MPI's and Slurm's own; rank 0 at MASTER_ADDR:MASTER_PORT, default 127.0.0.1:29500), the\n"
-          "ranks share each step's --accum micro-batches and take the same steps; rank 0 writes DIR,\n"
-          "which every rank must see (docs/design.md §11). On one host, for instance:\n"
-          "  mpirun -np 2 -x MASTER_PORT=29501 mmm train ... -t 1\n\n"
+          CLI_RANKS_HELP("train")
           "example: mmm train --config configs/teacher-fmnist.json --tokenizer runs/tok.json \\\n"
           "             --data runs/fmnist/train.jsonl --eval runs/fmnist/test.jsonl --out runs/teacher\n", f);
 }

@@ -46,7 +46,7 @@ static double now_s(void) {
 /* Waits until fd is ready for events, up to the comm's timeout. */
 static int wait_fd(const mmm_comm *c, int fd, short events, int peer, const char *what) {
     struct pollfd p = {fd, events, 0};
-    int ms = (int)(c->timeout_s * 1000), rc;
+    int ms = c->timeout_s * 1000 < 2e9 ? (int)(c->timeout_s * 1000) : 2000000000, rc; /* poll takes an int */
     while ((rc = poll(&p, 1, ms)) < 0 && errno == EINTR) {}
     if (rc == 0)
         return mmm_fail(MMM_ERR_IO, "rank %d: rank %d sent nothing for %g s while %s (MMM_COMM_TIMEOUT); "
@@ -108,7 +108,8 @@ static int accept_ranks(mmm_comm *c, const char *addr, int port, uint64_t fp) {
     double until = now_s() + c->timeout_s;
     for (int joined = 1; joined < c->size && !rc;) {
         struct pollfd p = {ls, POLLIN, 0};
-        int left = (int)((until - now_s()) * 1000);
+        double left_ms = (until - now_s()) * 1000;
+        int left = left_ms < 2e9 ? (int)left_ms : 2000000000;
         if (left <= 0 || poll(&p, 1, left) == 0) {
             rc = mmm_fail(MMM_ERR_IO, "rank 0: %d of %d ranks joined in %g s on port %d; are the others "
                           "running, with the same MASTER_ADDR and MASTER_PORT?", joined, c->size, c->timeout_s, port);

@@ -129,18 +129,33 @@ void mmm_batch_free(mmm_batch *b) {
     memset(b, 0, sizeof *b);
 }
 
+/* The samples the batch at pos takes, its longest sequence and its tiles. */
+static int batch_members(const mmm_dataset *d, const int *order, int n_order, int pos, int budget_tokens, int *T,
+                         int *tiles) {
+    int count = 0;
+    *T = 0, *tiles = 0;
+    while (pos + count < n_order) {
+        const mmm_sample *s = &d->samples[order[pos + count]];
+        if (!batch_takes(count, *T, s->n, budget_tokens)) break;
+        if (s->n > *T) *T = s->n;
+        *tiles += s->n_tiles;
+        count++;
+    }
+    return count;
+}
+
+int mmm_batch_skip(const mmm_dataset *d, const int *order, int n_order, int *pos, int budget_tokens) {
+    if (*pos >= n_order) return mmm_fail(MMM_ERR_ARG, "batch: the epoch has no samples left");
+    int T, tiles;
+    *pos += batch_members(d, order, n_order, *pos, budget_tokens, &T, &tiles);
+    return MMM_OK;
+}
+
 int mmm_batch_make(mmm_batch *b, const mmm_dataset *d, const int *order, int n_order, int *pos,
                    int budget_tokens, const mmm_config *cfg) {
     memset(b, 0, sizeof *b);
     if (*pos >= n_order) return mmm_fail(MMM_ERR_ARG, "batch: the epoch has no samples left");
-    int count = 0, T = 0, tiles = 0;
-    while (*pos + count < n_order) {
-        const mmm_sample *s = &d->samples[order[*pos + count]];
-        if (!batch_takes(count, T, s->n, budget_tokens)) break;
-        if (s->n > T) T = s->n;
-        tiles += s->n_tiles;
-        count++;
-    }
+    int T, tiles, count = batch_members(d, order, n_order, *pos, budget_tokens, &T, &tiles);
     b->B = count;
     b->T = T;
     b->ids = calloc((size_t)count * T, sizeof *b->ids);

@@ -161,7 +161,7 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
          * buffer (the first into grads), summed in micro-batch order: deterministic for a given
          * number of workers. Single-threaded ops run without OpenMP barriers, which keeps small
          * models fast (and robust when other processes share the cores). The other ranks'
-         * micro-batches are made and dropped, which moves the data position as theirs do. */
+         * micro-batches are skipped, which moves the data position as theirs do. */
         for (int mb = 0; mb < o->accum && !rc;) {
             int theirs = mb < mine0 || mb >= mine1, nw = theirs ? 1 : mine1 - mb < workers ? mine1 - mb : workers;
             for (int w = 0; w < nw && !rc; w++) {
@@ -171,7 +171,12 @@ int mmm_train_run(mmm_model *m, const mmm_train_range *trainable, const mmm_data
                     mmm_epoch_order(order, data->n, st.seed, st.epoch);
                     rc = mmm_batch_plan(order, batch_end, data->n, data, BUCKET_WINDOW, o->batch_tokens, st.seed, st.epoch);
                 }
-                if (!rc) rc = mmm_batch_make(&batch[w], data, order, batch_end[st.position], &st.position, o->batch_tokens, &m->cfg);
+                if (rc) break;
+                if (theirs) { /* the flips depend on the sample, not on a draw: nothing else moves */
+                    rc = mmm_batch_skip(data, order, batch_end[st.position], &st.position, o->batch_tokens);
+                    break;
+                }
+                rc = mmm_batch_make(&batch[w], data, order, batch_end[st.position], &st.position, o->batch_tokens, &m->cfg);
                 if (!rc) mmm_batch_hflip(&batch[w], data, &m->cfg, o->hflip, st.seed * 0xD1B54A32D192ED03ull + (uint64_t)st.epoch);
                 made = w + 1;
             }

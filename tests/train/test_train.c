@@ -162,8 +162,10 @@ TEST(train_dataset_loading_and_bad_lines) {
             hi = len > hi ? len : hi;
         }
         mmm_batch b;
+        int skipped = at; /* skipping a batch (another rank's) moves the position as making it does */
+        plan_ok &= mmm_batch_skip(&d, order, end[at], &skipped, 600) == MMM_OK;
         if (mmm_batch_make(&b, &d, order, end[at], &pos, 600, &f->cfg)) { plan_ok = 0; break; }
-        plan_ok &= pos == end[at] && ((long)b.B * b.T <= 600 || b.B == 1); /* the batch is exactly the planned one */
+        plan_ok &= pos == end[at] && skipped == pos && ((long)b.B * b.T <= 600 || b.B == 1); /* the planned batch */
         for (int i = 0; i < b.B; i++) seen[b.members[i]]++;
         if (at % window && lo < prev_len) descents++; /* a shorter batch after a longer one in a window */
         prev_len = hi;
@@ -172,7 +174,9 @@ TEST(train_dataset_loading_and_bad_lines) {
     }
     once = 1;
     for (int i = 0; i < d.n; i++) once &= seen[i] == 1;
-    check(plan_ok && once, "batch plan: %d planned batches within windows of %d cover every sample once", n_batches, window);
+    check(plan_ok && once, "batch plan: %d planned batches within windows of %d cover every sample once (skipping "
+          "one moves as far as making it)", n_batches, window);
+    check(mmm_batch_skip(&d, order, d.n, &pos, 600) == MMM_ERR_ARG, "batch skip: nothing left is an error");
     check(descents > 0, "batch plan: batches of a window come shuffled, not shortest first (%d descents)", descents);
     free(end); free(end2);
     free(order); free(order2); free(seen);
